@@ -1,0 +1,370 @@
+"""One actor per live build: the only writer of that build's state.
+
+The actor drains its inbox one command at a time. For each it applies the domain
+function, commits the resulting change set (group-committed with other actors'
+writes), and only after the commit answers the caller, pushes stops and assignments
+to agents and tells watchers. If a commit fails the build is reloaded from the store
+(the source of truth) and the caller gets the error."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from buildcontrol_server import metrics
+from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.config import Settings
+from buildcontrol_server.domain import lifecycle
+from buildcontrol_server.domain.errors import DomainError, Unavailable
+from buildcontrol_server.domain.events import (
+    AssignCommand,
+    AssignedStep,
+    BuildChangedEvent,
+    CancelAcceptedEvent,
+    CancelEvent,
+    CancelFinishedEvent,
+    JobAcceptedReport,
+    JobChangedEvent,
+    JobFinishedReport,
+    JobResult,
+    JobStoppedReport,
+    StepChangedEvent,
+    StepFinishedReport,
+    StepStartedReport,
+    WatchChange,
+)
+from buildcontrol_server.domain.lifecycle import Effects
+from buildcontrol_server.domain.model import Build, Job
+from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
+from buildcontrol_server.store.base import BuildStore
+
+log = logging.getLogger(__name__)
+
+
+class JobQueue(Protocol):
+    def enqueue(self, jobs: list[Job]) -> None: ...
+    def drop_build(self, build_id: str) -> None: ...
+
+
+@dataclass
+class ActorContext:
+    """What every actor shares."""
+
+    store: BuildStore
+    hub: AgentHub
+    scheduler: JobQueue
+    settings: Settings
+    on_retire: Callable[[BuildActor], None]
+    clock: Callable[[], float] = time.time
+
+
+class ActorRetired(Exception):
+    """The build became terminal and its actor is gone: read it from the store."""
+
+
+def assignment_of(job: Job) -> AssignCommand:
+    return AssignCommand(
+        build_id=job.build_id,
+        job_id=job.job_id,
+        name=job.name,
+        steps=tuple(AssignedStep(s.index, s.name, s.command) for s in job.steps),
+        env=dict(job.env),
+    )
+
+
+def job_result(job: Job) -> JobResult:
+    return JobResult(job.build_id, job.job_id, job.status, job.outcome)
+
+
+def finished_event(build: Build) -> CancelFinishedEvent:
+    return CancelFinishedEvent(
+        build.build_id, build.status, build.cancel, tuple(job_result(j) for j in build.jobs())
+    )
+
+
+class BuildActor:
+    def __init__(self, build: Build, context: ActorContext) -> None:
+        self.build = build
+        self._ctx = context
+        self._inbox: asyncio.Queue[cmd.Command] = asyncio.Queue()
+        self._closed = False
+        self._cancel_listeners: list[asyncio.Queue[CancelEvent | None]] = []
+        self._watchers: list[asyncio.Queue[WatchChange | None]] = []
+        self._deadline: asyncio.TimerHandle | None = None
+        self._cancel_received_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def build_id(self) -> str:
+        return self.build.build_id
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"build-actor-{self.build_id}")
+
+    def tell(self, command: cmd.Command) -> None:
+        if self._closed:
+            command.reply.set_exception(ActorRetired(self.build_id))
+            return
+        self._inbox.put_nowait(command)
+
+    async def ask(self, command: cmd.Command) -> Any:
+        self.tell(command)
+        return await command.reply
+
+    def depth(self) -> int:
+        return self._inbox.qsize()
+
+    async def join(self) -> None:
+        if self._task is not None:
+            await self._task
+
+    # ---- the loop ----
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                command = await self._inbox.get()
+                if isinstance(command, cmd.Shutdown):
+                    command.reply.set_result(None)
+                    return
+                await self._handle(command)
+                if self.build.terminal and self._inbox.empty():
+                    return
+        finally:
+            self._closed = True
+            if self._deadline is not None:
+                self._deadline.cancel()
+            while not self._inbox.empty():  # only after a crash of the loop itself
+                left = self._inbox.get_nowait()
+                if not left.reply.done():
+                    left.reply.set_exception(ActorRetired(self.build_id))
+            for listener in self._watchers:
+                listener.put_nowait(None)
+            for cancel_listener in self._cancel_listeners:
+                cancel_listener.put_nowait(None)
+            self._ctx.on_retire(self)
+
+    async def _handle(self, command: cmd.Command) -> None:
+        try:
+            result = await self._dispatch(command)
+        except (DomainError, IllegalTransition, ActorRetired) as error:
+            log.debug("build %s: %s refused: %s", self.build_id, type(command).__name__, error)
+            if isinstance(error, IllegalTransition):
+                metrics.TRANSITIONS_REJECTED.labels(entity=error.entity.split(" ")[0]).inc()
+            if not command.reply.done():
+                command.reply.set_exception(error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("build %s: %s failed", self.build_id, type(command).__name__)
+            if not command.reply.done():
+                command.reply.set_exception(error)
+        else:
+            if not command.reply.done():
+                command.reply.set_result(result)
+
+    async def _dispatch(self, command: cmd.Command) -> Any:
+        now = self._ctx.clock()
+        match command:
+            case cmd.Render(render=render):
+                return render(self.build)
+            case cmd.Watch(render=render, listener=listener):
+                self._watchers.append(listener)
+                return render(self.build)
+            case cmd.Unsubscribe(listener=listener):
+                self._watchers = [q for q in self._watchers if q is not listener]
+                self._cancel_listeners = [q for q in self._cancel_listeners if q is not listener]
+                return None
+            case cmd.Assign(job_id=job_id, agent_id=agent_id):
+                return await self._assign(job_id, agent_id, now)
+            case cmd.Report(agent_id=agent_id, report=report):
+                await self._persist(self._apply_report(agent_id, report, now))
+                return None
+            case cmd.Cancel():
+                return await self._cancel(command, now)
+            case cmd.StopDeadlinePassed():
+                fx = lifecycle.stop_deadline_passed(self.build, now)
+                expired = sum(1 for j in fx.finished_jobs if j.outcome is not None)
+                metrics.STOP_DEADLINES_EXPIRED.inc(expired)
+                await self._persist(fx)
+                return None
+            case cmd.AgentReconnected(agent_id=agent_id, running=running):
+                await self._agent_reconnected(agent_id, running, now)
+                return None
+            case cmd.AgentLost(agent_id=agent_id):
+                await self._persist(lifecycle.agent_lost(self.build, agent_id, frozenset(), now))
+                return None
+        raise TypeError(f"unknown command {command!r}")
+
+    # ---- handlers ----
+
+    async def _assign(self, job_id: str, agent_id: str, now: float) -> bool:
+        try:
+            fx = lifecycle.assign_job(self.build, job_id, agent_id, now)
+            await self._persist(fx)
+        except DomainError:
+            self._ctx.hub.release(agent_id, job_id)
+            return False
+        job = self.build.job(job_id)
+        session = self._ctx.hub.session(agent_id)
+        if job is not None and session is not None:
+            session.send(assignment_of(job))
+        return True
+
+    def _apply_report(self, agent_id: str, report: object, now: float) -> Effects:
+        build = self.build
+        match report:
+            case JobAcceptedReport(job_id=job_id):
+                return lifecycle.job_accepted(build, job_id, agent_id, now)
+            case StepStartedReport(job_id=job_id, step_index=index):
+                return lifecycle.step_started(build, job_id, agent_id, index, now)
+            case StepFinishedReport(job_id=job_id, step_index=index, exit_code=code):
+                return lifecycle.step_finished(build, job_id, agent_id, index, code, now)
+            case JobFinishedReport(job_id=job_id, succeeded=ok, exit_code=code):
+                return lifecycle.job_finished(build, job_id, agent_id, ok, code, now)
+            case JobStoppedReport(job_id=job_id, outcome=outcome, exit_code=code):
+                return lifecycle.job_stopped(build, job_id, agent_id, outcome, code, now)
+        raise TypeError(f"unknown report {report!r}")
+
+    async def _cancel(self, command: cmd.Cancel, now: float) -> CancelEvent:
+        build = self.build
+        if build.status is BuildStatus.CANCELED:
+            metrics.CANCELS.labels(result="already_canceled").inc()
+            command.listener.put_nowait(None)
+            return finished_event(build)
+        fx = lifecycle.cancel(build, command.info, self._ctx.settings.stop_ack_timeout, now)
+        if fx.duplicate:
+            metrics.CANCELS.labels(result="joined").inc()
+            self._cancel_listeners.append(command.listener)
+        else:
+            self._cancel_received_at = command.received_at
+            await self._persist(fx, before_effects=lambda: self._accepted(command))
+        assert build.cancel is not None
+        stopping = sum(1 for job in build.jobs() if job.status is JobStatus.STOPPING)
+        return CancelAcceptedEvent(build.build_id, build.status, build.cancel, stopping)
+
+    def _accepted(self, command: cmd.Cancel) -> None:
+        """CANCELING is committed: from here the cancel survives a crash."""
+        metrics.CANCELS.labels(result="accepted").inc()
+        metrics.CANCEL_ACCEPTED_SECONDS.observe(time.perf_counter() - command.received_at)
+        # Listen before the effects run: jobs that never started end in this same turn.
+        self._cancel_listeners.append(command.listener)
+
+    async def _agent_reconnected(self, agent_id: str, running: frozenset[str], now: float) -> None:
+        assigned = {
+            job.job_id
+            for job in self.build.jobs()
+            if job.agent_id == agent_id and job.status is JobStatus.ASSIGNED
+        }
+        fx = lifecycle.agent_lost(self.build, agent_id, running | assigned, now)
+        await self._persist(fx)
+        session = self._ctx.hub.session(agent_id)
+        if session is None:
+            return
+        for job in self.build.jobs():
+            if job.job_id in assigned - running and job.status is JobStatus.ASSIGNED:
+                session.send(assignment_of(job))  # the first AssignJob may have been lost
+        for stop in lifecycle.pending_stops(
+            self.build, agent_id, self._ctx.settings.stop_ack_timeout, now
+        ):
+            session.send(stop)
+            metrics.STOPS_RESENT.inc()
+
+    # ---- commit, then act ----
+
+    async def _persist(self, fx: Effects, before_effects: Callable[[], None] | None = None) -> None:
+        if not fx.changes.empty:
+            try:
+                await self._ctx.store.commit(fx.changes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                await self._reload()
+                if isinstance(error, DomainError):
+                    raise
+                log.exception("build %s: commit failed", self.build_id)
+                raise Unavailable("the store could not save the change; try again") from error
+        if before_effects is not None:
+            before_effects()
+        self._act(fx)
+
+    async def _reload(self) -> None:
+        stored = await self._ctx.store.get_build(self.build_id)
+        if stored is not None:
+            self.build = stored
+
+    def _act(self, fx: Effects) -> None:
+        hub = self._ctx.hub
+        for stop in fx.stops:
+            session = hub.session(stop.agent_id)
+            if session is not None:
+                session.send(stop)
+                metrics.STOPS_SENT.inc()
+        if fx.stops:
+            self._arm_deadline(max(stop.deadline for stop in fx.stops))
+        if fx.ready:
+            self._ctx.scheduler.enqueue(fx.ready)
+        for agent_id, job_id in fx.released:
+            hub.release(agent_id, job_id)
+        self._tell_watchers(fx)
+        for job in fx.finished_jobs:
+            if job.outcome is not None:
+                metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
+        if self._cancel_listeners:
+            for job in fx.finished_jobs:
+                for listener in self._cancel_listeners:
+                    listener.put_nowait(job_result(job))
+        if self.build.terminal:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._ctx.scheduler.drop_build(self.build_id)
+        if self.build.status is BuildStatus.CANCELED and self._cancel_received_at is not None:
+            metrics.CANCEL_TERMINAL_SECONDS.observe(time.perf_counter() - self._cancel_received_at)
+        final = finished_event(self.build)
+        for listener in self._cancel_listeners:
+            listener.put_nowait(final)
+            listener.put_nowait(None)
+        self._cancel_listeners.clear()
+
+    def _arm_deadline(self, deadline: float) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        delay = max(0.0, deadline - self._ctx.clock())
+        self._deadline = asyncio.get_running_loop().call_later(
+            delay, self.tell, cmd.StopDeadlinePassed()
+        )
+
+    def arm_recovered_cancel(self) -> None:
+        """A CANCELING build loaded at start: its stops get a fresh deadline."""
+        cancel = self.build.cancel
+        grace = 0.0 if cancel is None or cancel.force else cancel.grace_period
+        self._arm_deadline(self._ctx.clock() + grace + self._ctx.settings.stop_ack_timeout)
+
+    def _tell_watchers(self, fx: Effects) -> None:
+        if not self._watchers:
+            return
+        # Steps, then jobs, then the build: a watcher sees the build's terminal status last.
+        changes: list[WatchChange] = [
+            StepChangedEvent(self.build_id, step.job_id, step.index, step.status, step.exit_code)
+            for step, _ in fx.changes.steps.values()
+        ]
+        changes += [
+            JobChangedEvent(job.build_id, job.job_id, job.status, job.outcome, job.agent_id)
+            for job, _ in fx.changes.jobs.values()
+        ]
+        changes += [
+            BuildChangedEvent(build.build_id, build.status, build.cancel)
+            for build, _ in fx.changes.builds.values()
+        ]
+        for listener in self._watchers:
+            for change in changes:
+                listener.put_nowait(change)

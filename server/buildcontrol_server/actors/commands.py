@@ -1,0 +1,97 @@
+"""What callers ask of a build's actor. Each command carries the future its answer
+goes to; the actor handles commands one at a time, in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from buildcontrol_server.domain.events import AgentReport, CancelEvent, WatchChange
+from buildcontrol_server.domain.model import Build, CancelInfo
+
+
+def _future() -> asyncio.Future[Any]:
+    future = asyncio.get_running_loop().create_future()
+    # Commands that are told, not asked, have nobody awaiting their reply; the actor
+    # logs what went wrong, so an unread error here is not worth asyncio's warning.
+    future.add_done_callback(_mark_read)
+    return future
+
+
+def _mark_read(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass
+class Command:
+    reply: asyncio.Future[Any] = field(default_factory=_future, init=False, repr=False)
+
+
+@dataclass
+class Assign(Command):
+    """The scheduler holds a slot of `agent_id` for `job_id`."""
+
+    job_id: str
+    agent_id: str
+
+
+@dataclass
+class Report(Command):
+    agent_id: str
+    report: AgentReport
+
+
+@dataclass
+class Cancel(Command):
+    info: CancelInfo
+    # Receives the rest of the cancel's events after the reply (None ends them).
+    listener: asyncio.Queue[CancelEvent | None]
+    received_at: float  # perf_counter() when the request arrived
+
+
+@dataclass
+class Render(Command):
+    """Answer `render(build)`, computed inside the actor's turn (a consistent read)."""
+
+    render: Callable[[Build], Any]
+
+
+@dataclass
+class Watch(Command):
+    """Answer `render(build)` and subscribe `listener` to every change after it."""
+
+    render: Callable[[Build], Any]
+    listener: asyncio.Queue[WatchChange | None]
+
+
+@dataclass
+class Unsubscribe(Command):
+    listener: asyncio.Queue[Any]
+
+
+@dataclass
+class StopDeadlinePassed(Command):
+    pass
+
+
+@dataclass
+class AgentReconnected(Command):
+    """`agent_id` connected again, running `running` (job ids) of this build."""
+
+    agent_id: str
+    running: frozenset[str]
+
+
+@dataclass
+class AgentLost(Command):
+    """`agent_id` did not come back within its reconnect window."""
+
+    agent_id: str
+
+
+@dataclass
+class Shutdown(Command):
+    """Finish the commands before this one, then stop (the build stays live on disk)."""

@@ -1,0 +1,210 @@
+"""The operations the RPC layer calls: submit, read, watch and cancel builds, and what
+agents say on their streams. Live builds are answered by their actors, finished ones
+by the store; nothing here knows about gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from buildcontrol_server import metrics
+from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.build_actor import ActorRetired, BuildActor, finished_event
+from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.agents.hub import AgentHub, AgentSession
+from buildcontrol_server.config import Settings
+from buildcontrol_server.domain import submission
+from buildcontrol_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied
+from buildcontrol_server.domain.events import (
+    AgentHello,
+    AgentReport,
+    CancelEvent,
+    WatchChange,
+)
+from buildcontrol_server.domain.lifecycle import StopCommand, ready_jobs
+from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
+from buildcontrol_server.domain.states import BuildStatus
+from buildcontrol_server.store.base import BuildStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BuildControl:
+    def __init__(
+        self,
+        store: BuildStore,
+        registry: Registry,
+        hub: AgentHub,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._hub = hub
+        self._settings = settings
+        self._clock = clock
+
+    # ---- builds ----
+
+    async def submit(self, spec: submission.PipelineSpec, render: Callable[[Build], T]) -> T:
+        build = submission.new_build(spec, self._clock())
+        changes = ChangeSet(new_build=build)
+        await self._store.commit(changes)
+        rendered = render(build)  # before the actor runs: the caller sees it QUEUED
+        actor = self._registry.spawn(build)
+        assert self._registry.context is not None
+        self._registry.context.scheduler.enqueue(ready_jobs(actor.build))
+        return rendered
+
+    async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
+        submission.check_build_id(build_id)
+        actor = self._registry.get(build_id)
+        if actor is not None:
+            try:
+                result: T = await actor.ask(cmd.Render(render=render))
+                return result
+            except ActorRetired:
+                pass
+        return render(await self._stored(build_id))
+
+    async def list(self, limit: int, before: str | None, pipeline: str | None) -> list[Build]:
+        return await self._store.list_builds(limit, before, pipeline)
+
+    async def _stored(self, build_id: str) -> Build:
+        build = await self._store.get_build(build_id)
+        if build is None:
+            raise NotFound(f"build {build_id} does not exist")
+        return build
+
+    async def watch(
+        self, build_id: str, render: Callable[[Build], T]
+    ) -> tuple[T, AsyncIterator[WatchChange]]:
+        """The build now, then its changes until it is terminal."""
+        submission.check_build_id(build_id)
+        actor = self._registry.get(build_id)
+        if actor is not None:
+            listener: asyncio.Queue[WatchChange | None] = asyncio.Queue()
+            try:
+                snapshot: T = await actor.ask(cmd.Watch(render=render, listener=listener))
+                return snapshot, _drain(listener, actor)
+            except ActorRetired:
+                pass
+        return render(await self._stored(build_id)), _nothing()
+
+    async def cancel(
+        self,
+        build_id: str,
+        reason: str,
+        force: bool,
+        grace_period: float | None,
+        requested_by: str,
+    ) -> AsyncIterator[CancelEvent]:
+        """Apply the cancel, then return its events: ACCEPTED (already persisted),
+        one per job as it stops, and the terminal one last. Raises before returning
+        for a bad request, so the caller can answer with an error status."""
+        received_at = time.perf_counter()
+        submission.check_build_id(build_id)
+        submission.check_reason(reason)
+        grace = self._settings.default_grace_period if grace_period is None else grace_period
+        info = CancelInfo(reason, requested_by, force, grace, self._clock())
+        actor = self._registry.get(build_id)
+        if actor is not None:
+            listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
+            try:
+                first: CancelEvent = await actor.ask(
+                    cmd.Cancel(info=info, listener=listener, received_at=received_at)
+                )
+            except ActorRetired:
+                pass
+            except FailedPrecondition:
+                metrics.CANCELS.labels(result="refused").inc()
+                raise
+            else:
+                return _prepend(first, _drain(listener, actor))
+        build = await self._stored(build_id)
+        if build.status is BuildStatus.CANCELED:
+            metrics.CANCELS.labels(result="already_canceled").inc()
+            return _prepend(finished_event(build), _nothing())
+        metrics.CANCELS.labels(result="refused").inc()
+        raise FailedPrecondition(
+            f"build {build_id} already {build.status.value}; only a running or queued build "
+            "can be cancelled"
+        )
+
+    # ---- agents ----
+
+    async def agent_connected(self, session: AgentSession, hello: AgentHello) -> None:
+        """Apply results re-sent from an earlier stream, then reconcile what the agent
+        runs with what the server expects of it."""
+        self._hub.connect(session)
+        for report in hello.earlier_reports:
+            try:
+                await self.agent_report(session.agent_id, report)
+            except (PermissionDenied, NotFound) as error:
+                log.info("agent %s: re-sent report ignored: %s", session.agent_id, error)
+        expected = self._hub.held(session.agent_id)  # job_id → build_id
+        claimed = {claim.job_id: claim.build_id for claim in hello.running}
+        for job_id, build_id in claimed.items():
+            if expected.get(job_id) != build_id:
+                # Unknown, finished, cancelled or someone else's: it must not run.
+                session.send(self._stop_unexpected(build_id, job_id, session.agent_id))
+        replies = []
+        for build_id in set(expected.values()):
+            actor = self._registry.get(build_id)
+            if actor is None:
+                continue
+            running = frozenset(j for j, b in claimed.items() if b == build_id)
+            command = cmd.AgentReconnected(agent_id=session.agent_id, running=running)
+            actor.tell(command)
+            replies.append(command.reply)
+        await asyncio.gather(*replies, return_exceptions=True)
+
+    def _stop_unexpected(self, build_id: str, job_id: str, agent_id: str) -> StopCommand:
+        metrics.STOPS_SENT.inc()
+        return StopCommand(
+            build_id,
+            job_id,
+            agent_id,
+            "the server does not expect this agent to run this job",
+            grace_period=self._settings.default_grace_period,
+            deadline=self._clock()
+            + self._settings.default_grace_period
+            + self._settings.stop_ack_timeout,
+        )
+
+    async def agent_report(self, agent_id: str, report: AgentReport) -> None:
+        actor = self._registry.get(report.build_id)
+        if actor is None:
+            # A finished build (or an unknown one): nothing of it may change any more.
+            log.debug("agent %s reported on a build that is not live: %s", agent_id, report)
+            return
+        try:
+            await actor.ask(cmd.Report(agent_id=agent_id, report=report))
+        except ActorRetired:
+            return
+
+    def agent_disconnected(self, session: AgentSession) -> None:
+        self._hub.disconnect(session)
+
+
+async def _drain(queue: asyncio.Queue[Any], actor: BuildActor) -> AsyncIterator[Any]:
+    try:
+        while (item := await queue.get()) is not None:
+            yield item
+    finally:
+        actor.tell(cmd.Unsubscribe(listener=queue))
+
+
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+async def _nothing() -> AsyncIterator[Any]:
+    return
+    yield

@@ -1,0 +1,84 @@
+"""Hands ready jobs to connected agents: by labels and free slots, oldest job first.
+
+Stages are ordered by the actors (they enqueue a stage's jobs only when the stage
+before it succeeded); the scheduler only matches jobs to agents. It holds a slot on
+the agent before asking the build's actor, so two rounds never give one slot twice;
+the actor releases the slot if the job is no longer ready."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.domain.model import Job
+
+log = logging.getLogger(__name__)
+
+
+class Actor(Protocol):
+    def tell(self, command: cmd.Command) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReadyJob:
+    build_id: str
+    job_id: str
+    labels: dict[str, str]
+
+
+class Scheduler:
+    def __init__(self, hub: AgentHub, actor_of: Callable[[str], Actor | None]) -> None:
+        self._hub = hub
+        self._actor_of = actor_of
+        self._queue: dict[str, ReadyJob] = {}  # insertion order is the queue's order
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            # gather() re-raises only if *this* task is cancelled, not for the child.
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def enqueue(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._queue.setdefault(job.job_id, ReadyJob(job.build_id, job.job_id, job.labels))
+        self._wake.set()
+
+    def drop_build(self, build_id: str) -> None:
+        for job_id in [j for j, ready in self._queue.items() if ready.build_id == build_id]:
+            del self._queue[job_id]
+
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._assign_round()
+
+    def _assign_round(self) -> None:
+        for job_id, ready in list(self._queue.items()):
+            if not self._hub.any_free_slot():
+                return
+            session = self._hub.pick(ready.labels)
+            if session is None:
+                continue
+            actor = self._actor_of(ready.build_id)
+            del self._queue[job_id]
+            if actor is None:
+                continue  # the build ended meanwhile
+            self._hub.hold(session.agent_id, job_id, ready.build_id)
+            actor.tell(cmd.Assign(job_id=job_id, agent_id=session.agent_id))

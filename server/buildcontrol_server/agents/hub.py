@@ -1,0 +1,169 @@
+"""The hub of live agent sessions. Only rpc/ knows a session is a gRPC stream: here a
+session is an outbox of commands and the slots it has free.
+
+The hub also remembers, per agent id, which jobs are on that agent (`held`), across
+reconnects and server restarts (rebuilt from the store on recovery), so it can tell
+the builds when an agent comes back without a job or never comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from buildcontrol_server import metrics
+from buildcontrol_server.domain.events import AssignCommand, DrainCommand
+from buildcontrol_server.domain.lifecycle import StopCommand
+
+log = logging.getLogger(__name__)
+
+Outgoing = AssignCommand | StopCommand | DrainCommand
+
+_session_numbers = itertools.count(1)
+
+
+@dataclass(eq=False)
+class AgentSession:
+    agent_id: str
+    labels: dict[str, str]
+    capacity: int
+    session_id: str = field(default_factory=lambda: f"s{next(_session_numbers)}")
+    outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
+    closed: bool = False
+    # Set by the transport: ends the stream when a newer session replaces this one.
+    on_replaced: Callable[[], object] | None = None
+
+    def send(self, command: Outgoing) -> None:
+        """Queue a command for the stream's writer; never blocks the caller."""
+        if not self.closed:
+            self.outbox.put_nowait(command)
+
+    def close(self) -> None:
+        """End the writer: nothing more is sent on this session."""
+        if not self.closed:
+            self.closed = True
+            self.outbox.put_nowait(None)
+
+    def offers(self, labels: dict[str, str]) -> bool:
+        return all(self.labels.get(key) == value for key, value in labels.items())
+
+
+AgentLostHandler = Callable[[str, dict[str, str]], None]  # (agent_id, {job_id: build_id})
+Wakeup = Callable[[], None]
+
+
+class AgentHub:
+    def __init__(self, reconnect_window: float) -> None:
+        self.reconnect_window = reconnect_window
+        self._sessions: dict[str, AgentSession] = {}
+        self._held: dict[str, dict[str, str]] = {}  # agent_id → {job_id: build_id}
+        self._lost_timers: dict[str, asyncio.TimerHandle] = {}
+        self._on_agent_lost: AgentLostHandler = lambda agent_id, jobs: None
+        self._on_slot_free: Wakeup = lambda: None
+
+    def bind(self, on_agent_lost: AgentLostHandler, on_slot_free: Wakeup) -> None:
+        self._on_agent_lost = on_agent_lost
+        self._on_slot_free = on_slot_free
+
+    # ---- sessions ----
+
+    def connect(self, session: AgentSession) -> AgentSession | None:
+        """Make `session` the agent's one live session; return the one it replaces."""
+        previous = self._sessions.get(session.agent_id)
+        if previous is not None:
+            previous.close()
+            if previous.on_replaced is not None:
+                previous.on_replaced()
+        self._sessions[session.agent_id] = session
+        timer = self._lost_timers.pop(session.agent_id, None)
+        if timer is not None:
+            timer.cancel()
+        metrics.AGENT_CONNECTS.inc()
+        metrics.AGENTS_CONNECTED.set(len(self._sessions))
+        self._on_slot_free()
+        return previous
+
+    def disconnect(self, session: AgentSession) -> None:
+        """The session's stream ended. Jobs stay held for the reconnect window."""
+        session.close()
+        if self._sessions.get(session.agent_id) is not session:
+            return  # already replaced by a newer session
+        del self._sessions[session.agent_id]
+        metrics.AGENTS_CONNECTED.set(len(self._sessions))
+        if self._held.get(session.agent_id):
+            loop = asyncio.get_running_loop()
+            self._lost_timers[session.agent_id] = loop.call_later(
+                self.reconnect_window, self._agent_lost, session.agent_id
+            )
+
+    def _agent_lost(self, agent_id: str) -> None:
+        self._lost_timers.pop(agent_id, None)
+        if agent_id in self._sessions:
+            return
+        jobs = self._held.pop(agent_id, {})
+        if jobs:
+            metrics.AGENTS_LOST.inc()
+            log.warning("agent %s lost with %d job(s) held", agent_id, len(jobs))
+            self._on_agent_lost(agent_id, jobs)
+
+    def session(self, agent_id: str) -> AgentSession | None:
+        return self._sessions.get(agent_id)
+
+    def sessions(self) -> list[AgentSession]:
+        return list(self._sessions.values())
+
+    # ---- job slots ----
+
+    def held(self, agent_id: str) -> dict[str, str]:
+        return dict(self._held.get(agent_id, {}))
+
+    def free_slots(self, session: AgentSession) -> int:
+        return session.capacity - len(self._held.get(session.agent_id, {}))
+
+    def hold(self, agent_id: str, job_id: str, build_id: str) -> None:
+        """Count `job_id` against the agent's capacity (until `release`)."""
+        self._held.setdefault(agent_id, {})[job_id] = build_id
+
+    def release(self, agent_id: str, job_id: str) -> None:
+        jobs = self._held.get(agent_id)
+        if jobs is not None and jobs.pop(job_id, None) is not None:
+            if not jobs:
+                del self._held[agent_id]
+                timer = self._lost_timers.pop(agent_id, None)
+                if timer is not None:
+                    timer.cancel()
+            self._on_slot_free()
+
+    def pick(self, labels: dict[str, str]) -> AgentSession | None:
+        """The connected agent offering `labels` with the most free slots."""
+        best: AgentSession | None = None
+        best_free = 0
+        for session in self._sessions.values():
+            free = self.free_slots(session)
+            if free > best_free and session.offers(labels):
+                best, best_free = session, free
+        return best
+
+    def any_free_slot(self) -> bool:
+        return any(self.free_slots(session) > 0 for session in self._sessions.values())
+
+    def start_lost_timers(self) -> None:
+        """After recovery: agents holding jobs but not connected get the window."""
+        loop = asyncio.get_running_loop()
+        for agent_id in list(self._held):
+            if agent_id not in self._sessions and agent_id not in self._lost_timers:
+                self._lost_timers[agent_id] = loop.call_later(
+                    self.reconnect_window, self._agent_lost, agent_id
+                )
+
+    def drain(self, reason: str) -> None:
+        for session in self._sessions.values():
+            session.send(DrainCommand(reason))
+            session.close()
+
+    def stop_timers(self) -> None:
+        for timer in self._lost_timers.values():
+            timer.cancel()
+        self._lost_timers.clear()

@@ -1,0 +1,150 @@
+"""Wiring and lifecycle of one server process: open the store, recover live builds,
+serve gRPC (with health and reflection) and metrics, and drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
+from buildcontrol_server.actors.build_actor import ActorContext
+from buildcontrol_server.actors.control import BuildControl
+from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.actors.scheduler import Scheduler
+from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.config import Settings
+from buildcontrol_server.rpc.agent_service import AgentServicer
+from buildcontrol_server.rpc.build_control import BuildControlServicer
+from buildcontrol_server.store.errors import StoreOpenError
+from buildcontrol_server.store.sqlite import SqliteStore
+
+log = logging.getLogger("buildcontrol")
+
+SERVICE_NAMES = (
+    build_control_pb2.DESCRIPTOR.services_by_name["BuildControl"].full_name,
+    agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+)
+
+# Agents ping every 30-60 s (CONVENTIONS.md); allow pings more often than that so the
+# server never drops them with "too_many_pings". No max_connection_age: agent streams
+# are meant to live for days.
+GRPC_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass
+class Endpoints:
+    grpc_port: int
+    metrics_port: int
+
+
+class ServerApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = SqliteStore(str(settings.database_path))
+        self.hub = AgentHub(settings.reconnect_window)
+        self.registry = Registry()
+        self.scheduler = Scheduler(self.hub, self.registry.get)
+        self.registry.bind(
+            ActorContext(self.store, self.hub, self.scheduler, settings, self.registry.retire)
+        )
+        self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
+        self.control = BuildControl(self.store, self.registry, self.hub, settings)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        self._metrics_server: object | None = None
+
+    async def start(self) -> Endpoints:
+        """Open the store, listen, recover, and only then report SERVING."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True) if self._file_backed() else None
+        await self.store.open()
+        build_control_pb2_grpc.add_BuildControlServicer_to_server(
+            BuildControlServicer(self.control), self.server
+        )
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(
+            AgentServicer(self.control, self.settings), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        port = self.server.add_insecure_port(self.settings.listen)
+        await self.server.start()
+        metrics_port = self._start_metrics()
+        self.registry.recover(await self.store.load_unfinished())
+        self.scheduler.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        return Endpoints(grpc_port=port, metrics_port=metrics_port)
+
+    def _file_backed(self) -> bool:
+        return str(self.settings.database_path) != ":memory:"
+
+    def _start_metrics(self) -> int:
+        if self.settings.metrics_port < 0:
+            return -1
+        server, _thread = start_http_server(
+            self.settings.metrics_port, addr=self.settings.metrics_host
+        )
+        self._metrics_server = server
+        return int(server.server_port)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def stop(self) -> None:
+        """Drain: NOT_SERVING, tell agents to leave, stop gRPC, finish writes."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.hub.drain("server shutting down; reconnect later")
+        await self.server.stop(self.settings.shutdown_grace)
+        await self.scheduler.stop()
+        await self.registry.shutdown()
+        self.hub.stop_timers()
+        await self.store.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()  # type: ignore[attr-defined]
+            self._metrics_server.server_close()  # type: ignore[attr-defined]
+
+
+async def serve(settings: Settings) -> int:
+    app = ServerApp(settings)
+    try:
+        endpoints = await app.start()
+    except StoreOpenError as error:
+        print(f"buildcontrol: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"buildcontrol: cannot listen: {error}", file=sys.stderr)
+        await app.store.close()
+        return 1
+    host = settings.listen.rsplit(":", 1)[0]
+    print(
+        f"buildcontrol serving gRPC on {host}:{endpoints.grpc_port}, "
+        f"metrics on http://{settings.metrics_host}:{endpoints.metrics_port}/metrics, "
+        f"database {settings.database_path}",
+        flush=True,
+    )
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    log.info("draining")
+    await app.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,87 @@
+"""The `buildcontrol` command: `serve` here, the client commands from buildcontrol_client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from buildcontrol_server.config import Settings
+
+EXAMPLES = """\
+examples:
+  buildcontrol serve                                  # SQLite under ./data, gRPC on 127.0.0.1:50051
+  buildcontrol agent --labels os=linux --capacity 2   # a build agent
+  buildcontrol submit examples/hello.yaml
+  buildcontrol cancel BUILD_ID --reason "wrong branch" --grace 5
+"""
+
+
+def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = Settings()
+    serve = subparsers.add_parser("serve", help="run the server")
+    serve.add_argument("--data-dir", type=Path, default=defaults.data_dir)
+    serve.add_argument("--listen", default=defaults.listen, help="gRPC host:port")
+    serve.add_argument(
+        "--metrics-port", type=int, default=defaults.metrics_port, help="0 picks a free port"
+    )
+    serve.add_argument(
+        "--default-grace", type=float, default=defaults.default_grace_period, help="seconds"
+    )
+    serve.add_argument(
+        "--stop-ack-timeout", type=float, default=defaults.stop_ack_timeout, help="seconds"
+    )
+    serve.add_argument(
+        "--reconnect-window", type=float, default=defaults.reconnect_window, help="seconds"
+    )
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(func=_serve)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from buildcontrol_server.app import serve
+
+    settings = Settings(
+        data_dir=args.data_dir,
+        listen=args.listen,
+        metrics_port=args.metrics_port,
+        default_grace_period=args.default_grace,
+        stop_ack_timeout=args.stop_ack_timeout,
+        reconnect_window=args.reconnect_window,
+    )
+    return await serve(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from buildcontrol_client import cli as client_cli
+
+    parser = argparse.ArgumentParser(
+        prog="buildcontrol",
+        description="gRPC control plane for CI builds",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(subparsers)
+    client_cli.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = asyncio.run(args.func(args))
+    except KeyboardInterrupt:
+        code = 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""Server settings with their defaults (the CLI's `serve` flags fill them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    listen: str = "127.0.0.1:50051"
+    # 0 picks a free port; the chosen one is printed at start.
+    metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
+    # Grace between SIGTERM and SIGKILL when a cancel gives none.
+    default_grace_period: float = 10.0
+    # Time an agent has, after the grace period, to confirm a stop before the server
+    # finalizes the job as FORCED.
+    stop_ack_timeout: float = 5.0
+    # How long jobs of a disconnected agent wait for it to come back.
+    reconnect_window: float = 30.0
+    heartbeat_interval: float = 10.0
+    # Bound of SIGTERM drain: agents are told to leave, in-flight RPCs get this long.
+    shutdown_grace: float = 5.0
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "buildcontrol.sqlite3"

@@ -1,0 +1,145 @@
+"""Entities of a build (Build → Stage → Job → Step) and the set of changes one event
+makes to them. Plain data: no I/O, no clocks (callers pass `now`, epoch seconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from buildcontrol_server.domain.states import (
+    TERMINAL_BUILD,
+    TERMINAL_JOB,
+    TERMINAL_STEP,
+    BuildStatus,
+    JobOutcome,
+    JobStatus,
+    StepStatus,
+)
+
+
+@dataclass
+class Step:
+    job_id: str
+    index: int
+    name: str
+    command: str
+    status: StepStatus = StepStatus.PENDING
+    exit_code: int | None = None
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STEP
+
+
+@dataclass
+class Job:
+    job_id: str
+    build_id: str
+    stage_index: int
+    name: str
+    labels: dict[str, str]
+    env: dict[str, str]
+    steps: list[Step]
+    status: JobStatus = JobStatus.PENDING
+    outcome: JobOutcome | None = None
+    agent_id: str | None = None
+    exit_code: int | None = None
+    finished_at: float | None = None
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_JOB
+
+    @property
+    def on_agent(self) -> bool:
+        """Handed to an agent and not finished: someone must stop it on a cancel."""
+        return self.status in (JobStatus.ASSIGNED, JobStatus.RUNNING, JobStatus.STOPPING)
+
+
+@dataclass
+class Stage:
+    name: str
+    jobs: list[Job]
+
+
+@dataclass(frozen=True)
+class CancelInfo:
+    reason: str
+    requested_by: str
+    force: bool
+    grace_period: float
+    requested_at: float
+
+
+@dataclass
+class Build:
+    build_id: str
+    pipeline: str
+    stages: list[Stage]
+    created_at: float
+    status: BuildStatus = BuildStatus.QUEUED
+    cancel: CancelInfo | None = None
+    finished_at: float | None = None
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_BUILD
+
+    def jobs(self) -> list[Job]:
+        return [job for stage in self.stages for job in stage.jobs]
+
+    def job(self, job_id: str) -> Job | None:
+        for stage in self.stages:
+            for job in stage.jobs:
+                if job.job_id == job_id:
+                    return job
+        return None
+
+
+Entity = Build | Job | Step
+
+
+@dataclass
+class ChangeSet:
+    """Entities one event changed, each with the version it had before (for CAS).
+
+    `mark()` bumps an entity's version once per change set however often it changes,
+    so the store's `WHERE version = expected` matches the last committed row."""
+
+    builds: dict[str, tuple[Build, int]] = field(default_factory=dict)
+    jobs: dict[str, tuple[Job, int]] = field(default_factory=dict)
+    steps: dict[tuple[str, int], tuple[Step, int]] = field(default_factory=dict)
+    new_build: Build | None = None
+
+    def mark(self, entity: Entity) -> None:
+        if isinstance(entity, Build):
+            if entity.build_id not in self.builds:
+                self.builds[entity.build_id] = (entity, entity.version)
+                entity.version += 1
+        elif isinstance(entity, Job):
+            if entity.job_id not in self.jobs:
+                self.jobs[entity.job_id] = (entity, entity.version)
+                entity.version += 1
+        else:
+            key = (entity.job_id, entity.index)
+            if key not in self.steps:
+                self.steps[key] = (entity, entity.version)
+                entity.version += 1
+
+    def merge(self, other: ChangeSet) -> None:
+        """Take `other`'s entries that this set lacks (used to batch several builds)."""
+        for build_id, entry in other.builds.items():
+            self.builds.setdefault(build_id, entry)
+        for job_id, job_entry in other.jobs.items():
+            self.jobs.setdefault(job_id, job_entry)
+        for key, step_entry in other.steps.items():
+            self.steps.setdefault(key, step_entry)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.builds or self.jobs or self.steps or self.new_build)
+
+    def statement_rows(self) -> int:
+        return len(self.builds) + len(self.jobs) + len(self.steps)

@@ -1,0 +1,86 @@
+"""Every Prometheus metric of the server, in one place. Each says what it measures and
+its unit. Nothing else in the code base defines a metric."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latency buckets from 0.1 ms to 60 s: cancels are measured in milliseconds, stuck
+# ones in tens of seconds.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
+# ---- store ----
+STORE_COMMITS = Counter(
+    "buildcontrol_store_commits_total", "Write transactions committed by the group-commit writer."
+)
+STORE_STATEMENTS = Counter(
+    "buildcontrol_store_statements_total", "SQL statements executed inside write transactions."
+)
+STORE_WRITES = Counter(
+    "buildcontrol_store_writes_total", "Change sets written (one per state-changing event)."
+)
+STORE_FAILED_WRITES = Counter(
+    "buildcontrol_store_failed_writes_total",
+    "Change sets rejected (compare-and-set conflict or SQL error); their callers got the error.",
+)
+STORE_BATCH_SIZE = Histogram(
+    "buildcontrol_store_batch_size_writes",
+    "Change sets per committed transaction (group-commit batch size).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+STORE_COMMIT_SECONDS = Histogram(
+    "buildcontrol_store_commit_seconds",
+    "Time to apply and commit one group-commit batch, in seconds.",
+    buckets=LATENCY_BUCKETS,
+)
+
+# ---- builds and cancels ----
+TRANSITIONS_REJECTED = Counter(
+    "buildcontrol_transitions_rejected_total",
+    "Events refused because their move is not in the state table.",
+    ["entity"],
+)
+CANCELS = Counter(
+    "buildcontrol_cancels_total",
+    "Cancel requests by result (accepted, joined, already_canceled, refused).",
+    ["result"],
+)
+JOB_OUTCOMES = Counter(
+    "buildcontrol_job_outcomes_total",
+    "Cancelled jobs by how they ended (GRACEFUL, KILLED, FORCED, NEVER_STARTED).",
+    ["outcome"],
+)
+CANCEL_ACCEPTED_SECONDS = Histogram(
+    "buildcontrol_cancel_accepted_seconds",
+    "Cancel request received to CANCELING committed, in seconds.",
+    buckets=LATENCY_BUCKETS,
+)
+CANCEL_TERMINAL_SECONDS = Histogram(
+    "buildcontrol_cancel_terminal_seconds",
+    "Cancel request received to CANCELED committed, in seconds.",
+    buckets=LATENCY_BUCKETS,
+)
+STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queued to agents.")
+STOPS_RESENT = Counter(
+    "buildcontrol_stop_jobs_resent_total", "StopJob messages sent again on an agent's reconnect."
+)
+STOP_DEADLINES_EXPIRED = Counter(
+    "buildcontrol_stop_deadlines_expired_total",
+    "Jobs finalized as FORCED because their agent did not confirm the stop in time.",
+)
+LIVE_ACTORS = Gauge("buildcontrol_live_build_actors", "Build actors alive (non-terminal builds).")
+INBOX_DEPTH_MAX = Gauge(
+    "buildcontrol_actor_inbox_depth_max", "Largest actor inbox depth seen since the last scrape."
+)
+
+# ---- agents ----
+AGENTS_CONNECTED = Gauge("buildcontrol_agents_connected", "Agents with a live stream now.")
+AGENT_CONNECTS = Counter(
+    "buildcontrol_agent_connects_total", "Agent streams opened (first connects and reconnects)."
+)
+AGENTS_LOST = Counter(
+    "buildcontrol_agents_lost_total", "Agents that dropped and did not return within the window."
+)

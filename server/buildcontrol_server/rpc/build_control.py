@@ -1,0 +1,101 @@
+"""BuildControl servicer: checks and converts requests, calls the control, converts
+answers. No state and no SQL here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+
+import grpc
+
+from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_server.actors.control import BuildControl
+from buildcontrol_server.domain.errors import InvalidArgument
+from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
+from buildcontrol_server.rpc import convert
+from buildcontrol_server.rpc.errors import streaming, unary
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def _summary(build: build_pb2.Build) -> build_pb2.Build:
+    summary = build_pb2.Build()
+    summary.CopyFrom(build)
+    del summary.stages[:]
+    return summary
+
+
+def _page_token(last_build_id: str, pipeline: str) -> str:
+    return base64.urlsafe_b64encode(f"{pipeline}\n{last_build_id}".encode()).decode()
+
+
+def _after(page_token: str, pipeline: str) -> str | None:
+    if not page_token:
+        return None
+    try:
+        token_pipeline, last = base64.urlsafe_b64decode(page_token).decode().split("\n", 1)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidArgument("page_token", "is not a token this server issued") from None
+    if token_pipeline != pipeline or not BUILD_ID_PATTERN.fullmatch(last):
+        raise InvalidArgument("page_token", "does not belong to this listing") from None
+    return last
+
+
+class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
+    def __init__(self, control: BuildControl) -> None:
+        self._control = control
+
+    @unary
+    async def SubmitBuild(
+        self, request: build_control_pb2.SubmitBuildRequest, context: grpc.aio.ServicerContext
+    ) -> build_control_pb2.SubmitBuildResponse:
+        build = await self._control.submit(convert.pipeline_spec(request), convert.build)
+        return build_control_pb2.SubmitBuildResponse(build=build)
+
+    @unary
+    async def GetBuild(
+        self, request: build_control_pb2.GetBuildRequest, context: grpc.aio.ServicerContext
+    ) -> build_control_pb2.GetBuildResponse:
+        build = await self._control.get(request.build_id, convert.build)
+        return build_control_pb2.GetBuildResponse(build=build)
+
+    @unary
+    async def ListBuilds(
+        self, request: build_control_pb2.ListBuildsRequest, context: grpc.aio.ServicerContext
+    ) -> build_control_pb2.ListBuildsResponse:
+        if request.page_size < 0:
+            raise InvalidArgument("page_size", "must not be negative")
+        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _after(request.page_token, request.pipeline)
+        builds = await self._control.list(size + 1, after, request.pipeline or None)
+        page = builds[:size]
+        next_token = _page_token(page[-1].build_id, request.pipeline) if len(builds) > size else ""
+        return build_control_pb2.ListBuildsResponse(
+            builds=[_summary(convert.build(b)) for b in page], next_page_token=next_token
+        )
+
+    @streaming
+    async def WatchBuild(
+        self, request: build_control_pb2.WatchBuildRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[build_control_pb2.WatchBuildResponse]:
+        snapshot, changes = await self._control.watch(request.build_id, convert.build)
+        yield build_control_pb2.WatchBuildResponse(snapshot=snapshot)
+        async for change in changes:
+            yield convert.watch_change(change)
+
+    @streaming
+    async def Cancel(
+        self, request: build_control_pb2.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[build_control_pb2.CancelResponse]:
+        events = await self._control.cancel(
+            request.build_id,
+            request.reason,
+            request.force,
+            convert.grace_period(request),
+            request.requested_by or "anonymous",
+        )
+        # Closing the stream only stops these messages; the cancel goes on in the actor.
+        async for event in events:
+            yield convert.cancel_event(event)

@@ -1,0 +1,337 @@
+"""The one place protobuf messages become domain objects and back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_server.domain.errors import InvalidArgument
+from buildcontrol_server.domain.events import (
+    AgentHello,
+    AgentReport,
+    AssignCommand,
+    BuildChangedEvent,
+    CancelAcceptedEvent,
+    CancelEvent,
+    CancelFinishedEvent,
+    DrainCommand,
+    JobAcceptedReport,
+    JobChangedEvent,
+    JobFinishedReport,
+    JobResult,
+    JobStoppedReport,
+    RunningJobClaim,
+    StepChangedEvent,
+    StepFinishedReport,
+    StepStartedReport,
+    WatchChange,
+)
+from buildcontrol_server.domain.lifecycle import StopCommand
+from buildcontrol_server.domain.model import Build, CancelInfo, Job, Step
+from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
+from buildcontrol_server.domain.submission import JobSpec, PipelineSpec, StageSpec, StepSpec
+
+# Proto enum values are ints at run time; the generated stubs type them as their own
+# enum classes, hence Any.
+_BUILD_STATUS: dict[BuildStatus, Any] = {
+    s: build_pb2.BuildStatus.Value(f"BUILD_STATUS_{s.value}") for s in BuildStatus
+}
+_JOB_STATUS: dict[JobStatus, Any] = {
+    s: build_pb2.JobStatus.Value(f"JOB_STATUS_{s.value}") for s in JobStatus
+}
+_STEP_STATUS: dict[StepStatus, Any] = {
+    s: build_pb2.StepStatus.Value(f"STEP_STATUS_{s.value}") for s in StepStatus
+}
+_OUTCOME: dict[JobOutcome, Any] = {
+    o: build_pb2.JobOutcome.Value(f"JOB_OUTCOME_{o.value}") for o in JobOutcome
+}
+_OUTCOME_FROM_AGENT = {
+    build_pb2.JOB_OUTCOME_GRACEFUL: JobOutcome.GRACEFUL,
+    build_pb2.JOB_OUTCOME_KILLED: JobOutcome.KILLED,
+}
+
+
+def timestamp(epoch: float | None) -> Timestamp | None:
+    if epoch is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(epoch * 1e9))
+    return stamp
+
+
+def duration(seconds: float) -> Duration:
+    value = Duration()
+    value.FromNanoseconds(int(seconds * 1e9))
+    return value
+
+
+def build_status(status: BuildStatus) -> Any:
+    return _BUILD_STATUS[status]
+
+
+def outcome(value: JobOutcome | None) -> Any:
+    return build_pb2.JOB_OUTCOME_UNSPECIFIED if value is None else _OUTCOME[value]
+
+
+# ---- builds -------------------------------------------------------------------------
+
+
+def cancel_info(info: CancelInfo | None) -> build_pb2.CancelInfo | None:
+    if info is None:
+        return None
+    return build_pb2.CancelInfo(
+        reason=info.reason,
+        requested_by=info.requested_by,
+        force=info.force,
+        grace_period_seconds=info.grace_period,
+        requested_at=timestamp(info.requested_at),
+    )
+
+
+def step(value: Step) -> build_pb2.Step:
+    return build_pb2.Step(
+        index=value.index,
+        name=value.name,
+        command=value.command,
+        status=_STEP_STATUS[value.status],
+        exit_code=value.exit_code,
+    )
+
+
+def job(value: Job) -> build_pb2.Job:
+    return build_pb2.Job(
+        job_id=value.job_id,
+        name=value.name,
+        stage_index=value.stage_index,
+        labels=value.labels,
+        status=_JOB_STATUS[value.status],
+        outcome=outcome(value.outcome),
+        agent_id=value.agent_id or "",
+        steps=[step(s) for s in value.steps],
+        finished_at=timestamp(value.finished_at),
+    )
+
+
+def build(value: Build) -> build_pb2.Build:
+    return build_pb2.Build(
+        build_id=value.build_id,
+        pipeline=value.pipeline,
+        status=_BUILD_STATUS[value.status],
+        stages=[
+            build_pb2.Stage(name=stage.name, jobs=[job(j) for j in stage.jobs])
+            for stage in value.stages
+        ],
+        cancel=cancel_info(value.cancel),
+        created_at=timestamp(value.created_at),
+        finished_at=timestamp(value.finished_at),
+    )
+
+
+def pipeline_spec(request: build_control_pb2.SubmitBuildRequest) -> PipelineSpec:
+    return PipelineSpec(
+        pipeline=request.pipeline,
+        stages=tuple(
+            StageSpec(
+                name=stage.name,
+                jobs=tuple(
+                    JobSpec(
+                        name=j.name,
+                        labels=dict(j.labels),
+                        env=dict(j.env),
+                        steps=tuple(StepSpec(command=s.command, name=s.name) for s in j.steps),
+                    )
+                    for j in stage.jobs
+                ),
+            )
+            for stage in request.stages
+        ),
+    )
+
+
+def grace_period(request: build_control_pb2.CancelRequest) -> float | None:
+    if not request.HasField("grace_period"):
+        return None
+    seconds = request.grace_period.ToNanoseconds() / 1e9
+    if not 0 <= seconds <= 3600:
+        raise InvalidArgument("grace_period", "must be between 0 and 3600 seconds")
+    return seconds
+
+
+# ---- events to clients --------------------------------------------------------------
+
+
+def job_result(value: JobResult) -> build_control_pb2.JobCancelResult:
+    return build_control_pb2.JobCancelResult(
+        build_id=value.build_id,
+        job_id=value.job_id,
+        status=_JOB_STATUS[value.status],
+        outcome=outcome(value.outcome),
+    )
+
+
+def cancel_event(event: CancelEvent) -> build_control_pb2.CancelResponse:
+    match event:
+        case CancelAcceptedEvent():
+            return build_control_pb2.CancelResponse(
+                accepted=build_control_pb2.CancelAccepted(
+                    build_id=event.build_id,
+                    status=_BUILD_STATUS[event.status],
+                    cancel=cancel_info(event.cancel),
+                    jobs_stopping=event.jobs_stopping,
+                )
+            )
+        case JobResult():
+            return build_control_pb2.CancelResponse(job_stopped=job_result(event))
+        case CancelFinishedEvent():
+            return build_control_pb2.CancelResponse(
+                finished=build_control_pb2.CancelFinished(
+                    build_id=event.build_id,
+                    status=_BUILD_STATUS[event.status],
+                    cancel=cancel_info(event.cancel),
+                    jobs=[job_result(j) for j in event.jobs],
+                )
+            )
+
+
+def watch_change(event: WatchChange) -> build_control_pb2.WatchBuildResponse:
+    match event:
+        case BuildChangedEvent():
+            return build_control_pb2.WatchBuildResponse(
+                build_changed=build_control_pb2.BuildChanged(
+                    build_id=event.build_id,
+                    status=_BUILD_STATUS[event.status],
+                    cancel=cancel_info(event.cancel),
+                )
+            )
+        case JobChangedEvent():
+            return build_control_pb2.WatchBuildResponse(
+                job_changed=build_control_pb2.JobChanged(
+                    build_id=event.build_id,
+                    job_id=event.job_id,
+                    status=_JOB_STATUS[event.status],
+                    outcome=outcome(event.outcome),
+                    agent_id=event.agent_id or "",
+                )
+            )
+        case StepChangedEvent():
+            return build_control_pb2.WatchBuildResponse(
+                step_changed=build_control_pb2.StepChanged(
+                    build_id=event.build_id,
+                    job_id=event.job_id,
+                    step_index=event.step_index,
+                    status=_STEP_STATUS[event.status],
+                    exit_code=event.exit_code,
+                )
+            )
+
+
+# ---- the agent stream ---------------------------------------------------------------
+
+
+def to_agent(command: AssignCommand | StopCommand | DrainCommand) -> agent_pb2.ConnectResponse:
+    match command:
+        case StopCommand():
+            return agent_pb2.ConnectResponse(
+                stop_job=agent_pb2.StopJob(
+                    build_id=command.build_id,
+                    job_id=command.job_id,
+                    reason=command.reason,
+                    grace_period=duration(command.grace_period),
+                    deadline=timestamp(command.deadline),
+                )
+            )
+        case AssignCommand():
+            return agent_pb2.ConnectResponse(
+                assign_job=agent_pb2.AssignJob(
+                    build_id=command.build_id,
+                    job_id=command.job_id,
+                    name=command.name,
+                    steps=[
+                        agent_pb2.AssignedStep(index=s.index, name=s.name, command=s.command)
+                        for s in command.steps
+                    ],
+                    env=command.env,
+                )
+            )
+        case DrainCommand():
+            return agent_pb2.ConnectResponse(drain=agent_pb2.Drain(reason=command.reason))
+
+
+def welcome(session_id: str, heartbeat_interval: float) -> agent_pb2.ConnectResponse:
+    return agent_pb2.ConnectResponse(
+        welcome=agent_pb2.Welcome(
+            session_id=session_id, heartbeat_interval=duration(heartbeat_interval)
+        )
+    )
+
+
+def _job_ref(build_id: str, job_id: str, where: str) -> None:
+    if not build_id:
+        raise InvalidArgument(f"{where}.build_id", "must not be empty")
+    if not job_id:
+        raise InvalidArgument(f"{where}.job_id", "must not be empty")
+
+
+def _job_finished(message: agent_pb2.JobFinished, where: str) -> JobFinishedReport:
+    _job_ref(message.build_id, message.job_id, where)
+    return JobFinishedReport(
+        message.build_id, message.job_id, message.succeeded, message.exit_code
+    )
+
+
+def _job_stopped(message: agent_pb2.JobStopped, where: str) -> JobStoppedReport:
+    _job_ref(message.build_id, message.job_id, where)
+    how = _OUTCOME_FROM_AGENT.get(message.outcome)
+    if how is None:
+        raise InvalidArgument(f"{where}.outcome", "must be GRACEFUL or KILLED")
+    code = message.exit_code if message.HasField("exit_code") else None
+    return JobStoppedReport(message.build_id, message.job_id, how, code)
+
+
+def hello(message: agent_pb2.Hello) -> AgentHello:
+    if not message.agent_id:
+        raise InvalidArgument("hello.agent_id", "must not be empty")
+    if message.capacity < 1:
+        raise InvalidArgument("hello.capacity", "must be at least 1")
+    earlier: list[AgentReport] = [
+        _job_finished(m, "hello.finished_jobs") for m in message.finished_jobs
+    ]
+    earlier += [_job_stopped(m, "hello.stopped_jobs") for m in message.stopped_jobs]
+    for claim in message.running_jobs:
+        _job_ref(claim.build_id, claim.job_id, "hello.running_jobs")
+    return AgentHello(
+        agent_id=message.agent_id,
+        labels=dict(message.labels),
+        capacity=message.capacity,
+        running=tuple(RunningJobClaim(c.build_id, c.job_id) for c in message.running_jobs),
+        earlier_reports=tuple(earlier),
+    )
+
+
+def report(message: agent_pb2.ConnectRequest) -> AgentReport | None:
+    """The report a message carries; None for heartbeats. Hello and Goodbye are
+    handled by the stream itself."""
+    kind = message.WhichOneof("event")
+    match kind:
+        case "job_accepted":
+            m = message.job_accepted
+            _job_ref(m.build_id, m.job_id, kind)
+            return JobAcceptedReport(m.build_id, m.job_id)
+        case "step_started":
+            s = message.step_started
+            _job_ref(s.build_id, s.job_id, kind)
+            return StepStartedReport(s.build_id, s.job_id, s.step_index)
+        case "step_finished":
+            f = message.step_finished
+            _job_ref(f.build_id, f.job_id, kind)
+            return StepFinishedReport(f.build_id, f.job_id, f.step_index, f.exit_code)
+        case "job_finished":
+            return _job_finished(message.job_finished, kind)
+        case "job_stopped":
+            return _job_stopped(message.job_stopped, kind)
+        case "heartbeat":
+            return None
+    raise InvalidArgument("event", f"{kind or 'nothing'} is not expected here")

@@ -1,0 +1,62 @@
+"""What the actors need from persistence. One implementation per backend (sqlite.py
+now; PostgreSQL later); the same test suite (tests/store) runs against each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from buildcontrol_server.domain.model import Build, ChangeSet
+
+
+@dataclass
+class StoreStats:
+    """The store's own counters (also exported as Prometheus metrics).
+
+    `commits` counts transactions that committed; `writes` counts change sets
+    applied; `statements` counts SQL statements executed inside write transactions
+    (INSERT/UPDATE; one `executemany` counts once; BEGIN/SAVEPOINT/COMMIT do not);
+    `failed_writes` counts change sets rejected (their callers got the error);
+    `batch_sizes` holds the number of change sets of each commit (failed ones
+    included), in order, the most recent 10,000; `rows` counts rows inserted or
+    updated by committed change sets; `isolated_batches` counts batches replayed
+    change set by change set because one of them failed."""
+
+    commits: int = 0
+    writes: int = 0
+    statements: int = 0
+    failed_writes: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    rows: int = 0
+    isolated_batches: int = 0
+
+
+class BuildStore(Protocol):
+    stats: StoreStats
+
+    async def open(self) -> None:
+        """Check the file, take the one-server lock, migrate, start the writer."""
+
+    async def close(self) -> None:
+        """Finish every queued write, then close connections and release the lock."""
+
+    async def commit(self, changes: ChangeSet) -> None:
+        """Persist one change set atomically, sharing a transaction with whatever
+        other change sets are queued (group commit). Returns after the commit.
+        Every update is compare-and-set on the entity's version; a mismatch raises
+        VersionConflict for this change set only, and none of it is written."""
+
+    async def commit_all(self, change_sets: list[ChangeSet]) -> list[BaseException | None]:
+        """Like `commit` for several change sets at once (one batch): returns, per
+        change set, None or the error that rejected it."""
+
+    async def get_build(self, build_id: str) -> Build | None:
+        """The build with its stages, jobs and steps, as last committed."""
+
+    async def list_builds(
+        self, limit: int, before_build_id: str | None = None, pipeline: str | None = None
+    ) -> list[Build]:
+        """Newest first, ids strictly below `before_build_id`; stages left empty."""
+
+    async def load_unfinished(self) -> list[Build]:
+        """Every build not in a terminal status, complete (for recovery on start)."""

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
+from buildcontrol_server.app import ServerApp
+from buildcontrol_server.config import Settings
+
+
+@dataclass
+class Running:
+    app: ServerApp
+    target: str
+    stub: build_control_pb2_grpc.BuildControlStub
+    channel: grpc.aio.Channel
+
+
+def settings_for(data_dir: Path, **overrides: object) -> Settings:
+    base: dict[str, object] = {
+        "data_dir": data_dir,
+        "listen": "127.0.0.1:0",
+        "metrics_port": -1,
+        "default_grace_period": 1.0,
+        "stop_ack_timeout": 2.0,
+        "reconnect_window": 2.0,
+        "shutdown_grace": 1.0,
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Running]:
+    app = ServerApp(settings_for(tmp_path / "data"))
+    endpoints = await app.start()
+    target = f"127.0.0.1:{endpoints.grpc_port}"
+    channel = grpc.aio.insecure_channel(target)
+    try:
+        yield Running(app, target, build_control_pb2_grpc.BuildControlStub(channel), channel)
+    finally:
+        await channel.close()
+        await app.stop()
+
+
+def pipeline(jobs: int = 1, labels: dict[str, str] | None = None, stages: int = 1,
+             command: str = "sleep 600") -> build_control_pb2.SubmitBuildRequest:  # fmt: skip
+    return build_control_pb2.SubmitBuildRequest(
+        pipeline="test",
+        stages=[
+            build_control_pb2.StageSpec(
+                name=f"stage{s}",
+                jobs=[
+                    build_control_pb2.JobSpec(
+                        name=f"job{j}",
+                        labels=labels or {},
+                        steps=[build_control_pb2.StepSpec(command=command)],
+                    )
+                    for j in range(jobs)
+                ],
+            )
+            for s in range(stages)
+        ],
+    )

@@ -1,0 +1,227 @@
+"""Cancel over a real server and real channels, with a scripted agent peer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_server import metrics
+from tests.rpc.conftest import Running, pipeline
+from tests.support.agent_peer import AgentPeer
+
+WAIT = 10.0
+
+
+async def submit(server: Running, **kwargs: object) -> build_pb2.Build:
+    response = await server.stub.SubmitBuild(pipeline(**kwargs))  # type: ignore[arg-type]
+    return response.build
+
+
+async def get(server: Running, build_id: str) -> build_pb2.Build:
+    return (await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
+
+
+async def cancel_all(server: Running, build_id: str, **kwargs: object) -> list[build_control_pb2.CancelResponse]:  # fmt: skip
+    request = build_control_pb2.CancelRequest(build_id=build_id, **kwargs)  # type: ignore[arg-type]
+    return [m async for m in server.stub.Cancel(request, timeout=WAIT)]
+
+
+async def rest_of(stream: object) -> list[build_control_pb2.CancelResponse]:
+    """The remaining messages of a stream that was already read with read()."""
+    messages = []
+    while (message := await stream.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
+        messages.append(message)
+    return messages
+
+
+async def last_message(stream: object) -> build_control_pb2.CancelResponse:
+    return (await rest_of(stream))[-1]
+
+
+async def wait_status(server: Running, build_id: str, status: int) -> build_pb2.Build:
+    """Follow WatchBuild until the build has `status` (no polling)."""
+    async for event in server.stub.WatchBuild(
+        build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=WAIT
+    ):
+        kind = event.WhichOneof("event")
+        if (kind == "snapshot" and event.snapshot.status == status) or (
+            kind == "build_changed" and event.build_changed.status == status
+        ):
+            break
+    return await get(server, build_id)
+
+
+async def test_cancel_of_running_build_pushes_stop_and_ends_canceled(server: Running) -> None:
+    agent = AgentPeer(server.target, "a1")
+    await agent.connect()
+    build = await submit(server, jobs=2)
+    first = await agent.take_job()
+    second = await agent.take_job()
+    stream = server.stub.Cancel(
+        build_control_pb2.CancelRequest(build_id=build.build_id, reason="wrong branch"), timeout=WAIT
+    )
+    accepted = await stream.read()
+    assert accepted.WhichOneof("event") == "accepted"
+    assert accepted.accepted.status == build_pb2.BUILD_STATUS_CANCELING
+    assert accepted.accepted.jobs_stopping == 2
+    # CANCELING is persisted before the first message
+    stored = await server.app.store.get_build(build.build_id)
+    assert stored is not None and stored.status.value == "CANCELING"
+    stops = {(await agent.next("stop_job")).stop_job.job_id for _ in range(2)}
+    assert stops == {first.job_id, second.job_id}
+    agent.stopped(build.build_id, first.job_id)
+    agent.stopped(build.build_id, second.job_id, graceful=False)
+    rest = await rest_of(stream)
+    assert [m.WhichOneof("event") for m in rest] == ["job_stopped", "job_stopped", "finished"]
+    finished = rest[-1].finished
+    assert finished.status == build_pb2.BUILD_STATUS_CANCELED
+    assert {j.job_id: j.outcome for j in finished.jobs} == {
+        first.job_id: build_pb2.JOB_OUTCOME_GRACEFUL,
+        second.job_id: build_pb2.JOB_OUTCOME_KILLED,
+    }
+    final = await get(server, build.build_id)
+    assert final.status == build_pb2.BUILD_STATUS_CANCELED
+    assert final.cancel.reason == "wrong branch"
+    await agent.leave()
+
+
+async def test_closing_the_cancel_stream_early_never_aborts_the_cancel(server: Running) -> None:
+    agent = AgentPeer(server.target, "a1")
+    await agent.connect()
+    build = await submit(server)
+    job = await agent.take_job()
+    stream = server.stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id))
+    first = await stream.read()
+    assert first.WhichOneof("event") == "accepted"
+    stream.cancel()  # the client goes away right after ACCEPTED
+    stop = (await agent.next("stop_job")).stop_job
+    assert stop.job_id == job.job_id
+    agent.stopped(build.build_id, job.job_id)
+    final = await wait_status(server, build.build_id, build_pb2.BUILD_STATUS_CANCELED)
+    assert final.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_GRACEFUL
+    await agent.leave()
+
+
+async def test_cancel_of_queued_build_needs_no_agent(server: Running) -> None:
+    build = await submit(server, labels={"os": "plan9"}, jobs=2)
+    events = await cancel_all(server, build.build_id, reason="nobody can run it")
+    kinds = [m.WhichOneof("event") for m in events]
+    assert kinds == ["accepted", "job_stopped", "job_stopped", "finished"]
+    assert events[0].accepted.status == build_pb2.BUILD_STATUS_CANCELED
+    assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+    assert {j.outcome for j in events[-1].finished.jobs} == {build_pb2.JOB_OUTCOME_NEVER_STARTED}
+
+
+async def test_cancel_of_a_canceled_build_returns_its_terminal_state(server: Running) -> None:
+    build = await submit(server, labels={"os": "plan9"})
+    first = await cancel_all(server, build.build_id, reason="one")
+    again = await cancel_all(server, build.build_id, reason="two")
+    assert [m.WhichOneof("event") for m in again] == ["finished"]
+    assert again[0].finished == first[-1].finished
+    assert again[0].finished.cancel.reason == "one"
+
+
+async def _store_snapshot(server: Running) -> tuple[int, list[str]]:
+    builds = await server.app.store.list_builds(1000)
+    return server.app.store.stats.writes, [f"{b.build_id}:{b.status.value}:{b.version}" for b in builds]
+
+
+async def test_cancel_of_a_succeeded_build_is_failed_precondition(server: Running) -> None:
+    agent = AgentPeer(server.target, "a1")
+    await agent.connect()
+    build = await submit(server)
+    job = await agent.take_job()
+    agent.finished(build.build_id, job.job_id)
+    await wait_status(server, build.build_id, build_pb2.BUILD_STATUS_SUCCEEDED)
+    before = await _store_snapshot(server)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await cancel_all(server, build.build_id)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "SUCCEEDED" in (raised.value.details() or "")
+    assert await _store_snapshot(server) == before
+    await agent.leave()
+
+
+@pytest.mark.parametrize(
+    ("build_id", "code", "says"),
+    [
+        ("", grpc.StatusCode.INVALID_ARGUMENT, "build_id: must not be empty"),
+        ("not-an-id", grpc.StatusCode.INVALID_ARGUMENT, "build_id:"),
+        ("b" + "z" * 20, grpc.StatusCode.INVALID_ARGUMENT, "build_id:"),
+        ("b" + "0" * 20, grpc.StatusCode.NOT_FOUND, "does not exist"),
+    ],
+)
+async def test_bad_build_ids_get_exact_statuses_and_change_nothing(
+    server: Running, build_id: str, code: grpc.StatusCode, says: str
+) -> None:
+    await submit(server, labels={"os": "plan9"})
+    before = await _store_snapshot(server)
+    for call in (
+        lambda: cancel_all(server, build_id),
+        lambda: get(server, build_id),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call()
+        assert raised.value.code() == code
+        assert says in (raised.value.details() or "")
+    assert await _store_snapshot(server) == before
+
+
+async def test_a_reason_over_1024_characters_is_refused(server: Running) -> None:
+    build = await submit(server, labels={"os": "plan9"})
+    before = await _store_snapshot(server)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await cancel_all(server, build.build_id, reason="x" * 1025)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "reason" in (raised.value.details() or "")
+    assert await _store_snapshot(server) == before
+
+
+async def test_stop_is_sent_again_when_the_agent_reconnects(server: Running) -> None:
+    agent = AgentPeer(server.target, "a1")
+    await agent.connect()
+    build = await submit(server)
+    job = await agent.take_job()
+    await agent.drop()
+    # cancel while the agent is away: no stream to push to
+    stream = server.stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id))
+    assert (await stream.read()).WhichOneof("event") == "accepted"
+    back = AgentPeer(server.target, "a1")
+    await back.connect(running=[(build.build_id, job.job_id)])
+    stop = (await back.next("stop_job")).stop_job
+    assert stop.job_id == job.job_id
+    back.stopped(build.build_id, job.job_id)
+    rest = await rest_of(stream)
+    assert rest[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+    await back.leave()
+
+
+async def test_concurrent_cancels_make_one_transition_and_one_stop_per_job(
+    server: Running,
+) -> None:
+    agent = AgentPeer(server.target, "a1")
+    await agent.connect()
+    build = await submit(server, jobs=2)
+    jobs = [await agent.take_job(), await agent.take_job()]
+    accepted_before = metrics.CANCELS.labels(result="accepted")._value.get()
+    joined_before = metrics.CANCELS.labels(result="joined")._value.get()
+    streams = [
+        server.stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id), timeout=WAIT)
+        for _ in range(20)
+    ]
+    firsts = await asyncio.gather(*(s.read() for s in streams))
+    assert {f.WhichOneof("event") for f in firsts} == {"accepted"}
+    stops = [(await agent.next("stop_job")).stop_job.job_id for _ in range(2)]
+    assert sorted(stops) == sorted(j.job_id for j in jobs)
+    # exactly one CANCELING transition; the 19 others joined it
+    assert metrics.CANCELS.labels(result="accepted")._value.get() == accepted_before + 1
+    assert metrics.CANCELS.labels(result="joined")._value.get() == joined_before + 19
+    for job in jobs:
+        agent.stopped(build.build_id, job.job_id)
+    lasts = await asyncio.gather(*(last_message(s) for s in streams))
+    assert len({last.SerializeToString(deterministic=True) for last in lasts}) == 1
+    assert agent.received.empty()  # no second StopJob
+    await agent.leave()
