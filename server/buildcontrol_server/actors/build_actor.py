@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -44,6 +45,9 @@ from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, Jo
 from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
+
+# Most agent reports one actor applies in one commit.
+REPORT_BATCH = 256
 
 
 class JobQueue(Protocol):
@@ -91,7 +95,8 @@ class BuildActor:
     def __init__(self, build: Build, context: ActorContext) -> None:
         self.build = build
         self._ctx = context
-        self._inbox: asyncio.Queue[cmd.Command] = asyncio.Queue()
+        self._inbox: deque[cmd.Command] = deque()
+        self._mail = asyncio.Event()
         self._closed = False
         self._cancel_listeners: list[asyncio.Queue[CancelEvent | None]] = []
         self._watchers: list[asyncio.Queue[WatchChange | None]] = []
@@ -110,14 +115,15 @@ class BuildActor:
         if self._closed:
             command.reply.set_exception(ActorRetired(self.build_id))
             return
-        self._inbox.put_nowait(command)
+        self._inbox.append(command)
+        self._mail.set()
 
     async def ask(self, command: cmd.Command) -> Any:
         self.tell(command)
         return await command.reply
 
     def depth(self) -> int:
-        return self._inbox.qsize()
+        return len(self._inbox)
 
     async def join(self) -> None:
         if self._task is not None:
@@ -128,19 +134,26 @@ class BuildActor:
     async def _run(self) -> None:
         try:
             while True:
-                command = await self._inbox.get()
+                if not self._inbox:
+                    self._mail.clear()
+                    await self._mail.wait()
+                    continue
+                command = self._inbox.popleft()
                 if isinstance(command, cmd.Shutdown):
                     command.reply.set_result(None)
                     return
-                await self._handle(command)
-                if self.build.terminal and self._inbox.empty():
+                if isinstance(command, cmd.Report):
+                    await self._handle_reports(self._take_reports(command))
+                else:
+                    await self._handle(command)
+                if self.build.terminal and not self._inbox:
                     return
         finally:
             self._closed = True
             if self._deadline is not None:
                 self._deadline.cancel()
-            while not self._inbox.empty():  # only after a crash of the loop itself
-                left = self._inbox.get_nowait()
+            while self._inbox:  # only after a crash of the loop itself
+                left = self._inbox.popleft()
                 if not left.reply.done():
                     left.reply.set_exception(ActorRetired(self.build_id))
             for listener in self._watchers:
@@ -149,15 +162,50 @@ class BuildActor:
                 cancel_listener.put_nowait(None)
             self._ctx.on_retire(self)
 
+    def _take_reports(self, first: cmd.Report) -> list[cmd.Report]:
+        """`first` and the reports queued right behind it: one commit for all of them
+        (many agents confirming stops at once cost one transaction, not one each)."""
+        batch = [first]
+        while self._inbox and isinstance(self._inbox[0], cmd.Report) and len(batch) < REPORT_BATCH:
+            report = self._inbox.popleft()
+            assert isinstance(report, cmd.Report)
+            batch.append(report)
+        return batch
+
+    async def _handle_reports(self, batch: list[cmd.Report]) -> None:
+        now = self._ctx.clock()
+        combined = Effects()
+        applied: list[cmd.Report] = []
+        for command in batch:
+            try:
+                combined.merge(self._apply_report(command.agent_id, command.report, now))
+            except (DomainError, IllegalTransition) as error:
+                self._refused(command, error)
+            else:
+                applied.append(command)
+        try:
+            await self._persist(combined)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            for command in applied:
+                command.reply.set_exception(error)
+        else:
+            for command in applied:
+                command.reply.set_result(None)
+
+    def _refused(self, command: cmd.Command, error: Exception) -> None:
+        log.debug("build %s: %s refused: %s", self.build_id, type(command).__name__, error)
+        if isinstance(error, IllegalTransition):
+            metrics.TRANSITIONS_REJECTED.labels(entity=error.entity.split(" ")[0]).inc()
+        if not command.reply.done():
+            command.reply.set_exception(error)
+
     async def _handle(self, command: cmd.Command) -> None:
         try:
             result = await self._dispatch(command)
         except (DomainError, IllegalTransition, ActorRetired) as error:
-            log.debug("build %s: %s refused: %s", self.build_id, type(command).__name__, error)
-            if isinstance(error, IllegalTransition):
-                metrics.TRANSITIONS_REJECTED.labels(entity=error.entity.split(" ")[0]).inc()
-            if not command.reply.done():
-                command.reply.set_exception(error)
+            self._refused(command, error)
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -182,9 +230,6 @@ class BuildActor:
                 return None
             case cmd.Assign(job_id=job_id, agent_id=agent_id):
                 return await self._assign(job_id, agent_id, now)
-            case cmd.Report(agent_id=agent_id, report=report):
-                await self._persist(self._apply_report(agent_id, report, now))
-                return None
             case cmd.Cancel():
                 return await self._cancel(command, now)
             case cmd.StopDeadlinePassed():

@@ -142,9 +142,12 @@ class BuildControl:
         runs with what the server expects of it."""
         self._hub.connect(session)
         for report in hello.earlier_reports:
+            applied = self.agent_report(session.agent_id, report)
+            if applied is None:
+                continue
             try:
-                await self.agent_report(session.agent_id, report)
-            except (PermissionDenied, NotFound) as error:
+                await applied
+            except (ActorRetired, PermissionDenied, NotFound) as error:
                 log.info("agent %s: re-sent report ignored: %s", session.agent_id, error)
         expected = self._hub.held(session.agent_id)  # job_id → build_id
         claimed = {claim.job_id: claim.build_id for claim in hello.running}
@@ -176,16 +179,16 @@ class BuildControl:
             + self._settings.stop_ack_timeout,
         )
 
-    async def agent_report(self, agent_id: str, report: AgentReport) -> None:
+    def agent_report(self, agent_id: str, report: AgentReport) -> asyncio.Future[Any] | None:
+        """Queue a report at its build's actor; the future says if it was applied.
+        None: the build is not live (finished or unknown), so nothing of it may change."""
         actor = self._registry.get(report.build_id)
         if actor is None:
-            # A finished build (or an unknown one): nothing of it may change any more.
             log.debug("agent %s reported on a build that is not live: %s", agent_id, report)
-            return
-        try:
-            await actor.ask(cmd.Report(agent_id=agent_id, report=report))
-        except ActorRetired:
-            return
+            return None
+        command = cmd.Report(agent_id=agent_id, report=report)
+        actor.tell(command)
+        return command.reply
 
     def agent_disconnected(self, session: AgentSession) -> None:
         self._hub.disconnect(session)

@@ -46,6 +46,14 @@ class Effects:
     # cancel): nothing changed, and that is not an error.
     duplicate: bool = False
 
+    def merge(self, later: Effects) -> None:
+        """Add the effects of an event applied after this one (one commit for both)."""
+        self.changes.merge(later.changes)
+        self.stops += later.stops
+        self.ready += later.ready
+        self.released += later.released
+        self.finished_jobs += later.finished_jobs
+
 
 # ---- entity moves (each checks the table and marks the entity changed) -------------
 

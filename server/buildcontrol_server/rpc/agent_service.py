@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -16,7 +17,7 @@ from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.config import Settings
-from buildcontrol_server.domain.errors import FailedPrecondition, InvalidArgument
+from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, InvalidArgument
 from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import abort_with
@@ -24,6 +25,7 @@ from buildcontrol_server.rpc.errors import abort_with
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_SECONDS = 5.0
+REPORTS_IN_FLIGHT = 256
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
@@ -48,16 +50,21 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if opened is None:
             return
         session, hello = opened
-        replaced = asyncio.Event()
-        session.on_replaced = replaced.set
+        # Set when the stream must end early: replaced by a newer stream of the same
+        # agent (None), or a report the server refused (the error).
+        ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        session.on_replaced = lambda: ended.done() or ended.set_result(None)
         writer = asyncio.create_task(self._write(session, context))
-        reader = asyncio.create_task(self._read(session, hello, request_iterator))
-        waiter = asyncio.create_task(replaced.wait())
+        reader = asyncio.create_task(self._read(session, hello, request_iterator, ended))
         try:
-            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if replaced.is_set():
+            either: set[asyncio.Future[Any]] = {reader, ended}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if ended.done():
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+                refused = ended.result()
+                if refused is not None:
+                    raise refused
                 await context.abort(
                     grpc.StatusCode.ABORTED,
                     f"replaced by a newer stream of agent {session.agent_id}",
@@ -68,11 +75,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         except Exception as error:
             await abort_with(context, error)
         finally:
-            waiter.cancel()
             reader.cancel()
-            log.info("agent %s stream ended (session %s)", session.agent_id, session.session_id)
             self._control.agent_disconnected(session)
-            await asyncio.gather(writer, reader, waiter, return_exceptions=True)
+            await asyncio.gather(writer, reader, return_exceptions=True)
         log.info("agent %s %s", session.agent_id, "left" if goodbye else "disconnected")
 
     async def _read(
@@ -80,9 +85,21 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         session: AgentSession,
         hello: AgentHello,
         request_iterator: AsyncIterator[agent_pb2.ConnectRequest],
+        ended: asyncio.Future[BaseException | None],
     ) -> bool:
-        """Handle the agent's messages; True if it left with a Goodbye."""
+        """Hand the agent's messages to the control; True if it left with a Goodbye.
+
+        Reports are queued at their actors without waiting for each commit (so one
+        actor can apply many in one commit), at most REPORTS_IN_FLIGHT at a time."""
         await self._control.agent_connected(session, hello)
+        in_flight = asyncio.Semaphore(REPORTS_IN_FLIGHT)
+
+        def settled(applied: asyncio.Future[Any]) -> None:
+            in_flight.release()
+            error = None if applied.cancelled() else applied.exception()
+            if isinstance(error, DomainError) and not ended.done():
+                ended.set_result(error)
+
         async for message in request_iterator:
             kind = message.WhichOneof("event")
             if kind == "goodbye":
@@ -90,8 +107,14 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if kind == "hello":
                 raise FailedPrecondition("hello: only the first message may be a hello")
             report = convert.report(message)
-            if report is not None:
-                await self._control.agent_report(session.agent_id, report)
+            if report is None:
+                continue
+            await in_flight.acquire()
+            applied = self._control.agent_report(session.agent_id, report)
+            if applied is None:
+                in_flight.release()
+            else:
+                applied.add_done_callback(settled)
         return False
 
     async def _open(

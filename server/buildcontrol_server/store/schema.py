@@ -1,0 +1,157 @@
+"""The database schema as an ordered list of migrations, and the code that applies them.
+
+Rules: a released migration is never edited; a change is a new migration appended at
+the end. Each migration runs in its own transaction together with the bump of
+`PRAGMA user_version`, so a crash leaves the database at the old or the new version,
+never between. Tables are altered in place (ALTER TABLE, CREATE INDEX); nothing is
+dropped and recreated, so a server upgrade never loses builds.
+
+`PRAGMA application_id` marks the file as ours: a SQLite file of another program is
+refused rather than "migrated".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiosqlite
+
+# "bctl" in ASCII; stored in the SQLite header (offset 68) by migration 1.
+APPLICATION_ID = 0x6263746C
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    summary: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "builds, jobs and steps",
+        (
+            f"PRAGMA application_id = {APPLICATION_ID}",
+            # stage_names: JSON list; a stage has no state of its own beyond its name.
+            # cancel_*: NULL until the build is cancelled (CancelInfo).
+            """CREATE TABLE builds (
+                build_id TEXT PRIMARY KEY,
+                pipeline TEXT NOT NULL,
+                stage_names TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                status TEXT NOT NULL,
+                finished_at REAL,
+                cancel_reason TEXT,
+                cancel_requested_by TEXT,
+                cancel_force INTEGER,
+                cancel_grace_period REAL,
+                cancel_requested_at REAL,
+                version INTEGER NOT NULL
+            )""",
+            # position: the job's order in its build (job ids do not sort numerically).
+            # labels, env: JSON objects.
+            """CREATE TABLE jobs (
+                job_id TEXT PRIMARY KEY,
+                build_id TEXT NOT NULL REFERENCES builds (build_id),
+                stage_index INTEGER NOT NULL,
+                position INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                env TEXT NOT NULL,
+                status TEXT NOT NULL,
+                outcome TEXT,
+                agent_id TEXT,
+                exit_code INTEGER,
+                finished_at REAL,
+                version INTEGER NOT NULL
+            )""",
+            "CREATE INDEX jobs_by_build ON jobs (build_id, position)",
+            """CREATE TABLE steps (
+                job_id TEXT NOT NULL REFERENCES jobs (job_id),
+                step_index INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                command TEXT NOT NULL,
+                status TEXT NOT NULL,
+                exit_code INTEGER,
+                version INTEGER NOT NULL,
+                PRIMARY KEY (job_id, step_index)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        2,
+        "indexes for ListBuilds by pipeline and for recovery of unfinished builds",
+        (
+            # ListBuilds(pipeline=…) pages newest first: an index walk, not a table scan.
+            "CREATE INDEX builds_by_pipeline ON builds (pipeline, build_id)",
+            # Start-up recovery reads only live builds, which are few among many
+            # finished ones; the partial index keeps that read small as history grows.
+            # Queries must repeat this exact WHERE for SQLite to use it (UNFINISHED_WHERE).
+            "CREATE INDEX builds_unfinished ON builds (build_id)"
+            " WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+# The condition of the builds_unfinished partial index, for queries that should use it.
+UNFINISHED_WHERE = "status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
+
+
+async def read_version(connection: aiosqlite.Connection) -> int:
+    rows = list(await connection.execute_fetchall("PRAGMA user_version"))
+    return int(rows[0][0])
+
+
+async def read_application_id(connection: aiosqlite.Connection) -> int:
+    rows = list(await connection.execute_fetchall("PRAGMA application_id"))
+    return int(rows[0][0])
+
+
+async def count_tables(connection: aiosqlite.Connection) -> int:
+    rows = list(
+        await connection.execute_fetchall(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    )
+    return int(rows[0][0])
+
+
+class SchemaTooNew(Exception):
+    """The database was written by a newer buildcontrol; this code must not touch it."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"schema version {version} is newer than this server's ({LATEST_VERSION})")
+        self.version = version
+
+
+async def migrate(connection: aiosqlite.Connection, target: int = LATEST_VERSION) -> list[int]:
+    """Apply every migration above the recorded version up to `target`, each in one
+    transaction. Returns the versions applied. The connection must be in autocommit
+    mode (isolation_level=None) so the transactions here are the only ones."""
+    applied: list[int] = []
+    while True:
+        await connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Read under the write lock: the recorded version cannot move under us. The
+            # open checks read it already, but only here is a WAL left by a crash
+            # recovered for sure, and a newer version must stop us before any write.
+            current = await read_version(connection)
+            if current > LATEST_VERSION:
+                raise SchemaTooNew(current)
+            pending = [m for m in MIGRATIONS if current < m.version <= target]
+            if not pending:
+                await connection.execute("ROLLBACK")
+                return applied
+            migration = pending[0]
+            for statement in migration.statements:
+                await connection.execute(statement)
+            await connection.execute(f"PRAGMA user_version = {migration.version}")
+            await connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                await connection.execute("ROLLBACK")
+            raise
+        applied.append(migration.version)

@@ -1,0 +1,161 @@
+"""Server and agent processes started as a user starts them, and the process checks
+e2e tests need (finding a job's step processes, waiting for them to be gone)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+BUILDCONTROL = [sys.executable, "-m", "buildcontrol_server.cli"]
+READY = re.compile(r"serving gRPC on (\S+):(\d+), metrics on http://(\S+):(\d+)/metrics")
+WAIT = 20.0
+
+
+@dataclass
+class ServerProc:
+    process: asyncio.subprocess.Process
+    target: str
+    metrics_url: str
+    data_dir: Path
+    port: int
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), WAIT)
+
+    async def kill(self) -> None:
+        self.process.kill()
+        await self.process.wait()
+
+
+async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc:
+    process = await asyncio.create_subprocess_exec(
+        *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
+        "--metrics-port", "0", *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+    match = READY.search(line)
+    if match is None:
+        await process.wait()
+        error = (await process.stderr.read()).decode()
+        raise RuntimeError(f"server did not start: {line!r} {error}")
+    # Keep stderr drained so the server never blocks on a full pipe.
+    asyncio.get_running_loop().create_task(_drain(process.stderr, data_dir / "server.log"))
+    host, grpc_port, mhost, mport = match.groups()
+    return ServerProc(process, f"{host}:{grpc_port}", f"http://{mhost}:{mport}/metrics",
+                      data_dir, int(grpc_port))  # fmt: skip
+
+
+async def _drain(stream: asyncio.StreamReader, path: Path) -> None:
+    with path.open("ab") as log:
+        while chunk := await stream.read(65536):
+            log.write(chunk)
+            log.flush()
+
+
+@dataclass
+class AgentProc:
+    agent_id: str
+    process: asyncio.subprocess.Process
+    log: Path
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.process.wait(), WAIT)
+
+
+async def start_agent(target: str, agent_id: str, work: Path, labels: str = "os=linux",
+                      capacity: int = 2, *extra: str) -> AgentProc:  # fmt: skip
+    log = work / f"agent-{agent_id}.log"
+    process = await asyncio.create_subprocess_exec(
+        *BUILDCONTROL, "agent", "--server", target, "--agent-id", agent_id,
+        "--labels", labels, "--capacity", str(capacity), "--reconnect-max", "0.5", *extra,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    asyncio.get_running_loop().create_task(_drain(process.stderr, log))
+    return AgentProc(agent_id, process, log)
+
+
+def free_port() -> int:
+    """A port free now, for a server that must come back on the same address."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def job_pids(job_id: str) -> set[int]:
+    """Processes whose environment names `job_id` (the agent sets BUILDCONTROL_JOB_ID)."""
+    marker = f"BUILDCONTROL_JOB_ID={job_id}".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if marker in environ.split(b"\0"):
+            found.add(int(entry))
+    return found
+
+
+def process_command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+async def until(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
+    """Wait for a condition that no event announces (a process appearing in /proc)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def wait_gone(pids: set[int], timeout: float) -> None:
+    """Wait for processes to exit, woken by their pidfds (Linux), not by polling."""
+    loop = asyncio.get_running_loop()
+    waiters = []
+    fds = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        fds.append(fd)
+        done = loop.create_future()
+        loop.add_reader(fd, lambda d=done: d.done() or d.set_result(None))
+        waiters.append(done)
+    try:
+        if waiters:
+            await asyncio.wait_for(asyncio.gather(*waiters), timeout)
+    finally:
+        for fd in fds:
+            loop.remove_reader(fd)
+            os.close(fd)
+    # A pidfd turns readable at exit; a zombie not yet reaped by its parent counts as gone.
+    assert not any(alive(pid) for pid in pids)

@@ -1,0 +1,103 @@
+"""The cancel path costs a constant number of transactions (the store's own counters)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from buildcontrol.v1 import build_control_pb2, build_pb2
+from tests.rpc.conftest import Running, pipeline
+from tests.rpc.test_cancel_rpc import rest_of
+from tests.support.agent_peer import AgentPeer
+
+
+async def settled(server: Running, build_id: str, jobs: int) -> None:
+    """Wait until every job's first step shows RUNNING (all agent reports applied)."""
+    watch = server.stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=10)
+    snapshot = (await watch.read()).snapshot
+    running = {
+        j.job_id for s in snapshot.stages for j in s.jobs
+        if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING
+    }  # fmt: skip
+    while len(running) < jobs:
+        event = await watch.read()
+        change = event.step_changed
+        if event.WhichOneof("event") == "step_changed" and change.status == build_pb2.STEP_STATUS_RUNNING:
+            running.add(change.job_id)
+    watch.cancel()
+
+
+def twenty_by_five() -> build_control_pb2.SubmitBuildRequest:
+    request = pipeline(jobs=20)
+    for job in request.stages[0].jobs:
+        job.steps.extend([build_control_pb2.StepSpec(command=f"echo {k}") for k in range(4)])
+    return request
+
+
+async def test_cancel_of_20_jobs_x_5_steps_is_one_commit_then_one_when_forced(
+    server: Running,
+) -> None:
+    agent = AgentPeer(server.target, "a1", capacity=20)
+    await agent.connect()
+    build = (await server.stub.SubmitBuild(twenty_by_five())).build
+    for _ in range(20):
+        await agent.take_job()
+    await settled(server, build.build_id, 20)
+    stats = server.app.store.stats
+    before = stats.commits
+    stream = server.stub.Cancel(
+        build_control_pb2.CancelRequest(build_id=build.build_id, force=True), timeout=10
+    )
+    assert (await stream.read()).accepted.jobs_stopping == 20
+    assert stats.commits == before + 1, "CANCELING of 20 jobs and 100 steps is one commit"
+    # The agent never confirms: at the deadline all 20 jobs end FORCED together.
+    rest = await rest_of(stream)
+    assert stats.commits == before + 2, "CANCELED of 20 jobs and 100 steps is one commit"
+    finished = rest[-1].finished
+    assert finished.status == build_pb2.BUILD_STATUS_CANCELED
+    assert {j.outcome for j in finished.jobs} == {build_pb2.JOB_OUTCOME_FORCED}
+    await agent.leave()
+
+
+async def test_confirmations_of_many_jobs_share_commits(server: Running) -> None:
+    agent = AgentPeer(server.target, "a1", capacity=20)
+    await agent.connect()
+    build = (await server.stub.SubmitBuild(twenty_by_five())).build
+    jobs = [await agent.take_job() for _ in range(20)]
+    await settled(server, build.build_id, 20)
+    stats = server.app.store.stats
+    stream = server.stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id), timeout=10)
+    await stream.read()
+    before = stats.commits
+    for _ in jobs:
+        await agent.next("stop_job")
+    for job in jobs:
+        agent.stopped(build.build_id, job.job_id)
+    rest = await rest_of(stream)
+    assert rest[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+    used = stats.commits - before
+    assert 1 <= used < 20, f"{used} commits for 20 confirmations"
+    await agent.leave()
+
+
+async def test_200_concurrent_cancels_share_at_most_50_commits(server: Running) -> None:
+    agent = AgentPeer(server.target, "a1", capacity=200)
+    await agent.connect()
+    builds = await asyncio.gather(*(server.stub.SubmitBuild(pipeline()) for _ in range(200)))
+    for _ in builds:
+        await agent.take_job()
+    for response in builds:
+        await settled(server, response.build.build_id, 1)
+    stats = server.app.store.stats
+    before = stats.commits
+    streams = [
+        server.stub.Cancel(build_control_pb2.CancelRequest(build_id=b.build.build_id), timeout=20)
+        for b in builds
+    ]
+    firsts = await asyncio.gather(*(s.read() for s in streams))
+    assert {f.WhichOneof("event") for f in firsts} == {"accepted"}
+    # The agent has not confirmed any stop yet: every commit here is a CANCELING write.
+    commits = stats.commits - before
+    assert commits <= 50, f"200 cancels used {commits} commits"
+    for stream in streams:
+        stream.cancel()
+    await agent.leave()

@@ -1,0 +1,92 @@
+"""Realistic builds and change sets for the store tests, made by the domain's own
+functions (submission and lifecycle), so the store is tested on what actors write."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from buildcontrol_server.domain import lifecycle
+from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
+from buildcontrol_server.domain.submission import (
+    JobSpec,
+    PipelineSpec,
+    StageSpec,
+    StepSpec,
+    new_build,
+)
+
+# Build ids carry the creation time in milliseconds: distinct `now`s sort builds.
+T0 = 1_700_000_000.0
+
+
+def two_stage_spec(pipeline: str = "web") -> PipelineSpec:
+    return PipelineSpec(
+        pipeline=pipeline,
+        stages=(
+            StageSpec(
+                "build",
+                (
+                    JobSpec(
+                        "compile",
+                        (StepSpec("make deps", name="deps"), StepSpec("make -j4")),
+                        labels={"os": "linux", "arch": "amd64"},
+                        env={"CC": "clang", "EMPTY": ""},
+                    ),
+                    JobSpec("lint", (StepSpec("ruff check ."),), labels={"os": "linux"}),
+                ),
+            ),
+            StageSpec("test", (JobSpec("unit", (StepSpec("pytest -q"), StepSpec("coverage"))),)),
+        ),
+    )
+
+
+def wide_spec(jobs: int, steps: int, pipeline: str = "wide") -> PipelineSpec:
+    return PipelineSpec(
+        pipeline=pipeline,
+        stages=(
+            StageSpec(
+                "all",
+                tuple(
+                    JobSpec(f"job{j}", tuple(StepSpec(f"echo {j}.{k}") for k in range(steps)))
+                    for j in range(jobs)
+                ),
+            ),
+        ),
+    )
+
+
+def submitted(spec: PipelineSpec | None = None, now: float = T0) -> tuple[Build, ChangeSet]:
+    build = new_build(spec or two_stage_spec(), now)
+    return build, ChangeSet(new_build=build)
+
+
+def cancel_info(now: float = T0 + 10, force: bool = False) -> CancelInfo:
+    return CancelInfo(
+        reason="superseded by a newer push",
+        requested_by="alice@example.com",
+        force=force,
+        grace_period=7.5,
+        requested_at=now,
+    )
+
+
+def start_first_job(build: Build, agent_id: str = "agent-1", now: float = T0 + 1) -> ChangeSet:
+    """Assign the first ready job, accept it and start its first step: one change set."""
+    job = lifecycle.ready_jobs(build)[0]
+    changes = lifecycle.assign_job(build, job.job_id, agent_id, now).changes
+    changes.merge(lifecycle.job_accepted(build, job.job_id, agent_id, now).changes)
+    changes.merge(lifecycle.step_started(build, job.job_id, agent_id, 0, now).changes)
+    return changes
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(read_file(path)).hexdigest()
+
+
+def read_file(path: str | Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+def write_file(path: str | Path, data: bytes) -> None:
+    Path(path).write_bytes(data)
