@@ -122,6 +122,11 @@ class ServerApp:
 
 
 async def serve(settings: Settings) -> int:
+    # Handlers first: a SIGTERM that arrives during start-up still drains cleanly.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     app = ServerApp(settings)
     try:
         endpoints = await app.start()
@@ -139,10 +144,6 @@ async def serve(settings: Settings) -> int:
         f"database {settings.database_path}",
         flush=True,
     )
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     log.info("draining")
     await app.stop()

@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -87,13 +86,6 @@ async def start_agent(target: str, agent_id: str, work: Path, labels: str = "os=
     assert process.stderr is not None
     asyncio.get_running_loop().create_task(_drain(process.stderr, log))
     return AgentProc(agent_id, process, log)
-
-
-def free_port() -> int:
-    """A port free now, for a server that must come back on the same address."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def job_pids(job_id: str) -> set[int]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import grpc
 
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from tests.support.ports import free_port
 from tests.e2e.processes import (
     AgentProc,
     alive,
-    free_port,
     job_pids,
     start_agent,
     start_server,

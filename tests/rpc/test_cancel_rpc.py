@@ -225,3 +225,60 @@ async def test_concurrent_cancels_make_one_transition_and_one_stop_per_job(
     assert len({last.SerializeToString(deterministic=True) for last in lasts}) == 1
     assert agent.received.empty()  # no second StopJob
     await agent.leave()
+
+
+async def test_hello_reconciliation_stops_every_job_the_agent_must_not_run(
+    server: Running,
+) -> None:
+    owner = AgentPeer(server.target, "a1", capacity=2)
+    await owner.connect()
+    mine = await submit(server)
+    done = await submit(server)
+    my_job = await owner.take_job()
+    done_job = await owner.take_job()
+    if done_job.build_id != done.build_id:
+        my_job, done_job = done_job, my_job
+    owner.finished(done.build_id, done_job.job_id)
+    await wait_status(server, done.build_id, build_pb2.BUILD_STATUS_SUCCEEDED)
+    theirs = await submit(server, labels={"pool": "b"})
+    other = AgentPeer(server.target, "a2", labels={"pool": "b"})
+    await other.connect()
+    their_job = await other.take_job()
+    await owner.drop()
+    back = AgentPeer(server.target, "a1", capacity=2)
+    claims = [
+        (mine.build_id, my_job.job_id),  # still its own: resumed
+        (done.build_id, done_job.job_id),  # finished
+        (theirs.build_id, their_job.job_id),  # assigned to a2
+        ("b" + "0" * 20, "b" + "0" * 20 + "-j0"),  # unknown
+    ]
+    await back.connect(running=claims)
+    stopped = {(await back.next("stop_job")).stop_job.job_id for _ in range(3)}
+    assert stopped == {done_job.job_id, their_job.job_id, "b" + "0" * 20 + "-j0"}
+    # its own job goes on: finishing it succeeds the build
+    back.finished(mine.build_id, my_job.job_id)
+    final = await wait_status(server, mine.build_id, build_pb2.BUILD_STATUS_SUCCEEDED)
+    assert final.stages[0].jobs[0].agent_id == "a1"
+    assert back.received.empty()
+    await back.leave()
+    await other.leave()
+
+
+async def test_jobs_of_an_agent_that_never_returns_end_after_the_reconnect_window(
+    server: Running,
+) -> None:
+    agent = AgentPeer(server.target, "a1", capacity=2)
+    await agent.connect()
+    running = await submit(server)
+    stopping = await submit(server)
+    held = {(await agent.take_job()).build_id for _ in range(2)}
+    assert held == {running.build_id, stopping.build_id}
+    stream = server.stub.Cancel(build_control_pb2.CancelRequest(build_id=stopping.build_id, grace_period={"seconds": 3600}))
+    assert (await stream.read()).WhichOneof("event") == "accepted"
+    await agent.drop()  # gone for good; the window is 2 s in these tests
+    lost = await wait_status(server, running.build_id, build_pb2.BUILD_STATUS_FAILED)
+    assert lost.stages[0].jobs[0].status == build_pb2.JOB_STATUS_FAILED
+    assert lost.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_LOST
+    rest = await rest_of(stream)
+    assert rest[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+    assert [j.outcome for j in rest[-1].finished.jobs] == [build_pb2.JOB_OUTCOME_FORCED]

@@ -177,7 +177,7 @@ def test_a_lost_agent_fails_its_running_jobs_and_forces_its_stopping_ones() -> N
     run_job(build, a.job_id, "a1")
     run_job(build, b.job_id, "a2")
     lifecycle.agent_lost(build, "a1", frozenset(), NOW)
-    assert a.status is JobStatus.FAILED
+    assert a.status is JobStatus.FAILED and a.outcome is JobOutcome.LOST
     assert build.status is BuildStatus.RUNNING  # b still runs
     lifecycle.job_finished(build, b.job_id, "a2", True, 0, NOW)
     assert build.status is BuildStatus.FAILED

@@ -308,6 +308,7 @@ def agent_lost(build: Build, agent_id: str, running: frozenset[str], now: float)
         if job.status is JobStatus.STOPPING:
             _finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
         else:
+            job.outcome = JobOutcome.LOST
             _close_steps(job, StepStatus.FAILED, StepStatus.SKIPPED, fx)
             _move_job(job, JobStatus.FAILED, fx, now)
     if build.status is BuildStatus.CANCELING:

@@ -42,12 +42,13 @@ class StepStatus(str, Enum):
 
 
 class JobOutcome(str, Enum):
-    """How a cancelled job ended."""
+    """How a cancelled job ended (or that its agent was lost: then the job FAILED)."""
 
     GRACEFUL = "GRACEFUL"
     KILLED = "KILLED"
     FORCED = "FORCED"
     NEVER_STARTED = "NEVER_STARTED"
+    LOST = "LOST"
 
 
 BUILD_TRANSITIONS: frozenset[tuple[BuildStatus, BuildStatus]] = frozenset(

@@ -1,0 +1,84 @@
+"""`buildcontrol serve` refuses a data directory or database it must not use: exit
+code 1, one line naming the path, and the file left as it was."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+from tests.e2e.processes import BUILDCONTROL, start_server
+
+async def serve_fails(data_dir: Path, *, without_root_override: bool = False) -> str:
+    prefix: list[str] = []
+    if without_root_override and os.geteuid() == 0:
+        # root writes anywhere; without these capabilities it obeys file modes, as the
+        # ordinary user a server runs as in production does.
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    process = await asyncio.create_subprocess_exec(
+        *prefix, *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
+        "--metrics-port", "-1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 1, (out, err)
+    assert out == b""
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_an_unwritable_data_directory_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o555)
+    line = await serve_fails(data, without_root_override=True)
+    assert str(data) in line and "writ" in line
+
+
+async def test_a_data_directory_under_a_file_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    line = await serve_fails(blocker / "data")
+    assert str(blocker / "data") in line
+
+
+async def test_a_database_of_a_newer_schema_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = await start_server(data)
+    assert await server.stop() == 0
+    database = data / "buildcontrol.sqlite3"
+    with sqlite3.connect(database) as connection:
+        connection.execute("PRAGMA user_version = 999")
+    before = digest(database)
+    line = await serve_fails(data)
+    assert str(database) in line and "999" in line
+    assert digest(database) == before
+
+
+async def test_a_second_server_on_the_same_file_exits_with_a_clear_error(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = await start_server(data)
+    try:
+        line = await serve_fails(data)
+        assert str(data / "buildcontrol.sqlite3") in line
+        assert "another" in line or "lock" in line
+    finally:
+        assert await first.stop() == 0
+
+
+async def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    database = data / "buildcontrol.sqlite3"
+    database.write_bytes(b"these are somebody's notes, not a database\n" * 10)
+    before = digest(database)
+    line = await serve_fails(data)
+    assert str(database) in line and "not a SQLite database" in line
+    assert digest(database) == before
