@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from buildcontrol_server import metrics
@@ -40,7 +40,8 @@ from buildcontrol_server.domain.events import (
     WatchChange,
 )
 from buildcontrol_server.domain.lifecycle import Effects
-from buildcontrol_server.domain.model import Build, Job
+from buildcontrol_server.domain.model import Build, CancelRecord, Job
+from buildcontrol_server.effects.base import NoSideEffects, SideEffects
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
 from buildcontrol_server.store.base import BuildStore
 
@@ -64,6 +65,7 @@ class ActorContext:
     scheduler: JobQueue
     settings: Settings
     on_retire: Callable[[BuildActor], None]
+    effects: SideEffects = field(default_factory=NoSideEffects)
     clock: Callable[[], float] = time.time
 
 
@@ -372,8 +374,12 @@ class BuildActor:
             self._deadline.cancel()
             self._deadline = None
         self._ctx.scheduler.drop_build(self.build_id)
-        if self.build.status is BuildStatus.CANCELED and self._cancel_received_at is not None:
-            metrics.CANCEL_TERMINAL_SECONDS.observe(time.perf_counter() - self._cancel_received_at)
+        if self.build.status is BuildStatus.CANCELED:
+            # Behind the committed transition: audit and webhooks never hold it up.
+            self._ctx.effects.cancel_finished(CancelRecord.of(self.build))
+            if self._cancel_received_at is not None:
+                elapsed = time.perf_counter() - self._cancel_received_at
+                metrics.CANCEL_TERMINAL_SECONDS.observe(elapsed)
         final = finished_event(self.build)
         for listener in self._cancel_listeners:
             listener.put_nowait(final)

@@ -25,6 +25,8 @@ class Step:
     status: StepStatus = StepStatus.PENDING
     exit_code: int | None = None
     version: int = 0
+    # A cleanup step: runs after its job's other steps were stopped by a cancel.
+    run_on_cancel: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -46,6 +48,12 @@ class Job:
     exit_code: int | None = None
     finished_at: float | None = None
     version: int = 0
+    # A cleanup job ("finally"): when the build is cancelled it still runs, after the
+    # other jobs were stopped.
+    run_on_cancel: bool = False
+    # Longest the job may run (seconds) before the server cancels the build; None
+    # means the server's default.
+    timeout: float | None = None
 
     @property
     def terminal(self) -> bool:
@@ -82,6 +90,10 @@ class Build:
     cancel: CancelInfo | None = None
     finished_at: float | None = None
     version: int = 0
+    # Builds of one group run one at a time, in submission order.
+    concurrency_group: str | None = None
+    # Submitted with cancel_in_progress: it superseded older builds of its group.
+    cancel_in_progress: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -101,6 +113,49 @@ class Build:
 Entity = Build | Job | Step
 
 
+@dataclass(frozen=True)
+class JobEnding:
+    job_id: str
+    name: str
+    status: JobStatus
+    outcome: JobOutcome | None
+    agent_id: str | None
+
+
+@dataclass(frozen=True)
+class CancelRecord:
+    """What the audit keeps of one cancel: who, why, when, and how each job ended."""
+
+    build_id: str
+    pipeline: str
+    reason: str
+    requested_by: str
+    force: bool
+    grace_period: float
+    requested_at: float
+    finished_at: float
+    status: BuildStatus
+    jobs: tuple[JobEnding, ...]
+
+    @classmethod
+    def of(cls, build: Build) -> CancelRecord:
+        assert build.cancel is not None and build.finished_at is not None
+        return cls(
+            build_id=build.build_id,
+            pipeline=build.pipeline,
+            reason=build.cancel.reason,
+            requested_by=build.cancel.requested_by,
+            force=build.cancel.force,
+            grace_period=build.cancel.grace_period,
+            requested_at=build.cancel.requested_at,
+            finished_at=build.finished_at,
+            status=build.status,
+            jobs=tuple(
+                JobEnding(j.job_id, j.name, j.status, j.outcome, j.agent_id) for j in build.jobs()
+            ),
+        )
+
+
 @dataclass
 class ChangeSet:
     """Entities one event changed, each with the version it had before (for CAS).
@@ -112,6 +167,8 @@ class ChangeSet:
     jobs: dict[str, tuple[Job, int]] = field(default_factory=dict)
     steps: dict[tuple[str, int], tuple[Step, int]] = field(default_factory=dict)
     new_build: Build | None = None
+    # Audit records to insert (written behind the cancel, see effects/audit.py).
+    audit: list[CancelRecord] = field(default_factory=list)
 
     def mark(self, entity: Entity) -> None:
         if isinstance(entity, Build):
@@ -139,7 +196,7 @@ class ChangeSet:
 
     @property
     def empty(self) -> bool:
-        return not (self.builds or self.jobs or self.steps or self.new_build)
+        return not (self.builds or self.jobs or self.steps or self.new_build or self.audit)
 
     def statement_rows(self) -> int:
         return len(self.builds) + len(self.jobs) + len(self.steps)
