@@ -36,6 +36,15 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     serve.add_argument(
         "--reconnect-window", type=float, default=defaults.reconnect_window, help="seconds"
     )
+    serve.add_argument(
+        "--cleanup-timeout", type=float, default=defaults.cleanup_timeout, help="seconds"
+    )
+    serve.add_argument(
+        "--job-timeout", type=float, default=defaults.job_timeout, help="seconds (default 1 h)"
+    )
+    serve.add_argument(
+        "--queue-timeout", type=float, default=defaults.queue_timeout, help="seconds (default 24 h)"
+    )
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=_serve)
 
@@ -50,12 +59,15 @@ async def _serve(args: argparse.Namespace) -> int:
         default_grace_period=args.default_grace,
         stop_ack_timeout=args.stop_ack_timeout,
         reconnect_window=args.reconnect_window,
+        cleanup_timeout=args.cleanup_timeout,
+        job_timeout=args.job_timeout,
+        queue_timeout=args.queue_timeout,
     )
     return await serve(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from buildcontrol_client import cli as client_cli
+    import buildcontrol_client.cli as client_cli
 
     parser = argparse.ArgumentParser(
         prog="buildcontrol",

@@ -81,6 +81,59 @@ AGENTS_CONNECTED = Gauge("buildcontrol_agents_connected", "Agents with a live st
 AGENT_CONNECTS = Counter(
     "buildcontrol_agent_connects_total", "Agent streams opened (first connects and reconnects)."
 )
+AGENTS_SUSPECT = Gauge(
+    "buildcontrol_agents_suspect",
+    "Agents that let a stop deadline pass (hung, or ignoring stops) since the server started.",
+)
 AGENTS_LOST = Counter(
     "buildcontrol_agents_lost_total", "Agents that dropped and did not return within the window."
+)
+
+# ---- side effects: audit log and webhooks (effects/) ----
+AUDIT_RECORDS_WRITTEN = Counter(
+    "buildcontrol_audit_records_written_total",
+    "Cancel audit records committed by the audit writer (sweep included; a record already"
+    " present is ignored by the database and still counted).",
+)
+AUDIT_RECORDS_SWEPT = Counter(
+    "buildcontrol_audit_records_swept_total",
+    "Audit records recovered at start-up for CANCELED builds that had none (a crash or a"
+    " shutdown came between the cancel and its audit write).",
+)
+AUDIT_WRITE_FAILURES = Counter(
+    "buildcontrol_audit_write_failures_total",
+    "Failed audit writes or sweep reads; each is retried with backoff, no record is dropped.",
+)
+AUDIT_QUEUE_DEPTH = Gauge(
+    "buildcontrol_audit_queue_depth_records", "Audit records waiting to be written."
+)
+WEBHOOK_DELIVERIES = Counter(
+    "buildcontrol_webhook_deliveries_total",
+    "Webhook notifications by endpoint and result: delivered, retried (one per retry"
+    " attempt), gave_up (retries exhausted), rejected (4xx other than 429, not retried),"
+    " dropped_queue_full (oldest dropped for a newer one), dropped_breaker_open,"
+    " dropped_shutdown (still pending when the server stopped).",
+    ["endpoint", "result"],
+)
+WEBHOOK_REQUEST_SECONDS = Histogram(
+    "buildcontrol_webhook_request_seconds",
+    "Duration of one webhook POST (any outcome, timeouts included), in seconds.",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+WEBHOOK_BREAKER_STATE = Gauge(
+    "buildcontrol_webhook_breaker_state",
+    "Circuit breaker per webhook endpoint: 0 closed, 1 open (requests skipped), 2 half-open.",
+    ["endpoint"],
+)
+WEBHOOK_QUEUE_DEPTH = Gauge(
+    "buildcontrol_webhook_queue_depth_notifications",
+    "Webhook notifications waiting for their endpoint's worker.",
+    ["endpoint"],
+)
+SIDE_EFFECT_ERRORS = Counter(
+    "buildcontrol_side_effect_errors_total",
+    "Exceptions raised while handing a finished cancel to a side effect (audit, webhooks);"
+    " logged and counted, never passed to the build's actor.",
+    ["effect"],
 )

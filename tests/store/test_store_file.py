@@ -8,12 +8,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from buildcontrol_server.domain import lifecycle
+from buildcontrol_server.domain import cancellation
+from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store import schema
 from buildcontrol_server.store.errors import StoreOpenError, StoreWriteError
 from buildcontrol_server.store.lock import FileLock
 from buildcontrol_server.store.sqlite import SqliteStore
+
+STOP_TIMES = StopTimes(ack_timeout=30, cleanup_timeout=60)
 
 from .store_samples import (
     T0,
@@ -57,7 +60,7 @@ async def test_reopened_file_reads_back_what_was_committed(db_file: str) -> None
         build, changes = submitted()
         await store.commit(changes)
         await store.commit(start_first_job(build))
-        await store.commit(lifecycle.cancel(build, cancel_info(), 30, T0 + 3).changes)
+        await store.commit(cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 3).changes)
 
     async with SqliteStore(db_file) as reopened:
         assert await reopened.get_build(build.build_id) == build

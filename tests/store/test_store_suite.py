@@ -6,13 +6,16 @@ import asyncio
 import copy
 
 import pytest
-from buildcontrol_server.domain import lifecycle
+from buildcontrol_server.domain import cancellation, lifecycle
+from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 from buildcontrol_server.store.errors import StoreClosedError, StoreWriteError
 from buildcontrol_server.store.sqlite import SqliteStore
 from prometheus_client import REGISTRY
+
+STOP_TIMES = StopTimes(ack_timeout=30, cleanup_timeout=60)
 
 from .store_samples import T0, cancel_info, start_first_job, submitted, wide_spec
 
@@ -51,7 +54,7 @@ async def test_updates_write_every_mutable_field_with_versions(store: SqliteStor
     await store.commit(start_first_job(build))
     job = build.stages[0].jobs[0]
     await store.commit(lifecycle.step_finished(build, job.job_id, "agent-1", 0, 0, T0 + 2).changes)
-    await store.commit(lifecycle.cancel(build, cancel_info(), ack_timeout=30, now=T0 + 3).changes)
+    await store.commit(cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 3).changes)
     await store.commit(
         lifecycle.job_stopped(build, job.job_id, "agent-1", JobOutcome.KILLED, -9, T0 + 4).changes
     )
@@ -85,7 +88,7 @@ async def test_stale_update_raises_version_conflict_and_writes_nothing(
     await store.commit(start_first_job(build))
 
     with pytest.raises(VersionConflict, match=rf"build {build.build_id} .*expected version 0"):
-        await store.commit(lifecycle.cancel(stale, cancel_info(), 30, T0 + 5).changes)
+        await store.commit(cancellation.cancel(stale, cancel_info(), STOP_TIMES, T0 + 5).changes)
 
     assert await store.get_build(build.build_id) == build
     assert store.stats.failed_writes == 1
@@ -102,8 +105,8 @@ async def test_conflict_in_a_batch_fails_only_its_change_set(store: SqliteStore)
     # does not know about it. Its build row still matches, its step row does not: the
     # whole bad change set must vanish, not just the row that missed.
     good = lifecycle.step_finished(build, running.job_id, "agent-1", 0, 0, T0 + 2).changes
-    bad = lifecycle.cancel(stale, cancel_info(), 30, T0 + 2).changes
-    unrelated = lifecycle.cancel(other, cancel_info(), 30, T0 + 2).changes
+    bad = cancellation.cancel(stale, cancel_info(), STOP_TIMES, T0 + 2).changes
+    unrelated = cancellation.cancel(other, cancel_info(), STOP_TIMES, T0 + 2).changes
     before = commits_and_writes(store)
 
     results = await store.commit_all([good, bad, unrelated])
@@ -151,7 +154,7 @@ async def test_200_concurrent_commits_share_few_transactions(store: SqliteStore)
     before = commits_and_writes(store)
 
     async def cancel(index: int) -> None:
-        fx = lifecycle.cancel(builds[index], cancel_info(), 30, T0 + 500)
+        fx = cancellation.cancel(builds[index], cancel_info(), STOP_TIMES, T0 + 500)
         await store.commit(fx.changes)
 
     await asyncio.gather(*(asyncio.create_task(cancel(n)) for n in range(200)))
@@ -171,7 +174,7 @@ async def test_cancel_of_20_jobs_with_5_steps_is_one_commit(store: SqliteStore) 
         await store.commit(start_first_job(build, agent_id=f"agent-{n}", now=T0 + 1 + n))
     before_commits, before_statements = store.stats.commits, store.stats.statements
 
-    fx = lifecycle.cancel(build, cancel_info(), ack_timeout=30, now=T0 + 20)
+    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 20)
     await store.commit(fx.changes)
 
     assert store.stats.commits == before_commits + 1
@@ -192,7 +195,7 @@ async def test_commit_all_puts_every_change_set_in_one_transaction(store: Sqlite
     writes_before = exported("buildcontrol_store_writes_total")
 
     results = await store.commit_all(
-        [lifecycle.cancel(build, cancel_info(), 30, T0 + 99).changes for build, _ in builds]
+        [cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 99).changes for build, _ in builds]
     )
 
     assert results == [None] * 50
@@ -207,7 +210,7 @@ async def test_update_queued_before_its_build_is_inserted_fails_alone(
     store: SqliteStore,
 ) -> None:
     build, insert = submitted()
-    too_early = lifecycle.cancel(copy.deepcopy(build), cancel_info(), 30, T0 + 1).changes
+    too_early = cancellation.cancel(copy.deepcopy(build), cancel_info(), STOP_TIMES, T0 + 1).changes
 
     results = await store.commit_all([too_early, insert])
 
@@ -261,8 +264,8 @@ async def test_load_unfinished_returns_every_live_build_complete(store: SqliteSt
     )
     await store.commit(start_first_job(running))
     await store.commit(start_first_job(canceling))
-    await store.commit(lifecycle.cancel(canceling, cancel_info(), 30, T0 + 9).changes)
-    await store.commit(lifecycle.cancel(canceled, cancel_info(), 30, T0 + 9).changes)
+    await store.commit(cancellation.cancel(canceling, cancel_info(), STOP_TIMES, T0 + 9).changes)
+    await store.commit(cancellation.cancel(canceled, cancel_info(), STOP_TIMES, T0 + 9).changes)
     for job in succeeded.jobs():
         await store.commit(lifecycle.assign_job(succeeded, job.job_id, "a", T0 + 9).changes)
         fx = lifecycle.job_finished(succeeded, job.job_id, "a", True, 0, T0 + 10)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buildcontrol_server.domain import lifecycle
+from buildcontrol_server.domain import cancellation, lifecycle
+from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, PermissionDenied
 from buildcontrol_server.domain.model import Build, CancelInfo
 from buildcontrol_server.domain.states import (
@@ -26,6 +27,7 @@ from buildcontrol_server.domain.submission import (
 
 NOW = 1_700_000_000.0
 INFO = CancelInfo("stop", "tester", False, 10.0, NOW)
+TIMES = StopTimes(ack_timeout=5.0, cleanup_timeout=60.0)
 
 
 def make_build(stages: list[int], steps: int = 2) -> Build:
@@ -94,7 +96,7 @@ def test_assigning_a_job_that_is_not_ready_is_refused() -> None:
 
 def test_cancel_of_queued_build_needs_no_agent() -> None:
     build = make_build([2])
-    fx = lifecycle.cancel(build, INFO, 5.0, NOW)
+    fx = cancellation.cancel(build, INFO, TIMES, NOW)
     assert build.status is BuildStatus.CANCELED
     assert fx.stops == []
     assert {j.outcome for j in build.jobs()} == {JobOutcome.NEVER_STARTED}
@@ -106,7 +108,7 @@ def test_cancel_of_running_build_stops_agents_and_ends_after_the_last_stop() -> 
     a, b, c = build.stages[0].jobs
     run_job(build, a.job_id, "a1")
     lifecycle.assign_job(build, b.job_id, "a2", NOW)
-    fx = lifecycle.cancel(build, INFO, 5.0, NOW)
+    fx = cancellation.cancel(build, INFO, TIMES, NOW)
     assert build.status is BuildStatus.CANCELING
     assert {(s.job_id, s.agent_id) for s in fx.stops} == {(a.job_id, "a1"), (b.job_id, "a2")}
     assert all(s.deadline == NOW + 10.0 + 5.0 for s in fx.stops)
@@ -124,7 +126,7 @@ def test_the_whole_cancel_is_one_change_set_with_each_entity_once() -> None:
     build = make_build([20], steps=5)
     for job in build.jobs():
         run_job(build, job.job_id)
-    fx = lifecycle.cancel(build, INFO, 5.0, NOW)
+    fx = cancellation.cancel(build, INFO, TIMES, NOW)
     assert len(fx.changes.builds) == 1
     assert len(fx.changes.jobs) == 20
     assert len(fx.changes.steps) == 100
@@ -134,8 +136,8 @@ def test_the_whole_cancel_is_one_change_set_with_each_entity_once() -> None:
 def test_a_second_cancel_joins_the_first() -> None:
     build = make_build([1])
     run_job(build, build.jobs()[0].job_id)
-    lifecycle.cancel(build, INFO, 5.0, NOW)
-    again = lifecycle.cancel(build, CancelInfo("other", "x", True, 0, NOW), 5.0, NOW)
+    cancellation.cancel(build, INFO, TIMES, NOW)
+    again = cancellation.cancel(build, CancelInfo("other", "x", False, 0, NOW), TIMES, NOW)
     assert again.duplicate and again.changes.empty and again.stops == []
     assert build.cancel == INFO
 
@@ -146,7 +148,7 @@ def test_cancel_of_a_finished_build_is_refused() -> None:
     run_job(build, job.job_id)
     lifecycle.job_finished(build, job.job_id, "a1", True, 0, NOW)
     with pytest.raises(FailedPrecondition):
-        lifecycle.cancel(build, INFO, 5.0, NOW)
+        cancellation.cancel(build, INFO, TIMES, NOW)
     assert build.status is BuildStatus.SUCCEEDED
 
 
@@ -154,7 +156,7 @@ def test_success_reported_after_the_cancel_is_still_canceled() -> None:
     build = make_build([1])
     job = build.jobs()[0]
     run_job(build, job.job_id)
-    lifecycle.cancel(build, INFO, 5.0, NOW)
+    cancellation.cancel(build, INFO, TIMES, NOW)
     lifecycle.job_finished(build, job.job_id, "a1", True, 0, NOW)
     assert job.status is JobStatus.CANCELED
     assert build.status is BuildStatus.CANCELED
@@ -164,9 +166,9 @@ def test_the_deadline_forces_jobs_whose_agent_never_confirmed() -> None:
     build = make_build([2])
     for job in build.jobs():
         run_job(build, job.job_id)
-    lifecycle.cancel(build, INFO, 5.0, NOW)
+    cancellation.cancel(build, INFO, TIMES, NOW)
     lifecycle.job_stopped(build, build.jobs()[0].job_id, "a1", JobOutcome.GRACEFUL, 0, NOW)
-    lifecycle.stop_deadline_passed(build, NOW + 15)
+    cancellation.stop_overdue(build, {build.jobs()[1].job_id}, NOW + 15)
     assert build.jobs()[1].outcome is JobOutcome.FORCED
     assert build.status is BuildStatus.CANCELED
 
@@ -228,8 +230,8 @@ def apply(build: Build, event: tuple[str, int, str, int]) -> None:
         "ok": lambda: lifecycle.job_finished(build, job_id, agent, True, 0, NOW),
         "fail": lambda: lifecycle.job_finished(build, job_id, agent, False, 1, NOW),
         "stopped": lambda: lifecycle.job_stopped(build, job_id, agent, JobOutcome.KILLED, 9, NOW),
-        "cancel": lambda: lifecycle.cancel(build, INFO, 5.0, NOW),
-        "deadline": lambda: lifecycle.stop_deadline_passed(build, NOW),
+        "cancel": lambda: cancellation.cancel(build, INFO, TIMES, NOW),
+        "deadline": lambda: cancellation.stop_overdue(build, {job_id}, NOW),
         "lost": lambda: lifecycle.agent_lost(build, agent, frozenset(), NOW),
         "reconnect": lambda: lifecycle.agent_lost(build, agent, frozenset({job_id}), NOW),
     }

@@ -1,10 +1,11 @@
 """One actor per live build: the only writer of that build's state.
 
-The actor drains its inbox one command at a time. For each it applies the domain
-function, commits the resulting change set (group-committed with other actors'
-writes), and only after the commit answers the caller, pushes stops and assignments
-to agents and tells watchers. If a commit fails the build is reloaded from the store
-(the source of truth) and the caller gets the error."""
+The actor drains its inbox one command at a time (agent reports that queue up behind
+each other are applied together). For each it applies the domain function, commits
+the resulting change set (group-committed with other actors' writes), and only after
+the commit answers the caller, pushes stops and assignments to agents and tells
+watchers. If a commit fails the build is reloaded from the store (the source of
+truth) and the caller gets the error."""
 
 from __future__ import annotations
 
@@ -18,31 +19,29 @@ from typing import Any, Protocol
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.notices import BuildListeners
+from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
-from buildcontrol_server.domain import lifecycle
+from buildcontrol_server.domain import cancellation, lifecycle
+from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import DomainError, Unavailable
 from buildcontrol_server.domain.events import (
     AssignCommand,
     AssignedStep,
-    BuildChangedEvent,
     CancelAcceptedEvent,
     CancelEvent,
     CancelFinishedEvent,
     JobAcceptedReport,
-    JobChangedEvent,
     JobFinishedReport,
     JobResult,
     JobStoppedReport,
-    StepChangedEvent,
     StepFinishedReport,
     StepStartedReport,
-    WatchChange,
 )
-from buildcontrol_server.domain.lifecycle import Effects
-from buildcontrol_server.domain.model import Build, CancelRecord, Job
-from buildcontrol_server.effects.base import NoSideEffects, SideEffects
+from buildcontrol_server.domain.model import Build, CancelInfo, CancelRecord, Job
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
+from buildcontrol_server.effects.base import NoSideEffects, SideEffects
 from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ def assignment_of(job: Job) -> AssignCommand:
         build_id=job.build_id,
         job_id=job.job_id,
         name=job.name,
-        steps=tuple(AssignedStep(s.index, s.name, s.command) for s in job.steps),
+        steps=tuple(AssignedStep(s.index, s.name, s.command, s.run_on_cancel) for s in job.steps),
         env=dict(job.env),
     )
 
@@ -93,6 +92,11 @@ def finished_event(build: Build) -> CancelFinishedEvent:
     )
 
 
+def server_cancel(reason: str, settings: Settings, now: float) -> CancelInfo:
+    """A cancel the server makes itself (timeouts, superseded builds)."""
+    return CancelInfo(reason, "server", False, settings.default_grace_period, now)
+
+
 class BuildActor:
     def __init__(self, build: Build, context: ActorContext) -> None:
         self.build = build
@@ -100,9 +104,8 @@ class BuildActor:
         self._inbox: deque[cmd.Command] = deque()
         self._mail = asyncio.Event()
         self._closed = False
-        self._cancel_listeners: list[asyncio.Queue[CancelEvent | None]] = []
-        self._watchers: list[asyncio.Queue[WatchChange | None]] = []
-        self._deadline: asyncio.TimerHandle | None = None
+        self._listeners = BuildListeners(build.build_id)
+        self._timers = BuildTimers(self.tell, context.clock)
         self._cancel_received_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -110,11 +113,23 @@ class BuildActor:
     def build_id(self) -> str:
         return self.build.build_id
 
-    def start(self) -> None:
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self, *, admitted: bool) -> None:
+        """Run the actor; `admitted`: its jobs may be scheduled now (not waiting for
+        its concurrency group)."""
+        if self.build.status is BuildStatus.QUEUED:
+            self._timers.queue_timeout(self.build.created_at + self._ctx.settings.queue_timeout)
+        if admitted:
+            self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
         self._task = asyncio.create_task(self._run(), name=f"build-actor-{self.build_id}")
 
     def tell(self, command: cmd.Command) -> None:
         if self._closed:
+            if isinstance(command, cmd.CancelInBatch):
+                command.batch.abstain()
             command.reply.set_exception(ActorRetired(self.build_id))
             return
         self._inbox.append(command)
@@ -152,16 +167,14 @@ class BuildActor:
                     return
         finally:
             self._closed = True
-            if self._deadline is not None:
-                self._deadline.cancel()
+            self._timers.cancel_all()
             while self._inbox:  # only after a crash of the loop itself
                 left = self._inbox.popleft()
+                if isinstance(left, cmd.CancelInBatch):
+                    left.batch.abstain()
                 if not left.reply.done():
                     left.reply.set_exception(ActorRetired(self.build_id))
-            for listener in self._watchers:
-                listener.put_nowait(None)
-            for cancel_listener in self._cancel_listeners:
-                cancel_listener.put_nowait(None)
+            self._listeners.close()
             self._ctx.on_retire(self)
 
     def _take_reports(self, first: cmd.Report) -> list[cmd.Report]:
@@ -220,33 +233,57 @@ class BuildActor:
 
     async def _dispatch(self, command: cmd.Command) -> Any:
         now = self._ctx.clock()
+        times = self._ctx.settings.stop_times
         match command:
             case cmd.Render(render=render):
                 return render(self.build)
             case cmd.Watch(render=render, listener=listener):
-                self._watchers.append(listener)
+                self._listeners.watch(listener)
                 return render(self.build)
             case cmd.Unsubscribe(listener=listener):
-                self._watchers = [q for q in self._watchers if q is not listener]
-                self._cancel_listeners = [q for q in self._cancel_listeners if q is not listener]
+                self._listeners.forget(listener)
                 return None
             case cmd.Assign(job_id=job_id, agent_id=agent_id):
                 return await self._assign(job_id, agent_id, now)
             case cmd.Cancel():
-                return await self._cancel(command, now)
+                return await self._cancel(command, None, now)
+            case cmd.CancelInBatch():
+                return await self._cancel(command, command.batch, now)
             case cmd.StopDeadlinePassed():
-                fx = lifecycle.stop_deadline_passed(self.build, now)
-                expired = sum(1 for j in fx.finished_jobs if j.outcome is not None)
-                metrics.STOP_DEADLINES_EXPIRED.inc(expired)
+                fx = cancellation.stop_overdue(self.build, self._timers.overdue(), now)
+                metrics.STOP_DEADLINES_EXPIRED.inc(len(fx.finished_jobs))
+                if fx.finished_jobs:
+                    self._suspect_agents(fx)
                 await self._persist(fx)
-                return None
+            case cmd.JobTimedOut(job_id=job_id):
+                job = self.build.job(job_id)
+                if job is not None and job.on_agent:
+                    info = server_cancel(
+                        f"timeout: job {job.name} ran longer than {self._job_timeout(job):g} s",
+                        self._ctx.settings,
+                        now,
+                    )
+                    await self._persist(cancellation.cancel(self.build, info, times, now))
+            case cmd.CleanupTimedOut(job_id=job_id):
+                await self._persist(cancellation.cleanup_overdue(self.build, job_id, times, now))
+            case cmd.QueueTimedOut():
+                if self.build.status is BuildStatus.QUEUED:
+                    waited = self._ctx.settings.queue_timeout
+                    info = server_cancel(
+                        f"queue timeout: no agent took the build within {waited:g} s",
+                        self._ctx.settings,
+                        now,
+                    )
+                    await self._persist(cancellation.cancel(self.build, info, times, now))
+            case cmd.Admit():
+                self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
             case cmd.AgentReconnected(agent_id=agent_id, running=running):
                 await self._agent_reconnected(agent_id, running, now)
-                return None
             case cmd.AgentLost(agent_id=agent_id):
                 await self._persist(lifecycle.agent_lost(self.build, agent_id, frozenset(), now))
-                return None
-        raise TypeError(f"unknown command {command!r}")
+            case _:
+                raise TypeError(f"unknown command {command!r}")
+        return None
 
     # ---- handlers ----
 
@@ -258,10 +295,20 @@ class BuildActor:
             self._ctx.hub.release(agent_id, job_id)
             return False
         job = self.build.job(job_id)
+        assert job is not None
         session = self._ctx.hub.session(agent_id)
-        if job is not None and session is not None:
+        if session is not None:
             session.send(assignment_of(job))
+        if self.build.status is BuildStatus.CANCELING:
+            self._timers.job_timer(
+                job_id, self._ctx.settings.cleanup_timeout, cmd.CleanupTimedOut(job_id=job_id)
+            )
+        else:
+            self._timers.job_timer(job_id, self._job_timeout(job), cmd.JobTimedOut(job_id=job_id))
         return True
+
+    def _job_timeout(self, job: Job) -> float:
+        return job.timeout or self._ctx.settings.job_timeout
 
     def _apply_report(self, agent_id: str, report: object, now: float) -> Effects:
         build = self.build
@@ -278,29 +325,48 @@ class BuildActor:
                 return lifecycle.job_stopped(build, job_id, agent_id, outcome, code, now)
         raise TypeError(f"unknown report {report!r}")
 
-    async def _cancel(self, command: cmd.Cancel, now: float) -> CancelEvent:
+    async def _cancel(
+        self, command: cmd.Cancel | cmd.CancelInBatch, batch: Any, now: float
+    ) -> CancelEvent:
         build = self.build
         if build.status is BuildStatus.CANCELED:
+            if batch is not None:
+                batch.abstain()
             metrics.CANCELS.labels(result="already_canceled").inc()
             command.listener.put_nowait(None)
             return finished_event(build)
-        fx = lifecycle.cancel(build, command.info, self._ctx.settings.stop_ack_timeout, now)
+        try:
+            fx = cancellation.cancel(build, command.info, self._ctx.settings.stop_times, now)
+        except DomainError:
+            if batch is not None:
+                batch.abstain()
+            raise
         if fx.duplicate:
+            if batch is not None:
+                batch.abstain()
             metrics.CANCELS.labels(result="joined").inc()
-            self._cancel_listeners.append(command.listener)
+            self._listeners.cancel_joined(command.listener)
         else:
-            self._cancel_received_at = command.received_at
-            await self._persist(fx, before_effects=lambda: self._accepted(command))
+            if not fx.escalated:
+                self._cancel_received_at = command.received_at
+            await self._persist(fx, batch=batch, accepted=lambda: self._accepted(command, fx))
         assert build.cancel is not None
         stopping = sum(1 for job in build.jobs() if job.status is JobStatus.STOPPING)
         return CancelAcceptedEvent(build.build_id, build.status, build.cancel, stopping)
 
-    def _accepted(self, command: cmd.Cancel) -> None:
+    def _accepted(self, command: cmd.Cancel | cmd.CancelInBatch, fx: Effects) -> None:
         """CANCELING is committed: from here the cancel survives a crash."""
-        metrics.CANCELS.labels(result="accepted").inc()
+        result = "escalated" if fx.escalated else "accepted"
+        metrics.CANCELS.labels(result=result).inc()
         metrics.CANCEL_ACCEPTED_SECONDS.observe(time.perf_counter() - command.received_at)
         # Listen before the effects run: jobs that never started end in this same turn.
-        self._cancel_listeners.append(command.listener)
+        self._listeners.cancel_joined(command.listener)
+        self._timers.queue_left()
+
+    def _suspect_agents(self, fx: Effects) -> None:
+        for job in fx.finished_jobs:
+            if job.agent_id is not None:
+                self._ctx.hub.mark_suspect(job.agent_id)
 
     async def _agent_reconnected(self, agent_id: str, running: frozenset[str], now: float) -> None:
         assigned = {
@@ -316,18 +382,26 @@ class BuildActor:
         for job in self.build.jobs():
             if job.job_id in assigned - running and job.status is JobStatus.ASSIGNED:
                 session.send(assignment_of(job))  # the first AssignJob may have been lost
-        for stop in lifecycle.pending_stops(
-            self.build, agent_id, self._ctx.settings.stop_ack_timeout, now
-        ):
+        times = self._ctx.settings.stop_times
+        for stop in cancellation.pending_stops(self.build, agent_id, times, now):
             session.send(stop)
             metrics.STOPS_RESENT.inc()
 
     # ---- commit, then act ----
 
-    async def _persist(self, fx: Effects, before_effects: Callable[[], None] | None = None) -> None:
+    async def _persist(
+        self,
+        fx: Effects,
+        *,
+        batch: Any = None,
+        accepted: Callable[[], None] | None = None,
+    ) -> None:
         if not fx.changes.empty:
             try:
-                await self._ctx.store.commit(fx.changes)
+                if batch is not None:
+                    await batch.contribute(fx.changes)
+                else:
+                    await self._ctx.store.commit(fx.changes)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -336,8 +410,10 @@ class BuildActor:
                     raise
                 log.exception("build %s: commit failed", self.build_id)
                 raise Unavailable("the store could not save the change; try again") from error
-        if before_effects is not None:
-            before_effects()
+        elif batch is not None:
+            batch.abstain()
+        if accepted is not None:
+            accepted()
         self._act(fx)
 
     async def _reload(self) -> None:
@@ -352,27 +428,23 @@ class BuildActor:
             if session is not None:
                 session.send(stop)
                 metrics.STOPS_SENT.inc()
-        if fx.stops:
-            self._arm_deadline(max(stop.deadline for stop in fx.stops))
+            self._timers.stop_deadline(stop.job_id, stop.deadline)
         if fx.ready:
             self._ctx.scheduler.enqueue(fx.ready)
         for agent_id, job_id in fx.released:
             hub.release(agent_id, job_id)
-        self._tell_watchers(fx)
         for job in fx.finished_jobs:
+            self._timers.job_ended(job.job_id)
             if job.outcome is not None:
                 metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
-        if self._cancel_listeners:
-            for job in fx.finished_jobs:
-                for listener in self._cancel_listeners:
-                    listener.put_nowait(job_result(job))
+        self._listeners.changed(fx)
+        if self.build.status is not BuildStatus.QUEUED:
+            self._timers.queue_left()
         if self.build.terminal:
             self._finish()
 
     def _finish(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._timers.cancel_all()
         self._ctx.scheduler.drop_build(self.build_id)
         if self.build.status is BuildStatus.CANCELED:
             # Behind the committed transition: audit and webhooks never hold it up.
@@ -380,42 +452,17 @@ class BuildActor:
             if self._cancel_received_at is not None:
                 elapsed = time.perf_counter() - self._cancel_received_at
                 metrics.CANCEL_TERMINAL_SECONDS.observe(elapsed)
-        final = finished_event(self.build)
-        for listener in self._cancel_listeners:
-            listener.put_nowait(final)
-            listener.put_nowait(None)
-        self._cancel_listeners.clear()
+        self._listeners.finished(finished_event(self.build))
 
-    def _arm_deadline(self, deadline: float) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        delay = max(0.0, deadline - self._ctx.clock())
-        self._deadline = asyncio.get_running_loop().call_later(
-            delay, self.tell, cmd.StopDeadlinePassed()
-        )
-
-    def arm_recovered_cancel(self) -> None:
-        """A CANCELING build loaded at start: its stops get a fresh deadline."""
-        cancel = self.build.cancel
-        grace = 0.0 if cancel is None or cancel.force else cancel.grace_period
-        self._arm_deadline(self._ctx.clock() + grace + self._ctx.settings.stop_ack_timeout)
-
-    def _tell_watchers(self, fx: Effects) -> None:
-        if not self._watchers:
-            return
-        # Steps, then jobs, then the build: a watcher sees the build's terminal status last.
-        changes: list[WatchChange] = [
-            StepChangedEvent(self.build_id, step.job_id, step.index, step.status, step.exit_code)
-            for step, _ in fx.changes.steps.values()
-        ]
-        changes += [
-            JobChangedEvent(job.build_id, job.job_id, job.status, job.outcome, job.agent_id)
-            for job, _ in fx.changes.jobs.values()
-        ]
-        changes += [
-            BuildChangedEvent(build.build_id, build.status, build.cancel)
-            for build, _ in fx.changes.builds.values()
-        ]
-        for listener in self._watchers:
-            for change in changes:
-                listener.put_nowait(change)
+    def recovered(self) -> None:
+        """A build loaded at start: its stops and jobs get fresh deadlines (the time
+        spent down is not counted against them)."""
+        now = self._ctx.clock()
+        times = self._ctx.settings.stop_times
+        for job in self.build.jobs():
+            if job.status is JobStatus.STOPPING and job.agent_id is not None:
+                stop = cancellation.stop_command(self.build, job, times, now)
+                self._timers.stop_deadline(job.job_id, stop.deadline)
+            elif job.on_agent and self.build.status is BuildStatus.RUNNING:
+                timeout = self._job_timeout(job)
+                self._timers.job_timer(job.job_id, timeout, cmd.JobTimedOut(job_id=job.job_id))

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.domain.events import AgentReport, CancelEvent, WatchChange
 from buildcontrol_server.domain.model import Build, CancelInfo
 
@@ -95,3 +96,39 @@ class AgentLost(Command):
 @dataclass
 class Shutdown(Command):
     """Finish the commands before this one, then stop (the build stays live on disk)."""
+
+
+@dataclass
+class CancelInBatch(Command):
+    """A cancel whose CANCELING write shares one transaction with other builds'
+    (CancelBuilds): the actor applies it, hands its change set to `batch`, and waits
+    for the batch's commit before acting on it."""
+
+    info: CancelInfo
+    listener: asyncio.Queue[CancelEvent | None]
+    batch: CancelBatch
+    received_at: float
+
+
+@dataclass
+class JobTimedOut(Command):
+    """The job ran longer than its timeout."""
+
+    job_id: str
+
+
+@dataclass
+class CleanupTimedOut(Command):
+    """A cleanup job ran longer than the cleanup timeout."""
+
+    job_id: str
+
+
+@dataclass
+class QueueTimedOut(Command):
+    """The build waited for an agent longer than the queue timeout."""
+
+
+@dataclass
+class Admit(Command):
+    """The build's turn in its concurrency group: its jobs may be scheduled."""

@@ -8,29 +8,70 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import ActorRetired, BuildActor, finished_event
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
-from buildcontrol_server.domain.errors import FailedPrecondition, NotFound, PermissionDenied
+from buildcontrol_server.domain.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from buildcontrol_server.domain.events import (
     AgentHello,
     AgentReport,
+    CancelAcceptedEvent,
     CancelEvent,
+    CancelFinishedEvent,
     WatchChange,
 )
-from buildcontrol_server.domain.lifecycle import StopCommand, ready_jobs
+from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# CANCELING writes of this many builds share one transaction in CancelBuilds.
+BATCH_SIZE = 500
+MAX_BUILD_IDS = 10_000
+
+
+@dataclass(frozen=True)
+class BuildSelector:
+    """Which builds CancelBuilds cancels: exactly one of these is set."""
+
+    build_ids: list[str] | None = None
+    pipeline: str = ""
+    concurrency_group: str = ""
+
+
+@dataclass
+class CancelBuildsSummary:
+    matched: int = 0
+    canceled: int = 0
+    already_canceling: int = 0
+    not_cancelable: int = 0
+    not_found: int = 0
+
+
+@dataclass(frozen=True)
+class AgentView:
+    agent_id: str
+    labels: dict[str, str]
+    capacity: int
+    job_ids: list[str]
+    connected: bool
+    suspect: bool
 
 
 class BuildControl:
@@ -55,9 +96,9 @@ class BuildControl:
         changes = ChangeSet(new_build=build)
         await self._store.commit(changes)
         rendered = render(build)  # before the actor runs: the caller sees it QUEUED
-        actor = self._registry.spawn(build)
-        assert self._registry.context is not None
-        self._registry.context.scheduler.enqueue(ready_jobs(actor.build))
+        self._registry.spawn(build)
+        if build.cancel_in_progress:
+            self._registry.supersede(build)
         return rendered
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
@@ -71,7 +112,9 @@ class BuildControl:
                 pass
         return render(await self._stored(build_id))
 
-    async def list(self, limit: int, before: str | None, pipeline: str | None) -> list[Build]:
+    async def list_builds(
+        self, limit: int, before: str | None, pipeline: str | None
+    ) -> list[Build]:
         return await self._store.list_builds(limit, before, pipeline)
 
     async def _stored(self, build_id: str) -> Build:
@@ -95,6 +138,13 @@ class BuildControl:
                 pass
         return render(await self._stored(build_id)), _nothing()
 
+    def _cancel_info(
+        self, reason: str, force: bool, grace_period: float | None, requested_by: str
+    ) -> CancelInfo:
+        submission.check_reason(reason)
+        grace = self._settings.default_grace_period if grace_period is None else grace_period
+        return CancelInfo(reason, requested_by, force, grace, self._clock())
+
     async def cancel(
         self,
         build_id: str,
@@ -108,9 +158,7 @@ class BuildControl:
         for a bad request, so the caller can answer with an error status."""
         received_at = time.perf_counter()
         submission.check_build_id(build_id)
-        submission.check_reason(reason)
-        grace = self._settings.default_grace_period if grace_period is None else grace_period
-        info = CancelInfo(reason, requested_by, force, grace, self._clock())
+        info = self._cancel_info(reason, force, grace_period, requested_by)
         actor = self._registry.get(build_id)
         if actor is not None:
             listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
@@ -134,6 +182,114 @@ class BuildControl:
             f"build {build_id} already {build.status.value}; only a running or queued build "
             "can be cancelled"
         )
+
+    async def cancel_builds(
+        self,
+        selector: BuildSelector,
+        reason: str,
+        force: bool,
+        grace_period: float | None,
+        requested_by: str,
+    ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
+        """Cancel every build the selector names; the CANCELING writes of up to
+        BATCH_SIZE builds share one transaction. Yields each build's terminal event
+        as it comes, then the summary."""
+        received_at = time.perf_counter()
+        info = self._cancel_info(reason, force, grace_period, requested_by)
+        summary = CancelBuildsSummary()
+        actors, finished = await self._select(selector, summary)
+        return self._run_cancel_builds(actors, finished, info, summary, received_at)
+
+    async def _select(
+        self, selector: BuildSelector, summary: CancelBuildsSummary
+    ) -> tuple[list[BuildActor], list[Build]]:
+        """Live actors to cancel, and finished builds named by id (answered from disk)."""
+        if selector.build_ids is not None:
+            if len(selector.build_ids) > MAX_BUILD_IDS:
+                raise InvalidArgument("ids.build_ids", f"more than {MAX_BUILD_IDS}")
+            actors, finished = [], []
+            for position, build_id in enumerate(dict.fromkeys(selector.build_ids)):
+                submission.check_build_id(build_id, f"ids.build_ids[{position}]")
+                actor = self._registry.get(build_id)
+                if actor is not None:
+                    actors.append(actor)
+                elif (stored := await self._store.get_build(build_id)) is not None:
+                    finished.append(stored)
+                else:
+                    summary.not_found += 1
+            summary.matched = len(actors) + len(finished)
+            return actors, finished
+        if selector.pipeline:
+            actors = [a for a in self._registry.live() if a.build.pipeline == selector.pipeline]
+        elif selector.concurrency_group:
+            group = selector.concurrency_group
+            actors = [a for a in self._registry.live() if a.build.concurrency_group == group]
+        else:
+            raise InvalidArgument("selector", "give ids, a pipeline or a concurrency_group")
+        summary.matched = len(actors)
+        return actors, []
+
+    async def _run_cancel_builds(
+        self,
+        actors: list[BuildActor],
+        finished: list[Build],
+        info: CancelInfo,
+        summary: CancelBuildsSummary,
+        received_at: float,
+    ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
+        for build in finished:
+            if build.status is BuildStatus.CANCELED:
+                summary.canceled += 1
+                summary.already_canceling += 1
+                yield finished_event(build)
+            else:
+                summary.not_cancelable += 1
+        listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
+        replies: list[asyncio.Future[Any]] = []
+        for start in range(0, len(actors), BATCH_SIZE):
+            chunk = actors[start : start + BATCH_SIZE]
+            batch = CancelBatch(self._store, expected=len(chunk))
+            for actor in chunk:
+                command = cmd.CancelInBatch(
+                    info=info, listener=listener, batch=batch, received_at=received_at
+                )
+                actor.tell(command)
+                replies.append(command.reply)
+        outcomes = await asyncio.gather(*replies, return_exceptions=True)
+        open_streams = 0
+        for outcome in outcomes:
+            if isinstance(outcome, CancelAcceptedEvent):
+                open_streams += 1  # its stream ends with a None after its terminal event
+                if outcome.status is BuildStatus.CANCELING and outcome.cancel != info:
+                    summary.already_canceling += 1
+            elif isinstance(outcome, CancelFinishedEvent):
+                summary.canceled += 1
+                summary.already_canceling += 1
+                yield outcome
+            elif isinstance(outcome, FailedPrecondition):
+                summary.not_cancelable += 1
+            elif isinstance(outcome, ActorRetired):
+                summary.not_cancelable += 1
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        while open_streams:
+            event = await listener.get()
+            if event is None:
+                open_streams -= 1
+            elif isinstance(event, CancelFinishedEvent):
+                if event.status is BuildStatus.CANCELED:
+                    summary.canceled += 1
+                else:
+                    summary.not_cancelable += 1
+                yield event
+        yield summary
+
+    def agents(self) -> list[AgentView]:
+        return [
+            AgentView(s.agent_id, dict(s.labels), s.capacity, jobs, connected,
+                      self._hub.is_suspect(s.agent_id))  # fmt: skip
+            for s, connected, jobs in self._hub.agents()
+        ]
 
     # ---- agents ----
 

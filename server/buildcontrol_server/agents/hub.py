@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from buildcontrol_server import metrics
 from buildcontrol_server.domain.events import AssignCommand, DrainCommand
-from buildcontrol_server.domain.lifecycle import StopCommand
+from buildcontrol_server.domain.effects import StopCommand
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,10 @@ class AgentHub:
         self._sessions: dict[str, AgentSession] = {}
         self._held: dict[str, dict[str, str]] = {}  # agent_id → {job_id: build_id}
         self._lost_timers: dict[str, asyncio.TimerHandle] = {}
+        # Agents that let a stop deadline pass (hung, or ignoring stops). Kept until
+        # the server restarts; an operator sees them in ListAgents.
+        self._suspects: set[str] = set()
+        self._known: dict[str, AgentSession] = {}  # last session of every agent seen
         self._on_agent_lost: AgentLostHandler = lambda agent_id, jobs: None
         self._on_slot_free: Wakeup = lambda: None
 
@@ -77,6 +81,7 @@ class AgentHub:
             if previous.on_replaced is not None:
                 previous.on_replaced()
         self._sessions[session.agent_id] = session
+        self._known[session.agent_id] = session
         timer = self._lost_timers.pop(session.agent_id, None)
         if timer is not None:
             timer.cancel()
@@ -145,6 +150,24 @@ class AgentHub:
             if free > best_free and session.offers(labels):
                 best, best_free = session, free
         return best
+
+    def mark_suspect(self, agent_id: str) -> None:
+        if agent_id not in self._suspects:
+            log.warning("agent %s is suspect: it did not confirm a stop in time", agent_id)
+            self._suspects.add(agent_id)
+            metrics.AGENTS_SUSPECT.set(len(self._suspects))
+
+    def is_suspect(self, agent_id: str) -> bool:
+        return agent_id in self._suspects
+
+    def agents(self) -> list[tuple[AgentSession, bool, list[str]]]:
+        """Every agent connected or holding jobs: (last session, connected, job ids)."""
+        ids = sorted(set(self._sessions) | set(self._held))
+        return [
+            (self._known[agent_id], agent_id in self._sessions, sorted(self._held.get(agent_id, {})))
+            for agent_id in ids
+            if agent_id in self._known
+        ]
 
     def any_free_slot(self) -> bool:
         return any(self.free_slots(session) > 0 for session in self._sessions.values())

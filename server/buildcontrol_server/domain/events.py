@@ -80,6 +80,7 @@ class AssignedStep:
     index: int
     name: str
     command: str
+    run_on_cancel: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,98 +4,33 @@ Each function applies one event to a build, records every entity it changed in t
 returned `Effects.changes`, and lists what the caller (the build's actor) must do
 outside the domain: stops to push to agents, jobs that became ready to schedule,
 agent slots that were freed. The caller persists `changes` in one transaction and
-only then acts on the rest; if the commit fails it reloads the build.
+only then acts on the rest; if the commit fails it reloads the build. Cancels are in
+cancellation.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied
-from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet, Job, Step
-from buildcontrol_server.domain.states import (
-    BuildStatus,
-    JobOutcome,
-    JobStatus,
-    StepStatus,
-    transition,
+from buildcontrol_server.domain.cancellation import (
+    finish_cancel_if_done,
+    finish_stopped_job,
+    release_cleanup_jobs,
 )
-
-
-@dataclass(frozen=True)
-class StopCommand:
-    """Tell `agent_id` to stop `job_id`: SIGTERM, `grace_period` s, then SIGKILL."""
-
-    build_id: str
-    job_id: str
-    agent_id: str
-    reason: str
-    grace_period: float
-    deadline: float
-
-
-@dataclass
-class Effects:
-    changes: ChangeSet = field(default_factory=ChangeSet)
-    stops: list[StopCommand] = field(default_factory=list)
-    ready: list[Job] = field(default_factory=list)
-    released: list[tuple[str, str]] = field(default_factory=list)  # (agent_id, job_id)
-    # Jobs that became terminal in this event (for cancel streams and watchers).
-    finished_jobs: list[Job] = field(default_factory=list)
-    # The event was a repeat of one already applied (a duplicate report, a second
-    # cancel): nothing changed, and that is not an error.
-    duplicate: bool = False
-
-    def merge(self, later: Effects) -> None:
-        """Add the effects of an event applied after this one (one commit for both)."""
-        self.changes.merge(later.changes)
-        self.stops += later.stops
-        self.ready += later.ready
-        self.released += later.released
-        self.finished_jobs += later.finished_jobs
-
-
-# ---- entity moves (each checks the table and marks the entity changed) -------------
-
-
-def _move_build(build: Build, target: BuildStatus, fx: Effects, now: float) -> None:
-    build.status = transition(f"build {build.build_id}", build.status, target)
-    if build.terminal:
-        build.finished_at = now
-    fx.changes.mark(build)
-
-
-def _move_job(job: Job, target: JobStatus, fx: Effects, now: float) -> None:
-    job.status = transition(f"job {job.job_id}", job.status, target)
-    if job.terminal:
-        job.finished_at = now
-        fx.finished_jobs.append(job)
-        if job.agent_id is not None:
-            fx.released.append((job.agent_id, job.job_id))
-    fx.changes.mark(job)
-
-
-def _move_step(step: Step, target: StepStatus, fx: Effects) -> None:
-    step.status = transition(f"step {step.job_id}#{step.index}", step.status, target)
-    fx.changes.mark(step)
-
-
-def _close_steps(job: Job, running_to: StepStatus, pending_to: StepStatus, fx: Effects) -> None:
-    """End every unfinished step of a job that is ending."""
-    for step in job.steps:
-        if step.status is StepStatus.RUNNING and running_to is StepStatus.CANCELED:
-            _move_step(step, StepStatus.STOPPING, fx)
-        if step.status in (StepStatus.RUNNING, StepStatus.STOPPING):
-            _move_step(step, running_to, fx)
-        elif step.status is StepStatus.PENDING:
-            _move_step(step, pending_to, fx)
-
+from buildcontrol_server.domain.effects import Effects
+from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied
+from buildcontrol_server.domain.model import Build, Job, Step
+from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
+from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 
 # ---- scheduling ---------------------------------------------------------------------
 
 
 def ready_jobs(build: Build) -> list[Job]:
-    """PENDING jobs of the first stage that is not finished, if the build may run."""
+    """PENDING jobs that may go to an agent now: those of the first unfinished stage,
+    or, while a cancel runs, the cleanup jobs once everything else stopped."""
+    if build.status is BuildStatus.CANCELING:
+        fx = Effects()
+        release_cleanup_jobs(build, fx)
+        return fx.ready
     if build.status not in (BuildStatus.QUEUED, BuildStatus.RUNNING):
         return []
     for stage in build.stages:
@@ -112,9 +47,9 @@ def assign_job(build: Build, job_id: str, agent_id: str, now: float) -> Effects:
     if job not in ready_jobs(build):
         raise FailedPrecondition(f"job {job_id} is {job.status.value}, not ready to assign")
     if build.status is BuildStatus.QUEUED:
-        _move_build(build, BuildStatus.RUNNING, fx, now)
+        move_build(build, BuildStatus.RUNNING, fx, now)
     job.agent_id = agent_id
-    _move_job(job, JobStatus.ASSIGNED, fx, now)
+    move_job(job, JobStatus.ASSIGNED, fx, now)
     return fx
 
 
@@ -132,7 +67,7 @@ def job_accepted(build: Build, job_id: str, agent_id: str, now: float) -> Effect
     fx = Effects()
     job = _reported_job(build, job_id, agent_id)
     if job.status is JobStatus.ASSIGNED:
-        _move_job(job, JobStatus.RUNNING, fx, now)
+        move_job(job, JobStatus.RUNNING, fx, now)
     else:
         fx.duplicate = True  # already running, stopping or over: nothing to do
     return fx
@@ -143,12 +78,12 @@ def step_started(build: Build, job_id: str, agent_id: str, index: int, now: floa
     job = _reported_job(build, job_id, agent_id)
     step = _step_of(job, index)
     if job.status is JobStatus.ASSIGNED:
-        _move_job(job, JobStatus.RUNNING, fx, now)  # JobAccepted was lost: implied
-    if job.status is JobStatus.RUNNING and step.status is StepStatus.PENDING:
-        _move_step(step, StepStatus.RUNNING, fx)
-    elif job.status is JobStatus.STOPPING and step.status is StepStatus.CANCELED:
-        fx.duplicate = True  # a stop raced the start; the stop wins, the step stays canceled
+        move_job(job, JobStatus.RUNNING, fx, now)  # JobAccepted was lost: implied
+    stopping_cleanup = job.status is JobStatus.STOPPING and step.run_on_cancel
+    if step.status is StepStatus.PENDING and (job.status is JobStatus.RUNNING or stopping_cleanup):
+        move_step(step, StepStatus.RUNNING, fx)
     else:
+        # Already known, or a stop raced the start: the stop decides.
         fx.duplicate = True
     return fx
 
@@ -161,7 +96,7 @@ def step_finished(
     step = _step_of(job, index)
     if step.status is StepStatus.RUNNING:
         step.exit_code = exit_code
-        _move_step(step, StepStatus.SUCCEEDED if exit_code == 0 else StepStatus.FAILED, fx)
+        move_step(step, StepStatus.SUCCEEDED if exit_code == 0 else StepStatus.FAILED, fx)
     else:
         # Already recorded, or the stop was applied first (then the stop decides).
         fx.duplicate = True
@@ -181,13 +116,13 @@ def job_finished(
         fx.duplicate = True
         return fx
     if job.status is JobStatus.ASSIGNED:
-        _move_job(job, JobStatus.RUNNING, fx, now)
+        move_job(job, JobStatus.RUNNING, fx, now)
     job.exit_code = exit_code
     # A StepFinished lost with a dropped stream: the job's result settles the step.
     running_to = StepStatus.SUCCEEDED if succeeded else StepStatus.FAILED
-    _close_steps(job, running_to=running_to, pending_to=StepStatus.SKIPPED, fx=fx)
-    _move_job(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED, fx, now)
-    _advance(build, fx, now)
+    close_steps(job, running_to=running_to, pending_to=StepStatus.SKIPPED, fx=fx)
+    move_job(job, JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED, fx, now)
+    _after_job_ended(build, fx, now)
     return fx
 
 
@@ -206,119 +141,45 @@ def job_stopped(
         # Stopped by the agent itself (its own shutdown), not by a cancel: the job did
         # not finish its work, so it failed.
         job.exit_code = exit_code
-        _close_steps(job, StepStatus.FAILED, StepStatus.SKIPPED, fx)
-        _move_job(job, JobStatus.FAILED, fx, now)
-        _advance(build, fx, now)
+        close_steps(job, StepStatus.FAILED, StepStatus.SKIPPED, fx)
+        move_job(job, JobStatus.FAILED, fx, now)
+        _after_job_ended(build, fx, now)
         return fx
     if job.status is not JobStatus.STOPPING:
         fx.duplicate = True
         return fx
-    _finish_stopped_job(job, outcome, exit_code, fx, now)
-    _finish_cancel_if_done(build, fx, now)
+    finish_stopped_job(job, outcome, exit_code, fx, now)
+    _after_job_ended(build, fx, now)
     return fx
-
-
-def _finish_stopped_job(
-    job: Job, outcome: JobOutcome, exit_code: int | None, fx: Effects, now: float
-) -> None:
-    job.outcome = outcome
-    job.exit_code = exit_code
-    _close_steps(job, running_to=StepStatus.CANCELED, pending_to=StepStatus.CANCELED, fx=fx)
-    _move_job(job, JobStatus.CANCELED, fx, now)
-
-
-# ---- cancel -------------------------------------------------------------------------
-
-
-def cancel(build: Build, info: CancelInfo, ack_timeout: float, now: float) -> Effects:
-    """Apply a cancel. Idempotent: a second cancel of a CANCELING or CANCELED build
-    changes nothing and returns `duplicate`; a finished build refuses."""
-    fx = Effects()
-    if build.status in (BuildStatus.CANCELING, BuildStatus.CANCELED):
-        fx.duplicate = True
-        return fx
-    if build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
-        raise FailedPrecondition(
-            f"build {build.build_id} already {build.status.value}; only a running or "
-            "queued build can be cancelled"
-        )
-    build.cancel = info
-    grace = 0.0 if info.force else info.grace_period
-    deadline = now + grace + ack_timeout
-    on_agent = [job for job in build.jobs() if job.on_agent]
-    # With nothing on an agent there is nobody to wait for: straight to CANCELED.
-    _move_build(build, BuildStatus.CANCELING if on_agent else BuildStatus.CANCELED, fx, now)
-    for job in build.jobs():
-        if job.status is JobStatus.PENDING:
-            job.outcome = JobOutcome.NEVER_STARTED
-            _close_steps(job, StepStatus.CANCELED, StepStatus.CANCELED, fx)
-            _move_job(job, JobStatus.CANCELED, fx, now)
-        elif job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
-            for step in job.steps:
-                if step.status is StepStatus.RUNNING:
-                    _move_step(step, StepStatus.STOPPING, fx)
-                elif step.status is StepStatus.PENDING:
-                    _move_step(step, StepStatus.CANCELED, fx)
-            _move_job(job, JobStatus.STOPPING, fx, now)
-            assert job.agent_id is not None
-            fx.stops.append(
-                StopCommand(build.build_id, job.job_id, job.agent_id, info.reason, grace, deadline)
-            )
-    return fx
-
-
-def stop_deadline_passed(build: Build, now: float) -> Effects:
-    """Agents that did not confirm their stop by the deadline: finalize as FORCED."""
-    fx = Effects()
-    if build.status is not BuildStatus.CANCELING:
-        fx.duplicate = True
-        return fx
-    for job in build.jobs():
-        if job.status is JobStatus.STOPPING:
-            _finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
-    _finish_cancel_if_done(build, fx, now)
-    return fx
-
-
-def pending_stops(build: Build, agent_id: str, ack_timeout: float, now: float) -> list[StopCommand]:
-    """Stops to send (again) to `agent_id`: at-least-once delivery on reconnect."""
-    if build.cancel is None:
-        return []
-    return [
-        StopCommand(
-            build.build_id,
-            job.job_id,
-            agent_id,
-            build.cancel.reason,
-            0.0 if build.cancel.force else build.cancel.grace_period,
-            now + ack_timeout,
-        )
-        for job in build.jobs()
-        if job.status is JobStatus.STOPPING and job.agent_id == agent_id
-    ]
 
 
 def agent_lost(build: Build, agent_id: str, running: frozenset[str], now: float) -> Effects:
     """`agent_id` is gone, or came back running only `running`: every job of this
-    build it held but no longer runs ends now (FORCED if stopping, else FAILED)."""
+    build it held but no longer runs ends now (FORCED if stopping, else FAILED/LOST)."""
     fx = Effects()
     for job in build.jobs():
         if job.agent_id != agent_id or not job.on_agent or job.job_id in running:
             continue
         if job.status is JobStatus.STOPPING:
-            _finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
+            finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
         else:
             job.outcome = JobOutcome.LOST
-            _close_steps(job, StepStatus.FAILED, StepStatus.SKIPPED, fx)
-            _move_job(job, JobStatus.FAILED, fx, now)
-    if build.status is BuildStatus.CANCELING:
-        _finish_cancel_if_done(build, fx, now)
-    elif not fx.changes.empty:
-        _advance(build, fx, now)
+            close_steps(job, StepStatus.FAILED, StepStatus.SKIPPED, fx)
+            move_job(job, JobStatus.FAILED, fx, now)
+    if not fx.changes.empty:
+        _after_job_ended(build, fx, now)
     return fx
 
 
 # ---- build progress -----------------------------------------------------------------
+
+
+def _after_job_ended(build: Build, fx: Effects, now: float) -> None:
+    if build.status is BuildStatus.CANCELING:
+        release_cleanup_jobs(build, fx)
+        finish_cancel_if_done(build, fx, now)
+    else:
+        _advance(build, fx, now)
 
 
 def _advance(build: Build, fx: Effects, now: float) -> None:
@@ -331,21 +192,16 @@ def _advance(build: Build, fx: Effects, now: float) -> None:
         if any(job.status is not JobStatus.SUCCEEDED for job in stage.jobs):
             for later in build.stages[position + 1 :]:
                 for job in later.jobs:
-                    _close_steps(job, StepStatus.SKIPPED, StepStatus.SKIPPED, fx)
-                    _move_job(job, JobStatus.SKIPPED, fx, now)
-            _move_build(build, BuildStatus.FAILED, fx, now)
+                    close_steps(job, StepStatus.SKIPPED, StepStatus.SKIPPED, fx)
+                    move_job(job, JobStatus.SKIPPED, fx, now)
+            move_build(build, BuildStatus.FAILED, fx, now)
             return
         if position + 1 < len(build.stages):
             following = build.stages[position + 1]
             if all(job.status is JobStatus.PENDING for job in following.jobs):
                 fx.ready.extend(following.jobs)
                 return
-    _move_build(build, BuildStatus.SUCCEEDED, fx, now)
-
-
-def _finish_cancel_if_done(build: Build, fx: Effects, now: float) -> None:
-    if build.status is BuildStatus.CANCELING and all(job.terminal for job in build.jobs()):
-        _move_build(build, BuildStatus.CANCELED, fx, now)
+    move_build(build, BuildStatus.SUCCEEDED, fx, now)
 
 
 # ---- lookups ------------------------------------------------------------------------

@@ -18,10 +18,14 @@ MAX_JOBS_PER_STAGE = 200
 MAX_STEPS_PER_JOB = 200
 
 
+MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
+
+
 @dataclass(frozen=True)
 class StepSpec:
     command: str
     name: str = ""
+    run_on_cancel: bool = False
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class JobSpec:
     steps: tuple[StepSpec, ...]
     labels: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    run_on_cancel: bool = False
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,8 @@ class StageSpec:
 class PipelineSpec:
     pipeline: str
     stages: tuple[StageSpec, ...]
+    concurrency_group: str = ""
+    cancel_in_progress: bool = False
 
 
 def new_build_id(now: float) -> str:
@@ -74,6 +82,10 @@ def _check_count(items: tuple[object, ...], where: str, most: int) -> None:
 def validate(spec: PipelineSpec) -> None:
     """Raise InvalidArgument naming the first field that is wrong."""
     _check_name(spec.pipeline, "pipeline")
+    if len(spec.concurrency_group) > MAX_NAME_LENGTH:
+        raise InvalidArgument("concurrency_group", f"longer than {MAX_NAME_LENGTH} characters")
+    if spec.cancel_in_progress and not spec.concurrency_group:
+        raise InvalidArgument("cancel_in_progress", "needs a concurrency_group")
     _check_count(spec.stages, "stages", MAX_STAGES)
     for s, stage in enumerate(spec.stages):
         _check_name(stage.name, f"stages[{s}].name")
@@ -85,6 +97,8 @@ def validate(spec: PipelineSpec) -> None:
             if job.name in seen:
                 raise InvalidArgument(f"{where}.name", f"{job.name!r} repeats in its stage")
             seen.add(job.name)
+            if job.timeout is not None and not 0 < job.timeout <= MAX_JOB_TIMEOUT:
+                raise InvalidArgument(f"{where}.timeout", "must be between 0 and 7 days")
             _check_count(job.steps, f"{where}.steps", MAX_STEPS_PER_JOB)
             for k, step in enumerate(job.steps):
                 if not step.command.strip():
@@ -112,7 +126,13 @@ def new_build(spec: PipelineSpec, now: float) -> Build:
             job_id = f"{build_id}-j{number}"
             number += 1
             steps = [
-                Step(job_id=job_id, index=k, name=step.name or step.command, command=step.command)
+                Step(
+                    job_id=job_id,
+                    index=k,
+                    name=step.name or step.command,
+                    command=step.command,
+                    run_on_cancel=step.run_on_cancel,
+                )
                 for k, step in enumerate(job_spec.steps)
             ]
             jobs.append(
@@ -124,7 +144,16 @@ def new_build(spec: PipelineSpec, now: float) -> Build:
                     labels=dict(job_spec.labels),
                     env=dict(job_spec.env),
                     steps=steps,
+                    run_on_cancel=job_spec.run_on_cancel,
+                    timeout=job_spec.timeout,
                 )
             )
         stages.append(Stage(name=stage_spec.name, jobs=jobs))
-    return Build(build_id=build_id, pipeline=spec.pipeline, stages=stages, created_at=now)
+    return Build(
+        build_id=build_id,
+        pipeline=spec.pipeline,
+        stages=stages,
+        created_at=now,
+        concurrency_group=spec.concurrency_group or None,
+        cancel_in_progress=spec.cancel_in_progress,
+    )

@@ -53,7 +53,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # Set when the stream must end early: replaced by a newer stream of the same
         # agent (None), or a report the server refused (the error).
         ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-        session.on_replaced = lambda: ended.done() or ended.set_result(None)
+
+        def replaced() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        session.on_replaced = replaced
         writer = asyncio.create_task(self._write(session, context))
         reader = asyncio.create_task(self._read(session, hello, request_iterator, ended))
         try:

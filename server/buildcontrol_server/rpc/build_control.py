@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
-from buildcontrol_server.actors.control import BuildControl
+from buildcontrol_server.actors.control import BuildControl, CancelBuildsSummary
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
 from buildcontrol_server.rpc import convert
@@ -69,7 +69,7 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
             raise InvalidArgument("page_size", "must not be negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = _after(request.page_token, request.pipeline)
-        builds = await self._control.list(size + 1, after, request.pipeline or None)
+        builds = await self._control.list_builds(size + 1, after, request.pipeline or None)
         page = builds[:size]
         next_token = _page_token(page[-1].build_id, request.pipeline) if len(builds) > size else ""
         return build_control_pb2.ListBuildsResponse(
@@ -99,3 +99,28 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
         # Closing the stream only stops these messages; the cancel goes on in the actor.
         async for event in events:
             yield convert.cancel_event(event)
+
+    @streaming
+    async def CancelBuilds(
+        self, request: build_control_pb2.CancelBuildsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[build_control_pb2.CancelBuildsResponse]:
+        events = await self._control.cancel_builds(
+            convert.selector(request),
+            request.reason,
+            request.force,
+            convert.grace_period(request),
+            request.requested_by or "anonymous",
+        )
+        async for event in events:
+            if isinstance(event, CancelBuildsSummary):
+                yield build_control_pb2.CancelBuildsResponse(summary=convert.summary(event))
+            else:
+                yield build_control_pb2.CancelBuildsResponse(build=convert.cancel_finished(event))
+
+    @unary
+    async def ListAgents(
+        self, request: build_control_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> build_control_pb2.ListAgentsResponse:
+        return build_control_pb2.ListAgentsResponse(
+            agents=[convert.agent(view) for view in self._control.agents()]
+        )

@@ -8,6 +8,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_server.actors.control import AgentView, BuildSelector, CancelBuildsSummary
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.events import (
     AgentHello,
@@ -29,7 +30,7 @@ from buildcontrol_server.domain.events import (
     StepStartedReport,
     WatchChange,
 )
-from buildcontrol_server.domain.lifecycle import StopCommand
+from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.model import Build, CancelInfo, Job, Step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 from buildcontrol_server.domain.submission import JobSpec, PipelineSpec, StageSpec, StepSpec
@@ -98,6 +99,7 @@ def step(value: Step) -> build_pb2.Step:
         command=value.command,
         status=_STEP_STATUS[value.status],
         exit_code=value.exit_code,
+        run_on_cancel=value.run_on_cancel,
     )
 
 
@@ -112,6 +114,7 @@ def job(value: Job) -> build_pb2.Job:
         agent_id=value.agent_id or "",
         steps=[step(s) for s in value.steps],
         finished_at=timestamp(value.finished_at),
+        run_on_cancel=value.run_on_cancel,
     )
 
 
@@ -127,6 +130,7 @@ def build(value: Build) -> build_pb2.Build:
         cancel=cancel_info(value.cancel),
         created_at=timestamp(value.created_at),
         finished_at=timestamp(value.finished_at),
+        concurrency_group=value.concurrency_group or "",
     )
 
 
@@ -141,17 +145,26 @@ def pipeline_spec(request: build_control_pb2.SubmitBuildRequest) -> PipelineSpec
                         name=j.name,
                         labels=dict(j.labels),
                         env=dict(j.env),
-                        steps=tuple(StepSpec(command=s.command, name=s.name) for s in j.steps),
+                        steps=tuple(
+                            StepSpec(command=s.command, name=s.name, run_on_cancel=s.run_on_cancel)
+                            for s in j.steps
+                        ),
+                        run_on_cancel=j.run_on_cancel,
+                        timeout=j.timeout.ToNanoseconds() / 1e9 if j.HasField("timeout") else None,
                     )
                     for j in stage.jobs
                 ),
             )
             for stage in request.stages
         ),
+        concurrency_group=request.concurrency_group,
+        cancel_in_progress=request.cancel_in_progress,
     )
 
 
-def grace_period(request: build_control_pb2.CancelRequest) -> float | None:
+def grace_period(
+    request: build_control_pb2.CancelRequest | build_control_pb2.CancelBuildsRequest,
+) -> float | None:
     if not request.HasField("grace_period"):
         return None
     seconds = request.grace_period.ToNanoseconds() / 1e9
@@ -172,6 +185,47 @@ def job_result(value: JobResult) -> build_control_pb2.JobCancelResult:
     )
 
 
+def cancel_finished(event: CancelFinishedEvent) -> build_control_pb2.CancelFinished:
+    return build_control_pb2.CancelFinished(
+        build_id=event.build_id,
+        status=_BUILD_STATUS[event.status],
+        cancel=cancel_info(event.cancel),
+        jobs=[job_result(j) for j in event.jobs],
+    )
+
+
+def selector(request: build_control_pb2.CancelBuildsRequest) -> BuildSelector:
+    match request.WhichOneof("selector"):
+        case "ids":
+            return BuildSelector(build_ids=list(request.ids.build_ids))
+        case "pipeline":
+            return BuildSelector(pipeline=request.pipeline)
+        case "concurrency_group":
+            return BuildSelector(concurrency_group=request.concurrency_group)
+    raise InvalidArgument("selector", "give ids, a pipeline or a concurrency_group")
+
+
+def summary(value: CancelBuildsSummary) -> build_control_pb2.CancelBuildsSummary:
+    return build_control_pb2.CancelBuildsSummary(
+        matched=value.matched,
+        canceled=value.canceled,
+        already_canceling=value.already_canceling,
+        not_cancelable=value.not_cancelable,
+        not_found=value.not_found,
+    )
+
+
+def agent(view: AgentView) -> build_control_pb2.Agent:
+    return build_control_pb2.Agent(
+        agent_id=view.agent_id,
+        labels=view.labels,
+        capacity=view.capacity,
+        job_ids=view.job_ids,
+        connected=view.connected,
+        suspect=view.suspect,
+    )
+
+
 def cancel_event(event: CancelEvent) -> build_control_pb2.CancelResponse:
     match event:
         case CancelAcceptedEvent():
@@ -186,14 +240,7 @@ def cancel_event(event: CancelEvent) -> build_control_pb2.CancelResponse:
         case JobResult():
             return build_control_pb2.CancelResponse(job_stopped=job_result(event))
         case CancelFinishedEvent():
-            return build_control_pb2.CancelResponse(
-                finished=build_control_pb2.CancelFinished(
-                    build_id=event.build_id,
-                    status=_BUILD_STATUS[event.status],
-                    cancel=cancel_info(event.cancel),
-                    jobs=[job_result(j) for j in event.jobs],
-                )
-            )
+            return build_control_pb2.CancelResponse(finished=cancel_finished(event))
 
 
 def watch_change(event: WatchChange) -> build_control_pb2.WatchBuildResponse:
@@ -241,6 +288,8 @@ def to_agent(command: AssignCommand | StopCommand | DrainCommand) -> agent_pb2.C
                     reason=command.reason,
                     grace_period=duration(command.grace_period),
                     deadline=timestamp(command.deadline),
+                    skip_cleanup=command.skip_cleanup,
+                    cleanup_timeout=duration(command.cleanup_timeout),
                 )
             )
         case AssignCommand():
@@ -250,7 +299,10 @@ def to_agent(command: AssignCommand | StopCommand | DrainCommand) -> agent_pb2.C
                     job_id=command.job_id,
                     name=command.name,
                     steps=[
-                        agent_pb2.AssignedStep(index=s.index, name=s.name, command=s.command)
+                        agent_pb2.AssignedStep(
+                            index=s.index, name=s.name, command=s.command,
+                            run_on_cancel=s.run_on_cancel,
+                        )  # fmt: skip
                         for s in command.steps
                     ],
                     env=command.env,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from buildcontrol_server.domain.model import Build, ChangeSet
+from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
 
 
 @dataclass
@@ -60,3 +60,11 @@ class BuildStore(Protocol):
 
     async def load_unfinished(self) -> list[Build]:
         """Every build not in a terminal status, complete (for recovery on start)."""
+
+    async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
+        """Audit records of the given builds (all when None), ordered by build id;
+        builds without a record are left out."""
+
+    async def canceled_without_audit(self, limit: int) -> list[Build]:
+        """Up to `limit` CANCELED builds, complete, that have no audit record yet,
+        oldest first (the audit's start-up sweep)."""

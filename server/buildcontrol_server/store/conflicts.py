@@ -13,10 +13,8 @@ from typing import Any
 import aiosqlite
 
 from buildcontrol_server.domain.errors import VersionConflict
+from buildcontrol_server.store.reads import select_in
 from buildcontrol_server.store.rows import Row
-
-# SQLite allows 32,766 parameters per statement; stay well below it.
-_CHUNK = 500
 
 
 async def describe_conflict(
@@ -31,7 +29,7 @@ async def describe_conflict(
         job_ids = sorted({key[0] for key in expected})
         found = {
             (row[0], row[1]): row[2]
-            for row in await _select_in(connection, sql, job_ids)
+            for row in await select_in(connection, sql, job_ids)
             if (row[0], row[1]) in expected
         }
         noun = "step"
@@ -40,7 +38,7 @@ async def describe_conflict(
         key_column = "build_id" if table == "builds" else "job_id"
         sql = f"SELECT {key_column}, version FROM {table} WHERE {key_column} IN ({{}})"
         keys = [key[0] for key in expected]
-        found = {(row[0],): row[1] for row in await _select_in(connection, sql, keys)}
+        found = {(row[0],): row[1] for row in await select_in(connection, sql, keys)}
         noun = table[:-1]
     stale = [key for key, version in expected.items() if found.get(key) != version]
     if not stale:
@@ -53,14 +51,3 @@ async def describe_conflict(
     return VersionConflict(
         f"{noun} {name} changed concurrently: expected version {expected[key]}, {state}{more}"
     )
-
-
-async def _select_in(
-    connection: aiosqlite.Connection, sql_template: str, keys: list[Any]
-) -> list[Any]:
-    found: list[Any] = []
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
-        sql = sql_template.format(", ".join("?" * len(chunk)))
-        found.extend(await connection.execute_fetchall(sql, chunk))
-    return found

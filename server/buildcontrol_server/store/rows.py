@@ -14,26 +14,31 @@ from typing import Any
 
 from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet, Job, Stage, Step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
+from buildcontrol_server.store.audit_records import INSERT_AUDIT, audit_row
 
 Row = tuple[Any, ...]
 # ("build", build_id) | ("job", job_id) | ("step", job_id, index)
 EntityKey = tuple[Any, ...]
 
+# The v3 columns (run_on_cancel, timeout, concurrency_group, cancel_in_progress) come
+# last in each statement and each SELECT list, so the v1 positions stay as they were.
 INSERT_BUILD = (
     "INSERT INTO builds (build_id, pipeline, stage_names, created_at, status, finished_at,"
     " cancel_reason, cancel_requested_by, cancel_force, cancel_grace_period,"
-    " cancel_requested_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cancel_requested_at, version, concurrency_group, cancel_in_progress)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_JOB = (
     "INSERT INTO jobs (job_id, build_id, stage_index, position, name, labels, env, status,"
-    " outcome, agent_id, exit_code, finished_at, version)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " outcome, agent_id, exit_code, finished_at, version, run_on_cancel, timeout)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_STEP = (
-    "INSERT INTO steps (job_id, step_index, name, command, status, exit_code, version)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO steps (job_id, step_index, name, command, status, exit_code, version,"
+    " run_on_cancel) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Compare-and-set: every mutable column, the new version, matched on the old version.
+# The v3 columns are fixed at submission, so updates leave them alone.
 UPDATE_BUILD = (
     "UPDATE builds SET status = ?, finished_at = ?, cancel_reason = ?,"
     " cancel_requested_by = ?, cancel_force = ?, cancel_grace_period = ?,"
@@ -52,15 +57,16 @@ BUILD_COLUMNS = (
     "builds.build_id, builds.pipeline, builds.stage_names, builds.created_at, builds.status,"
     " builds.finished_at, builds.cancel_reason, builds.cancel_requested_by,"
     " builds.cancel_force, builds.cancel_grace_period, builds.cancel_requested_at,"
-    " builds.version"
+    " builds.version, builds.concurrency_group, builds.cancel_in_progress"
 )
 JOB_COLUMNS = (
     "jobs.job_id, jobs.build_id, jobs.stage_index, jobs.name, jobs.labels, jobs.env,"
-    " jobs.status, jobs.outcome, jobs.agent_id, jobs.exit_code, jobs.finished_at, jobs.version"
+    " jobs.status, jobs.outcome, jobs.agent_id, jobs.exit_code, jobs.finished_at, jobs.version,"
+    " jobs.run_on_cancel, jobs.timeout"
 )
 STEP_COLUMNS = (
     "steps.job_id, steps.step_index, steps.name, steps.command, steps.status,"
-    " steps.exit_code, steps.version"
+    " steps.exit_code, steps.version, steps.run_on_cancel"
 )
 
 
@@ -74,6 +80,7 @@ class PreparedWrite:
     update_builds: list[Row] = field(default_factory=list)
     update_jobs: list[Row] = field(default_factory=list)
     update_steps: list[Row] = field(default_factory=list)
+    insert_audit: list[Row] = field(default_factory=list)
     inserted: set[EntityKey] = field(default_factory=set)
     updated: set[EntityKey] = field(default_factory=set)
 
@@ -93,6 +100,9 @@ class PreparedWrite:
                 (step.status.value, step.exit_code, step.version, step.job_id, step.index, expected)
             )
             write.updated.add(("step", step.job_id, step.index))
+        # Audit rows are never updated, and INSERT OR IGNORE cannot conflict, so they
+        # need no entity key for the merge-order check.
+        write.insert_audit = [audit_row(record) for record in changes.audit]
         return write
 
     def _add_new_build(self, build: Build) -> None:
@@ -103,6 +113,8 @@ class PreparedWrite:
                 json.dumps([stage.name for stage in build.stages]),
                 build.created_at,
                 *_build_state(build),
+                build.concurrency_group,
+                1 if build.cancel_in_progress else 0,
             )
         )
         self.inserted.add(("build", build.build_id))
@@ -117,6 +129,8 @@ class PreparedWrite:
                     json.dumps(job.labels),
                     json.dumps(job.env),
                     *_job_state(job),
+                    1 if job.run_on_cancel else 0,
+                    job.timeout,
                 )
             )
             self.inserted.add(("job", job.job_id))
@@ -130,6 +144,7 @@ class PreparedWrite:
                         step.status.value,
                         step.exit_code,
                         step.version,
+                        1 if step.run_on_cancel else 0,
                     )
                 )
                 self.inserted.add(("step", step.job_id, step.index))
@@ -141,6 +156,7 @@ class PreparedWrite:
         self.update_builds += other.update_builds
         self.update_jobs += other.update_jobs
         self.update_steps += other.update_steps
+        self.insert_audit += other.insert_audit
         self.inserted |= other.inserted
         self.updated |= other.updated
 
@@ -150,6 +166,7 @@ class PreparedWrite:
             (INSERT_BUILD, self.insert_builds),
             (INSERT_JOB, self.insert_jobs),
             (INSERT_STEP, self.insert_steps),
+            (INSERT_AUDIT, self.insert_audit),
         ]
 
     def updates(self) -> list[tuple[str, str, list[Row]]]:
@@ -215,6 +232,8 @@ def build_from_row(row: Sequence[Any]) -> Build:
         cancel=cancel,
         finished_at=row[5],
         version=row[11],
+        concurrency_group=row[12],
+        cancel_in_progress=bool(row[13]),
     )
 
 
@@ -238,6 +257,8 @@ def job_from_row(row: Sequence[Any]) -> Job:
         exit_code=row[9],
         finished_at=row[10],
         version=row[11],
+        run_on_cancel=bool(row[12]),
+        timeout=row[13],
     )
 
 
@@ -250,6 +271,7 @@ def step_from_row(row: Sequence[Any]) -> Step:
         status=StepStatus(row[4]),
         exit_code=row[5],
         version=row[6],
+        run_on_cancel=bool(row[7]),
     )
 
 

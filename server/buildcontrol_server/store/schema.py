@@ -92,12 +92,51 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')",
         ),
     ),
+    Migration(
+        3,
+        "cleanup (run_on_cancel), job timeouts, concurrency groups, the cancel audit",
+        (
+            # Set at submission and never changed, so no CAS update carries them. The
+            # defaults are what every build had before v3: no cleanup, server timeout,
+            # no group.
+            "ALTER TABLE jobs ADD COLUMN run_on_cancel INTEGER NOT NULL DEFAULT 0",
+            # Seconds; NULL = the server's default.
+            "ALTER TABLE jobs ADD COLUMN timeout REAL",
+            "ALTER TABLE steps ADD COLUMN run_on_cancel INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE builds ADD COLUMN concurrency_group TEXT",
+            "ALTER TABLE builds ADD COLUMN cancel_in_progress INTEGER NOT NULL DEFAULT 0",
+            # "Which live builds share this group?" is asked on every submission to a
+            # group: a walk of the few live builds of that group, not of the history.
+            # Queries repeat UNFINISHED_WHERE and compare concurrency_group with `=`
+            # (which implies IS NOT NULL, so SQLite can use the partial index).
+            "CREATE INDEX builds_unfinished_by_group ON builds (concurrency_group, build_id)"
+            " WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
+            " AND concurrency_group IS NOT NULL",
+            # One row per cancelled build (the key makes a second write a no-op, see
+            # INSERT OR IGNORE in audit_records.py). No foreign key to builds: the
+            # record is self-contained and must outlive any future pruning of builds,
+            # and a write that can never succeed would stall the audit writer's retries.
+            # requested_at/finished_at repeat the record's times for range queries.
+            """CREATE TABLE cancel_audit (
+                build_id TEXT PRIMARY KEY,
+                record TEXT NOT NULL,
+                requested_at REAL,
+                finished_at REAL,
+                written_at REAL
+            )""",
+            # The start-up sweep looks for CANCELED builds without an audit row; this
+            # keeps it to the cancelled builds instead of the whole history (CANCELED_WHERE).
+            "CREATE INDEX builds_canceled ON builds (build_id) WHERE status = 'CANCELED'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
 
 # The condition of the builds_unfinished partial index, for queries that should use it.
 UNFINISHED_WHERE = "status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
+# The condition of the builds_canceled partial index (v3).
+CANCELED_WHERE = "status = 'CANCELED'"
 
 
 async def read_version(connection: aiosqlite.Connection) -> int:

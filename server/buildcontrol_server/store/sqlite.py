@@ -28,24 +28,21 @@ empty database), so reads take the writer's lock and wait for the current batch.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 import aiosqlite
 
-from buildcontrol_server.domain.model import Build, ChangeSet
-from buildcontrol_server.store import rows, schema
+from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
+from buildcontrol_server.store import file_checks, reads, rows, schema
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.errors import StoreClosedError, StoreOpenError
 from buildcontrol_server.store.group_commit import DEFAULT_MAX_BATCH, GroupCommitWriter
 from buildcontrol_server.store.lock import FileLock
 
 MEMORY = ":memory:"
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 5_000
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -94,12 +91,14 @@ class SqliteStore:
             raise RuntimeError(f"store {self.path} is already open")
         try:
             if self._file_lock is not None:
-                _check_directory(self.path)
+                file_checks.check_directory(self.path)
                 self._file_lock.acquire()
                 # Read-only checks first: a file we refuse must stay byte-for-byte as it
                 # was (even switching to WAL rewrites the header).
-                if _has_content(self.path):
-                    await _check_schema_read_only(self.path, _read_only_uri(self.path))
+                if file_checks.has_content(self.path):
+                    await file_checks.check_schema_read_only(
+                        self.path, file_checks.read_only_uri(self.path)
+                    )
             self._write_connection = await self._connect(writer=True)
             await schema.migrate(self._write_connection)
             if self._memory:
@@ -236,6 +235,14 @@ class SqliteStore:
             )
         return rows.assemble(build_rows, job_rows, step_rows)
 
+    async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
+        async with self._snapshot() as connection:
+            return await reads.audit_records(connection, build_ids)
+
+    async def canceled_without_audit(self, limit: int) -> list[Build]:
+        async with self._snapshot() as connection:
+            return await reads.canceled_without_audit(connection, limit)
+
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
         """One read transaction: a build and its jobs and steps from the same commit."""
@@ -248,60 +255,3 @@ class SqliteStore:
                 yield connection
             finally:
                 await connection.execute("COMMIT")
-
-
-# ---- checks before anything writes --------------------------------------------------
-
-
-def _check_directory(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise StoreOpenError(path, "is a directory, not a database file")
-    if not os.path.isdir(directory):
-        raise StoreOpenError(path, f"directory {directory} does not exist")
-    # SQLite creates <db>-wal and <db>-shm beside the file, so even an existing
-    # database needs a writable directory.
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise StoreOpenError(path, f"directory {directory} is not writable")
-    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
-        raise StoreOpenError(path, "the file is not readable and writable by this user")
-
-
-def _has_content(path: str) -> bool:
-    """True for an existing SQLite file with data; refuse anything that is not one."""
-    try:
-        with open(path, "rb") as file:
-            header = file.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return False  # a new database
-    except OSError as error:
-        raise StoreOpenError(path, f"cannot read: {error.strerror}") from error
-    if header and header != SQLITE_HEADER:
-        # An empty file is fine (SQLite initializes it); anything else is not ours.
-        raise StoreOpenError(path, "is not a SQLite database; left untouched")
-    return bool(header)
-
-
-def _read_only_uri(path: str) -> str:
-    return Path(path).absolute().as_uri() + "?mode=ro"
-
-
-async def _check_schema_read_only(path: str, uri: str) -> None:
-    connection = await aiosqlite.connect(uri, uri=True)
-    try:
-        version = await schema.read_version(connection)
-        application_id = await schema.read_application_id(connection)
-        tables = await schema.count_tables(connection)
-    finally:
-        await connection.close()
-    if version > schema.LATEST_VERSION:
-        too_new = schema.SchemaTooNew(version)
-        raise StoreOpenError(path, f"{too_new}; upgrade buildcontrol (the file was not changed)")
-    if version > 0 and application_id != schema.APPLICATION_ID:
-        raise StoreOpenError(
-            path, f"is a SQLite database of another application (application_id {application_id})"
-        )
-    if version == 0 and tables:
-        raise StoreOpenError(
-            path, f"has {tables} tables but no buildcontrol schema; left untouched"
-        )

@@ -1,0 +1,270 @@
+"""The reference build agent: holds one stream to the server, runs and stops jobs.
+
+    agent = Agent("127.0.0.1:50051", "a1", {"os": "linux"}, capacity=2)
+    await agent.run()          # until agent.request_shutdown()
+
+Rules it keeps (DESIGN.md, "Agent protocol"):
+- Jobs outlive streams. When the stream drops, jobs keep running; the agent reconnects
+  with capped, jittered exponential backoff and its Hello lists the jobs it runs and the
+  results the server may have missed. The server answers with the desired state.
+- Stops are at-least-once: a StopJob for an unknown, finished or already stopping job
+  is a no-op (a shorter grace still brings the SIGKILL forward).
+- Leaving on purpose (shutdown, or the server's Drain) ends with Goodbye; any other end
+  of stream is a disconnect to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from buildcontrol.v1 import agent_pb2
+
+from buildcontrol_client.agent_stream import (
+    AgentStream,
+    AgentStreamError,
+    StreamEnd,
+    describe_error,
+)
+from buildcontrol_client.backoff import Backoff, BackoffPolicy
+from buildcontrol_client.job_runner import JobRun
+from buildcontrol_client.outbox import Outbox, ResultLog, is_result, job_id_of
+
+log = logging.getLogger("buildcontrol.agent")
+T = TypeVar("T")
+
+# Messages about a job's progress; after a reconnect they are still worth sending for
+# jobs that run on (a result, carried by Hello, says all there is about the others).
+_PROGRESS_EVENTS = frozenset({"job_accepted", "step_started", "step_finished"})
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """Tunables; the defaults suit production, tests shrink the times."""
+
+    # Each job runs in WORK_DIR/<job id> with its output in WORK_DIR/<job id>.log;
+    # None runs steps in the agent's directory and discards their output.
+    work_dir: Path | None = None
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    # Grace between SIGTERM and SIGKILL for the agent's own jobs when it shuts down.
+    shutdown_grace_seconds: float = 5.0
+    # A server that accepts the connection but sends no Welcome is treated as down.
+    welcome_timeout_seconds: float = 10.0
+    # Time allowed for queued messages and Goodbye to go out before the stream is cut.
+    goodbye_timeout_seconds: float = 5.0
+    keepalive_seconds: float = 30.0
+    # Used when Welcome carries no heartbeat interval.
+    heartbeat_seconds: float = 10.0
+
+
+class Agent:
+    def __init__(
+        self,
+        server: str,
+        agent_id: str,
+        labels: Mapping[str, str] | None = None,
+        capacity: int = 1,
+        *,
+        options: AgentOptions | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.server = server
+        self.agent_id = agent_id
+        self.labels = dict(labels or {})
+        self.capacity = capacity
+        self._options = options or AgentOptions()
+        self._jobs: dict[str, JobRun] = {}  # running (or stopping) jobs by job id
+        self._job_tasks: set[asyncio.Task[None]] = set()
+        self._results = ResultLog()
+        self._outbox = Outbox()
+        self._shutdown = asyncio.Event()
+        self._shutdown_reason = ""
+
+    @property
+    def running_job_ids(self) -> list[str]:
+        return list(self._jobs)
+
+    async def wait_for_job(self, job_id: str) -> None:
+        """Return once the job has ended and its result is queued (at once if the job is
+        not running here)."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            await job.wait()
+
+    def request_shutdown(self, reason: str = "shutdown") -> None:
+        """Stop own jobs, say Goodbye, and make `run()` return. Safe from a signal
+        handler; a second request kills the jobs without waiting for their grace."""
+        if self._shutdown.is_set():
+            if self._jobs:
+                log.info("shutdown requested again: killing jobs now")
+            for job in self._jobs.values():
+                job.request_stop(0, by_server=False)
+            return
+        log.info("shutting down (%s)", reason)
+        self._shutdown_reason = reason
+        self._shutdown.set()
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect, until `request_shutdown()`; then stop own jobs."""
+        backoff = Backoff(self._options.backoff)
+        try:
+            while not self._shutdown.is_set():
+                why = await self._serve_one_stream(backoff)
+                if self._shutdown.is_set():
+                    break
+                delay = backoff.next_delay()
+                log.info("disconnected (%s); reconnecting in %.2fs", why, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._shutdown.wait(), delay)
+        finally:
+            await self._stop_all_jobs()
+            if self._results.unsent():
+                log.warning("exiting with %d job results never sent", self._results.unsent())
+        log.info("agent %s stopped", self.agent_id)
+
+    async def _serve_one_stream(self, backoff: Backoff) -> str:
+        """One connection from Hello to its end; returns why it ended, for the log."""
+        stream = AgentStream(
+            self.server,
+            self._outbox,
+            on_message=self._on_server_message,
+            on_written=self._results.mark_written,
+            keepalive_seconds=self._options.keepalive_seconds,
+        )
+        carried: list[str] = []
+
+        def make_hello() -> agent_pb2.Hello:
+            hello = self._hello()
+            carried[:] = self._prepare_hello(hello)
+            return hello
+
+        try:
+            welcome = await self._until_shutdown(
+                stream.open(make_hello, self._options.welcome_timeout_seconds)
+            )
+            if welcome is None:
+                return "shutdown before the server answered"
+            self._results.confirm(carried)
+            backoff.reset()
+            heartbeat = welcome.heartbeat_interval.ToTimedelta().total_seconds()
+            stream.start(heartbeat if heartbeat > 0 else self._options.heartbeat_seconds)
+            log.info(
+                "connected to %s as %s (session %s, %d running jobs)",
+                self.server,
+                self.agent_id,
+                welcome.session_id or "?",
+                len(self._jobs),
+            )
+            end = await stream.wait_end(self._shutdown)
+            if end is StreamEnd.DRAINED:
+                log.info("server drains (%s): leaving, will reconnect", stream.drain_reason)
+                await stream.say_goodbye("drain", self._options.goodbye_timeout_seconds)
+            elif end is StreamEnd.STOP_REQUESTED:
+                # Stop jobs while the stream is up, so their results go out before Goodbye.
+                await self._stop_all_jobs()
+                await stream.say_goodbye(
+                    self._shutdown_reason, self._options.goodbye_timeout_seconds
+                )
+            return end.value
+        except TimeoutError:
+            return f"no Welcome within {self._options.welcome_timeout_seconds:g}s"
+        except (grpc.RpcError, AgentStreamError, asyncio.InvalidStateError) as error:
+            return describe_error(error)
+        except Exception as error:
+            # A bug here must not take the jobs down with the agent: log it and reconnect.
+            log.exception("agent stream failed unexpectedly")
+            return f"unexpected {type(error).__name__}"
+        finally:
+            await stream.close()
+
+    async def _until_shutdown(self, work: Coroutine[object, object, T]) -> T | None:
+        """The result of `work`, or None if shutdown was requested first (`work` is then
+        cancelled)."""
+        task = asyncio.ensure_future(work)
+        shutdown = asyncio.ensure_future(self._shutdown.wait())
+        try:
+            await asyncio.wait({task, shutdown}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            shutdown.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        return None if task.cancelled() else task.result()
+
+    def _hello(self) -> agent_pb2.Hello:
+        return agent_pb2.Hello(
+            agent_id=self.agent_id,
+            labels=self.labels,
+            capacity=self.capacity,
+            running_jobs=[
+                agent_pb2.RunningJob(build_id=job.build_id, job_id=job.job_id)
+                for job in self._jobs.values()
+            ],
+        )
+
+    def _prepare_hello(self, hello: agent_pb2.Hello) -> list[str]:
+        """Add unconfirmed results to `hello`; keep only queued progress of running jobs."""
+        for message in self._outbox.take_all():
+            event = message.WhichOneof("event")
+            if event in _PROGRESS_EVENTS and job_id_of(message) in self._jobs:
+                self._outbox.put(message)
+        return self._results.fill_hello(hello)
+
+    def _on_server_message(self, response: agent_pb2.ConnectResponse) -> None:
+        event = response.WhichOneof("event")
+        if event == "assign_job":
+            self._assign(response.assign_job)
+        elif event == "stop_job":
+            self._stop(response.stop_job)
+        else:
+            log.warning("ignoring unexpected %s from the server", event)
+
+    def _assign(self, assignment: agent_pb2.AssignJob) -> None:
+        job_id = assignment.job_id
+        if self._shutdown.is_set():
+            log.info("job %s not started: the agent is shutting down", job_id)
+            return
+        if job_id in self._jobs or self._results.has(job_id):
+            log.info("job %s assigned again: already taken, ignored", job_id)
+            return
+        if len(self._jobs) >= self.capacity:
+            log.warning("job %s exceeds capacity %d; running it anyway", job_id, self.capacity)
+        job = JobRun(assignment, self._emit, self.agent_id, self._options.work_dir)
+        self._jobs[job_id] = job
+        task = job.start()
+        self._job_tasks.add(task)
+        task.add_done_callback(self._job_tasks.discard)
+
+    def _stop(self, stop: agent_pb2.StopJob) -> None:
+        job = self._jobs.get(stop.job_id)
+        grace = stop.grace_period.ToTimedelta().total_seconds()
+        if job is None:
+            log.info("stop of job %s: not running here, nothing to do", stop.job_id)
+            return
+        if job.request_stop(grace, by_server=True):
+            reason = f": {stop.reason}" if stop.reason else ""
+            log.info("stopping job %s (grace %.1fs)%s", stop.job_id, grace, reason)
+        else:
+            log.info("stop of job %s: already stopping", stop.job_id)
+
+    def _emit(self, message: agent_pb2.ConnectRequest) -> None:
+        """Everything jobs say goes through here, in order."""
+        if is_result(message):
+            # In the same instant: the job leaves the running set and its result enters
+            # the log, so a Hello always shows it in exactly one of the two.
+            self._jobs.pop(job_id_of(message), None)
+            self._results.add(message)
+        self._outbox.put(message)
+
+    async def _stop_all_jobs(self) -> None:
+        for job in list(self._jobs.values()):
+            job.request_stop(self._options.shutdown_grace_seconds, by_server=False)
+        if self._job_tasks:
+            await asyncio.wait(set(self._job_tasks))

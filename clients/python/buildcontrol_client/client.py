@@ -1,0 +1,145 @@
+"""Typed async client of buildcontrol.v1.BuildControl over grpc.aio.
+
+    async with BuildControlClient("127.0.0.1:50051") as client:
+        build = await client.submit(load_pipeline_file("hello.yaml"))
+        finished = await client.cancel_and_wait(build.build_id, reason="not needed")
+
+Every failed call raises a BuildControlError subclass (see errors.py). Streams are async
+generators: wrap them in `contextlib.aclosing(...)` when you may stop reading early, so the
+call is cancelled at once instead of when the generator is garbage-collected.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
+from types import TracebackType
+from typing import Any
+
+import grpc
+from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+
+from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
+from buildcontrol_client.request_builders import PipelineSpec, cancel_request, submit_request
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+
+
+class BuildControlClient:
+    """One channel to a server. Use as `async with`, or call `close()` when done."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        """`timeout` bounds each unary call; streams run until they end or are closed."""
+        self.target = target
+        self._timeout = timeout
+        self._channel_options = tuple(channel_options)
+        # The channel binds to the running event loop, so it is made on first use rather
+        # than here (a client may be constructed before asyncio.run starts the loop).
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+
+    async def __aenter__(self) -> BuildControlClient:
+        self._connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            channel, self._channel, self._stub = self._channel, None, None
+            await channel.close()
+
+    async def submit(self, spec: PipelineSpec) -> build_pb2.Build:
+        """Queue a build from a SubmitBuildRequest or a pipeline document (a dict)."""
+        request = submit_request(spec)
+        with translated_rpc_errors():
+            response = await self._connect().SubmitBuild(request, timeout=self._timeout)
+        build: build_pb2.Build = response.build
+        return build
+
+    async def get(self, build_id: str) -> build_pb2.Build:
+        request = build_control_pb2.GetBuildRequest(build_id=build_id)
+        with translated_rpc_errors():
+            response = await self._connect().GetBuild(request, timeout=self._timeout)
+        build: build_pb2.Build = response.build
+        return build
+
+    async def list(
+        self, page_size: int = 0, page_token: str = "", pipeline: str = ""
+    ) -> tuple[builtins.list[build_pb2.Build], str]:
+        """One page of builds, newest first, and the token of the next page ("" at the end)."""
+        request = build_control_pb2.ListBuildsRequest(
+            page_size=page_size, page_token=page_token, pipeline=pipeline
+        )
+        with translated_rpc_errors():
+            response = await self._connect().ListBuilds(request, timeout=self._timeout)
+        return builtins.list(response.builds), str(response.next_page_token)
+
+    async def watch(
+        self, build_id: str
+    ) -> AsyncGenerator[build_control_pb2.WatchBuildResponse, None]:
+        """A snapshot, then every change, until the build is terminal."""
+        call = self._connect().WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id))
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
+
+    async def cancel(
+        self,
+        build_id: str,
+        reason: str = "",
+        force: bool = False,
+        grace_period_seconds: float | None = None,
+        requested_by: str = "",
+    ) -> AsyncGenerator[build_control_pb2.CancelResponse, None]:
+        """Accepted first, one message per job as it stops, CancelFinished last.
+
+        Closing the stream early does not abort the cancel: it only stops the reporting.
+        """
+        request = cancel_request(build_id, reason, force, grace_period_seconds, requested_by)
+        call = self._connect().Cancel(request)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
+
+    async def cancel_and_wait(
+        self,
+        build_id: str,
+        reason: str = "",
+        force: bool = False,
+        grace_period_seconds: float | None = None,
+        requested_by: str = "",
+    ) -> build_control_pb2.CancelFinished:
+        """Cancel and return the terminal message once every job has stopped."""
+        events = self.cancel(build_id, reason, force, grace_period_seconds, requested_by)
+        async with aclosing(events):
+            async for event in events:
+                if event.HasField("finished"):
+                    return event.finished
+        raise StreamEndedEarly(f"the Cancel stream of {build_id} ended without CancelFinished")
+
+    def _connect(self) -> Any:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=self._channel_options)
+            # The generated stub has no annotations; the methods above give the types.
+            self._stub = build_control_pb2_grpc.BuildControlStub(self._channel)
+        return self._stub

@@ -1,0 +1,205 @@
+"""Pipeline files (YAML, or JSON which YAML reads too) turned into a SubmitBuildRequest.
+
+    pipeline: hello
+    stages:
+      - name: build
+        jobs:
+          - name: compile
+            labels: {os: linux}
+            env: {CC: gcc}
+            steps:
+              - make                                # a bare command
+              - {name: test, command: make test}    # or a named one
+
+Every error names the key path that is wrong (`stages[0].jobs[1].steps[2].command`), so a
+user fixes the file without guessing. The server validates again; this is for early,
+local feedback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+from buildcontrol.v1 import build_control_pb2
+
+
+class PipelineFileError(ValueError):
+    """The file is not a valid pipeline. `key_path` is where (empty for the whole file)."""
+
+    def __init__(self, key_path: str, problem: str, source: str = "") -> None:
+        where = ": ".join(part for part in (source, key_path) if part)
+        super().__init__(f"{where}: {problem}" if where else problem)
+        self.key_path = key_path
+        self.problem = problem
+        self.source = source
+
+
+_PIPELINE_KEYS = frozenset({"pipeline", "stages"})
+_STAGE_KEYS = frozenset({"name", "jobs"})
+_JOB_KEYS = frozenset({"name", "labels", "env", "steps"})
+_STEP_KEYS = frozenset({"name", "command"})
+
+
+def load_pipeline_file(path: str | Path) -> build_control_pb2.SubmitBuildRequest:
+    """Read and check a pipeline file; raise PipelineFileError (or OSError) if it is wrong."""
+    source = str(path)
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise PipelineFileError("", _describe_yaml_error(error), source) from error
+    return parse_pipeline(data, source)
+
+
+def _describe_yaml_error(error: yaml.YAMLError) -> str:
+    """One line with the position, instead of PyYAML's multi-line excerpt."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return f"not valid YAML or JSON: {problem}"
+    return f"not valid YAML or JSON at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def parse_pipeline(data: object, source: str = "") -> build_control_pb2.SubmitBuildRequest:
+    """Check an already-parsed pipeline document (dicts and lists) and build the request."""
+    try:
+        return _parse_document(data)
+    except PipelineFileError as error:
+        if source and not error.source:
+            raise PipelineFileError(error.key_path, error.problem, source) from None
+        raise
+
+
+def _parse_document(data: object) -> build_control_pb2.SubmitBuildRequest:
+    document = _mapping(data, "", _PIPELINE_KEYS)
+    request = build_control_pb2.SubmitBuildRequest(
+        pipeline=_name(document.get("pipeline"), "pipeline")
+    )
+    for s, stage in enumerate(_list(document.get("stages"), "stages")):
+        request.stages.append(_parse_stage(stage, f"stages[{s}]"))
+    return request
+
+
+def _parse_stage(data: object, where: str) -> build_control_pb2.StageSpec:
+    stage = _mapping(data, where, _STAGE_KEYS)
+    spec = build_control_pb2.StageSpec(name=_name(stage.get("name"), f"{where}.name"))
+    seen: set[str] = set()
+    for j, job in enumerate(_list(stage.get("jobs"), f"{where}.jobs")):
+        job_spec = _parse_job(job, f"{where}.jobs[{j}]")
+        if job_spec.name in seen:
+            raise PipelineFileError(f"{where}.jobs[{j}].name", f"{job_spec.name!r} repeats")
+        seen.add(job_spec.name)
+        spec.jobs.append(job_spec)
+    return spec
+
+
+def _parse_job(data: object, where: str) -> build_control_pb2.JobSpec:
+    job = _mapping(data, where, _JOB_KEYS)
+    spec = build_control_pb2.JobSpec(
+        name=_name(job.get("name"), f"{where}.name"),
+        labels=_string_map(job.get("labels"), f"{where}.labels"),
+        env=_env_map(job.get("env"), f"{where}.env"),
+    )
+    for k, step in enumerate(_list(job.get("steps"), f"{where}.steps")):
+        spec.steps.append(_parse_step(step, f"{where}.steps[{k}]"))
+    return spec
+
+
+def _parse_step(data: object, where: str) -> build_control_pb2.StepSpec:
+    if isinstance(data, str):
+        return build_control_pb2.StepSpec(command=_command(data, where))
+    step = _mapping(data, where, _STEP_KEYS, what="a command string or a mapping")
+    name = step.get("name", "")
+    if not isinstance(name, str):
+        raise PipelineFileError(f"{where}.name", f"must be a string, not {_kind(name)}")
+    return build_control_pb2.StepSpec(
+        name=name, command=_command(step.get("command"), f"{where}.command")
+    )
+
+
+def _mapping(
+    data: object, where: str, allowed: frozenset[str], what: str = "a mapping"
+) -> Mapping[str, object]:
+    if not isinstance(data, Mapping):
+        raise PipelineFileError(where, f"must be {what}, not {_kind(data)}")
+    for key in data:
+        if key not in allowed:
+            shown = f"{where}.{key}" if where else str(key)
+            expected = ", ".join(sorted(allowed))
+            raise PipelineFileError(shown, f"unknown key (expected one of: {expected})")
+    return data
+
+
+def _list(data: object, where: str) -> list[object]:
+    if data is None:
+        raise PipelineFileError(where, "is required (a list with at least one entry)")
+    if not isinstance(data, list):
+        raise PipelineFileError(where, f"must be a list, not {_kind(data)}")
+    if not data:
+        raise PipelineFileError(where, "needs at least one entry")
+    return data
+
+
+def _name(data: object, where: str) -> str:
+    if data is None:
+        raise PipelineFileError(where, "is required")
+    if not isinstance(data, str):
+        raise PipelineFileError(where, f"must be a string, not {_kind(data)}")
+    if not data.strip():
+        raise PipelineFileError(where, "must not be empty")
+    return data
+
+
+def _command(data: object, where: str) -> str:
+    if data is None:
+        raise PipelineFileError(where, "is required")
+    if not isinstance(data, str):
+        raise PipelineFileError(where, f"must be a string, not {_kind(data)}")
+    if not data.strip():
+        raise PipelineFileError(where, "must not be empty")
+    return data
+
+
+def _string_map(data: object, where: str) -> dict[str, str]:
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise PipelineFileError(where, f"must be a mapping, not {_kind(data)}")
+    result: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(key, str) or not key:
+            raise PipelineFileError(f"{where}.{key}", "keys must be non-empty strings")
+        result[key] = _scalar_text(value, f"{where}.{key}")
+    return result
+
+
+def _env_map(data: object, where: str) -> dict[str, str]:
+    env = _string_map(data, where)
+    for key, value in env.items():
+        # The kernel's execve takes NAME=VALUE strings: these would make the step unstartable.
+        if "=" in key or "\0" in key:
+            raise PipelineFileError(f"{where}.{key}", "a variable name cannot hold '=' or NUL")
+        if "\0" in value:
+            raise PipelineFileError(f"{where}.{key}", "a value cannot hold NUL")
+    return env
+
+
+def _scalar_text(value: object, where: str) -> str:
+    """YAML reads `debug: true` and `jobs: 4` as bool and int; CI users mean the text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise PipelineFileError(where, f"must be a string, number or boolean, not {_kind(value)}")
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__

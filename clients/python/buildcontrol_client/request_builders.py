@@ -1,0 +1,41 @@
+"""Request messages built from plain arguments, shared by the async and sync clients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from buildcontrol.v1 import build_control_pb2
+from google.protobuf import duration_pb2
+
+from buildcontrol_client.pipeline_file import parse_pipeline
+
+PipelineSpec = build_control_pb2.SubmitBuildRequest | Mapping[str, object]
+
+
+def submit_request(spec: PipelineSpec) -> build_control_pb2.SubmitBuildRequest:
+    """A request as it is, or one made from a pipeline document (see pipeline_file)."""
+    if isinstance(spec, build_control_pb2.SubmitBuildRequest):
+        return spec
+    return parse_pipeline(spec)
+
+
+def cancel_request(
+    build_id: str,
+    reason: str = "",
+    force: bool = False,
+    grace_period_seconds: float | None = None,
+    requested_by: str = "",
+) -> build_control_pb2.CancelRequest:
+    """`grace_period_seconds=None` leaves the grace period to the server's default."""
+    request = build_control_pb2.CancelRequest(
+        build_id=build_id, reason=reason, force=force, requested_by=requested_by
+    )
+    if grace_period_seconds is not None:
+        request.grace_period.CopyFrom(seconds_to_duration(grace_period_seconds))
+    return request
+
+
+def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration

@@ -1,0 +1,188 @@
+"""What a cancel does to a build: the CANCELING write, stops for every job on an
+agent, cleanup (run_on_cancel) steps and jobs, escalation by a forced cancel,
+deadlines, and the end of the cancel. Pure functions, like lifecycle.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from buildcontrol_server.domain.effects import Effects, StopCommand
+from buildcontrol_server.domain.errors import FailedPrecondition
+from buildcontrol_server.domain.model import Build, CancelInfo, Job
+from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
+from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
+
+
+@dataclass(frozen=True)
+class StopTimes:
+    """The time budget of a stop (seconds): see docs/cancel-semantics.md."""
+
+    ack_timeout: float  # after the grace (and cleanup), to confirm the stop
+    cleanup_timeout: float  # for the cleanup steps, and for each cleanup job
+
+
+def cleanup_runs(build: Build) -> bool:
+    """Cleanup steps and jobs run after a stop unless the cancel is forced."""
+    return build.cancel is not None and not build.cancel.force
+
+
+def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effects:
+    """Apply a cancel. A second cancel joins the first (`duplicate`, no change) unless
+    it is forced and the first was not: then it escalates. A finished build refuses."""
+    if build.status is BuildStatus.CANCELING:
+        assert build.cancel is not None
+        if info.force and not build.cancel.force:
+            return escalate(build, times, now)
+        return Effects(duplicate=True)
+    if build.status is BuildStatus.CANCELED:
+        return Effects(duplicate=True)
+    if build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
+        raise FailedPrecondition(
+            f"build {build.build_id} already {build.status.value}; only a running or "
+            "queued build can be cancelled"
+        )
+    fx = Effects()
+    started = build.status is BuildStatus.RUNNING
+    build.cancel = info
+    # Cleanup needs something to clean up after: a build that never started has none.
+    keep_cleanup = started and not info.force
+    to_stop = [j for j in build.jobs() if j.on_agent and not (keep_cleanup and j.run_on_cancel)]
+    waiting_cleanup = [
+        j for j in build.jobs() if keep_cleanup and j.run_on_cancel and not j.terminal
+    ]
+    # With nothing on an agent and no cleanup to run: straight to CANCELED.
+    busy = bool(to_stop or waiting_cleanup)
+    move_build(build, BuildStatus.CANCELING if busy else BuildStatus.CANCELED, fx, now)
+    for job in build.jobs():
+        if job.status is JobStatus.PENDING and not (keep_cleanup and job.run_on_cancel):
+            _never_started(job, fx, now)
+    for job in to_stop:
+        _stop(build, job, fx, times, now)
+    release_cleanup_jobs(build, fx)
+    return fx
+
+
+def escalate(build: Build, times: StopTimes, now: float) -> Effects:
+    """A forced cancel on a CANCELING build: SIGKILL at once, skip every cleanup."""
+    assert build.cancel is not None
+    fx = Effects(escalated=True)
+    build.cancel = replace(build.cancel, force=True)
+    fx.changes.mark(build)
+    for job in build.jobs():
+        if job.status is JobStatus.PENDING:
+            _never_started(job, fx, now)
+        elif job.on_agent:
+            _stop(build, job, fx, times, now)
+    finish_cancel_if_done(build, fx, now)
+    return fx
+
+
+def _never_started(job: Job, fx: Effects, now: float) -> None:
+    job.outcome = JobOutcome.NEVER_STARTED
+    close_steps(job, StepStatus.CANCELED, StepStatus.CANCELED, fx)
+    move_job(job, JobStatus.CANCELED, fx, now)
+
+
+def _stop(build: Build, job: Job, fx: Effects, times: StopTimes, now: float) -> None:
+    """Move a job on an agent to STOPPING (again, when escalating) and queue its stop."""
+    assert build.cancel is not None and job.agent_id is not None
+    cleanup = cleanup_runs(build)
+    for step in job.steps:
+        if step.status is StepStatus.RUNNING:
+            move_step(step, StepStatus.STOPPING, fx)
+        elif step.status is StepStatus.PENDING and not (cleanup and step.run_on_cancel):
+            move_step(step, StepStatus.CANCELED, fx)
+    if job.status is not JobStatus.STOPPING:
+        move_job(job, JobStatus.STOPPING, fx, now)
+    fx.stops.append(stop_command(build, job, times, now))
+
+
+def stop_command(build: Build, job: Job, times: StopTimes, now: float) -> StopCommand:
+    assert build.cancel is not None and job.agent_id is not None
+    cleanup = cleanup_runs(build)
+    grace = build.cancel.grace_period if cleanup else 0.0
+    has_cleanup = cleanup and any(
+        s.run_on_cancel and s.status is StepStatus.PENDING for s in job.steps
+    )
+    budget = grace + (times.cleanup_timeout if has_cleanup else 0.0) + times.ack_timeout
+    return StopCommand(
+        build_id=build.build_id,
+        job_id=job.job_id,
+        agent_id=job.agent_id,
+        reason=build.cancel.reason,
+        grace_period=grace,
+        deadline=now + budget,
+        skip_cleanup=not cleanup,
+        cleanup_timeout=times.cleanup_timeout if cleanup else 0.0,
+    )
+
+
+def release_cleanup_jobs(build: Build, fx: Effects) -> None:
+    """Once every other job has stopped, the cleanup jobs may run."""
+    if build.status is not BuildStatus.CANCELING or not cleanup_runs(build):
+        return
+    if any(not job.terminal for job in build.jobs() if not job.run_on_cancel):
+        return
+    fx.ready += [j for j in build.jobs() if j.run_on_cancel and j.status is JobStatus.PENDING]
+
+
+def stop_overdue(build: Build, job_ids: set[str], now: float) -> Effects:
+    """Agents that did not confirm these stops by their deadline: finalize as FORCED."""
+    fx = Effects()
+    for job in build.jobs():
+        if job.job_id in job_ids and job.status is JobStatus.STOPPING:
+            finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
+    if fx.changes.empty:
+        fx.duplicate = True
+        return fx
+    release_cleanup_jobs(build, fx)
+    finish_cancel_if_done(build, fx, now)
+    return fx
+
+
+def cleanup_overdue(build: Build, job_id: str, times: StopTimes, now: float) -> Effects:
+    """A cleanup job ran past the cleanup timeout: stop it like a forced one."""
+    fx = Effects()
+    job = build.job(job_id)
+    if build.status is not BuildStatus.CANCELING or job is None or not job.on_agent:
+        fx.duplicate = True
+        return fx
+    assert build.cancel is not None
+    for step in job.steps:
+        if step.status is StepStatus.RUNNING:
+            move_step(step, StepStatus.STOPPING, fx)
+        elif step.status is StepStatus.PENDING:
+            move_step(step, StepStatus.CANCELED, fx)
+    if job.status is not JobStatus.STOPPING:
+        move_job(job, JobStatus.STOPPING, fx, now)
+    assert job.agent_id is not None
+    fx.stops.append(
+        StopCommand(build.build_id, job.job_id, job.agent_id, "cleanup timed out", 0.0,
+                    now + times.ack_timeout, skip_cleanup=True)  # fmt: skip
+    )
+    return fx
+
+
+def pending_stops(build: Build, agent_id: str, times: StopTimes, now: float) -> list[StopCommand]:
+    """Stops to send (again) to `agent_id`: at-least-once delivery on reconnect."""
+    if build.cancel is None:
+        return []
+    return [
+        stop_command(build, job, times, now)
+        for job in build.jobs()
+        if job.status is JobStatus.STOPPING and job.agent_id == agent_id
+    ]
+
+
+def finish_stopped_job(
+    job: Job, outcome: JobOutcome, exit_code: int | None, fx: Effects, now: float
+) -> None:
+    job.outcome = outcome
+    job.exit_code = exit_code
+    close_steps(job, running_to=StepStatus.CANCELED, pending_to=StepStatus.CANCELED, fx=fx)
+    move_job(job, JobStatus.CANCELED, fx, now)
+
+
+def finish_cancel_if_done(build: Build, fx: Effects, now: float) -> None:
+    if build.status is BuildStatus.CANCELING and all(job.terminal for job in build.jobs()):
+        move_build(build, BuildStatus.CANCELED, fx, now)

@@ -1,0 +1,45 @@
+"""What applying one event asks of the world outside the domain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from buildcontrol_server.domain.model import ChangeSet, Job
+
+
+@dataclass(frozen=True)
+class StopCommand:
+    """Tell `agent_id` to stop `job_id`: SIGTERM, `grace_period` s, then SIGKILL."""
+
+    build_id: str
+    job_id: str
+    agent_id: str
+    reason: str
+    grace_period: float
+    deadline: float
+    # A forced stop: no cleanup steps, and SIGKILL at once even if already stopping.
+    skip_cleanup: bool = False
+    cleanup_timeout: float = 0.0
+
+
+@dataclass
+class Effects:
+    changes: ChangeSet = field(default_factory=ChangeSet)
+    stops: list[StopCommand] = field(default_factory=list)
+    ready: list[Job] = field(default_factory=list)
+    released: list[tuple[str, str]] = field(default_factory=list)  # (agent_id, job_id)
+    # Jobs that became terminal in this event (for cancel streams and watchers).
+    finished_jobs: list[Job] = field(default_factory=list)
+    # A forced cancel escalated a cancel already under way.
+    escalated: bool = False
+    # The event was a repeat of one already applied (a duplicate report, a second
+    # cancel): nothing changed, and that is not an error.
+    duplicate: bool = False
+
+    def merge(self, later: Effects) -> None:
+        """Add the effects of an event applied after this one (one commit for both)."""
+        self.changes.merge(later.changes)
+        self.stops += later.stops
+        self.ready += later.ready
+        self.released += later.released
+        self.finished_jobs += later.finished_jobs
