@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,9 @@ def settings_for(data_dir: Path, **overrides: object) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Running]:
-    app = ServerApp(settings_for(tmp_path / "data"))
+@asynccontextmanager
+async def running_server(data_dir: Path, **overrides: object) -> AsyncIterator[Running]:
+    app = ServerApp(settings_for(data_dir, **overrides))
     endpoints = await app.start()
     target = f"127.0.0.1:{endpoints.grpc_port}"
     channel = grpc.aio.insecure_channel(target)
@@ -47,10 +48,18 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
         await app.stop()
 
 
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Running]:
+    async with running_server(tmp_path / "data") as running:
+        yield running
+
+
 def pipeline(jobs: int = 1, labels: dict[str, str] | None = None, stages: int = 1,
-             command: str = "sleep 600") -> build_control_pb2.SubmitBuildRequest:  # fmt: skip
+             command: str = "sleep 600", name: str = "test",
+             **options: object) -> build_control_pb2.SubmitBuildRequest:  # fmt: skip
     return build_control_pb2.SubmitBuildRequest(
-        pipeline="test",
+        pipeline=name,
+        **options,  # type: ignore[arg-type]
         stages=[
             build_control_pb2.StageSpec(
                 name=f"stage{s}",
