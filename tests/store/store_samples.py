@@ -3,11 +3,14 @@ functions (submission and lifecycle), so the store is tested on what actors writ
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 
-from buildcontrol_server.domain import lifecycle
+from buildcontrol_server.domain import cancellation, lifecycle
+from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
+from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.domain.submission import (
     JobSpec,
     PipelineSpec,
@@ -15,9 +18,11 @@ from buildcontrol_server.domain.submission import (
     StepSpec,
     new_build,
 )
+from buildcontrol_server.store.base import BuildStore
 
 # Build ids carry the creation time in milliseconds: distinct `now`s sort builds.
 T0 = 1_700_000_000.0
+STOP_TIMES = StopTimes(ack_timeout=30, cleanup_timeout=60)
 
 
 def two_stage_spec(pipeline: str = "web") -> PipelineSpec:
@@ -69,6 +74,28 @@ def cancel_info(now: float = T0 + 10, force: bool = False) -> CancelInfo:
         grace_period=7.5,
         requested_at=now,
     )
+
+
+def canceled(spec: PipelineSpec | None = None, now: float = T0) -> tuple[Build, list[ChangeSet]]:
+    """A build cancelled while QUEUED (CANCELED at once: nothing ran), and the change
+    sets that store it: its submission, then its cancel."""
+    build, _ = submitted(spec, now)
+    # A copy: the cancel below bumps the build's versions, the insert must not see it.
+    insert = ChangeSet(new_build=copy.deepcopy(build))
+    cancel = cancellation.cancel(build, cancel_info(now + 5), STOP_TIMES, now + 5).changes
+    assert build.status is BuildStatus.CANCELED
+    return build, [insert, cancel]
+
+
+async def commit_canceled(store: BuildStore, count: int, start: float = T0) -> list[Build]:
+    """Store `count` CANCELED builds (2 jobs of 2 steps each), without audit rows."""
+    builds = []
+    for n in range(count):
+        build, change_sets = canceled(wide_spec(2, 2), now=start + n)
+        for changes in change_sets:
+            await store.commit(changes)
+        builds.append(build)
+    return builds
 
 
 def start_first_job(build: Build, agent_id: str = "agent-1", now: float = T0 + 1) -> ChangeSet:

@@ -11,7 +11,7 @@ import aiosqlite
 import pytest
 from buildcontrol_server.domain.model import Build, CancelInfo, Job, Stage, Step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
-from buildcontrol_server.store import schema
+from buildcontrol_server.store import reads, schema
 from buildcontrol_server.store.sqlite import SqliteStore
 
 from .fixtures import make_schema_v1 as v1
@@ -151,3 +151,50 @@ async def test_migrate_refuses_a_newer_version_before_writing(tmp_path: Path) ->
             await schema.migrate(connection)
         assert not connection.in_transaction
         assert await schema.count_tables(connection) == 0
+
+
+async def test_v1_rows_get_the_v3_defaults(tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path)
+
+    async with SqliteStore(path) as store:
+        builds = [await store.get_build(b) for b in (v1.SUCCEEDED, v1.CANCELED, v1.RUNNING)]
+        unaudited = await store.canceled_without_audit(limit=10)
+        audit = await store.audit_records()
+
+    with sqlite3.connect(path) as connection:
+        build_columns = connection.execute(
+            "SELECT DISTINCT concurrency_group, cancel_in_progress FROM builds"
+        ).fetchall()
+        job_columns = connection.execute("SELECT DISTINCT run_on_cancel, timeout FROM jobs")
+        job_columns = job_columns.fetchall()
+        step_columns = connection.execute("SELECT DISTINCT run_on_cancel FROM steps").fetchall()
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    connection.close()
+    assert (build_columns, job_columns, step_columns) == ([(None, 0)], [(0, None)], [(0,)])
+    assert "cancel_audit" in tables
+    for build in builds:
+        assert build is not None
+        assert (build.concurrency_group, build.cancel_in_progress) == (None, False)
+        assert all(not j.run_on_cancel and j.timeout is None for j in build.jobs())
+        assert all(not s.run_on_cancel for j in build.jobs() for s in j.steps)
+    # Cancels from before the audit existed are what the audit's first sweep backfills.
+    assert [b.build_id for b in unaudited] == [v1.CANCELED]
+    assert unaudited == [builds[1]]
+    assert audit == []
+
+
+async def test_v3_indexes_serve_group_lookup_and_audit_sweep(tmp_path: Path) -> None:
+    path = copy_fixture(tmp_path)
+    async with SqliteStore(path):
+        pass
+
+    by_group = query_plan(
+        path,
+        f"SELECT build_id FROM builds WHERE concurrency_group = 'deploy'"
+        f" AND {schema.UNFINISHED_WHERE} ORDER BY build_id",
+    )
+    sweep = query_plan(path, reads.CANCELED_WITHOUT_AUDIT.replace("?", "5"))
+
+    assert "builds_unfinished_by_group" in by_group and "TEMP B-TREE" not in by_group
+    assert "builds_canceled" in sweep and "TEMP B-TREE" not in sweep
+    assert "cancel_audit" in sweep

@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 from buildcontrol_server.domain import cancellation
-from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store import schema
 from buildcontrol_server.store.errors import StoreOpenError, StoreWriteError
 from buildcontrol_server.store.lock import FileLock
 from buildcontrol_server.store.sqlite import SqliteStore
 
-STOP_TIMES = StopTimes(ack_timeout=30, cleanup_timeout=60)
-
 from .store_samples import (
+    STOP_TIMES,
     T0,
     cancel_info,
     file_digest,

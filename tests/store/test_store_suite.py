@@ -7,7 +7,6 @@ import copy
 
 import pytest
 from buildcontrol_server.domain import cancellation, lifecycle
-from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
@@ -15,9 +14,14 @@ from buildcontrol_server.store.errors import StoreClosedError, StoreWriteError
 from buildcontrol_server.store.sqlite import SqliteStore
 from prometheus_client import REGISTRY
 
-STOP_TIMES = StopTimes(ack_timeout=30, cleanup_timeout=60)
-
-from .store_samples import T0, cancel_info, start_first_job, submitted, wide_spec
+from .store_samples import (
+    STOP_TIMES,
+    T0,
+    cancel_info,
+    start_first_job,
+    submitted,
+    wide_spec,
+)
 
 
 def exported(metric: str) -> float:
@@ -195,7 +199,10 @@ async def test_commit_all_puts_every_change_set_in_one_transaction(store: Sqlite
     writes_before = exported("buildcontrol_store_writes_total")
 
     results = await store.commit_all(
-        [cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 99).changes for build, _ in builds]
+        [
+            cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 99).changes
+            for build, _ in builds
+        ]
     )
 
     assert results == [None] * 50
