@@ -20,36 +20,52 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from load_agent import LoadAgent  # noqa: E402
-from server_process import ServerProcess, start_server  # noqa: E402
-from stats import print_table, summary_ms, write_json  # noqa: E402
-
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc  # noqa: E402
+from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
+from load_agent import LoadAgent
+from server_process import ServerProcess, start_server
+from stats import print_table, summary_ms, write_json
 
 
 def one_job_build(pipeline: str) -> build_control_pb2.SubmitBuildRequest:
     return build_control_pb2.SubmitBuildRequest(
         pipeline=pipeline,
-        stages=[build_control_pb2.StageSpec(name="s", jobs=[
-            build_control_pb2.JobSpec(name="j", steps=[build_control_pb2.StepSpec(command="sleep 600")])
-        ])],
-    )  # fmt: skip
+        stages=[
+            build_control_pb2.StageSpec(
+                name="s",
+                jobs=[
+                    build_control_pb2.JobSpec(
+                        name="j", steps=[build_control_pb2.StepSpec(command="sleep 600")]
+                    )
+                ],
+            )
+        ],
+    )
 
 
 async def running_builds(
-    stub: build_control_pb2_grpc.BuildControlStub, agents: list[LoadAgent], count: int, pipeline: str
+    stub: build_control_pb2_grpc.BuildControlStub,
+    agents: list[LoadAgent],
+    count: int,
+    pipeline: str,
 ) -> dict[str, str]:
     """Submit `count` one-job builds and wait until agents hold all of their jobs."""
-    builds = await asyncio.gather(*(stub.SubmitBuild(one_job_build(pipeline)) for _ in range(count)))
+    builds = await asyncio.gather(
+        *(stub.SubmitBuild(one_job_build(pipeline)) for _ in range(count))
+    )
     wanted = {b.build.build_id for b in builds}
     while True:
-        held = {build: job for agent in agents for job, build in agent.jobs.items() if build in wanted}
+        held = {
+            build: job for agent in agents for job, build in agent.jobs.items() if build in wanted
+        }
         if len(held) == count:
             return held
         for agent in agents:
             agent.job_arrived.clear()
-        await asyncio.wait([asyncio.create_task(a.job_arrived.wait()) for a in agents], timeout=10,
-                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        await asyncio.wait(
+            [asyncio.create_task(a.job_arrived.wait()) for a in agents],
+            timeout=10,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
 
 
 def agent_of(agents: list[LoadAgent], job_id: str) -> LoadAgent:
@@ -91,7 +107,9 @@ async def concurrent(server: ServerProcess, count: int) -> dict[str, float]:
         for agent in agents:
             agent.hold_stops = True
         commits_before = server.metric("buildcontrol_store_commits_total")
-        calls = [stub.Cancel(build_control_pb2.CancelRequest(build_id=b, reason="bench")) for b in held]
+        calls = [
+            stub.Cancel(build_control_pb2.CancelRequest(build_id=b, reason="bench")) for b in held
+        ]
         started = time.perf_counter()
         firsts = await asyncio.gather(*(call.read() for call in calls))
         accepted_in = time.perf_counter() - started
@@ -123,9 +141,12 @@ async def main() -> None:
     finally:
         await server.stop()
     print_table(f"{args.builds} sequential cancels, push over the agent stream", latency)
-    print(f"\n{burst['cancels']} concurrent cancels: {burst['commits_until_all_accepted']:.0f} commits "
-          f"until all ACCEPTED ({burst['cancels_per_commit']:.1f} cancels per commit), "
-          f"all accepted in {burst['all_accepted_ms']:.0f} ms")  # fmt: skip
+    print(
+        f"\n{burst['cancels']} concurrent cancels: "
+        f"{burst['commits_until_all_accepted']:.0f} commits "
+        f"until all ACCEPTED ({burst['cancels_per_commit']:.1f} cancels per commit), "
+        f"all accepted in {burst['all_accepted_ms']:.0f} ms"
+    )
     path = write_json("cancel_latency", {"sequential": latency, "concurrent": burst})
     print(f"\nresults: {path}")
 

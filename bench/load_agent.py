@@ -9,14 +9,15 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
-
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 
 
 class LoadAgent:
     def __init__(self, target: str, agent_id: str, capacity: int) -> None:
         # One channel (one TCP connection) per agent, as real agents have.
-        self._channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        self._channel = grpc.aio.insecure_channel(
+            target, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
         self.agent_id = agent_id
         self.capacity = capacity
         self._outgoing: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
@@ -53,7 +54,9 @@ class LoadAgent:
             elif kind == "assign_job":
                 job = message.assign_job
                 self.jobs[job.job_id] = job.build_id
-                self._send(job_accepted=agent_pb2.JobAccepted(build_id=job.build_id, job_id=job.job_id))
+                self._send(
+                    job_accepted=agent_pb2.JobAccepted(build_id=job.build_id, job_id=job.job_id)
+                )
                 self.job_arrived.set()
             elif kind == "stop_job":
                 now = time.perf_counter()
@@ -62,10 +65,14 @@ class LoadAgent:
                 waiter = self._stop_waiters.pop(stop.job_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(now)
-                stopped = agent_pb2.ConnectRequest(job_stopped=agent_pb2.JobStopped(
-                    build_id=stop.build_id, job_id=stop.job_id,
-                    outcome=build_pb2.JOB_OUTCOME_GRACEFUL, exit_code=143,
-                ))  # fmt: skip
+                stopped = agent_pb2.ConnectRequest(
+                    job_stopped=agent_pb2.JobStopped(
+                        build_id=stop.build_id,
+                        job_id=stop.job_id,
+                        outcome=build_pb2.JOB_OUTCOME_GRACEFUL,
+                        exit_code=143,
+                    )
+                )
                 if self.hold_stops:
                     self._held.append(stopped)
                 else:

@@ -28,7 +28,9 @@ class ServerProcess:
             text = response.read().decode()
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name and (labels is None or labels.items() <= sample.labels.items()):
+                if sample.name == name and (
+                    labels is None or labels.items() <= sample.labels.items()
+                ):
                     return float(sample.value)
         return 0.0
 
@@ -40,11 +42,21 @@ class ServerProcess:
 async def start_server(*extra: str) -> ServerProcess:
     data_dir = Path(tempfile.mkdtemp(prefix="buildcontrol-bench-"))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "buildcontrol_server.cli", "serve",
-        "--data-dir", str(data_dir), "--listen", "127.0.0.1:0", "--metrics-port", "0",
-        "--log-level", "WARNING", *extra,
+        sys.executable,
+        "-m",
+        "buildcontrol_server.cli",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-port",
+        "0",
+        "--log-level",
+        "WARNING",
+        *extra,
         stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
     match = READY.search(line)
@@ -52,6 +64,4 @@ async def start_server(*extra: str) -> ServerProcess:
         process.kill()
         raise RuntimeError(f"server did not start: {line!r}")
     host, port, mhost, mport = match.groups()
-    return ServerProcess(
-        process, f"{host}:{port}", f"http://{mhost}:{mport}/metrics", data_dir
-    )
+    return ServerProcess(process, f"{host}:{port}", f"http://{mhost}:{mport}/metrics", data_dir)

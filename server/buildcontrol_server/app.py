@@ -10,17 +10,19 @@ import sys
 from dataclasses import dataclass
 
 import grpc
+from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.actors.build_actor import ActorContext
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.scheduler import Scheduler
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
+from buildcontrol_server.observability.interceptor import MetricsInterceptor
+from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
 from buildcontrol_server.store.errors import StoreOpenError
@@ -65,7 +67,10 @@ class ServerApp:
         self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
         self.control = BuildControl(self.store, self.registry, self.hub, settings)
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.server = grpc.aio.server(interceptors=[MetricsInterceptor()], options=GRPC_OPTIONS)
+        # Builds in CANCELING, the oldest one's age, inbox depth: computed at scrape time.
+        self.live_gauges = LiveBuildGauges(self.registry.live)
+        self.live_gauges.bind()
         self._metrics_server: object | None = None
 
     async def start(self) -> Endpoints:

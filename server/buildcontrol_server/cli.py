@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from pathlib import Path
 
 from buildcontrol_server.config import Settings
+from buildcontrol_server.observability.logs import LOG_FORMATS
+from buildcontrol_server.observability.logs import configure as configure_logging
 
 EXAMPLES = """\
 examples:
@@ -46,6 +47,9 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "--queue-timeout", type=float, default=defaults.queue_timeout, help="seconds (default 24 h)"
     )
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="json: one object per line"
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -83,11 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Only `serve` has --log-format; the client commands log text.
+    configure_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     try:
         code: int = asyncio.run(args.func(args))
     except KeyboardInterrupt:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from buildcontrol.v1 import build_control_pb2_grpc
+
 from tests.e2e.processes import AgentProc, ServerProc, start_server
 
 pytestmark = pytest.mark.e2e

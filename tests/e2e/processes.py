@@ -38,10 +38,18 @@ class ServerProc:
 
 async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc:
     process = await asyncio.create_subprocess_exec(
-        *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{port}",
-        "--metrics-port", "0", *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *BUILDCONTROL,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--metrics-port",
+        "0",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert process.stdout is not None and process.stderr is not None
     line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
     match = READY.search(line)
@@ -52,8 +60,9 @@ async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc
     # Keep stderr drained so the server never blocks on a full pipe.
     asyncio.get_running_loop().create_task(_drain(process.stderr, data_dir / "server.log"))
     host, grpc_port, mhost, mport = match.groups()
-    return ServerProc(process, f"{host}:{grpc_port}", f"http://{mhost}:{mport}/metrics",
-                      data_dir, int(grpc_port))  # fmt: skip
+    return ServerProc(
+        process, f"{host}:{grpc_port}", f"http://{mhost}:{mport}/metrics", data_dir, int(grpc_port)
+    )
 
 
 async def _drain(stream: asyncio.StreamReader, path: Path) -> None:
@@ -75,14 +84,27 @@ class AgentProc:
         return await asyncio.wait_for(self.process.wait(), WAIT)
 
 
-async def start_agent(target: str, agent_id: str, work: Path, labels: str = "os=linux",
-                      capacity: int = 2, *extra: str) -> AgentProc:  # fmt: skip
+async def start_agent(
+    target: str, agent_id: str, work: Path, labels: str = "os=linux", capacity: int = 2, *extra: str
+) -> AgentProc:
     log = work / f"agent-{agent_id}.log"
     process = await asyncio.create_subprocess_exec(
-        *BUILDCONTROL, "agent", "--server", target, "--agent-id", agent_id,
-        "--labels", labels, "--capacity", str(capacity), "--reconnect-max", "0.5", *extra,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *BUILDCONTROL,
+        "agent",
+        "--server",
+        target,
+        "--agent-id",
+        agent_id,
+        "--labels",
+        labels,
+        "--capacity",
+        str(capacity),
+        "--reconnect-max",
+        "0.5",
+        *extra,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert process.stderr is not None
     asyncio.get_running_loop().create_task(_drain(process.stderr, log))
     return AgentProc(agent_id, process, log)
@@ -119,16 +141,18 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def until(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
+async def until(
+    condition: Callable[[], bool], within: float = WAIT, what: str = "condition"
+) -> None:
     """Wait for a condition that no event announces (a process appearing in /proc)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
 
 
-async def wait_gone(pids: set[int], timeout: float) -> None:
+async def wait_gone(pids: set[int], within: float) -> None:
     """Wait for processes to exit, woken by their pidfds (Linux), not by polling."""
     loop = asyncio.get_running_loop()
     waiters = []
@@ -144,7 +168,7 @@ async def wait_gone(pids: set[int], timeout: float) -> None:
         waiters.append(done)
     try:
         if waiters:
-            await asyncio.wait_for(asyncio.gather(*waiters), timeout)
+            await asyncio.wait_for(asyncio.gather(*waiters), within)
     finally:
         for fd in fds:
             loop.remove_reader(fd)

@@ -8,9 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+
 from tests.e2e.processes import (
     BUILDCONTROL,
     AgentProc,
@@ -25,27 +24,47 @@ from tests.e2e.processes import (
 Stub = build_control_pb2_grpc.BuildControlStub
 
 
-def one_job(command: str, labels: dict[str, str] | None = None) -> build_control_pb2.SubmitBuildRequest:
+def one_job(
+    command: str, labels: dict[str, str] | None = None
+) -> build_control_pb2.SubmitBuildRequest:
     return build_control_pb2.SubmitBuildRequest(
         pipeline="e2e",
-        stages=[build_control_pb2.StageSpec(name="test", jobs=[build_control_pb2.JobSpec(
-            name="job", labels=labels or {"os": "linux"},
-            steps=[build_control_pb2.StepSpec(command=command)],
-        )])],
-    )  # fmt: skip
+        stages=[
+            build_control_pb2.StageSpec(
+                name="test",
+                jobs=[
+                    build_control_pb2.JobSpec(
+                        name="job",
+                        labels=labels or {"os": "linux"},
+                        steps=[build_control_pb2.StepSpec(command=command)],
+                    )
+                ],
+            )
+        ],
+    )
 
 
 async def running_step(stub: Stub, build_id: str) -> build_pb2.Build:
     """Follow WatchBuild until the build's first step runs on an agent."""
-    async for event in stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=20):
-        if event.WhichOneof("event") == "step_changed" and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING:
+    async for event in stub.WatchBuild(
+        build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=20
+    ):
+        if (
+            event.WhichOneof("event") == "step_changed"
+            and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING
+        ):
             break
-        if event.WhichOneof("event") == "snapshot" and event.snapshot.stages[0].jobs[0].steps[0].status == build_pb2.STEP_STATUS_RUNNING:
+        if (
+            event.WhichOneof("event") == "snapshot"
+            and event.snapshot.stages[0].jobs[0].steps[0].status == build_pb2.STEP_STATUS_RUNNING
+        ):
             break
     return (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
 
 
-async def cancel(stub: Stub, build_id: str, **options: object) -> list[build_control_pb2.CancelResponse]:
+async def cancel(
+    stub: Stub, build_id: str, **options: object
+) -> list[build_control_pb2.CancelResponse]:
     request = build_control_pb2.CancelRequest(build_id=build_id, **options)  # type: ignore[arg-type]
     return [m async for m in stub.Cancel(request, timeout=30)]
 
@@ -68,7 +87,7 @@ async def test_cancel_stops_foreground_and_background_processes_within_2_s(
     all_pids = job_pids(job.job_id)
     started = time.monotonic()
     events = await cancel(stub, build.build_id, reason="e2e")
-    await wait_gone(all_pids, timeout=2.0)
+    await wait_gone(all_pids, within=2.0)
     elapsed = time.monotonic() - started
     assert elapsed < 2.0, f"processes gone after {elapsed:.2f} s"
     finished = events[-1].finished
@@ -85,14 +104,16 @@ async def test_a_step_that_ignores_sigterm_is_killed_after_the_grace(
     agents.append(await start_agent(server.target, "agent-1", tmp_path))
     build = (await stub.SubmitBuild(one_job("trap '' TERM; sleep 600"))).build
     job = (await running_step(stub, build.build_id)).stages[0].jobs[0]
-    await until(lambda: any(process_command(p) == "sleep 600" for p in job_pids(job.job_id)),
-                what="the step's sleep")  # fmt: skip
+    await until(
+        lambda: any(process_command(p) == "sleep 600" for p in job_pids(job.job_id)),
+        what="the step's sleep",
+    )
     pids = job_pids(job.job_id)
     started = time.monotonic()
     events = await cancel(stub, build.build_id, grace_period={"seconds": 1})
     elapsed = time.monotonic() - started
     assert elapsed >= 1.0, "SIGKILL must wait for the grace period"
-    await wait_gone(pids, timeout=2.0)
+    await wait_gone(pids, within=2.0)
     finished = events[-1].finished
     assert finished.status == build_pb2.BUILD_STATUS_CANCELED
     assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_KILLED]
@@ -131,19 +152,37 @@ async def test_a_build_runs_to_success_on_real_agents(
     request = build_control_pb2.SubmitBuildRequest(
         pipeline="e2e",
         stages=[
-            build_control_pb2.StageSpec(name="one", jobs=[
-                build_control_pb2.JobSpec(name=f"j{i}", labels={"os": "linux"},
-                    steps=[build_control_pb2.StepSpec(command=f"echo {i} > {out}/stage1-{i}")])
-                for i in range(2)
-            ]),
-            build_control_pb2.StageSpec(name="two", jobs=[
-                build_control_pb2.JobSpec(name="after", labels={"os": "linux"},
-                    steps=[build_control_pb2.StepSpec(command=f"test -f {out}/stage1-0 && test -f {out}/stage1-1")])
-            ]),
+            build_control_pb2.StageSpec(
+                name="one",
+                jobs=[
+                    build_control_pb2.JobSpec(
+                        name=f"j{i}",
+                        labels={"os": "linux"},
+                        steps=[build_control_pb2.StepSpec(command=f"echo {i} > {out}/stage1-{i}")],
+                    )
+                    for i in range(2)
+                ],
+            ),
+            build_control_pb2.StageSpec(
+                name="two",
+                jobs=[
+                    build_control_pb2.JobSpec(
+                        name="after",
+                        labels={"os": "linux"},
+                        steps=[
+                            build_control_pb2.StepSpec(
+                                command=f"test -f {out}/stage1-0 && test -f {out}/stage1-1"
+                            )
+                        ],
+                    )
+                ],
+            ),
         ],
-    )  # fmt: skip
+    )
     build = (await stub.SubmitBuild(request)).build
-    async for event in stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build.build_id), timeout=30):
+    async for _ in stub.WatchBuild(
+        build_control_pb2.WatchBuildRequest(build_id=build.build_id), timeout=30
+    ):
         pass
     final = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build.build_id))).build
     assert final.status == build_pb2.BUILD_STATUS_SUCCEEDED, final
@@ -151,9 +190,14 @@ async def test_a_build_runs_to_success_on_real_agents(
 
 async def _cli(*args: str, server: ServerProc) -> str:
     process = await asyncio.create_subprocess_exec(
-        *BUILDCONTROL, args[0], "--server", server.target, *args[1:],
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *BUILDCONTROL,
+        args[0],
+        "--server",
+        server.target,
+        *args[1:],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
     return out.decode()

@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 
 import grpc
-
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
-from tests.support.ports import free_port
+
 from tests.e2e.processes import (
     AgentProc,
     alive,
@@ -17,31 +16,51 @@ from tests.e2e.processes import (
     start_agent,
     start_server,
 )
+from tests.support.ports import free_port
 
 Stub = build_control_pb2_grpc.BuildControlStub
-TERMINAL = {build_pb2.BUILD_STATUS_SUCCEEDED, build_pb2.BUILD_STATUS_FAILED, build_pb2.BUILD_STATUS_CANCELED}
+TERMINAL = {
+    build_pb2.BUILD_STATUS_SUCCEEDED,
+    build_pb2.BUILD_STATUS_FAILED,
+    build_pb2.BUILD_STATUS_CANCELED,
+}
 
 
 def build_of(jobs: int, command: str) -> build_control_pb2.SubmitBuildRequest:
     return build_control_pb2.SubmitBuildRequest(
         pipeline="recovery",
-        stages=[build_control_pb2.StageSpec(name="s", jobs=[
-            build_control_pb2.JobSpec(name=f"j{i}", labels={"os": "linux"},
-                                      steps=[build_control_pb2.StepSpec(command=command)])
-            for i in range(jobs)
-        ])],
-    )  # fmt: skip
+        stages=[
+            build_control_pb2.StageSpec(
+                name="s",
+                jobs=[
+                    build_control_pb2.JobSpec(
+                        name=f"j{i}",
+                        labels={"os": "linux"},
+                        steps=[build_control_pb2.StepSpec(command=command)],
+                    )
+                    for i in range(jobs)
+                ],
+            )
+        ],
+    )
 
 
 async def all_steps_running(stub: Stub, build_id: str) -> None:
     watch = stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60)
     snapshot = (await watch.read()).snapshot
-    running = {j.job_id for s in snapshot.stages for j in s.jobs
-               if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING}  # fmt: skip
+    running = {
+        j.job_id
+        for s in snapshot.stages
+        for j in s.jobs
+        if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING
+    }
     total = sum(len(s.jobs) for s in snapshot.stages)
     while len(running) < total:
         event = await watch.read()
-        if event.WhichOneof("event") == "step_changed" and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING:
+        if (
+            event.WhichOneof("event") == "step_changed"
+            and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING
+        ):
             running.add(event.step_changed.job_id)
     watch.cancel()
 
@@ -50,7 +69,9 @@ async def until_terminal(stub: Stub, build_id: str) -> build_pb2.Build:
     """WatchBuild ends when the build is terminal; a dropped watch is resumed."""
     while True:
         try:
-            async for _ in stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60):
+            async for _ in stub.WatchBuild(
+                build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60
+            ):
                 pass
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE:
@@ -96,7 +117,9 @@ async def test_a_server_killed_mid_cancel_loses_no_accepted_cancel(
 
     async def cancel(build_id: str) -> None:
         try:
-            call = stub.Cancel(build_control_pb2.CancelRequest(build_id=build_id, reason="crash test"))
+            call = stub.Cancel(
+                build_control_pb2.CancelRequest(build_id=build_id, reason="crash test")
+            )
             first = await call.read()
             if first is not grpc.aio.EOF and first.WhichOneof("event") == "accepted":
                 accepted.add(build_id)
@@ -130,13 +153,19 @@ async def test_a_server_killed_mid_cancel_loses_no_accepted_cancel(
             at_restart = {b.build_id: b.status for b in page.builds}
             # Accepted cancels were on disk before the kill: none may be RUNNING now.
             assert all(at_restart[b] != build_pb2.BUILD_STATUS_RUNNING for b in accepted)
-            print(f"accepted before kill: {len(accepted)}; at restart: "
-                  f"{sum(s == build_pb2.BUILD_STATUS_CANCELING for s in at_restart.values())} CANCELING, "
-                  f"{sum(s == build_pb2.BUILD_STATUS_CANCELED for s in at_restart.values())} CANCELED")  # fmt: skip
+            statuses = list(at_restart.values())
+            canceling = statuses.count(build_pb2.BUILD_STATUS_CANCELING)
+            canceled = statuses.count(build_pb2.BUILD_STATUS_CANCELED)
+            print(
+                f"accepted before kill: {len(accepted)}; at restart: {canceling} CANCELING, "
+                f"{canceled} CANCELED"
+            )
             # Every build still running gets its cancel (again): a user's retry.
             for build_id in submitted:
                 if build_id not in accepted:
-                    async for _ in stub.Cancel(build_control_pb2.CancelRequest(build_id=build_id, reason="retry")):
+                    async for _ in stub.Cancel(
+                        build_control_pb2.CancelRequest(build_id=build_id, reason="retry")
+                    ):
                         pass
             finals = await asyncio.gather(*(until_terminal(stub, b) for b in submitted))
             for build in finals:
@@ -146,7 +175,9 @@ async def test_a_server_killed_mid_cancel_loses_no_accepted_cancel(
             listed: list[str] = []
             token = ""
             while True:
-                page = await stub.ListBuilds(build_control_pb2.ListBuildsRequest(page_size=1000, page_token=token))
+                page = await stub.ListBuilds(
+                    build_control_pb2.ListBuildsRequest(page_size=1000, page_token=token)
+                )
                 listed += [b.build_id for b in page.builds]
                 if not (token := page.next_page_token):
                     break
@@ -183,7 +214,9 @@ async def test_builds_finish_as_if_nothing_happened_after_a_server_restart(
             finals = await asyncio.gather(*(until_terminal(stub, b) for b in builds))
         for build in finals:
             assert build.status == build_pb2.BUILD_STATUS_SUCCEEDED, build
-            assert all(j.status == build_pb2.JOB_STATUS_SUCCEEDED for s in build.stages for j in s.jobs)
+            assert all(
+                j.status == build_pb2.JOB_STATUS_SUCCEEDED for s in build.stages for j in s.jobs
+            )
         started = jobs_started_per_agent(agents)
         assert len(started) == 4 and all(len(on) == 1 for on in started.values())
     finally:

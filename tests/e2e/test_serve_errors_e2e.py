@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.e2e.processes import BUILDCONTROL, start_server
 
+
 async def serve_fails(data_dir: Path, *, without_root_override: bool = False) -> str:
     prefix: list[str] = []
     if without_root_override and os.geteuid() == 0:
@@ -18,10 +19,18 @@ async def serve_fails(data_dir: Path, *, without_root_override: bool = False) ->
         # ordinary user a server runs as in production does.
         prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
     process = await asyncio.create_subprocess_exec(
-        *prefix, *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
-        "--metrics-port", "-1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *prefix,
+        *BUILDCONTROL,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-port",
+        "-1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 1, (out, err)
     assert out == b""

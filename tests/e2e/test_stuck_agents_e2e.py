@@ -33,26 +33,44 @@ async def test_force_on_a_canceling_build_kills_a_term_ignoring_step_within_1_s(
     agents.append(await start_agent(server.target, "agent-1", tmp_path))
     build = (await stub.SubmitBuild(one_job("trap '' TERM; sleep 600"))).build
     job = (await running_step(stub, build.build_id)).stages[0].jobs[0]
-    await until(lambda: any(process_command(p) == "sleep 600" for p in job_pids(job.job_id)),
-                what="the step's sleep")  # fmt: skip
+    await until(
+        lambda: any(process_command(p) == "sleep 600" for p in job_pids(job.job_id)),
+        what="the step's sleep",
+    )
     pids = job_pids(job.job_id)
-    gentle = stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id, grace_period={"seconds": 60}))
+    gentle = stub.Cancel(
+        build_control_pb2.CancelRequest(build_id=build.build_id, grace_period={"seconds": 60})
+    )
     assert (await gentle.read()).accepted.status == build_pb2.BUILD_STATUS_CANCELING
     forced_at = time.monotonic()
-    forced = [m async for m in stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id, force=True))]
-    await wait_gone(pids, timeout=1.0)
+    forced = [
+        m
+        async for m in stub.Cancel(
+            build_control_pb2.CancelRequest(build_id=build.build_id, force=True)
+        )
+    ]
+    await wait_gone(pids, within=1.0)
     assert time.monotonic() - forced_at < 1.0
     finished = forced[-1].finished
     assert finished.status == build_pb2.BUILD_STATUS_CANCELED
     assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_KILLED]
 
 
-async def test_hung_and_ignoring_agents_are_forced_at_the_deadline(tmp_path: Path, agents: list[AgentProc]) -> None:
-    server = await start_server(tmp_path / "data", "--stop-ack-timeout", "1", "--default-grace", "1")
+async def test_hung_and_ignoring_agents_are_forced_at_the_deadline(
+    tmp_path: Path, agents: list[AgentProc]
+) -> None:
+    server = await start_server(
+        tmp_path / "data", "--stop-ack-timeout", "1", "--default-grace", "1"
+    )
     ignorer = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.ignoring_agent", server.target, "ignorer", "pool=ign",
+        sys.executable,
+        "-m",
+        "tests.support.ignoring_agent",
+        server.target,
+        "ignorer",
+        "pool=ign",
         stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         frozen = await start_agent(server.target, "frozen", tmp_path, "pool=frz", 1)
         agents.append(frozen)
@@ -60,36 +78,58 @@ async def test_hung_and_ignoring_agents_are_forced_at_the_deadline(tmp_path: Pat
             stub = Stub(channel)
             request = build_control_pb2.SubmitBuildRequest(
                 pipeline="stuck",
-                stages=[build_control_pb2.StageSpec(name="s", jobs=[
-                    build_control_pb2.JobSpec(name="ign", labels={"pool": "ign"},
-                                              steps=[build_control_pb2.StepSpec(command="sleep 600")]),
-                    build_control_pb2.JobSpec(name="frz", labels={"pool": "frz"},
-                                              steps=[build_control_pb2.StepSpec(command="sleep 600")]),
-                ])],
-            )  # fmt: skip
+                stages=[
+                    build_control_pb2.StageSpec(
+                        name="s",
+                        jobs=[
+                            build_control_pb2.JobSpec(
+                                name="ign",
+                                labels={"pool": "ign"},
+                                steps=[build_control_pb2.StepSpec(command="sleep 600")],
+                            ),
+                            build_control_pb2.JobSpec(
+                                name="frz",
+                                labels={"pool": "frz"},
+                                steps=[build_control_pb2.StepSpec(command="sleep 600")],
+                            ),
+                        ],
+                    )
+                ],
+            )
             build = (await stub.SubmitBuild(request)).build
             assert ignorer.stdout is not None
             assert (await asyncio.wait_for(ignorer.stdout.readline(), 20)).startswith(b"took ")
-            snapshot = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build.build_id))).build
+            snapshot = (
+                await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build.build_id))
+            ).build
             frz_job = next(j for j in snapshot.stages[0].jobs if j.name == "frz")
-            await until(lambda: any(process_command(p) == "sleep 600" for p in job_pids(frz_job.job_id)),
-                        what="the frozen agent's step")  # fmt: skip
+            await until(
+                lambda: any(process_command(p) == "sleep 600" for p in job_pids(frz_job.job_id)),
+                what="the frozen agent's step",
+            )
             step_pids = job_pids(frz_job.job_id)
             frozen.process.send_signal(signal.SIGSTOP)
             started = time.monotonic()
-            events = [m async for m in stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id), timeout=30)]
+            events = [
+                m
+                async for m in stub.Cancel(
+                    build_control_pb2.CancelRequest(build_id=build.build_id), timeout=30
+                )
+            ]
             elapsed = time.monotonic() - started
             finished = events[-1].finished
             assert finished.status == build_pb2.BUILD_STATUS_CANCELED
             assert {j.outcome for j in finished.jobs} == {build_pb2.JOB_OUTCOME_FORCED}
             # grace 1 s + ack timeout 1 s: not stuck in CANCELING beyond its deadline
             assert 2.0 <= elapsed < 4.0, elapsed
-            assert (await asyncio.wait_for(ignorer.stdout.readline(), 5)).startswith(b"ignored stop ")
+            assert (await asyncio.wait_for(ignorer.stdout.readline(), 5)).startswith(
+                b"ignored stop "
+            )
             listed = (await stub.ListAgents(build_control_pb2.ListAgentsRequest())).agents
             assert {a.agent_id for a in listed if a.suspect} == {"ignorer", "frozen"}
             frozen.process.send_signal(signal.SIGCONT)
             # The stop waiting in its stream is handled now: the step's processes end.
-            await wait_gone(step_pids, timeout=10.0)
+            await wait_gone(step_pids, within=10.0)
     finally:
         ignorer.kill()
         await ignorer.wait()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 from buildcontrol_server.config import Settings
@@ -54,9 +53,14 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
         yield running
 
 
-def pipeline(jobs: int = 1, labels: dict[str, str] | None = None, stages: int = 1,
-             command: str = "sleep 600", name: str = "test",
-             **options: object) -> build_control_pb2.SubmitBuildRequest:  # fmt: skip
+def pipeline(
+    jobs: int = 1,
+    labels: dict[str, str] | None = None,
+    stages: int = 1,
+    command: str = "sleep 600",
+    name: str = "test",
+    **options: object,
+) -> build_control_pb2.SubmitBuildRequest:
     return build_control_pb2.SubmitBuildRequest(
         pipeline=name,
         **options,  # type: ignore[arg-type]

@@ -6,9 +6,9 @@ import asyncio
 
 import grpc
 import pytest
-
 from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_server import metrics
+
 from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer
 
@@ -24,7 +24,9 @@ async def get(server: Running, build_id: str) -> build_pb2.Build:
     return (await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
 
 
-async def cancel_all(server: Running, build_id: str, **kwargs: object) -> list[build_control_pb2.CancelResponse]:  # fmt: skip
+async def cancel_all(
+    server: Running, build_id: str, **kwargs: object
+) -> list[build_control_pb2.CancelResponse]:
     request = build_control_pb2.CancelRequest(build_id=build_id, **kwargs)  # type: ignore[arg-type]
     return [m async for m in server.stub.Cancel(request, timeout=WAIT)]
 
@@ -61,7 +63,8 @@ async def test_cancel_of_running_build_pushes_stop_and_ends_canceled(server: Run
     first = await agent.take_job()
     second = await agent.take_job()
     stream = server.stub.Cancel(
-        build_control_pb2.CancelRequest(build_id=build.build_id, reason="wrong branch"), timeout=WAIT
+        build_control_pb2.CancelRequest(build_id=build.build_id, reason="wrong branch"),
+        timeout=WAIT,
     )
     accepted = await stream.read()
     assert accepted.WhichOneof("event") == "accepted"
@@ -126,7 +129,9 @@ async def test_cancel_of_a_canceled_build_returns_its_terminal_state(server: Run
 
 async def _store_snapshot(server: Running) -> tuple[int, list[str]]:
     builds = await server.app.store.list_builds(1000)
-    return server.app.store.stats.writes, [f"{b.build_id}:{b.status.value}:{b.version}" for b in builds]
+    return server.app.store.stats.writes, [
+        f"{b.build_id}:{b.status.value}:{b.version}" for b in builds
+    ]
 
 
 async def test_cancel_of_a_succeeded_build_is_failed_precondition(server: Running) -> None:
@@ -273,7 +278,9 @@ async def test_jobs_of_an_agent_that_never_returns_end_after_the_reconnect_windo
     stopping = await submit(server)
     held = {(await agent.take_job()).build_id for _ in range(2)}
     assert held == {running.build_id, stopping.build_id}
-    stream = server.stub.Cancel(build_control_pb2.CancelRequest(build_id=stopping.build_id, grace_period={"seconds": 3600}))
+    stream = server.stub.Cancel(
+        build_control_pb2.CancelRequest(build_id=stopping.build_id, grace_period={"seconds": 3600})
+    )
     assert (await stream.read()).WhichOneof("event") == "accepted"
     await agent.drop()  # gone for good; the window is 2 s in these tests
     lost = await wait_status(server, running.build_id, build_pb2.BUILD_STATUS_FAILED)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from buildcontrol.v1 import build_control_pb2, build_pb2
+
 from tests.rpc.conftest import Running, pipeline, running_server
 from tests.rpc.test_cancel_rpc import get, rest_of, submit, wait_status
 from tests.rpc.test_commits_rpc import settled
@@ -31,8 +31,10 @@ async def test_100_concurrent_cancels_one_transition_one_stop_per_job_identical_
     build = await submit(server, jobs=3)
     jobs = [await agent.take_job() for _ in range(3)]
     version_before = (await server.app.store.get_build(build.build_id)).version  # type: ignore[union-attr]
-    streams = [server.stub.Cancel(cancel_request(build.build_id, reason=f"r{i}"), timeout=WAIT)
-               for i in range(100)]  # fmt: skip
+    streams = [
+        server.stub.Cancel(cancel_request(build.build_id, reason=f"r{i}"), timeout=WAIT)
+        for i in range(100)
+    ]
     firsts = await asyncio.gather(*(s.read() for s in streams))
     assert {f.WhichOneof("event") for f in firsts} == {"accepted"}
     # One cancel won; the other 99 joined it and see the winner's reason.
@@ -121,8 +123,10 @@ async def test_a_cleanup_job_runs_after_the_other_jobs_stopped(server: Running) 
     final = (await rest_of(stream))[-1].finished
     assert final.status == build_pb2.BUILD_STATUS_CANCELED
     statuses = {j.job_id: j.status for j in final.jobs}
-    assert statuses == {first.job_id: build_pb2.JOB_STATUS_CANCELED,
-                        cleanup.job_id: build_pb2.JOB_STATUS_SUCCEEDED}  # fmt: skip
+    assert statuses == {
+        first.job_id: build_pb2.JOB_STATUS_CANCELED,
+        cleanup.job_id: build_pb2.JOB_STATUS_SUCCEEDED,
+    }
     await agent.leave()
 
 
@@ -130,7 +134,10 @@ async def test_500_finish_versus_cancel_races_all_end_consistent(server: Running
     agent = AgentPeer(server.target, "a1", capacity=500)
     await agent.connect()
     rng = random.Random(7)
-    builds = [b.build for b in await asyncio.gather(*(server.stub.SubmitBuild(pipeline()) for _ in range(500)))]
+    builds = [
+        b.build
+        for b in await asyncio.gather(*(server.stub.SubmitBuild(pipeline()) for _ in range(500)))
+    ]
     jobs = {}
     for _ in builds:
         assign = await agent.take_job()
@@ -146,8 +153,14 @@ async def test_500_finish_versus_cancel_races_all_end_consistent(server: Running
             # connections, and a few ms either way decides which the actor sees first.
             await asyncio.sleep(rng.uniform(0, 0.004))
         try:
-            messages = [m async for m in server.stub.Cancel(cancel_request(build.build_id), timeout=WAIT)]
-            outcome = "canceled" if messages[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED else "?"
+            messages = [
+                m async for m in server.stub.Cancel(cancel_request(build.build_id), timeout=WAIT)
+            ]
+            outcome = (
+                "canceled"
+                if messages[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+                else "?"
+            )
         except grpc.aio.AioRpcError as error:
             assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
             outcome = "refused"
@@ -183,8 +196,9 @@ async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(server: Run
     agent = AgentPeer(server.target, "a1", capacity=500)
     await agent.connect()
     await asyncio.gather(*(server.stub.SubmitBuild(pipeline(name="big")) for _ in range(500)))
-    await asyncio.gather(*(server.stub.SubmitBuild(pipeline(name="big", labels={"os": "none"}))
-                           for _ in range(500)))  # fmt: skip
+    await asyncio.gather(
+        *(server.stub.SubmitBuild(pipeline(name="big", labels={"os": "none"})) for _ in range(500))
+    )
     taken = [await agent.take_job() for _ in range(500)]
     # Every agent report applied first: the commits counted below are the cancel's.
     await asyncio.gather(*(settled(server, job.build_id, 1) for job in taken))
@@ -208,7 +222,9 @@ async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(server: Run
     summary = rest[-1].summary
     assert (summary.matched, summary.canceled, summary.not_cancelable) == (1000, 1000, 0)
     assert len(first_terminal) + len(rest) - 1 == 1000
-    page = await server.stub.ListBuilds(build_control_pb2.ListBuildsRequest(page_size=1000, pipeline="big"))
+    page = await server.stub.ListBuilds(
+        build_control_pb2.ListBuildsRequest(page_size=1000, pipeline="big")
+    )
     assert {b.status for b in page.builds} == {build_pb2.BUILD_STATUS_CANCELED}
     await agent.leave()
 
@@ -223,11 +239,18 @@ async def test_cancel_builds_by_ids_reports_unknown_and_finished_ones(server: Ru
     )
     messages = [m async for m in server.stub.CancelBuilds(request, timeout=WAIT)]
     summary = messages[-1].summary
-    assert (summary.matched, summary.canceled, summary.already_canceling, summary.not_found) == (2, 2, 1, 1)
+    assert (summary.matched, summary.canceled, summary.already_canceling, summary.not_found) == (
+        2,
+        2,
+        1,
+        1,
+    )
     assert {m.build.build_id for m in messages[:-1]} == {queued.build_id, done.build_id}
 
 
-async def test_cancel_builds_with_a_malformed_id_names_it_and_changes_nothing(server: Running) -> None:
+async def test_cancel_builds_with_a_malformed_id_names_it_and_changes_nothing(
+    server: Running,
+) -> None:
     queued = await submit(server, labels={"os": "none"})
     request = build_control_pb2.CancelBuildsRequest(
         ids=build_control_pb2.BuildIds(build_ids=[queued.build_id, "nope"])
@@ -282,13 +305,17 @@ async def test_a_watcher_that_connects_mid_cancel_sees_the_rest(server: Running)
     await stream.read()
     agent.stopped(build.build_id, a.job_id)
     await agent.next("stop_job")
-    watch = server.stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build.build_id), timeout=WAIT)
+    watch = server.stub.WatchBuild(
+        build_control_pb2.WatchBuildRequest(build_id=build.build_id), timeout=WAIT
+    )
     snapshot = (await watch.read()).snapshot
     assert snapshot.status == build_pb2.BUILD_STATUS_CANCELING
     agent.stopped(build.build_id, b.job_id)
     rest = await rest_of(watch)
-    assert any(m.job_changed.job_id == b.job_id and m.job_changed.status == build_pb2.JOB_STATUS_CANCELED
-               for m in rest)  # fmt: skip
+    assert any(
+        m.job_changed.job_id == b.job_id and m.job_changed.status == build_pb2.JOB_STATUS_CANCELED
+        for m in rest
+    )
     assert rest[-1].build_changed.status == build_pb2.BUILD_STATUS_CANCELED
     await agent.leave()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from buildcontrol.v1 import build_control_pb2, build_pb2
+
 from tests.rpc.conftest import Running, pipeline
 from tests.rpc.test_cancel_rpc import rest_of
 from tests.support.agent_peer import AgentPeer
@@ -12,16 +13,23 @@ from tests.support.agent_peer import AgentPeer
 
 async def settled(server: Running, build_id: str, jobs: int) -> None:
     """Wait until every job's first step shows RUNNING (all agent reports applied)."""
-    watch = server.stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=10)
+    watch = server.stub.WatchBuild(
+        build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=10
+    )
     snapshot = (await watch.read()).snapshot
     running = {
-        j.job_id for s in snapshot.stages for j in s.jobs
+        j.job_id
+        for s in snapshot.stages
+        for j in s.jobs
         if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING
-    }  # fmt: skip
+    }
     while len(running) < jobs:
         event = await watch.read()
         change = event.step_changed
-        if event.WhichOneof("event") == "step_changed" and change.status == build_pb2.STEP_STATUS_RUNNING:
+        if (
+            event.WhichOneof("event") == "step_changed"
+            and change.status == build_pb2.STEP_STATUS_RUNNING
+        ):
             running.add(change.job_id)
     watch.cancel()
 
@@ -65,7 +73,9 @@ async def test_confirmations_of_many_jobs_share_commits(server: Running) -> None
     jobs = [await agent.take_job() for _ in range(20)]
     await settled(server, build.build_id, 20)
     stats = server.app.store.stats
-    stream = server.stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id), timeout=10)
+    stream = server.stub.Cancel(
+        build_control_pb2.CancelRequest(build_id=build.build_id), timeout=10
+    )
     await stream.read()
     before = stats.commits
     for _ in jobs:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from buildcontrol.v1 import build_control_pb2, build_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
 from tests.rpc.conftest import Running, pipeline
 from tests.rpc.test_cancel_rpc import rest_of
 from tests.support.agent_peer import AgentPeer
@@ -32,7 +32,9 @@ async def test_reflection_lists_our_services_and_health_answers_serving(server: 
 async def test_submit_then_get_returns_the_queued_build(server: Running) -> None:
     submitted = (await server.stub.SubmitBuild(pipeline(jobs=2, stages=2))).build
     assert submitted.status == build_pb2.BUILD_STATUS_QUEUED
-    got = (await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=submitted.build_id))).build
+    got = (
+        await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=submitted.build_id))
+    ).build
     assert got == submitted
     assert [len(s.jobs) for s in got.stages] == [2, 2]
 
@@ -42,7 +44,10 @@ async def test_submit_then_get_returns_the_queued_build(server: Running) -> None
     [
         (lambda r: setattr(r, "pipeline", ""), "pipeline"),
         (lambda r: r.ClearField("stages"), "stages"),
-        (lambda r: r.stages[0].jobs[0].steps[0].ClearField("command"), "stages[0].jobs[0].steps[0].command"),
+        (
+            lambda r: r.stages[0].jobs[0].steps[0].ClearField("command"),
+            "stages[0].jobs[0].steps[0].command",
+        ),
         (lambda r: r.stages[0].jobs.add().CopyFrom(r.stages[0].jobs[0]), "stages[0].jobs[1].name"),
         (lambda r: r.stages[0].jobs[0].ClearField("steps"), "stages[0].jobs[0].steps"),
     ],
@@ -124,7 +129,9 @@ async def test_an_agent_cannot_report_on_another_agents_job(server: Running) -> 
     intruder.finished(build.build_id, job.job_id)
     await intruder.closed.wait()
     assert intruder.status == grpc.StatusCode.PERMISSION_DENIED
-    got = (await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build.build_id))).build
+    got = (
+        await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build.build_id))
+    ).build
     assert got.stages[0].jobs[0].status == build_pb2.JOB_STATUS_RUNNING
     await owner.leave()
 

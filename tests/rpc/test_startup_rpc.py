@@ -6,12 +6,12 @@ import asyncio
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from buildcontrol_server.app import ServerApp
 from buildcontrol_server.domain.model import Build
-from tests.support.ports import free_port
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from tests.rpc.conftest import settings_for
+from tests.support.ports import free_port
 
 
 async def test_health_is_not_serving_until_recovery_has_loaded(tmp_path: Path) -> None:

@@ -7,24 +7,24 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
-
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 
 WAIT = 10.0
 
 
 class AgentPeer:
-    def __init__(self, target: str, agent_id: str, labels: dict[str, str] | None = None,
-                 capacity: int = 4) -> None:  # fmt: skip
+    def __init__(
+        self, target: str, agent_id: str, labels: dict[str, str] | None = None, capacity: int = 4
+    ) -> None:
         self.agent_id = agent_id
         self.labels = labels or {}
         self.capacity = capacity
         self._channel = grpc.aio.insecure_channel(target)
         self._outgoing: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
         self.received: asyncio.Queue[agent_pb2.ConnectResponse] = asyncio.Queue()
-        self._call: grpc.aio.StreamStreamCall[
-            agent_pb2.ConnectRequest, agent_pb2.ConnectResponse
-        ] | None = None
+        self._call: (
+            grpc.aio.StreamStreamCall[agent_pb2.ConnectRequest, agent_pb2.ConnectResponse] | None
+        ) = None
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.status: grpc.StatusCode | None = None
@@ -72,18 +72,28 @@ class AgentPeer:
 
     async def take_job(self) -> agent_pb2.AssignJob:
         assign = (await self.next("assign_job")).assign_job
-        self.send(job_accepted=agent_pb2.JobAccepted(build_id=assign.build_id, job_id=assign.job_id))
-        self.send(step_started=agent_pb2.StepStarted(build_id=assign.build_id, job_id=assign.job_id))
+        self.send(
+            job_accepted=agent_pb2.JobAccepted(build_id=assign.build_id, job_id=assign.job_id)
+        )
+        self.send(
+            step_started=agent_pb2.StepStarted(build_id=assign.build_id, job_id=assign.job_id)
+        )
         return assign
 
     def stopped(self, build_id: str, job_id: str, graceful: bool = True) -> None:
         outcome = build_pb2.JOB_OUTCOME_GRACEFUL if graceful else build_pb2.JOB_OUTCOME_KILLED
-        self.send(job_stopped=agent_pb2.JobStopped(build_id=build_id, job_id=job_id,
-                                                   outcome=outcome, exit_code=143))  # fmt: skip
+        self.send(
+            job_stopped=agent_pb2.JobStopped(
+                build_id=build_id, job_id=job_id, outcome=outcome, exit_code=143
+            )
+        )
 
     def finished(self, build_id: str, job_id: str, succeeded: bool = True) -> None:
-        self.send(job_finished=agent_pb2.JobFinished(build_id=build_id, job_id=job_id,
-                                                     succeeded=succeeded))  # fmt: skip
+        self.send(
+            job_finished=agent_pb2.JobFinished(
+                build_id=build_id, job_id=job_id, succeeded=succeeded
+            )
+        )
 
     async def leave(self) -> None:
         self.send(goodbye=agent_pb2.Goodbye(reason="test done"))

@@ -6,7 +6,6 @@ import itertools
 from enum import Enum
 
 import pytest
-
 from buildcontrol_server.domain.states import (
     BUILD_TRANSITIONS,
     JOB_TRANSITIONS,

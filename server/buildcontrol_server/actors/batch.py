@@ -27,9 +27,7 @@ class CancelBatch:
 
     async def contribute(self, changes: ChangeSet) -> None:
         """Add a change set and wait for the batch's commit; raise its error, if any."""
-        result: asyncio.Future[BaseException | None] = (
-            asyncio.get_running_loop().create_future()
-        )
+        result: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
         self._changes.append(changes)
         self._results.append(result)
         self._arrived()

@@ -42,6 +42,7 @@ from buildcontrol_server.domain.events import (
 from buildcontrol_server.domain.model import Build, CancelInfo, CancelRecord, Job
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
 from buildcontrol_server.effects.base import NoSideEffects, SideEffects
+from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ class BuildActor:
             case cmd.StopDeadlinePassed():
                 fx = cancellation.stop_overdue(self.build, self._timers.overdue(), now)
                 metrics.STOP_DEADLINES_EXPIRED.inc(len(fx.finished_jobs))
+                cancel_phases.deadlines_expired(self.build, fx.finished_jobs, now)
                 if fx.finished_jobs:
                     self._suspect_agents(fx)
                 await self._persist(fx)
@@ -359,6 +361,7 @@ class BuildActor:
         result = "escalated" if fx.escalated else "accepted"
         metrics.CANCELS.labels(result=result).inc()
         metrics.CANCEL_ACCEPTED_SECONDS.observe(time.perf_counter() - command.received_at)
+        cancel_phases.cancel_accepted(self.build, fx, command.received_at)  # stamps fx.stops
         # Listen before the effects run: jobs that never started end in this same turn.
         self._listeners.cancel_joined(command.listener)
         self._timers.queue_left()
@@ -437,6 +440,7 @@ class BuildActor:
             self._timers.job_ended(job.job_id)
             if job.outcome is not None:
                 metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
+                cancel_phases.job_ended(self.build, job, self._cancel_received_at)
         self._listeners.changed(fx)
         if self.build.status is not BuildStatus.QUEUED:
             self._timers.queue_left()
@@ -452,6 +456,7 @@ class BuildActor:
             if self._cancel_received_at is not None:
                 elapsed = time.perf_counter() - self._cancel_received_at
                 metrics.CANCEL_TERMINAL_SECONDS.observe(elapsed)
+            cancel_phases.cancel_finished(self.build)
         self._listeners.finished(finished_event(self.build))
 
     def recovered(self) -> None:

@@ -19,6 +19,7 @@ from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
+from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -33,7 +34,6 @@ from buildcontrol_server.domain.events import (
     CancelFinishedEvent,
     WatchChange,
 )
-from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.store.base import BuildStore
@@ -266,9 +266,7 @@ class BuildControl:
                 summary.canceled += 1
                 summary.already_canceling += 1
                 yield outcome
-            elif isinstance(outcome, FailedPrecondition):
-                summary.not_cancelable += 1
-            elif isinstance(outcome, ActorRetired):
+            elif isinstance(outcome, (FailedPrecondition, ActorRetired)):
                 summary.not_cancelable += 1
             elif isinstance(outcome, BaseException):
                 raise outcome
@@ -286,8 +284,14 @@ class BuildControl:
 
     def agents(self) -> list[AgentView]:
         return [
-            AgentView(s.agent_id, dict(s.labels), s.capacity, jobs, connected,
-                      self._hub.is_suspect(s.agent_id))  # fmt: skip
+            AgentView(
+                s.agent_id,
+                dict(s.labels),
+                s.capacity,
+                jobs,
+                connected,
+                self._hub.is_suspect(s.agent_id),
+            )
             for s, connected, jobs in self._hub.agents()
         ]
 

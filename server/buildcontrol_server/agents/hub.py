@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from buildcontrol_server import metrics
-from buildcontrol_server.domain.events import AssignCommand, DrainCommand
 from buildcontrol_server.domain.effects import StopCommand
+from buildcontrol_server.domain.events import AssignCommand, DrainCommand
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,11 @@ class AgentHub:
         """Every agent connected or holding jobs: (last session, connected, job ids)."""
         ids = sorted(set(self._sessions) | set(self._held))
         return [
-            (self._known[agent_id], agent_id in self._sessions, sorted(self._held.get(agent_id, {})))
+            (
+                self._known[agent_id],
+                agent_id in self._sessions,
+                sorted(self._held.get(agent_id, {})),
+            )
             for agent_id in ids
             if agent_id in self._known
         ]

@@ -157,8 +157,15 @@ def cleanup_overdue(build: Build, job_id: str, times: StopTimes, now: float) -> 
         move_job(job, JobStatus.STOPPING, fx, now)
     assert job.agent_id is not None
     fx.stops.append(
-        StopCommand(build.build_id, job.job_id, job.agent_id, "cleanup timed out", 0.0,
-                    now + times.ack_timeout, skip_cleanup=True)  # fmt: skip
+        StopCommand(
+            build.build_id,
+            job.job_id,
+            job.agent_id,
+            "cleanup timed out",
+            0.0,
+            now + times.ack_timeout,
+            skip_cleanup=True,
+        )
     )
     return fx
 

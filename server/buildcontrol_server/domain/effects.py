@@ -20,6 +20,10 @@ class StopCommand:
     # A forced stop: no cleanup steps, and SIGKILL at once even if already stopping.
     skip_cleanup: bool = False
     cleanup_timeout: float = 0.0
+    # perf_counter() of the Cancel request that caused this stop, stamped by the actor
+    # so the stream writer can measure delivery (observability/cancel_phases.py). None:
+    # not measured (a stop re-sent on reconnect, or one the server made on its own).
+    requested_at: float | None = None
 
 
 @dataclass

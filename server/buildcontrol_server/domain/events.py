@@ -50,7 +50,11 @@ class JobStoppedReport:
 
 
 AgentReport = (
-    JobAcceptedReport | StepStartedReport | StepFinishedReport | JobFinishedReport | JobStoppedReport
+    JobAcceptedReport
+    | StepStartedReport
+    | StepFinishedReport
+    | JobFinishedReport
+    | JobStoppedReport
 )
 
 

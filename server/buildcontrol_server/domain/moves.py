@@ -8,11 +8,13 @@ from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.model import Build, Job, Step
 from buildcontrol_server.domain.states import BuildStatus, JobStatus, StepStatus, transition
 
+
 def move_build(build: Build, target: BuildStatus, fx: Effects, now: float) -> None:
     build.status = transition(f"build {build.build_id}", build.status, target)
     if build.terminal:
         build.finished_at = now
     fx.changes.mark(build)
+
 
 def move_job(job: Job, target: JobStatus, fx: Effects, now: float) -> None:
     job.status = transition(f"job {job.job_id}", job.status, target)
@@ -23,9 +25,11 @@ def move_job(job: Job, target: JobStatus, fx: Effects, now: float) -> None:
             fx.released.append((job.agent_id, job.job_id))
     fx.changes.mark(job)
 
+
 def move_step(step: Step, target: StepStatus, fx: Effects) -> None:
     step.status = transition(f"step {step.job_id}#{step.index}", step.status, target)
     fx.changes.mark(step)
+
 
 def close_steps(job: Job, running_to: StepStatus, pending_to: StepStatus, fx: Effects) -> None:
     """End every unfinished step of a job that is ending."""

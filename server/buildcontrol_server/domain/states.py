@@ -7,11 +7,11 @@ is generated from these tables (`python -m buildcontrol_server.domain.states_doc
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import TypeVar
 
 
-class BuildStatus(str, Enum):
+class BuildStatus(StrEnum):
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -20,7 +20,7 @@ class BuildStatus(str, Enum):
     CANCELED = "CANCELED"
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     PENDING = "PENDING"
     ASSIGNED = "ASSIGNED"
     RUNNING = "RUNNING"
@@ -31,7 +31,7 @@ class JobStatus(str, Enum):
     SKIPPED = "SKIPPED"
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -41,7 +41,7 @@ class StepStatus(str, Enum):
     SKIPPED = "SKIPPED"
 
 
-class JobOutcome(str, Enum):
+class JobOutcome(StrEnum):
     """How a cancelled job ended (or that its agent was lost: then the job FAILED)."""
 
     GRACEFUL = "GRACEFUL"

@@ -61,7 +61,9 @@ def check_build_id(build_id: str, field_name: str = "build_id") -> str:
     if not build_id:
         raise InvalidArgument(field_name, "must not be empty")
     if not BUILD_ID_PATTERN.fullmatch(build_id):
-        raise InvalidArgument(field_name, f"{build_id[:64]!r} is not a build id (b + 20 hex digits)")
+        raise InvalidArgument(
+            field_name, f"{build_id[:64]!r} is not a build id (b + 20 hex digits)"
+        )
     return build_id
 
 

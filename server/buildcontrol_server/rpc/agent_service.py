@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, InvalidArgument
 from buildcontrol_server.domain.events import AgentHello
+from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import abort_with
 
@@ -146,3 +147,4 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     async def _write(self, session: AgentSession, context: grpc.aio.ServicerContext) -> None:
         while (command := await session.outbox.get()) is not None:
             await context.write(convert.to_agent(command))
+            cancel_phases.stop_written(command)  # measures delivery of a stop, logs it

@@ -8,8 +8,8 @@ import binascii
 from collections.abc import AsyncIterator
 
 import grpc
-
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+
 from buildcontrol_server.actors.control import BuildControl, CancelBuildsSummary
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN

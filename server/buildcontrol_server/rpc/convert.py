@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.actors.control import AgentView, BuildSelector, CancelBuildsSummary
+from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.events import (
     AgentHello,
@@ -30,7 +31,6 @@ from buildcontrol_server.domain.events import (
     StepStartedReport,
     WatchChange,
 )
-from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.model import Build, CancelInfo, Job, Step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 from buildcontrol_server.domain.submission import JobSpec, PipelineSpec, StageSpec, StepSpec
@@ -300,9 +300,11 @@ def to_agent(command: AssignCommand | StopCommand | DrainCommand) -> agent_pb2.C
                     name=command.name,
                     steps=[
                         agent_pb2.AssignedStep(
-                            index=s.index, name=s.name, command=s.command,
+                            index=s.index,
+                            name=s.name,
+                            command=s.command,
                             run_on_cancel=s.run_on_cancel,
-                        )  # fmt: skip
+                        )
                         for s in command.steps
                     ],
                     env=command.env,
@@ -329,9 +331,7 @@ def _job_ref(build_id: str, job_id: str, where: str) -> None:
 
 def _job_finished(message: agent_pb2.JobFinished, where: str) -> JobFinishedReport:
     _job_ref(message.build_id, message.job_id, where)
-    return JobFinishedReport(
-        message.build_id, message.job_id, message.succeeded, message.exit_code
-    )
+    return JobFinishedReport(message.build_id, message.job_id, message.succeeded, message.exit_code)
 
 
 def _job_stopped(message: agent_pb2.JobStopped, where: str) -> JobStoppedReport:

@@ -136,6 +136,10 @@ class GroupCommitWriter:
                 group = await self._queue.get()
                 if group is None:
                     break
+                # One pass of the event loop before the transaction: writers made ready
+                # by the same incoming burst join this batch instead of the next one.
+                # It costs microseconds, and cuts commits under load several-fold.
+                await asyncio.sleep(0)
                 batch = list(group)
                 while len(batch) < self._max_batch and not self._queue.empty():
                     more = self._queue.get_nowait()
