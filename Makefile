@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 GEN := clients/python/buildcontrol
 PROTOS := $(wildcard protos/buildcontrol/v1/*.proto)
 BUF := tools/buf/node_modules/.bin/buf
+NODE_CLIENT := clients/node
 
-.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean
+.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,17 @@ proto: $(GEN)/v1/.stamp
 run: proto
 	$(VENV)/bin/buildcontrol serve --data-dir data --listen 127.0.0.1:50051
 
-test: proto
+# The Node.js client's tests run first (they start their own server); tests/tools needs buf.
+test: proto $(BUF) node-test
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# npm ci from the committed package-lock; again only when package.json or the lock change.
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --silent
+	touch $@
+
+node-test: proto $(NODE_CLIENT)/node_modules/.installed
+	cd $(NODE_CLIENT) && node --test test/
 
 lint: proto proto-lint
 	$(VENV)/bin/ruff check server clients/python/buildcontrol_client tests bench
@@ -46,10 +56,21 @@ $(BUF): tools/buf/package.json tools/buf/package-lock.json
 proto-lint: $(BUF)
 	$(BUF) lint protos
 
+# buf lint, buf breaking against the previous committed protos, and a self-check that a
+# breaking change is caught (tools/buf/check-protos.sh says which commit is compared).
+proto-check: $(BUF)
+	tools/buf/check-protos.sh
+
+# Rewrite the generated blocks of docs/: the state tables (from domain/states.py) and
+# the serve flags (from the CLI's parser). tests/docs fails while they are stale.
+docs: $(STAMP)
+	$(PY) -m buildcontrol_server.domain.states_doc
+	$(PY) tools/docs/serve_flags.py
+
 check: lint test
 
 bench: proto
 	$(PY) bench/cancel_latency.py
 
 clean:
-	rm -rf $(VENV) $(GEN)/v1 tools/buf/node_modules
+	rm -rf $(VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules

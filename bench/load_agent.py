@@ -1,100 +1,173 @@
-"""A load-generating agent session for benchmarks: speaks the real agent protocol over
-its own gRPC connection, takes every job it is given, and confirms stops at once.
-It records when each StopJob arrived (perf_counter) so latency can be measured."""
+"""A load-generating agent session: speaks the real agent protocol over its own gRPC
+connection (one channel, one TCP connection, as real agents have), takes every job it
+is given, and confirms stops.
+
+Two ways to learn of a cancel:
+
+- push (ours): the StopJob the server pushes on the open stream; the agent confirms
+  it at once (JobStopped, GRACEFUL).
+- poll (the field's way): the agent ignores pushed StopJob messages and, every
+  `poll_interval` seconds (2 s, from a random phase, like a fleet of independent
+  agents), asks GetBuild for the build of each job it runs; when the answer says the
+  build is cancelling (or the job stopping) it stops and reports, as a polling CI agent
+  does.
+
+Times are `time.monotonic()` (CLOCK_MONOTONIC: one clock for every process of the
+machine), so the process that sent a Cancel can subtract them from its own."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_pb2
+from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
+from buildcontrol.v1 import build_pb2
+
+PUSH = "push"
+POLL = "poll"
+MODES = (PUSH, POLL)
+
+# What a polling agent takes as "my job must stop".
+_CANCELLED_BUILD = (build_pb2.BUILD_STATUS_CANCELING, build_pb2.BUILD_STATUS_CANCELED)
+_STOPPING_JOB = (build_pb2.JOB_STATUS_STOPPING, build_pb2.JOB_STATUS_CANCELED)
+
+# Keepalive as CONVENTIONS.md asks of agents on long-lived streams.
+CHANNEL_OPTIONS = [
+    ("grpc.use_local_subchannel_pool", 1),  # its own connection, not a shared one
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
 
 
 class LoadAgent:
-    def __init__(self, target: str, agent_id: str, capacity: int) -> None:
-        # One channel (one TCP connection) per agent, as real agents have.
-        self._channel = grpc.aio.insecure_channel(
-            target, options=[("grpc.use_local_subchannel_pool", 1)]
-        )
+    def __init__(
+        self,
+        target: str,
+        agent_id: str,
+        capacity: int,
+        mode: str = PUSH,
+        poll_interval: float = 2.0,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.agent_id = agent_id
         self.capacity = capacity
+        self.mode = mode
+        self.poll_interval = poll_interval
+        self._on_change = on_change
         self._outgoing: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
-        self.jobs: dict[str, str] = {}  # job_id → build_id
-        self.job_arrived = asyncio.Event()
-        self.stop_seen: dict[str, float] = {}
-        self._stop_waiters: dict[str, asyncio.Future[float]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self.jobs: dict[str, str] = {}  # job_id → build_id, taken and not stopped
+        # job_id → monotonic time the agent learned it must stop (push: StopJob
+        # arrived; poll: the GetBuild answer that said so arrived).
+        self.stop_learned: dict[str, float] = {}
+        self.pushes_ignored = 0
+        self.polls = 0
         self.welcomed = asyncio.Event()
-        # While set, confirmations of stops wait (to count the server's CANCELING
-        # commits alone); release_stops() sends them.
-        self.hold_stops = False
-        self._held: list[agent_pb2.ConnectRequest] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         hello = agent_pb2.Hello(agent_id=self.agent_id, capacity=self.capacity)
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(hello=hello))
         call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect(self._requests())
-        self._task = asyncio.create_task(self._read(call))
-        await asyncio.wait_for(self.welcomed.wait(), 30)
+        self._tasks.append(asyncio.create_task(self._read(call)))
+        await asyncio.wait_for(self.welcomed.wait(), 60)
+        if self.mode == POLL:
+            self._tasks.append(asyncio.create_task(self._poll()))
 
     async def _requests(self) -> AsyncIterator[agent_pb2.ConnectRequest]:
         while (message := await self._outgoing.get()) is not None:
             yield message
 
-    def _send(self, **event: object) -> None:
-        self._outgoing.put_nowait(agent_pb2.ConnectRequest(**event))  # type: ignore[arg-type]
-
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         async for message in call:
             kind = message.WhichOneof("event")
-            if kind == "welcome":
-                self.welcomed.set()
+            if kind == "stop_job":
+                now = time.monotonic()
+                if self.mode == PUSH:
+                    self._stop(message.stop_job.build_id, message.stop_job.job_id, now)
+                else:
+                    self.pushes_ignored += 1
             elif kind == "assign_job":
                 job = message.assign_job
                 self.jobs[job.job_id] = job.build_id
                 self._send(
                     job_accepted=agent_pb2.JobAccepted(build_id=job.build_id, job_id=job.job_id)
                 )
-                self.job_arrived.set()
-            elif kind == "stop_job":
-                now = time.perf_counter()
-                stop = message.stop_job
-                self.stop_seen.setdefault(stop.job_id, now)
-                waiter = self._stop_waiters.pop(stop.job_id, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(now)
-                stopped = agent_pb2.ConnectRequest(
-                    job_stopped=agent_pb2.JobStopped(
-                        build_id=stop.build_id,
-                        job_id=stop.job_id,
-                        outcome=build_pb2.JOB_OUTCOME_GRACEFUL,
-                        exit_code=143,
+                self._send(
+                    step_started=agent_pb2.StepStarted(
+                        build_id=job.build_id, job_id=job.job_id, step_index=0
                     )
                 )
-                if self.hold_stops:
-                    self._held.append(stopped)
-                else:
-                    self._outgoing.put_nowait(stopped)
+                self._on_change()
+            elif kind == "welcome":
+                self.welcomed.set()
 
-    def release_stops(self) -> None:
-        self.hold_stops = False
-        for message in self._held:
-            self._outgoing.put_nowait(message)
-        self._held.clear()
+    def _send(self, **event: object) -> None:
+        self._outgoing.put_nowait(agent_pb2.ConnectRequest(**event))  # type: ignore[arg-type]
 
-    def stop_arrival(self, job_id: str) -> asyncio.Future[float]:
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        if job_id in self.stop_seen:
-            future.set_result(self.stop_seen[job_id])
-        else:
-            self._stop_waiters[job_id] = future
-        return future
+    def _stop(self, build_id: str, job_id: str, learned_at: float) -> None:
+        """Stop the job (the load agent runs no process) and confirm it at once."""
+        if job_id in self.stop_learned:
+            return  # a duplicate stop: a no-op, as the protocol asks
+        self.stop_learned[job_id] = learned_at
+        self.jobs.pop(job_id, None)
+        self._send(
+            job_stopped=agent_pb2.JobStopped(
+                build_id=build_id,
+                job_id=job_id,
+                outcome=build_pb2.JOB_OUTCOME_GRACEFUL,
+                exit_code=143,
+            )
+        )
+        self._on_change()
+
+    async def _poll(self) -> None:
+        stub = build_control_pb2_grpc.BuildControlStub(self._channel)
+        loop = asyncio.get_running_loop()
+        # A fixed schedule (no drift): start + k × interval, k = 0, 1, ...; the random
+        # phase spreads the fleet's polls over the interval.
+        start = loop.time() + random.uniform(0, self.poll_interval)
+        tick = 0
+        while True:
+            await asyncio.sleep(max(0.0, start + tick * self.poll_interval - loop.time()))
+            tick += 1
+            held = list(self.jobs.items())
+            if not held:
+                continue
+            self.polls += len(held)
+            answers = await asyncio.gather(
+                *(
+                    stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
+                    for _, build_id in held
+                ),
+                return_exceptions=True,
+            )
+            for (job_id, build_id), answer in zip(held, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    continue
+                if _told_to_stop(answer.build, job_id):
+                    self._stop(build_id, job_id, time.monotonic())
 
     async def close(self) -> None:
+        for task in self._tasks[1:]:
+            task.cancel()
         self._send(goodbye=agent_pb2.Goodbye(reason="bench done"))
         self._outgoing.put_nowait(None)
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._channel.close()
+
+
+def _told_to_stop(build: build_pb2.Build, job_id: str) -> bool:
+    if build.status in _CANCELLED_BUILD:
+        return True
+    return any(
+        job.job_id == job_id and job.status in _STOPPING_JOB
+        for stage in build.stages
+        for job in stage.jobs
+    )

@@ -15,16 +15,23 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from buildcontrol_server import garbage_collection
 from buildcontrol_server.actors.build_actor import ActorContext
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.scheduler import Scheduler
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
+from buildcontrol_server.effects.audit import AuditLog
+from buildcontrol_server.effects.side_effects import SideEffectsRunner
+from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
+from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
+from buildcontrol_server.security.errors import SecuritySetupError
+from buildcontrol_server.security.server_security import ServerSecurity
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.sqlite import SqliteStore
 
@@ -52,22 +59,53 @@ GRPC_OPTIONS = [
 class Endpoints:
     grpc_port: int
     metrics_port: int
+    # The agents-only address (--agent-listen), if any.
+    agent_port: int | None = None
 
 
 class ServerApp:
     def __init__(self, settings: Settings) -> None:
+        quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
         self.store = SqliteStore(str(settings.database_path))
+        self.effects = SideEffectsRunner(
+            AuditLog(self.store, batch=settings.audit_batch),
+            WebhookNotifier(
+                list(settings.webhook_urls),
+                max_attempts=settings.webhook_max_attempts,
+                base_delay=settings.webhook_base_delay,
+                request_timeout=settings.webhook_request_timeout,
+                breaker_threshold=settings.webhook_breaker_threshold,
+                breaker_cooldown=settings.webhook_breaker_cooldown,
+                queue_size=settings.webhook_queue_size,
+            ),
+        )
         self.hub = AgentHub(settings.reconnect_window)
         self.registry = Registry()
         self.scheduler = Scheduler(self.hub, self.registry.get)
         self.registry.bind(
-            ActorContext(self.store, self.hub, self.scheduler, settings, self.registry.retire)
+            ActorContext(
+                self.store,
+                self.hub,
+                self.scheduler,
+                settings,
+                self.registry.retire,
+                effects=self.effects,
+            )
         )
         self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
         self.control = BuildControl(self.store, self.registry, self.hub, settings)
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(interceptors=[MetricsInterceptor()], options=GRPC_OPTIONS)
+        # Tokens, roles, mutual TLS (issue 6). After the metrics interceptor, so refused
+        # calls are counted with their status too.
+        self.security = ServerSecurity(settings.security, settings.data_dir)
+        self.server = grpc.aio.server(
+            interceptors=[MetricsInterceptor(), self.security.interceptor],
+            options=[
+                *GRPC_OPTIONS,
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ],
+        )
         # Builds in CANCELING, the oldest one's age, inbox depth: computed at scrape time.
         self.live_gauges = LiveBuildGauges(self.registry.live)
         self.live_gauges.bind()
@@ -77,6 +115,10 @@ class ServerApp:
         """Open the store, listen, recover, and only then report SERVING."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True) if self._file_backed() else None
         await self.store.open()
+        # After the store: a data directory the store refuses is reported alone,
+        # before any tokens file is created in it.
+        self.security.prepare()
+        await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
             BuildControlServicer(self.control), self.server
         )
@@ -88,13 +130,13 @@ class ServerApp:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        port = self.server.add_insecure_port(self.settings.listen)
+        ports = self.security.add_ports(self.server, self.settings.listen)
         await self.server.start()
         metrics_port = self._start_metrics()
         self.registry.recover(await self.store.load_unfinished())
         self.scheduler.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        return Endpoints(grpc_port=port, metrics_port=metrics_port)
+        return Endpoints(grpc_port=ports.main, metrics_port=metrics_port, agent_port=ports.agents)
 
     def _file_backed(self) -> bool:
         return str(self.settings.database_path) != ":memory:"
@@ -119,6 +161,7 @@ class ServerApp:
         await self.server.stop(self.settings.shutdown_grace)
         await self.scheduler.stop()
         await self.registry.shutdown()
+        await self.effects.stop(self.settings.effects_stop_timeout)
         self.hub.stop_timers()
         await self.store.close()
         if self._metrics_server is not None:
@@ -138,15 +181,21 @@ async def serve(settings: Settings) -> int:
     except StoreOpenError as error:
         print(f"buildcontrol: {error}", file=sys.stderr)
         return 1
-    except OSError as error:
-        print(f"buildcontrol: cannot listen: {error}", file=sys.stderr)
+    except SecuritySetupError as error:
+        print(f"buildcontrol: {error}", file=sys.stderr)
         await app.store.close()
         return 1
+    except OSError as error:
+        print(f"buildcontrol: cannot listen: {error}", file=sys.stderr)
+        await app.effects.stop(0)
+        await app.store.close()
+        return 1
+    garbage_collection.tune_for_server()
     host = settings.listen.rsplit(":", 1)[0]
     print(
         f"buildcontrol serving gRPC on {host}:{endpoints.grpc_port}, "
         f"metrics on http://{settings.metrics_host}:{endpoints.metrics_port}/metrics, "
-        f"database {settings.database_path}",
+        f"database {settings.database_path}{app.security.describe(endpoints.agent_port)}",
         flush=True,
     )
     await stopping.wait()

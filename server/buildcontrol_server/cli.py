@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from buildcontrol_server.config import Settings
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.observability.logs import configure as configure_logging
+from buildcontrol_server.security import serve_flags, token_cli
+
+LOOPS = ("asyncio", "uvloop")
 
 EXAMPLES = """\
 examples:
@@ -46,6 +50,47 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     serve.add_argument(
         "--queue-timeout", type=float, default=defaults.queue_timeout, help="seconds (default 24 h)"
     )
+    serve.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="event loop: asyncio, or uvloop (pip install uvloop)",
+    )
+    serve.add_argument(
+        "--webhook-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST every finished cancel to URL (repeatable)",
+    )
+    serve.add_argument("--webhook-max-attempts", type=int, default=defaults.webhook_max_attempts)
+    serve.add_argument(
+        "--webhook-retry-delay",
+        type=float,
+        default=defaults.webhook_base_delay,
+        help="seconds before the first retry; doubles per attempt",
+    )
+    serve.add_argument(
+        "--webhook-timeout", type=float, default=defaults.webhook_request_timeout, help="seconds"
+    )
+    serve.add_argument(
+        "--webhook-breaker-threshold", type=int, default=defaults.webhook_breaker_threshold
+    )
+    serve.add_argument(
+        "--webhook-breaker-cooldown",
+        type=float,
+        default=defaults.webhook_breaker_cooldown,
+        help="seconds",
+    )
+    serve.add_argument("--webhook-queue-size", type=int, default=defaults.webhook_queue_size)
+    serve.add_argument("--audit-batch", type=int, default=defaults.audit_batch)
+    serve.add_argument(
+        "--effects-stop-timeout",
+        type=float,
+        default=defaults.effects_stop_timeout,
+        help="seconds the audit and webhooks get to flush at shutdown",
+    )
+    serve_flags.add_arguments(serve, defaults)  # --auth, --tokens-file, --tls-*, --max-*
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="text", help="json: one object per line"
@@ -66,8 +111,31 @@ async def _serve(args: argparse.Namespace) -> int:
         cleanup_timeout=args.cleanup_timeout,
         job_timeout=args.job_timeout,
         queue_timeout=args.queue_timeout,
+        **serve_flags.settings_of(args),
+        webhook_urls=tuple(args.webhook_url),
+        webhook_max_attempts=args.webhook_max_attempts,
+        webhook_base_delay=args.webhook_retry_delay,
+        webhook_request_timeout=args.webhook_timeout,
+        webhook_breaker_threshold=args.webhook_breaker_threshold,
+        webhook_breaker_cooldown=args.webhook_breaker_cooldown,
+        webhook_queue_size=args.webhook_queue_size,
+        audit_batch=args.audit_batch,
+        effects_stop_timeout=args.effects_stop_timeout,
     )
     return await serve(settings)
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """None: asyncio's own loop."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            raise SystemExit(
+                "buildcontrol: --loop uvloop needs uvloop (pip install uvloop)"
+            ) from None
+        return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _serve_parser(subparsers)
+    token_cli.register(subparsers)
     client_cli.register(subparsers)
     return parser
 
@@ -89,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Only `serve` has --log-format; the client commands log text.
     configure_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
+    loop_factory = _loop_factory(getattr(args, "loop", "asyncio"))
     try:
-        code: int = asyncio.run(args.func(args))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            code: int = runner.run(args.func(args))
     except KeyboardInterrupt:
         code = 130
     return code

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from buildcontrol_server.domain.cancellation import StopTimes
+from buildcontrol_server.domain.submission import DEFAULT_LIMITS, Limits
+from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySettings
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,32 @@ class Settings:
     # How long jobs of a disconnected agent wait for it to come back.
     reconnect_window: float = 30.0
     heartbeat_interval: float = 10.0
+    # Webhooks told of every finished cancel (best effort; the audit is the record).
+    webhook_urls: tuple[str, ...] = ()
+    webhook_max_attempts: int = 5
+    # First retry delay; doubles per attempt (with full jitter) up to 10 s.
+    webhook_base_delay: float = 0.2
+    webhook_request_timeout: float = 5.0
+    webhook_breaker_threshold: int = 5
+    webhook_breaker_cooldown: float = 30.0
+    webhook_queue_size: int = 10_000
+    # Audit records written per transaction.
+    audit_batch: int = 500
+    # Bound of the audit and webhook flush at shutdown (on top of shutdown_grace).
+    effects_stop_timeout: float = 2.0
     # Bound of SIGTERM drain: agents are told to leave, in-flight RPCs get this long.
     shutdown_grace: float = 5.0
+    # ---- security and limits (issue 6) ----
+    security: SecuritySettings = DEFAULT_SECURITY
+    # What one submitted build (or cancel reason, or agent Hello) may carry.
+    limits: Limits = DEFAULT_LIMITS
+    # Largest message the server accepts (grpc answers RESOURCE_EXHAUSTED past it).
+    max_message_bytes: int = 4 * 1024 * 1024
+    # An agent stream whose first message is not a Hello by then is ended.
+    hello_timeout: float = 5.0
+    # Open AgentService.Connect streams (Hello or not yet); past it RESOURCE_EXHAUSTED.
+    # Above any real fleet: it bounds what a flood of connections can hold.
+    max_agent_streams: int = 2_000
 
     @property
     def stop_times(self) -> StopTimes:

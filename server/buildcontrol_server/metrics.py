@@ -45,12 +45,13 @@ TRANSITIONS_REJECTED = Counter(
 )
 CANCELS = Counter(
     "buildcontrol_cancels_total",
-    "Cancel requests by result (accepted, joined, already_canceled, refused).",
+    "Cancel requests by result (accepted, escalated, joined, already_canceled, refused).",
     ["result"],
 )
 JOB_OUTCOMES = Counter(
     "buildcontrol_job_outcomes_total",
-    "Cancelled jobs by how they ended (GRACEFUL, KILLED, FORCED, NEVER_STARTED).",
+    "Jobs ended with an outcome: cancelled ones by how they ended (GRACEFUL, KILLED, FORCED,"
+    " NEVER_STARTED), and LOST (the agent never came back; the job FAILED).",
     ["outcome"],
 )
 CANCEL_ACCEPTED_SECONDS = Histogram(
@@ -63,6 +64,30 @@ CANCEL_TERMINAL_SECONDS = Histogram(
     "Cancel request received to CANCELED committed, in seconds.",
     buckets=LATENCY_BUCKETS,
 )
+# ---- observability (issue 5): the two cancel phases between accepted and terminal ----
+CANCEL_STOP_DELIVERED_SECONDS = Histogram(
+    "buildcontrol_cancel_stop_delivered_seconds",
+    "Cancel request received to its StopJob written to the agent's stream, one per stop, in"
+    " seconds (stops re-sent on a reconnect are not measured again).",
+    buckets=LATENCY_BUCKETS,
+)
+CANCEL_JOB_STOPPED_SECONDS = Histogram(
+    "buildcontrol_cancel_job_stopped_seconds",
+    "Cancel request received to the agent's stop confirmation applied (job CANCELED as"
+    " GRACEFUL or KILLED), one per job, in seconds. FORCED jobs are counted by"
+    " buildcontrol_stop_deadlines_expired_total instead.",
+    buckets=LATENCY_BUCKETS,
+)
+BUILDS_CANCELING = Gauge(
+    "buildcontrol_builds_canceling",
+    "Builds in CANCELING now (computed from the live actors at scrape time).",
+)
+OLDEST_CANCELING_AGE_SECONDS = Gauge(
+    "buildcontrol_oldest_canceling_age_seconds",
+    "Age of the oldest build in CANCELING (now minus its cancel request, wall clock), 0 when"
+    " none; computed at scrape time. The stuck-cancel detector.",
+)
+# ---- end observability (cancel phases) ----
 STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queued to agents.")
 STOPS_RESENT = Counter(
     "buildcontrol_stop_jobs_resent_total", "StopJob messages sent again on an agent's reconnect."
@@ -73,7 +98,8 @@ STOP_DEADLINES_EXPIRED = Counter(
 )
 LIVE_ACTORS = Gauge("buildcontrol_live_build_actors", "Build actors alive (non-terminal builds).")
 INBOX_DEPTH_MAX = Gauge(
-    "buildcontrol_actor_inbox_depth_max", "Largest actor inbox depth seen since the last scrape."
+    "buildcontrol_actor_inbox_depth_max",
+    "Commands waiting in the deepest build-actor inbox, computed at scrape time.",
 )
 
 # ---- agents ----
@@ -88,6 +114,31 @@ AGENTS_SUSPECT = Gauge(
 AGENTS_LOST = Counter(
     "buildcontrol_agents_lost_total", "Agents that dropped and did not return within the window."
 )
+
+# ---- gRPC server (observability/interceptor.py; issue 5) ----
+GRPC_SERVER_HANDLED = Counter(
+    "buildcontrol_grpc_server_handled_total",
+    "RPCs finished, by service, method, type (unary, server_stream, client_stream,"
+    " bidi_stream) and status code (aborts counted by their code).",
+    ["grpc_service", "grpc_method", "grpc_type", "grpc_code"],
+)
+GRPC_SERVER_HANDLING_SECONDS = Histogram(
+    "buildcontrol_grpc_server_handling_seconds",
+    "Time from an RPC's start to its status, in seconds; for a stream its whole life (agent"
+    " streams live for days: look at unary calls for latency).",
+    ["grpc_service", "grpc_method", "grpc_type"],
+    buckets=LATENCY_BUCKETS,
+)
+# ---- end gRPC server ----
+
+# ---- series exported at 0 from the start (issue 5) ----
+# Every job outcome and cancel result, so increase() and the alert rules see the first
+# one (a series that appears already at 1 shows no increase).
+for _outcome in ("GRACEFUL", "KILLED", "FORCED", "NEVER_STARTED", "LOST"):
+    JOB_OUTCOMES.labels(outcome=_outcome)
+for _result in ("accepted", "escalated", "joined", "already_canceled", "refused"):
+    CANCELS.labels(result=_result)
+# ---- end series exported at 0 ----
 
 # ---- side effects: audit log and webhooks (effects/) ----
 AUDIT_RECORDS_WRITTEN = Counter(

@@ -37,6 +37,9 @@ class ServerProc:
 
 
 async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc:
+    # Authentication is on by default; these tests are about builds and processes, so
+    # they turn it off unless they ask for it (tests/security start servers with it).
+    auth = [] if "--auth" in extra else ["--auth", "off"]
     process = await asyncio.create_subprocess_exec(
         *BUILDCONTROL,
         "serve",
@@ -46,6 +49,7 @@ async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc
         f"127.0.0.1:{port}",
         "--metrics-port",
         "0",
+        *auth,
         *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

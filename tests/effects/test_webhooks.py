@@ -4,6 +4,7 @@ and giving up, timeouts, the circuit breaker, the bounded queue, bounded shutdow
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -48,8 +49,9 @@ async def joined(notifier: WebhookNotifier, within: float = 5.0) -> None:
 
 
 async def test_delivery_posts_the_record_as_json_to_every_endpoint(
-    receiver_factory: MakeReceiver,
+    receiver_factory: MakeReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     first, second = await receiver_factory(200), await receiver_factory(204)
     record = sample_record()
     async with running([first.url, second.url]) as notifier:
@@ -72,6 +74,8 @@ async def test_delivery_posts_the_record_as_json_to_every_endpoint(
             "record": record_to_dict(record),
         }
         assert record_from_dict(body["record"]) == record
+    # The URL's path and query hold the receiver's secret: never in a log line.
+    assert "secret" not in caplog.text
 
 
 def test_metric_labels_name_the_host_not_the_secret_url() -> None:
@@ -79,6 +83,9 @@ def test_metric_labels_name_the_host_not_the_secret_url() -> None:
     assert notifier.labels == ["0:hooks.example.com:443"]
     with pytest.raises(ValueError, match="webhook #0"):
         WebhookNotifier(["ftp://example.com/hook"])
+    with pytest.raises(ValueError, match="webhook #1 is not a valid URL") as raised:
+        WebhookNotifier(["http://ok.example.com", "http://example.com:notaport/s3cr3t"])
+    assert "s3cr3t" not in str(raised.value)
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])

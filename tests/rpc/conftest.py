@@ -10,6 +10,7 @@ import pytest
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 from buildcontrol_server.config import Settings
+from buildcontrol_server.security.settings import SecuritySettings
 
 
 @dataclass
@@ -29,6 +30,8 @@ def settings_for(data_dir: Path, **overrides: object) -> Settings:
         "stop_ack_timeout": 2.0,
         "reconnect_window": 2.0,
         "shutdown_grace": 1.0,
+        # These tests are about builds, not access: tokens are tested in tests/security.
+        "security": SecuritySettings(auth=False),
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -193,7 +193,7 @@ async def test_v3_indexes_serve_group_lookup_and_audit_sweep(tmp_path: Path) -> 
         f"SELECT build_id FROM builds WHERE concurrency_group = 'deploy'"
         f" AND {schema.UNFINISHED_WHERE} ORDER BY build_id",
     )
-    sweep = query_plan(path, reads.CANCELED_WITHOUT_AUDIT.replace("?", "5"))
+    sweep = query_plan(path, reads.CANCELED_WITHOUT_AUDIT.replace("?", "'b'", 1).replace("?", "5"))
 
     assert "builds_unfinished_by_group" in by_group and "TEMP B-TREE" not in by_group
     assert "builds_canceled" in sweep and "TEMP B-TREE" not in sweep

@@ -137,6 +137,8 @@ async def test_canceled_without_audit_lists_only_unaudited_canceled_builds(
     assert all(len(job.steps) == 2 for b in found for job in b.jobs())
     assert found == [await store.get_build(r.build_id) for r in rest]
     assert [b.build_id for b in first_two] == [r.build_id for r in rest[:2]]
+    next_page = await store.canceled_without_audit(limit=10, after_build_id=rest[1].build_id)
+    assert [CancelRecord.of(b) for b in next_page] == rest[2:]
     await store.commit(ChangeSet(audit=rest))
     assert await store.canceled_without_audit(limit=10) == []
     with pytest.raises(ValueError, match="limit"):

@@ -440,3 +440,48 @@ async def test_agent_process_stops_its_jobs_and_exits_0_on_sigterm(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_stop_job_fields_drive_cleanup_and_a_forced_repeat_escalates(
+    server: FakeServer, job_ids: list[str], tmp_path: Path
+) -> None:
+    job = job_ids[0]
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    # Held open read-write by the test, so the cleanup step's `read` waits for us alone.
+    go_fd = os.open(go, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        async with running_agent(server.port):
+            session = await server.next_session()
+            await session.expect("hello")
+            session.welcome()
+            steps = [
+                agent_pb2.AssignedStep(index=0, command="sleep 600"),
+                agent_pb2.AssignedStep(index=1, command=f"read -r line < {go}", run_on_cancel=True),
+                agent_pb2.AssignedStep(index=2, command="true", run_on_cancel=True),
+            ]
+            session.send(assign_job=agent_pb2.AssignJob(build_id=BUILD_ID, job_id=job, steps=steps))
+            await session.expect("job_accepted")
+            assert (await session.expect("step_started")).step_started.step_index == 0
+
+            stop = agent_pb2.StopJob(
+                build_id=BUILD_ID,
+                job_id=job,
+                grace_period=duration_pb2.Duration(seconds=5),
+                cleanup_timeout=duration_pb2.Duration(seconds=600),
+            )
+            session.send(stop_job=stop)
+            # The main step was stopped; the first cleanup step runs (and waits on `go`).
+            assert (await session.expect("step_started")).step_started.step_index == 1
+            session.send(stop_job=stop)  # a plain repeat: nothing changes
+            forced = agent_pb2.StopJob()
+            forced.CopyFrom(stop)
+            forced.skip_cleanup = True
+            session.send(stop_job=forced)  # escalation: the cleanup step is killed
+
+            finished = (await session.expect("step_finished")).step_finished
+            assert (finished.step_index, finished.exit_code) == (1, 128 + signal.SIGKILL)
+            stopped = (await session.expect("job_stopped")).job_stopped
+            assert stopped.outcome == build_pb2.JOB_OUTCOME_KILLED
+    finally:
+        os.close(go_fd)

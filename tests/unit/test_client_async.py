@@ -28,6 +28,8 @@ class FakeBuildControl(build_control_pb2_grpc.BuildControlServicer):
         self.next_page_token = ""
         self.watch_events: list[build_control_pb2.WatchBuildResponse] = []
         self.cancel_events: list[build_control_pb2.CancelResponse] = []
+        self.cancel_builds_events: list[build_control_pb2.CancelBuildsResponse] = []
+        self.agents: list[build_control_pb2.Agent] = []
 
     async def _answer(self, request: Any, context: Any) -> None:
         self.requests.append(request)
@@ -65,6 +67,17 @@ class FakeBuildControl(build_control_pb2_grpc.BuildControlServicer):
             yield event
         if self.abort is not None:
             await context.abort(*self.abort)
+
+    async def CancelBuilds(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        self.requests.append(request)
+        for event in self.cancel_builds_events:
+            yield event
+        if self.abort is not None:
+            await context.abort(*self.abort)
+
+    async def ListAgents(self, request: Any, context: Any) -> Any:
+        await self._answer(request, context)
+        return build_control_pb2.ListAgentsResponse(agents=self.agents)
 
 
 @pytest.fixture
@@ -265,3 +278,78 @@ async def test_a_server_that_is_not_there_is_unavailable() -> None:
         async with BuildControlClient(f"127.0.0.1:{port}", timeout=10) as client:
             with pytest.raises(errors.Unavailable):
                 await client.get(BUILD_ID)
+
+
+def batch_events() -> list[build_control_pb2.CancelBuildsResponse]:
+    finished = build_control_pb2.CancelFinished(
+        build_id=BUILD_ID, status=build_pb2.BUILD_STATUS_CANCELED
+    )
+    summary = build_control_pb2.CancelBuildsSummary(matched=1, canceled=1)
+    return [
+        build_control_pb2.CancelBuildsResponse(build=finished),
+        build_control_pb2.CancelBuildsResponse(summary=summary),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("selector", "field"),
+    [
+        ({"build_ids": [BUILD_ID]}, "ids"),
+        ({"pipeline": "deploy"}, "pipeline"),
+        ({"concurrency_group": "deploy-main"}, "concurrency_group"),
+    ],
+)
+async def test_cancel_builds_sends_one_selector_and_streams_builds_then_the_summary(
+    fake: FakeBuildControl, client: BuildControlClient, selector: dict[str, Any], field: str
+) -> None:
+    fake.cancel_builds_events = batch_events()
+
+    async with aclosing(
+        client.cancel_builds(**selector, reason="release", force=True, grace_period_seconds=1)
+    ) as events:
+        kinds = [event.WhichOneof("event") async for event in events]
+
+    assert kinds == ["build", "summary"]
+    request = fake.requests[0]
+    assert request.WhichOneof("selector") == field
+    assert (request.reason, request.force) == ("release", True)
+    assert request.grace_period.ToTimedelta().total_seconds() == 1
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [{}, {"build_ids": [BUILD_ID], "pipeline": "p"}, {"pipeline": "p", "concurrency_group": "g"}],
+)
+async def test_cancel_builds_needs_exactly_one_selector(
+    fake: FakeBuildControl, client: BuildControlClient, selector: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        async with aclosing(client.cancel_builds(**selector)) as events:
+            async for _ in events:
+                pass
+
+    assert fake.requests == []
+
+
+async def test_cancel_builds_raises_the_typed_error(
+    fake: FakeBuildControl, client: BuildControlClient
+) -> None:
+    fake.abort = (grpc.StatusCode.INVALID_ARGUMENT, "selector: give ids")
+
+    with pytest.raises(errors.InvalidArgument, match="selector"):
+        async with aclosing(client.cancel_builds(pipeline="p")) as events:
+            async for _ in events:
+                pass
+
+
+async def test_list_agents_returns_every_agent(
+    fake: FakeBuildControl, client: BuildControlClient
+) -> None:
+    fake.agents = [
+        build_control_pb2.Agent(agent_id="a1", capacity=2, connected=True, job_ids=["j1"]),
+        build_control_pb2.Agent(agent_id="a2", capacity=1, suspect=True),
+    ]
+
+    agents = await client.list_agents()
+
+    assert [(agent.agent_id, agent.connected) for agent in agents] == [("a1", True), ("a2", False)]

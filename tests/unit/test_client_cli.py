@@ -28,6 +28,9 @@ class FakeBuildControl(build_control_pb2_grpc.BuildControlServicer):
         self.next_page_token = ""
         self.watch_events: list[build_control_pb2.WatchBuildResponse] = []
         self.cancel_events: list[build_control_pb2.CancelResponse] = []
+        self.cancel_builds_events: list[build_control_pb2.CancelBuildsResponse] = []
+        self.agents: list[build_control_pb2.Agent] = []
+        self.metadata: dict[str, str] = {}
 
     async def SubmitBuild(self, request: Any, context: Any) -> Any:
         self.requests.append(request)
@@ -37,6 +40,7 @@ class FakeBuildControl(build_control_pb2_grpc.BuildControlServicer):
         return build_control_pb2.SubmitBuildResponse(build=build)
 
     async def GetBuild(self, request: Any, context: Any) -> Any:
+        self.metadata = dict(context.invocation_metadata())
         if self.abort is not None:
             await context.abort(*self.abort)
         return build_control_pb2.GetBuildResponse(build=self.builds[0])
@@ -56,6 +60,14 @@ class FakeBuildControl(build_control_pb2_grpc.BuildControlServicer):
             await context.abort(*self.abort)
         for event in self.cancel_events:
             yield event
+
+    async def CancelBuilds(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        self.requests.append(request)
+        for event in self.cancel_builds_events:
+            yield event
+
+    async def ListAgents(self, request: Any, context: Any) -> Any:
+        return build_control_pb2.ListAgentsResponse(agents=self.agents)
 
 
 @pytest.fixture
@@ -173,7 +185,7 @@ async def test_list_prints_one_build_per_line_and_the_next_token_on_stderr(
     assert "--page-token next" in captured.err
 
 
-async def test_watch_prints_a_line_per_event_and_exits_1_when_canceled(
+async def test_watch_prints_a_line_per_event_and_exits_5_when_canceled(
     fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.watch_events = [
@@ -192,7 +204,7 @@ async def test_watch_prints_a_line_per_event_and_exits_1_when_canceled(
         ),
     ]
 
-    assert await run(fake, "watch", BUILD_ID) == 1
+    assert await run(fake, "watch", BUILD_ID) == 5
     assert capsys.readouterr().out.splitlines() == [
         f"snapshot {BUILD_ID} - RUNNING jobs=0",
         "job j0 CANCELED outcome=GRACEFUL",
@@ -308,3 +320,215 @@ def test_bad_arguments_are_usage_errors(argv: tuple[str, ...]) -> None:
         parse(*argv)
 
     assert raised.value.code == 2
+
+
+# ---- every command: --json, exit codes, help ----------------------------------------
+
+
+def stocked(
+    fake: FakeBuildControl,
+    terminal: build_pb2.BuildStatus = build_pb2.BUILD_STATUS_CANCELED,
+) -> None:
+    """Give the fake one answer for every call, the build ending in `terminal`."""
+    build = build_pb2.Build(build_id=BUILD_ID, pipeline="hello", status=terminal)
+    build.stages.add(name="s").jobs.add(job_id=f"{BUILD_ID}-j0", name="j")
+    fake.builds = [build]
+    fake.watch_events = [
+        watch(snapshot=build_pb2.Build(build_id=BUILD_ID, status=build_pb2.BUILD_STATUS_RUNNING)),
+        watch(build_changed=build_control_pb2.BuildChanged(build_id=BUILD_ID, status=terminal)),
+    ]
+    finished = build_control_pb2.CancelFinished(
+        build_id=BUILD_ID, status=build_pb2.BUILD_STATUS_CANCELED
+    )
+    fake.cancel_events = [
+        build_control_pb2.CancelResponse(accepted=build_control_pb2.CancelAccepted()),
+        build_control_pb2.CancelResponse(finished=finished),
+    ]
+    fake.cancel_builds_events = [
+        build_control_pb2.CancelBuildsResponse(build=finished),
+        build_control_pb2.CancelBuildsResponse(
+            summary=build_control_pb2.CancelBuildsSummary(matched=1, canceled=1)
+        ),
+    ]
+    fake.agents = [build_control_pb2.Agent(agent_id="a1", capacity=2, connected=True)]
+
+
+EVERY_COMMAND = [
+    ("submit", str(EXAMPLES / "hello.yaml")),
+    ("submit", str(EXAMPLES / "hello.yaml"), "--watch"),
+    ("get", BUILD_ID),
+    ("list",),
+    ("watch", BUILD_ID),
+    ("cancel", BUILD_ID),
+    ("cancel-builds", "--ids", BUILD_ID),
+    ("agents",),
+]
+
+
+@pytest.mark.parametrize("argv", EVERY_COMMAND, ids=" ".join)
+async def test_json_output_is_one_object_per_line(
+    fake: FakeBuildControl, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    stocked(fake)
+
+    await run(fake, *argv, "--json")
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+
+
+async def test_json_of_an_agent_keeps_fields_at_their_defaults(
+    fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.agents = [build_control_pb2.Agent(agent_id="a1")]
+
+    await run(fake, "agents", "--json")
+
+    agent = json.loads(capsys.readouterr().out)
+    assert (agent["connected"], agent["jobIds"], agent["suspect"]) == (False, [], False)
+
+
+@pytest.mark.parametrize(
+    ("terminal", "code"),
+    [
+        (build_pb2.BUILD_STATUS_SUCCEEDED, 0),
+        (build_pb2.BUILD_STATUS_FAILED, 1),
+        (build_pb2.BUILD_STATUS_CANCELED, 5),
+    ],
+)
+@pytest.mark.parametrize(
+    "argv", [("watch", BUILD_ID), ("submit", str(EXAMPLES / "hello.yaml"), "--watch")]
+)
+async def test_watching_exits_with_the_documented_code_for_each_ending(
+    fake: FakeBuildControl,
+    terminal: build_pb2.BuildStatus,
+    code: int,
+    argv: tuple[str, ...],
+) -> None:
+    stocked(fake, terminal)
+
+    assert await run(fake, *argv) == code
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (grpc.StatusCode.NOT_FOUND, 4),
+        (grpc.StatusCode.INVALID_ARGUMENT, 4),
+        (grpc.StatusCode.FAILED_PRECONDITION, 4),
+        (grpc.StatusCode.UNAVAILABLE, 3),
+        (grpc.StatusCode.UNAUTHENTICATED, 6),
+        (grpc.StatusCode.PERMISSION_DENIED, 6),
+        (grpc.StatusCode.INTERNAL, 1),
+    ],
+)
+async def test_server_errors_exit_with_the_documented_code(
+    fake: FakeBuildControl, status: grpc.StatusCode, code: int
+) -> None:
+    fake.abort = (status, "x")
+
+    assert await run(fake, "get", BUILD_ID) == code
+    assert await run(fake, "cancel", BUILD_ID) == code
+
+
+async def test_cancel_builds_prints_each_build_and_the_summary(
+    fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stocked(fake)
+
+    code = await run(fake, "cancel-builds", "--pipeline", "hello", "--force", "--grace", "1")
+
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"build {BUILD_ID} CANCELED",
+        "summary matched=1 canceled=1 already_canceling=0 not_cancelable=0 not_found=0",
+    ]
+    request = fake.requests[0]
+    assert (request.pipeline, request.force, request.grace_period.seconds) == ("hello", True, 1)
+
+
+async def test_cancel_builds_exits_4_when_a_named_build_was_not_found(
+    fake: FakeBuildControl,
+) -> None:
+    summary = build_control_pb2.CancelBuildsSummary(matched=0, not_found=1)
+    fake.cancel_builds_events = [build_control_pb2.CancelBuildsResponse(summary=summary)]
+
+    assert await run(fake, "cancel-builds", "--ids", BUILD_ID) == 4
+
+
+async def test_agents_prints_one_line_per_agent(
+    fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.agents = [
+        build_control_pb2.Agent(
+            agent_id="a1", capacity=2, connected=True, job_ids=["j1"], labels={"os": "linux"}
+        ),
+        build_control_pb2.Agent(agent_id="a2", capacity=1, suspect=True),
+    ]
+
+    assert await run(fake, "agents") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "a1 connected capacity=2 jobs=j1 labels=os=linux",
+        "a2 disconnected capacity=1 jobs=- suspect",
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("cancel-builds",),  # a selector is required
+        ("cancel-builds", "--pipeline", "p", "--concurrency-group", "g"),  # only one
+        ("watch",),
+    ],
+)
+def test_missing_or_conflicting_arguments_exit_2(argv: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse(*argv)
+
+    assert raised.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "command", ["agent", "submit", "get", "list", "watch", "cancel", "cancel-builds", "agents"]
+)
+def test_help_shows_an_example_and_the_exit_codes(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse(command, "--help")
+
+    assert raised.value.code == 0
+    text = capsys.readouterr().out
+    assert f"example:\n  buildcontrol {command}" in text
+    for code in ("0", "1", "2", "3", "4", "5", "6"):
+        assert f"\n    {code}  " in text
+    assert "--json" in text
+
+
+async def test_the_token_comes_from_the_file_or_the_environment(
+    fake: FakeBuildControl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stocked(fake)
+    token_file = tmp_path / "admin.token"
+    token_file.write_text("bct_from_file\n")
+    monkeypatch.setenv("BUILDCONTROL_TOKEN", "bct_from_env")
+
+    assert await run(fake, "get", BUILD_ID) == 0
+    assert fake.metadata["authorization"] == "Bearer bct_from_env"
+    assert await run(fake, "get", BUILD_ID, "--token-file", str(token_file)) == 0
+    assert fake.metadata["authorization"] == "Bearer bct_from_file"  # the flag wins
+
+    monkeypatch.delenv("BUILDCONTROL_TOKEN")
+    assert await run(fake, "get", BUILD_ID) == 0
+    assert "authorization" not in fake.metadata
+
+
+async def test_an_empty_token_file_is_an_error_not_an_anonymous_call(
+    fake: FakeBuildControl, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.token"
+    empty.write_text("\n")
+
+    assert await run(fake, "get", BUILD_ID, "--token-file", str(empty)) == 4
+    assert "holds no token" in capsys.readouterr().err

@@ -149,3 +149,37 @@ def test_an_rpc_error_without_a_status_is_unknown() -> None:
     assert type(error) is errors.BuildControlError
     assert error.code == grpc.StatusCode.UNKNOWN
     assert error.details == "channel closed"
+
+
+def test_cancel_builds_streams_each_build_then_the_summary(
+    channel: grpc_testing.Channel, pool: ThreadPoolExecutor
+) -> None:
+    client = SyncBuildControlClient("unused", channel=channel)
+    answer = pool.submit(lambda: list(client.cancel_builds(pipeline="deploy", reason="r")))
+
+    _, request, rpc = channel.take_unary_stream(SERVICE.methods_by_name["CancelBuilds"])
+    finished = build_control_pb2.CancelFinished(build_id=BUILD_ID)
+    rpc.send_response(build_control_pb2.CancelBuildsResponse(build=finished))
+    summary = build_control_pb2.CancelBuildsSummary(matched=1, canceled=1)
+    rpc.send_response(build_control_pb2.CancelBuildsResponse(summary=summary))
+    rpc.terminate((), grpc.StatusCode.OK, "")
+
+    assert (request.pipeline, request.reason) == ("deploy", "r")
+    assert [event.WhichOneof("event") for event in answer.result(timeout=10)] == [
+        "build",
+        "summary",
+    ]
+
+
+def test_list_agents_returns_the_agents(
+    channel: grpc_testing.Channel, pool: ThreadPoolExecutor
+) -> None:
+    client = SyncBuildControlClient("unused", channel=channel)
+    answer = pool.submit(client.list_agents)
+
+    _, _, rpc = channel.take_unary_unary(SERVICE.methods_by_name["ListAgents"])
+    agents = [build_control_pb2.Agent(agent_id="a1", connected=True)]
+    response = build_control_pb2.ListAgentsResponse(agents=agents)
+    rpc.terminate(response, (), grpc.StatusCode.OK, "")
+
+    assert [agent.agent_id for agent in answer.result(timeout=10)] == ["a1"]

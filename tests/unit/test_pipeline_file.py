@@ -76,7 +76,7 @@ def test_json_files_are_read_too(tmp_path: Path) -> None:
     assert request.stages[0].jobs[0].env == {"A": "1"}
 
 
-@pytest.mark.parametrize("name", ["hello.yaml", "sleepy.yaml"])
+@pytest.mark.parametrize("name", ["hello.yaml", "sleepy.yaml", "cleanup.yaml"])
 def test_the_examples_are_valid(name: str) -> None:
     request = load_pipeline_file(EXAMPLES / name)
 
@@ -126,6 +126,19 @@ def test_hello_example_has_two_stages() -> None:
         (minimal(env={"A": {"B": 1}}), "stages[0].jobs[0].env.A", "not a mapping"),
         (minimal(env={"A=B": "1"}), "stages[0].jobs[0].env.A=B", "cannot hold '='"),
         (minimal(envs={}), "stages[0].jobs[0].envs", "unknown key"),
+        (minimal(run_on_cancel="yes"), "stages[0].jobs[0].run_on_cancel", "true or false"),
+        (
+            minimal(steps=[{"command": "x", "run_on_cancel": 1}]),
+            "stages[0].jobs[0].steps[0].run_on_cancel",
+            "true or false",
+        ),
+        (minimal(timeout="10m"), "stages[0].jobs[0].timeout", "number of seconds, not str"),
+        (minimal(timeout=0), "stages[0].jobs[0].timeout", "more than 0"),
+        (minimal(timeout=True), "stages[0].jobs[0].timeout", "number of seconds, not bool"),
+        (minimal(timeout=8 * 24 * 3600), "stages[0].jobs[0].timeout", "at most"),
+        ({**minimal(), "concurrency_group": ""}, "concurrency_group", "must not be empty"),
+        ({**minimal(), "cancel_in_progress": True}, "cancel_in_progress", "concurrency_group"),
+        ({**minimal(), "cancel_in_progress": "true"}, "cancel_in_progress", "true or false"),
     ],
 )
 def test_errors_name_the_key_path(document: object, key_path: str, problem: str) -> None:
@@ -173,3 +186,42 @@ def test_broken_yaml_is_a_pipeline_error_with_its_position(tmp_path: Path) -> No
 def test_a_missing_file_raises_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_pipeline_file(tmp_path / "nope.yaml")
+
+
+def test_cleanup_timeout_and_concurrency_keys_become_the_request() -> None:
+    document = {
+        "pipeline": "deploy",
+        "concurrency_group": "deploy-main",
+        "cancel_in_progress": True,
+        "stages": [
+            {
+                "name": "s",
+                "jobs": [
+                    {
+                        "name": "j",
+                        "timeout": 90.5,
+                        "steps": ["make", {"command": "make clean", "run_on_cancel": True}],
+                    },
+                    {"name": "notify", "run_on_cancel": True, "steps": ["./notify"]},
+                ],
+            }
+        ],
+    }
+
+    request = parse_pipeline(document)
+
+    assert (request.concurrency_group, request.cancel_in_progress) == ("deploy-main", True)
+    job, notify = request.stages[0].jobs
+    assert job.timeout.ToNanoseconds() == 90_500_000_000
+    assert [step.run_on_cancel for step in job.steps] == [False, True]
+    assert (job.run_on_cancel, notify.run_on_cancel) == (False, True)
+    assert not notify.HasField("timeout")  # unset: the server's default applies
+
+
+def test_the_cleanup_example_has_a_cleanup_step_and_a_cleanup_job() -> None:
+    request = load_pipeline_file(EXAMPLES / "cleanup.yaml")
+
+    (deploy,), (notify,) = (stage.jobs for stage in request.stages)
+    assert [step.run_on_cancel for step in deploy.steps] == [False, False, False, True]
+    assert notify.run_on_cancel
+    assert request.cancel_in_progress and request.concurrency_group == "deploy-main"

@@ -8,7 +8,9 @@ Rules it keeps (DESIGN.md, "Agent protocol"):
   with capped, jittered exponential backoff and its Hello lists the jobs it runs and the
   results the server may have missed. The server answers with the desired state.
 - Stops are at-least-once: a StopJob for an unknown, finished or already stopping job
-  is a no-op (a shorter grace still brings the SIGKILL forward).
+  is a no-op, except that it may make the stop stricter: a shorter grace brings the
+  SIGKILL forward, and `skip_cleanup` (a forced cancel) kills at once and skips or
+  cuts short the job's cleanup steps (job_runner.py).
 - Leaving on purpose (shutdown, or the server's Drain) ends with Goodbye; any other end
   of stream is a disconnect to the server.
 """
@@ -32,8 +34,10 @@ from buildcontrol_client.agent_stream import (
     StreamEnd,
     describe_error,
 )
+from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.backoff import Backoff, BackoffPolicy
-from buildcontrol_client.job_runner import JobRun
+from buildcontrol_client.credentials import TlsOptions
+from buildcontrol_client.job_runner import DEFAULT_CLEANUP_SECONDS, JobRun
 from buildcontrol_client.outbox import Outbox, ResultLog, is_result, job_id_of
 
 log = logging.getLogger("buildcontrol.agent")
@@ -61,6 +65,11 @@ class AgentOptions:
     keepalive_seconds: float = 30.0
     # Used when Welcome carries no heartbeat interval.
     heartbeat_seconds: float = 10.0
+    # An agent token (the server's DATA_DIR/agent.token on first start); None when the
+    # server runs with --auth off.
+    token: str | None = None
+    # TLS to the server, with a client certificate if it requires one (mutual TLS).
+    tls: TlsOptions | None = None
 
 
 class Agent:
@@ -137,6 +146,8 @@ class Agent:
             on_message=self._on_server_message,
             on_written=self._results.mark_written,
             keepalive_seconds=self._options.keepalive_seconds,
+            metadata=auth_metadata(self._options.token),
+            tls=self._options.tls,
         )
         carried: list[str] = []
 
@@ -248,9 +259,21 @@ class Agent:
         if job is None:
             log.info("stop of job %s: not running here, nothing to do", stop.job_id)
             return
-        if job.request_stop(grace, by_server=True):
+        # Unset means the server gave no budget of its own: the agent's default applies.
+        # An explicit zero is taken at its word: no time for cleanup.
+        cleanup = (
+            stop.cleanup_timeout.ToTimedelta().total_seconds()
+            if stop.HasField("cleanup_timeout")
+            else DEFAULT_CLEANUP_SECONDS
+        )
+        forced = " (forced: no cleanup)" if stop.skip_cleanup else ""
+        if job.request_stop(
+            grace, by_server=True, skip_cleanup=stop.skip_cleanup, cleanup_seconds=cleanup
+        ):
             reason = f": {stop.reason}" if stop.reason else ""
-            log.info("stopping job %s (grace %.1fs)%s", stop.job_id, grace, reason)
+            log.info("stopping job %s (grace %.1fs)%s%s", stop.job_id, grace, forced, reason)
+        elif stop.skip_cleanup:
+            log.info("stop of job %s: already stopping, escalated: killing now", stop.job_id)
         else:
             log.info("stop of job %s: already stopping", stop.job_id)
 

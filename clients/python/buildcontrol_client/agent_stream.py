@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
 
+from buildcontrol_client.auth import Metadata
+from buildcontrol_client.credentials import TlsOptions, open_channel
 from buildcontrol_client.outbox import Outbox
 
 log = logging.getLogger("buildcontrol.agent")
@@ -59,8 +61,12 @@ class AgentStream:
         on_message: Callable[[agent_pb2.ConnectResponse], None],
         on_written: Callable[[agent_pb2.ConnectRequest], None],
         keepalive_seconds: float,
+        metadata: Metadata = (),
+        tls: TlsOptions | None = None,
     ) -> None:
         self._target = target
+        self._metadata = metadata
+        self._tls = tls
         self._outbox = outbox
         self._on_message = on_message
         self._on_written = on_written
@@ -78,10 +84,13 @@ class AgentStream:
     ) -> agent_pb2.Welcome:
         """Send Hello and wait for Welcome. `make_hello` is called right before the write,
         so the Hello describes the agent as of the moment it goes out."""
-        self._channel = grpc.aio.insecure_channel(
-            self._target, options=keepalive_options(self._keepalive_seconds)
+        self._channel = open_channel(
+            self._target,
+            keepalive_options(self._keepalive_seconds),
+            self._tls,
+            sends_token=bool(self._metadata),
         )
-        self._call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect()
+        self._call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect(metadata=self._metadata)
         async with asyncio.timeout(timeout_seconds):
             await self._call.write(agent_pb2.ConnectRequest(hello=make_hello()))
             first = await self._call.read()

@@ -1,10 +1,9 @@
-"""Client subcommands of the `buildcontrol` CLI: agent, submit, get, list, watch, cancel.
+"""Client subcommands of the `buildcontrol` CLI: agent, submit, get, list, watch, cancel,
+cancel-builds, agents. Their arguments are declared here; what they do is in
+cli_commands.py; the exit codes in cli_exit.py.
 
 The top-level parser (server/buildcontrol_server/cli.py) calls `register(subparsers)` and
-then `asyncio.run(args.func(args))`; the coroutine's result is the exit code:
-
-    0 ok · 1 the build FAILED or was CANCELED (watch, submit --watch), or another error
-    2 usage · 3 server unavailable · 4 not found or invalid input
+then `asyncio.run(args.func(args))`; the coroutine's result is the exit code.
 """
 
 from __future__ import annotations
@@ -12,31 +11,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import os
 import signal
 import socket
 import sys
+import textwrap
+import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from functools import wraps
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
-from buildcontrol.v1 import build_pb2
 
-from buildcontrol_client import cli_output
+from buildcontrol_client import cli_commands, cli_output
 from buildcontrol_client.agent import Agent, AgentOptions
+from buildcontrol_client.auth import TOKEN_VARIABLE, TokenFileError, read_token
 from buildcontrol_client.backoff import BackoffPolicy
-from buildcontrol_client.client import BuildControlClient
+from buildcontrol_client.cli_exit import (
+    EXIT_DENIED,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND_OR_INVALID,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    exit_codes_help,
+)
+from buildcontrol_client.credentials import add_tls_arguments, tls_from
 from buildcontrol_client.errors import BuildControlError, StreamEndedEarly
-from buildcontrol_client.pipeline_file import PipelineFileError, load_pipeline_file
-
-EXIT_OK = 0
-EXIT_BUILD_NOT_SUCCEEDED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-EXIT_NOT_FOUND_OR_INVALID = 4
+from buildcontrol_client.pipeline_file import PipelineFileError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -46,20 +50,151 @@ _EXIT_BY_CODE = {
     grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.INVALID_ARGUMENT: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.FAILED_PRECONDITION: EXIT_NOT_FOUND_OR_INVALID,
-}
-_TERMINAL_EXIT = {
-    build_pb2.BUILD_STATUS_SUCCEEDED: EXIT_OK,
-    build_pb2.BUILD_STATUS_FAILED: EXIT_BUILD_NOT_SUCCEEDED,
-    build_pb2.BUILD_STATUS_CANCELED: EXIT_BUILD_NOT_SUCCEEDED,
+    grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
+    grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
 }
 
 Command = Callable[[argparse.Namespace], Awaitable[int]]
+# argparse's class is subscriptable only in the stubs: a TypeAlias keeps it a type for
+# mypy and a plain string at run time.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+_JSON_HELP = "print one JSON object per line (proto JSON field names, as grpcurl shows them)"
+_OUTPUT_NOTE = (
+    "On a terminal the progress is redrawn in place; piped, it is one plain line per event."
+)
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the client subcommands; each sets `args.func`."""
-    agent = subparsers.add_parser("agent", help="run a build agent")
-    _add_server(agent)
+    _register_agent(subparsers)
+
+    submit = _command(
+        subparsers,
+        "submit",
+        "submit a pipeline file as a new build",
+        "buildcontrol submit examples/hello.yaml --watch",
+        "Prints the new build's id and status. " + _OUTPUT_NOTE,
+    )
+    submit.add_argument("file", type=Path, help="pipeline file (YAML or JSON)")
+    submit.add_argument("--watch", action="store_true", help="then watch the build to its end")
+    submit.set_defaults(func=_reports_errors(cli_commands.submit))
+
+    get = _command(
+        subparsers,
+        "get",
+        "show a build with its jobs and steps",
+        "buildcontrol get BUILD_ID --json | jq .status",
+    )
+    get.add_argument("build_id")
+    get.set_defaults(func=_reports_errors(cli_commands.get))
+
+    listing = _command(
+        subparsers,
+        "list",
+        "list builds, newest first",
+        "buildcontrol list --pipeline hello --page-size 20",
+        "The next page's token, if any, goes to stderr.",
+    )
+    listing.add_argument("--pipeline", default="")
+    listing.add_argument("--page-size", type=_positive_int, default=0)
+    listing.add_argument("--page-token", default="")
+    listing.set_defaults(func=_reports_errors(cli_commands.list_builds))
+
+    watch = _command(
+        subparsers,
+        "watch",
+        "follow a build until it ends; the exit code tells how it ended",
+        "buildcontrol watch BUILD_ID && echo deployed",
+        _OUTPUT_NOTE,
+    )
+    watch.add_argument("build_id")
+    watch.set_defaults(func=_reports_errors(cli_commands.watch))
+
+    cancel = _command(
+        subparsers,
+        "cancel",
+        "cancel a build and follow its jobs stopping",
+        'buildcontrol cancel BUILD_ID --reason "wrong branch" --grace 5',
+        "Ends once every job stopped (and its cleanup steps ran). " + _OUTPUT_NOTE,
+    )
+    cancel.add_argument("build_id")
+    _add_cancel_options(cancel)
+    cancel.set_defaults(func=_reports_errors(cli_commands.cancel))
+
+    batch = _command(
+        subparsers,
+        "cancel-builds",
+        "cancel every live build chosen by ids, pipeline or concurrency group",
+        "buildcontrol cancel-builds --pipeline deploy --reason freeze",
+        "Prints one line per build as it ends, then a summary. Exits 4 if a named build "
+        "was not found or had already finished.",
+    )
+    selector = batch.add_mutually_exclusive_group(required=True)
+    selector.add_argument("--ids", nargs="+", metavar="BUILD_ID", help="these builds")
+    selector.add_argument("--pipeline", help="every live build of this pipeline")
+    selector.add_argument("--concurrency-group", help="every live build of this group")
+    _add_cancel_options(batch)
+    batch.set_defaults(func=_reports_errors(cli_commands.cancel_builds))
+
+    agents = _command(
+        subparsers,
+        "agents",
+        "list the agents the server knows (connected, and awaited after a drop)",
+        "buildcontrol agents --json",
+    )
+    agents.set_defaults(func=_reports_errors(cli_commands.agents))
+
+
+def _command(
+    subparsers: Subparsers, name: str, summary: str, example: str, notes: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with an example and the exit codes."""
+    parser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(f"{summary[0].upper()}{summary[1:]}. {notes}".strip(), 80),
+        epilog=f"example:\n  {example}\n\n{exit_codes_help()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_server(parser)
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help=f"bearer token for a server with authentication on (default: ${TOKEN_VARIABLE})",
+    )
+    add_tls_arguments(parser)  # --tls, --tls-ca, --tls-cert, --tls-key (credentials.py)
+    parser.add_argument("--json", action="store_true", help=_JSON_HELP)
+    return parser
+
+
+def _add_cancel_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", default="", help="why (kept with the build)")
+    parser.add_argument(
+        "--grace",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="time between SIGTERM and SIGKILL (default: the server's)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="SIGKILL at once and skip cleanup steps; escalates a cancel already under way",
+    )
+    parser.add_argument(
+        "--requested-by", default=_who_am_i(), help="who cancels (default: user@host)"
+    )
+
+
+def _register_agent(subparsers: Subparsers) -> None:
+    agent = _command(
+        subparsers,
+        "agent",
+        "run a build agent",
+        "buildcontrol agent --labels os=linux --capacity 2 --work-dir /var/lib/bc",
+        "Runs until SIGTERM or Ctrl-C; logs go to stderr (--json: one JSON object per log record).",
+    )
     agent.add_argument("--agent-id", default=f"{socket.gethostname()}-{os.getpid()}")
     agent.add_argument(
         "--labels",
@@ -89,48 +224,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     agent.set_defaults(func=_agent)
 
-    submit = subparsers.add_parser("submit", help="submit a pipeline file as a new build")
-    _add_server(submit)
-    _add_json(submit)
-    submit.add_argument("file", type=Path, help="pipeline file (YAML or JSON)")
-    submit.add_argument("--watch", action="store_true", help="then watch the build to its end")
-    submit.set_defaults(func=_submit)
-
-    get = subparsers.add_parser("get", help="show a build with its jobs and steps")
-    _add_server(get)
-    _add_json(get)
-    get.add_argument("build_id")
-    get.set_defaults(func=_get)
-
-    listing = subparsers.add_parser("list", help="list builds, newest first")
-    _add_server(listing)
-    _add_json(listing)
-    listing.add_argument("--pipeline", default="")
-    listing.add_argument("--page-size", type=_positive_int, default=0)
-    listing.add_argument("--page-token", default="")
-    listing.set_defaults(func=_list)
-
-    watch = subparsers.add_parser("watch", help="print a build's changes until it ends")
-    _add_server(watch)
-    _add_json(watch)
-    watch.add_argument("build_id")
-    watch.set_defaults(func=_watch)
-
-    cancel = subparsers.add_parser("cancel", help="cancel a build and follow its jobs stopping")
-    _add_server(cancel)
-    _add_json(cancel)
-    cancel.add_argument("build_id")
-    cancel.add_argument("--reason", default="")
-    cancel.add_argument(
-        "--grace",
-        type=_non_negative_float,
-        metavar="SECONDS",
-        help="time between SIGTERM and SIGKILL (default: the server's)",
-    )
-    cancel.add_argument("--force", action="store_true", help="skip the grace period")
-    cancel.add_argument("--requested-by", default=_who_am_i())
-    cancel.set_defaults(func=_cancel)
-
 
 def _reports_errors(command: Command) -> Command:
     """Turn the errors a user can cause into a message on stderr and an exit code."""
@@ -141,27 +234,59 @@ def _reports_errors(command: Command) -> Command:
             return await command(args)
         except StreamEndedEarly as error:
             # A stream ending without its last message means the server went away.
-            print(f"error: {cli_output.clean(error.details)}", file=sys.stderr, flush=True)
+            _error(error.details)
             return EXIT_UNAVAILABLE
         except BuildControlError as error:
-            print(f"error: {cli_output.clean(str(error))}", file=sys.stderr, flush=True)
-            return _EXIT_BY_CODE.get(error.code, EXIT_BUILD_NOT_SUCCEEDED)
-        except (PipelineFileError, OSError) as error:
-            print(f"error: {cli_output.clean(str(error))}", file=sys.stderr, flush=True)
+            _error(str(error))
+            return _EXIT_BY_CODE.get(error.code, EXIT_FAILED)
+        except (PipelineFileError, TokenFileError, OSError) as error:
+            _error(str(error))
             return EXIT_NOT_FOUND_OR_INVALID
 
     return run
 
 
+def _error(message: str) -> None:
+    print(f"error: {cli_output.clean(message)}", file=sys.stderr, flush=True)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log record, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 async def _agent(args: argparse.Namespace) -> int:
-    if not logging.getLogger().handlers:
+    root = logging.getLogger()
+    if not root.handlers:
         logging.basicConfig(
             level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
         )
+    if args.json:
+        for handler in root.handlers:
+            handler.setFormatter(JsonLogFormatter())
     labels: dict[str, str] = {}
     for group in args.labels:
         labels.update(group)
+    try:
+        token = read_token(args.token_file)
+        tls = tls_from(args)
+    except (TokenFileError, OSError) as error:
+        _error(str(error))
+        return EXIT_NOT_FOUND_OR_INVALID
     options = AgentOptions(
+        token=token,
+        tls=tls,
         work_dir=args.work_dir,
         shutdown_grace_seconds=args.shutdown_grace,
         backoff=BackoffPolicy(initial=min(0.2, args.reconnect_max), maximum=args.reconnect_max),
@@ -178,97 +303,10 @@ async def _agent(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@_reports_errors
-async def _submit(args: argparse.Namespace) -> int:
-    request = load_pipeline_file(args.file)
-    async with BuildControlClient(args.server) as client:
-        build = await client.submit(request)
-        _print(cli_output.to_json(build) if args.json else f"{build.build_id} {_status(build)}")
-        if args.watch:
-            return await _follow(client, build.build_id, args.json)
-    return EXIT_OK
-
-
-@_reports_errors
-async def _get(args: argparse.Namespace) -> int:
-    async with BuildControlClient(args.server) as client:
-        build = await client.get(args.build_id)
-    if args.json:
-        _print(cli_output.to_json(build))
-    else:
-        for line in cli_output.build_details(build):
-            _print(line)
-    return EXIT_OK
-
-
-@_reports_errors
-async def _list(args: argparse.Namespace) -> int:
-    async with BuildControlClient(args.server) as client:
-        builds, next_token = await client.list(args.page_size, args.page_token, args.pipeline)
-    for build in builds:
-        _print(cli_output.to_json(build) if args.json else cli_output.build_line(build))
-    if next_token:
-        # On stderr, so stdout stays one build per line for pipes.
-        print(f"next page: --page-token {next_token}", file=sys.stderr, flush=True)
-    return EXIT_OK
-
-
-@_reports_errors
-async def _watch(args: argparse.Namespace) -> int:
-    async with BuildControlClient(args.server) as client:
-        return await _follow(client, args.build_id, args.json)
-
-
-@_reports_errors
-async def _cancel(args: argparse.Namespace) -> int:
-    async with BuildControlClient(args.server) as client:
-        events = client.cancel(
-            args.build_id,
-            reason=args.reason,
-            force=args.force,
-            grace_period_seconds=args.grace,
-            requested_by=args.requested_by,
-        )
-        async with aclosing(events):
-            async for event in events:
-                _print(cli_output.to_json(event) if args.json else cli_output.cancel_line(event))
-                if event.HasField("finished"):
-                    return EXIT_OK
-    raise StreamEndedEarly("the server ended the Cancel stream before the build was terminal")
-
-
-async def _follow(client: BuildControlClient, build_id: str, as_json: bool) -> int:
-    """Print each watch event; the exit code follows the build's terminal status."""
-    status = build_pb2.BUILD_STATUS_UNSPECIFIED
-    async with aclosing(client.watch(build_id)) as events:
-        async for event in events:
-            _print(cli_output.to_json(event) if as_json else cli_output.watch_line(event))
-            if event.HasField("snapshot"):
-                status = event.snapshot.status
-            elif event.HasField("build_changed"):
-                status = event.build_changed.status
-    if status not in _TERMINAL_EXIT:
-        raise StreamEndedEarly("the watch ended before the build was terminal")
-    return _TERMINAL_EXIT[status]
-
-
-def _print(line: str) -> None:
-    # Flushed per line: a pipe reader (or a test) sees each event as it happens.
-    print(line, flush=True)
-
-
-def _status(build: build_pb2.Build) -> str:
-    return cli_output.build_status(build.status)
-
-
 def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server", default=DEFAULT_SERVER, help=f"server address (default {DEFAULT_SERVER})"
     )
-
-
-def _add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object per line")
 
 
 def _labels(text: str) -> dict[str, str]:

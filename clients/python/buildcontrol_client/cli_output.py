@@ -16,8 +16,11 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 
 def to_json(msg: message.Message) -> str:
-    """One line of canonical proto JSON (the same field names grpcurl shows)."""
-    return json.dumps(json_format.MessageToDict(msg), separators=(",", ":"))
+    """One line of canonical proto JSON (the same field names grpcurl shows). Fields at
+    their default value are printed too (`"connected": false`), so a script can rely on
+    every field being there."""
+    as_dict = json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
+    return json.dumps(as_dict, separators=(",", ":"))
 
 
 def clean(text: str) -> str:
@@ -149,3 +152,38 @@ def _enum_name(enum_type: EnumTypeWrapper, value: int, prefix: str) -> str:
     except ValueError:
         return str(value)  # a status newer than this client
     return name.removeprefix(prefix)
+
+
+def batch_line(event: build_control_pb2.CancelBuildsResponse) -> str:
+    """One line of CancelBuilds: a build that ended, or the summary."""
+    kind = event.WhichOneof("event")
+    if kind == "build":
+        finished = event.build
+        return (
+            f"build {finished.build_id} {build_status(finished.status)} "
+            + " ".join(f"[{_job_result(job)}]" for job in finished.jobs)
+        ).rstrip()
+    if kind == "summary":
+        summary = event.summary
+        return (
+            f"summary matched={summary.matched} canceled={summary.canceled}"
+            f" already_canceling={summary.already_canceling}"
+            f" not_cancelable={summary.not_cancelable} not_found={summary.not_found}"
+        )
+    return f"unknown event {kind}"
+
+
+def agent_line(agent: build_control_pb2.Agent) -> str:
+    """id, connected or not, capacity, jobs, labels."""
+    parts = [
+        clean(agent.agent_id),
+        "connected" if agent.connected else "disconnected",
+        f"capacity={agent.capacity}",
+        f"jobs={','.join(agent.job_ids) or '-'}",
+    ]
+    if agent.suspect:
+        parts.append("suspect")  # missed a stop deadline: hung, or ignoring stops
+    if agent.labels:
+        labels = ",".join(f"{key}={value}" for key, value in sorted(agent.labels.items()))
+        parts.append(f"labels={clean(labels)}")
+    return " ".join(parts)

@@ -20,8 +20,15 @@ from typing import Any
 import grpc
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
+from buildcontrol_client.auth import auth_metadata
+from buildcontrol_client.credentials import TlsOptions, open_channel
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
-from buildcontrol_client.request_builders import PipelineSpec, cancel_request, submit_request
+from buildcontrol_client.request_builders import (
+    PipelineSpec,
+    cancel_builds_request,
+    cancel_request,
+    submit_request,
+)
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 
@@ -35,10 +42,16 @@ class BuildControlClient:
         *,
         timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
         channel_options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
-        """`timeout` bounds each unary call; streams run until they end or are closed."""
+        """`timeout` bounds each unary call; streams run until they end or are closed.
+        `token` is sent as `authorization: Bearer TOKEN` with every call; `tls` secures
+        the channel (credentials.py)."""
         self.target = target
         self._timeout = timeout
+        self._metadata = auth_metadata(token)
+        self._tls = tls
         self._channel_options = tuple(channel_options)
         # The channel binds to the running event loop, so it is made on first use rather
         # than here (a client may be constructed before asyncio.run starts the loop).
@@ -66,14 +79,18 @@ class BuildControlClient:
         """Queue a build from a SubmitBuildRequest or a pipeline document (a dict)."""
         request = submit_request(spec)
         with translated_rpc_errors():
-            response = await self._connect().SubmitBuild(request, timeout=self._timeout)
+            response = await self._connect().SubmitBuild(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
         build: build_pb2.Build = response.build
         return build
 
     async def get(self, build_id: str) -> build_pb2.Build:
         request = build_control_pb2.GetBuildRequest(build_id=build_id)
         with translated_rpc_errors():
-            response = await self._connect().GetBuild(request, timeout=self._timeout)
+            response = await self._connect().GetBuild(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
         build: build_pb2.Build = response.build
         return build
 
@@ -85,14 +102,17 @@ class BuildControlClient:
             page_size=page_size, page_token=page_token, pipeline=pipeline
         )
         with translated_rpc_errors():
-            response = await self._connect().ListBuilds(request, timeout=self._timeout)
+            response = await self._connect().ListBuilds(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
         return builtins.list(response.builds), str(response.next_page_token)
 
     async def watch(
         self, build_id: str
     ) -> AsyncGenerator[build_control_pb2.WatchBuildResponse, None]:
         """A snapshot, then every change, until the build is terminal."""
-        call = self._connect().WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id))
+        request = build_control_pb2.WatchBuildRequest(build_id=build_id)
+        call = self._connect().WatchBuild(request, metadata=self._metadata)
         try:
             with translated_rpc_errors():
                 async for response in call:
@@ -113,7 +133,7 @@ class BuildControlClient:
         Closing the stream early does not abort the cancel: it only stops the reporting.
         """
         request = cancel_request(build_id, reason, force, grace_period_seconds, requested_by)
-        call = self._connect().Cancel(request)
+        call = self._connect().Cancel(request, metadata=self._metadata)
         try:
             with translated_rpc_errors():
                 async for response in call:
@@ -137,9 +157,53 @@ class BuildControlClient:
                     return event.finished
         raise StreamEndedEarly(f"the Cancel stream of {build_id} ended without CancelFinished")
 
+    async def cancel_builds(
+        self,
+        build_ids: Sequence[str] = (),
+        *,
+        pipeline: str = "",
+        concurrency_group: str = "",
+        reason: str = "",
+        force: bool = False,
+        grace_period_seconds: float | None = None,
+        requested_by: str = "",
+    ) -> AsyncGenerator[build_control_pb2.CancelBuildsResponse, None]:
+        """Cancel every live build chosen by ids, a pipeline or a concurrency group (give
+        exactly one): a CancelFinished per build as it becomes terminal, then the summary.
+
+        As with `cancel`, closing the stream early does not abort the cancels.
+        """
+        request = cancel_builds_request(
+            build_ids,
+            pipeline,
+            concurrency_group,
+            reason,
+            force,
+            grace_period_seconds,
+            requested_by,
+        )
+        call = self._connect().CancelBuilds(request, metadata=self._metadata)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
+
+    async def list_agents(self) -> builtins.list[build_control_pb2.Agent]:
+        """Connected agents, and disconnected ones whose jobs still wait for them."""
+        request = build_control_pb2.ListAgentsRequest()
+        with translated_rpc_errors():
+            response = await self._connect().ListAgents(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        return builtins.list(response.agents)
+
     def _connect(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=self._channel_options)
+            self._channel = open_channel(
+                self.target, self._channel_options, self._tls, sends_token=bool(self._metadata)
+            )
             # The generated stub has no annotations; the methods above give the types.
             self._stub = build_control_pb2_grpc.BuildControlStub(self._channel)
         return self._stub

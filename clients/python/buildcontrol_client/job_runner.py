@@ -1,23 +1,35 @@
-"""One assigned job on the agent: its steps in order, and its stop.
+"""One assigned job on the agent: its steps in order, its stop, and its cleanup steps.
 
 Everything the job has to say goes out through `emit` as ConnectRequest messages, in
 order: JobAccepted, StepStarted/StepFinished per step, then exactly one result,
 JobFinished (it ended by itself) or JobStopped (a StopJob ended it).
+
+A stop from the server (docs/agent-protocol.md, "Stops and cleanup"):
+1. SIGTERM to the running step's process group (and to what earlier steps left in the
+   background), SIGKILL after the grace period; no further ordinary step starts.
+2. The job's cleanup steps (`run_on_cancel`) that have not run yet run in order, each
+   reported with StepStarted/StepFinished, all of them together bounded by the stop's
+   cleanup timeout; past it the running cleanup step's group gets SIGKILL.
+3. JobStopped with how step 1 ended (GRACEFUL or KILLED).
+A forced stop (`skip_cleanup`), also one arriving during step 1 or 2, kills whatever runs
+at once, runs no cleanup and reports KILLED: the job was not given its grace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
-import re
+import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from buildcontrol.v1 import agent_pb2, build_pb2
 
+from buildcontrol_client.job_workspace import JobWorkspace
 from buildcontrol_client.process_group import live_members
 from buildcontrol_client.process_runner import GroupTerminator, StepProcess, StopOutcome
 
@@ -33,6 +45,9 @@ AGENT_ERROR_EXIT_CODE = 255
 TERMINATED_EXIT_CODE = 128 + 15
 # How long to wait for the leader's exit status once its group is gone or killed.
 EXIT_STATUS_WAIT_SECONDS = 5.0
+# Cleanup budget for a StopJob that carries no cleanup_timeout at all (the server's own
+# default); an explicit zero means "no time for cleanup".
+DEFAULT_CLEANUP_SECONDS = 60.0
 
 _OUTCOME_ON_WIRE = {
     StopOutcome.GRACEFUL: build_pb2.JOB_OUTCOME_GRACEFUL,
@@ -46,6 +61,17 @@ class _StopRequest:
     # A stop the server asked for is answered with JobStopped. One the agent started
     # for its own shutdown is a failure of the job from the server's point of view.
     by_server: bool
+    # Longest the cleanup steps may run together once the stop is done.
+    cleanup_seconds: float
+    # A forced stop (skip_cleanup): SIGKILL at once, no cleanup, outcome KILLED.
+    forced: bool = False
+    # The agent itself is leaving: no cleanup starts (its shutdown grace is short and
+    # the job is reported failed anyway).
+    agent_leaving: bool = False
+
+    @property
+    def runs_cleanup(self) -> bool:
+        return self.by_server and not self.forced and not self.agent_leaving
 
 
 class JobRun:
@@ -63,13 +89,20 @@ class JobRun:
         self._assignment = assignment
         self._emit = emit
         self._agent_id = agent_id
-        self._work_dir = work_dir
+        self._workspace = JobWorkspace(work_dir, self.job_id)
         self._stop: _StopRequest | None = None
         self._stop_requested = asyncio.Event()
         self._terminator: GroupTerminator | None = None
         # Groups of this job's steps that may still have processes. Emptied groups are
         # dropped at once: their ids can be reused by unrelated processes later.
         self._groups: list[int] = []
+        # Indexes of the steps started so far: a cleanup step that already ran as an
+        # ordinary step is not run again after a stop.
+        self._started: set[int] = set()
+        # When the running cleanup step gets SIGKILL (time.monotonic()); a later stop
+        # (forced, or the agent's shutdown) brings it forward and sets `_hurry`.
+        self._cleanup_deadline = math.inf
+        self._hurry = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -92,18 +125,42 @@ class JobRun:
         self._task = asyncio.create_task(self._run(), name=f"job-{self.job_id}")
         return self._task
 
-    def request_stop(self, grace_seconds: float, by_server: bool = True) -> bool:
-        """Begin stopping; False if a stop was already under way (the request is a duplicate,
-        though a shorter grace still brings the SIGKILL forward)."""
-        if self._stop is None:
-            self._stop = _StopRequest(grace_seconds, by_server)
+    def request_stop(
+        self,
+        grace_seconds: float,
+        by_server: bool = True,
+        *,
+        skip_cleanup: bool = False,
+        cleanup_seconds: float = DEFAULT_CLEANUP_SECONDS,
+    ) -> bool:
+        """Begin stopping; False if a stop was already under way. A repeated stop changes
+        nothing (delivery is at-least-once), except that it may make the stop stricter:
+        a shorter grace brings the SIGKILL forward, `skip_cleanup` kills at once and
+        cancels the cleanup, and a stop by the agent itself bounds the cleanup by its
+        grace."""
+        if skip_cleanup:
+            grace_seconds = 0.0
+        stop = self._stop
+        if stop is None:
+            self._stop = _StopRequest(
+                grace_seconds,
+                by_server,
+                cleanup_seconds,
+                forced=skip_cleanup,
+                agent_leaving=not by_server,
+            )
             self._stop_requested.set()
             return True
-        self._stop.by_server = self._stop.by_server or by_server
+        stop.by_server = stop.by_server or by_server
+        stop.forced = stop.forced or skip_cleanup
+        stop.agent_leaving = stop.agent_leaving or not by_server
         if self._terminator is not None:
             self._terminator.hurry(grace_seconds)
         else:
-            self._stop.grace_seconds = min(self._stop.grace_seconds, grace_seconds)
+            stop.grace_seconds = min(stop.grace_seconds, grace_seconds)
+        if skip_cleanup or not by_server:
+            self._cleanup_deadline = min(self._cleanup_deadline, time.monotonic() + grace_seconds)
+            self._hurry.set()
         return False
 
     async def wait(self) -> None:
@@ -139,7 +196,7 @@ class JobRun:
             assert step_exit is not None
             exit_code = step_exit
             self._emit_step_finished(step.index, exit_code)
-            self._groups = [pgid for pgid in self._groups if live_members([pgid])]
+            self._forget_empty_groups()
             if exit_code != 0:
                 break
         if self._stop is not None:
@@ -149,6 +206,7 @@ class JobRun:
             self._finish(succeeded=exit_code == 0, exit_code=exit_code)
 
     async def _start_step(self, step: agent_pb2.AssignedStep) -> StepProcess | None:
+        self._started.add(step.index)
         self._emit(
             agent_pb2.ConnectRequest(
                 step_started=agent_pb2.StepStarted(
@@ -164,9 +222,11 @@ class JobRun:
             "BUILDCONTROL_JOB_ID": self.job_id,
             "BUILDCONTROL_STEP_INDEX": str(step.index),
         }
-        output = self._open_log(step)
+        output = self._workspace.open_log(step.index, step.name or step.command)
         try:
-            process = await StepProcess.start(step.command, env, self._job_dir(), output)
+            process = await StepProcess.start(
+                step.command, env, self._workspace.directory(), output
+            )
         except (OSError, ValueError) as error:
             log.error("job %s: step %d could not start: %s", self.job_id, step.index, error)
             return None
@@ -191,15 +251,17 @@ class JobRun:
     async def _finish_stopped(self, stop: _StopRequest, running: StepProcess | None) -> None:
         self._terminator = GroupTerminator(self._groups, stop.grace_seconds)
         outcome = await self._terminator.run()
-        exit_code: int | None = None
-        if running is not None:
-            try:
-                exit_code = await asyncio.wait_for(running.wait(), EXIT_STATUS_WAIT_SECONDS)
-            except TimeoutError:
-                log.warning("job %s: no exit status from pid %d", self.job_id, running.pid)
+        exit_code = await self._exit_status(running)
         if not stop.by_server:
             self._finish(succeeded=False, exit_code=exit_code or TERMINATED_EXIT_CODE)
             return
+        self._forget_empty_groups()
+        if stop.runs_cleanup:
+            await self._run_cleanup(stop)
+        await self._kill_leftovers()
+        if stop.forced:
+            # Checked last: a forced stop may arrive during the grace or the cleanup.
+            outcome = StopOutcome.KILLED
         log.info(
             "job %s (build %s) stopped: %s (exit %s)",
             self.job_id,
@@ -213,6 +275,71 @@ class JobRun:
         if exit_code is not None:
             stopped.exit_code = exit_code
         self._emit(agent_pb2.ConnectRequest(job_stopped=stopped))
+
+    async def _exit_status(self, process: StepProcess | None) -> int | None:
+        """The exit code of a step whose group was stopped (None if no step ran)."""
+        if process is None:
+            return None
+        try:
+            return await asyncio.wait_for(process.wait(), EXIT_STATUS_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("job %s: no exit status from pid %d", self.job_id, process.pid)
+            return None
+
+    async def _run_cleanup(self, stop: _StopRequest) -> None:
+        """Run the cleanup steps that have not run yet, in order, within the budget."""
+        steps = [
+            step
+            for step in self._assignment.steps
+            if step.run_on_cancel and step.index not in self._started
+        ]
+        if not steps:
+            return
+        budget = max(0.0, stop.cleanup_seconds)
+        self._cleanup_deadline = min(self._cleanup_deadline, time.monotonic() + budget)
+        log.info("job %s: %d cleanup steps, at most %gs", self.job_id, len(steps), budget)
+        for step in steps:
+            if not stop.runs_cleanup or time.monotonic() >= self._cleanup_deadline:
+                # Forced, the agent is leaving, or the budget is spent.
+                log.info("job %s: cleanup cut short before step %d", self.job_id, step.index)
+                return
+            process = await self._start_step(step)
+            if process is None:
+                self._emit_step_finished(step.index, CANNOT_START_EXIT_CODE)
+                continue  # cleanup is a `finally`: a failed step does not stop the next
+            self._emit_step_finished(step.index, await self._wait_for_cleanup_step(process))
+            self._forget_empty_groups()
+
+    async def _wait_for_cleanup_step(self, process: StepProcess) -> int:
+        """The cleanup step's exit code; past the cleanup deadline its group is killed
+        (the deadline may move forward while we wait: a forced stop sets `_hurry`)."""
+        exited = asyncio.ensure_future(process.wait())
+        while not exited.done():
+            remaining = self._cleanup_deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._hurry.clear()
+            hurried = asyncio.ensure_future(self._hurry.wait())
+            try:
+                await asyncio.wait(
+                    {exited, hurried}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                hurried.cancel()
+        if not exited.done():
+            log.warning(
+                "job %s: cleanup step ran past its deadline (or the stop was forced): killed",
+                self.job_id,
+            )
+            await GroupTerminator([process.pgid], 0).run()
+            await asyncio.wait({exited}, timeout=EXIT_STATUS_WAIT_SECONDS)
+        if not exited.done():
+            exited.cancel()
+            return 128 + signal.SIGKILL  # it was sent; the status itself never came
+        return exited.result()
+
+    def _forget_empty_groups(self) -> None:
+        self._groups = [pgid for pgid in self._groups if live_members([pgid])]
 
     async def _kill_leftovers(self) -> None:
         """Kill what the steps left in the background, as CI runners do at a job's end."""
@@ -251,30 +378,3 @@ class JobRun:
                 )
             )
         )
-
-    def _job_dir(self) -> Path | None:
-        if self._work_dir is None:
-            return None
-        job_dir = self._work_dir / _safe_file_name(self.job_id)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        return job_dir
-
-    def _open_log(self, step: agent_pb2.AssignedStep) -> IO[bytes] | None:
-        """The job's log (one file per job, steps appended), or None to discard output."""
-        if self._work_dir is None:
-            return None
-        path = self._work_dir / f"{_safe_file_name(self.job_id)}.log"
-        try:
-            self._work_dir.mkdir(parents=True, exist_ok=True)
-            with path.open("ab") as header:
-                header.write(f"--- step {step.index}: {step.name or step.command}\n".encode())
-            return path.open("ab")
-        except OSError as error:
-            # A full or read-only disk should not fail the build: run it without a log.
-            log.warning("job %s: cannot write %s (%s); output discarded", self.job_id, path, error)
-            return None
-
-
-def _safe_file_name(text: str) -> str:
-    """Job ids come from the server; never let one climb out of the work dir."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip(".") or "job"

@@ -1,15 +1,22 @@
 """Pipeline files (YAML, or JSON which YAML reads too) turned into a SubmitBuildRequest.
 
     pipeline: hello
+    concurrency_group: hello-main        # optional: one build of the group at a time
+    cancel_in_progress: true             # optional: a new build cancels the older ones
     stages:
       - name: build
         jobs:
           - name: compile
             labels: {os: linux}
             env: {CC: gcc}
+            timeout: 600                        # optional, seconds
             steps:
               - make                                # a bare command
               - {name: test, command: make test}    # or a named one
+              - {command: make clean, run_on_cancel: true}   # also runs after a cancel
+          - name: report
+            run_on_cancel: true                 # a cleanup job: runs after a cancel too
+            steps: [./report.sh]
 
 Every error names the key path that is wrong (`stages[0].jobs[1].steps[2].command`), so a
 user fixes the file without guessing. The server validates again; this is for early,
@@ -36,10 +43,12 @@ class PipelineFileError(ValueError):
         self.source = source
 
 
-_PIPELINE_KEYS = frozenset({"pipeline", "stages"})
+_PIPELINE_KEYS = frozenset({"pipeline", "stages", "concurrency_group", "cancel_in_progress"})
 _STAGE_KEYS = frozenset({"name", "jobs"})
-_JOB_KEYS = frozenset({"name", "labels", "env", "steps"})
-_STEP_KEYS = frozenset({"name", "command"})
+_JOB_KEYS = frozenset({"name", "labels", "env", "steps", "run_on_cancel", "timeout"})
+_STEP_KEYS = frozenset({"name", "command", "run_on_cancel"})
+# The server's own bound (7 days); checked here too, for an error that names the key.
+MAX_JOB_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 def load_pipeline_file(path: str | Path) -> build_control_pb2.SubmitBuildRequest:
@@ -75,8 +84,14 @@ def parse_pipeline(data: object, source: str = "") -> build_control_pb2.SubmitBu
 def _parse_document(data: object) -> build_control_pb2.SubmitBuildRequest:
     document = _mapping(data, "", _PIPELINE_KEYS)
     request = build_control_pb2.SubmitBuildRequest(
-        pipeline=_name(document.get("pipeline"), "pipeline")
+        pipeline=_name(document.get("pipeline"), "pipeline"),
+        cancel_in_progress=_flag(document.get("cancel_in_progress"), "cancel_in_progress"),
     )
+    group = document.get("concurrency_group")
+    if group is not None:
+        request.concurrency_group = _name(group, "concurrency_group")
+    if request.cancel_in_progress and not request.concurrency_group:
+        raise PipelineFileError("cancel_in_progress", "needs a concurrency_group")
     for s, stage in enumerate(_list(document.get("stages"), "stages")):
         request.stages.append(_parse_stage(stage, f"stages[{s}]"))
     return request
@@ -101,7 +116,11 @@ def _parse_job(data: object, where: str) -> build_control_pb2.JobSpec:
         name=_name(job.get("name"), f"{where}.name"),
         labels=_string_map(job.get("labels"), f"{where}.labels"),
         env=_env_map(job.get("env"), f"{where}.env"),
+        run_on_cancel=_flag(job.get("run_on_cancel"), f"{where}.run_on_cancel"),
     )
+    timeout = job.get("timeout")
+    if timeout is not None:
+        spec.timeout.FromNanoseconds(round(_seconds(timeout, f"{where}.timeout") * 1e9))
     for k, step in enumerate(_list(job.get("steps"), f"{where}.steps")):
         spec.steps.append(_parse_step(step, f"{where}.steps[{k}]"))
     return spec
@@ -115,7 +134,9 @@ def _parse_step(data: object, where: str) -> build_control_pb2.StepSpec:
     if not isinstance(name, str):
         raise PipelineFileError(f"{where}.name", f"must be a string, not {_kind(name)}")
     return build_control_pb2.StepSpec(
-        name=name, command=_command(step.get("command"), f"{where}.command")
+        name=name,
+        command=_command(step.get("command"), f"{where}.command"),
+        run_on_cancel=_flag(step.get("run_on_cancel"), f"{where}.run_on_cancel"),
     )
 
 
@@ -160,6 +181,25 @@ def _command(data: object, where: str) -> str:
     if not data.strip():
         raise PipelineFileError(where, "must not be empty")
     return data
+
+
+def _flag(data: object, where: str) -> bool:
+    """A YAML boolean; absent is false. Strings like "yes" are refused: YAML 1.1 and 1.2
+    disagree about them, and a cleanup silently off is worse than an error."""
+    if data is None:
+        return False
+    if not isinstance(data, bool):
+        raise PipelineFileError(where, f"must be true or false, not {_kind(data)}")
+    return data
+
+
+def _seconds(data: object, where: str) -> float:
+    """A positive number of seconds, at most the server's limit."""
+    if isinstance(data, bool) or not isinstance(data, int | float):
+        raise PipelineFileError(where, f"must be a number of seconds, not {_kind(data)}")
+    if not 0 < data <= MAX_JOB_TIMEOUT_SECONDS:
+        raise PipelineFileError(where, f"must be more than 0 and at most {MAX_JOB_TIMEOUT_SECONDS}")
+    return float(data)
 
 
 def _string_map(data: object, where: str) -> dict[str, str]:

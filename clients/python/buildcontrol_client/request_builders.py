@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from buildcontrol.v1 import build_control_pb2
 from google.protobuf import duration_pb2
@@ -30,6 +30,34 @@ def cancel_request(
     request = build_control_pb2.CancelRequest(
         build_id=build_id, reason=reason, force=force, requested_by=requested_by
     )
+    if grace_period_seconds is not None:
+        request.grace_period.CopyFrom(seconds_to_duration(grace_period_seconds))
+    return request
+
+
+def cancel_builds_request(
+    build_ids: Sequence[str] = (),
+    pipeline: str = "",
+    concurrency_group: str = "",
+    reason: str = "",
+    force: bool = False,
+    grace_period_seconds: float | None = None,
+    requested_by: str = "",
+) -> build_control_pb2.CancelBuildsRequest:
+    """Exactly one selector: ids, a pipeline or a concurrency group (ValueError otherwise,
+    before any call: the server would refuse it with INVALID_ARGUMENT anyway)."""
+    chosen = [bool(build_ids), bool(pipeline), bool(concurrency_group)]
+    if sum(chosen) != 1:
+        raise ValueError("give exactly one of build_ids, pipeline or concurrency_group")
+    request = build_control_pb2.CancelBuildsRequest(
+        reason=reason, force=force, requested_by=requested_by
+    )
+    if build_ids:
+        request.ids.build_ids.extend(build_ids)
+    elif pipeline:
+        request.pipeline = pipeline
+    else:
+        request.concurrency_group = concurrency_group
     if grace_period_seconds is not None:
         request.grace_period.CopyFrom(seconds_to_duration(grace_period_seconds))
     return request

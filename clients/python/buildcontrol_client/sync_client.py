@@ -14,9 +14,15 @@ from typing import Any
 import grpc
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
+from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.client import DEFAULT_TIMEOUT_SECONDS
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
-from buildcontrol_client.request_builders import PipelineSpec, cancel_request, submit_request
+from buildcontrol_client.request_builders import (
+    PipelineSpec,
+    cancel_builds_request,
+    cancel_request,
+    submit_request,
+)
 
 
 class SyncBuildControlClient:
@@ -29,10 +35,13 @@ class SyncBuildControlClient:
         timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
         channel_options: Sequence[tuple[str, Any]] = (),
         channel: grpc.Channel | None = None,
+        token: str | None = None,
     ) -> None:
-        """`channel` replaces the one made from `target` (tests pass a grpc_testing channel)."""
+        """`channel` replaces the one made from `target` (tests pass a grpc_testing channel);
+        `token` is sent as `authorization: Bearer TOKEN` with every call."""
         self.target = target
         self._timeout = timeout
+        self._metadata = auth_metadata(token)
         self._channel = channel or grpc.insecure_channel(target, options=tuple(channel_options))
         self._stub: Any = build_control_pb2_grpc.BuildControlStub(self._channel)
 
@@ -52,14 +61,16 @@ class SyncBuildControlClient:
 
     def submit(self, spec: PipelineSpec) -> build_pb2.Build:
         with translated_rpc_errors():
-            response = self._stub.SubmitBuild(submit_request(spec), timeout=self._timeout)
+            response = self._stub.SubmitBuild(
+                submit_request(spec), timeout=self._timeout, metadata=self._metadata
+            )
         build: build_pb2.Build = response.build
         return build
 
     def get(self, build_id: str) -> build_pb2.Build:
         request = build_control_pb2.GetBuildRequest(build_id=build_id)
         with translated_rpc_errors():
-            response = self._stub.GetBuild(request, timeout=self._timeout)
+            response = self._stub.GetBuild(request, timeout=self._timeout, metadata=self._metadata)
         build: build_pb2.Build = response.build
         return build
 
@@ -70,11 +81,14 @@ class SyncBuildControlClient:
             page_size=page_size, page_token=page_token, pipeline=pipeline
         )
         with translated_rpc_errors():
-            response = self._stub.ListBuilds(request, timeout=self._timeout)
+            response = self._stub.ListBuilds(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
         return builtins.list(response.builds), str(response.next_page_token)
 
     def watch(self, build_id: str) -> Generator[build_control_pb2.WatchBuildResponse, None, None]:
-        call = self._stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id))
+        request = build_control_pb2.WatchBuildRequest(build_id=build_id)
+        call = self._stub.WatchBuild(request, metadata=self._metadata)
         try:
             with translated_rpc_errors():
                 yield from call
@@ -90,7 +104,7 @@ class SyncBuildControlClient:
         requested_by: str = "",
     ) -> Generator[build_control_pb2.CancelResponse, None, None]:
         request = cancel_request(build_id, reason, force, grace_period_seconds, requested_by)
-        call = self._stub.Cancel(request)
+        call = self._stub.Cancel(request, metadata=self._metadata)
         try:
             with translated_rpc_errors():
                 yield from call
@@ -113,3 +127,38 @@ class SyncBuildControlClient:
         finally:
             events.close()
         raise StreamEndedEarly(f"the Cancel stream of {build_id} ended without CancelFinished")
+
+    def cancel_builds(
+        self,
+        build_ids: Sequence[str] = (),
+        *,
+        pipeline: str = "",
+        concurrency_group: str = "",
+        reason: str = "",
+        force: bool = False,
+        grace_period_seconds: float | None = None,
+        requested_by: str = "",
+    ) -> Generator[build_control_pb2.CancelBuildsResponse, None, None]:
+        request = cancel_builds_request(
+            build_ids,
+            pipeline,
+            concurrency_group,
+            reason,
+            force,
+            grace_period_seconds,
+            requested_by,
+        )
+        call = self._stub.CancelBuilds(request, metadata=self._metadata)
+        try:
+            with translated_rpc_errors():
+                yield from call
+        finally:
+            call.cancel()
+
+    def list_agents(self) -> builtins.list[build_control_pb2.Agent]:
+        request = build_control_pb2.ListAgentsRequest()
+        with translated_rpc_errors():
+            response = self._stub.ListAgents(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        return builtins.list(response.agents)

@@ -168,7 +168,7 @@ class BuildActor:
                     return
         finally:
             self._closed = True
-            self._timers.cancel_all()
+            self._timers.close()
             while self._inbox:  # only after a crash of the loop itself
                 left = self._inbox.popleft()
                 if isinstance(left, cmd.CancelInBatch):

@@ -46,6 +46,11 @@ BATCH_SIZE = 500
 MAX_BUILD_IDS = 10_000
 
 
+# Raises PermissionDenied for a build the caller may not cancel (security/caller.py);
+# None: no check (authentication off).
+MayCancel = Callable[[Build], None] | None
+
+
 @dataclass(frozen=True)
 class BuildSelector:
     """Which builds CancelBuilds cancels: exactly one of these is set."""
@@ -91,8 +96,13 @@ class BuildControl:
 
     # ---- builds ----
 
-    async def submit(self, spec: submission.PipelineSpec, render: Callable[[Build], T]) -> T:
-        build = submission.new_build(spec, self._clock())
+    async def submit(
+        self,
+        spec: submission.PipelineSpec,
+        render: Callable[[Build], T],
+        submitted_by: str | None = None,
+    ) -> T:
+        build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
         changes = ChangeSet(new_build=build)
         await self._store.commit(changes)
         rendered = render(build)  # before the actor runs: the caller sees it QUEUED
@@ -141,7 +151,7 @@ class BuildControl:
     def _cancel_info(
         self, reason: str, force: bool, grace_period: float | None, requested_by: str
     ) -> CancelInfo:
-        submission.check_reason(reason)
+        submission.check_reason(reason, self._settings.limits)
         grace = self._settings.default_grace_period if grace_period is None else grace_period
         return CancelInfo(reason, requested_by, force, grace, self._clock())
 
@@ -152,14 +162,20 @@ class BuildControl:
         force: bool,
         grace_period: float | None,
         requested_by: str,
+        may_cancel: MayCancel = None,
     ) -> AsyncIterator[CancelEvent]:
         """Apply the cancel, then return its events: ACCEPTED (already persisted),
         one per job as it stops, and the terminal one last. Raises before returning
-        for a bad request, so the caller can answer with an error status."""
+        for a bad request, so the caller can answer with an error status.
+        `may_cancel` raises PermissionDenied for a build the caller may not cancel."""
         received_at = time.perf_counter()
         submission.check_build_id(build_id)
         info = self._cancel_info(reason, force, grace_period, requested_by)
         actor = self._registry.get(build_id)
+        if actor is not None and may_cancel is not None:
+            # Pipeline and submitter never change after submission: reading them here,
+            # outside the actor's turn, cannot race with the actor.
+            may_cancel(actor.build)
         if actor is not None:
             listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
             try:
@@ -174,6 +190,8 @@ class BuildControl:
             else:
                 return _prepend(first, _drain(listener, actor))
         build = await self._stored(build_id)
+        if may_cancel is not None:
+            may_cancel(build)
         if build.status is BuildStatus.CANCELED:
             metrics.CANCELS.labels(result="already_canceled").inc()
             return _prepend(finished_event(build), _nothing())
@@ -190,14 +208,19 @@ class BuildControl:
         force: bool,
         grace_period: float | None,
         requested_by: str,
+        may_cancel: MayCancel = None,
     ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
         """Cancel every build the selector names; the CANCELING writes of up to
         BATCH_SIZE builds share one transaction. Yields each build's terminal event
-        as it comes, then the summary."""
+        as it comes, then the summary. If `may_cancel` refuses any selected build,
+        the whole call is refused before anything is cancelled."""
         received_at = time.perf_counter()
         info = self._cancel_info(reason, force, grace_period, requested_by)
         summary = CancelBuildsSummary()
         actors, finished = await self._select(selector, summary)
+        if may_cancel is not None:
+            for build in [actor.build for actor in actors] + finished:
+                may_cancel(build)
         return self._run_cancel_builds(actors, finished, info, summary, received_at)
 
     async def _select(

@@ -77,3 +77,15 @@ class BuildTimers:
         self._stop_deadlines.clear()
         self._job_timers.clear()
         self._stop_timer = self._queue_timer = None
+
+    def close(self) -> None:
+        """The actor is gone: cancel every timer and let go of the actor's `tell`.
+        Holding it would keep the actor, its build and everything it references in a
+        reference cycle (actor → timers → tell → actor) that only the cyclic garbage
+        collector frees; let go, they are freed the moment the registry drops them."""
+        self.cancel_all()
+        self._tell = _retired
+
+
+def _retired(command: cmd.Command) -> None:
+    """What a closed BuildTimers tells (nothing: its timers are cancelled)."""

@@ -10,15 +10,31 @@ from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.model import Build, Job, Stage, Step
 
 BUILD_ID_PATTERN = re.compile(r"^b[0-9a-f]{20}$")
-MAX_NAME_LENGTH = 200
-MAX_COMMAND_LENGTH = 65_536
-MAX_REASON_LENGTH = 1_024
-MAX_STAGES = 50
-MAX_JOBS_PER_STAGE = 200
-MAX_STEPS_PER_JOB = 200
-
-
 MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
+
+
+# ---- limits (issue 6) ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry (`serve --max-*` flags). A breach is refused with
+    INVALID_ARGUMENT naming the field and the bound, before anything is stored. The
+    gRPC message size (`--max-message-bytes`) bounds the whole request besides."""
+
+    max_stages: int = 50  # per build
+    max_jobs: int = 1_000  # per build, all stages together
+    max_steps: int = 10_000  # per build, all jobs together
+    # Names of pipelines, stages, jobs, steps, concurrency groups and agents; also
+    # label keys and values, and environment variable names.
+    max_name_length: int = 200
+    max_command_length: int = 65_536
+    max_env_vars: int = 100  # per job
+    max_env_value_length: int = 32_768
+    max_labels: int = 32  # per job, and per agent
+    max_reason_length: int = 1_024
+
+
+DEFAULT_LIMITS = Limits()
+# ---- end of limits ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -67,11 +83,15 @@ def check_build_id(build_id: str, field_name: str = "build_id") -> str:
     return build_id
 
 
-def _check_name(value: str, where: str) -> None:
+def _check_name(value: str, where: str, limits: Limits) -> None:
     if not value.strip():
         raise InvalidArgument(where, "must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidArgument(where, f"longer than {MAX_NAME_LENGTH} characters")
+    _check_length(value, where, limits.max_name_length)
+
+
+def _check_length(value: str, where: str, most: int) -> None:
+    if len(value) > most:
+        raise InvalidArgument(where, f"longer than {most} characters")
 
 
 def _check_count(items: tuple[object, ...], where: str, most: int) -> None:
@@ -81,44 +101,86 @@ def _check_count(items: tuple[object, ...], where: str, most: int) -> None:
         raise InvalidArgument(where, f"more than {most}")
 
 
-def validate(spec: PipelineSpec) -> None:
+def _check_total(total: int, what: str, most: int) -> None:
+    if total > most:
+        raise InvalidArgument(what, f"{total} in the build, more than {most}")
+
+
+def check_labels(labels: dict[str, str], where: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    if len(labels) > limits.max_labels:
+        raise InvalidArgument(where, f"more than {limits.max_labels} labels")
+    for key, value in labels.items():
+        _check_name(key, f"{where} key", limits)
+        _check_length(value, f"{where}[{key[:50]!r}]", limits.max_name_length)
+
+
+def _check_env(env: dict[str, str], where: str, limits: Limits) -> None:
+    # The agent passes these to exec: a NUL or '=' in a name, or a NUL in a value,
+    # would make the agent fail the job instead of the server refusing it here.
+    if len(env) > limits.max_env_vars:
+        raise InvalidArgument(where, f"more than {limits.max_env_vars} variables")
+    for name, value in env.items():
+        _check_name(name, f"{where} name", limits)
+        if "=" in name or "\0" in name:
+            raise InvalidArgument(f"{where} name", f"{name[:50]!r} contains '=' or NUL")
+        _check_length(value, f"{where}[{name!r}]", limits.max_env_value_length)
+        if "\0" in value:
+            raise InvalidArgument(f"{where}[{name!r}]", "contains NUL")
+
+
+def check_hello(agent_id: str, labels: dict[str, str], limits: Limits = DEFAULT_LIMITS) -> None:
+    _check_name(agent_id, "hello.agent_id", limits)
+    check_labels(labels, "hello.labels", limits)
+
+
+def validate(spec: PipelineSpec, limits: Limits = DEFAULT_LIMITS) -> None:
     """Raise InvalidArgument naming the first field that is wrong."""
-    _check_name(spec.pipeline, "pipeline")
-    if len(spec.concurrency_group) > MAX_NAME_LENGTH:
-        raise InvalidArgument("concurrency_group", f"longer than {MAX_NAME_LENGTH} characters")
+    _check_name(spec.pipeline, "pipeline", limits)
+    _check_length(spec.concurrency_group, "concurrency_group", limits.max_name_length)
     if spec.cancel_in_progress and not spec.concurrency_group:
         raise InvalidArgument("cancel_in_progress", "needs a concurrency_group")
-    _check_count(spec.stages, "stages", MAX_STAGES)
+    _check_count(spec.stages, "stages", limits.max_stages)
+    # Totals first: a build far too large is refused before any of it is walked.
+    _check_total(sum(len(stage.jobs) for stage in spec.stages), "jobs", limits.max_jobs)
+    steps = sum(len(job.steps) for stage in spec.stages for job in stage.jobs)
+    _check_total(steps, "steps", limits.max_steps)
     for s, stage in enumerate(spec.stages):
-        _check_name(stage.name, f"stages[{s}].name")
-        _check_count(stage.jobs, f"stages[{s}].jobs", MAX_JOBS_PER_STAGE)
+        _check_name(stage.name, f"stages[{s}].name", limits)
+        _check_count(stage.jobs, f"stages[{s}].jobs", limits.max_jobs)
         seen: set[str] = set()
         for j, job in enumerate(stage.jobs):
             where = f"stages[{s}].jobs[{j}]"
-            _check_name(job.name, f"{where}.name")
+            _check_name(job.name, f"{where}.name", limits)
             if job.name in seen:
                 raise InvalidArgument(f"{where}.name", f"{job.name!r} repeats in its stage")
             seen.add(job.name)
             if job.timeout is not None and not 0 < job.timeout <= MAX_JOB_TIMEOUT:
                 raise InvalidArgument(f"{where}.timeout", "must be between 0 and 7 days")
-            _check_count(job.steps, f"{where}.steps", MAX_STEPS_PER_JOB)
+            check_labels(job.labels, f"{where}.labels", limits)
+            _check_env(job.env, f"{where}.env", limits)
+            _check_count(job.steps, f"{where}.steps", limits.max_steps)
             for k, step in enumerate(job.steps):
+                command = f"{where}.steps[{k}].command"
                 if not step.command.strip():
-                    raise InvalidArgument(f"{where}.steps[{k}].command", "must not be empty")
-                if len(step.command) > MAX_COMMAND_LENGTH:
-                    raise InvalidArgument(
-                        f"{where}.steps[{k}].command", f"longer than {MAX_COMMAND_LENGTH}"
-                    )
+                    raise InvalidArgument(command, "must not be empty")
+                _check_length(step.command, command, limits.max_command_length)
+                if "\0" in step.command:
+                    raise InvalidArgument(command, "contains NUL")
+                _check_length(step.name, f"{where}.steps[{k}].name", limits.max_name_length)
 
 
-def check_reason(reason: str) -> str:
-    if len(reason) > MAX_REASON_LENGTH:
-        raise InvalidArgument("reason", f"longer than {MAX_REASON_LENGTH} characters")
+def check_reason(reason: str, limits: Limits = DEFAULT_LIMITS) -> str:
+    _check_length(reason, "reason", limits.max_reason_length)
     return reason
 
 
-def new_build(spec: PipelineSpec, now: float) -> Build:
-    validate(spec)
+def new_build(
+    spec: PipelineSpec,
+    now: float,
+    limits: Limits = DEFAULT_LIMITS,
+    submitted_by: str | None = None,
+) -> Build:
+    validate(spec, limits)
     build_id = new_build_id(now)
     stages: list[Stage] = []
     number = 0
@@ -158,4 +220,5 @@ def new_build(spec: PipelineSpec, now: float) -> Build:
         created_at=now,
         concurrency_group=spec.concurrency_group or None,
         cancel_in_progress=spec.cancel_in_progress,
+        submitted_by=submitted_by,
     )

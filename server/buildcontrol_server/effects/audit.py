@@ -42,7 +42,9 @@ class AuditStore(Protocol):
 
     async def commit(self, changes: ChangeSet) -> None: ...
 
-    async def canceled_without_audit(self, limit: int) -> list[Build]: ...
+    async def canceled_without_audit(
+        self, limit: int, after_build_id: str | None = None
+    ) -> list[Build]: ...
 
 
 class AuditLog:
@@ -60,8 +62,9 @@ class AuditLog:
         self._batch = batch
         self._retry_base = retry_base
         self._retry_cap = retry_cap
-        # Unbounded on purpose: records are small (~200 bytes per job), and bounding
-        # would mean dropping, which only the sweep could repair after a restart.
+        # Unbounded on purpose: records are small (~1 KB for a build of two jobs,
+        # measured), and a bound would mean dropping, which only a restart's sweep
+        # could repair.
         self._queue: deque[CancelRecord] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -98,7 +101,8 @@ class AuditLog:
         self._task.add_done_callback(_report_crash)
 
     async def flush(self) -> None:
-        """Wait until every record queued so far is committed (after `start()`)."""
+        """Wait until the queue is empty: every record queued so far (and any queued
+        meanwhile) committed. Only after `start()`: before it nothing writes."""
         await self._idle.wait()
 
     # The bound is the API (shutdown gives each part its share); on expiry this must
@@ -152,24 +156,24 @@ class AuditLog:
             metrics.AUDIT_QUEUE_DEPTH.set(len(self._queue))
 
     async def _sweep(self) -> int:
-        swept: set[str] = set()
+        swept = 0
+        # Paged by build id: each page starts after the last, so the sweep ends even if
+        # a write did not stick, and never re-reads the prefix it has done.
+        after: str | None = None
         while True:
             builds = await self._retrying(
-                "audit sweep read", lambda: self._store.canceled_without_audit(self._batch)
+                "audit sweep read",
+                partial(self._store.canceled_without_audit, self._batch, after),
             )
             if not builds:
-                return len(swept)
-            again = [build.build_id for build in builds if build.build_id in swept]
-            if again:
-                # Written yet still reported without a record: looping would never end.
-                log.error("audit sweep: records of %s did not stick; sweep stopped", again)
-                return len(swept)
+                return swept
             records = [record_of(build) for build in builds]
             await self._retrying(
                 f"audit sweep write of {len(records)} records",
                 partial(self._store.commit, ChangeSet(audit=records)),
             )
-            swept.update(build.build_id for build in builds)
+            after = builds[-1].build_id
+            swept += len(records)
             metrics.AUDIT_RECORDS_WRITTEN.inc(len(records))
             metrics.AUDIT_RECORDS_SWEPT.inc(len(records))
 

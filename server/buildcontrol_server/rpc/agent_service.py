@@ -17,15 +17,21 @@ from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.config import Settings
-from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, InvalidArgument
+from buildcontrol_server.domain import submission
+from buildcontrol_server.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+)
 from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import abort_with
+from buildcontrol_server.security import caller
 
 log = logging.getLogger(__name__)
 
-HELLO_TIMEOUT_SECONDS = 5.0
 REPORTS_IN_FLIGHT = 256
 
 
@@ -33,10 +39,32 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, control: BuildControl, settings: Settings) -> None:
         self._control = control
         self._settings = settings
+        # Streams open now, with or without a Hello yet (bounded: max_agent_streams).
+        self._open_streams = 0
 
     # grpc.aio accepts a coroutine that writes with context.write for a streaming
     # method; the generated stub only knows iterators.
     async def Connect(  # type: ignore[override]
+        self,
+        request_iterator: AsyncIterator[agent_pb2.ConnectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        # A flood of streams (real agents or not) must not hold unbounded memory and
+        # tasks: past the bound new ones are refused until others end.
+        limit = self._settings.max_agent_streams
+        if self._open_streams >= limit:
+            await abort_with(
+                context,
+                ResourceExhausted(f"agent streams: {limit} are open, the most allowed"),
+            )
+            return
+        self._open_streams += 1
+        try:
+            await self._serve(request_iterator, context)
+        finally:
+            self._open_streams -= 1
+
+    async def _serve(
         self,
         request_iterator: AsyncIterator[agent_pb2.ConnectRequest],
         context: grpc.aio.ServicerContext,
@@ -129,16 +157,19 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> tuple[AgentSession, AgentHello] | None:
         try:
-            first = await asyncio.wait_for(anext(request_iterator), HELLO_TIMEOUT_SECONDS)
+            first = await asyncio.wait_for(anext(request_iterator), self._settings.hello_timeout)
         except StopAsyncIteration:
             return None
         except TimeoutError:
             raise FailedPrecondition(
-                f"hello: the first message must arrive within {HELLO_TIMEOUT_SECONDS:g} s"
+                f"hello: the first message must arrive within {self._settings.hello_timeout:g} s"
             ) from None
         if first.WhichOneof("event") != "hello":
             raise InvalidArgument("hello", "the first message of a stream must be a hello")
         hello = convert.hello(first.hello)
+        # Before any session exists: a refused Hello changes nothing (issue 6).
+        caller.current().check_agent_id(hello.agent_id)
+        submission.check_hello(hello.agent_id, hello.labels, self._settings.limits)
         session = AgentSession(hello.agent_id, hello.labels, hello.capacity)
         await context.write(convert.welcome(session.session_id, self._settings.heartbeat_interval))
         log.info("agent %s connected (session %s)", session.agent_id, session.session_id)

@@ -15,6 +15,7 @@ from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import streaming, unary
+from buildcontrol_server.security import caller
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -51,7 +52,8 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
     async def SubmitBuild(
         self, request: build_control_pb2.SubmitBuildRequest, context: grpc.aio.ServicerContext
     ) -> build_control_pb2.SubmitBuildResponse:
-        build = await self._control.submit(convert.pipeline_spec(request), convert.build)
+        submitter = caller.current().submitter
+        build = await self._control.submit(convert.pipeline_spec(request), convert.build, submitter)
         return build_control_pb2.SubmitBuildResponse(build=build)
 
     @unary
@@ -89,12 +91,15 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
     async def Cancel(
         self, request: build_control_pb2.CancelRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[build_control_pb2.CancelResponse]:
+        # Who cancels is the token's principal; requested_by counts only with auth off.
+        who = caller.current()
         events = await self._control.cancel(
             request.build_id,
             request.reason,
             request.force,
             convert.grace_period(request),
-            request.requested_by or "anonymous",
+            who.requested_by(request.requested_by),
+            who.check_cancel,
         )
         # Closing the stream only stops these messages; the cancel goes on in the actor.
         async for event in events:
@@ -104,12 +109,14 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
     async def CancelBuilds(
         self, request: build_control_pb2.CancelBuildsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[build_control_pb2.CancelBuildsResponse]:
+        who = caller.current()
         events = await self._control.cancel_builds(
             convert.selector(request),
             request.reason,
             request.force,
             convert.grace_period(request),
-            request.requested_by or "anonymous",
+            who.requested_by(request.requested_by),
+            who.check_cancel,
         )
         async for event in events:
             if isinstance(event, CancelBuildsSummary):

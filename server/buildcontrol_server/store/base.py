@@ -65,6 +65,9 @@ class BuildStore(Protocol):
         """Audit records of the given builds (all when None), ordered by build id;
         builds without a record are left out."""
 
-    async def canceled_without_audit(self, limit: int) -> list[Build]:
+    async def canceled_without_audit(
+        self, limit: int, after_build_id: str | None = None
+    ) -> list[Build]:
         """Up to `limit` CANCELED builds, complete, that have no audit record yet,
-        oldest first (the audit's start-up sweep)."""
+        oldest first, ids strictly above `after_build_id` (the audit's start-up sweep
+        pages with it)."""

@@ -20,14 +20,27 @@ from buildcontrol_server.store.audit_records import record_from_json
 IN_CHUNK = 500
 
 
+# Walks the builds_canceled partial index (cancelled builds only, in id order) and
+# probes cancel_audit's primary key for each: other builds' history is not read.
+# `build_id > ?` lets a sweep page on: each page starts where the last ended instead
+# of probing the already audited prefix again (quadratic over a large backfill).
+CANCELED_WITHOUT_AUDIT = (
+    f"SELECT {rows.BUILD_COLUMNS} FROM builds WHERE builds.{schema.CANCELED_WHERE}"
+    " AND builds.build_id > ?"
+    " AND NOT EXISTS (SELECT 1 FROM cancel_audit WHERE cancel_audit.build_id = builds.build_id)"
+    " ORDER BY builds.build_id LIMIT ?"
+)
+
+
 async def select_in(
     connection: aiosqlite.Connection,
     sql_template: str,
     keys: Sequence[Any],
-    chunk: int = IN_CHUNK,
+    chunk: int | None = None,
 ) -> list[Any]:
     """Rows of `sql_template` (one `{}` where the `?, ?, …` list goes) for all keys,
-    `chunk` keys per statement, in the order of the chunks."""
+    `chunk` (default IN_CHUNK) keys per statement, in the order of the chunks."""
+    chunk = chunk or IN_CHUNK
     found: list[Any] = []
     for start in range(0, len(keys), chunk):
         part = keys[start : start + chunk]
@@ -74,16 +87,12 @@ async def audit_records(
     return [record_from_json(row[0]) for row in found]
 
 
-async def canceled_without_audit(connection: aiosqlite.Connection, limit: int) -> list[Build]:
+async def canceled_without_audit(
+    connection: aiosqlite.Connection, limit: int, after_build_id: str | None
+) -> list[Build]:
     if limit <= 0:
         raise ValueError(f"limit must be positive, not {limit}")
-    # Walks the builds_canceled partial index (cancelled builds only) and probes
-    # cancel_audit's primary key for each: the history of other builds is not read.
-    build_rows = await connection.execute_fetchall(
-        f"SELECT {rows.BUILD_COLUMNS} FROM builds WHERE builds.{schema.CANCELED_WHERE}"
-        " AND NOT EXISTS (SELECT 1 FROM cancel_audit"
-        " WHERE cancel_audit.build_id = builds.build_id)"
-        " ORDER BY builds.build_id LIMIT ?",
-        (limit,),
-    )
+    # "" sorts before every build id: no lower bound.
+    parameters = (after_build_id or "", limit)
+    build_rows = await connection.execute_fetchall(CANCELED_WITHOUT_AUDIT, parameters)
     return await complete_builds(connection, list(build_rows))

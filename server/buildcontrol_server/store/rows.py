@@ -21,12 +21,13 @@ Row = tuple[Any, ...]
 EntityKey = tuple[Any, ...]
 
 # The v3 columns (run_on_cancel, timeout, concurrency_group, cancel_in_progress) come
-# last in each statement and each SELECT list, so the v1 positions stay as they were.
+# last in each statement and each SELECT list, so the v1 positions stay as they were;
+# the v4 column (submitted_by) comes after them.
 INSERT_BUILD = (
     "INSERT INTO builds (build_id, pipeline, stage_names, created_at, status, finished_at,"
     " cancel_reason, cancel_requested_by, cancel_force, cancel_grace_period,"
-    " cancel_requested_at, version, concurrency_group, cancel_in_progress)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cancel_requested_at, version, concurrency_group, cancel_in_progress, submitted_by)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_JOB = (
     "INSERT INTO jobs (job_id, build_id, stage_index, position, name, labels, env, status,"
@@ -57,7 +58,8 @@ BUILD_COLUMNS = (
     "builds.build_id, builds.pipeline, builds.stage_names, builds.created_at, builds.status,"
     " builds.finished_at, builds.cancel_reason, builds.cancel_requested_by,"
     " builds.cancel_force, builds.cancel_grace_period, builds.cancel_requested_at,"
-    " builds.version, builds.concurrency_group, builds.cancel_in_progress"
+    " builds.version, builds.concurrency_group, builds.cancel_in_progress,"
+    " builds.submitted_by"
 )
 JOB_COLUMNS = (
     "jobs.job_id, jobs.build_id, jobs.stage_index, jobs.name, jobs.labels, jobs.env,"
@@ -115,6 +117,7 @@ class PreparedWrite:
                 *_build_state(build),
                 build.concurrency_group,
                 1 if build.cancel_in_progress else 0,
+                build.submitted_by,
             )
         )
         self.inserted.add(("build", build.build_id))
@@ -234,6 +237,7 @@ def build_from_row(row: Sequence[Any]) -> Build:
         version=row[11],
         concurrency_group=row[12],
         cancel_in_progress=bool(row[13]),
+        submitted_by=row[14],
     )
 
 

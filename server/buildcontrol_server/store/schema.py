@@ -129,6 +129,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX builds_canceled ON builds (build_id) WHERE status = 'CANCELED'",
         ),
     ),
+    Migration(
+        4,
+        "the submitter of each build (authentication, issue 6)",
+        (
+            # The token's principal; fixed at submission. NULL for builds submitted
+            # before v4 or with authentication off: under a RESTRICTED cancel policy
+            # only an admin may cancel those.
+            "ALTER TABLE builds ADD COLUMN submitted_by TEXT",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -239,9 +239,11 @@ class SqliteStore:
         async with self._snapshot() as connection:
             return await reads.audit_records(connection, build_ids)
 
-    async def canceled_without_audit(self, limit: int) -> list[Build]:
+    async def canceled_without_audit(
+        self, limit: int, after_build_id: str | None = None
+    ) -> list[Build]:
         async with self._snapshot() as connection:
-            return await reads.canceled_without_audit(connection, limit)
+            return await reads.canceled_without_audit(connection, limit, after_build_id)
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -1,0 +1,99 @@
+"""Channel security of the client and the agent: TLS, and a client certificate for
+servers that require one (mutual TLS, as agents need under `serve --tls-client-ca`).
+The bearer token travels as call metadata (auth.py), on top of whichever channel.
+
+    tls = TlsOptions(ca_file=Path("ca.pem"))                  # trust this CA
+    tls = TlsOptions(ca_file=..., cert_file=..., key_file=...) # and prove who we are
+    channel = open_channel("server:50051", tls=tls)
+
+Without TLS the token crosses the network in plaintext: fine on loopback, a risk
+anywhere else (a warning says so when a token is sent that way)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+log = logging.getLogger("buildcontrol.client")
+
+_LOOPBACK = ("127.", "localhost:", "[::1]:", "unix:")
+
+
+class CredentialsError(OSError):
+    """A TLS file that cannot be read; an OSError, so the CLI reports it like one."""
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    # The CA that signed the server's certificate; None: the system's root CAs.
+    ca_file: Path | None = None
+    # A client certificate and its key (PEM), for mutual TLS.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate and its key go together")
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            _read(self.ca_file, "CA certificate"),
+            _read(self.key_file, "client key"),
+            _read(self.cert_file, "client certificate"),
+        )
+
+
+def tls_options(
+    use_tls: bool, ca_file: Path | None, cert_file: Path | None, key_file: Path | None
+) -> TlsOptions | None:
+    """TLS if asked for or implied by any TLS file (the CLI's --tls/--tls-* flags)."""
+    if not (use_tls or ca_file or cert_file or key_file):
+        return None
+    return TlsOptions(ca_file, cert_file, key_file)
+
+
+def open_channel(
+    target: str,
+    options: Sequence[tuple[str, Any]] = (),
+    tls: TlsOptions | None = None,
+    sends_token: bool = False,
+) -> grpc.aio.Channel:
+    if tls is not None:
+        return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
+    if sends_token and not target.startswith(_LOOPBACK):
+        log.warning("sending a bearer token to %s without TLS: it can be read on the way", target)
+    return grpc.aio.insecure_channel(target, options=options)
+
+
+def _read(path: Path | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CredentialsError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+# ---- the CLI's TLS flags (every client command and the agent) ------------------------
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("TLS")
+    group.add_argument("--tls", action="store_true", help="TLS with the system's root CAs")
+    group.add_argument("--tls-ca", type=Path, metavar="FILE", help="TLS, trusting this CA (PEM)")
+    group.add_argument(
+        "--tls-cert", type=Path, metavar="FILE", help="client certificate (PEM), for mutual TLS"
+    )
+    group.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (PEM)")
+
+
+def tls_from(args: argparse.Namespace) -> TlsOptions | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CredentialsError("--tls-cert and --tls-key go together")
+    return tls_options(args.tls, args.tls_ca, args.tls_cert, args.tls_key)

@@ -1,0 +1,148 @@
+"""The phases of a cancel, measured and logged where each one happens:
+
+    accepted    request → CANCELING committed            (actor)
+    stop sent   request → StopJob written to the stream  (rpc/agent_service.py's writer)
+    stopped     request → agent's confirmation applied   (actor: the job is CANCELED)
+    terminal    request → CANCELED committed             (actor)
+
+plus the stop deadlines that expire in between. Histograms use perf_counter() from the
+request's arrival (monotonic, in-process). Log durations use the wall clock from the
+cancel's `requested_at` instead, so they stay right for a cancel resumed after a
+restart. Each event is one structured line (logs.py) naming the build, who and why;
+nothing of a job's environment is ever written."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+from buildcontrol_server import metrics
+from buildcontrol_server.domain.effects import Effects, StopCommand
+from buildcontrol_server.domain.model import Build, CancelInfo, Job
+from buildcontrol_server.domain.states import BuildStatus, JobOutcome
+from buildcontrol_server.observability.logs import event
+
+log = logging.getLogger("buildcontrol.cancel")
+
+# Outcomes the agent itself reported: only these measure "request → agent confirmed".
+CONFIRMED = frozenset({JobOutcome.GRACEFUL, JobOutcome.KILLED})
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _who_why(cancel: CancelInfo) -> dict[str, Any]:
+    return {"requested_by": cancel.requested_by, "reason": cancel.reason, "force": cancel.force}
+
+
+def cancel_accepted(build: Build, fx: Effects, received_at: float) -> None:
+    """CANCELING (or CANCELED, with nothing on an agent) is committed for a Cancel that
+    arrived at `received_at` (perf_counter). Stamps the stops this request causes with
+    that time, so the stream writer can measure their delivery, and logs the event.
+    Called before the stops are handed to the agents' outboxes."""
+    fx.stops[:] = [replace(stop, requested_at=received_at) for stop in fx.stops]
+    assert build.cancel is not None
+    event(
+        log,
+        logging.INFO,
+        "cancel accepted",
+        event="cancel_accepted",
+        build_id=build.build_id,
+        pipeline=build.pipeline,
+        status=build.status.value,
+        escalated=fx.escalated,
+        **_who_why(build.cancel),
+        grace_period_s=build.cancel.grace_period,
+        stops=len(fx.stops),
+        accepted_ms=_ms(time.perf_counter() - received_at),
+    )
+
+
+def stop_written(command: object) -> None:
+    """`command` was just written to an agent's stream: if it is a stop, measure its
+    delivery (when the actor stamped it) and log it."""
+    if not isinstance(command, StopCommand):
+        return
+    fields: dict[str, Any] = {
+        "event": "stop_sent",
+        "build_id": command.build_id,
+        "job_id": command.job_id,
+        "agent_id": command.agent_id,
+        "reason": command.reason,
+        "grace_period_s": command.grace_period,
+        "skip_cleanup": command.skip_cleanup,
+    }
+    if command.requested_at is not None:
+        elapsed = time.perf_counter() - command.requested_at
+        metrics.CANCEL_STOP_DELIVERED_SECONDS.observe(elapsed)
+        fields["since_request_ms"] = _ms(elapsed)
+    event(log, logging.INFO, "stop sent", **fields)
+
+
+def job_ended(build: Build, job: Job, received_at: float | None) -> None:
+    """`job` became terminal with an outcome while its build was being cancelled:
+    measure the agent's confirmation (GRACEFUL, KILLED) from the request at
+    `received_at` (None: the request came before a restart, not measurable) and log."""
+    cancel = build.cancel
+    if cancel is None or job.outcome is None:
+        return
+    if job.outcome in CONFIRMED and received_at is not None:
+        metrics.CANCEL_JOB_STOPPED_SECONDS.observe(time.perf_counter() - received_at)
+    since = None if job.finished_at is None else _ms(job.finished_at - cancel.requested_at)
+    event(
+        log,
+        logging.INFO,
+        "job stopped",
+        event="job_stopped",
+        build_id=build.build_id,
+        job_id=job.job_id,
+        job=job.name,
+        agent_id=job.agent_id,
+        outcome=job.outcome.value,
+        exit_code=job.exit_code,
+        **_who_why(cancel),
+        since_request_ms=since,
+    )
+
+
+def deadlines_expired(build: Build, jobs: list[Job], now: float) -> None:
+    """Agents did not confirm these stops in time: the jobs are about to be FORCED."""
+    cancel = build.cancel
+    for job in jobs:
+        event(
+            log,
+            logging.WARNING,
+            "stop deadline expired",
+            event="stop_deadline_expired",
+            build_id=build.build_id,
+            job_id=job.job_id,
+            job=job.name,
+            agent_id=job.agent_id,
+            **(_who_why(cancel) if cancel is not None else {}),
+            since_request_ms=None if cancel is None else _ms(now - cancel.requested_at),
+        )
+
+
+def cancel_finished(build: Build) -> None:
+    """CANCELED is committed: the cancel's last line, with how every job ended."""
+    cancel = build.cancel
+    if build.status is not BuildStatus.CANCELED or cancel is None:
+        return
+    outcomes = collections.Counter(j.outcome.value for j in build.jobs() if j.outcome)
+    duration = None if build.finished_at is None else _ms(build.finished_at - cancel.requested_at)
+    event(
+        log,
+        logging.INFO,
+        "cancel finished",
+        event="cancel_finished",
+        build_id=build.build_id,
+        pipeline=build.pipeline,
+        status=build.status.value,
+        **_who_why(cancel),
+        duration_ms=duration,
+        outcomes=dict(outcomes),
+    )

@@ -1,0 +1,35 @@
+"""Which role each RPC needs. A method of ours missing here is refused to everyone
+(PERMISSION_DENIED): a new RPC stays closed until someone decides who may call it."""
+
+from __future__ import annotations
+
+from buildcontrol_server.security.principals import Role
+
+_CONTROL = "/buildcontrol.v1.BuildControl/"
+
+REQUIRED_ROLE: dict[str, Role] = {
+    _CONTROL + "GetBuild": Role.VIEWER,
+    _CONTROL + "ListBuilds": Role.VIEWER,
+    _CONTROL + "WatchBuild": Role.VIEWER,
+    _CONTROL + "ListAgents": Role.VIEWER,
+    _CONTROL + "SubmitBuild": Role.OPERATOR,
+    # Operators in general; which builds exactly is the pipeline's cancel policy,
+    # checked against each build (cancel_policy.py).
+    _CONTROL + "Cancel": Role.OPERATOR,
+    _CONTROL + "CancelBuilds": Role.OPERATOR,
+    "/buildcontrol.v1.AgentService/Connect": Role.AGENT,
+}
+
+AGENT_CONNECT = "/buildcontrol.v1.AgentService/Connect"
+
+# Served without a token: load balancers and probes check health, and `grpcurl list`
+# / `buf curl` discover the API through reflection. Neither reveals or changes builds.
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+def is_open(method: str) -> bool:
+    return method.startswith(OPEN_SERVICES)

@@ -1,0 +1,63 @@
+"""The caller of the RPC being served, as the servicers and the control see it.
+
+The interceptor binds a Caller in a context variable before the handler runs; grpc.aio
+runs every RPC in a task of its own (and tasks the handler creates copy its context),
+so the variable is per call. There is no default: a handler reached without the
+interceptor raises LookupError (INTERNAL) instead of running as nobody in particular."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+
+from buildcontrol_server.domain.errors import PermissionDenied
+from buildcontrol_server.domain.model import Build
+from buildcontrol_server.security.cancel_policy import CancelRules
+from buildcontrol_server.security.principals import Principal, Role
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal: Principal
+    rules: CancelRules
+
+    def requested_by(self, claimed: str) -> str:
+        """Who a cancel is recorded as: the token's principal. The request's own
+        requested_by counts only while authentication is off."""
+        if self.principal.authenticated:
+            return self.principal.name
+        return claimed or "anonymous"
+
+    @property
+    def submitter(self) -> str | None:
+        """Recorded with a new build; None while authentication is off (unknown)."""
+        return self.principal.name if self.principal.authenticated else None
+
+    def check_cancel(self, build: Build) -> None:
+        self.rules.check(self.principal, build.build_id, build.pipeline, build.submitted_by)
+
+    def check_agent_id(self, agent_id: str) -> None:
+        """An agent token connects as its own agent id only."""
+        principal = self.principal
+        if not principal.authenticated:
+            return
+        if principal.role is not Role.AGENT or principal.agent_id != agent_id:
+            raise PermissionDenied(
+                f"hello.agent_id: the token of {principal.name!r} may not connect as "
+                f"agent {agent_id[:200]!r}"
+            )
+
+
+_CURRENT: ContextVar[Caller] = ContextVar("buildcontrol_caller")
+
+
+def current() -> Caller:
+    return _CURRENT.get()
+
+
+def bind(caller: Caller) -> Token[Caller]:
+    return _CURRENT.set(caller)
+
+
+def unbind(token: Token[Caller]) -> None:
+    _CURRENT.reset(token)

@@ -1,0 +1,42 @@
+"""Who a caller is: a principal with a role, or an agent bound to one agent id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    # Reads builds and agents.
+    VIEWER = "viewer"
+    # Reads, submits and cancels (subject to the pipeline's cancel policy).
+    OPERATOR = "operator"
+    # Everything an operator may, and cancels any build whatever its policy.
+    ADMIN = "admin"
+    # A build agent: only AgentService.Connect, only as its own agent id.
+    AGENT = "agent"
+
+
+# Roles that include the rights of the ones before them; AGENT stands apart.
+_RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+    # Set for (and only for) agent tokens: the one agent id the token may connect as.
+    agent_id: str | None = None
+    # False only for ANONYMOUS, the caller of every RPC when authentication is off.
+    authenticated: bool = True
+
+    def at_least(self, role: Role) -> bool:
+        """True if this principal has `role`'s rights (agents have no human rights)."""
+        if self.role is Role.AGENT or role is Role.AGENT:
+            return self.role is role
+        return _RANK[self.role] >= _RANK[role]
+
+
+# With --auth off every caller is this one: allowed everything, recorded as what the
+# request says (requested_by) rather than as a name of its own.
+ANONYMOUS = Principal("anonymous", Role.ADMIN, authenticated=False)

@@ -1,0 +1,244 @@
+"""The tokens file: which bearer tokens exist, as SHA-256 hashes only, each with a
+principal name and a role (or the agent id of an agent token).
+
+    {"tokens": [
+      {"name": "admin",   "role": "admin",    "sha256": "9f86d0…"},
+      {"name": "alice",   "role": "operator", "sha256": "…"},
+      {"name": "agent-1", "role": "agent",    "agent_id": "agent-1", "sha256": "…"}]}
+
+The file is JSON as written by the server; YAML is read too (JSON is YAML), for people
+who edit it by hand. A plain SHA-256 is enough because every token is 256 random bits:
+nobody can guess a preimage, so a slow password hash (bcrypt, argon2) would only add
+milliseconds to every RPC. Lookups hash the presented token and compare it with every
+entry in constant time (`hmac.compare_digest`, no early exit), so the time taken does
+not tell how much of a hash matched.
+
+The file is re-read when it changes (mtime, size or inode): `buildcontrol token create`
+and `revoke` take effect on the next call without a restart. A file broken by an edit
+is logged and ignored; the tokens read before stay in force."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from buildcontrol_server.security.errors import SecuritySetupError
+from buildcontrol_server.security.principals import Principal, Role
+
+log = logging.getLogger(__name__)
+
+# A prefix makes a leaked token recognizable (secret scanners, log reviews).
+TOKEN_PREFIX = "bct_"
+BOOTSTRAP_AGENT_ID = "agent-1"
+ADMIN_TOKEN_FILE = "admin.token"
+AGENT_TOKEN_FILE = "agent.token"
+SECRET_FILE_MODE = 0o600
+
+
+class TokensFileError(SecuritySetupError):
+    """The tokens file cannot be used; the message says why (never a token)."""
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    principal: Principal
+    sha256: str
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _entry(raw: Any, position: int) -> TokenEntry:
+    where = f"tokens[{position}]"
+    if not isinstance(raw, dict):
+        raise TokensFileError(f"{where}: expected a mapping")
+    name, role_name, digest = raw.get("name"), raw.get("role"), raw.get("sha256")
+    agent_id = raw.get("agent_id")
+    if not isinstance(name, str) or not name.strip():
+        raise TokensFileError(f"{where}.name: must be a non-empty string")
+    try:
+        role = Role(str(role_name))
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise TokensFileError(f"{where}.role: {role_name!r} is not one of {choices}") from None
+    if role is Role.AGENT:
+        if not isinstance(agent_id, str) or not agent_id:
+            raise TokensFileError(f"{where}.agent_id: an agent token needs its agent id")
+    elif agent_id is not None:
+        raise TokensFileError(f"{where}.agent_id: only agent tokens have one")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise TokensFileError(f"{where}.sha256: must be 64 hex digits")
+    try:
+        bytes.fromhex(digest)
+    except ValueError:
+        raise TokensFileError(f"{where}.sha256: must be 64 hex digits") from None
+    return TokenEntry(Principal(name, role, agent_id), digest.lower())
+
+
+def parse(text: str) -> list[TokenEntry]:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise TokensFileError(f"not JSON or YAML: {error}") from None
+    if document is None:
+        return []
+    if not isinstance(document, dict) or not isinstance(document.get("tokens", []), list):
+        raise TokensFileError('expected {"tokens": [...]}')
+    entries = [_entry(raw, n) for n, raw in enumerate(document.get("tokens", []))]
+    seen: set[str] = set()
+    for n, entry in enumerate(entries):
+        if entry.sha256 in seen:
+            raise TokensFileError(f"tokens[{n}].sha256: the same token appears twice")
+        seen.add(entry.sha256)
+    return entries
+
+
+def read(path: Path) -> list[TokenEntry]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise TokensFileError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        return parse(text)
+    except TokensFileError as error:
+        raise TokensFileError(f"{path}: {error}") from None
+
+
+def _document(entries: Iterable[TokenEntry]) -> str:
+    rows = []
+    for entry in entries:
+        row: dict[str, str] = {"name": entry.principal.name, "role": entry.principal.role.value}
+        if entry.principal.agent_id is not None:
+            row["agent_id"] = entry.principal.agent_id
+        row["sha256"] = entry.sha256
+        rows.append(row)
+    return json.dumps({"tokens": rows}, indent=2) + "\n"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` with mode 0600, atomically: a reader (or a crash) sees
+    the old file or the new one, never half of it, and never a moment of wider mode."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write(path: Path, entries: Iterable[TokenEntry]) -> None:
+    write_private(path, _document(entries))
+
+
+@dataclass(frozen=True)
+class Bootstrapped:
+    """What a first start created; the paths are safe to print, their contents not."""
+
+    tokens_file: Path
+    admin_token_file: Path
+    agent_token_file: Path
+    agent_id: str
+
+    def hint(self) -> str:
+        return (
+            f"buildcontrol: authentication is on and there was no tokens file, so one was "
+            f"created: {self.tokens_file} (hashes only).\n"
+            f"  admin token:  {self.admin_token_file}\n"
+            f"  agent token:  {self.agent_token_file} (connects as agent id "
+            f"{self.agent_id!r})\n"
+            f"  (both mode 0600; shown nowhere else). Use them with --token-file FILE or "
+            f"the BUILDCONTROL_TOKEN variable, e.g.\n"
+            f"    buildcontrol agent --agent-id {self.agent_id} --token-file "
+            f"{self.agent_token_file}\n"
+            f"    BUILDCONTROL_TOKEN=$(cat {self.admin_token_file}) buildcontrol list"
+        )
+
+
+def bootstrap(tokens_file: Path) -> Bootstrapped:
+    """Create a tokens file with one admin and one agent token, their plaintext in
+    0600 files next to it. The tokens file is written last: a crash before leaves no
+    tokens file, so the next start simply bootstraps again."""
+    directory = tokens_file.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    admin, agent = new_token(), new_token()
+    admin_file, agent_file = directory / ADMIN_TOKEN_FILE, directory / AGENT_TOKEN_FILE
+    write_private(admin_file, admin + "\n")
+    write_private(agent_file, agent + "\n")
+    write(
+        tokens_file,
+        [
+            TokenEntry(Principal("admin", Role.ADMIN), token_hash(admin)),
+            TokenEntry(
+                Principal(BOOTSTRAP_AGENT_ID, Role.AGENT, BOOTSTRAP_AGENT_ID), token_hash(agent)
+            ),
+        ],
+    )
+    return Bootstrapped(tokens_file, admin_file, agent_file, BOOTSTRAP_AGENT_ID)
+
+
+class TokenRegistry:
+    """The tokens in force, read from the tokens file and re-read when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: list[TokenEntry] = []
+        self._stamp: tuple[int, int, int] | None = None
+
+    def load(self) -> None:
+        """Read the file now; raises TokensFileError (used at start, where a broken
+        file must stop the server rather than lock everyone out)."""
+        stamp = self._file_stamp()
+        self._entries = read(self.path)
+        self._stamp = stamp
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return None
+        return (status.st_mtime_ns, status.st_size, status.st_ino)
+
+    def _refresh(self) -> None:
+        stamp = self._file_stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        if stamp is None:
+            log.error("tokens file %s is gone; keeping the tokens read before", self.path)
+            return
+        try:
+            self._entries = read(self.path)
+        except TokensFileError as error:
+            log.error("tokens file not reloaded, keeping the tokens read before: %s", error)
+        else:
+            log.info("tokens file %s reloaded: %d token(s)", self.path, len(self._entries))
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of `token`, or None. Compares with every entry, always."""
+        self._refresh()
+        digest = token_hash(token)
+        found: Principal | None = None
+        for entry in self._entries:
+            if hmac.compare_digest(entry.sha256, digest):
+                found = entry.principal
+        return found
