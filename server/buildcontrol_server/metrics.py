@@ -107,6 +107,10 @@ AGENTS_CONNECTED = Gauge("buildcontrol_agents_connected", "Agents with a live st
 AGENT_CONNECTS = Counter(
     "buildcontrol_agent_connects_total", "Agent streams opened (first connects and reconnects)."
 )
+AGENT_RECONNECTS = Counter(
+    "buildcontrol_agent_reconnects_total",
+    "Agent streams opened by an agent already seen since the server started.",
+)
 AGENTS_SUSPECT = Gauge(
     "buildcontrol_agents_suspect",
     "Agents that let a stop deadline pass (hung, or ignoring stops) since the server started.",

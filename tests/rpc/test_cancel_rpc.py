@@ -194,8 +194,10 @@ async def test_stop_is_sent_again_when_the_agent_reconnects(server: Running) -> 
     # cancel while the agent is away: no stream to push to
     stream = server.stub.Cancel(build_control_pb2.CancelRequest(build_id=build.build_id))
     assert (await stream.read()).WhichOneof("event") == "accepted"
+    reconnects = metrics.AGENT_RECONNECTS._value.get()
     back = AgentPeer(server.target, "a1")
     await back.connect(running=[(build.build_id, job.job_id)])
+    assert metrics.AGENT_RECONNECTS._value.get() == reconnects + 1
     stop = (await back.next("stop_job")).stop_job
     assert stop.job_id == job.job_id
     back.stopped(build.build_id, job.job_id)

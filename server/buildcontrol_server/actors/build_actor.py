@@ -260,23 +260,18 @@ class BuildActor:
             case cmd.JobTimedOut(job_id=job_id):
                 job = self.build.job(job_id)
                 if job is not None and job.on_agent:
-                    info = server_cancel(
-                        f"timeout: job {job.name} ran longer than {self._job_timeout(job):g} s",
-                        self._ctx.settings,
-                        now,
+                    limit = self._job_timeout(job)
+                    await self._server_cancel(
+                        f"timeout: job {job.name} ran longer than {limit:g} s", now
                     )
-                    await self._persist(cancellation.cancel(self.build, info, times, now))
             case cmd.CleanupTimedOut(job_id=job_id):
                 await self._persist(cancellation.cleanup_overdue(self.build, job_id, times, now))
             case cmd.QueueTimedOut():
                 if self.build.status is BuildStatus.QUEUED:
                     waited = self._ctx.settings.queue_timeout
-                    info = server_cancel(
-                        f"queue timeout: no agent took the build within {waited:g} s",
-                        self._ctx.settings,
-                        now,
+                    await self._server_cancel(
+                        f"queue timeout: no agent took the build within {waited:g} s", now
                     )
-                    await self._persist(cancellation.cancel(self.build, info, times, now))
             case cmd.Admit():
                 self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
             case cmd.AgentReconnected(agent_id=agent_id, running=running):
@@ -355,6 +350,13 @@ class BuildActor:
         assert build.cancel is not None
         stopping = sum(1 for job in build.jobs() if job.status is JobStatus.STOPPING)
         return CancelAcceptedEvent(build.build_id, build.status, build.cancel, stopping)
+
+    async def _server_cancel(self, reason: str, now: float) -> None:
+        """A cancel the server makes itself: the same path, metrics and logs as a
+        user's, with nobody listening to its stream."""
+        info = server_cancel(reason, self._ctx.settings, now)
+        command = cmd.Cancel(info=info, listener=asyncio.Queue(), received_at=time.perf_counter())
+        await self._cancel(command, None, now)
 
     def _accepted(self, command: cmd.Cancel | cmd.CancelInBatch, fx: Effects) -> None:
         """CANCELING is committed: from here the cancel survives a crash."""

@@ -81,6 +81,8 @@ class AgentHub:
             if previous.on_replaced is not None:
                 previous.on_replaced()
         self._sessions[session.agent_id] = session
+        if session.agent_id in self._known:
+            metrics.AGENT_RECONNECTS.inc()
         self._known[session.agent_id] = session
         timer = self._lost_timers.pop(session.agent_id, None)
         if timer is not None:
