@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from buildcontrol_server import garbage_collection
-from buildcontrol_server.actors.build_actor import ActorContext
+from buildcontrol_server.actors.context import ActorContext
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.scheduler import Scheduler

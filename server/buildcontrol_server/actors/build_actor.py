@@ -14,15 +14,18 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.context import (
+    ActorContext,
+    ActorRetired,
+    finished_event,
+    server_cancel,
+)
 from buildcontrol_server.actors.notices import BuildListeners
 from buildcontrol_server.actors.timers import BuildTimers
-from buildcontrol_server.agents.hub import AgentHub
-from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import DomainError, Unavailable
@@ -31,46 +34,15 @@ from buildcontrol_server.domain.events import (
     AssignedStep,
     CancelAcceptedEvent,
     CancelEvent,
-    CancelFinishedEvent,
-    JobAcceptedReport,
-    JobFinishedReport,
-    JobResult,
-    JobStoppedReport,
-    StepFinishedReport,
-    StepStartedReport,
 )
-from buildcontrol_server.domain.model import Build, CancelInfo, CancelRecord, Job
+from buildcontrol_server.domain.model import Build, CancelRecord, Job
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
-from buildcontrol_server.effects.base import NoSideEffects, SideEffects
 from buildcontrol_server.observability import cancel_phases
-from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
 
 # Most agent reports one actor applies in one commit.
 REPORT_BATCH = 256
-
-
-class JobQueue(Protocol):
-    def enqueue(self, jobs: list[Job]) -> None: ...
-    def drop_build(self, build_id: str) -> None: ...
-
-
-@dataclass
-class ActorContext:
-    """What every actor shares."""
-
-    store: BuildStore
-    hub: AgentHub
-    scheduler: JobQueue
-    settings: Settings
-    on_retire: Callable[[BuildActor], None]
-    effects: SideEffects = field(default_factory=NoSideEffects)
-    clock: Callable[[], float] = time.time
-
-
-class ActorRetired(Exception):
-    """The build became terminal and its actor is gone: read it from the store."""
 
 
 def assignment_of(job: Job) -> AssignCommand:
@@ -81,21 +53,6 @@ def assignment_of(job: Job) -> AssignCommand:
         steps=tuple(AssignedStep(s.index, s.name, s.command, s.run_on_cancel) for s in job.steps),
         env=dict(job.env),
     )
-
-
-def job_result(job: Job) -> JobResult:
-    return JobResult(job.build_id, job.job_id, job.status, job.outcome)
-
-
-def finished_event(build: Build) -> CancelFinishedEvent:
-    return CancelFinishedEvent(
-        build.build_id, build.status, build.cancel, tuple(job_result(j) for j in build.jobs())
-    )
-
-
-def server_cancel(reason: str, settings: Settings, now: float) -> CancelInfo:
-    """A cancel the server makes itself (timeouts, superseded builds)."""
-    return CancelInfo(reason, "server", False, settings.default_grace_period, now)
 
 
 class BuildActor:
@@ -194,7 +151,9 @@ class BuildActor:
         applied: list[cmd.Report] = []
         for command in batch:
             try:
-                combined.merge(self._apply_report(command.agent_id, command.report, now))
+                combined.merge(
+                    lifecycle.apply_report(self.build, command.agent_id, command.report, now)
+                )
             except (DomainError, IllegalTransition) as error:
                 self._refused(command, error)
             else:
@@ -306,21 +265,6 @@ class BuildActor:
 
     def _job_timeout(self, job: Job) -> float:
         return job.timeout or self._ctx.settings.job_timeout
-
-    def _apply_report(self, agent_id: str, report: object, now: float) -> Effects:
-        build = self.build
-        match report:
-            case JobAcceptedReport(job_id=job_id):
-                return lifecycle.job_accepted(build, job_id, agent_id, now)
-            case StepStartedReport(job_id=job_id, step_index=index):
-                return lifecycle.step_started(build, job_id, agent_id, index, now)
-            case StepFinishedReport(job_id=job_id, step_index=index, exit_code=code):
-                return lifecycle.step_finished(build, job_id, agent_id, index, code, now)
-            case JobFinishedReport(job_id=job_id, succeeded=ok, exit_code=code):
-                return lifecycle.job_finished(build, job_id, agent_id, ok, code, now)
-            case JobStoppedReport(job_id=job_id, outcome=outcome, exit_code=code):
-                return lifecycle.job_stopped(build, job_id, agent_id, outcome, code, now)
-        raise TypeError(f"unknown report {report!r}")
 
     async def _cancel(
         self, command: cmd.Cancel | cmd.CancelInBatch, batch: Any, now: float

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.batch import CancelBatch
-from buildcontrol_server.actors.build_actor import ActorRetired, BuildActor, finished_event
+from buildcontrol_server.actors.build_actor import BuildActor
+from buildcontrol_server.actors.context import ActorRetired, finished_event
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings

@@ -9,8 +9,9 @@ import time
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.build_actor import ActorContext, BuildActor, server_cancel
+from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.concurrency import ConcurrencyGroups
+from buildcontrol_server.actors.context import ActorContext, server_cancel
 from buildcontrol_server.domain.model import Build
 
 log = logging.getLogger(__name__)

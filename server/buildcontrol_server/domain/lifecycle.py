@@ -17,6 +17,14 @@ from buildcontrol_server.domain.cancellation import (
 )
 from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied
+from buildcontrol_server.domain.events import (
+    AgentReport,
+    JobAcceptedReport,
+    JobFinishedReport,
+    JobStoppedReport,
+    StepFinishedReport,
+    StepStartedReport,
+)
 from buildcontrol_server.domain.model import Build, Job, Step
 from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
@@ -169,6 +177,21 @@ def agent_lost(build: Build, agent_id: str, running: frozenset[str], now: float)
     if not fx.changes.empty:
         _after_job_ended(build, fx, now)
     return fx
+
+
+def apply_report(build: Build, agent_id: str, report: AgentReport, now: float) -> Effects:
+    """Apply one report of an agent (the dispatch of the functions above)."""
+    match report:
+        case JobAcceptedReport(job_id=job_id):
+            return job_accepted(build, job_id, agent_id, now)
+        case StepStartedReport(job_id=job_id, step_index=index):
+            return step_started(build, job_id, agent_id, index, now)
+        case StepFinishedReport(job_id=job_id, step_index=index, exit_code=code):
+            return step_finished(build, job_id, agent_id, index, code, now)
+        case JobFinishedReport(job_id=job_id, succeeded=ok, exit_code=code):
+            return job_finished(build, job_id, agent_id, ok, code, now)
+        case JobStoppedReport(job_id=job_id, outcome=outcome, exit_code=code):
+            return job_stopped(build, job_id, agent_id, outcome, code, now)
 
 
 # ---- build progress -----------------------------------------------------------------
