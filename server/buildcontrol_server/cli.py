@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,28 +22,48 @@ examples:
   buildcontrol agent --labels os=linux --capacity 2   # a build agent
   buildcontrol submit examples/hello.yaml
   buildcontrol cancel BUILD_ID --reason "wrong branch" --grace 5
+
+exit codes: 0 ok, 1 build FAILED, 2 usage, 3 server unavailable, 4 not found or invalid,
+5 build CANCELED, 6 permission denied, 130 interrupted (details in docs/cli.md)
 """
 
 
 def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     defaults = Settings()
     serve = subparsers.add_parser("serve", help="run the server")
-    serve.add_argument("--data-dir", type=Path, default=defaults.data_dir)
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=defaults.data_dir,
+        help="directory of the SQLite database (buildcontrol.sqlite3) and the tokens",
+    )
     serve.add_argument("--listen", default=defaults.listen, help="gRPC host:port")
     serve.add_argument(
         "--metrics-port", type=int, default=defaults.metrics_port, help="0 picks a free port"
     )
     serve.add_argument(
-        "--default-grace", type=float, default=defaults.default_grace_period, help="seconds"
+        "--default-grace",
+        type=float,
+        default=defaults.default_grace_period,
+        help="seconds between SIGTERM and SIGKILL when a cancel gives none",
     )
     serve.add_argument(
-        "--stop-ack-timeout", type=float, default=defaults.stop_ack_timeout, help="seconds"
+        "--stop-ack-timeout",
+        type=float,
+        default=defaults.stop_ack_timeout,
+        help="seconds an agent has after the grace to confirm a stop, else FORCED",
     )
     serve.add_argument(
-        "--reconnect-window", type=float, default=defaults.reconnect_window, help="seconds"
+        "--reconnect-window",
+        type=float,
+        default=defaults.reconnect_window,
+        help="seconds a dropped agent's jobs wait for it before they end LOST/FORCED",
     )
     serve.add_argument(
-        "--cleanup-timeout", type=float, default=defaults.cleanup_timeout, help="seconds"
+        "--cleanup-timeout",
+        type=float,
+        default=defaults.cleanup_timeout,
+        help="seconds the cleanup (run_on_cancel) steps of a job, or a cleanup job, may run",
     )
     serve.add_argument(
         "--job-timeout", type=float, default=defaults.job_timeout, help="seconds (default 1 h)"
@@ -63,7 +84,12 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="URL",
         help="POST every finished cancel to URL (repeatable)",
     )
-    serve.add_argument("--webhook-max-attempts", type=int, default=defaults.webhook_max_attempts)
+    serve.add_argument(
+        "--webhook-max-attempts",
+        type=int,
+        default=defaults.webhook_max_attempts,
+        help="tries per notification before giving up",
+    )
     serve.add_argument(
         "--webhook-retry-delay",
         type=float,
@@ -82,8 +108,18 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         default=defaults.webhook_breaker_cooldown,
         help="seconds",
     )
-    serve.add_argument("--webhook-queue-size", type=int, default=defaults.webhook_queue_size)
-    serve.add_argument("--audit-batch", type=int, default=defaults.audit_batch)
+    serve.add_argument(
+        "--webhook-queue-size",
+        type=int,
+        default=defaults.webhook_queue_size,
+        help="notifications waiting per endpoint; past it the oldest is dropped",
+    )
+    serve.add_argument(
+        "--audit-batch",
+        type=int,
+        default=defaults.audit_batch,
+        help="audit records written per transaction",
+    )
     serve.add_argument(
         "--effects-stop-timeout",
         type=float,
@@ -91,7 +127,7 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="seconds the audit and webhooks get to flush at shutdown",
     )
     serve_flags.add_arguments(serve, defaults)  # --auth, --tokens-file, --tls-*, --max-*
-    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="text", help="json: one object per line"
     )
@@ -126,15 +162,16 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """None: asyncio's own loop."""
+    """None: asyncio's own loop. uvloop is optional (the `bench` extra installs it)."""
     if name == "uvloop":
         try:
-            import uvloop
+            uvloop = importlib.import_module("uvloop")
         except ImportError:
             raise SystemExit(
                 "buildcontrol: --loop uvloop needs uvloop (pip install uvloop)"
             ) from None
-        return uvloop.new_event_loop  # type: ignore[no-any-return]
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
     return None
 
 
