@@ -45,9 +45,10 @@ node-test: proto $(NODE_CLIENT)/node_modules/.installed
 	cd $(NODE_CLIENT) && node --test test/
 
 lint: proto proto-lint
-	$(VENV)/bin/ruff check server clients/python/buildcontrol_client tests bench
-	$(VENV)/bin/ruff format --check server clients/python/buildcontrol_client tests bench
+	$(VENV)/bin/ruff check server clients/python/buildcontrol_client tests bench tools
+	$(VENV)/bin/ruff format --check server clients/python/buildcontrol_client tests bench tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tools/docs
 
 $(BUF): tools/buf/package.json tools/buf/package-lock.json
 	cd tools/buf && npm ci --no-audit --no-fund --silent
@@ -69,8 +70,16 @@ docs: $(STAMP)
 
 check: lint test
 
-bench: proto
-	$(PY) bench/cancel_latency.py
+# Benchmarks (bench/run.py; never part of `make test`): a few minutes on 2 cores. The
+# `bench` extra adds matplotlib (the plot), uvloop and py-spy. BENCH_ARGS=--quick for
+# a smoke run; `$(PY) bench/run.py --help` for the rest.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: proto $(BENCH_STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules

@@ -57,7 +57,7 @@ async def running(
     """Submit `count` builds of `jobs` jobs and wait until the fleet's agents hold all
     of their jobs and the server shows them RUNNING. {build_id: [job_id, ...]}."""
     ids = await submit(stub, count, pipeline, jobs)
-    held = await fleet.wait_jobs(held_before + count * jobs, timeout=180)
+    held = await fleet.wait_jobs(held_before + count * jobs, seconds=180)
     wanted = set(ids)
     by_build: dict[str, list[str]] = {}
     for job_id, build_id in held.items():
@@ -69,7 +69,9 @@ async def running(
     sample = ids[-10:] + random.sample(ids, min(20, count))
     for build_id in sample:
         for _ in range(200):
-            build = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
+            build = (
+                await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
+            ).build
             if build.status == build_pb2.BUILD_STATUS_RUNNING and all(
                 job.status == build_pb2.JOB_STATUS_RUNNING
                 for stage in build.stages

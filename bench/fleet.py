@@ -19,6 +19,7 @@ Run by fleet_control.Fleet; not meant to be started by hand."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -70,10 +71,8 @@ class Fleet:
             left = until - loop.time()
             if left <= 0:
                 return {"error": f"agents hold {len(held)} jobs, wanted {count}"}
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
-            except TimeoutError:
-                pass
         return {"jobs": held}
 
     def stops(self) -> dict[str, Any]:

@@ -33,12 +33,12 @@ class Fleet:
         )
         return cls(process)
 
-    async def ask(self, op: str, timeout: float = 300, **fields: Any) -> dict[str, Any]:
+    async def ask(self, op: str, seconds: float = 300, **fields: Any) -> dict[str, Any]:
         assert self._process.stdin is not None and self._process.stdout is not None
         async with self._lock:
             self._process.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
             await self._process.stdin.drain()
-            line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+            line = await asyncio.wait_for(self._process.stdout.readline(), seconds)
         if not line:
             raise RuntimeError(f"agent fleet {self.pid} exited (op {op})")
         answer: dict[str, Any] = json.loads(line)
@@ -58,9 +58,9 @@ class Fleet:
             poll_interval=poll_interval,
         )
 
-    async def wait_jobs(self, count: int, timeout: float = 120) -> dict[str, str]:
+    async def wait_jobs(self, count: int, seconds: float = 120) -> dict[str, str]:
         """{job_id: build_id} once the agents hold `count` jobs."""
-        answer = await self.ask("wait_jobs", timeout=timeout + 10, count=count)
+        answer = await self.ask("wait_jobs", seconds=seconds + 10, count=count, timeout=seconds)
         jobs: dict[str, str] = answer["jobs"]
         return jobs
 
@@ -71,7 +71,7 @@ class Fleet:
         """Agents say Goodbye and the process exits (killed if it does not)."""
         try:
             if self._process.returncode is None:
-                await self.ask("close", timeout=60)
+                await self.ask("close", seconds=60)
             await asyncio.wait_for(self._process.wait(), 30)
         except (TimeoutError, RuntimeError, BrokenPipeError, ConnectionResetError):
             if self._process.returncode is None:

@@ -23,8 +23,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
-from buildcontrol.v1 import build_pb2
+from buildcontrol.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    build_control_pb2,
+    build_control_pb2_grpc,
+    build_pb2,
+)
 
 PUSH = "push"
 POLL = "poll"
@@ -130,7 +135,7 @@ class LoadAgent:
     async def _poll(self) -> None:
         stub = build_control_pb2_grpc.BuildControlStub(self._channel)
         loop = asyncio.get_running_loop()
-        # A fixed schedule (no drift): start + k × interval, k = 0, 1, ...; the random
+        # A fixed schedule (no drift): start + k x interval, k = 0, 1, ...; the random
         # phase spreads the fleet's polls over the interval.
         start = loop.time() + random.uniform(0, self.poll_interval)
         tick = 0

@@ -13,6 +13,8 @@ the load, lets it settle and reads RSS again:
 from __future__ import annotations
 
 import asyncio
+import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -54,6 +56,41 @@ async def per_agent_stream(agents: int, server_loop: str | None, loop: str) -> d
             before = await _settled_rss(server)
             await fleet.connect(agents, capacity=1, mode="push", prefix="idle")
             after = await _settled_rss(server)
+    finally:
+        await fleet.close()
+        await server.stop()
+    return {
+        "agents": agents,
+        "rss_before_bytes": before,
+        "rss_after_bytes": after,
+        "bytes_per_agent_stream": (after - before) / agents,
+    }
+
+
+async def _start_bare_server() -> ServerProcess:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__).with_name("bare_agent_server.py")),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    if not line.startswith("listening on "):
+        process.kill()
+        await process.wait()
+        raise RuntimeError(f"bare agent server did not start: {line!r}")
+    return ServerProcess(process, line.split()[-1], "", Path("."))
+
+
+async def per_bare_agent_stream(agents: int, loop: str) -> dict[str, Any]:
+    """The same measure against bare_agent_server.py: grpc.aio's own cost."""
+    server = await _start_bare_server()
+    fleet = await Fleet.start(server.target, loop)
+    try:
+        await fleet.connect(5, capacity=1, mode="push", prefix="warm-up")
+        before = await _settled_rss(server)
+        await fleet.connect(agents, capacity=1, mode="push", prefix="idle")
+        after = await _settled_rss(server)
     finally:
         await fleet.close()
         await server.stop()

@@ -35,7 +35,9 @@ def latency_plot(results: dict[str, Any], path: Path) -> Path | None:
             values = sorted(run["samples_ms"][key])
             fractions = [(i + 1) / len(values) for i in range(len(values))]
             median = run[key]["p50_ms"]
-            axis.step(values, fractions, where="post", color=color, label=f"{label}, p50 {median:.1f} ms")
+            axis.step(
+                values, fractions, where="post", color=color, label=f"{label}, p50 {median:.1f} ms"
+            )
             axis.axvline(median, color=color, linestyle=":", linewidth=1)
         axis.set_xscale("log")
         axis.set_xlabel("milliseconds (log scale)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 KIB = 1024
@@ -63,6 +64,16 @@ def checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def loop_ratio(loops: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    """uvloop's median over asyncio's, per measure of the loop comparison."""
+    return {
+        key: statistics.median(r[key] for r in loops["uvloop"])
+        / statistics.median(r[key] for r in loops["asyncio"])
+        for key in loops["asyncio"][0]
+        if key != "best_concurrency"
+    }
+
+
 def _row(label: str, summary: dict[str, float], target: str, verdict: str) -> str:
     return (
         f"  {label:<44}{summary['p50_ms']:>10.2f}{summary['p99_ms']:>10.2f}"
@@ -89,7 +100,12 @@ def table(results: dict[str, Any]) -> str:
         )
         ok = found["stop_p50_ms"]["met"] and found["stop_p99_ms"]["met"]
         lines.append(
-            _row("Cancel sent → StopJob received", push["cancel_to_stop"], "p50≤2 p99≤10", _verdict(ok))
+            _row(
+                "Cancel sent → StopJob received",
+                push["cancel_to_stop"],
+                "p50≤2 p99≤10",
+                _verdict(ok),
+            )
         )
         lines.append(_row("Cancel sent → ACCEPTED", push["cancel_to_accepted"], "", ""))
         lines.append(
@@ -111,8 +127,8 @@ def table(results: dict[str, Any]) -> str:
     ratio = results.get("poll_ratio")
     if ratio:
         lines.append(
-            f"  ratio of medians, poll ÷ push: stop {ratio['stop']:.0f}×, terminal "
-            f"{ratio['terminal']:.0f}×{'':<11}≥300× (stop){'':<11}"
+            f"  ratio of medians, poll ÷ push: stop {ratio['stop']:.0f}x, terminal "
+            f"{ratio['terminal']:.0f}x{'':<11}≥300x (stop){'':<11}"
             f"{_verdict(found['poll_ratio']['met'])}"
         )
     throughput = results.get("throughput")
@@ -143,7 +159,7 @@ def table(results: dict[str, Any]) -> str:
         ok = found["burst_seconds"]["met"] and found["builds_per_commit"]["met"]
         lines += [
             "",
-            f"3 burst: {burst['builds']} running builds × {burst['jobs'] // burst['builds']} jobs, "
+            f"3 burst: {burst['builds']} running builds x {burst['jobs'] // burst['builds']} jobs, "
             "one CancelBuilds (by pipeline)",
             f"  all {burst['jobs']} jobs CANCELED in {burst['seconds_to_all_canceled']:.2f} s "
             f"(first build after {burst['seconds_to_first_canceled'] * 1000:.0f} ms); "
@@ -161,6 +177,12 @@ def table(results: dict[str, Any]) -> str:
             f"{agents['bytes_per_agent_stream'] / KIB:.1f} KiB per stream"
             f"{'':<8}≤50 KiB{'':<8}{_verdict(found['agent_stream_kib']['met'])}"
         )
+    if "bare_agents" in memory:
+        bare = memory["bare_agents"]
+        lines.append(
+            f"    of which grpc.aio's own (a bare Connect servicer, bare_agent_server.py): "
+            f"{bare['bytes_per_agent_stream'] / KIB:.1f} KiB per stream"
+        )
     if "builds" in memory:
         builds = memory["builds"]
         lines.append(
@@ -168,6 +190,28 @@ def table(results: dict[str, Any]) -> str:
             f" → {builds['rss_after_bytes'] / KIB / KIB:.1f} MiB = "
             f"{builds['bytes_per_live_build'] / KIB:.1f} KiB per build"
             f"{'':<10}≤20 KiB{'':<8}{_verdict(found['live_build_kib']['met'])}"
+        )
+    loops = results.get("loops")
+    if loops:
+        levels = ", ".join(f"{c}" for c, _ in results["loop_levels"])
+        lines += [
+            "",
+            f"event loop of the server: scenario 1, then 2 at concurrency {levels} (its best)",
+            f"  {'loop':<10}{'stop p50':>10}{'stop p99':>10}{'term. p50':>11}"
+            f"{'cancels/s':>11}{'per server CPU-s':>18}",
+        ]
+        for loop, rows in loops.items():
+            for row in rows:
+                lines.append(
+                    f"  {loop:<10}{row['stop_p50_ms']:>10.2f}{row['stop_p99_ms']:>10.2f}"
+                    f"{row['terminal_p50_ms']:>11.2f}{row['best_cancels_per_s']:>11.0f}"
+                    f"{row['cancels_per_server_cpu_s']:>18.0f}"
+                )
+        ratio = loop_ratio(loops)
+        lines.append(
+            f"  uvloop ÷ asyncio (medians): cancels/s x{ratio['best_cancels_per_s']:.2f}, per "
+            f"server CPU-s x{ratio['cancels_per_server_cpu_s']:.2f}, stop p50 "
+            f"x{ratio['stop_p50_ms']:.2f}, terminal p50 x{ratio['terminal_p50_ms']:.2f}"
         )
     lines.append(f"\nwall time of the whole run: {results['wall_seconds']:.0f} s")
     return "\n".join(lines)

@@ -3,12 +3,14 @@
   1 latency     200 agents, 1,000 running builds, 500 single cancels one after another:
                 Cancel sent → StopJob received, Cancel sent → terminal message
   2 throughput  Cancel RPCs at rising concurrency → sustained cancels per second
-  3 burst       5,000 running builds × 2 jobs, one CancelBuilds → time until all are
+  3 burst       5,000 running builds x 2 jobs, one CancelBuilds → time until all are
                 CANCELED, commits used
   4 poll        scenario 1 again with agents that poll GetBuild every 2 s and ignore
                 pushed stops → the ratio of medians
   5 memory      server RSS with 0 and 1,000 idle agent streams, 0 and 10,000 live
                 builds → bytes per stream and per build
+  loops         scenarios 1 and 2 (fewer levels) on a server running asyncio's event
+                loop and one running uvloop, in turn → is uvloop worth adopting
 
 Agents run in their own process (fleet.py), one gRPC connection each; Cancels are sent
 from this process. Prints a table (with the machine's cores), writes
@@ -36,15 +38,15 @@ from fleet_control import Fleet
 from load_agent import POLL, PUSH
 from loops import LOOPS, install_loop
 from plot import latency_plot
-from report import checks, table
+from report import checks, loop_ratio, table
 from server_process import start_server
 from stats import RESULTS, machine, write_json
 
-SCENARIOS = ("latency", "throughput", "burst", "poll", "memory")
+SCENARIOS = ("latency", "throughput", "burst", "poll", "memory", "loops")
 
 
 def _levels(text: str) -> list[tuple[int, int]]:
-    """"1:500,4:1000" → [(1, 500), (4, 1000)]: concurrency and cancels per level."""
+    """ "1:500,4:1000" → [(1, 500), (4, 1000)]: concurrency and cancels per level."""
     pairs = []
     for part in text.split(","):
         concurrency, count = part.split(":")
@@ -73,6 +75,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=_levels("1:500,4:1000,16:2000,64:2000,256:2000"),
         help="(2) concurrency:cancels,...",
     )
+    parser.add_argument(
+        "--loop-levels",
+        type=_levels,
+        default=_levels("16:2000,64:2000"),
+        help="(loops) throughput levels run on each event loop",
+    )
+    parser.add_argument(
+        "--loop-rounds", type=int, default=1, help="(loops) asyncio, uvloop: this many times"
+    )
     parser.add_argument("--burst-builds", type=int, default=5000)
     parser.add_argument("--burst-jobs", type=int, default=2)
     parser.add_argument("--memory-agents", type=int, default=1000)
@@ -94,9 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
+        if args.name == "cancel_bench":
+            args.name = "quick"  # bench/results/.gitignore keeps it out of commits
         args.agents, args.capacity, args.builds, args.cancels = 20, 50, 100, 50
         args.poll_pace_ms = 20.0
-        args.levels = _levels("1:50,16:200")
+        args.levels = args.loop_levels = _levels("1:50,16:200")
         args.burst_builds, args.memory_agents, args.memory_builds = 200, 50, 500
     return args
 
@@ -126,7 +139,7 @@ async def push_scenarios(args: argparse.Namespace, results: dict[str, Any]) -> N
             print(f"2 throughput: levels {args.levels} ...", flush=True)
             results["throughput"] = await throughput.run(server, fleet, args.levels)
         if "burst" in wanted:
-            print(f"3 burst: {args.burst_builds} × {args.burst_jobs} jobs ...", flush=True)
+            print(f"3 burst: {args.burst_builds} x {args.burst_jobs} jobs ...", flush=True)
             results["burst"] = await burst.run(server, fleet, args.burst_builds, args.burst_jobs)
     finally:
         await fleet.close()
@@ -155,6 +168,43 @@ async def poll_scenario(args: argparse.Namespace, results: dict[str, Any]) -> No
         await server.stop()
 
 
+async def loop_comparison(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """Scenario 1 and a few levels of 2 on each event loop, one server after the other
+    (side by side in one run: the machine is shared, ratios hold better than times)."""
+    if "loops" not in args.only:
+        return
+    rounds: dict[str, list[dict[str, Any]]] = {loop: [] for loop in LOOPS}
+    for round_number in range(args.loop_rounds):
+        for loop in LOOPS:
+            print(f"loops: round {round_number + 1}, server on {loop} ...", flush=True)
+            server = await start_server(loop=loop)
+            fleet = await Fleet.start(server.target, args.load_loop)
+            try:
+                await fleet.connect(args.agents, args.capacity, PUSH, f"loop-{loop}")
+                single = await latency.run(
+                    server, fleet, PUSH, args.builds, args.cancels, pace=None
+                )
+                rising = await throughput.run(server, fleet, args.loop_levels)
+            finally:
+                await fleet.close()
+                await server.stop()
+            best = rising["best_level"]
+            rounds[loop].append(
+                {
+                    "stop_p50_ms": single["cancel_to_stop"]["p50_ms"],
+                    "stop_p99_ms": single["cancel_to_stop"]["p99_ms"],
+                    "terminal_p50_ms": single["cancel_to_terminal"]["p50_ms"],
+                    "best_cancels_per_s": best["cancels_per_s"],
+                    "best_concurrency": best["concurrency"],
+                    # Cancels per second of server CPU: fairer than the rate on a
+                    # machine whose other users take a varying share of the cores.
+                    "cancels_per_server_cpu_s": best["cancels_per_s"] / best["cpu_share"]["server"],
+                }
+            )
+    results["loops"] = rounds
+    results["loop_ratio"] = loop_ratio(rounds)
+
+
 async def memory_scenarios(args: argparse.Namespace, results: dict[str, Any]) -> None:
     if "memory" not in args.only:
         return
@@ -164,6 +214,7 @@ async def memory_scenarios(args: argparse.Namespace, results: dict[str, Any]) ->
     )
     results["memory"] = {
         "agents": await memory.per_agent_stream(args.memory_agents, args.loop, args.load_loop),
+        "bare_agents": await memory.per_bare_agent_stream(args.memory_agents, args.load_loop),
         "builds": await memory.per_live_build(args.memory_builds, args.loop),
     }
 
@@ -176,6 +227,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "load_loop": args.load_loop,
         "agents": args.agents,
         "poll_interval": args.poll_interval,
+        "loop_levels": args.loop_levels,
     }
     await push_scenarios(args, results)
     await poll_scenario(args, results)
@@ -188,6 +240,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["poll_ratio"]["stop"] = results["poll_ratio"].pop("cancel_to_stop")
         results["poll_ratio"]["terminal"] = results["poll_ratio"].pop("cancel_to_terminal")
     await memory_scenarios(args, results)
+    await loop_comparison(args, results)
     results["wall_seconds"] = time.monotonic() - started
     results["targets"] = checks(results)
     return results

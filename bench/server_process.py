@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 READY = re.compile(r"serving gRPC on (\S+):(\d+), metrics on http://(\S+):(\d+)/metrics")
 TICKS = os.sysconf("SC_CLK_TCK")
+# Each server gets a fresh data directory, removed when it stops.
+DATA_DIR_PREFIX = "buildcontrol-bench-"
 
 
 @dataclass
@@ -83,6 +86,8 @@ class ServerProcess:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+        if self.data_dir.name.startswith(DATA_DIR_PREFIX):
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 def cpu_seconds_of(pid: int) -> float:
@@ -109,7 +114,7 @@ async def start_server(
 ) -> ServerProcess:
     """`loop`: the serve option --loop (None: the server's default). `profile_dir`:
     where `ServerProcess.profiled` phases write their py-spy profiles (None: off)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="buildcontrol-bench-"))
+    data_dir = Path(tempfile.mkdtemp(prefix=DATA_DIR_PREFIX))
     process = await asyncio.create_subprocess_exec(
         *_serve_command(loop),
         "--data-dir",

@@ -24,9 +24,7 @@ from stats import summary_ms
 COMMITS = "buildcontrol_store_commits_total"
 
 
-async def run(
-    server: ServerProcess, fleet: Fleet, levels: list[tuple[int, int]]
-) -> dict[str, Any]:
+async def run(server: ServerProcess, fleet: Fleet, levels: list[tuple[int, int]]) -> dict[str, Any]:
     """`levels`: (concurrency, cancels) pairs, run in order."""
     async with grpc.aio.insecure_channel(server.target) as channel:
         stub = build_control_pb2_grpc.BuildControlStub(channel)

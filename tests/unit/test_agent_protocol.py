@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -30,6 +31,7 @@ class FakeSession:
     def __init__(self) -> None:
         self.received: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
         self.outgoing: asyncio.Queue[agent_pb2.ConnectResponse | None] = asyncio.Queue()
+        self.metadata: dict[str, str] = {}
 
     async def expect(self, kind: str, seconds: float = 10.0) -> agent_pb2.ConnectRequest:
         """The agent's next message, which must be `kind` (heartbeats are skipped unless
@@ -100,6 +102,7 @@ class FakeAgentService(agent_pb2_grpc.AgentServiceServicer):
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         session = FakeSession()
+        session.metadata = dict(context.invocation_metadata())
         self.sessions.put_nowait(session)
 
         async def pump() -> None:
@@ -485,3 +488,14 @@ async def test_stop_job_fields_drive_cleanup_and_a_forced_repeat_escalates(
             assert stopped.outcome == build_pb2.JOB_OUTCOME_KILLED
     finally:
         os.close(go_fd)
+
+
+async def test_an_agent_token_goes_with_every_connect(server: FakeServer) -> None:
+    options = dataclasses.replace(FAST, token="bct_agent")
+    async with running_agent(server.port, options):
+        session = await server.next_session()
+        assert session.metadata["authorization"] == "Bearer bct_agent"
+        await session.expect("hello")
+        session.end()  # dropped: the next attempt carries the token too
+        again = await server.next_session()
+        assert again.metadata["authorization"] == "Bearer bct_agent"

@@ -532,3 +532,24 @@ async def test_an_empty_token_file_is_an_error_not_an_anonymous_call(
 
     assert await run(fake, "get", BUILD_ID, "--token-file", str(empty)) == 4
     assert "holds no token" in capsys.readouterr().err
+
+
+def test_agent_json_logs_are_one_object_per_record() -> None:
+    import logging
+
+    from buildcontrol_client.cli import JsonLogFormatter
+
+    record = logging.LogRecord(
+        "buildcontrol.agent", logging.INFO, __file__, 1, "job %s", ("j1",), None
+    )
+
+    line = JsonLogFormatter().format(record)
+
+    entry = json.loads(line)
+    assert (entry["level"], entry["logger"], entry["message"]) == (
+        "INFO",
+        "buildcontrol.agent",
+        "job j1",
+    )
+    assert entry["time"].endswith("Z") and "\n" not in line
+    assert parse("agent", "--json").json is True

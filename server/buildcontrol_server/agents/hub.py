@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from buildcontrol_server import metrics
+from buildcontrol_server.agents.outbox import Outbox
 from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.events import AssignCommand, DrainCommand
 
@@ -30,7 +31,7 @@ class AgentSession:
     labels: dict[str, str]
     capacity: int
     session_id: str = field(default_factory=lambda: f"s{next(_session_numbers)}")
-    outbox: asyncio.Queue[Outgoing | None] = field(default_factory=asyncio.Queue)
+    outbox: Outbox[Outgoing | None] = field(default_factory=Outbox)
     closed: bool = False
     # Set by the transport: ends the stream when a newer session replaces this one.
     on_replaced: Callable[[], object] | None = None
