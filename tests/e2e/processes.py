@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.step_processes import marked_processes
+
 BUILDCONTROL = [sys.executable, "-m", "buildcontrol_server.cli"]
 READY = re.compile(r"serving gRPC on (\S+):(\d+), metrics on http://(\S+):(\d+)/metrics")
 WAIT = 20.0
@@ -115,19 +117,8 @@ async def start_agent(
 
 
 def job_pids(job_id: str) -> set[int]:
-    """Processes whose environment names `job_id` (the agent sets BUILDCONTROL_JOB_ID)."""
-    marker = f"BUILDCONTROL_JOB_ID={job_id}".encode()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.add(int(entry))
-    return found
+    """Live processes of a job's steps (the agent sets BUILDCONTROL_JOB_ID)."""
+    return set(marked_processes(job_id))
 
 
 def process_command(pid: int) -> str:

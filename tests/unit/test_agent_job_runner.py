@@ -14,52 +14,7 @@ import pytest
 from buildcontrol.v1 import agent_pb2, build_pb2
 from buildcontrol_client.job_runner import JobRun
 
-
-def marked_processes(job_id: str) -> list[int]:
-    """Live (non-zombie) processes whose environment holds BUILDCONTROL_JOB_ID=job_id."""
-    needle = f"BUILDCONTROL_JOB_ID={job_id}".encode()
-    pids = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                variables = environ.read().split(b"\0")
-            with open(f"/proc/{entry.name}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue  # exited meanwhile, or not readable by us: not one of ours
-        state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-        if needle in variables and state != b"Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-class Fifo:
-    """A named pipe a step writes lines to; reading it is an event, not a poll."""
-
-    def __init__(self, path: Path) -> None:
-        os.mkfifo(path)
-        self.path = path
-        # O_RDWR: opening never blocks and the pipe never reports end-of-file.
-        self._fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-        self._buffer = b""
-
-    async def read_line(self, seconds: float = 10.0) -> str:
-        loop = asyncio.get_running_loop()
-        while b"\n" not in self._buffer:
-            readable: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(self._fd, lambda f=readable: f.done() or f.set_result(None))
-            try:
-                await asyncio.wait_for(readable, seconds)
-            finally:
-                loop.remove_reader(self._fd)
-            self._buffer += os.read(self._fd, 4096)
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
-
-    def close(self) -> None:
-        os.close(self._fd)
+from tests.support.step_processes import Fifo, marked_processes
 
 
 class Recorder:
