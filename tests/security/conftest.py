@@ -20,6 +20,7 @@ from buildcontrol_server.security.settings import SecuritySettings
 
 from tests.rpc.conftest import settings_for
 from tests.security.agent_client import ScriptedAgent, bearer
+from tests.support.agent_peer import AgentPeer
 
 # name → (role, agent id)
 PRINCIPALS: dict[str, tuple[Role, str | None]] = {
@@ -62,9 +63,7 @@ class SecureServer:
     def auth(self, name: str) -> tuple[tuple[str, str], ...]:
         return bearer(self.tokens[name])
 
-    def agent(
-        self, agent_id: str, as_token_of: str | None = None, capacity: int = 4
-    ) -> ScriptedAgent:
+    def agent(self, agent_id: str, as_token_of: str | None = None, capacity: int = 4) -> AgentPeer:
         """A scripted agent on the shared channel, with the token of `as_token_of`
         (default: its own)."""
         name = as_token_of or agent_id

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from buildcontrol.v1 import build_control_pb2, build_pb2
 
-from tests.security.agent_client import ScriptedAgent
 from tests.security.conftest import SecureServer
+from tests.support.agent_peer import AgentPeer
 
 
 async def settled(server: SecureServer, build_id: str) -> None:
@@ -35,7 +35,7 @@ async def settled(server: SecureServer, build_id: str) -> None:
 
 async def running_build(
     server: SecureServer, who: str, pipeline: str = "web", agent_id: str = "agent-a"
-) -> tuple[str, ScriptedAgent]:
+) -> tuple[str, AgentPeer]:
     """A build submitted by `who`, its one job RUNNING on a scripted agent."""
     agent = server.agent(agent_id)
     await agent.connect()

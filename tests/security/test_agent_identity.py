@@ -51,11 +51,11 @@ async def test_a_report_hidden_in_a_hello_is_not_applied_either(server: SecureSe
         capacity=1,
         finished_jobs=[agent_pb2.JobFinished(build_id=build_id, job_id=job_id, succeeded=True)],
     )
-    await agent_a.connect(hello)
+    await agent_a.connect(hello=hello)
     # The re-sent report was ignored (it is not A's job); A's session is fine.
     assert await server.snapshot(build_id) == before
     await agent_a.leave()
-    agent_b.drop()
+    await agent_b.drop()
 
 
 async def test_a_token_of_agent_a_claiming_agent_b_is_denied(server: SecureServer) -> None:

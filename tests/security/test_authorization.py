@@ -57,7 +57,7 @@ async def test_a_viewer_cancelling_is_denied_and_the_build_is_unchanged(
     assert code is grpc.StatusCode.PERMISSION_DENIED
     assert await server.snapshot(build_id) == before
     assert (await server.get(build_id)).status == build_pb2.BUILD_STATUS_RUNNING
-    agent.drop()
+    await agent.drop()
 
 
 async def test_under_broad_any_operator_cancels_anyones_build(server: SecureServer) -> None:
@@ -69,7 +69,7 @@ async def test_under_broad_any_operator_cancels_anyones_build(server: SecureServ
     messages = await task
     assert messages[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
     assert messages[-1].finished.cancel.requested_by == "bob"
-    agent.drop()
+    await agent.drop()
 
 
 async def test_under_restricted_another_operator_is_denied_and_nothing_changes(
@@ -82,7 +82,7 @@ async def test_under_restricted_another_operator_is_denied_and_nothing_changes(
     assert "RESTRICTED" in details and build_id in details
     assert await server.snapshot(build_id) == before
     assert agent.received.empty(), "no stop may reach the agent"
-    agent.drop()
+    await agent.drop()
 
 
 async def test_under_restricted_the_submitter_cancels_her_own_build(server: SecureServer) -> None:
@@ -104,7 +104,7 @@ async def test_under_restricted_an_admin_cancels_and_is_recorded_not_the_request
     assert messages[0].accepted.cancel.requested_by == "root"
     stored = await server.stored(build_id)
     assert stored.cancel is not None and stored.cancel.requested_by == "root"
-    agent.drop()
+    await agent.drop()
 
 
 async def test_the_build_records_its_submitter(server: SecureServer) -> None:

@@ -1,5 +1,6 @@
-"""A scripted agent for rpc tests: speaks the real protocol over a real channel, and
-lets the test decide every message. (The reference agent is tested in e2e/.)"""
+"""A scripted agent for rpc and security tests: speaks the real protocol over a real
+channel and lets the test decide every message. (The reference agent is tested in
+e2e/ and tests/unit/test_agent_*.)"""
 
 from __future__ import annotations
 
@@ -12,14 +13,30 @@ from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 WAIT = 10.0
 
 
+def bearer(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 class AgentPeer:
     def __init__(
-        self, target: str, agent_id: str, labels: dict[str, str] | None = None, capacity: int = 4
+        self,
+        target: str | None,
+        agent_id: str,
+        labels: dict[str, str] | None = None,
+        capacity: int = 4,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        token: str | None = None,
     ) -> None:
+        """Connect to `target` on a channel of its own, or use the test's `channel`
+        (TLS, say); `token` goes in the metadata as a bearer token."""
+        assert (target is None) != (channel is None), "give a target or a channel"
         self.agent_id = agent_id
         self.labels = labels or {}
         self.capacity = capacity
-        self._channel = grpc.aio.insecure_channel(target)
+        self._owns_channel = channel is None
+        self._channel = channel or grpc.aio.insecure_channel(target or "")
+        self._token = token
         self._outgoing: asyncio.Queue[agent_pb2.ConnectRequest | None] = asyncio.Queue()
         self.received: asyncio.Queue[agent_pb2.ConnectResponse] = asyncio.Queue()
         self._call: (
@@ -28,21 +45,38 @@ class AgentPeer:
         self._reader: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.status: grpc.StatusCode | None = None
+        self.details = ""
 
-    async def connect(self, running: list[tuple[str, str]] | None = None) -> agent_pb2.Welcome:
-        hello = agent_pb2.Hello(
+    def hello(self, running: list[tuple[str, str]] | None = None) -> agent_pb2.Hello:
+        return agent_pb2.Hello(
             agent_id=self.agent_id,
             labels=self.labels,
             capacity=self.capacity,
             running_jobs=[agent_pb2.RunningJob(build_id=b, job_id=j) for b, j in running or []],
         )
-        self._outgoing.put_nowait(agent_pb2.ConnectRequest(hello=hello))
+
+    def open(self, hello: agent_pb2.Hello | None = None) -> None:
+        """Start the stream with `hello` (default: this agent's own) without waiting."""
+        self._outgoing.put_nowait(agent_pb2.ConnectRequest(hello=hello or self.hello()))
         stub = agent_pb2_grpc.AgentServiceStub(self._channel)
-        self._call = stub.Connect(self._requests())
+        self._call = stub.Connect(self._requests(), metadata=bearer(self._token))
         self._reader = asyncio.create_task(self._read())
+
+    async def connect(
+        self, running: list[tuple[str, str]] | None = None, hello: agent_pb2.Hello | None = None
+    ) -> agent_pb2.Welcome:
+        self.open(hello or self.hello(running))
         first = await self.next()
         assert first.WhichOneof("event") == "welcome", first
         return first.welcome
+
+    async def refused(self, hello: agent_pb2.Hello | None = None) -> tuple[grpc.StatusCode, str]:
+        """Open, and expect the server to end the stream before any Welcome."""
+        self.open(hello)
+        await asyncio.wait_for(self.closed.wait(), WAIT)
+        assert self.received.empty(), "the server answered a refused stream"
+        assert self.status is not None
+        return self.status, self.details
 
     async def _requests(self) -> AsyncIterator[agent_pb2.ConnectRequest]:
         while (message := await self._outgoing.get()) is not None:
@@ -54,7 +88,7 @@ class AgentPeer:
             async for message in self._call:
                 self.received.put_nowait(message)
         except grpc.aio.AioRpcError as error:
-            self.status = error.code()
+            self.status, self.details = error.code(), error.details() or ""
         else:
             self.status = grpc.StatusCode.OK
         finally:
@@ -95,14 +129,22 @@ class AgentPeer:
             )
         )
 
+    async def ended(self) -> tuple[grpc.StatusCode, str]:
+        """How the server ended the stream."""
+        await asyncio.wait_for(self.closed.wait(), WAIT)
+        assert self.status is not None
+        return self.status, self.details
+
     async def leave(self) -> None:
         self.send(goodbye=agent_pb2.Goodbye(reason="test done"))
         self._outgoing.put_nowait(None)
         await asyncio.wait_for(self.closed.wait(), WAIT)
-        await self._channel.close()
+        if self._owns_channel:
+            await self._channel.close()
 
     async def drop(self) -> None:
         """Vanish without a goodbye (a crash or a network cut)."""
         if self._call is not None:
             self._call.cancel()
-        await self._channel.close()
+        if self._owns_channel:
+            await self._channel.close()
