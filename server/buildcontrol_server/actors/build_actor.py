@@ -278,7 +278,8 @@ class BuildActor:
             return finished_event(build)
         try:
             fx = cancellation.cancel(build, command.info, self._ctx.settings.stop_times, now)
-        except DomainError:
+        except Exception:
+            # Refused (or a bug): the batch must not wait for this build's write.
             if batch is not None:
                 batch.abstain()
             raise
