@@ -57,3 +57,15 @@ class Fifo:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+async def at_least(job_id: str, count: int, within: float = 1.0) -> list[int]:
+    """The job's processes once there are `count` of them. A process in the middle of
+    exec shows an empty environ for an instant, so a scan can miss it: look again
+    (bounded) rather than fail on that instant. No event announces a process in /proc."""
+    deadline = asyncio.get_running_loop().time() + within
+    while len(found := marked_processes(job_id)) < count:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    return found

@@ -14,7 +14,7 @@ import pytest
 from buildcontrol.v1 import agent_pb2, build_pb2
 from buildcontrol_client.job_runner import JobRun
 
-from tests.support.step_processes import Fifo, marked_processes
+from tests.support.step_processes import Fifo, at_least, marked_processes
 
 
 class Recorder:
@@ -141,13 +141,7 @@ async def test_stop_during_a_step_ends_the_group_and_runs_no_more_steps(
     )
     running = job.start()
     assert await fifo.read_line() == "ready"
-    # A process in the middle of exec shows an empty environ for an instant: look again
-    # (bounded) rather than fail on that instant.
-    for _ in range(100):
-        if len(marked_processes(job_id)) >= 2:
-            break
-        await asyncio.sleep(0.01)
-    assert len(marked_processes(job_id)) >= 2
+    assert len(await at_least(job_id, 2)) >= 2
 
     assert job.request_stop(5.0) is True
     await asyncio.wait_for(running, 20)

@@ -26,7 +26,7 @@ from buildcontrol_client.process_runner import (
     exit_code_of,
 )
 
-from tests.support.step_processes import Fifo, marked_processes
+from tests.support.step_processes import Fifo, at_least, marked_processes
 
 
 @pytest.fixture
@@ -54,7 +54,8 @@ async def test_sigterm_ends_background_and_foreground_processes_gracefully(
 ) -> None:
     step = await start_step(f"sleep 600 & echo ready > {fifo.path}; sleep 600", marker)
     assert await fifo.read_line() == "ready"
-    assert len(marked_processes(marker)) >= 2  # bash (or the exec'd sleep) and `sleep &`
+    # bash (or the exec'd sleep) and `sleep &`
+    assert len(await at_least(marker, 2)) >= 2
 
     outcome = await GroupTerminator([step.pgid], grace_seconds=5).run()
 
