@@ -28,6 +28,7 @@ import grpc
 
 from buildcontrol_client import cli_commands, cli_output
 from buildcontrol_client.agent import Agent, AgentOptions
+from buildcontrol_client.arg_types import non_negative_float, positive_float, positive_int
 from buildcontrol_client.auth import TOKEN_VARIABLE, TokenFileError, read_token
 from buildcontrol_client.backoff import BackoffPolicy
 from buildcontrol_client.cli_exit import (
@@ -97,7 +98,7 @@ def register(subparsers: Subparsers) -> None:
         "The next page's token, if any, goes to stderr.",
     )
     listing.add_argument("--pipeline", default="")
-    listing.add_argument("--page-size", type=_positive_int, default=0)
+    listing.add_argument("--page-size", type=positive_int, default=0)
     listing.add_argument("--page-token", default="")
     listing.set_defaults(func=_reports_errors(cli_commands.list_builds))
 
@@ -173,7 +174,7 @@ def _add_cancel_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why (kept with the build)")
     parser.add_argument(
         "--grace",
-        type=_non_negative_float,
+        type=non_negative_float,
         metavar="SECONDS",
         help="time between SIGTERM and SIGKILL (default: the server's)",
     )
@@ -204,20 +205,20 @@ def _register_agent(subparsers: Subparsers) -> None:
         metavar="K=V[,K=V]",
         help="labels offered to jobs (repeatable or comma separated)",
     )
-    agent.add_argument("--capacity", type=_positive_int, default=1, help="jobs at once")
+    agent.add_argument("--capacity", type=positive_int, default=1, help="jobs at once")
     agent.add_argument(
         "--work-dir", type=Path, help="run jobs in DIR/<job id>, output in DIR/<job id>.log"
     )
     agent.add_argument(
         "--shutdown-grace",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=5.0,
         metavar="SECONDS",
         help="SIGTERM-to-SIGKILL time for own jobs when the agent stops",
     )
     agent.add_argument(
         "--reconnect-max",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         metavar="SECONDS",
         help="cap of the reconnect backoff",
@@ -317,27 +318,6 @@ def _labels(text: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"label {item!r} is not KEY=VALUE")
         labels[key.strip()] = value.strip()
     return labels
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 def _who_am_i() -> str:

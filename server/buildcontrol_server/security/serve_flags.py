@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from buildcontrol_client.arg_types import positive_float, positive_int
+
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.submission import Limits
 from buildcontrol_server.security.settings import SecuritySettings, TlsFiles
@@ -26,20 +28,6 @@ _LIMIT_FLAGS = {
     "max_labels": ("--max-labels", "labels per job or agent"),
     "max_reason_length": ("--max-reason-length", "characters of a cancel reason"),
 }
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
 
 
 def add_arguments(serve: argparse.ArgumentParser, defaults: Settings) -> None:
@@ -80,25 +68,25 @@ def add_arguments(serve: argparse.ArgumentParser, defaults: Settings) -> None:
     limits = serve.add_argument_group("limits")
     limits.add_argument(
         "--max-message-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.max_message_bytes,
         help="largest gRPC message accepted",
     )
     limits.add_argument(
         "--hello-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=defaults.hello_timeout,
         help="seconds an agent stream has to send its Hello",
     )
     limits.add_argument(
         "--max-agent-streams",
-        type=_positive_int,
+        type=positive_int,
         default=defaults.max_agent_streams,
         help="agent streams open at once",
     )
     for field, (flag, text) in _LIMIT_FLAGS.items():
         default = getattr(defaults.limits, field)
-        limits.add_argument(flag, type=_positive_int, default=default, help=text)
+        limits.add_argument(flag, type=positive_int, default=default, help=text)
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
