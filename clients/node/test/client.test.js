@@ -1,6 +1,9 @@
 // The Node.js client against a live server and agent (processes, real bash steps).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { BuildControlClient, BuildControlError, NotFound, pipelineRequest } from "../src/index.js";
 import { LiveServer } from "../test-support/live-server.js";
 
@@ -42,10 +45,19 @@ describe("BuildControlClient against a live server", () => {
   });
 
   test("watch streams a snapshot first and ends once the build succeeded", async () => {
-    const { build_id: buildId } = await client.submit(oneJob("echo hello"));
+    // The step waits for a gate the test opens once the snapshot arrived: otherwise a
+    // fast agent can finish the build before the watch starts (then the snapshot alone
+    // would be terminal and there would be no changes to see).
+    const gate = path.join(mkdtempSync(path.join(tmpdir(), "bc-gate-")), "open");
+    const { build_id: buildId } = await client.submit(
+      oneJob(`while [ ! -e ${gate} ]; do sleep 0.05; done; echo hello`),
+    );
 
     const events = [];
-    for await (const event of client.watch(buildId)) events.push(event);
+    for await (const event of client.watch(buildId)) {
+      events.push(event);
+      if (event.event === "snapshot") writeFileSync(gate, "");
+    }
 
     assert.equal(events[0].event, "snapshot");
     const last = events.at(-1);
@@ -59,8 +71,10 @@ describe("BuildControlClient against a live server", () => {
   test("cancel streams accepted, each job stopping, then finished, in that order", async () => {
     const { build_id: buildId } = await client.submit(oneJob("sleep 600"));
     // Wait (by events, not time) until the step runs on the agent.
+    // The snapshot may already show it running, if the agent was quicker than the watch.
     for await (const event of client.watch(buildId)) {
       if (event.event === "step_changed" && event.step_changed.status === "STEP_STATUS_RUNNING") break;
+      if (event.event === "snapshot" && event.snapshot.stages[0].jobs[0].steps[0].status === "STEP_STATUS_RUNNING") break;
     }
 
     const events = [];
