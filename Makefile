@@ -8,7 +8,8 @@ PROTOS := $(wildcard protos/buildcontrol/v1/*.proto)
 BUF := tools/buf/node_modules/.bin/buf
 NODE_CLIENT := clients/node
 
-.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs
+.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
+	package-check test-floor docker-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,5 +82,25 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 bench: proto $(BENCH_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+# The sdist and the wheel as a release builds them, the wheel installed into a clean venv
+# outside the repository, and a cancel end to end with the installed `buildcontrol`.
+package-check: $(STAMP)
+	tools/package/check.sh
+
+# The whole suite on the lowest versions the dependencies allow (pyproject's floors), in
+# a venv of its own: a floor that does not really work fails here.
+FLOOR_VENV := .venv-floor
+test-floor: $(STAMP)
+	rm -rf $(FLOOR_VENV) && $(PYTHON) -m venv $(FLOOR_VENV)
+	$(PY) tools/package/floors.py > $(FLOOR_VENV)/constraints.txt
+	$(FLOOR_VENV)/bin/pip install -q --upgrade pip
+	$(FLOOR_VENV)/bin/pip install -q -c $(FLOOR_VENV)/constraints.txt -e '.[dev]'
+	$(FLOOR_VENV)/bin/pip list 2>/dev/null | grep -iE '^(grpcio|protobuf|aiosqlite|prometheus|pyyaml|httpx|rich) '
+	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider -x tests/unit tests/store tests/rpc tests/e2e
+
+# The container image: built where a container engine answers, else hadolint.
+docker-check: $(STAMP)
+	tools/package/docker_check.sh
+
 clean:
-	rm -rf $(VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules
+	rm -rf $(VENV) $(FLOOR_VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules

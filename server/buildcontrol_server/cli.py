@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from buildcontrol_server.config import Settings
+from buildcontrol_server.version import version
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.observability.logs import configure as configure_logging
 from buildcontrol_server.security import serve_flags, token_cli
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"buildcontrol {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _serve_parser(subparsers)
     token_cli.register(subparsers)

@@ -26,7 +26,7 @@ from typing import TypeAlias
 
 import grpc
 
-from buildcontrol_client import cli_commands, cli_output
+from buildcontrol_client import cli_commands, cli_health, cli_output
 from buildcontrol_client.agent import Agent, AgentOptions
 from buildcontrol_client.arg_types import non_negative_float, positive_float, positive_int
 from buildcontrol_client.auth import TOKEN_VARIABLE, TokenFileError, read_token
@@ -44,6 +44,8 @@ from buildcontrol_client.errors import BuildControlError, StreamEndedEarly
 from buildcontrol_client.pipeline_file import PipelineFileError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+# Like BUILDCONTROL_TOKEN: set once per shell instead of --server on every command.
+SERVER_VARIABLE = "BUILDCONTROL_ADDR"
 
 _EXIT_BY_CODE = {
     grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
@@ -145,6 +147,16 @@ def register(subparsers: Subparsers) -> None:
         "buildcontrol agents --json",
     )
     agents.set_defaults(func=_reports_errors(cli_commands.agents))
+
+    health = _command(
+        subparsers,
+        "health",
+        "ask the server's gRPC health service (for HEALTHCHECKs and probes)",
+        "buildcontrol health --server 127.0.0.1:50051",
+        "Prints SERVING or NOT_SERVING; needs no token.",
+    )
+    cli_health.add_arguments(health)
+    health.set_defaults(func=_reports_errors(cli_health.health))
 
 
 def _command(
@@ -306,7 +318,9 @@ async def _agent(args: argparse.Namespace) -> int:
 
 def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"server address (default {DEFAULT_SERVER})"
+        "--server",
+        default=os.environ.get(SERVER_VARIABLE) or DEFAULT_SERVER,
+        help=f"server address (default ${SERVER_VARIABLE}, else {DEFAULT_SERVER})",
     )
 
 
