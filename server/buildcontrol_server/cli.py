@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from buildcontrol_server.config import Settings
-from buildcontrol_server.version import version
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.observability.logs import configure as configure_logging
 from buildcontrol_server.security import serve_flags, token_cli
+from buildcontrol_server.version import version
 
 LOOPS = ("asyncio", "uvloop")
 
@@ -203,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             code: int = runner.run(args.func(args))
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # `buildcontrol get ID | head -1`: the reader left; say nothing, like cat or git.
+        # stdout is pointed at /dev/null so the interpreter's last flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by SIGPIPE
     return code
 
 

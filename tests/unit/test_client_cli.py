@@ -105,13 +105,13 @@ def watch(**event: Any) -> build_control_pb2.WatchBuildResponse:
     return build_control_pb2.WatchBuildResponse(**event)
 
 
-async def test_submit_prints_the_build_id_and_status(
+async def test_submit_piped_prints_only_the_build_id(
     fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = await run(fake, "submit", str(EXAMPLES / "hello.yaml"))
 
     assert code == 0
-    assert capsys.readouterr().out == f"{BUILD_ID} QUEUED\n"
+    assert capsys.readouterr().out == f"{BUILD_ID}\n"  # B=$(buildcontrol submit f.yaml)
     assert fake.requests[0].pipeline == "hello"
 
 

@@ -28,7 +28,11 @@ import grpc
 
 from buildcontrol_client import cli_commands, cli_health, cli_output
 from buildcontrol_client.agent import Agent, AgentOptions
-from buildcontrol_client.arg_types import non_negative_float, positive_float, positive_int
+from buildcontrol_client.arg_types import (
+    non_negative_duration,
+    positive_duration,
+    positive_int,
+)
 from buildcontrol_client.auth import TOKEN_VARIABLE, TokenFileError, read_token
 from buildcontrol_client.backoff import BackoffPolicy
 from buildcontrol_client.cli_exit import (
@@ -186,9 +190,9 @@ def _add_cancel_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why (kept with the build)")
     parser.add_argument(
         "--grace",
-        type=non_negative_float,
-        metavar="SECONDS",
-        help="time between SIGTERM and SIGKILL (default: the server's)",
+        type=non_negative_duration,
+        metavar="DURATION",
+        help="time between SIGTERM and SIGKILL: 30, 5s, 2m, 1h30m (default: the server's)",
     )
     parser.add_argument(
         "--force",
@@ -223,16 +227,16 @@ def _register_agent(subparsers: Subparsers) -> None:
     )
     agent.add_argument(
         "--shutdown-grace",
-        type=non_negative_float,
+        type=non_negative_duration,
         default=5.0,
-        metavar="SECONDS",
+        metavar="DURATION",
         help="SIGTERM-to-SIGKILL time for own jobs when the agent stops",
     )
     agent.add_argument(
         "--reconnect-max",
-        type=positive_float,
+        type=positive_duration,
         default=5.0,
-        metavar="SECONDS",
+        metavar="DURATION",
         help="cap of the reconnect backoff",
     )
     agent.set_defaults(func=_agent)
@@ -247,16 +251,36 @@ def _reports_errors(command: Command) -> Command:
             return await command(args)
         except StreamEndedEarly as error:
             # A stream ending without its last message means the server went away.
-            _error(error.details)
+            _error(f"UNAVAILABLE: {error.details}")
             return EXIT_UNAVAILABLE
         except BuildControlError as error:
-            _error(str(error))
+            _error(str(error))  # already "CODE: message"
             return _EXIT_BY_CODE.get(error.code, EXIT_FAILED)
-        except (PipelineFileError, TokenFileError, OSError) as error:
-            _error(str(error))
+        except (PipelineFileError, TokenFileError) as error:
+            _error(f"INVALID_ARGUMENT: {error}")
+            return EXIT_NOT_FOUND_OR_INVALID
+        except BrokenPipeError:
+            raise  # stdout's reader went away: main() ends quietly
+        except OSError as error:
+            _error(f"{_os_error_code(error)}: {_os_error_text(error)}")
             return EXIT_NOT_FOUND_OR_INVALID
 
     return run
+
+
+def _os_error_code(error: OSError) -> str:
+    """The gRPC code name a local failure is closest to: one vocabulary for every error."""
+    if isinstance(error, FileNotFoundError):
+        return "NOT_FOUND"
+    if isinstance(error, PermissionError):
+        return "PERMISSION_DENIED"
+    return "INVALID_ARGUMENT"
+
+
+def _os_error_text(error: OSError) -> str:
+    if error.filename is None:
+        return error.strerror or str(error)
+    return f"{error.strerror}: {error.filename}"
 
 
 def _error(message: str) -> None:

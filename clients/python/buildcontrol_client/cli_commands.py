@@ -74,6 +74,8 @@ async def submit(args: argparse.Namespace) -> int:
         build = await client.submit(request)
         if mode is OutputMode.JSON:
             emit(cli_output.to_json(build))
+        elif mode is OutputMode.PLAIN:
+            emit(build.build_id)  # piped: B=$(buildcontrol submit f.yaml) is the id
         else:
             emit(f"{build.build_id} {cli_output.build_status(build.status)}")
         if args.watch:
