@@ -68,6 +68,7 @@ proto-check: $(BUF)
 docs: $(STAMP)
 	$(PY) -m buildcontrol_server.domain.states_doc
 	$(PY) tools/docs/serve_flags.py
+	$(PY) tools/docs/pipeline_schema.py
 
 check: lint test
 
