@@ -26,6 +26,8 @@ from buildcontrol_server.domain.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    build_already_finished,
+    build_not_found,
 )
 from buildcontrol_server.domain.events import (
     AgentHello,
@@ -131,7 +133,7 @@ class BuildControl:
     async def _stored(self, build_id: str) -> Build:
         build = await self._store.get_build(build_id)
         if build is None:
-            raise NotFound(f"build {build_id} does not exist")
+            raise build_not_found(build_id)
         return build
 
     async def watch(
@@ -197,10 +199,7 @@ class BuildControl:
             metrics.CANCELS.labels(result="already_canceled").inc()
             return _prepend(finished_event(build), _nothing())
         metrics.CANCELS.labels(result="refused").inc()
-        raise FailedPrecondition(
-            f"build {build_id} already {build.status.value}; only a running or queued build "
-            "can be cancelled"
-        )
+        raise build_already_finished(build_id, build.status.value)
 
     async def cancel_builds(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from buildcontrol_server.domain.effects import Effects, StopCommand
-from buildcontrol_server.domain.errors import FailedPrecondition
+from buildcontrol_server.domain.errors import build_already_finished
 from buildcontrol_server.domain.model import Build, CancelInfo, Job
 from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
@@ -37,10 +37,7 @@ def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effe
     if build.status is BuildStatus.CANCELED:
         return Effects(duplicate=True)
     if build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
-        raise FailedPrecondition(
-            f"build {build.build_id} already {build.status.value}; only a running or "
-            "queued build can be cancelled"
-        )
+        raise build_already_finished(build.build_id, build.status.value)
     fx = Effects()
     started = build.status is BuildStatus.RUNNING
     build.cancel = info

@@ -16,7 +16,7 @@ from buildcontrol_server.domain.cancellation import (
     release_cleanup_jobs,
 )
 from buildcontrol_server.domain.effects import Effects
-from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied
+from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied, Reason
 from buildcontrol_server.domain.events import (
     AgentReport,
     JobAcceptedReport,
@@ -67,7 +67,9 @@ def assign_job(build: Build, job_id: str, agent_id: str, now: float) -> Effects:
 def _reported_job(build: Build, job_id: str, agent_id: str) -> Job:
     job = _job_of(build, job_id)
     if job.agent_id != agent_id:
-        raise PermissionDenied(f"job {job_id} is not assigned to agent {agent_id}")
+        raise PermissionDenied(
+            f"job {job_id} is not assigned to agent {agent_id}", reason=Reason.NOT_YOUR_JOB
+        )
     return job
 
 
