@@ -3,14 +3,21 @@ its unit. Nothing else in the code base defines a metric."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
-# Latency buckets from 0.1 ms to 60 s: cancels are measured in milliseconds, stuck
-# ones in tens of seconds.
+from buildcontrol_server.version import version
+
+# Latency buckets from 0.1 ms to 2 h: cancels are measured in milliseconds, but a cancel
+# with the longest grace allowed (1 h) plus its ack timeout and cleanup must still land
+# in a bucket of its own, not in +Inf.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 )  # fmt: skip
+
+# ---- the process ----
+BUILD_INFO = Info("buildcontrol_build", "The server's version (a constant 1 with labels).")
+BUILD_INFO.info({"version": version()})
 
 # ---- store ----
 STORE_COMMITS = Counter(
