@@ -9,7 +9,7 @@ BUF := tools/buf/node_modules/.bin/buf
 NODE_CLIENT := clients/node
 
 .PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
-	package-check test-floor docker-check
+	package-check test-floor docker-check buf
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ lint: proto proto-lint
 $(BUF): tools/buf/package.json tools/buf/package-lock.json
 	cd tools/buf && npm ci --no-audit --no-fund --silent
 	touch $(BUF)
+
+# The pinned buf, for commands by hand: make buf ARGS="curl --list-services ..."
+buf: $(BUF)
+	$(BUF) $(ARGS)
 
 proto-lint: $(BUF)
 	$(BUF) lint protos
