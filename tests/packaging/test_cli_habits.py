@@ -14,6 +14,7 @@ from buildcontrol_server.version import version
 
 from tests.e2e.processes import BUILDCONTROL
 from tests.observability.test_serve_process import serve
+from tests.support.agent_peer import AgentPeer
 from tests.support.ports import free_port
 
 WAIT = 20.0
@@ -99,3 +100,67 @@ async def test_a_reader_that_went_away_ends_the_command_quietly(tmp_path: Path) 
         _, err = await asyncio.wait_for(process.communicate(), WAIT)
         assert process.returncode == 141
         assert err.decode() == ""  # no "Broken pipe", no traceback
+
+
+async def test_watch_rides_out_a_server_restart_and_follows_the_build_to_its_end(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    address = ("--listen", f"127.0.0.1:{port}")
+    env = {"BUILDCONTROL_ADDR": f"127.0.0.1:{port}"}
+    async with serve(data, *address) as first:
+        code, out, err = await run("submit", str(EXAMPLES / "sleepy.yaml"), env=env)
+        assert code == 0, err
+        build_id = out.strip()
+        watcher = await asyncio.create_subprocess_exec(
+            *BUILDCONTROL, "watch", build_id, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+        )  # fmt: skip
+        assert watcher.stdout is not None and watcher.stderr is not None
+        snapshot = await asyncio.wait_for(watcher.stdout.readline(), WAIT)
+        assert build_id in snapshot.decode()
+        first.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.process.wait(), WAIT) == 0
+    said = (await asyncio.wait_for(watcher.stderr.readline(), WAIT)).decode()
+    assert "reconnecting in" in said, said
+    # The same data dir and address: the build is still there, QUEUED.
+    async with serve(tmp_path / "second", "--data-dir", str(data), *address):
+        code, _, err = await run("cancel", build_id, "--reason", "after restart", env=env)
+        assert code == 0, err
+        out, err_rest = await asyncio.wait_for(watcher.communicate(), WAIT)
+    assert watcher.returncode == 5  # the build was CANCELED
+    assert "fresh snapshot" in err_rest.decode()
+    assert "CANCELED" in out.decode()
+
+
+async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Path) -> None:
+    async with serve(tmp_path / "data") as server:
+        env = {"BUILDCONTROL_ADDR": server.target}
+        agent = AgentPeer(server.target, "a1")
+        await agent.connect()
+        code, out, err = await run("submit", str(EXAMPLES / "sleepy.yaml"), env=env)
+        assert code == 0, err
+        build_id = out.strip()
+        await agent.take_job()
+        canceller = await asyncio.create_subprocess_exec(
+            *BUILDCONTROL, "cancel", build_id, "--grace", "1m", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+        )  # fmt: skip
+        assert canceller.stdout is not None
+        accepted = await asyncio.wait_for(canceller.stdout.readline(), WAIT)
+        assert accepted.decode().startswith("accepted"), accepted
+        canceller.send_signal(signal.SIGINT)
+        _, err_bytes = await asyncio.wait_for(canceller.communicate(), WAIT)
+        assert canceller.returncode == 130
+        said = err_bytes.decode()
+        assert "goes on on the server" in said
+        assert f"follow it with: buildcontrol watch {build_id}" in said
+        # It does: the build is still CANCELING, and the agent's stop still ends it.
+        _, shown, _ = await run("get", build_id, "--json", env=env)
+        assert json.loads(shown)["status"] == "BUILD_STATUS_CANCELING"
+        stop = await agent.next("stop_job")
+        agent.stopped(build_id, stop.stop_job.job_id)
+        code, watched, _ = await run("watch", build_id, env=env)
+        assert code == 5, watched
+        await agent.leave()

@@ -43,6 +43,7 @@ from buildcontrol_client.cli_exit import (
     EXIT_UNAVAILABLE,
     exit_codes_help,
 )
+from buildcontrol_client.cli_follow import RECONNECT_FOR_SECONDS
 from buildcontrol_client.credentials import add_tls_arguments, tls_from
 from buildcontrol_client.errors import BuildControlError, StreamEndedEarly
 from buildcontrol_client.pipeline_file import PipelineFileError
@@ -85,6 +86,7 @@ def register(subparsers: Subparsers) -> None:
     )
     submit.add_argument("file", type=Path, help="pipeline file (YAML or JSON)")
     submit.add_argument("--watch", action="store_true", help="then watch the build to its end")
+    _add_reconnect_for(submit)
     submit.set_defaults(func=_reports_errors(cli_commands.submit))
 
     get = _command(
@@ -116,6 +118,7 @@ def register(subparsers: Subparsers) -> None:
         _OUTPUT_NOTE,
     )
     watch.add_argument("build_id")
+    _add_reconnect_for(watch)
     watch.set_defaults(func=_reports_errors(cli_commands.watch))
 
     cancel = _command(
@@ -184,6 +187,17 @@ def _command(
     add_tls_arguments(parser)  # --tls, --tls-ca, --tls-cert, --tls-key (credentials.py)
     parser.add_argument("--json", action="store_true", help=_JSON_HELP)
     return parser
+
+
+def _add_reconnect_for(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reconnect-for",
+        type=non_negative_duration,
+        default=RECONNECT_FOR_SECONDS,
+        metavar="DURATION",
+        help="keep reconnecting to a server that went away this long, then exit 3 "
+        f"(default {RECONNECT_FOR_SECONDS:g}s; 0: give up at once)",
+    )
 
 
 def _add_cancel_options(parser: argparse.ArgumentParser) -> None:

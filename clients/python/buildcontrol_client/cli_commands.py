@@ -28,6 +28,7 @@ from buildcontrol_client.cli_exit import (
     EXIT_NOT_FOUND_OR_INVALID,
     EXIT_OK,
 )
+from buildcontrol_client.cli_follow import RECONNECT_FOR_SECONDS, follow_build
 from buildcontrol_client.cli_live import BuildProgress, LiveView
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_client.credentials import tls_from
@@ -79,7 +80,7 @@ async def submit(args: argparse.Namespace) -> int:
         else:
             emit(f"{build.build_id} {cli_output.build_status(build.status)}")
         if args.watch:
-            return await follow(client, build.build_id, mode)
+            return await follow(client, build.build_id, mode, args.reconnect_for)
     return EXIT_OK
 
 
@@ -107,30 +108,38 @@ async def list_builds(args: argparse.Namespace) -> int:
 
 async def watch(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        return await follow(client, args.build_id, OutputMode.of(args))
+        return await follow(client, args.build_id, OutputMode.of(args), args.reconnect_for)
 
 
-async def follow(client: BuildControlClient, build_id: str, mode: OutputMode) -> int:
+async def follow(
+    client: BuildControlClient,
+    build_id: str,
+    mode: OutputMode,
+    reconnect_for: float = RECONNECT_FOR_SECONDS,
+) -> int:
     """Show each watch event; the exit code follows the build's terminal status."""
-    progress = BuildProgress(build_id)
-    async with aclosing(client.watch(build_id)) as events:
-        if mode is OutputMode.LIVE:
-            with LiveView(progress) as view:
-                async for event in events:
-                    view.watch_event(event)
-        else:
-            async for event in events:
-                progress.apply_watch(event)
-                json_or_line = mode is OutputMode.JSON
-                emit(cli_output.to_json(event) if json_or_line else cli_output.watch_line(event))
-    if not progress.terminal:
-        raise StreamEndedEarly("the watch ended before the build was terminal")
-    if mode is OutputMode.LIVE:
+    live = mode is OutputMode.LIVE
+    progress = await follow_build(client, build_id, live, mode is OutputMode.JSON, reconnect_for)
+    if live:
         emit(progress.headline())
     return _TERMINAL_EXIT[progress.status]
 
 
 async def cancel(args: argparse.Namespace) -> int:
+    try:
+        return await _cancel(args)
+    except asyncio.CancelledError:
+        # Ctrl-C ends this command, not the cancel: the server goes on with it.
+        print(
+            f"interrupted: the cancel of {args.build_id} goes on on the server (if it got "
+            f"there); follow it with: buildcontrol watch {args.build_id}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+
+
+async def _cancel(args: argparse.Namespace) -> int:
     mode = OutputMode.of(args)
     async with connect(args) as client:
         events = client.cancel(
