@@ -164,3 +164,51 @@ async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Pa
         code, watched, _ = await run("watch", build_id, env=env)
         assert code == 5, watched
         await agent.leave()
+
+
+async def statuses(env: dict[str, str], *build_ids: str) -> list[str]:
+    found = []
+    for build_id in build_ids:
+        _, shown, _ = await run("get", build_id, "--json", env=env)
+        found.append(json.loads(shown)["status"])
+    return found
+
+
+async def test_cancel_builds_dry_run_lists_and_cancels_nothing(tmp_path: Path) -> None:
+    async with serve(tmp_path / "data") as server:
+        env = {"BUILDCONTROL_ADDR": server.target}
+        ids = [(await run("submit", str(EXAMPLES / "sleepy.yaml"), env=env))[1].strip()]
+        ids.append((await run("submit", str(EXAMPLES / "sleepy.yaml"), env=env))[1].strip())
+        code, out, err = await run("cancel-builds", "--pipeline", "sleepy", "--dry-run", env=env)
+        assert code == 0, err
+        assert sorted(line.split()[0] for line in out.splitlines()) == sorted(ids)
+        assert "2 build(s) would be cancelled" in err
+        assert await statuses(env, *ids) == ["BUILD_STATUS_QUEUED"] * 2
+
+
+async def test_cancel_builds_on_a_terminal_asks_before_cancelling_more_than_one(
+    tmp_path: Path,
+) -> None:
+    async with serve(tmp_path / "data") as server:
+        env = {"BUILDCONTROL_ADDR": server.target}
+        ids = [(await run("submit", str(EXAMPLES / "sleepy.yaml"), env=env))[1].strip()]
+        ids.append((await run("submit", str(EXAMPLES / "sleepy.yaml"), env=env))[1].strip())
+        controller, terminal = os.openpty()
+        process = await asyncio.create_subprocess_exec(
+            *BUILDCONTROL, "cancel-builds", "--pipeline", "sleepy", stdin=terminal,
+            stdout=asyncio.subprocess.PIPE, stderr=terminal, env={**os.environ, **env},
+        )  # fmt: skip
+        os.close(terminal)
+        prompt = b""
+        while b"[y/N]" not in prompt:
+            prompt += await asyncio.wait_for(asyncio.to_thread(os.read, controller, 1024), WAIT)
+        assert b"cancel 2 builds?" in prompt
+        os.write(controller, b"n\n")
+        await asyncio.wait_for(process.communicate(), WAIT)
+        os.close(controller)
+        assert process.returncode == 0
+        assert await statuses(env, *ids) == ["BUILD_STATUS_QUEUED"] * 2
+        # --yes (or no terminal at all) does not ask.
+        code, _, err = await run("cancel-builds", "--pipeline", "sleepy", "--yes", env=env)
+        assert code == 0, err
+        assert await statuses(env, *ids) == ["BUILD_STATUS_CANCELED"] * 2

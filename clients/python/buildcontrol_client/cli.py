@@ -145,6 +145,12 @@ def register(subparsers: Subparsers) -> None:
     selector.add_argument("--pipeline", help="every live build of this pipeline")
     selector.add_argument("--concurrency-group", help="every live build of this group")
     _add_cancel_options(batch)
+    batch.add_argument(
+        "--dry-run", action="store_true", help="list the live builds it would cancel; cancel none"
+    )
+    batch.add_argument(
+        "--yes", "-y", action="store_true", help="do not ask on a terminal before cancelling >1"
+    )
     batch.set_defaults(func=_reports_errors(cli_commands.cancel_builds))
 
     agents = _command(

@@ -20,7 +20,7 @@ from contextlib import aclosing
 
 from buildcontrol.v1 import build_control_pb2, build_pb2
 
-from buildcontrol_client import cli_output
+from buildcontrol_client import cli_batch_selection, cli_output
 from buildcontrol_client.auth import read_token
 from buildcontrol_client.cli_exit import (
     EXIT_CANCELED,
@@ -210,6 +210,16 @@ async def _feed_watch(client: BuildControlClient, build_id: str, view: LiveView)
 
 async def cancel_builds(args: argparse.Namespace) -> int:
     async with connect(args) as client:
+        if args.dry_run or cli_batch_selection.asks_first(args):
+            selected = await cli_batch_selection.live_builds(client, args)
+            if args.dry_run:
+                for build in selected:
+                    emit(cli_output.to_json(build) if args.json else cli_output.build_line(build))
+                print(f"dry run: {len(selected)} build(s) would be cancelled", file=sys.stderr)
+                return EXIT_OK
+            if len(selected) > 1 and not cli_batch_selection.confirmed(len(selected)):
+                print("nothing cancelled", file=sys.stderr)
+                return EXIT_OK
         events = client.cancel_builds(
             args.ids or (),
             pipeline=args.pipeline or "",
