@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import importlib
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from buildcontrol_server.cli_environment import apply_environment
 from buildcontrol_server.config import Settings
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.observability.logs import configure as configure_logging
@@ -191,11 +193,49 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(subparsers)
     token_cli.register(subparsers)
     client_cli.register(subparsers)
+    _completion(subparsers)
     return parser
 
 
+def _completion(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    completion = subparsers.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='Print a completion script: eval "$(buildcontrol completion bash)" in '
+        "~/.bashrc, or buildcontrol completion zsh > ~/.zfunc/_buildcontrol.",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    completion.set_defaults(func=_print_completion)
+
+
+async def _print_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
+def _suggest(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """`buildcontrol cancle`: say what was meant instead of listing every command."""
+    commands = next(
+        action.choices
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word is None or word in commands:
+        return
+    close = difflib.get_close_matches(word, list(commands), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (commands: {', '.join(commands)})"
+    parser.error(f"unknown command {word!r}{hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    _suggest(parser, argv)
+    apply_environment(parser, argv, os.environ)
+    args = parser.parse_args(argv)
     # Only `serve` has --log-format; the client commands log text.
     configure_logging(getattr(args, "log_level", "INFO"), getattr(args, "log_format", "text"))
     loop_factory = _loop_factory(getattr(args, "loop", "asyncio"))
