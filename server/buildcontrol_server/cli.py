@@ -21,11 +21,12 @@ from buildcontrol_server.version import version
 LOOPS = ("asyncio", "uvloop")
 
 EXAMPLES = """\
-examples:
+examples (the first `serve` makes data/admin.token and data/agent.token):
   buildcontrol serve                                  # SQLite under ./data, gRPC on 127.0.0.1:50051
-  buildcontrol agent --labels os=linux --capacity 2   # a build agent
-  buildcontrol submit examples/hello.yaml
-  buildcontrol cancel BUILD_ID --reason "wrong branch" --grace 5
+  buildcontrol agent --agent-id agent-1 --token-file data/agent.token --work-dir /tmp/bc-work
+  export BUILDCONTROL_TOKEN=$(cat data/admin.token)
+  B=$(buildcontrol submit examples/sleepy.yaml)
+  buildcontrol cancel "$B" --reason "wrong branch" --grace 5s
 
 exit codes: 0 ok, 1 build FAILED, 2 usage, 3 server unavailable, 4 not found or invalid,
 5 build CANCELED, 6 permission denied, 130 interrupted (details in docs/cli.md)
