@@ -45,6 +45,10 @@ async def running_server(data_dir: Path, **overrides: object) -> AsyncIterator[R
     channel = grpc.aio.insecure_channel(target)
     try:
         yield Running(app, target, build_control_pb2_grpc.BuildControlStub(channel), channel)
+        # Every rpc test ends with the invariants holding (skipped when the test
+        # itself failed: its own error is the one to see).
+        violations = await app.auditor.check()
+        assert not violations, "invariants violated:\n" + "\n".join(map(str, violations))
     finally:
         await channel.close()
         await app.stop()

@@ -30,6 +30,19 @@ def _mark_read(future: asyncio.Future[Any]) -> None:
 class Command:
     reply: asyncio.Future[Any] = field(default_factory=_future, init=False, repr=False)
 
+    # The only ways the actors answer: a reply may already be done when they get to
+    # it (the caller that awaited it was cancelled, which cancels the future), and
+    # resolving a done future raises InvalidStateError inside the actor's loop.
+    def answer(self, result: Any) -> None:
+        """Resolve the reply with `result`, unless it is already done."""
+        if not self.reply.done():
+            self.reply.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        """Resolve the reply with `error`, unless it is already done."""
+        if not self.reply.done():
+            self.reply.set_exception(error)
+
 
 @dataclass
 class Assign(Command):
@@ -79,6 +92,12 @@ class StopDeadlinePassed(Command):
 
 
 @dataclass
+class Inspect(Command):
+    """Answer the actor's `ActorFacts` (what the invariant auditor checks), computed
+    inside its turn so they are consistent with the build."""
+
+
+@dataclass
 class AgentReconnected(Command):
     """`agent_id` connected again, running `running` (job ids) of this build."""
 
@@ -115,6 +134,7 @@ class JobTimedOut(Command):
     """The job ran longer than its timeout."""
 
     job_id: str
+    attempt: int = 0  # retries after its effect failed to commit
 
 
 @dataclass
@@ -122,11 +142,14 @@ class CleanupTimedOut(Command):
     """A cleanup job ran longer than the cleanup timeout."""
 
     job_id: str
+    attempt: int = 0  # retries after its effect failed to commit
 
 
 @dataclass
 class QueueTimedOut(Command):
     """The build waited for an agent longer than the queue timeout."""
+
+    attempt: int = 0  # retries after its effect failed to commit
 
 
 @dataclass
