@@ -12,6 +12,8 @@ from typing import Any
 from buildcontrol_server.domain.model import Build, ChangeSet
 from buildcontrol_server.store.sqlite import SqliteStore
 
+WAIT = 20.0
+
 
 class StoreFaults:
     def __init__(self, store: SqliteStore) -> None:
@@ -48,10 +50,11 @@ class StoreFaults:
             self._held.set()
             self._held = None
 
-    async def refusals(self, count: int, timeout: float = 20.0) -> None:
-        """Wait until `count` more operations were refused."""
-        for _ in range(count):
-            await asyncio.wait_for(self._refusals.get(), timeout)
+    async def refusals(self, count: int) -> None:
+        """Wait until `count` more operations were refused (at most WAIT seconds)."""
+        async with asyncio.timeout(WAIT):
+            for _ in range(count):
+                await self._refusals.get()
 
     async def _gate(self) -> None:
         held = self._held
