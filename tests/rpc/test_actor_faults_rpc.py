@@ -155,6 +155,7 @@ async def test_a_stop_deadline_that_fires_while_the_store_fails_forces_the_job_o
         build_id, _ = await running_job(server, agent)
         stream = cancel(server, build_id)
         assert (await stream.read()).WhichOneof("event") == "accepted"
+        before = restarts()
         faults.fail(reads=reads_fail_too)
         await agent.next("stop_job")  # ignored
         # The FORCED write at the deadline fails, and is tried again, and fails again.
@@ -163,6 +164,10 @@ async def test_a_stop_deadline_that_fires_while_the_store_fails_forces_the_job_o
         finished = (await rest_of(stream))[-1].finished
         assert finished.status == build_pb2.BUILD_STATUS_CANCELED
         assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_FORCED]
+        if reads_fail_too:
+            # The build could not be read back after the failed write: its actor
+            # restarted from the store once the store was back.
+            assert restarts() > before
         await agent.leave()
 
 
@@ -224,3 +229,28 @@ async def test_every_call_whose_store_write_fails_answers_unavailable_and_change
     listed = await server.stub.ListBuilds(build_control_pb2.ListBuildsRequest(page_size=10))
     assert [b.build_id for b in listed.builds] == [queued.build_id], "nothing was submitted"
     assert (await get(server, queued.build_id)).status == build_pb2.BUILD_STATUS_QUEUED
+
+
+async def test_an_actor_waiting_to_restart_on_a_store_that_stays_down_does_not_hold_up_shutdown(
+    tmp_path: Path,
+) -> None:
+    async with asyncio.timeout(WAIT):
+        async with running_server(
+            tmp_path / "data", default_grace_period=0.1, stop_ack_timeout=0.3
+        ) as server:
+            faults = StoreFaults(server.app.store)
+            agent = AgentPeer(server.target, "ignores-stops", capacity=1)
+            await agent.connect()
+            build_id, _ = await running_job(server, agent)
+            stream = cancel(server, build_id)
+            assert (await stream.read()).WhichOneof("event") == "accepted"
+            faults.fail(reads=True)
+            await agent.next("stop_job")  # ignored
+            # The deadline's write fails, the build cannot be read back, and each
+            # restart's read fails too: the actor waits longer and longer.
+            await faults.refusals(4)
+            actor = server.app.registry.get(build_id)
+            assert actor is not None and actor.restarting
+            stream.cancel()
+            await agent.leave()
+        # Shutdown ended the actor's wait instead of waiting out its backoff.

@@ -133,3 +133,31 @@ async def test_a_job_timeout_counts_from_the_jobs_recorded_start_across_a_server
         done = await wait_status(second, build.build_id, build_pb2.BUILD_STATUS_CANCELED)
         assert done.cancel.reason.startswith("timeout")
         await again.leave()
+
+
+async def test_a_stop_deadline_is_recomputed_after_a_restart_so_down_time_forces_nothing(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    options: dict[str, object] = {"default_grace_period": 1.0, "stop_ack_timeout": 2.0}
+    async with running_server(data, **options) as first:
+        agent = AgentPeer(first.target, "a1", capacity=1)
+        await agent.connect()
+        build = await submit(first, jobs=1)
+        job_id = (await agent.take_job()).job_id
+        await wait_status(first, build.build_id, build_pb2.BUILD_STATUS_RUNNING)
+        stream = cancel(first, build.build_id)
+        assert (await stream.read()).WhichOneof("event") == "accepted"
+        await agent.next("stop_job")
+        stream.cancel()
+    # An hour down: far past the stop's deadline by the wall clock. The agent gets the
+    # stop again when it reconnects, and its full budget to confirm it.
+    wall = SteppedWallClock(offset=HOUR)
+    async with running_server(data, clocks=Clocks(wall=wall), **options) as second:
+        again = AgentPeer(second.target, "a1", capacity=1)
+        await again.connect(running=[(build.build_id, job_id)])
+        assert (await again.next("stop_job")).stop_job.job_id == job_id
+        again.stopped(build.build_id, job_id)
+        done = await wait_status(second, build.build_id, build_pb2.BUILD_STATUS_CANCELED)
+        assert [j.outcome for j in done.stages[0].jobs] == [build_pb2.JOB_OUTCOME_GRACEFUL]
+        await again.leave()

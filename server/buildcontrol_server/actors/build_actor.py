@@ -181,7 +181,7 @@ class BuildActor(SupervisedActor):
             case cmd.Cancel():
                 return await self._cancel(command, None, now)
             case cmd.CancelInBatch():
-                return await self._cancel(command, command.batch, now)
+                return await self._cancel(command, command.seat, now)
             case cmd.Inspect():
                 return ActorFacts(
                     self.build, frozenset(self._timers.stop_armed()), dict(self._stop_sent)

@@ -10,7 +10,7 @@ from typing import Any
 
 from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.domain.events import AgentReport, CancelEvent, WatchChange
-from buildcontrol_server.domain.model import Build, CancelInfo
+from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
 
 
 def _future() -> asyncio.Future[Any]:
@@ -117,6 +117,27 @@ class Shutdown(Command):
     """Finish the commands before this one, then stop (the build stays live on disk)."""
 
 
+class BatchSeat:
+    """One command's place in a CancelBatch. The batch commits when every command has
+    arrived (contributed or abstained) exactly once; a seat makes a second arrival a
+    no-op, so an actor whose turn failed halfway can always give its seat up."""
+
+    def __init__(self, batch: CancelBatch) -> None:
+        self._batch = batch
+        self.arrived = False
+
+    async def contribute(self, changes: ChangeSet) -> None:
+        if self.arrived:
+            raise RuntimeError("this command already arrived at its batch")
+        self.arrived = True
+        await self._batch.contribute(changes)
+
+    def abstain(self) -> None:
+        if not self.arrived:
+            self.arrived = True
+            self._batch.abstain()
+
+
 @dataclass
 class CancelInBatch(Command):
     """A cancel whose CANCELING write shares one transaction with other builds'
@@ -127,6 +148,11 @@ class CancelInBatch(Command):
     listener: asyncio.Queue[CancelEvent | None]
     batch: CancelBatch
     received_at: float
+    # How the actor takes part in the batch (arrives once, see BatchSeat).
+    seat: BatchSeat = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.seat = BatchSeat(self.batch)
 
 
 @dataclass

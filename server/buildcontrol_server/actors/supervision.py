@@ -10,6 +10,7 @@ commands still in its inbox. Nothing is lost with the loop but the failed turn."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,10 @@ RESTART_CAP = 10.0
 class StateLost(Exception):
     """A commit failed and the entity could not be read back: the actor's copy may be
     ahead of the store, and only a restart from the store makes it right again."""
+
+
+class ShutdownDuringRestart(Exception):
+    """A Shutdown arrived while the actor waited to restart: it stops instead."""
 
 
 class SupervisedActor:
@@ -80,7 +85,7 @@ class SupervisedActor:
     def tell(self, command: cmd.Command) -> None:
         if self._closed:
             if isinstance(command, cmd.CancelInBatch):
-                command.batch.abstain()
+                command.seat.abstain()
             command.fail(ActorRetired(self.name))
             return
         self._inbox.append(command)
@@ -107,12 +112,16 @@ class SupervisedActor:
             while not await self._serve():
                 if not await self._restart():
                     return
+        except ShutdownDuringRestart:
+            log.info("actor %s: shut down while waiting to restart", self.name)
         finally:
             self._closed = True
             while self._inbox:  # only when the actor could not be restarted
                 left = self._inbox.popleft()
                 if isinstance(left, cmd.CancelInBatch):
-                    left.batch.abstain()
+                    left.seat.abstain()
+                if isinstance(left, cmd.Shutdown):
+                    left.answer(None)
                 left.fail(ActorRetired(self.name))
             self._retire()
 
@@ -128,6 +137,8 @@ class SupervisedActor:
             log.exception("actor %s: its loop failed; restarting it from the store", self.name)
             metrics.ACTOR_RESTARTS.inc()
             for command in self._in_hand:
+                if isinstance(command, cmd.CancelInBatch):
+                    command.seat.abstain()  # the batch must not wait for this one
                 command.fail(Unavailable(f"the actor of {self.name} failed; try again"))
             self._in_hand = []
             return False
@@ -171,8 +182,9 @@ class SupervisedActor:
         try:
             while True:
                 self._failures_in_row += 1
-                delay = capped_exponential(self._failures_in_row, RESTART_BASE, RESTART_CAP)
-                await asyncio.sleep(delay)
+                await self._pause(
+                    capped_exponential(self._failures_in_row, RESTART_BASE, RESTART_CAP)
+                )
                 try:
                     return await load()
                 except asyncio.CancelledError:
@@ -181,3 +193,18 @@ class SupervisedActor:
                     log.warning("actor %s: restart: the store read failed: %s", self.name, error)
         finally:
             self.restarting = False
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait `seconds` before a restart attempt, unless a Shutdown arrives first
+        (the store may be closing: the actor stops instead of waiting on it)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while True:
+            if any(isinstance(c, cmd.Shutdown) for c in self._inbox):
+                raise ShutdownDuringRestart()
+            left = until - loop.time()
+            if left <= 0:
+                return
+            self._mail.clear()  # the loop is not running: nobody else waits on it
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._mail.wait(), left)
