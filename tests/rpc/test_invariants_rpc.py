@@ -123,3 +123,27 @@ async def test_the_server_audits_by_itself_every_audit_interval(tmp_path: Path) 
             assert any(build.build_id in line for line in errors.lines)
     finally:
         logging.getLogger("buildcontrol_server.observability.invariants").removeHandler(errors)
+
+
+async def test_the_canceling_gauges_still_count_a_build_whose_actor_is_gone(tmp_path: Path) -> None:
+    async with running_server(tmp_path / "data", audit=False, stop_ack_timeout=60.0) as server:
+        agent = AgentPeer(server.target, "ignores-stops", capacity=1)
+        await agent.connect()
+        build = await submit(server, jobs=1)
+        await agent.take_job()
+        await wait_status(server, build.build_id, build_pb2.BUILD_STATUS_RUNNING)
+        stream = server.stub.Cancel(
+            build_control_pb2.CancelRequest(build_id=build.build_id, reason="gone"), timeout=WAIT
+        )
+        assert (await stream.read()).WhichOneof("event") == "accepted"
+        actor = server.app.registry.get(build.build_id)
+        assert actor is not None
+        await actor.ask(cmd.Shutdown())
+        await actor.join()
+        assert server.app.registry.get(build.build_id) is None
+        await server.app.live_gauges.refresh()
+        assert REGISTRY.get_sample_value("buildcontrol_builds_canceling") == 1
+        age = REGISTRY.get_sample_value("buildcontrol_oldest_canceling_age_seconds")
+        assert age is not None and age > 0
+        stream.cancel()
+        await agent.leave()

@@ -35,6 +35,17 @@ from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
 
+INVARIANTS = (
+    "build_has_actor",
+    "stopping_has_deadline",
+    "canceling_stops_sent",
+    "job_held_once",
+    "agent_within_capacity",
+)
+# Every invariant's series exists from the start (at 0), so rate() and alerts see it.
+for _invariant in INVARIANTS:
+    metrics.INVARIANT_VIOLATIONS.labels(invariant=_invariant)
+
 # How long an actor may take to answer Inspect (one busy with a slow commit is
 # skipped in this round, not reported).
 INSPECT_TIMEOUT = 2.0
