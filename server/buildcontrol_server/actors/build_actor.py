@@ -182,10 +182,9 @@ class BuildActor(SupervisedActor):
                 return await self._cancel(command, None, now)
             case cmd.CancelInBatch():
                 return await self._cancel(command, command.seat, now)
-            case cmd.Inspect():
-                return ActorFacts(
-                    self.build, frozenset(self._timers.stop_armed()), dict(self._stop_sent)
-                )
+            case cmd.Inspect(check=check):
+                armed = frozenset(self._timers.stop_armed())
+                return check(ActorFacts(self.build, armed, dict(self._stop_sent)))
             case cmd.StopDeadlinePassed():
                 await self._stop_deadlines_passed(now)
             case cmd.JobTimedOut(job_id=job_id):

@@ -93,8 +93,10 @@ class StopDeadlinePassed(Command):
 
 @dataclass
 class Inspect(Command):
-    """Answer the actor's `ActorFacts` (what the invariant auditor checks), computed
-    inside its turn so they are consistent with the build."""
+    """Answer `check(facts)` for the actor's ActorFacts (what the invariant auditor
+    checks), run inside its turn: the build cannot change while it is checked."""
+
+    check: Callable[[Any], Any]
 
 
 @dataclass

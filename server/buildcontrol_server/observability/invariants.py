@@ -88,26 +88,26 @@ class InvariantAuditor:
             for build_id in await self._store.unfinished_build_ids()
             if not self._registry.accounted_for(build_id)
         ]
-        for facts in await self._inspect_actors():
-            found += self._of_actor(facts)
+        found += await self._inspect_actors()
         found += self._of_agents()
         return found
 
-    async def _inspect_actors(self) -> list[ActorFacts]:
+    async def _inspect_actors(self) -> list[Violation]:
+        """Each live actor checks itself in its own turn (see `_of_actor`)."""
         actors = [a for a in self._registry.live() if not (a.closed or a.restarting)]
         if not actors:
             return []
-        commands = [cmd.Inspect() for _ in actors]
+        commands = [cmd.Inspect(check=self._of_actor) for _ in actors]
         for actor, command in zip(actors, commands, strict=True):
             actor.tell(command)
         done, pending = await asyncio.wait([c.reply for c in commands], timeout=INSPECT_TIMEOUT)
         for reply in pending:
             reply.cancel()
-        return [
-            r.result()
-            for r in done
-            if not r.cancelled() and r.exception() is None and isinstance(r.result(), ActorFacts)
-        ]
+        found: list[Violation] = []
+        for reply in done:
+            if not reply.cancelled() and reply.exception() is None:
+                found += reply.result()
+        return found
 
     def _of_actor(self, facts: ActorFacts) -> list[Violation]:
         build = facts.build
