@@ -51,6 +51,20 @@ def watch_disconnects(server: Running) -> asyncio.Queue[str]:
     return ended
 
 
+async def job_running(server: Running, build_id: str, job_id: str) -> None:
+    """Follow WatchBuild until the job is RUNNING (its agent's reports committed)."""
+    request = build_control_pb2.WatchBuildRequest(build_id=build_id)
+    async for event in server.stub.WatchBuild(request, timeout=WAIT):
+        if event.WhichOneof("event") == "snapshot":
+            jobs = [j for stage in event.snapshot.stages for j in stage.jobs]
+            if any(j.job_id == job_id and j.status == build_pb2.JOB_STATUS_RUNNING for j in jobs):
+                return
+        elif event.WhichOneof("event") == "job_changed":
+            changed = event.job_changed
+            if changed.job_id == job_id and changed.status == build_pb2.JOB_STATUS_RUNNING:
+                return
+
+
 async def running_job(server: Running, agent: AgentPeer) -> tuple[str, str]:
     build = await submit(server, jobs=1)
     assign = await agent.take_job()
@@ -187,6 +201,33 @@ async def test_a_job_timeout_that_fires_while_the_store_fails_cancels_the_build_
         agent.stopped(build_id, job_id)
         build = await wait_status(server, build_id, build_pb2.BUILD_STATUS_CANCELED)
         assert build.cancel.reason.startswith("timeout")
+        await agent.leave()
+
+
+async def test_a_cleanup_timeout_that_fires_while_the_store_fails_stops_the_job_once_it_heals(
+    tmp_path: Path,
+) -> None:
+    async with running_server(tmp_path / "data", cleanup_timeout=1.0) as server:
+        faults = StoreFaults(server.app.store)
+        agent = AgentPeer(server.target, "a1", capacity=2)
+        await agent.connect()
+        request = pipeline(stages=2)
+        request.stages[1].jobs[0].run_on_cancel = True
+        build = (await server.stub.SubmitBuild(request)).build
+        first = await agent.take_job()
+        stream = cancel(server, build.build_id)
+        assert (await stream.read()).WhichOneof("event") == "accepted"
+        await agent.next("stop_job")
+        agent.stopped(build.build_id, first.job_id)
+        cleanup = await agent.take_job()  # runs, and runs past its cleanup timeout
+        await job_running(server, build.build_id, cleanup.job_id)
+        faults.fail()
+        await faults.refusals(2)  # the cleanup timeout's stop, then its retry
+        faults.heal()
+        stop = (await agent.next("stop_job")).stop_job
+        assert stop.job_id == cleanup.job_id and stop.skip_cleanup
+        agent.stopped(build.build_id, cleanup.job_id)
+        assert (await rest_of(stream))[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
         await agent.leave()
 
 
