@@ -77,6 +77,12 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "--queue-timeout", type=float, default=defaults.queue_timeout, help="seconds (default 24 h)"
     )
     serve.add_argument(
+        "--audit-interval",
+        type=float,
+        default=defaults.audit_interval,
+        help="seconds between invariant audits and stuck-cancel gauge refreshes (0: off)",
+    )
+    serve.add_argument(
         "--loop",
         choices=LOOPS,
         default="asyncio",
@@ -152,6 +158,7 @@ async def _serve(args: argparse.Namespace) -> int:
         cleanup_timeout=args.cleanup_timeout,
         job_timeout=args.job_timeout,
         queue_timeout=args.queue_timeout,
+        audit_interval=args.audit_interval,
         **serve_flags.settings_of(args),
         webhook_urls=tuple(args.webhook_url),
         webhook_max_attempts=args.webhook_max_attempts,

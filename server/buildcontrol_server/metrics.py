@@ -87,12 +87,13 @@ CANCEL_JOB_STOPPED_SECONDS = Histogram(
 )
 BUILDS_CANCELING = Gauge(
     "buildcontrol_builds_canceling",
-    "Builds in CANCELING now (computed from the live actors at scrape time).",
+    "Builds in CANCELING as committed in the store (read every --audit-interval).",
 )
 OLDEST_CANCELING_AGE_SECONDS = Gauge(
     "buildcontrol_oldest_canceling_age_seconds",
-    "Age of the oldest build in CANCELING (now minus its cancel request, wall clock), 0 when"
-    " none; computed at scrape time. The stuck-cancel detector.",
+    "Age in seconds of the oldest build in CANCELING in the store, 0 when none; on the"
+    " monotonic clock once seen (a wall clock step does not move it). The stuck-cancel"
+    " detector.",
 )
 # ---- end observability (cancel phases) ----
 STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queued to agents.")
@@ -104,6 +105,17 @@ STOP_DEADLINES_EXPIRED = Counter(
     "Jobs finalized as FORCED because their agent did not confirm the stop in time.",
 )
 LIVE_ACTORS = Gauge("buildcontrol_live_build_actors", "Build actors alive (non-terminal builds).")
+ACTOR_RESTARTS = Counter(
+    "buildcontrol_actor_restarts_total",
+    "Build actors whose loop raised and that were restarted from the store (each is logged"
+    " with its traceback).",
+)
+INVARIANT_VIOLATIONS = Counter(
+    "buildcontrol_invariant_violations_total",
+    "Violations found by the invariant auditor, by invariant (each is an ERROR log line"
+    " naming the build).",
+    ["invariant"],
+)
 INBOX_DEPTH_MAX = Gauge(
     "buildcontrol_actor_inbox_depth_max",
     "Commands waiting in the deepest build-actor inbox, computed at scrape time.",

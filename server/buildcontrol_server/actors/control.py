@@ -15,7 +15,7 @@ from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
-from buildcontrol_server.actors.context import ActorRetired, finished_event
+from buildcontrol_server.actors.context import ActorRetired, finished_event, write_failure
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
@@ -106,10 +106,20 @@ class BuildControl:
         submitted_by: str | None = None,
     ) -> T:
         build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
-        changes = ChangeSet(new_build=build)
-        await self._store.commit(changes)
-        rendered = render(build)  # before the actor runs: the caller sees it QUEUED
-        self._registry.spawn(build)
+        # Marked as starting while it is written: the build is in the store before its
+        # actor runs, and the invariant auditor must not take that for a lost actor.
+        with self._registry.starting(build.build_id):
+            try:
+                await self._store.commit(ChangeSet(new_build=build))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failure = write_failure(error, f"submit of build {build.build_id}")
+                if failure is error:
+                    raise
+                raise failure from error
+            rendered = render(build)  # before the actor runs: the caller sees it QUEUED
+            self._registry.spawn(build)
         if build.cancel_in_progress:
             self._registry.supersede(build)
         return rendered

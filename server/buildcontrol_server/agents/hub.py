@@ -127,6 +127,10 @@ class AgentHub:
     def held(self, agent_id: str) -> dict[str, str]:
         return dict(self._held.get(agent_id, {}))
 
+    def holdings(self) -> dict[str, dict[str, str]]:
+        """Every agent's held jobs (agent_id → {job_id: build_id}); a copy."""
+        return {agent_id: dict(jobs) for agent_id, jobs in self._held.items()}
+
     def free_slots(self, session: AgentSession) -> int:
         return session.capacity - len(self._held.get(session.agent_id, {}))
 
