@@ -147,12 +147,15 @@ class BuildActor:
 
     async def _handle_reports(self, batch: list[cmd.Report]) -> None:
         now = self._ctx.clock()
+        times = self._ctx.settings.stop_times
         combined = Effects()
         applied: list[cmd.Report] = []
         for command in batch:
             try:
                 combined.merge(
-                    lifecycle.apply_report(self.build, command.agent_id, command.report, now)
+                    lifecycle.apply_report(
+                        self.build, command.agent_id, command.report, now, times
+                    )
                 )
             except (DomainError, IllegalTransition) as error:
                 self._refused(command, error)
