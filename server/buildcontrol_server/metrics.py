@@ -88,6 +88,11 @@ OLDEST_CANCELING_AGE_SECONDS = Gauge(
     " none; computed at scrape time. The stuck-cancel detector.",
 )
 # ---- end observability (cancel phases) ----
+REPORTS_ACKNOWLEDGED = Counter(
+    "buildcontrol_agent_reports_acknowledged_total",
+    "Job results (JobFinished/JobStopped) acknowledged to agents in ReportsCommitted "
+    "after their commit (or because their build needs them no more).",
+)
 STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queued to agents.")
 STOPS_RESENT = Counter(
     "buildcontrol_stop_jobs_resent_total", "StopJob messages sent again on an agent's reconnect."

@@ -5,6 +5,7 @@ and results that must be acknowledged before an agent may forget them."""
 from __future__ import annotations
 
 from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_server.domain.states import BuildStatus, JobStatus
 
 from tests.rpc.conftest import Running
 from tests.rpc.test_cancel_rpc import get, rest_of, submit
@@ -70,3 +71,89 @@ async def test_a_cleanup_step_starting_during_a_stop_gets_no_second_stop(server:
     assert got.stages[0].jobs[0].steps[1].status == build_pb2.STEP_STATUS_SUCCEEDED
     assert agent.received.empty(), "a cleanup step is what the stop asked for"
     await agent.leave()
+
+
+def stopped(build_id: str, job_id: str, report_id: str) -> agent_pb2.JobStopped:
+    return agent_pb2.JobStopped(
+        build_id=build_id,
+        job_id=job_id,
+        outcome=build_pb2.JOB_OUTCOME_GRACEFUL,
+        exit_code=143,
+        report_id=report_id,
+    )
+
+
+async def test_a_live_result_is_acknowledged_after_its_commit_and_a_repeat_again(
+    server: Running,
+) -> None:
+    agent = AgentPeer(server.target, "acked")
+    await agent.connect()
+    build = await submit(server)
+    job = await agent.take_job()
+    agent.send(
+        job_finished=agent_pb2.JobFinished(
+            build_id=build.build_id, job_id=job.job_id, succeeded=True, report_id="r-1"
+        )
+    )
+    acked = (await agent.next("reports_committed")).reports_committed
+    assert list(acked.report_ids) == ["r-1"]
+    # Committed before the acknowledgement was sent.
+    stored = await server.app.store.get_build(build.build_id)
+    assert stored is not None and stored.status is BuildStatus.SUCCEEDED
+    # The build is over: a repeat (say, after a reconnect) is a no-op, acknowledged.
+    agent.send(
+        job_finished=agent_pb2.JobFinished(
+            build_id=build.build_id, job_id=job.job_id, succeeded=False, report_id="r-1"
+        )
+    )
+    assert list((await agent.next("reports_committed")).reports_committed.report_ids) == ["r-1"]
+    assert (await get(server, build.build_id)).status == build_pb2.BUILD_STATUS_SUCCEEDED
+    await agent.leave()
+
+
+async def test_results_resent_in_a_hello_are_acknowledged_once_committed(server: Running) -> None:
+    first = AgentPeer(server.target, "again")
+    await first.connect()
+    build = await submit(server, jobs=2)
+    jobs = [await first.take_job() for _ in range(2)]
+    cancel = server.stub.Cancel(cancel_request(build.build_id))
+    await cancel.read()
+    for _ in jobs:
+        await first.next("stop_job")
+    await first.drop()  # the JobStopped reports were never sent on this stream
+
+    second = AgentPeer(server.target, "again")
+    hello = second.hello()
+    hello.stopped_jobs.extend(stopped(build.build_id, j.job_id, f"r-{j.job_id}") for j in jobs)
+    hello.finished_jobs.append(  # a result without an id: applied, never acknowledged
+        agent_pb2.JobFinished(build_id="b-unknown", job_id="j-unknown")
+    )
+    await second.connect(hello=hello)
+    acked: set[str] = set()
+    while len(acked) < 2:
+        acked |= set((await second.next("reports_committed")).reports_committed.report_ids)
+    assert acked == {f"r-{j.job_id}" for j in jobs}
+    finished = (await rest_of(cancel))[-1].finished
+    assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_GRACEFUL] * 2
+    assert second.received.empty()
+    await second.leave()
+
+
+async def test_a_report_id_over_200_characters_is_invalid_and_changes_nothing(
+    server: Running,
+) -> None:
+    agent = AgentPeer(server.target, "long-id")
+    await agent.connect()
+    build = await submit(server)
+    job = (await agent.next("assign_job")).assign_job  # committed ASSIGNED before sent
+    before = await server.app.store.get_build(build.build_id)
+    agent.send(
+        job_finished=agent_pb2.JobFinished(
+            build_id=build.build_id, job_id=job.job_id, succeeded=True, report_id="r" * 201
+        )
+    )
+    status, details = await agent.ended()
+    assert status.name == "INVALID_ARGUMENT" and "job_finished.report_id" in details
+    after = await server.app.store.get_build(build.build_id)
+    assert after is not None and before is not None and after.version == before.version
+    assert after.job(job.job_id).status is JobStatus.ASSIGNED  # type: ignore[union-attr]

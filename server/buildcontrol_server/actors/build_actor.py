@@ -153,9 +153,7 @@ class BuildActor:
         for command in batch:
             try:
                 combined.merge(
-                    lifecycle.apply_report(
-                        self.build, command.agent_id, command.report, now, times
-                    )
+                    lifecycle.apply_report(self.build, command.agent_id, command.report, now, times)
                 )
             except (DomainError, IllegalTransition) as error:
                 self._refused(command, error)

@@ -17,6 +17,7 @@ from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.context import ActorRetired, finished_event
 from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.actors.report_intake import ReportIntake
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
@@ -25,7 +26,6 @@ from buildcontrol_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
 )
 from buildcontrol_server.domain.events import (
     AgentHello,
@@ -94,6 +94,7 @@ class BuildControl:
         self._hub = hub
         self._settings = settings
         self._clock = clock
+        self.reports = ReportIntake(store, registry)
 
     # ---- builds ----
 
@@ -325,14 +326,7 @@ class BuildControl:
         """Apply results re-sent from an earlier stream, then reconcile what the agent
         runs with what the server expects of it."""
         self._hub.connect(session)
-        for report in hello.earlier_reports:
-            applied = self.agent_report(session.agent_id, report)
-            if applied is None:
-                continue
-            try:
-                await applied
-            except (ActorRetired, PermissionDenied, NotFound) as error:
-                log.info("agent %s: re-sent report ignored: %s", session.agent_id, error)
+        await self.reports.apply_earlier(session, hello.earlier_reports)
         expected = self._hub.held(session.agent_id)  # job_id → build_id
         claimed = {claim.job_id: claim.build_id for claim in hello.running}
         for job_id, build_id in claimed.items():
@@ -363,16 +357,13 @@ class BuildControl:
             + self._settings.stop_ack_timeout,
         )
 
-    def agent_report(self, agent_id: str, report: AgentReport) -> asyncio.Future[Any] | None:
+    def agent_report(
+        self, session: AgentSession, report: AgentReport
+    ) -> asyncio.Future[Any] | None:
         """Queue a report at its build's actor; the future says if it was applied.
-        None: the build is not live (finished or unknown), so nothing of it may change."""
-        actor = self._registry.get(report.build_id)
-        if actor is None:
-            log.debug("agent %s reported on a build that is not live: %s", agent_id, report)
-            return None
-        command = cmd.Report(agent_id=agent_id, report=report)
-        actor.tell(command)
-        return command.reply
+        None: the build is not live (finished or unknown), so nothing of it may change;
+        `reports.settle_not_live` then says whether the agent may forget it."""
+        return self.reports.submit(session, report)
 
     def agent_disconnected(self, session: AgentSession) -> None:
         self._hub.disconnect(session)

@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from buildcontrol_server import metrics
 from buildcontrol_server.agents.outbox import Outbox
 from buildcontrol_server.domain.effects import StopCommand
-from buildcontrol_server.domain.events import AssignCommand, DrainCommand
+from buildcontrol_server.domain.events import (
+    AssignCommand,
+    DrainCommand,
+    ReportsCommittedCommand,
+)
 
 log = logging.getLogger(__name__)
 
-Outgoing = AssignCommand | StopCommand | DrainCommand
+Outgoing = AssignCommand | StopCommand | DrainCommand | ReportsCommittedCommand
 
 _session_numbers = itertools.count(1)
 
@@ -35,11 +39,30 @@ class AgentSession:
     closed: bool = False
     # Set by the transport: ends the stream when a newer session replaces this one.
     on_replaced: Callable[[], object] | None = None
+    # Report ids committed in this loop pass, sent as one ReportsCommitted at its end
+    # (a batch of results committed together costs one message, not one each).
+    _acknowledged: list[str] = field(default_factory=list)
 
     def send(self, command: Outgoing) -> None:
         """Queue a command for the stream's writer; never blocks the caller."""
         if not self.closed:
             self.outbox.put_nowait(command)
+
+    def acknowledge(self, report_id: str) -> None:
+        """Tell the agent, soon, that the result `report_id` needs no re-sending. On a
+        closed session this is dropped harmlessly: the agent sends the result again
+        in its next Hello and the server acknowledges it there."""
+        if self.closed:
+            return
+        if not self._acknowledged:
+            asyncio.get_running_loop().call_soon(self._send_acknowledgements)
+        self._acknowledged.append(report_id)
+
+    def _send_acknowledgements(self) -> None:
+        report_ids, self._acknowledged = tuple(self._acknowledged), []
+        if report_ids:
+            self.send(ReportsCommittedCommand(report_ids))
+            metrics.REPORTS_ACKNOWLEDGED.inc(len(report_ids))
 
     def close(self) -> None:
         """End the writer: nothing more is sent on this session."""

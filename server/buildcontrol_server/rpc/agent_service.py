@@ -144,9 +144,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if report is None:
                 continue
             await in_flight.acquire()
-            applied = self._control.agent_report(session.agent_id, report)
+            applied = self._control.agent_report(session, report)
             if applied is None:
                 in_flight.release()
+                await self._control.reports.settle_not_live(session, report)
             else:
                 applied.add_done_callback(settled)
         return False
