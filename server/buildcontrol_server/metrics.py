@@ -118,7 +118,8 @@ AGENT_RECONNECTS = Counter(
 )
 AGENTS_SUSPECT = Gauge(
     "buildcontrol_agents_suspect",
-    "Agents that let a stop deadline pass (hung, or ignoring stops) since the server started.",
+    "Agents suspect now: they let a stop deadline pass (hung, or ignoring stops) and have not"
+    " answered since (a job report or a reconnect); they get no new jobs meanwhile.",
 )
 AGENTS_LOST = Counter(
     "buildcontrol_agents_lost_total", "Agents that dropped and did not return within the window."

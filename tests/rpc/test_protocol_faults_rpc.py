@@ -157,3 +157,74 @@ async def test_a_report_id_over_200_characters_is_invalid_and_changes_nothing(
     after = await server.app.store.get_build(build.build_id)
     assert after is not None and before is not None and after.version == before.version
     assert after.job(job.job_id).status is JobStatus.ASSIGNED  # type: ignore[union-attr]
+
+
+async def listed(server: Running) -> dict[str, tuple[bool, list[str]]]:
+    """agent id → (suspect, job ids counted on it), from ListAgents."""
+    agents = (await server.stub.ListAgents(build_control_pb2.ListAgentsRequest())).agents
+    return {a.agent_id: (a.suspect, list(a.job_ids)) for a in agents}
+
+
+async def forced_on(server: Running, agent: AgentPeer) -> tuple[str, str]:
+    """A build whose job `agent` runs and never confirms stopping: FORCED at the
+    deadline (grace 0 + stop_ack_timeout 2 s). Returns (build id, job id)."""
+    build = await submit(server)
+    job = await agent.take_job()
+    cancel = server.stub.Cancel(cancel_request(build.build_id, grace_period={"seconds": 0}))
+    await cancel.read()
+    await agent.next("stop_job")  # and ignores it
+    finished = (await rest_of(cancel))[-1].finished
+    assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_FORCED]
+    return build.build_id, job.job_id
+
+
+async def test_a_forced_job_keeps_its_slot_and_a_suspect_agent_gets_no_job_until_it_answers(
+    server: Running,
+) -> None:
+    hung = AgentPeer(server.target, "hung", capacity=2)
+    await hung.connect()
+    build_id, job_id = await forced_on(server, hung)
+    # The process may still run: its slot stays counted, and the agent is suspect.
+    assert (await listed(server))["hung"] == (True, [job_id])
+
+    fresh = AgentPeer(server.target, "fresh", capacity=1)
+    await fresh.connect()
+    second = await submit(server)
+    # "hung" has a free slot (and more than "fresh" had on main), but it is suspect.
+    assert (await fresh.next("assign_job")).assign_job.build_id == second.build_id
+    third = await submit(server)  # no agent may take it now: "fresh" is full
+    assert (await get(server, third.build_id)).status == build_pb2.BUILD_STATUS_QUEUED
+
+    assert hung.received.empty(), "a suspect agent got a job"
+    hung.stopped(build_id, job_id)  # at last: the job is gone
+    assert (await hung.next("assign_job")).assign_job.build_id == third.build_id
+    assert (await listed(server))["hung"][0] is False
+    # The late JobStopped changed nothing of the finished build, and was acknowledged.
+    assert (await get(server, build_id)).stages[0].jobs[0].outcome == (build_pb2.JOB_OUTCOME_FORCED)
+    await fresh.leave()
+    await hung.leave()
+
+
+async def test_a_forced_job_claimed_on_reconnect_is_stopped_and_held_until_reported_gone(
+    server: Running,
+) -> None:
+    first = AgentPeer(server.target, "back", capacity=1)
+    await first.connect()
+    build_id, job_id = await forced_on(server, first)
+    await first.drop()
+
+    # Back, still running it: it must stop, and its slot stays counted meanwhile.
+    again = AgentPeer(server.target, "back", capacity=1)
+    await again.connect(running=[(build_id, job_id)])
+    assert (await again.next("stop_job")).stop_job.job_id == job_id
+    assert (await listed(server))["back"] == (False, [job_id])  # a reconnect answers
+    await again.drop()
+
+    # Back without it: the slot is free, and the agent gets work again.
+    last = AgentPeer(server.target, "back", capacity=1)
+    await last.connect()
+    queued = await submit(server)
+    assign = (await last.next("assign_job")).assign_job  # capacity 1: the slot was freed
+    assert assign.build_id == queued.build_id
+    assert (await listed(server))["back"] == (False, [assign.job_id])
+    await last.leave()

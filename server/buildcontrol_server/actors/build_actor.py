@@ -384,6 +384,8 @@ class BuildActor:
             self._ctx.scheduler.enqueue(fx.ready)
         for agent_id, job_id in fx.released:
             hub.release(agent_id, job_id)
+        for agent_id, job_id in fx.unconfirmed:
+            hub.keep_unconfirmed(agent_id, job_id)
         for job in fx.finished_jobs:
             self._timers.job_ended(job.job_id)
             if job.outcome is not None:

@@ -94,7 +94,7 @@ class BuildControl:
         self._hub = hub
         self._settings = settings
         self._clock = clock
-        self.reports = ReportIntake(store, registry)
+        self.reports = ReportIntake(store, registry, hub)
 
     # ---- builds ----
 
@@ -329,8 +329,11 @@ class BuildControl:
         await self.reports.apply_earlier(session, hello.earlier_reports)
         expected = self._hub.held(session.agent_id)  # job_id → build_id
         claimed = {claim.job_id: claim.build_id for claim in hello.running}
+        # Jobs already FORCED whose slot was kept: gone if not claimed, else stopped.
+        forced = self._hub.unconfirmed(session.agent_id)
+        self._hub.reconnected_running(session.agent_id, set(claimed))
         for job_id, build_id in claimed.items():
-            if expected.get(job_id) != build_id:
+            if expected.get(job_id) != build_id or job_id in forced:
                 # Unknown, finished, cancelled or someone else's: it must not run.
                 session.send(self._stop_unexpected(build_id, job_id, session.agent_id))
         replies = []

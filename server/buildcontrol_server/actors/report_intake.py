@@ -20,14 +20,19 @@ from typing import Any
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.context import ActorRetired
 from buildcontrol_server.actors.registry import Registry
-from buildcontrol_server.agents.hub import AgentSession
+from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from buildcontrol_server.domain.events import AgentReport, report_id_of
+from buildcontrol_server.domain.events import (
+    AgentReport,
+    JobFinishedReport,
+    JobStoppedReport,
+    report_id_of,
+)
 from buildcontrol_server.domain.states import IllegalTransition
 from buildcontrol_server.store.base import BuildStore
 
@@ -39,15 +44,20 @@ _SETTLED = (*PERMANENT_REFUSALS, IllegalTransition)
 
 
 class ReportIntake:
-    def __init__(self, store: BuildStore, registry: Registry) -> None:
+    def __init__(self, store: BuildStore, registry: Registry, hub: AgentHub) -> None:
         self._store = store
         self._registry = registry
+        self._hub = hub
         self._checks: set[asyncio.Task[None]] = set()
 
     def submit(self, session: AgentSession, report: AgentReport) -> asyncio.Future[Any] | None:
         """Queue a report at its build's actor; the future says if it was applied, and
         a result is acknowledged on `session` once it is settled. None: the build is
         not live; then call `settle_not_live`."""
+        # Any report is an answer (a suspect agent may get jobs again), and a result
+        # frees the slot of a job forced without the agent's word.
+        gone = isinstance(report, (JobFinishedReport, JobStoppedReport))
+        self._hub.answered(session.agent_id, report.job_id, gone)
         actor = self._registry.get(report.build_id)
         if actor is None:
             log.debug("agent %s reported on a build that is not live: %s", session.agent_id, report)

@@ -84,9 +84,14 @@ class AgentHub:
         self._sessions: dict[str, AgentSession] = {}
         self._held: dict[str, dict[str, str]] = {}  # agent_id → {job_id: build_id}
         self._lost_timers: dict[str, asyncio.TimerHandle] = {}
-        # Agents that let a stop deadline pass (hung, or ignoring stops). Kept until
-        # the server restarts; an operator sees them in ListAgents.
+        # Agents that let a stop deadline pass (hung, or ignoring stops): they get no
+        # new job until they answer (any job report, or a reconnect); an operator
+        # sees them in ListAgents.
         self._suspects: set[str] = set()
+        # Held jobs finalized FORCED without the agent's word (agent_id → job ids): the
+        # process may still run, so the slot stays held until the agent reports the
+        # job gone or reconnects without it.
+        self._unconfirmed: dict[str, set[str]] = {}
         self._known: dict[str, AgentSession] = {}  # last session of every agent seen
         self._on_agent_lost: AgentLostHandler = lambda agent_id, jobs: None
         self._on_slot_free: Wakeup = lambda: None
@@ -108,6 +113,7 @@ class AgentHub:
         if session.agent_id in self._known:
             metrics.AGENT_RECONNECTS.inc()
         self._known[session.agent_id] = session
+        self._clear_suspect(session.agent_id)  # it answered: it reconnected
         timer = self._lost_timers.pop(session.agent_id, None)
         if timer is not None:
             timer.cancel()
@@ -134,6 +140,7 @@ class AgentHub:
         if agent_id in self._sessions:
             return
         jobs = self._held.pop(agent_id, {})
+        self._unconfirmed.pop(agent_id, None)
         if jobs:
             metrics.AGENTS_LOST.inc()
             log.warning("agent %s lost with %d job(s) held", agent_id, len(jobs))
@@ -158,6 +165,11 @@ class AgentHub:
         self._held.setdefault(agent_id, {})[job_id] = build_id
 
     def release(self, agent_id: str, job_id: str) -> None:
+        unconfirmed = self._unconfirmed.get(agent_id)
+        if unconfirmed is not None:
+            unconfirmed.discard(job_id)
+            if not unconfirmed:
+                del self._unconfirmed[agent_id]
         jobs = self._held.get(agent_id)
         if jobs is not None and jobs.pop(job_id, None) is not None:
             if not jobs:
@@ -167,21 +179,60 @@ class AgentHub:
                     timer.cancel()
             self._on_slot_free()
 
+    def keep_unconfirmed(self, agent_id: str, job_id: str) -> None:
+        """`job_id` ended FORCED without the agent's word: keep its slot held."""
+        if job_id in self._held.get(agent_id, {}):
+            self._unconfirmed.setdefault(agent_id, set()).add(job_id)
+            log.warning(
+                "agent %s: job %s forced without confirmation; its slot stays held",
+                agent_id,
+                job_id,
+            )
+
+    def unconfirmed(self, agent_id: str) -> frozenset[str]:
+        return frozenset(self._unconfirmed.get(agent_id, ()))
+
+    def answered(self, agent_id: str, job_id: str, gone: bool) -> None:
+        """The agent reported on `job_id` (`gone`: a result, the job no longer runs)."""
+        self._clear_suspect(agent_id)
+        if gone and job_id in self._unconfirmed.get(agent_id, ()):
+            self.release(agent_id, job_id)
+
+    def reconnected_running(self, agent_id: str, running: set[str]) -> None:
+        """The agent came back running `running`: unconfirmed jobs not in it are gone."""
+        for job_id in self.unconfirmed(agent_id) - running:
+            self.release(agent_id, job_id)
+
     def pick(self, labels: dict[str, str]) -> AgentSession | None:
-        """The connected agent offering `labels` with the most free slots."""
+        """The connected, unsuspected agent offering `labels` with the most free slots."""
         best: AgentSession | None = None
         best_free = 0
         for session in self._sessions.values():
             free = self.free_slots(session)
-            if free > best_free and session.offers(labels):
+            if (
+                free > best_free
+                and session.offers(labels)
+                and not self.is_suspect(session.agent_id)
+            ):
                 best, best_free = session, free
         return best
 
     def mark_suspect(self, agent_id: str) -> None:
         if agent_id not in self._suspects:
-            log.warning("agent %s is suspect: it did not confirm a stop in time", agent_id)
+            log.warning(
+                "agent %s is suspect: it did not confirm a stop in time; no new jobs "
+                "until it answers",
+                agent_id,
+            )
             self._suspects.add(agent_id)
             metrics.AGENTS_SUSPECT.set(len(self._suspects))
+
+    def _clear_suspect(self, agent_id: str) -> None:
+        if agent_id in self._suspects:
+            log.info("agent %s answered: no longer suspect", agent_id)
+            self._suspects.discard(agent_id)
+            metrics.AGENTS_SUSPECT.set(len(self._suspects))
+            self._on_slot_free()
 
     def is_suspect(self, agent_id: str) -> bool:
         return agent_id in self._suspects
@@ -200,7 +251,10 @@ class AgentHub:
         ]
 
     def any_free_slot(self) -> bool:
-        return any(self.free_slots(session) > 0 for session in self._sessions.values())
+        return any(
+            self.free_slots(session) > 0 and not self.is_suspect(session.agent_id)
+            for session in self._sessions.values()
+        )
 
     def start_lost_timers(self) -> None:
         """After recovery: agents holding jobs but not connected get the window."""
