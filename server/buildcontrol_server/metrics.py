@@ -97,6 +97,13 @@ STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queu
 STOPS_RESENT = Counter(
     "buildcontrol_stop_jobs_resent_total", "StopJob messages sent again on an agent's reconnect."
 )
+STOPS_DROPPED = Counter(
+    "buildcontrol_stops_dropped_total",
+    "StopJob messages not queued to any stream, by reason: session_closed (the agent's"
+    " stream had ended or was draining), agent_not_connected (no stream now; the stop is"
+    " sent again when the agent reconnects, or its deadline finalizes the job).",
+    ["reason"],
+)
 STOP_DEADLINES_EXPIRED = Counter(
     "buildcontrol_stop_deadlines_expired_total",
     "Jobs finalized as FORCED because their agent did not confirm the stop in time.",

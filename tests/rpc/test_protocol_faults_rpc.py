@@ -4,11 +4,13 @@ and results that must be acknowledged before an agent may forget them."""
 
 from __future__ import annotations
 
+import grpc
+import pytest
 from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
 
-from tests.rpc.conftest import Running
-from tests.rpc.test_cancel_rpc import get, rest_of, submit
+from tests.rpc.conftest import Running, pipeline
+from tests.rpc.test_cancel_rpc import _store_snapshot, get, rest_of, submit
 from tests.support.agent_peer import AgentPeer
 
 CANCELING = build_pb2.BUILD_STATUS_CANCELING
@@ -228,3 +230,27 @@ async def test_a_forced_job_claimed_on_reconnect_is_stopped_and_held_until_repor
     assert assign.build_id == queued.build_id
     assert (await listed(server))["back"] == (False, [assign.job_id])
     await last.leave()
+
+
+async def test_a_draining_server_refuses_submits_cancels_and_agent_streams_changing_nothing(
+    server: Running,
+) -> None:
+    build = await submit(server)
+    before = await _store_snapshot(server)
+    server.app.control.begin_drain()
+
+    with pytest.raises(grpc.aio.AioRpcError) as submitted:
+        await server.stub.SubmitBuild(pipeline())
+    assert submitted.value.code() == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(grpc.aio.AioRpcError) as canceled:
+        await server.stub.Cancel(cancel_request(build.build_id)).read()
+    assert canceled.value.code() == grpc.StatusCode.UNAVAILABLE
+    cancel_many = build_control_pb2.CancelBuildsRequest(pipeline="test")
+    with pytest.raises(grpc.aio.AioRpcError) as canceled_many:
+        await server.stub.CancelBuilds(cancel_many).read()
+    assert canceled_many.value.code() == grpc.StatusCode.UNAVAILABLE
+    status, _ = await AgentPeer(server.target, "late-comer").refused()
+    assert status == grpc.StatusCode.UNAVAILABLE
+
+    assert await _store_snapshot(server) == before
+    assert (await get(server, build.build_id)).status == build_pb2.BUILD_STATUS_QUEUED

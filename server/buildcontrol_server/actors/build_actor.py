@@ -375,9 +375,7 @@ class BuildActor:
     def _act(self, fx: Effects) -> None:
         hub = self._ctx.hub
         for stop in fx.stops:
-            session = hub.session(stop.agent_id)
-            if session is not None:
-                session.send(stop)
+            if hub.send_stop(stop):
                 metrics.STOPS_SENT.inc()
             self._timers.stop_deadline(stop.job_id, stop.deadline)
         if fx.ready:

@@ -44,9 +44,16 @@ class AgentSession:
     _acknowledged: list[str] = field(default_factory=list)
 
     def send(self, command: Outgoing) -> None:
-        """Queue a command for the stream's writer; never blocks the caller."""
+        """Queue a command for the stream's writer; never blocks the caller. On a
+        closed session nothing is sent: a stop dropped so is counted and logged (the
+        agent gets it again when it reconnects; its deadline covers an agent that
+        never does)."""
         if not self.closed:
             self.outbox.put_nowait(command)
+        elif isinstance(command, StopCommand):
+            stop_dropped(command, "session_closed")
+        else:
+            log.debug("agent %s: %s not sent, session closed", self.agent_id, command)
 
     def acknowledge(self, report_id: str) -> None:
         """Tell the agent, soon, that the result `report_id` needs no re-sending. On a
@@ -72,6 +79,21 @@ class AgentSession:
 
     def offers(self, labels: dict[str, str]) -> bool:
         return all(self.labels.get(key) == value for key, value in labels.items())
+
+
+def stop_dropped(stop: StopCommand, reason: str) -> None:
+    metrics.STOPS_DROPPED.labels(reason=reason).inc()
+    # An agent away is common (it gets the stop on reconnect); a closed session after
+    # the stop was decided means a shutdown or a stream that just ended.
+    level = logging.INFO if reason == "agent_not_connected" else logging.WARNING
+    log.log(
+        level,
+        "stop of job %s (build %s) not sent to agent %s: %s",
+        stop.job_id,
+        stop.build_id,
+        stop.agent_id,
+        reason.replace("_", " "),
+    )
 
 
 AgentLostHandler = Callable[[str, dict[str, str]], None]  # (agent_id, {job_id: build_id})
@@ -145,6 +167,18 @@ class AgentHub:
             metrics.AGENTS_LOST.inc()
             log.warning("agent %s lost with %d job(s) held", agent_id, len(jobs))
             self._on_agent_lost(agent_id, jobs)
+
+    def send_stop(self, stop: StopCommand) -> bool:
+        """Queue `stop` on its agent's live session; False (counted, logged) if none."""
+        session = self._sessions.get(stop.agent_id)
+        if session is None:
+            stop_dropped(stop, "agent_not_connected")
+            return False
+        if session.closed:
+            stop_dropped(stop, "session_closed")
+            return False
+        session.send(stop)
+        return True
 
     def session(self, agent_id: str) -> AgentSession | None:
         return self._sessions.get(agent_id)

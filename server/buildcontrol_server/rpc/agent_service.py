@@ -23,6 +23,7 @@ from buildcontrol_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
+    Unavailable,
 )
 from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.observability import cancel_phases
@@ -57,6 +58,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 context,
                 ResourceExhausted(f"agent streams: {limit} are open, the most allowed"),
             )
+            return
+        if self._control.draining:
+            # Its Drain would follow at once: come back to the next server instead.
+            await abort_with(context, Unavailable("the server is shutting down; reconnect later"))
             return
         self._open_streams += 1
         try:
