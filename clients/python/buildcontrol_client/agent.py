@@ -221,7 +221,7 @@ class Agent:
         )
 
     def _prepare_hello(self, hello: agent_pb2.Hello) -> list[str]:
-        """Add unconfirmed results to `hello`; keep only queued progress of running jobs."""
+        """Add unacknowledged results to `hello`; keep only queued progress of running jobs."""
         for message in self._outbox.take_all():
             event = message.WhichOneof("event")
             if event in _PROGRESS_EVENTS and job_id_of(message) in self._jobs:

@@ -1,8 +1,9 @@
 """AgentService.Connect: one bidirectional stream per agent.
 
 The stream's first message must be Hello. A writer task sends what the session's
-outbox holds (assignments, stops, drain); the handler reads the agent's reports and
-hands them to the control. An end of stream without Goodbye is a disconnect."""
+outbox holds (assignments, stops, acknowledgements of results, drain); the handler
+reads the agent's reports and hands them to the control. An end of stream without
+Goodbye is a disconnect. A draining server refuses new streams (UNAVAILABLE)."""
 
 from __future__ import annotations
 
