@@ -183,11 +183,16 @@ class ServerApp:
             await self.health.set(name, status)
 
     async def stop(self) -> None:
-        """Drain: NOT_SERVING, tell agents to leave, stop gRPC, finish writes."""
+        """Drain, in an order that loses no stop: NOT_SERVING and refuse new submits,
+        cancels and agent streams (UNAVAILABLE); let the cancels under way commit, so
+        their StopJobs are queued in the agents' sessions; then tell agents to leave
+        (Drain goes out behind those stops); then stop gRPC and finish writes."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._audits is not None:
             self._audits.cancel()
             await asyncio.gather(self._audits, return_exceptions=True)
+        self.control.begin_drain()
+        await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         await self.server.stop(self.settings.shutdown_grace)
         await self.scheduler.stop()
@@ -198,6 +203,23 @@ class ServerApp:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
             self._metrics_server.server_close()  # type: ignore[attr-defined]
+
+    async def _let_cancels_settle(self) -> None:
+        """Wait (at most the shutdown grace) for the cancels already under way."""
+        in_flight = self.control.cancels_in_flight
+        if not len(in_flight):
+            return
+        log.info("draining: waiting for %d cancel(s) under way", len(in_flight))
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace):
+                await in_flight.settled()
+        except TimeoutError:
+            log.warning(
+                "draining: %d cancel(s) still under way after %.1fs; their stops are sent "
+                "again when their agents reconnect",
+                len(in_flight),
+                self.settings.shutdown_grace,
+            )
 
 
 async def serve(settings: Settings) -> int:

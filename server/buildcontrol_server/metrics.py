@@ -96,9 +96,21 @@ OLDEST_CANCELING_AGE_SECONDS = Gauge(
     " detector.",
 )
 # ---- end observability (cancel phases) ----
+REPORTS_ACKNOWLEDGED = Counter(
+    "buildcontrol_agent_reports_acknowledged_total",
+    "Job results (JobFinished/JobStopped) acknowledged to agents in ReportsCommitted "
+    "after their commit (or because their build needs them no more).",
+)
 STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queued to agents.")
 STOPS_RESENT = Counter(
     "buildcontrol_stop_jobs_resent_total", "StopJob messages sent again on an agent's reconnect."
+)
+STOPS_DROPPED = Counter(
+    "buildcontrol_stops_dropped_total",
+    "StopJob messages not queued to any stream, by reason: session_closed (the agent's"
+    " stream had ended or was draining), agent_not_connected (no stream now; the stop is"
+    " sent again when the agent reconnects, or its deadline finalizes the job).",
+    ["reason"],
 )
 STOP_DEADLINES_EXPIRED = Counter(
     "buildcontrol_stop_deadlines_expired_total",
@@ -132,7 +144,8 @@ AGENT_RECONNECTS = Counter(
 )
 AGENTS_SUSPECT = Gauge(
     "buildcontrol_agents_suspect",
-    "Agents that let a stop deadline pass (hung, or ignoring stops) since the server started.",
+    "Agents suspect now: they let a stop deadline pass (hung, or ignoring stops) and have not"
+    " answered since (a job report or a reconnect); they get no new jobs meanwhile.",
 )
 AGENTS_LOST = Counter(
     "buildcontrol_agents_lost_total", "Agents that dropped and did not return within the window."

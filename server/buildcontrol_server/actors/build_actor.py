@@ -123,12 +123,13 @@ class BuildActor(SupervisedActor):
 
     async def _handle_reports(self, batch: list[cmd.Report]) -> None:
         now = self._now = self._ctx.clock()
+        times = self._ctx.settings.stop_times
         combined = Effects()
         applied: list[cmd.Report] = []
         for command in batch:
             try:
                 combined.merge(
-                    lifecycle.apply_report(self.build, command.agent_id, command.report, now)
+                    lifecycle.apply_report(self.build, command.agent_id, command.report, now, times)
                 )
             except (DomainError, IllegalTransition) as error:
                 self._refused(command, error)
@@ -388,10 +389,10 @@ class BuildActor(SupervisedActor):
     def _act(self, fx: Effects) -> None:
         hub = self._ctx.hub
         for stop in fx.stops:
-            session = hub.session(stop.agent_id)
-            if session is not None:
-                session.send(stop)
-                self._stop_sent[stop.job_id] = session.session_id
+            if hub.send_stop(stop):
+                session = hub.session(stop.agent_id)
+                if session is not None:
+                    self._stop_sent[stop.job_id] = session.session_id
                 metrics.STOPS_SENT.inc()
             # The domain's deadline is on the wall clock of this turn: armed as a delay.
             self._timers.stop_deadline(stop.job_id, stop.deadline - self._now)
@@ -399,6 +400,8 @@ class BuildActor(SupervisedActor):
             self._ctx.scheduler.enqueue(fx.ready)
         for agent_id, job_id in fx.released:
             hub.release(agent_id, job_id)
+        for agent_id, job_id in fx.unconfirmed:
+            hub.keep_unconfirmed(agent_id, job_id)
         for job in fx.finished_jobs:
             self._timers.job_ended(job.job_id)
             self._stop_sent.pop(job.job_id, None)

@@ -124,11 +124,16 @@ def release_cleanup_jobs(build: Build, fx: Effects) -> None:
 
 
 def stop_overdue(build: Build, job_ids: set[str], now: float) -> Effects:
-    """Agents that did not confirm these stops by their deadline: finalize as FORCED."""
+    """Agents that did not confirm these stops by their deadline: finalize as FORCED.
+    Their slots are not freed (`fx.unconfirmed`): the agent may still run the job."""
     fx = Effects()
     for job in build.jobs():
         if job.job_id in job_ids and job.status is JobStatus.STOPPING:
             finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
+            if job.agent_id is not None:
+                slot = (job.agent_id, job.job_id)
+                fx.released.remove(slot)
+                fx.unconfirmed.append(slot)
     if fx.changes.empty:
         fx.duplicate = True
         return fx

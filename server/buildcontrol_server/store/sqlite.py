@@ -269,7 +269,17 @@ class SqliteStore:
         if connection is None:
             raise StoreClosedError()
         async with self._read_lock:
-            await connection.execute("BEGIN")
+            # BEGIN runs in the connection's thread even if this task is cancelled while
+            # it waits; left open, every later BEGIN would fail ("within a transaction")
+            # until a restart. So wait for it (shielded) and end what it opened.
+            begin = asyncio.ensure_future(connection.execute("BEGIN"))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                await asyncio.wait({begin})
+                if not begin.cancelled() and begin.exception() is None:
+                    await connection.execute("COMMIT")
+                raise
             try:
                 yield connection
             finally:
