@@ -42,6 +42,8 @@ from buildcontrol_client.cli_exit import (
 from buildcontrol_client.credentials import add_tls_arguments, tls_from
 from buildcontrol_client.errors import BuildControlError, StreamEndedEarly
 from buildcontrol_client.pipeline_file import PipelineFileError
+from buildcontrol_client.process_privileges import make_undumpable
+from buildcontrol_client.step_environment import StepUser
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 
@@ -210,6 +212,23 @@ def _register_agent(subparsers: Subparsers) -> None:
         "--work-dir", type=Path, help="run jobs in DIR/<job id>, output in DIR/<job id>.log"
     )
     agent.add_argument(
+        "--cgroup-root",
+        type=Path,
+        metavar="DIR",
+        help="make each job's cgroup (v2) under DIR (default: the agent's own cgroup)",
+    )
+    agent.add_argument(
+        "--no-cgroups",
+        action="store_true",
+        help="process groups only: a step that calls setsid may outlive an agent crash",
+    )
+    agent.add_argument(
+        "--step-user",
+        type=_step_user,
+        metavar="USER",
+        help="run steps as USER (the agent must be root): the token file is out of their reach",
+    )
+    agent.add_argument(
         "--shutdown-grace",
         type=non_negative_float,
         default=5.0,
@@ -285,9 +304,16 @@ async def _agent(args: argparse.Namespace) -> int:
     except (TokenFileError, OSError) as error:
         _error(str(error))
         return EXIT_NOT_FOUND_OR_INVALID
+    # Steps run as the agent's user by default: they must not read its memory or the
+    # environment it got its token from (/proc/AGENT/environ).
+    make_undumpable()
     options = AgentOptions(
         token=token,
         tls=tls,
+        use_cgroups=not args.no_cgroups,
+        cgroup_root=args.cgroup_root,
+        subreaper=True,
+        step_user=args.step_user,
         work_dir=args.work_dir,
         shutdown_grace_seconds=args.shutdown_grace,
         backoff=BackoffPolicy(initial=min(0.2, args.reconnect_max), maximum=args.reconnect_max),
@@ -308,6 +334,16 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server", default=DEFAULT_SERVER, help=f"server address (default {DEFAULT_SERVER})"
     )
+
+
+def _step_user(name: str) -> StepUser:
+    try:
+        user = StepUser.named(name)
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no user {name!r}") from None
+    if os.geteuid() != 0:
+        raise argparse.ArgumentTypeError("--step-user needs an agent running as root")
+    return user
 
 
 def _labels(text: str) -> dict[str, str]:
