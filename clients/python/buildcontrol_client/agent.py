@@ -156,6 +156,8 @@ class Agent:
                     await asyncio.wait_for(self._shutdown.wait(), delay)
         finally:
             await self._stop_all_jobs()
+            if self._runtime.host.cgroups is not None:
+                self._runtime.host.cgroups.remove()
             if self._results.unsent():
                 log.warning("exiting with %d job results never sent", self._results.unsent())
         log.info("agent %s stopped", self.agent_id)

@@ -135,6 +135,10 @@ class CgroupTree:
         log.info("each job runs in its own cgroup under %s", base)
         return cls(base)
 
+    def remove(self) -> None:
+        """Remove the agent's cgroup once no job is left in it (at the agent's exit)."""
+        JobCgroup(self.base).remove()
+
     def job(self, job_id: str) -> JobCgroup:
         """The job's cgroup, created empty (or taken over, after a restart)."""
         cgroup = JobCgroup(self.base / f"job-{safe_file_name(job_id)}")
