@@ -287,9 +287,9 @@ class JobRun:
         )
         if exit_code is not None:
             stopped.exit_code = exit_code
-        self._forget()
         self._emit(agent_pb2.ConnectRequest(job_stopped=stopped))
         self._log_stop_timing(self._terminator)
+        self._forget()
 
     async def _exit_status(self, process: StepProcess | None) -> int | None:
         """The exit code of a step whose group was stopped (None if no step ran)."""
@@ -372,7 +372,9 @@ class JobRun:
         )
 
     def _forget(self) -> None:
-        """The job's processes are gone and its result is about to be queued."""
+        """The job's processes are gone and its result is queued. (An agent that dies
+        just before this reports the job again on restart: the server ignores a second
+        result for a job that already ended.)"""
         self._processes.close()
         self._runtime.records.remove(self.job_id)
 
@@ -396,7 +398,6 @@ class JobRun:
             "succeeded" if succeeded else "failed",
             exit_code,
         )
-        self._forget()
         self._emit(
             agent_pb2.ConnectRequest(
                 job_finished=agent_pb2.JobFinished(
@@ -407,6 +408,7 @@ class JobRun:
                 )
             )
         )
+        self._forget()
 
     def _emit_step_finished(self, index: int, exit_code: int) -> None:
         self._emit(
