@@ -40,6 +40,7 @@ def make_undumpable() -> bool:
     return _prctl(PR_SET_DUMPABLE, 0)
 
 
-def become_child_subreaper() -> bool:
-    """Orphaned descendants of this process are reparented to it, not to PID 1."""
-    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+def become_child_subreaper(enable: bool = True) -> bool:
+    """Orphaned descendants of this process are reparented to it, not to PID 1 (False:
+    no longer; orphans adopted so far stay its children)."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, int(enable))
