@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
@@ -87,3 +88,45 @@ async def test_a_restarted_agent_kills_what_its_killed_predecessor_left_and_repo
     log = agents[-1].log.read_text()
     assert log.count("agent restarted") == 3
     assert not list((work / ".running").glob("*.json"))
+
+
+async def test_a_build_cancelled_while_its_agent_was_dead_ends_canceled_killed_on_restart(
+    server: ServerProc, stub: Stub, agents: list[AgentProc], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    agent_id = f"restart-{uuid.uuid4().hex[:8]}"
+    fifo = Fifo(tmp_path / "ready")
+    try:
+        agents.append(
+            await start_agent(server.target, agent_id, tmp_path, "os=linux", 3, "--work-dir",
+                              str(work))
+        )  # fmt: skip
+        build_id = (await stub.SubmitBuild(steps_that_leave_processes(fifo.path))).build.build_id
+        for _ in range(3):
+            assert await fifo.read_line(30) == "ready"
+    finally:
+        fifo.close()
+    build = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
+    job_ids = [job.job_id for job in build.stages[0].jobs]
+    pids = {pid for job_id in job_ids for pid in await at_least(job_id, 1, within=5)}
+    agents[-1].process.kill()
+    await agents[-1].process.wait()
+
+    cancel = stub.Cancel(build_control_pb2.CancelRequest(build_id=build_id, reason="test"))
+    first = await cancel.read()
+    assert first.WhichOneof("event") == "accepted"
+    agents.append(
+        await start_agent(server.target, agent_id, tmp_path, "os=linux", 3, "--work-dir",
+                          str(work))
+    )  # fmt: skip
+
+    finished = None
+    while finished is None:
+        message = await cancel.read()
+        assert message is not grpc.aio.EOF
+        if message.WhichOneof("event") == "finished":
+            finished = message.finished
+    await wait_gone(pids, within=20)
+    assert finished is not None and finished.status == build_pb2.BUILD_STATUS_CANCELED
+    assert [job.outcome for job in finished.jobs] == [build_pb2.JOB_OUTCOME_KILLED] * 3
+    assert all(not job_pids(job_id) for job_id in job_ids)
