@@ -291,6 +291,11 @@ def table(result: dict[str, Any]) -> str:
         share = burst["agent_share"]
         if share:
             lines.append(
+                "    server: Cancel sent → StopJob received p50/max ms"
+                f" {share['sent_to_received']['p50_ms']:.2f}/"
+                f"{share['sent_to_received']['max_ms']:.2f}"
+            )
+            lines.append(
                 "    agent share p50/max ms: received→signal"
                 f" {share['received_to_signalled']['p50_ms']:.2f}/"
                 f"{share['received_to_signalled']['max_ms']:.2f},"
