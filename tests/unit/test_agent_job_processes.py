@@ -26,6 +26,7 @@ from buildcontrol_client.step_environment import step_environment
 
 from tests.support.step_processes import Fifo, at_least, marked_processes
 from tests.unit.test_agent_job_runner import Recorder, make_job
+from tests.unit.test_client_cli import parse
 
 
 @pytest.fixture
@@ -263,3 +264,28 @@ def test_unreadable_job_records_are_dropped_not_fatal(tmp_path: Path) -> None:
 
     assert records.read_all() == [JobRecord("b1", "j1", None, [123])]
     assert not (tmp_path / ".running" / "broken.json").exists()
+
+
+def test_an_unknown_step_user_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse("agent", "--step-user", "no-such-user-here")
+
+    assert raised.value.code == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--step-user needs root")
+def test_the_step_user_is_looked_up_by_name_or_uid() -> None:
+    by_name = parse("agent", "--step-user", "nobody").step_user
+    by_uid = parse("agent", "--step-user", str(by_name.uid)).step_user
+
+    assert by_name == by_uid and by_name.name == "nobody"
+    assert parse("agent").step_user is None and parse("agent").no_cgroups is False
+
+
+def test_a_cgroup_that_cannot_be_made_leaves_the_job_in_process_groups(tmp_path: Path) -> None:
+    host = ProcessHost(CgroupTree(tmp_path / "gone" / "agent"))
+
+    processes = host.for_job("j1")
+
+    assert processes.cgroup is None
+    assert processes.launcher(["bash", "-c", "true"]) == ["bash", "-c", "true"]

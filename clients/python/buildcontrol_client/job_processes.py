@@ -9,11 +9,14 @@ does not slow down with the number of jobs or processes on the machine.
 
 from __future__ import annotations
 
+import logging
 import signal
 from pathlib import Path
 
 from buildcontrol_client.job_cgroup import CgroupTree, JobCgroup
 from buildcontrol_client.process_tree import ProcessGroups
+
+log = logging.getLogger("buildcontrol.agent")
 
 # Runs as the step's first process: enter the job's cgroup ($0), then become the step.
 # A failed write means the step would run uncontained: it does not start (exit 127).
@@ -76,5 +79,11 @@ class ProcessHost:
         return None if self.cgroups is None else self.cgroups.base
 
     def for_job(self, job_id: str) -> JobProcesses:
-        cgroup = self.cgroups.job(job_id) if self.cgroups is not None else None
+        cgroup = None
+        if self.cgroups is not None:
+            try:
+                cgroup = self.cgroups.job(job_id)
+            except OSError as error:
+                # Still contained by its process groups: better than not running it.
+                log.warning("job %s: no cgroup (%s): process groups only", job_id, error)
         return JobProcesses(job_id, cgroup, reap_adopted=self.subreaper)
