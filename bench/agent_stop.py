@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -104,14 +105,21 @@ async def idle_processes(count: int) -> list[asyncio.subprocess.Process]:
     ]
 
 
-async def start_agent(target: str, work: Path, capacity: int) -> asyncio.subprocess.Process:
+async def start_agent(
+    target: str, work: Path, capacity: int, client: Path | None
+) -> asyncio.subprocess.Process:
+    """The agent; `client`: a directory holding another buildcontrol_client (a baseline,
+    e.g. an export of an earlier commit's clients/python) to run instead of ours."""
     log = (work / "agent.log").open("ab")
+    env = dict(os.environ)
+    if client is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(client), env.get("PYTHONPATH")]))
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "buildcontrol_server.cli", "agent", "--server", target,
         "--agent-id", f"bench-stop-{uuid.uuid4().hex[:8]}", "--labels", "bench=stop",
         "--capacity", str(capacity), "--work-dir", str(work / "jobs"),
         "--reconnect-max", "0.5",
-        stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        stdout=asyncio.subprocess.DEVNULL, stderr=log, env=env,
     )  # fmt: skip
 
 
@@ -220,14 +228,19 @@ def burst_summary(stops: list[Stop]) -> dict[str, Any]:
 
 
 async def run(
-    server: ServerProcess, rounds: int, burst_builds: int, burst_rounds: int, idle: int
+    server: ServerProcess,
+    rounds: int,
+    burst_builds: int,
+    burst_rounds: int,
+    idle: int,
+    client: Path | None = None,
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="buildcontrol-bench-agent-stop-"))
     pids = work / "pids"
     pids.mkdir()
     unrelated = await idle_processes(idle)
     watcher = await Watcher.start()
-    agent = await start_agent(server.target, work, max(burst_builds, 1))
+    agent = await start_agent(server.target, work, max(burst_builds, 1), client)
     try:
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = Stub(channel)
@@ -246,6 +259,7 @@ async def run(
     log = work / "agent.log"
     agent_shares(log, single + [stop for burst in bursts for stop in burst])
     return {
+        "agent": "ours" if client is None else f"baseline from {client}",
         "idle_processes": idle,
         "containment": "cgroups" if "own cgroup" in log.read_text() else "process groups",
         "single": summarize(single),
@@ -258,7 +272,8 @@ def table(result: dict[str, Any]) -> str:
     """The scenario's lines of the results table."""
     single = result["single"]
     lines = [
-        f"6 agent stop: real agent ({result['containment']}), `sleep` steps,"
+        f"6 agent stop: real agent, {result.get('agent', 'ours')} ({result['containment']}),"
+        " `sleep` steps,"
         f" {result['idle_processes']} unrelated idle processes on the host",
         f"  {'latency (ms)':<46}{'p50':>9}{'p99':>10}{'max':>10}",
     ]

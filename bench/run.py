@@ -102,6 +102,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stop-burst", type=int, default=50, help="(6) builds cancelled at once")
     parser.add_argument("--stop-burst-rounds", type=int, default=3, help="(6) bursts")
     parser.add_argument("--idle-processes", type=int, default=300, help="(6) unrelated ones")
+    parser.add_argument(
+        "--stop-baseline",
+        type=Path,
+        metavar="DIR",
+        help="(6) first run it with the buildcontrol_client found in DIR (side by side)",
+    )
     parser.add_argument("--name", default="cancel_bench", help="results file name")
     parser.add_argument(
         "--profile-dir",
@@ -185,13 +191,20 @@ async def agent_stop_scenario(args: argparse.Namespace, results: dict[str, Any])
         f" {args.stop_burst} at once, {args.idle_processes} idle processes ...",
         flush=True,
     )
-    server = await start_server(loop=args.loop)
-    try:
-        results["agent_stop"] = await agent_stop.run(
-            server, args.stop_rounds, args.stop_burst, args.stop_burst_rounds, args.idle_processes
-        )
-    finally:
-        await server.stop()
+    runs = [("agent_stop_baseline", args.stop_baseline)] if args.stop_baseline else []
+    for key, client in [*runs, ("agent_stop", None)]:
+        server = await start_server(loop=args.loop)
+        try:
+            results[key] = await agent_stop.run(
+                server,
+                args.stop_rounds,
+                args.stop_burst,
+                args.stop_burst_rounds,
+                args.idle_processes,
+                client,
+            )
+        finally:
+            await server.stop()
 
 
 async def loop_comparison(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -279,8 +292,9 @@ if __name__ == "__main__":
     outcome = asyncio.run(main(arguments))
     print()
     print(table(outcome))
-    if "agent_stop" in outcome:
-        print(agent_stop.table(outcome["agent_stop"]))
+    for key in ("agent_stop_baseline", "agent_stop"):
+        if key in outcome:
+            print(agent_stop.table(outcome[key]))
     json_path = write_json(arguments.name, outcome)
     png_path = latency_plot(outcome, RESULTS / f"{arguments.name}_latency.png")
     print(f"\nresults: {json_path}" + (f"\nplot:    {png_path}" if png_path else ""))

@@ -24,13 +24,13 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from buildcontrol.v1 import agent_pb2, build_pb2
+from buildcontrol.v1 import agent_pb2
 
 from buildcontrol_client.job_records import JobRecord
 from buildcontrol_client.job_runtime import JobRuntime
+from buildcontrol_client.job_stop import OUTCOME_ON_WIRE, StopRequest
 from buildcontrol_client.job_workspace import JobWorkspace
 from buildcontrol_client.process_runner import JobTerminator, StepProcess, StopOutcome
 from buildcontrol_client.step_environment import step_environment
@@ -50,30 +50,6 @@ EXIT_STATUS_WAIT_SECONDS = 5.0
 # Cleanup budget for a StopJob that carries no cleanup_timeout at all (the server's own
 # default); an explicit zero means "no time for cleanup".
 DEFAULT_CLEANUP_SECONDS = 60.0
-
-_OUTCOME_ON_WIRE = {
-    StopOutcome.GRACEFUL: build_pb2.JOB_OUTCOME_GRACEFUL,
-    StopOutcome.KILLED: build_pb2.JOB_OUTCOME_KILLED,
-}
-
-
-@dataclass
-class _StopRequest:
-    grace_seconds: float
-    # A stop the server asked for is answered with JobStopped. One the agent started
-    # for its own shutdown is a failure of the job from the server's point of view.
-    by_server: bool
-    # Longest the cleanup steps may run together once the stop is done.
-    cleanup_seconds: float
-    # A forced stop (skip_cleanup): SIGKILL at once, no cleanup, outcome KILLED.
-    forced: bool = False
-    # The agent itself is leaving: no cleanup starts (its shutdown grace is short and
-    # the job is reported failed anyway).
-    agent_leaving: bool = False
-
-    @property
-    def runs_cleanup(self) -> bool:
-        return self.by_server and not self.forced and not self.agent_leaving
 
 
 class JobRun:
@@ -98,7 +74,7 @@ class JobRun:
             work_dir, self.job_id, owner=None if user is None else (user.uid, user.gid)
         )
         self._processes = self._runtime.host.for_job(self.job_id)
-        self._stop: _StopRequest | None = None
+        self._stop: StopRequest | None = None
         self._stop_requested = asyncio.Event()
         # When the first StopJob arrived (time.monotonic()), for the stop's timing line.
         self._stop_received_at = math.nan
@@ -151,7 +127,7 @@ class JobRun:
         stop = self._stop
         if stop is None:
             self._stop_received_at = time.monotonic()
-            self._stop = _StopRequest(
+            self._stop = StopRequest(
                 grace_seconds,
                 by_server,
                 cleanup_seconds,
@@ -262,7 +238,7 @@ class JobRun:
                 exited.cancel()  # the stop path waits for the exit status itself
         return exited.result() if exited.done() and not exited.cancelled() else None
 
-    async def _finish_stopped(self, stop: _StopRequest, running: StepProcess | None) -> None:
+    async def _finish_stopped(self, stop: StopRequest, running: StepProcess | None) -> None:
         self._terminator = JobTerminator(self._processes, stop.grace_seconds)
         outcome = await self._terminator.run()
         exit_code = await self._exit_status(running)
@@ -283,7 +259,7 @@ class JobRun:
             "none" if exit_code is None else exit_code,
         )
         stopped = agent_pb2.JobStopped(
-            build_id=self.build_id, job_id=self.job_id, outcome=_OUTCOME_ON_WIRE[outcome]
+            build_id=self.build_id, job_id=self.job_id, outcome=OUTCOME_ON_WIRE[outcome]
         )
         if exit_code is not None:
             stopped.exit_code = exit_code
@@ -301,7 +277,7 @@ class JobRun:
             log.warning("job %s: no exit status from pid %d", self.job_id, process.pid)
             return None
 
-    async def _run_cleanup(self, stop: _StopRequest) -> None:
+    async def _run_cleanup(self, stop: StopRequest) -> None:
         """Run the cleanup steps that have not run yet, in order, within the budget."""
         steps = [
             step
