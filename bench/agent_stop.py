@@ -51,6 +51,8 @@ class Stop:
     terminal: float = 0.0
     dead: float = 0.0
     status: int = 0
+    # The job's outcome: FORCED means the agent did not confirm by the stop's deadline.
+    outcome: int = 0
     agent: dict[str, float] = field(default_factory=dict)
 
 
@@ -166,6 +168,7 @@ async def cancel(stub: Stub, stop: Stop) -> None:
         if message.WhichOneof("event") == "finished":
             stop.terminal = time.monotonic()
             stop.status = message.finished.status
+            stop.outcome = message.finished.jobs[0].outcome if message.finished.jobs else 0
 
 
 def agent_shares(log: Path, stops: list[Stop]) -> None:
@@ -188,6 +191,7 @@ def summarize(stops: list[Stop]) -> dict[str, Any]:
         "builds": len(stops),
         "all_dead": all(s.dead > 0 for s in stops),
         "all_canceled": all(s.status == build_pb2.BUILD_STATUS_CANCELED for s in stops),
+        "forced": sum(s.outcome == build_pb2.JOB_OUTCOME_FORCED for s in stops),
         "sent_to_dead": summary_ms([s.dead - s.sent for s in stops]),
         "sent_to_canceled": summary_ms([s.terminal - s.sent for s in stops]),
         "agent_share": {name: summary_ms([share[name] for share in shares]) for name in shares[0]}
@@ -284,7 +288,10 @@ def table(result: dict[str, Any]) -> str:
             f"{summary['max_ms']:>10.2f}"
         )
 
-    lines.append(f"  1 build, grace 0, {single['builds']} cancels one after another")
+    lines.append(
+        f"  1 build, grace 0, {single['builds']} cancels one after another"
+        f" ({single['forced']} FORCED)"
+    )
     lines.append(row("Cancel sent → step process dead (pidfd)", single["sent_to_dead"]))
     lines.append(row("Cancel sent → CANCELED reported", single["sent_to_canceled"]))
     for name, label in (
@@ -301,7 +308,8 @@ def table(result: dict[str, Any]) -> str:
             f" all dead {burst['all_dead_ms']:.1f} ms"
             f" ({'all' if burst['all_dead'] else 'NOT all'}),"
             f" all CANCELED {burst['all_canceled_ms']:.1f} ms"
-            f" ({'all' if burst['all_canceled'] else 'NOT all'})"
+            f" ({'all' if burst['all_canceled'] else 'NOT all'}; {burst['forced']} FORCED:"
+            " not confirmed by the agent in time)"
         )
         share = burst["agent_share"]
         if share:
