@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 from buildcontrol_client.job_workspace import safe_file_name
@@ -103,6 +104,23 @@ class JobCgroup:
             log.warning("cannot remove cgroup %s: %s", self.path, error.strerror)
 
 
+def _can_enter(cgroup: JobCgroup) -> bool:
+    """Whether a child of ours can move itself into `cgroup`, as a step's launcher does
+    (tried once, at the agent's start, with a throwaway `sh`)."""
+    try:
+        probe = subprocess.run(
+            ["sh", "-c", 'echo $$ > "$0"', str(cgroup.procs_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
 class CgroupTree:
     """The agent's cgroup, with one child per running job."""
 
@@ -122,6 +140,7 @@ class CgroupTree:
             base.mkdir(exist_ok=True)
             probe = JobCgroup(base / "probe")
             probe.path.mkdir(exist_ok=True)
+            entered = _can_enter(probe)
             probe.remove()
         except OSError as error:
             log.info(
@@ -129,6 +148,11 @@ class CgroupTree:
                 where,
                 error.strerror,
             )
+            return None
+        if not entered:
+            # E.g. a directory we may write but whose common ancestor with ours we may
+            # not (cgroup v2 delegation rules): a step could not enter its cgroup.
+            log.info("cannot move processes into cgroups under %s: process groups only", where)
             return None
         if not (base / "cgroup.kill").exists():
             log.info("no cgroup.kill (Linux < 5.14): killing cgroup members one by one")
