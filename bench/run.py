@@ -9,6 +9,9 @@
                 pushed stops → the ratio of medians
   5 memory      server RSS with 0 and 1,000 idle agent streams, 0 and 10,000 live
                 builds → bytes per stream and per build
+  agentstop     6: a real agent with real `sleep` steps and a few hundred idle processes:
+                Cancel → step process dead (pidfd) and → CANCELED, 1 build and 50 at
+                once, with the agent's own share (agent_stop.py)
   loops         scenarios 1 and 2 (fewer levels) on a server running asyncio's event
                 loop and one running uvloop, in turn → is uvloop worth adopting
 
@@ -30,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import agent_stop
 import burst
 import latency
 import memory
@@ -42,7 +46,7 @@ from report import checks, loop_ratio, table
 from server_process import start_server
 from stats import RESULTS, machine, write_json
 
-SCENARIOS = ("latency", "throughput", "burst", "poll", "memory", "loops")
+SCENARIOS = ("latency", "throughput", "burst", "poll", "memory", "agentstop", "loops")
 
 
 def _levels(text: str) -> list[tuple[int, int]]:
@@ -94,6 +98,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--load-loop", choices=LOOPS, default="asyncio", help="event loop of agents and client"
     )
+    parser.add_argument("--stop-rounds", type=int, default=100, help="(6) single cancels")
+    parser.add_argument("--stop-burst", type=int, default=50, help="(6) builds cancelled at once")
+    parser.add_argument("--stop-burst-rounds", type=int, default=3, help="(6) bursts")
+    parser.add_argument("--idle-processes", type=int, default=300, help="(6) unrelated ones")
+    parser.add_argument(
+        "--stop-baseline",
+        type=Path,
+        metavar="DIR",
+        help="(6) first run it with the buildcontrol_client found in DIR (side by side)",
+    )
     parser.add_argument("--name", default="cancel_bench", help="results file name")
     parser.add_argument(
         "--profile-dir",
@@ -111,6 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.poll_pace_ms = 20.0
         args.levels = args.loop_levels = _levels("1:50,16:200")
         args.burst_builds, args.memory_agents, args.memory_builds = 200, 50, 500
+        args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 10, 10, 1
     return args
 
 
@@ -166,6 +181,30 @@ async def poll_scenario(args: argparse.Namespace, results: dict[str, Any]) -> No
     finally:
         await fleet.close()
         await server.stop()
+
+
+async def agent_stop_scenario(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    if "agentstop" not in args.only:
+        return
+    print(
+        f"6 agent stop: {args.stop_rounds} single cancels, {args.stop_burst_rounds} x"
+        f" {args.stop_burst} at once, {args.idle_processes} idle processes ...",
+        flush=True,
+    )
+    runs = [("agent_stop_baseline", args.stop_baseline)] if args.stop_baseline else []
+    for key, client in [*runs, ("agent_stop", None)]:
+        server = await start_server(loop=args.loop)
+        try:
+            results[key] = await agent_stop.run(
+                server,
+                args.stop_rounds,
+                args.stop_burst,
+                args.stop_burst_rounds,
+                args.idle_processes,
+                client,
+            )
+        finally:
+            await server.stop()
 
 
 async def loop_comparison(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -240,6 +279,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["poll_ratio"]["stop"] = results["poll_ratio"].pop("cancel_to_stop")
         results["poll_ratio"]["terminal"] = results["poll_ratio"].pop("cancel_to_terminal")
     await memory_scenarios(args, results)
+    await agent_stop_scenario(args, results)
     await loop_comparison(args, results)
     results["wall_seconds"] = time.monotonic() - started
     results["targets"] = checks(results)
@@ -252,6 +292,9 @@ if __name__ == "__main__":
     outcome = asyncio.run(main(arguments))
     print()
     print(table(outcome))
+    for key in ("agent_stop_baseline", "agent_stop"):
+        if key in outcome:
+            print(agent_stop.table(outcome[key]))
     json_path = write_json(arguments.name, outcome)
     png_path = latency_plot(outcome, RESULTS / f"{arguments.name}_latency.png")
     print(f"\nresults: {json_path}" + (f"\nplot:    {png_path}" if png_path else ""))

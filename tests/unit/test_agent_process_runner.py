@@ -1,4 +1,6 @@
-"""The agent's process-group runner on its own: real bash steps, real signals.
+"""The agent's step runner on its own: real bash steps, real signals, in process groups
+(the fallback without cgroups) and in a cgroup of the job's own where this machine has
+cgroup v2.
 
 Step processes are found the way the e2e tests find them: by a marker in
 /proc/PID/environ. Readiness comes from the step itself through a FIFO, so no test
@@ -18,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from buildcontrol_client.process_group import live_members
+from buildcontrol_client.job_processes import JobProcesses
 from buildcontrol_client.process_runner import (
-    GroupTerminator,
+    JobTerminator,
     StepProcess,
     StopOutcome,
     exit_code_of,
@@ -45,19 +47,23 @@ def fifo(tmp_path: Path) -> Iterator[Fifo]:
     pipe.close()
 
 
-async def start_step(command: str, marker: str) -> StepProcess:
-    return await StepProcess.start(command, {**os.environ, "BUILDCONTROL_JOB_ID": marker})
+async def start_step(command: str, marker: str) -> tuple[StepProcess, JobProcesses]:
+    processes = JobProcesses(marker)
+    step = await StepProcess.start(
+        command, {**os.environ, "BUILDCONTROL_JOB_ID": marker}, processes=processes
+    )
+    return step, processes
 
 
 async def test_sigterm_ends_background_and_foreground_processes_gracefully(
     marker: str, fifo: Fifo
 ) -> None:
-    step = await start_step(f"sleep 600 & echo ready > {fifo.path}; sleep 600", marker)
+    step, processes = await start_step(f"sleep 600 & echo ready > {fifo.path}; sleep 600", marker)
     assert await fifo.read_line() == "ready"
     # bash (or the exec'd sleep) and `sleep &`
     assert len(await at_least(marker, 2)) >= 2
 
-    outcome = await GroupTerminator([step.pgid], grace_seconds=5).run()
+    outcome = await JobTerminator(processes, grace_seconds=5).run()
 
     assert outcome is StopOutcome.GRACEFUL
     assert marked_processes(marker) == []
@@ -65,11 +71,11 @@ async def test_sigterm_ends_background_and_foreground_processes_gracefully(
 
 
 async def test_step_ignoring_sigterm_is_killed_after_the_grace(marker: str, fifo: Fifo) -> None:
-    step = await start_step(f"trap '' TERM; echo ready > {fifo.path}; sleep 600", marker)
+    step, processes = await start_step(f"trap '' TERM; echo ready > {fifo.path}; sleep 600", marker)
     assert await fifo.read_line() == "ready"
 
     started = time.monotonic()
-    outcome = await GroupTerminator([step.pgid], grace_seconds=0.5).run()
+    outcome = await JobTerminator(processes, grace_seconds=0.5).run()
 
     assert outcome is StopOutcome.KILLED
     assert time.monotonic() - started >= 0.5
@@ -79,13 +85,13 @@ async def test_step_ignoring_sigterm_is_killed_after_the_grace(marker: str, fifo
 
 async def test_zero_grace_sends_sigkill_at_once(marker: str, fifo: Fifo) -> None:
     # Without SIGKILL this step would print "term" and live on.
-    step = await start_step(
+    step, processes = await start_step(
         f"trap 'echo term > {fifo.path}' TERM; echo ready > {fifo.path}; sleep 600", marker
     )
     assert await fifo.read_line() == "ready"
 
     started = time.monotonic()
-    outcome = await GroupTerminator([step.pgid], grace_seconds=0).run()
+    outcome = await JobTerminator(processes, grace_seconds=0).run()
 
     assert outcome is StopOutcome.KILLED
     assert time.monotonic() - started < 5  # bounded by process exit, not by a grace
@@ -94,13 +100,13 @@ async def test_zero_grace_sends_sigkill_at_once(marker: str, fifo: Fifo) -> None
 
 
 async def test_shorter_grace_from_a_later_stop_kills_sooner(marker: str, fifo: Fifo) -> None:
-    step = await start_step(
+    step, processes = await start_step(
         f"trap 'echo term > {fifo.path}' TERM; echo ready > {fifo.path};"
         " while :; do sleep 600 & wait $!; done",
         marker,
     )
     assert await fifo.read_line() == "ready"
-    terminator = GroupTerminator([step.pgid], grace_seconds=600)
+    terminator = JobTerminator(processes, grace_seconds=600)
     stopping = asyncio.create_task(terminator.run())
     assert await fifo.read_line() == "term"  # SIGTERM arrived; the step shrugged it off
 
@@ -112,10 +118,10 @@ async def test_shorter_grace_from_a_later_stop_kills_sooner(marker: str, fifo: F
 
 
 async def test_group_that_already_ended_counts_as_graceful(marker: str) -> None:
-    step = await start_step("exit 3", marker)
+    step, processes = await start_step("exit 3", marker)
     assert await step.wait() == 3
 
-    assert await GroupTerminator([step.pgid], grace_seconds=0).run() is StopOutcome.GRACEFUL
+    assert await JobTerminator(processes, grace_seconds=0).run() is StopOutcome.GRACEFUL
 
 
 def test_zombies_are_not_counted_as_live_members() -> None:
@@ -125,7 +131,9 @@ def test_zombies_are_not_counted_as_live_members() -> None:
     try:
         os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, still a zombie
         os.killpg(child.pid, 0)  # the kernel still knows the group...
-        assert live_members([child.pid]) == []  # ...but nothing in it runs
+        processes = JobProcesses("zombie")
+        processes.add_leader(child.pid)
+        assert processes.members() == []  # ...but nothing in it runs
     finally:
         child.wait()
 

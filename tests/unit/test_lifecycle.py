@@ -241,6 +241,15 @@ def test_an_agent_stopping_a_job_on_its_own_fails_it() -> None:
     assert job.status is JobStatus.FAILED and build.status is BuildStatus.FAILED
 
 
+def test_a_job_an_agent_killed_on_restart_fails_killed_not_lost() -> None:
+    build = make_build([1])
+    job = build.jobs()[0]
+    run_job(build, job.job_id)
+    lifecycle.job_stopped(build, job.job_id, "a1", JobOutcome.KILLED, None, NOW)
+    assert job.status is JobStatus.FAILED and job.outcome is JobOutcome.KILLED
+    assert build.status is BuildStatus.FAILED
+
+
 # ---- property: random event sequences never break the invariants ----------------
 
 EVENTS = st.lists(

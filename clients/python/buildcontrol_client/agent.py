@@ -13,6 +13,10 @@ Rules it keeps (DESIGN.md, "Agent protocol"):
   cuts short the job's cleanup steps (job_runner.py).
 - Leaving on purpose (shutdown, or the server's Drain) ends with Goodbye; any other end
   of stream is a disconnect to the server.
+- A job's processes never outlive the job: each job runs in a cgroup of its own when the
+  agent may create one, else in process groups (job_processes.py). Running jobs are
+  recorded in the work dir; an agent that starts where an earlier one died kills what
+  those jobs left and reports them KILLED ("agent restarted") before it takes new work.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from buildcontrol.v1 import agent_pb2
+from buildcontrol.v1 import agent_pb2, build_pb2
 
 from buildcontrol_client.agent_stream import (
     AgentStream,
@@ -37,8 +41,14 @@ from buildcontrol_client.agent_stream import (
 from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.backoff import Backoff, BackoffPolicy
 from buildcontrol_client.credentials import TlsOptions
+from buildcontrol_client.job_cgroup import CgroupTree
+from buildcontrol_client.job_processes import ProcessHost
+from buildcontrol_client.job_records import RESTART_REASON, RunningJobRecords, kill_leftovers
 from buildcontrol_client.job_runner import DEFAULT_CLEANUP_SECONDS, JobRun
+from buildcontrol_client.job_runtime import JobRuntime
 from buildcontrol_client.outbox import Outbox, ResultLog, is_result, job_id_of
+from buildcontrol_client.process_privileges import become_child_subreaper
+from buildcontrol_client.step_environment import StepUser
 
 log = logging.getLogger("buildcontrol.agent")
 T = TypeVar("T")
@@ -70,6 +80,15 @@ class AgentOptions:
     token: str | None = None
     # TLS to the server, with a client certificate if it requires one (mutual TLS).
     tls: TlsOptions | None = None
+    # One cgroup (v2) per job, under `cgroup_root` (None: the agent's own cgroup), when
+    # the agent may create them; else process groups only.
+    use_cgroups: bool = False
+    cgroup_root: Path | None = None
+    # Without cgroups, become the child subreaper of the steps' orphans (the CLI does;
+    # an agent embedded in another program leaves that process alone by default).
+    subreaper: bool = False
+    # Run steps as this user (the agent must be root); None: as the agent's user.
+    step_user: StepUser | None = None
 
 
 class Agent:
@@ -95,6 +114,7 @@ class Agent:
         self._outbox = Outbox()
         self._shutdown = asyncio.Event()
         self._shutdown_reason = ""
+        self._runtime = JobRuntime.plain(self._options.work_dir)
 
     @property
     def running_job_ids(self) -> list[str]:
@@ -123,6 +143,8 @@ class Agent:
     async def run(self) -> None:
         """Connect, serve, reconnect, until `request_shutdown()`; then stop own jobs."""
         backoff = Backoff(self._options.backoff)
+        self._runtime = self._make_runtime()
+        await self._recover()
         try:
             while not self._shutdown.is_set():
                 why = await self._serve_one_stream(backoff)
@@ -134,9 +156,45 @@ class Agent:
                     await asyncio.wait_for(self._shutdown.wait(), delay)
         finally:
             await self._stop_all_jobs()
+            if self._runtime.host.cgroups is not None:
+                self._runtime.host.cgroups.remove()
             if self._results.unsent():
                 log.warning("exiting with %d job results never sent", self._results.unsent())
         log.info("agent %s stopped", self.agent_id)
+
+    def _make_runtime(self) -> JobRuntime:
+        options = self._options
+        cgroups = (
+            CgroupTree.create(options.cgroup_root, self.agent_id) if options.use_cgroups else None
+        )
+        subreaper = cgroups is None and options.subreaper and become_child_subreaper()
+        return JobRuntime(
+            ProcessHost(cgroups, subreaper=subreaper),
+            options.step_user,
+            RunningJobRecords(options.work_dir),
+        )
+
+    async def _recover(self) -> None:
+        """Kill what jobs of an agent that died here left, and queue their stops for the
+        first Hello (job_records.py)."""
+        records = self._runtime.records.read_all()
+        if not records:
+            return
+        log.warning(
+            "%d jobs of an earlier run of this agent were still running: killing them",
+            len(records),
+        )
+        await kill_leftovers(records)
+        for record in records:
+            self._runtime.records.remove(record.job_id)
+            log.info("job %s (build %s) killed: %s", record.job_id, record.build_id, RESTART_REASON)
+            stopped = agent_pb2.JobStopped(
+                build_id=record.build_id,
+                job_id=record.job_id,
+                outcome=build_pb2.JOB_OUTCOME_KILLED,
+                reason=RESTART_REASON,
+            )
+            self._emit(agent_pb2.ConnectRequest(job_stopped=stopped))
 
     async def _serve_one_stream(self, backoff: Backoff) -> str:
         """One connection from Hello to its end; returns why it ended, for the log."""
@@ -249,7 +307,7 @@ class Agent:
             return
         if len(self._jobs) >= self.capacity:
             log.warning("job %s exceeds capacity %d; running it anyway", job_id, self.capacity)
-        job = JobRun(assignment, self._emit, self.agent_id, self._options.work_dir)
+        job = JobRun(assignment, self._emit, self.agent_id, self._options.work_dir, self._runtime)
         self._jobs[job_id] = job
         task = job.start()
         self._job_tasks.add(task)

@@ -47,6 +47,8 @@ from buildcontrol_client.cli_follow import RECONNECT_FOR_SECONDS
 from buildcontrol_client.credentials import add_tls_arguments, tls_from
 from buildcontrol_client.errors import BuildControlError, StreamEndedEarly
 from buildcontrol_client.pipeline_file import PipelineFileError
+from buildcontrol_client.process_privileges import make_undumpable
+from buildcontrol_client.step_environment import StepUser
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 # Like BUILDCONTROL_TOKEN: set once per shell instead of --server on every command.
@@ -246,6 +248,23 @@ def _register_agent(subparsers: Subparsers) -> None:
         "--work-dir", type=Path, help="run jobs in DIR/<job id>, output in DIR/<job id>.log"
     )
     agent.add_argument(
+        "--cgroup-root",
+        type=Path,
+        metavar="DIR",
+        help="make each job's cgroup (v2) under DIR (default: the agent's own cgroup)",
+    )
+    agent.add_argument(
+        "--no-cgroups",
+        action="store_true",
+        help="process groups only: a step that calls setsid may outlive an agent crash",
+    )
+    agent.add_argument(
+        "--step-user",
+        type=_step_user,
+        metavar="USER",
+        help="run steps as USER (the agent must be root): the token file is out of their reach",
+    )
+    agent.add_argument(
         "--shutdown-grace",
         type=non_negative_duration,
         default=5.0,
@@ -341,14 +360,22 @@ async def _agent(args: argparse.Namespace) -> int:
     except (TokenFileError, OSError) as error:
         _error(str(error))
         return EXIT_NOT_FOUND_OR_INVALID
+    # Steps run as the agent's user by default: they must not read its memory or the
+    # environment it got its token from (/proc/AGENT/environ).
+    make_undumpable()
     options = AgentOptions(
         token=token,
         tls=tls,
+        use_cgroups=not args.no_cgroups,
+        cgroup_root=args.cgroup_root,
+        subreaper=True,
+        step_user=args.step_user,
         work_dir=args.work_dir,
         shutdown_grace_seconds=args.shutdown_grace,
         backoff=BackoffPolicy(initial=min(0.2, args.reconnect_max), maximum=args.reconnect_max),
     )
     agent = Agent(args.server, args.agent_id, labels, args.capacity, options=options)
+    _wait_for_steps_with_pidfds()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.request_shutdown, sig.name)
@@ -366,6 +393,26 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(SERVER_VARIABLE) or DEFAULT_SERVER,
         help=f"server address (default ${SERVER_VARIABLE}, else {DEFAULT_SERVER})",
     )
+
+
+def _wait_for_steps_with_pidfds() -> None:
+    """Python < 3.12 waits for each child process in a thread of its own, which wakes the
+    loop late on a busy machine; a pidfd per child is an event on the loop itself (the
+    default from 3.12 on)."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.get_event_loop_policy().set_child_watcher(watcher)
+
+
+def _step_user(name: str) -> StepUser:
+    try:
+        user = StepUser.named(name)
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no user {name!r}") from None
+    if os.geteuid() != 0:
+        raise argparse.ArgumentTypeError("--step-user needs an agent running as root")
+    return user
 
 
 def _labels(text: str) -> dict[str, str]:

@@ -5,11 +5,11 @@ order: JobAccepted, StepStarted/StepFinished per step, then exactly one result,
 JobFinished (it ended by itself) or JobStopped (a StopJob ended it).
 
 A stop from the server (docs/agent-protocol.md, "Stops and cleanup"):
-1. SIGTERM to the running step's process group (and to what earlier steps left in the
-   background), SIGKILL after the grace period; no further ordinary step starts.
+1. SIGTERM to every process of the job (its cgroup, or its steps' process groups:
+   job_processes.py), SIGKILL after the grace period; no further ordinary step starts.
 2. The job's cleanup steps (`run_on_cancel`) that have not run yet run in order, each
    reported with StepStarted/StepFinished, all of them together bounded by the stop's
-   cleanup timeout; past it the running cleanup step's group gets SIGKILL.
+   cleanup timeout; past it everything left of the job gets SIGKILL.
 3. JobStopped with how step 1 ended (GRACEFUL or KILLED).
 A forced stop (`skip_cleanup`), also one arriving during step 1 or 2, kills whatever runs
 at once, runs no cleanup and reports KILLED: the job was not given its grace.
@@ -24,14 +24,16 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from buildcontrol.v1 import agent_pb2, build_pb2
+from buildcontrol.v1 import agent_pb2
 
+from buildcontrol_client.job_records import JobRecord
+from buildcontrol_client.job_runtime import JobRuntime
+from buildcontrol_client.job_stop import OUTCOME_ON_WIRE, StopRequest
 from buildcontrol_client.job_workspace import JobWorkspace
-from buildcontrol_client.process_group import live_members
-from buildcontrol_client.process_runner import GroupTerminator, StepProcess, StopOutcome
+from buildcontrol_client.process_runner import JobTerminator, StepProcess, StopOutcome
+from buildcontrol_client.step_environment import step_environment
 
 log = logging.getLogger("buildcontrol.agent")
 
@@ -49,30 +51,6 @@ EXIT_STATUS_WAIT_SECONDS = 5.0
 # default); an explicit zero means "no time for cleanup".
 DEFAULT_CLEANUP_SECONDS = 60.0
 
-_OUTCOME_ON_WIRE = {
-    StopOutcome.GRACEFUL: build_pb2.JOB_OUTCOME_GRACEFUL,
-    StopOutcome.KILLED: build_pb2.JOB_OUTCOME_KILLED,
-}
-
-
-@dataclass
-class _StopRequest:
-    grace_seconds: float
-    # A stop the server asked for is answered with JobStopped. One the agent started
-    # for its own shutdown is a failure of the job from the server's point of view.
-    by_server: bool
-    # Longest the cleanup steps may run together once the stop is done.
-    cleanup_seconds: float
-    # A forced stop (skip_cleanup): SIGKILL at once, no cleanup, outcome KILLED.
-    forced: bool = False
-    # The agent itself is leaving: no cleanup starts (its shutdown grace is short and
-    # the job is reported failed anyway).
-    agent_leaving: bool = False
-
-    @property
-    def runs_cleanup(self) -> bool:
-        return self.by_server and not self.forced and not self.agent_leaving
-
 
 class JobRun:
     """Runs one AssignJob. `start()` once; `request_stop()` any number of times."""
@@ -83,19 +61,24 @@ class JobRun:
         emit: Emit,
         agent_id: str,
         work_dir: Path | None = None,
+        runtime: JobRuntime | None = None,
     ) -> None:
         self.build_id = assignment.build_id
         self.job_id = assignment.job_id
         self._assignment = assignment
         self._emit = emit
         self._agent_id = agent_id
-        self._workspace = JobWorkspace(work_dir, self.job_id)
-        self._stop: _StopRequest | None = None
+        self._runtime = runtime or JobRuntime()
+        user = self._runtime.step_user
+        self._workspace = JobWorkspace(
+            work_dir, self.job_id, owner=None if user is None else (user.uid, user.gid)
+        )
+        self._processes = self._runtime.host.for_job(self.job_id)
+        self._stop: StopRequest | None = None
         self._stop_requested = asyncio.Event()
-        self._terminator: GroupTerminator | None = None
-        # Groups of this job's steps that may still have processes. Emptied groups are
-        # dropped at once: their ids can be reused by unrelated processes later.
-        self._groups: list[int] = []
+        # When the first StopJob arrived (time.monotonic()), for the stop's timing line.
+        self._stop_received_at = math.nan
+        self._terminator: JobTerminator | None = None
         # Indexes of the steps started so far: a cleanup step that already ran as an
         # ordinary step is not run again after a stop.
         self._started: set[int] = set()
@@ -110,6 +93,7 @@ class JobRun:
         return self._stop is not None
 
     def start(self) -> asyncio.Task[None]:
+        self._record()
         self._emit(
             agent_pb2.ConnectRequest(
                 job_accepted=agent_pb2.JobAccepted(build_id=self.build_id, job_id=self.job_id)
@@ -142,7 +126,8 @@ class JobRun:
             grace_seconds = 0.0
         stop = self._stop
         if stop is None:
-            self._stop = _StopRequest(
+            self._stop_received_at = time.monotonic()
+            self._stop = StopRequest(
                 grace_seconds,
                 by_server,
                 cleanup_seconds,
@@ -173,7 +158,7 @@ class JobRun:
         except Exception:
             # A bug in the agent must not leave the server waiting for a result forever.
             log.exception("job %s: the agent failed while running it", self.job_id)
-            await GroupTerminator(self._groups, 0).run()
+            await JobTerminator(self._processes, 0).run()
             self._finish(succeeded=False, exit_code=AGENT_ERROR_EXIT_CODE)
 
     async def _run_steps(self) -> None:
@@ -196,7 +181,6 @@ class JobRun:
             assert step_exit is not None
             exit_code = step_exit
             self._emit_step_finished(step.index, exit_code)
-            self._forget_empty_groups()
             if exit_code != 0:
                 break
         if self._stop is not None:
@@ -214,18 +198,24 @@ class JobRun:
                 )
             )
         )
-        env = {
-            **os.environ,
-            **self._assignment.env,
-            "BUILDCONTROL_AGENT_ID": self._agent_id,
-            "BUILDCONTROL_BUILD_ID": self.build_id,
-            "BUILDCONTROL_JOB_ID": self.job_id,
-            "BUILDCONTROL_STEP_INDEX": str(step.index),
-        }
+        env = step_environment(
+            os.environ,
+            self._assignment.env,
+            agent_id=self._agent_id,
+            build_id=self.build_id,
+            job_id=self.job_id,
+            step_index=step.index,
+            user=self._runtime.step_user,
+        )
         output = self._workspace.open_log(step.index, step.name or step.command)
         try:
             process = await StepProcess.start(
-                step.command, env, self._workspace.directory(), output
+                step.command,
+                env,
+                self._workspace.directory(),
+                output,
+                processes=self._processes,
+                user=self._runtime.step_user,
             )
         except (OSError, ValueError) as error:
             log.error("job %s: step %d could not start: %s", self.job_id, step.index, error)
@@ -233,7 +223,7 @@ class JobRun:
         finally:
             if output is not None:
                 output.close()  # the child holds its own copy of the descriptor
-        self._groups.append(process.pgid)
+        self._record()
         return process
 
     async def _wait_for_exit_or_stop(self, process: StepProcess) -> int | None:
@@ -248,14 +238,13 @@ class JobRun:
                 exited.cancel()  # the stop path waits for the exit status itself
         return exited.result() if exited.done() and not exited.cancelled() else None
 
-    async def _finish_stopped(self, stop: _StopRequest, running: StepProcess | None) -> None:
-        self._terminator = GroupTerminator(self._groups, stop.grace_seconds)
+    async def _finish_stopped(self, stop: StopRequest, running: StepProcess | None) -> None:
+        self._terminator = JobTerminator(self._processes, stop.grace_seconds)
         outcome = await self._terminator.run()
         exit_code = await self._exit_status(running)
         if not stop.by_server:
             self._finish(succeeded=False, exit_code=exit_code or TERMINATED_EXIT_CODE)
             return
-        self._forget_empty_groups()
         if stop.runs_cleanup:
             await self._run_cleanup(stop)
         await self._kill_leftovers()
@@ -270,11 +259,13 @@ class JobRun:
             "none" if exit_code is None else exit_code,
         )
         stopped = agent_pb2.JobStopped(
-            build_id=self.build_id, job_id=self.job_id, outcome=_OUTCOME_ON_WIRE[outcome]
+            build_id=self.build_id, job_id=self.job_id, outcome=OUTCOME_ON_WIRE[outcome]
         )
         if exit_code is not None:
             stopped.exit_code = exit_code
         self._emit(agent_pb2.ConnectRequest(job_stopped=stopped))
+        self._log_stop_timing(self._terminator)
+        self._forget()
 
     async def _exit_status(self, process: StepProcess | None) -> int | None:
         """The exit code of a step whose group was stopped (None if no step ran)."""
@@ -286,7 +277,7 @@ class JobRun:
             log.warning("job %s: no exit status from pid %d", self.job_id, process.pid)
             return None
 
-    async def _run_cleanup(self, stop: _StopRequest) -> None:
+    async def _run_cleanup(self, stop: StopRequest) -> None:
         """Run the cleanup steps that have not run yet, in order, within the budget."""
         steps = [
             step
@@ -308,7 +299,6 @@ class JobRun:
                 self._emit_step_finished(step.index, CANNOT_START_EXIT_CODE)
                 continue  # cleanup is a `finally`: a failed step does not stop the next
             self._emit_step_finished(step.index, await self._wait_for_cleanup_step(process))
-            self._forget_empty_groups()
 
     async def _wait_for_cleanup_step(self, process: StepProcess) -> int:
         """The cleanup step's exit code; past the cleanup deadline its group is killed
@@ -331,22 +321,50 @@ class JobRun:
                 "job %s: cleanup step ran past its deadline (or the stop was forced): killed",
                 self.job_id,
             )
-            await GroupTerminator([process.pgid], 0).run()
+            await JobTerminator(self._processes, 0).run()
             await asyncio.wait({exited}, timeout=EXIT_STATUS_WAIT_SECONDS)
         if not exited.done():
             exited.cancel()
             return 128 + signal.SIGKILL  # it was sent; the status itself never came
         return exited.result()
 
-    def _forget_empty_groups(self) -> None:
-        self._groups = [pgid for pgid in self._groups if live_members([pgid])]
-
     async def _kill_leftovers(self) -> None:
         """Kill what the steps left in the background, as CI runners do at a job's end."""
-        leftovers = live_members(self._groups)
+        leftovers = self._processes.members()
         if leftovers:
             log.info("job %s: killing %d leftover processes", self.job_id, len(leftovers))
-            await GroupTerminator(self._groups, 0).run()
+            await JobTerminator(self._processes, 0).run()
+
+    def _record(self) -> None:
+        """Keep the job on disk while it may have processes (job_records.py)."""
+        cgroup = self._processes.cgroup
+        self._runtime.records.write(
+            JobRecord(
+                self.build_id,
+                self.job_id,
+                None if cgroup is None else str(cgroup.path),
+                sorted(self._processes.groups.pgids),
+            )
+        )
+
+    def _forget(self) -> None:
+        """The job's processes are gone and its result is queued. (An agent that dies
+        just before this reports the job again on restart: the server ignores a second
+        result for a job that already ended.)"""
+        self._processes.close()
+        self._runtime.records.remove(self.job_id)
+
+    def _log_stop_timing(self, terminator: JobTerminator) -> None:
+        """The agent's share of a stop, in time.monotonic() seconds (one clock for the
+        whole machine, so a benchmark can put it next to its own timestamps)."""
+        log.info(
+            "job %s stop timing: received=%.6f signalled=%.6f gone=%.6f reported=%.6f",
+            self.job_id,
+            self._stop_received_at,
+            terminator.signalled_at,
+            terminator.gone_at,
+            time.monotonic(),
+        )
 
     def _finish(self, succeeded: bool, exit_code: int) -> None:
         log.info(
@@ -366,6 +384,7 @@ class JobRun:
                 )
             )
         )
+        self._forget()
 
     def _emit_step_finished(self, index: int, exit_code: int) -> None:
         self._emit(

@@ -8,6 +8,7 @@ and their output is discarded.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import IO
@@ -16,9 +17,13 @@ log = logging.getLogger("buildcontrol.agent")
 
 
 class JobWorkspace:
-    def __init__(self, work_dir: Path | None, job_id: str) -> None:
+    def __init__(
+        self, work_dir: Path | None, job_id: str, owner: tuple[int, int] | None = None
+    ) -> None:
         self._work_dir = work_dir
         self._job_id = job_id
+        # (uid, gid) of the user steps run as: their directory is theirs to write.
+        self._owner = owner
 
     def directory(self) -> Path | None:
         """The job's directory (made on first use), or None for the agent's own."""
@@ -26,6 +31,8 @@ class JobWorkspace:
             return None
         job_dir = self._work_dir / safe_file_name(self._job_id)
         job_dir.mkdir(parents=True, exist_ok=True)
+        if self._owner is not None:
+            os.chown(job_dir, *self._owner)
         return job_dir
 
     def open_log(self, step_index: int, title: str) -> IO[bytes] | None:

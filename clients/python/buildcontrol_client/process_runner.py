@@ -1,6 +1,7 @@
-"""One step's process (`bash -c COMMAND` in a new process group) and stopping groups.
+"""One step's process (`bash -c COMMAND` in a new process group, inside its job's
+cgroup when it has one) and stopping all of a job's processes.
 
-Stopping follows the cancel contract: SIGTERM to every process of the groups, wait up to
+Stopping follows the cancel contract: SIGTERM to every process of the job, wait up to
 the grace period for all of them to be gone, then SIGKILL. GRACEFUL means nothing was
 left when the grace ended; KILLED means SIGKILL was needed.
 """
@@ -10,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 import signal
 import subprocess
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from buildcontrol_client.process_group import live_members, signal_groups, wait_until_empty
+from buildcontrol_client.job_processes import JobProcesses
+from buildcontrol_client.process_exit import wait_until_empty
+from buildcontrol_client.process_tree import STEP_LEADERS
+from buildcontrol_client.step_environment import StepUser
 
 log = logging.getLogger("buildcontrol.agent")
 
@@ -51,12 +56,24 @@ class StepProcess:
         env: Mapping[str, str],
         cwd: Path | None = None,
         output: IO[bytes] | None = None,
+        *,
+        processes: JobProcesses | None = None,
+        user: StepUser | None = None,
     ) -> StepProcess:
-        """Start the step. `output` receives stdout and stderr; None discards them."""
+        """Start the step. `output` receives stdout and stderr; None discards them.
+        With `processes` the step joins that job (its cgroup); with `user` it runs as
+        that user (the agent must be root)."""
+        argv = ["bash", "-c", command]
+        identity: dict[str, object] = {}
+        if user is not None and processes is not None and processes.cgroup is not None:
+            # Entering the cgroup needs the agent's rights: drop them only after that.
+            argv = user.setpriv(argv)
+        elif user is not None:
+            identity = {"user": user.uid, "group": user.gid, "extra_groups": []}
+        if processes is not None:
+            argv = processes.launcher(argv)
         process = await asyncio.create_subprocess_exec(
-            "bash",
-            "-c",
-            command,
+            *argv,
             stdin=subprocess.DEVNULL,
             stdout=output if output is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT if output is not None else subprocess.DEVNULL,
@@ -64,7 +81,11 @@ class StepProcess:
             cwd=cwd,
             # Its own group, so one killpg reaches everything the step starts.
             start_new_session=True,
+            **identity,  # type: ignore[arg-type]
         )
+        STEP_LEADERS.add(process.pid)
+        if processes is not None:
+            processes.add_leader(process.pid)
         return cls(process)
 
     @property
@@ -73,16 +94,24 @@ class StepProcess:
 
     async def wait(self) -> int:
         """The leader's exit code (128 + N when killed by signal N)."""
-        return exit_code_of(await self._process.wait())
+        try:
+            return exit_code_of(await self._process.wait())
+        finally:
+            if self._process.returncode is not None:
+                STEP_LEADERS.discard(self._process.pid)
 
 
-class GroupTerminator:
-    """Stops process groups with a grace period that a later, stricter stop may shorten."""
+class JobTerminator:
+    """Stops all of a job's processes with a grace period that a later, stricter stop
+    may shorten. `signalled_at` and `gone_at` (time.monotonic()) say when the first
+    signal went out and when the last process was seen gone."""
 
-    def __init__(self, pgids: Collection[int], grace_seconds: float) -> None:
-        self._pgids = tuple(pgids)
+    def __init__(self, processes: JobProcesses, grace_seconds: float) -> None:
+        self._processes = processes
         self._kill_at = time.monotonic() + max(0.0, grace_seconds)
         self._rescheduled = asyncio.Event()
+        self.signalled_at = math.nan
+        self.gone_at = math.nan
 
     def hurry(self, grace_seconds: float) -> None:
         """A later stop (e.g. a forced cancel) asks for a shorter grace: kill sooner."""
@@ -92,24 +121,39 @@ class GroupTerminator:
             self._rescheduled.set()
 
     async def run(self) -> StopOutcome:
-        if not live_members(self._pgids):
+        if not self._processes.members():
             return StopOutcome.GRACEFUL  # nothing left to stop: it ended by itself
         if self._kill_at > time.monotonic():
-            signal_groups(self._pgids, signal.SIGTERM)
+            self.signalled_at = time.monotonic()
+            self._processes.signal(signal.SIGTERM)
             if await self._wait_for_grace():
+                self.gone_at = time.monotonic()
                 return StopOutcome.GRACEFUL
-        signal_groups(self._pgids, signal.SIGKILL)
-        if not await wait_until_empty(self._pgids, time.monotonic() + KILL_WAIT_SECONDS):
-            log.warning(
-                "processes of groups %s survive SIGKILL (stuck in the kernel?)", self._pgids
-            )
+        if math.isnan(self.signalled_at):
+            self.signalled_at = time.monotonic()
+        await self._kill()
         return StopOutcome.KILLED
 
+    async def _kill(self) -> None:
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        while True:
+            # Again after each wake: without cgroup.kill, a process may fork meanwhile.
+            self._processes.kill()
+            if await wait_until_empty(self._processes, min(deadline, time.monotonic() + 0.5)):
+                self.gone_at = time.monotonic()
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "processes %s survive SIGKILL (stuck in the kernel?)", self._processes.members()
+                )
+                return
+
     async def _wait_for_grace(self) -> bool:
-        """True if the groups emptied before the (possibly shortened) grace ended."""
+        """True if the job's processes were gone before the (possibly shortened) grace
+        ended."""
         while True:
             self._rescheduled.clear()
-            if await wait_until_empty(self._pgids, self._kill_at, self._rescheduled):
+            if await wait_until_empty(self._processes, self._kill_at, self._rescheduled):
                 return True
             if time.monotonic() >= self._kill_at:
                 return False

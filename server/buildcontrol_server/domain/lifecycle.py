@@ -151,9 +151,11 @@ def job_stopped(
     fx = Effects()
     job = _reported_job(build, job_id, agent_id)
     if job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
-        # Stopped by the agent itself (its own shutdown), not by a cancel: the job did
-        # not finish its work, so it failed.
+        # Stopped by the agent itself (e.g. an agent restarted where it had died killed
+        # what the job left), not by a cancel: the job did not finish its work, so it
+        # failed, and its outcome says how it ended (not LOST: nothing runs on).
         job.exit_code = exit_code
+        job.outcome = outcome
         close_steps(job, StepStatus.FAILED, StepStatus.SKIPPED, fx)
         move_job(job, JobStatus.FAILED, fx, now)
         _after_job_ended(build, fx, now)

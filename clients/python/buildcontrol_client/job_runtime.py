@@ -1,0 +1,23 @@
+"""What every job of one agent shares: how its processes are contained, the user its
+steps run as, and where running jobs are recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from buildcontrol_client.job_processes import ProcessHost
+from buildcontrol_client.job_records import RunningJobRecords
+from buildcontrol_client.step_environment import StepUser
+
+
+@dataclass(frozen=True)
+class JobRuntime:
+    host: ProcessHost = field(default_factory=ProcessHost)
+    step_user: StepUser | None = None
+    records: RunningJobRecords = field(default_factory=lambda: RunningJobRecords(None))
+
+    @classmethod
+    def plain(cls, work_dir: Path | None = None) -> JobRuntime:
+        """Process groups only, steps as the agent's user, records in `work_dir`."""
+        return cls(records=RunningJobRecords(work_dir))
