@@ -221,6 +221,9 @@ class JobRun:
             "BUILDCONTROL_BUILD_ID": self.build_id,
             "BUILDCONTROL_JOB_ID": self.job_id,
             "BUILDCONTROL_STEP_INDEX": str(step.index),
+            # The job's own credential (reads its build, ends with the job): steps
+            # call the server with this, never with the agent's token.
+            "BUILDCONTROL_JOB_TOKEN": self._assignment.job_token,
         }
         output = self._workspace.open_log(step.index, step.name or step.command)
         try:

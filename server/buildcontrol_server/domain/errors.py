@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     UNAVAILABLE = "UNAVAILABLE"
     CONFLICT = "CONFLICT"
 
@@ -48,6 +49,12 @@ class ResourceExhausted(DomainError):
 
 class PermissionDenied(DomainError):
     code = ErrorCode.PERMISSION_DENIED
+
+
+class Unauthenticated(DomainError):
+    """The caller's credential no longer holds (revoked, or its job finished)."""
+
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class Unavailable(DomainError):

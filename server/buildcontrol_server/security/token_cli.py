@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from buildcontrol_server.security import tokens
-from buildcontrol_server.security.principals import Principal, Role
+from buildcontrol_server.security.principals import TOKEN_ROLES, Principal, Role
 from buildcontrol_server.security.server_security import default_tokens_file
 
 
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create = actions.add_parser("create", help="add a token and print it (once)")
     _add_file(create)
     create.add_argument("--name", required=True, help="the principal (recorded as submitter)")
-    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--role", required=True, choices=[role.value for role in TOKEN_ROLES])
     create.add_argument("--agent-id", help="for --role agent: the one agent id it connects as")
     create.set_defaults(func=_create)
 

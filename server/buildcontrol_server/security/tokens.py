@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from buildcontrol_server.security.errors import SecuritySetupError
-from buildcontrol_server.security.principals import Principal, Role
+from buildcontrol_server.security.principals import TOKEN_ROLES, Principal, Role
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,10 @@ def _entry(raw: Any, position: int) -> TokenEntry:
     agent_id = raw.get("agent_id")
     if not isinstance(name, str) or not name.strip():
         raise TokensFileError(f"{where}.name: must be a non-empty string")
-    try:
-        role = Role(str(role_name))
-    except ValueError:
-        choices = ", ".join(r.value for r in Role)
-        raise TokensFileError(f"{where}.role: {role_name!r} is not one of {choices}") from None
+    role = next((r for r in TOKEN_ROLES if r.value == role_name), None)
+    if role is None:
+        choices = ", ".join(r.value for r in TOKEN_ROLES)
+        raise TokensFileError(f"{where}.role: {role_name!r} is not one of {choices}")
     if role is Role.AGENT:
         if not isinstance(agent_id, str) or not agent_id:
             raise TokensFileError(f"{where}.agent_id: an agent token needs its agent id")
@@ -203,6 +202,9 @@ class TokenRegistry:
         self.path = path
         self._entries: list[TokenEntry] = []
         self._stamp: tuple[int, int, int] | None = None
+        # Called after every reload that changed the tokens in force (open_calls.py
+        # ends the calls whose token is gone).
+        self.on_change: Callable[[], object] | None = None
 
     def load(self) -> None:
         """Read the file now; raises TokensFileError (used at start, where a broken
@@ -218,7 +220,8 @@ class TokenRegistry:
             return None
         return (status.st_mtime_ns, status.st_size, status.st_ino)
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Re-read the file if it changed (one stat when it did not)."""
         stamp = self._file_stamp()
         if stamp == self._stamp:
             return
@@ -227,18 +230,28 @@ class TokenRegistry:
             log.error("tokens file %s is gone; keeping the tokens read before", self.path)
             return
         try:
-            self._entries = read(self.path)
+            entries = read(self.path)
         except TokensFileError as error:
             log.error("tokens file not reloaded, keeping the tokens read before: %s", error)
-        else:
-            log.info("tokens file %s reloaded: %d token(s)", self.path, len(self._entries))
+            return
+        changed = entries != self._entries
+        self._entries = entries
+        log.info("tokens file %s reloaded: %d token(s)", self.path, len(entries))
+        if changed and self.on_change is not None:
+            self.on_change()
 
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal of `token`, or None. Compares with every entry, always."""
-        self._refresh()
-        digest = token_hash(token)
+    def principal_of(self, digest: str) -> Principal | None:
+        """The principal whose token hashes to `digest` now, or None (revoked)."""
         found: Principal | None = None
         for entry in self._entries:
             if hmac.compare_digest(entry.sha256, digest):
                 found = entry.principal
         return found
+
+    def principals_by_digest(self) -> dict[str, Principal]:
+        return {entry.sha256: entry.principal for entry in self._entries}
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of `token`, or None. Compares with every entry, always."""
+        self.refresh()
+        return self.principal_of(token_hash(token))
