@@ -184,8 +184,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if method not in JOB_METHODS:
             return Refusal(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"a job token may only read its own build, not call "
-                f"{method.rsplit('/', 1)[-1]}",
+                f"a job token may only read its own build, not call {method.rsplit('/', 1)[-1]}",
                 principal,
             )
         return Caller(principal, self._rules)

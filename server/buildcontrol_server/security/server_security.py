@@ -80,9 +80,7 @@ class ServerSecurity:
         self.tokens.load()
         if self._live_build is not None:
             self.job_tokens = JobTokens.load_or_create(self._job_key_file)
-            self.interceptor.admit_jobs(
-                JobAccess(self.job_tokens, _job_is_live(self._live_build))
-            )
+            self.interceptor.admit_jobs(JobAccess(self.job_tokens, _job_is_live(self._live_build)))
 
     def start_checking(self) -> None:
         """Check open calls against the tokens file and their jobs, every
