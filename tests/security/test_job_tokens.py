@@ -4,6 +4,7 @@ goes through the real server and leaves the store as it was."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable
 from typing import Any
 
@@ -82,7 +83,7 @@ async def test_a_job_token_may_not_read_another_build(server: SecureServer) -> N
 
 
 async def test_a_job_token_may_not_submit_list_or_see_agents(server: SecureServer) -> None:
-    build_id, agent, (assignment,) = await assigned(server)
+    _, agent, (assignment,) = await assigned(server)
     who = bearer(assignment.job_token)
     before = await builds_stored(server)
     code, details = await refusal(server.stub.SubmitBuild(pipeline(), metadata=who))
@@ -217,6 +218,6 @@ async def test_a_job_token_of_a_finished_build_is_refused(server: SecureServer) 
 def test_job_tokens_are_not_a_role_of_the_tokens_file() -> None:
     from buildcontrol_server.security.tokens import TokensFileError, parse
 
-    digest = "0" * 64
+    entry = {"name": "j", "role": "job", "sha256": "0" * 64}
     with pytest.raises(TokensFileError, match="role"):
-        parse('{"tokens": [{"name": "j", "role": "job", "sha256": "%s"}]}' % digest)
+        parse(json.dumps({"tokens": [entry]}))
