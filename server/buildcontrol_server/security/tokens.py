@@ -19,13 +19,16 @@ is logged and ignored; the tokens read before stay in force."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +150,49 @@ def write_private(path: Path, text: str) -> None:
 
 def write(path: Path, entries: Iterable[TokenEntry]) -> None:
     write_private(path, _document(entries))
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the tokens file `path` (a `.lock` file beside it)
+    for a read-modify-write: two `token` commands at once must not both read the old
+    file and each write it without the other's change. Readers need no lock: every
+    write replaces the file whole (write_private)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, SECRET_FILE_MODE)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the descriptor closes
+        yield
+    finally:
+        os.close(descriptor)
+
+
+# Printable ASCII without spaces or ':' (job principals are named "job:<job id>"):
+# a name shows up in audit lines and as a build's submitter, and must not be able to
+# forge either.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+# Names the server itself uses for whoever did something: never a token's.
+_RESERVED_NAMES = frozenset({"anonymous", "server", "system", "job"})
+
+
+def check_new_name(name: str, role: Role, entries: Iterable[TokenEntry]) -> None:
+    """Refuse (TokensFileError) a name a new token may not have: one with control
+    characters or other unusual characters, one that another token already has, one
+    that imitates a role (`admin` for an operator's token) or the server itself."""
+    if not _NAME.fullmatch(name):
+        raise TokensFileError(
+            f"name {name[:100]!r}: use 1-100 letters, digits and . _ @ + - (starting "
+            f"with a letter or digit)"
+        )
+    folded = name.casefold()
+    if folded in _RESERVED_NAMES:
+        raise TokensFileError(f"name {name!r} is reserved for the server's own records")
+    imitated = next((r for r in Role if r.value == folded), None)
+    if imitated is not None and not (imitated is role and name == role.value):
+        raise TokensFileError(f"name {name!r} imitates the role {imitated.value!r}")
+    if any(entry.principal.name.casefold() == folded for entry in entries):
+        raise TokensFileError(f"a token named {name!r} exists already (revoke it first)")
 
 
 @dataclass(frozen=True)
