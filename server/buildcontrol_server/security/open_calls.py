@@ -87,17 +87,21 @@ async def _settle(task: asyncio.Future[Any]) -> None:
         log.debug("handler of an ended call raised %r", error)
 
 
-async def _first(work: asyncio.Future[T], call: OpenCall) -> T:
-    """The result of `work`, or CallEnded if the call is ended first."""
-    ended: asyncio.Future[Any] = asyncio.ensure_future(call.ended.wait())
-    either: set[asyncio.Future[Any]] = {work, ended}
+async def _first(
+    work: asyncio.Future[T], call: OpenCall, ended: asyncio.Future[Any] | None = None
+) -> T:
+    """The result of `work`, or CallEnded if the call is ended first. `ended`: a
+    waiter on call.ended to reuse (a stream's messages share one)."""
+    waiter: asyncio.Future[Any] = ended or asyncio.ensure_future(call.ended.wait())
+    either: set[asyncio.Future[Any]] = {work, waiter}
     try:
         await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         await _settle(work)
         raise
     finally:
-        ended.cancel()
+        if ended is None:
+            waiter.cancel()
     if not work.done():
         await _settle(work)
         raise CallEnded(call.reason)
@@ -110,14 +114,16 @@ async def run_until_ended(coroutine: Coroutine[Any, Any, T], call: OpenCall) -> 
 
 async def iterate_until_ended(messages: AsyncIterator[T], call: OpenCall) -> AsyncIterator[T]:
     """`messages`, one by one, until they end or the call is ended (CallEnded)."""
+    ended: asyncio.Future[Any] = asyncio.ensure_future(call.ended.wait())
     try:
         while True:
             try:
-                message = await _first(asyncio.ensure_future(anext(messages)), call)
+                message = await _first(asyncio.ensure_future(anext(messages)), call, ended)
             except StopAsyncIteration:
                 return
             yield message
     finally:
+        ended.cancel()
         closing = getattr(messages, "aclose", None)
         if closing is not None:
             await closing()
