@@ -265,6 +265,31 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         call = self.open_calls.add(caller.principal, digest)
         return replace(caller, revoked=self._revoked(call)), call
 
+    async def _admitted(
+        self,
+        decision: Caller | Refusal,
+        method: str,
+        handler: grpc.RpcMethodHandler,
+        digest: str | None,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[Caller, Any, OpenCall | None]:
+        """Admit the call (or abort it), bind its caller, register it if long-lived."""
+        request_streaming = handler.request_streaming
+        scoped = decision if request_streaming else self._scoped(decision, request)
+        caller = await self._admit(scoped, method, context)
+        call = None
+        if request_streaming or handler.response_streaming:
+            caller, call = self._open(caller, digest)
+        # Not reset afterwards: the call's task (and its context) ends with the call.
+        bind(caller)
+        # Only an admitted caller learns that its bytes did not parse.
+        if request_streaming:
+            return caller, undecodable.checked(request), call
+        if isinstance(request, undecodable.Undecodable):
+            await abort_with(context, InvalidArgument("request", request.problem))
+        return caller, request, call
+
     def _wrap(
         self,
         behavior: Behavior,
@@ -273,25 +298,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler: grpc.RpcMethodHandler,
         digest: str | None,
     ) -> Behavior:
-        request_streaming = handler.request_streaming
-        long_lived = request_streaming or handler.response_streaming
 
         async def admitted(
             request: Any, context: grpc.aio.ServicerContext
         ) -> tuple[Caller, Any, OpenCall | None]:
-            scoped = decision if request_streaming else self._scoped(decision, request)
-            caller = await self._admit(scoped, method, context)
-            call = None
-            if long_lived:
-                caller, call = self._open(caller, digest)
-            # Not reset afterwards: the call's task (and its context) ends with the call.
-            bind(caller)
-            # Only an admitted caller learns that its bytes did not parse.
-            if request_streaming:
-                return caller, undecodable.checked(request), call
-            if isinstance(request, undecodable.Undecodable):
-                await abort_with(context, InvalidArgument("request", request.problem))
-            return caller, request, call
+            return await self._admitted(decision, method, handler, digest, request, context)
 
         if inspect.isasyncgenfunction(behavior):
 
