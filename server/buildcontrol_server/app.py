@@ -24,6 +24,7 @@ from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.scheduler import Scheduler
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
+from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhooks import WebhookNotifier
@@ -115,7 +116,9 @@ class ServerApp:
         self.health = health.aio.HealthServicer()
         # Tokens, roles, mutual TLS (issue 6). After the metrics interceptor, so refused
         # calls are counted with their status too.
-        self.security = ServerSecurity(settings.security, settings.data_dir)
+        self.security = ServerSecurity(
+            settings.security, settings.data_dir, live_build=self._live_build
+        )
         self.server = grpc.aio.server(
             interceptors=[MetricsInterceptor(), self.security.interceptor],
             options=[
@@ -145,7 +148,7 @@ class ServerApp:
             BuildControlServicer(self.control), self.server
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.control, self.settings), self.server
+            AgentServicer(self.control, self.settings, self.security.job_tokens), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -154,6 +157,7 @@ class ServerApp:
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         ports = self.security.add_ports(self.server, self.settings.listen)
         await self.server.start()
+        self.security.start_checking()  # revocations reach open calls
         metrics_port = self._start_metrics()
         self.registry.recover(await self.store.load_unfinished())
         self.scheduler.start()
@@ -165,6 +169,10 @@ class ServerApp:
             )
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return Endpoints(grpc_port=ports.main, metrics_port=metrics_port, agent_port=ports.agents)
+
+    def _live_build(self, build_id: str) -> Build | None:
+        actor = self.registry.get(build_id)
+        return actor.build if actor is not None else None
 
     def _file_backed(self) -> bool:
         return str(self.settings.database_path) != ":memory:"
@@ -195,6 +203,7 @@ class ServerApp:
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         await self.server.stop(self.settings.shutdown_grace)
+        await self.security.stop_checking()
         await self.scheduler.stop()
         await self.registry.shutdown()
         await self.effects.stop(self.settings.effects_stop_timeout)

@@ -224,3 +224,15 @@ SIDE_EFFECT_ERRORS = Counter(
     " logged and counted, never passed to the build's actor.",
     ["effect"],
 )
+
+# ---- security ----
+CALLS_ENDED_BY_REVOCATION = Counter(
+    "buildcontrol_calls_ended_by_revocation_total",
+    "Open calls (agent streams, WatchBuild, Cancel streams) ended with UNAUTHENTICATED"
+    " because their token was revoked or changed, or their job token's job finished.",
+)
+UNDECODABLE_HEADERS = Counter(
+    "buildcontrol_undecodable_headers_total",
+    "Request header values that were not UTF-8 (the requests are refused; logged at most"
+    " once a minute).",
+)

@@ -72,7 +72,8 @@ class Authority:
         self.cert = directory / f"{name.replace(' ', '-')}.pem"
         self.cert.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, common_name: str, *, server: bool) -> Issued:
+    def issue(self, common_name: str, *, server: bool, uris: tuple[str, ...] = ()) -> Issued:
+        """A certificate for `common_name`; a client one carries `uris` as SAN URIs."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -97,8 +98,13 @@ class Authority:
                 ),
                 critical=False,
             )
+        if uris:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+                critical=False,
+            )
         cert = builder.sign(self._key, hashes.SHA256())
-        stem = self.directory / common_name
+        stem = self.directory / (common_name + ("-uri" if uris else ""))
         issued = Issued(stem.with_suffix(".crt"), stem.with_suffix(".key"))
         issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key, issued.key)

@@ -31,6 +31,10 @@ class Pki:
         self.ca = Authority(directory / "ca")
         self.server = self.ca.issue("server", server=True)
         self.agent = self.ca.issue("agent-a", server=False)
+        # CN agent-a, but a SAN URI naming agent-b: the URI wins.
+        self.agent_b_by_uri = self.ca.issue(
+            "agent-a", server=False, uris=("spiffe://ci.example.org/agent/agent-b",)
+        )
         # Signed by a CA the server does not trust.
         self.stranger = Authority(directory / "other", "stranger CA").issue("agent-a", server=False)
 
@@ -198,3 +202,58 @@ async def test_the_cli_speaks_tls_with_its_flags(
         args = build_parser().parse_args([*base, "--tls-cert", str(pki.agent.cert)])
         assert await args.func(args) == 4
         assert "--tls-key" in capsys.readouterr().err
+
+
+async def agent_over(
+    server: SecureServer, pki: Pki, client: Issued, agent_id: str, token_of: str
+) -> tuple[grpc.StatusCode | None, str]:
+    """Connect as `agent_id` with `token_of`'s token over a channel presenting
+    `client`; (None, "") when admitted (then it leaves), else the refusal."""
+    async with grpc.aio.secure_channel(server.target, pki.channel_credentials(client)) as channel:
+        agent = ScriptedAgent(channel, agent_id, server.tokens[token_of])
+        agent.open()
+        closed = asyncio.create_task(agent.closed.wait())
+        welcomed = asyncio.create_task(agent.next("welcome"))
+        await asyncio.wait({closed, welcomed}, return_when=asyncio.FIRST_COMPLETED)
+        if welcomed.done() and not welcomed.cancelled() and welcomed.exception() is None:
+            closed.cancel()
+            await agent.leave()
+            return None, ""
+        welcomed.cancel()
+        return await agent.ended()
+
+
+async def test_under_mutual_tls_a_certificate_speaks_for_its_own_agent_only(
+    tmp_path: Path, pki: Pki
+) -> None:
+    async with tls_server(tmp_path, pki, mutual=True) as server:
+        build = await server.submit("alice")
+        before = await server.snapshot(build.build_id)
+        # agent-1's certificate with agent-2's token: refused, nothing changed.
+        code, details = await agent_over(server, pki, pki.agent, "agent-b", "agent-b")
+        assert code is grpc.StatusCode.PERMISSION_DENIED and "certificate" in details
+        assert server.app.hub.sessions() == []
+        assert await server.snapshot(build.build_id) == before
+        # Its own agent id, with its own token: admitted.
+        assert await agent_over(server, pki, pki.agent, "agent-a", "agent-a") == (None, "")
+
+
+async def test_a_san_uri_of_the_certificate_wins_over_its_common_name(
+    tmp_path: Path, pki: Pki
+) -> None:
+    async with tls_server(tmp_path, pki, mutual=True) as server:
+        code, _ = await agent_over(server, pki, pki.agent_b_by_uri, "agent-a", "agent-a")
+        assert code is grpc.StatusCode.PERMISSION_DENIED
+        assert server.app.hub.sessions() == []
+        admitted = await agent_over(server, pki, pki.agent_b_by_uri, "agent-b", "agent-b")
+        assert admitted == (None, "")
+
+
+async def test_with_auth_off_the_certificate_still_names_the_agent(
+    tmp_path: Path, pki: Pki
+) -> None:
+    security = SecuritySettings(auth=False, tls=pki.files(mutual=True))
+    async with secure_server(tmp_path, security, pki.channel_credentials(pki.agent)) as server:
+        code, _ = await agent_over(server, pki, pki.agent, "agent-b", "agent-b")
+        assert code is grpc.StatusCode.PERMISSION_DENIED
+        assert await agent_over(server, pki, pki.agent, "agent-a", "agent-a") == (None, "")

@@ -206,6 +206,9 @@ class JobRun:
             job_id=self.job_id,
             step_index=step.index,
             user=self._runtime.step_user,
+            # The job's own credential (reads its build, ends with the job): steps
+            # call the server with this, never with the agent's token.
+            job_token=self._assignment.job_token,
         )
         output = self._workspace.open_log(step.index, step.name or step.command)
         try:

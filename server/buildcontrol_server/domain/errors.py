@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     UNAVAILABLE = "UNAVAILABLE"
     CONFLICT = "CONFLICT"
 
@@ -103,6 +104,12 @@ class ResourceExhausted(DomainError):
 class PermissionDenied(DomainError):
     code = ErrorCode.PERMISSION_DENIED
     default_reason = Reason.PERMISSION_DENIED
+
+
+class Unauthenticated(DomainError):
+    """The caller's credential no longer holds (revoked, or its job finished)."""
+
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class Unavailable(DomainError):

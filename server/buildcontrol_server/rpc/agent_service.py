@@ -26,11 +26,12 @@ from buildcontrol_server.domain.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from buildcontrol_server.domain.events import AgentHello
+from buildcontrol_server.domain.events import AgentHello, AssignCommand
 from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import abort_with
 from buildcontrol_server.security import caller
+from buildcontrol_server.security.job_tokens import JobTokens
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,13 @@ REPORTS_IN_FLIGHT = 256
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, control: BuildControl, settings: Settings) -> None:
+    def __init__(
+        self, control: BuildControl, settings: Settings, job_tokens: JobTokens | None = None
+    ) -> None:
         self._control = control
         self._settings = settings
+        # Mints each AssignJob's job token; None with authentication off.
+        self._job_tokens = job_tokens
         # Streams open now, with or without a Hello yet (bounded: max_agent_streams).
         self._open_streams = 0
 
@@ -149,6 +154,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             report = convert.report(message)
             if report is None:
                 continue
+            caller.current().check_still_valid()  # a revoked agent's reports count no more
             await in_flight.acquire()
             applied = self._control.agent_report(session, report)
             if applied is None:
@@ -184,5 +190,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
     async def _write(self, session: AgentSession, context: grpc.aio.ServicerContext) -> None:
         while (command := await session.outbox.get()) is not None:
-            await context.write(convert.to_agent(command))
+            message = convert.to_agent(command)
+            if isinstance(command, AssignCommand):
+                caller.current().check_still_valid()  # no job for a revoked agent
+                if self._job_tokens is not None:
+                    message.assign_job.job_token = self._job_tokens.mint(
+                        command.build_id, command.job_id
+                    )
+            await context.write(message)
             cancel_phases.stop_written(command)  # measures delivery of a stop, logs it

@@ -26,6 +26,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     # A lost compare-and-set race: the caller may retry against the new state.
     ErrorCode.CONFLICT: grpc.StatusCode.ABORTED,

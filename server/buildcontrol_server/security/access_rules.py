@@ -22,6 +22,10 @@ REQUIRED_ROLE: dict[str, Role] = {
 
 AGENT_CONNECT = "/buildcontrol.v1.AgentService/Connect"
 
+# All a job token may call, and only for its own build (the interceptor checks the
+# request's build_id): the steps of a job read how their build is doing.
+JOB_METHODS = frozenset({_CONTROL + "GetBuild", _CONTROL + "WatchBuild"})
+
 # Served without a token: load balancers and probes check health, and `grpcurl list`
 # / `buf curl` discover the API through reflection. Neither reveals or changes builds.
 OPEN_SERVICES = (

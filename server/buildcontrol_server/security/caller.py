@@ -7,19 +7,35 @@ interceptor raises LookupError (INTERNAL) instead of running as nobody in partic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
-from buildcontrol_server.domain.errors import PermissionDenied
+from buildcontrol_server.domain.errors import PermissionDenied, Unauthenticated
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.principals import Principal, Role
+
+
+def _always_valid() -> str | None:
+    return None
 
 
 @dataclass(frozen=True)
 class Caller:
     principal: Principal
     rules: CancelRules
+    # Under mutual TLS, the agent ids the client certificate speaks for
+    # (certificate_identity.py); None: no certificate is required.
+    certificate_agent_ids: tuple[str, ...] | None = None
+    # Why the call's credential no longer holds (revoked), or None; a long-lived call
+    # asks before acting on what it receives (open_calls.py).
+    revoked: Callable[[], str | None] = _always_valid
+
+    def check_still_valid(self) -> None:
+        reason = self.revoked()
+        if reason is not None:
+            raise Unauthenticated(reason)
 
     def requested_by(self, claimed: str) -> str:
         """Who a cancel is recorded as: the token's principal. The request's own
@@ -37,7 +53,13 @@ class Caller:
         self.rules.check(self.principal, build.build_id, build.pipeline, build.submitted_by)
 
     def check_agent_id(self, agent_id: str) -> None:
-        """An agent token connects as its own agent id only."""
+        """An agent token connects as its own agent id only, and under mutual TLS
+        only as an agent id its client certificate names (with auth off too)."""
+        certified = self.certificate_agent_ids
+        if certified is not None and agent_id not in certified:
+            raise PermissionDenied(
+                f"hello.agent_id: the client certificate is not agent {agent_id[:200]!r}"
+            )
         principal = self.principal
         if not principal.authenticated:
             return

@@ -18,19 +18,32 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
 
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.rpc.errors import abort_with
-from buildcontrol_server.security import audit, undecodable
-from buildcontrol_server.security.access_rules import AGENT_CONNECT, REQUIRED_ROLE, is_open
+from buildcontrol_server.security import audit, certificate_identity, header_check, undecodable
+from buildcontrol_server.security.access_rules import (
+    AGENT_CONNECT,
+    JOB_METHODS,
+    REQUIRED_ROLE,
+    is_open,
+)
 from buildcontrol_server.security.caller import Caller, bind
 from buildcontrol_server.security.cancel_policy import CancelRules
+from buildcontrol_server.security.job_tokens import JobAccess, is_job_token, job_principal
+from buildcontrol_server.security.open_calls import (
+    CallEnded,
+    OpenCall,
+    OpenCalls,
+    iterate_until_ended,
+    run_until_ended,
+)
 from buildcontrol_server.security.principals import ANONYMOUS, Principal
-from buildcontrol_server.security.tokens import TokenRegistry
+from buildcontrol_server.security.tokens import TokenRegistry, token_hash
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
@@ -42,6 +55,8 @@ class Refusal:
     code: grpc.StatusCode
     message: str
     principal: Principal | None = None
+    # False for refusals that must not cost a log line each (header_check.py).
+    audited: bool = True
 
 
 def _bearer_token(metadata: Any) -> str | Refusal:
@@ -77,18 +92,67 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         tokens: TokenRegistry | None,
         rules: CancelRules,
         agents_need_certificate: bool = False,
+        jobs: JobAccess | None = None,
     ) -> None:
-        """`tokens` None: authentication is off."""
+        """`tokens` None: authentication is off. `jobs` None: no job tokens."""
         self._tokens = tokens
         self._rules = rules
         self._agents_need_certificate = agents_need_certificate
+        self._jobs = jobs
+        self.open_calls = OpenCalls()
+        if tokens is not None:
+            tokens.on_change = self.end_revoked_calls
 
-    def _decide(self, method: str, metadata: Any) -> Caller | Refusal:
-        if self._tokens is None:
+    def admit_jobs(self, jobs: JobAccess) -> None:
+        """Accept job tokens from now on (once their key is read)."""
+        self._jobs = jobs
+
+    # ---- revocation of open calls ----
+
+    def end_revoked_calls(self) -> int:
+        """End the open calls whose token is gone or changed, or whose job finished."""
+        in_force = self._tokens.principals_by_digest() if self._tokens is not None else {}
+
+        def verdict(call: OpenCall) -> str | None:
+            if call.principal.job is not None:
+                return self._job_finished(call)
+            if call.token_digest is None or in_force.get(call.token_digest) == call.principal:
+                return None
+            return f"the token of {call.principal.name!r} was revoked"
+
+        return self.open_calls.end_where(verdict)
+
+    def end_finished_job_calls(self) -> int:
+        """End the open calls of job tokens whose job finished."""
+        return self.open_calls.end_where(self._job_finished)
+
+    def _job_finished(self, call: OpenCall) -> str | None:
+        job = call.principal.job
+        if job is None or (self._jobs is not None and self._jobs.is_live(job)):
+            return None
+        return f"job token of {job.job_id}: the job has finished"
+
+    def _revoked(self, call: OpenCall) -> Callable[[], str | None]:
+        def revoked() -> str | None:
+            if self._tokens is not None:
+                self._tokens.refresh()  # one stat; a changed file ends calls at once
+            finished = self._job_finished(call)
+            if finished is not None:
+                call.end(finished)
+            return call.reason if call.ended.is_set() else None
+
+        return revoked
+
+    # ---- admission ----
+
+    def _decide(self, method: str, token: str | Refusal | None) -> Caller | Refusal:
+        if token is None:
             return Caller(ANONYMOUS, self._rules)
-        token = _bearer_token(metadata)
         if isinstance(token, Refusal):
             return token
+        if self._jobs is not None and is_job_token(token):
+            return self._decide_job(method, token, self._jobs)
+        assert self._tokens is not None
         principal = self._tokens.authenticate(token)
         if principal is None:
             return Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
@@ -106,38 +170,79 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         return Caller(principal, self._rules)
 
-    async def _admit(
-        self, decision: Caller | Refusal, method: str, context: grpc.aio.ServicerContext
-    ) -> Caller:
-        """The caller to run as; a refusal is audited and aborts the call (AbortError)."""
+    def _decide_job(self, method: str, token: str, jobs: JobAccess) -> Caller | Refusal:
+        scope = jobs.tokens.verify(token)
+        if scope is None:
+            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+        principal = job_principal(scope)
+        if not jobs.is_live(scope):
+            return Refusal(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"job token of {scope.job_id}: the job has finished",
+                principal,
+            )
+        if method not in JOB_METHODS:
+            return Refusal(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a job token may only read its own build, not call {method.rsplit('/', 1)[-1]}",
+                principal,
+            )
+        return Caller(principal, self._rules)
+
+    @staticmethod
+    def _scoped(decision: Caller | Refusal, request: Any) -> Caller | Refusal:
+        """A job token reads its own build only (the request names the build)."""
+        if not isinstance(decision, Caller) or decision.principal.job is None:
+            return decision
+        build_id = getattr(request, "build_id", None)
+        if build_id != decision.principal.job.build_id:
+            return Refusal(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a job token of build {decision.principal.job.build_id} may not read "
+                f"another build",
+                decision.principal,
+            )
+        return decision
+
+    def _certified(self, decision: Caller | Refusal, method: str, context: Any) -> Caller | Refusal:
+        """Under mutual TLS an agent stream needs a verified client certificate, and
+        may connect only as an agent id that certificate names."""
         if (
-            isinstance(decision, Caller)
-            and method == AGENT_CONNECT
-            and self._agents_need_certificate
-            and not _has_client_certificate(context)
+            not isinstance(decision, Caller)
+            or method != AGENT_CONNECT
+            or not self._agents_need_certificate
         ):
-            decision = Refusal(
+            return decision
+        if not _has_client_certificate(context):
+            return Refusal(
                 grpc.StatusCode.UNAUTHENTICATED,
                 "agents must present a client certificate (mutual TLS)",
                 decision.principal,
             )
+        ids = certificate_identity.agent_ids(context.auth_context())
+        return replace(decision, certificate_agent_ids=ids)
+
+    async def _admit(
+        self, decision: Caller | Refusal, method: str, context: grpc.aio.ServicerContext
+    ) -> Caller:
+        """The caller to run as; a refusal is audited and aborts the call (AbortError)."""
+        decision = self._certified(decision, method, context)
         if isinstance(decision, Refusal):
             who = decision.principal
-            audit.refused(
-                who.name if who else "-",
-                who.role.value if who else "-",
-                method,
-                decision.code.name,
-                context.peer(),
-                decision.message,
-            )
+            if decision.audited:
+                audit.refused(
+                    who.name if who else "-",
+                    who.role.value if who else "-",
+                    method,
+                    decision.code.name,
+                    context.peer(),
+                    decision.message,
+                )
             await context.abort(decision.code, decision.message)
         assert isinstance(decision, Caller)
         if decision.principal.authenticated:
             # With auth off there is nobody to name; the cancel path logs its own lines.
             audit.allowed(decision.principal.name, decision.principal.role, method, context.peer())
-        # Not reset afterwards: the call's task (and its context) ends with the call.
-        bind(decision)
         return decision
 
     def _after(self, caller: Caller, method: str, context: grpc.aio.ServicerContext) -> None:
@@ -153,41 +258,84 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 str(details or ""),
             )
 
+    def _open(self, caller: Caller, digest: str | None) -> tuple[Caller, OpenCall | None]:
+        """Register a long-lived call (authenticated only) so a revocation reaches it."""
+        if not caller.principal.authenticated:
+            return caller, None
+        call = self.open_calls.add(caller.principal, digest)
+        return replace(caller, revoked=self._revoked(call)), call
+
+    async def _admitted(
+        self,
+        decision: Caller | Refusal,
+        method: str,
+        handler: grpc.RpcMethodHandler,
+        digest: str | None,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+    ) -> tuple[Caller, Any, OpenCall | None]:
+        """Admit the call (or abort it), bind its caller, register it if long-lived."""
+        request_streaming = handler.request_streaming
+        scoped = decision if request_streaming else self._scoped(decision, request)
+        caller = await self._admit(scoped, method, context)
+        call = None
+        if request_streaming or handler.response_streaming:
+            caller, call = self._open(caller, digest)
+        # Not reset afterwards: the call's task (and its context) ends with the call.
+        bind(caller)
+        # Only an admitted caller learns that its bytes did not parse.
+        if request_streaming:
+            return caller, undecodable.checked(request), call
+        if isinstance(request, undecodable.Undecodable):
+            await abort_with(context, InvalidArgument("request", request.problem))
+        return caller, request, call
+
     def _wrap(
         self,
         behavior: Behavior,
         decision: Caller | Refusal,
         method: str,
-        request_streaming: bool,
+        handler: grpc.RpcMethodHandler,
+        digest: str | None,
     ) -> Behavior:
-        async def admitted(request: Any, context: grpc.aio.ServicerContext) -> tuple[Caller, Any]:
-            caller = await self._admit(decision, method, context)
-            # Only an admitted caller learns that its bytes did not parse.
-            if request_streaming:
-                return caller, undecodable.checked(request)
-            if isinstance(request, undecodable.Undecodable):
-                await abort_with(context, InvalidArgument("request", request.problem))
-            return caller, request
+
+        async def admitted(
+            request: Any, context: grpc.aio.ServicerContext
+        ) -> tuple[Caller, Any, OpenCall | None]:
+            return await self._admitted(decision, method, handler, digest, request, context)
 
         if inspect.isasyncgenfunction(behavior):
 
             async def streamed(
                 request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
-                caller, request = await admitted(request, context)
+                caller, request, call = await admitted(request, context)
                 try:
-                    async for response in behavior(request, context):
+                    messages = behavior(request, context)
+                    if call is not None:
+                        messages = iterate_until_ended(messages, call)
+                    async for response in messages:
                         yield response
+                except CallEnded as ended:
+                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
                 finally:
+                    if call is not None:
+                        self.open_calls.remove(call)
                     self._after(caller, method, context)
 
             return streamed
 
         async def awaited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            caller, request = await admitted(request, context)
+            caller, request, call = await admitted(request, context)
             try:
-                return await behavior(request, context)
+                if call is None:
+                    return await behavior(request, context)
+                return await run_until_ended(behavior(request, context), call)
+            except CallEnded as ended:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
             finally:
+                if call is not None:
+                    self.open_calls.remove(call)
                 self._after(caller, method, context)
 
         return awaited
@@ -201,16 +349,34 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         if handler is None or is_open(method):
             return handler  # unknown: grpc answers UNIMPLEMENTED; open: health, reflection
-        decision = self._decide(method, handler_call_details.invocation_metadata)
+        metadata = handler_call_details.invocation_metadata
+        decision, digest = self._decision_of(method, metadata)
         for attribute, factory in _SHAPES:
             behavior = getattr(handler, attribute)
             if behavior is not None:
                 return factory(
-                    self._wrap(behavior, decision, method, handler.request_streaming),
+                    self._wrap(behavior, decision, method, handler, digest),
                     request_deserializer=undecodable.tolerant(handler.request_deserializer),
                     response_serializer=handler.response_serializer,
                 )
         return handler
+
+    def _decision_of(self, method: str, metadata: Any) -> tuple[Caller | Refusal, str | None]:
+        """The decision, and the SHA-256 of the bearer token it was made on (if any)."""
+        bad_header = header_check.non_ascii_header(metadata)
+        if bad_header is not None:
+            # Refused before authentication, without an audit line per request: the
+            # rate-limited warning of header_check is all the log gets.
+            code = (
+                grpc.StatusCode.UNAUTHENTICATED
+                if bad_header == "authorization"
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            message = f"request header {bad_header!r}: {header_check.PROBLEM}"
+            return Refusal(code, message, audited=False), None
+        token = None if self._tokens is None else _bearer_token(metadata)
+        digest = token_hash(token) if isinstance(token, str) and not is_job_token(token) else None
+        return self._decide(method, token), digest
 
 
 _SHAPES = (

@@ -15,9 +15,24 @@ class Role(StrEnum):
     ADMIN = "admin"
     # A build agent: only AgentService.Connect, only as its own agent id.
     AGENT = "agent"
+    # A job's steps (a job token, job_tokens.py): read their own build, nothing else.
+    # Never in the tokens file: the server derives these from AssignJob.
+    JOB = "job"
 
 
-# Roles that include the rights of the ones before them; AGENT stands apart.
+# The roles a token in the tokens file may have.
+TOKEN_ROLES = (Role.VIEWER, Role.OPERATOR, Role.ADMIN, Role.AGENT)
+
+
+@dataclass(frozen=True)
+class JobScope:
+    """What a job token may touch: this job of this build."""
+
+    build_id: str
+    job_id: str
+
+
+# Roles that include the rights of the ones before them; AGENT and JOB stand apart.
 _RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
 
@@ -29,10 +44,12 @@ class Principal:
     agent_id: str | None = None
     # False only for ANONYMOUS, the caller of every RPC when authentication is off.
     authenticated: bool = True
+    # Set for (and only for) job tokens: the one job, and build, they may read.
+    job: JobScope | None = None
 
     def at_least(self, role: Role) -> bool:
         """True if this principal has `role`'s rights (agents have no human rights)."""
-        if self.role is Role.AGENT or role is Role.AGENT:
+        if self.role not in _RANK or role not in _RANK:
             return self.role is role
         return _RANK[self.role] >= _RANK[role]
 

@@ -2,35 +2,65 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
-from buildcontrol_server.security import tls
+from buildcontrol_server.domain.model import Build
+from buildcontrol_server.security import header_check, tls
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.interceptor import AuthInterceptor
+from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobAccess, JobTokens
+from buildcontrol_server.security.principals import JobScope
 from buildcontrol_server.security.settings import SecuritySettings
 from buildcontrol_server.security.tokens import TokenRegistry, TokensFileError, bootstrap
 
 TOKENS_FILE_NAME = "tokens.json"
+# How often open calls are checked against the tokens file and their jobs. A stat of
+# the file is all it costs; the file is changed by another process (the token CLI, an
+# editor, configuration management) that cannot notify the server, and no file-change
+# notification (inotify) exists in the standard library. Every new call checks it too.
+OPEN_CALLS_CHECK_SECONDS = 0.5
+
+# The live build of an id, if there is one (the registry's actors).
+LiveBuild = Callable[[str], Build | None]
 
 
 def default_tokens_file(data_dir: Path) -> Path:
     return data_dir / TOKENS_FILE_NAME
 
 
+def _job_is_live(live_build: LiveBuild) -> Callable[[JobScope], bool]:
+    def is_live(scope: JobScope) -> bool:
+        build = live_build(scope.build_id)
+        job = build.job(scope.job_id) if build is not None else None
+        return job is not None and not job.terminal
+
+    return is_live
+
+
 class ServerSecurity:
-    def __init__(self, settings: SecuritySettings, data_dir: Path) -> None:
+    def __init__(
+        self, settings: SecuritySettings, data_dir: Path, live_build: LiveBuild | None = None
+    ) -> None:
         self.settings = settings
         self._explicit_file = settings.tokens_file is not None
         path = settings.tokens_file or default_tokens_file(data_dir)
         self.tokens = TokenRegistry(path) if settings.auth else None
+        self._job_key_file = data_dir / KEY_FILE_NAME
+        self._live_build = live_build
+        # Made in prepare(), from the key file; None with auth off (no job tokens).
+        self.job_tokens: JobTokens | None = None
         self.interceptor = AuthInterceptor(
             self.tokens,
             CancelRules(settings.restricted_pipelines),
             agents_need_certificate=tls.agents_need_certificate(settings),
         )
+        self._checker: asyncio.Task[None] | None = None
+        header_check.quiet_grpc_encoding_errors()
 
     def prepare(self) -> None:
         """Read the tokens file, or on a first start create it. Raises
@@ -48,6 +78,28 @@ class ServerSecurity:
             # The one place the token files are named: stderr of this start, not a log.
             print(created.hint(), file=sys.stderr, flush=True)
         self.tokens.load()
+        if self._live_build is not None:
+            self.job_tokens = JobTokens.load_or_create(self._job_key_file)
+            self.interceptor.admit_jobs(JobAccess(self.job_tokens, _job_is_live(self._live_build)))
+
+    def start_checking(self) -> None:
+        """Check open calls against the tokens file and their jobs, every
+        OPEN_CALLS_CHECK_SECONDS, until stop_checking()."""
+        if self.tokens is not None and self._checker is None:
+            self._checker = asyncio.create_task(self._check_open_calls())
+
+    async def stop_checking(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            await asyncio.gather(self._checker, return_exceptions=True)
+            self._checker = None
+
+    async def _check_open_calls(self) -> None:
+        assert self.tokens is not None
+        while True:
+            await asyncio.sleep(OPEN_CALLS_CHECK_SECONDS)
+            self.tokens.refresh()  # a change ends the calls of revoked tokens itself
+            self.interceptor.end_finished_job_calls()
 
     def add_ports(self, server: grpc.aio.Server, listen: str) -> tls.Ports:
         return tls.add_ports(server, listen, self.settings)

@@ -1,7 +1,10 @@
 """`buildcontrol token create | list | revoke`: manage the tokens file of a server.
 
 A new token is printed once, on stdout, and stored only as its hash. A running server
-re-reads the file when it changes, so a new or revoked token counts at the next call."""
+re-reads the file when it changes, so a new or revoked token counts at the next call
+(and a revoked token's open calls end within a second). Every change holds the file's
+lock (tokens.locked) around its read-modify-write, so changes made at the same time
+all land."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import sys
 from pathlib import Path
 
 from buildcontrol_server.security import tokens
-from buildcontrol_server.security.principals import Principal, Role
+from buildcontrol_server.security.principals import TOKEN_ROLES, Principal, Role
 from buildcontrol_server.security.server_security import default_tokens_file
 
 
@@ -21,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create = actions.add_parser("create", help="add a token and print it (once)")
     _add_file(create)
     create.add_argument("--name", required=True, help="the principal (recorded as submitter)")
-    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--role", required=True, choices=[role.value for role in TOKEN_ROLES])
     create.add_argument("--agent-id", help="for --role agent: the one agent id it connects as")
     create.set_defaults(func=_create)
 
@@ -58,13 +61,16 @@ async def _create(args: argparse.Namespace) -> int:
         return _fail("--agent-id is for agent tokens only")
     path = _path(args)
     try:
-        entries = tokens.read(path) if path.exists() else []
-        secret = tokens.new_token()
-        principal = Principal(args.name, role, args.agent_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tokens.write(path, [*entries, tokens.TokenEntry(principal, tokens.token_hash(secret))])
+        with tokens.locked(path):
+            entries = tokens.read(path) if path.exists() else []
+            tokens.check_new_name(args.name, role, entries)
+            secret = tokens.new_token()
+            principal = Principal(args.name, role, args.agent_id)
+            entry = tokens.TokenEntry(principal, tokens.token_hash(secret))
+            tokens.write(path, [*entries, entry])
     except (tokens.TokensFileError, OSError) as error:
         return _fail(str(error))
+    # Printed only once the file holding its hash is in place.
     print(secret, flush=True)
     return 0
 
@@ -83,12 +89,14 @@ async def _list(args: argparse.Namespace) -> int:
 async def _revoke(args: argparse.Namespace) -> int:
     path = _path(args)
     try:
-        entries = tokens.read(path)
-        kept = [entry for entry in entries if entry.principal.name != args.name]
-        if len(kept) == len(entries):
-            return _fail(f"no token of {args.name!r} in {path}")
-        tokens.write(path, kept)
+        with tokens.locked(path):
+            entries = tokens.read(path)
+            kept = [entry for entry in entries if entry.principal.name != args.name]
+            if len(kept) == len(entries):
+                return _fail(f"no token of {args.name[:100]!r} in {path}")
+            tokens.write(path, kept)
     except (tokens.TokensFileError, OSError) as error:
         return _fail(str(error))
+    # A running server ends the open calls of these tokens within a second.
     print(f"revoked {len(entries) - len(kept)} token(s) of {args.name}", flush=True)
     return 0

@@ -19,13 +19,16 @@ is logged and ignored; the tokens read before stay in force."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ from typing import Any
 import yaml
 
 from buildcontrol_server.security.errors import SecuritySetupError
-from buildcontrol_server.security.principals import Principal, Role
+from buildcontrol_server.security.principals import TOKEN_ROLES, Principal, Role
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +74,10 @@ def _entry(raw: Any, position: int) -> TokenEntry:
     agent_id = raw.get("agent_id")
     if not isinstance(name, str) or not name.strip():
         raise TokensFileError(f"{where}.name: must be a non-empty string")
-    try:
-        role = Role(str(role_name))
-    except ValueError:
-        choices = ", ".join(r.value for r in Role)
-        raise TokensFileError(f"{where}.role: {role_name!r} is not one of {choices}") from None
+    role = next((r for r in TOKEN_ROLES if r.value == role_name), None)
+    if role is None:
+        choices = ", ".join(r.value for r in TOKEN_ROLES)
+        raise TokensFileError(f"{where}.role: {role_name!r} is not one of {choices}")
     if role is Role.AGENT:
         if not isinstance(agent_id, str) or not agent_id:
             raise TokensFileError(f"{where}.agent_id: an agent token needs its agent id")
@@ -150,6 +152,49 @@ def write(path: Path, entries: Iterable[TokenEntry]) -> None:
     write_private(path, _document(entries))
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the tokens file `path` (a `.lock` file beside it)
+    for a read-modify-write: two `token` commands at once must not both read the old
+    file and each write it without the other's change. Readers need no lock: every
+    write replaces the file whole (write_private)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, SECRET_FILE_MODE)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the descriptor closes
+        yield
+    finally:
+        os.close(descriptor)
+
+
+# Printable ASCII without spaces or ':' (job principals are named "job:<job id>"):
+# a name shows up in audit lines and as a build's submitter, and must not be able to
+# forge either.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+# Names the server itself uses for whoever did something: never a token's.
+_RESERVED_NAMES = frozenset({"anonymous", "server", "system", "job"})
+
+
+def check_new_name(name: str, role: Role, entries: Iterable[TokenEntry]) -> None:
+    """Refuse (TokensFileError) a name a new token may not have: one with control
+    characters or other unusual characters, one that another token already has, one
+    that imitates a role (`admin` for an operator's token) or the server itself."""
+    if not _NAME.fullmatch(name):
+        raise TokensFileError(
+            f"name {name[:100]!r}: use 1-100 letters, digits and . _ @ + - (starting "
+            f"with a letter or digit)"
+        )
+    folded = name.casefold()
+    if folded in _RESERVED_NAMES:
+        raise TokensFileError(f"name {name!r} is reserved for the server's own records")
+    imitated = next((r for r in Role if r.value == folded), None)
+    if imitated is not None and not (imitated is role and name == role.value):
+        raise TokensFileError(f"name {name!r} imitates the role {imitated.value!r}")
+    if any(entry.principal.name.casefold() == folded for entry in entries):
+        raise TokensFileError(f"a token named {name!r} exists already (revoke it first)")
+
+
 @dataclass(frozen=True)
 class Bootstrapped:
     """What a first start created; the paths are safe to print, their contents not."""
@@ -203,6 +248,9 @@ class TokenRegistry:
         self.path = path
         self._entries: list[TokenEntry] = []
         self._stamp: tuple[int, int, int] | None = None
+        # Called after every reload that changed the tokens in force (open_calls.py
+        # ends the calls whose token is gone).
+        self.on_change: Callable[[], object] | None = None
 
     def load(self) -> None:
         """Read the file now; raises TokensFileError (used at start, where a broken
@@ -218,7 +266,8 @@ class TokenRegistry:
             return None
         return (status.st_mtime_ns, status.st_size, status.st_ino)
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Re-read the file if it changed (one stat when it did not)."""
         stamp = self._file_stamp()
         if stamp == self._stamp:
             return
@@ -227,18 +276,28 @@ class TokenRegistry:
             log.error("tokens file %s is gone; keeping the tokens read before", self.path)
             return
         try:
-            self._entries = read(self.path)
+            entries = read(self.path)
         except TokensFileError as error:
             log.error("tokens file not reloaded, keeping the tokens read before: %s", error)
-        else:
-            log.info("tokens file %s reloaded: %d token(s)", self.path, len(self._entries))
+            return
+        changed = entries != self._entries
+        self._entries = entries
+        log.info("tokens file %s reloaded: %d token(s)", self.path, len(entries))
+        if changed and self.on_change is not None:
+            self.on_change()
 
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal of `token`, or None. Compares with every entry, always."""
-        self._refresh()
-        digest = token_hash(token)
+    def principal_of(self, digest: str) -> Principal | None:
+        """The principal whose token hashes to `digest` now, or None (revoked)."""
         found: Principal | None = None
         for entry in self._entries:
             if hmac.compare_digest(entry.sha256, digest):
                 found = entry.principal
         return found
+
+    def principals_by_digest(self) -> dict[str, Principal]:
+        return {entry.sha256: entry.principal for entry in self._entries}
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of `token`, or None. Compares with every entry, always."""
+        self.refresh()
+        return self.principal_of(token_hash(token))

@@ -1,0 +1,134 @@
+"""`buildcontrol token create / revoke` run at the same time, as real processes, lose
+no change; names that could confuse a reader (duplicates, control characters, role
+names) are refused and leave the file as it was."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from buildcontrol.v1 import build_control_pb2
+from buildcontrol_server.cli import build_parser
+from buildcontrol_server.security import tokens
+
+from tests.security.conftest import SecureServer
+from tests.support.agent_peer import bearer
+
+CLI = str(Path(sys.executable).with_name("buildcontrol"))
+PARALLEL = 8
+
+
+async def token_command(path: Path, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        CLI,
+        "token",
+        *args,
+        "--tokens-file",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def tokens_path(server: SecureServer) -> Path:
+    assert server.app.security.tokens is not None
+    return server.app.security.tokens.path
+
+
+def names_in(path: Path) -> list[str]:
+    return [entry.principal.name for entry in tokens.read(path)]
+
+
+async def lists_builds(server: SecureServer, token: str) -> grpc.StatusCode:
+    try:
+        await server.stub.ListBuilds(build_control_pb2.ListBuildsRequest(), metadata=bearer(token))
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def test_parallel_creates_all_land_and_every_printed_token_works(
+    server: SecureServer,
+) -> None:
+    path = tokens_path(server)
+    before = names_in(path)
+    results = await asyncio.gather(
+        *(
+            token_command(path, "create", "--name", f"user{n}", "--role", "viewer")
+            for n in range(PARALLEL)
+        )
+    )
+    assert [code for code, _, _ in results] == [0] * PARALLEL, [err for _, _, err in results]
+    assert sorted(names_in(path)) == sorted([*before, *(f"user{n}" for n in range(PARALLEL))])
+    for _, printed, _ in results:
+        assert await lists_builds(server, printed.strip()) is grpc.StatusCode.OK
+
+
+async def test_parallel_revokes_and_creates_all_hold(server: SecureServer) -> None:
+    path = tokens_path(server)
+    revoked = ["alice", "bob", "victor", "agent-b"]
+    results = await asyncio.gather(
+        *(token_command(path, "revoke", "--name", name) for name in revoked),
+        *(
+            token_command(path, "create", "--name", f"new{n}", "--role", "operator")
+            for n in range(len(revoked))
+        ),
+    )
+    assert [code for code, _, _ in results] == [0] * len(results), [e for _, _, e in results]
+    names = names_in(path)
+    assert not set(revoked) & set(names)
+    assert {f"new{n}" for n in range(len(revoked))} <= set(names)
+    for name in revoked:
+        assert await lists_builds(server, server.tokens[name]) is grpc.StatusCode.UNAUTHENTICATED
+    for _, printed, _ in results[len(revoked) :]:
+        assert await lists_builds(server, printed.strip()) is grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "problem"),
+    [
+        ("alice", "viewer", "exists already"),
+        ("ALICE", "viewer", "exists already"),
+        ("eve\nadmin", "viewer", "letters, digits"),
+        ("eve\x1b[31m", "viewer", "letters, digits"),
+        ("eve bob", "viewer", "letters, digits"),
+        ("job:b0000000000000000000-j0", "viewer", "letters, digits"),
+        ("admin", "operator", "imitates the role"),
+        ("Operator", "viewer", "imitates the role"),
+        ("agent", "viewer", "imitates the role"),
+        ("anonymous", "admin", "reserved"),
+        ("server", "operator", "reserved"),
+        ("", "viewer", "letters, digits"),
+    ],
+)
+async def test_a_confusing_name_is_refused_and_the_file_is_unchanged(
+    server: SecureServer,
+    name: str,
+    role: str,
+    problem: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tokens_path(server)
+    before = path.read_bytes()
+    args = build_parser().parse_args(
+        ["token", "create", "--tokens-file", str(path), "--name", name, "--role", role]
+    )
+    assert await args.func(args) == 1
+    captured = capsys.readouterr()
+    assert problem in captured.err
+    assert captured.out == ""  # no token printed
+    assert path.read_bytes() == before
+
+
+async def test_a_confusing_name_is_refused_by_the_real_command_too(server: SecureServer) -> None:
+    path = tokens_path(server)
+    before = path.read_bytes()
+    code, out, err = await token_command(path, "create", "--name", "root\x07", "--role", "admin")
+    assert (code, out) == (1, "") and "letters, digits" in err
+    assert path.read_bytes() == before
