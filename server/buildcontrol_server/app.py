@@ -30,6 +30,7 @@ from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
+from buildcontrol_server.security import data_at_rest
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.server_security import ServerSecurity
 from buildcontrol_server.store.errors import StoreOpenError
@@ -113,8 +114,11 @@ class ServerApp:
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True) if self._file_backed() else None
+        if self._file_backed():
+            data_at_rest.prepare_directory(self.settings.data_dir)
         await self.store.open()
+        if self._file_backed():
+            data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
         # After the store: a data directory the store refuses is reported alone,
         # before any tokens file is created in it.
         self.security.prepare()
@@ -133,7 +137,7 @@ class ServerApp:
         ports = self.security.add_ports(self.server, self.settings.listen)
         await self.server.start()
         metrics_port = self._start_metrics()
-        self.registry.recover(await self.store.load_unfinished())
+        self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
         self.scheduler.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return Endpoints(grpc_port=ports.main, metrics_port=metrics_port, agent_port=ports.agents)
@@ -175,9 +179,13 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    data_at_rest.restrict_process_umask()
     app = ServerApp(settings)
     try:
         endpoints = await app.start()
+    except data_at_rest.UnsafeDataDir as error:
+        print(f"buildcontrol: {error}", file=sys.stderr)
+        return 2
     except StoreOpenError as error:
         print(f"buildcontrol: {error}", file=sys.stderr)
         return 1

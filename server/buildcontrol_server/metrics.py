@@ -96,6 +96,10 @@ STOP_DEADLINES_EXPIRED = Counter(
     "buildcontrol_stop_deadlines_expired_total",
     "Jobs finalized as FORCED because their agent did not confirm the stop in time.",
 )
+SUPERSEDES_REFUSED = Counter(
+    "buildcontrol_supersedes_refused_total",
+    "Older builds a cancel_in_progress submit left alone: its submitter may not cancel them.",
+)
 LIVE_ACTORS = Gauge("buildcontrol_live_build_actors", "Build actors alive (non-terminal builds).")
 INBOX_DEPTH_MAX = Gauge(
     "buildcontrol_actor_inbox_depth_max",

@@ -9,14 +9,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
-from buildcontrol_server.actors.context import ActorRetired, finished_event
-from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.actors.context import ActorRetired, MayCancel, finished_event
+from buildcontrol_server.actors.registry import Registry, Superseded
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
@@ -47,9 +47,16 @@ BATCH_SIZE = 500
 MAX_BUILD_IDS = 10_000
 
 
-# Raises PermissionDenied for a build the caller may not cancel (security/caller.py);
-# None: no check (authentication off).
-MayCancel = Callable[[Build], None] | None
+
+
+@dataclass(frozen=True)
+class Submitted(Generic[T]):
+    """A new build as rendered, and what its cancel_in_progress did."""
+
+    build: T
+    superseded: Superseded = Superseded()
+    # The request_id repeated an earlier submit: `build` is that one's, nothing was made.
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,15 +109,20 @@ class BuildControl:
         spec: submission.PipelineSpec,
         render: Callable[[Build], T],
         submitted_by: str | None = None,
-    ) -> T:
+        may_cancel: MayCancel = None,
+    ) -> Submitted[T]:
+        """Store and start a new build. With cancel_in_progress, the older builds of
+        its group that `may_cancel` allows are cancelled (the submitter cancels them);
+        the others are left alone and the new build waits for them."""
         build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
         changes = ChangeSet(new_build=build)
         await self._store.commit(changes)
         rendered = render(build)  # before the actor runs: the caller sees it QUEUED
         self._registry.spawn(build)
+        superseded = Superseded()
         if build.cancel_in_progress:
-            self._registry.supersede(build)
-        return rendered
+            superseded = self._registry.supersede(build, may_cancel)
+        return Submitted(rendered, superseded)
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         submission.check_build_id(build_id)

@@ -13,7 +13,7 @@ from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.actors.control import BuildControl, CancelBuildsSummary
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
-from buildcontrol_server.rpc import convert
+from buildcontrol_server.rpc import convert, submit_reply
 from buildcontrol_server.rpc.errors import streaming, unary
 from buildcontrol_server.security import caller
 
@@ -52,9 +52,11 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
     async def SubmitBuild(
         self, request: build_control_pb2.SubmitBuildRequest, context: grpc.aio.ServicerContext
     ) -> build_control_pb2.SubmitBuildResponse:
-        submitter = caller.current().submitter
-        build = await self._control.submit(convert.pipeline_spec(request), convert.build, submitter)
-        return build_control_pb2.SubmitBuildResponse(build=build)
+        who = caller.current()
+        submitted = await self._control.submit(
+            convert.pipeline_spec(request), convert.build, who.submitter, who.check_cancel
+        )
+        return submit_reply.response(submitted, request.view)
 
     @unary
     async def GetBuild(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 
+from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security import tls
+from buildcontrol_server.security.caller import submitter_of
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.interceptor import AuthInterceptor
 from buildcontrol_server.security.settings import SecuritySettings
@@ -26,9 +29,10 @@ class ServerSecurity:
         self._explicit_file = settings.tokens_file is not None
         path = settings.tokens_file or default_tokens_file(data_dir)
         self.tokens = TokenRegistry(path) if settings.auth else None
+        self.rules = CancelRules(settings.restricted_pipelines)
         self.interceptor = AuthInterceptor(
             self.tokens,
-            CancelRules(settings.restricted_pipelines),
+            self.rules,
             agents_need_certificate=tls.agents_need_certificate(settings),
         )
 
@@ -48,6 +52,13 @@ class ServerSecurity:
             # The one place the token files are named: stderr of this start, not a log.
             print(created.hint(), file=sys.stderr, flush=True)
         self.tokens.load()
+
+    def supersede_check(self, newer: Build) -> Callable[[Build], None] | None:
+        """The cancel-policy check of `newer`'s submitter, for supersedes re-applied on
+        recovery; None with authentication off."""
+        if self.tokens is None:
+            return None
+        return submitter_of(newer, self.rules).check_cancel
 
     def add_ports(self, server: grpc.aio.Server, listen: str) -> tls.Ports:
         return tls.add_ports(server, listen, self.settings)
