@@ -30,7 +30,8 @@ from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
-from buildcontrol_server.security import data_at_rest
+from buildcontrol_server.security import data_at_rest, fair_limits
+from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.server_security import ServerSecurity
 from buildcontrol_server.store.errors import StoreOpenError
@@ -97,6 +98,13 @@ class ServerApp:
         self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
         self.control = BuildControl(self.store, self.registry, self.hub, settings)
         self.health = health.aio.HealthServicer()
+        self.watch_streams = HeldCounts(
+            fair_limits.limit(fair_limits.WATCH_STREAMS, settings.max_watch_streams_per_principal)
+        )
+        # Enforced by grpc itself (a client past it waits): only its maximum is shown.
+        fair_limits.limit(
+            fair_limits.STREAMS_PER_CONNECTION, settings.max_streams_per_connection
+        ).publish()
         # Tokens, roles, mutual TLS (issue 6). After the metrics interceptor, so refused
         # calls are counted with their status too.
         self.security = ServerSecurity(settings.security, settings.data_dir)
@@ -105,6 +113,7 @@ class ServerApp:
             options=[
                 *GRPC_OPTIONS,
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
             ],
         )
         # Builds in CANCELING, the oldest one's age, inbox depth: computed at scrape time.
@@ -124,7 +133,7 @@ class ServerApp:
         self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
-            BuildControlServicer(self.control), self.server
+            BuildControlServicer(self.control, self.watch_streams), self.server
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.control, self.settings), self.server

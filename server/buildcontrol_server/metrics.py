@@ -196,3 +196,22 @@ SIDE_EFFECT_ERRORS = Counter(
     " logged and counted, never passed to the build's actor.",
     ["effect"],
 )
+
+# ---- fair limits (security/fair_limits.py; docs/limits.md has the table) ----
+LIMIT_IN_USE = Gauge(
+    "buildcontrol_limit_in_use",
+    "Current use of a limit: for a per-principal (or per-token) limit, the most that any"
+    " one holder has now; for a global one, the total. Units are the limit's own"
+    " (streams, builds).",
+    ["limit"],
+)
+LIMIT_MAX = Gauge(
+    "buildcontrol_limit_max",
+    "The configured maximum of a limit (its serve flag), in the limit's own units.",
+    ["limit"],
+)
+LIMIT_REFUSED = Counter(
+    "buildcontrol_limit_refused_total",
+    "Calls refused with RESOURCE_EXHAUSTED because they would pass a limit.",
+    ["limit"],
+)

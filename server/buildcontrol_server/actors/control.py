@@ -37,6 +37,7 @@ from buildcontrol_server.domain.events import (
 )
 from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
+from buildcontrol_server.security import fair_limits
 from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
@@ -115,10 +116,16 @@ class BuildControl:
         its group that `may_cancel` allows are cancelled (the submitter cancels them);
         the others are left alone and the new build waits for them."""
         build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
-        changes = ChangeSet(new_build=build)
-        await self._store.commit(changes)
+        holder = fair_limits.holder_of(submitted_by)
+        # Counted before the commit, so concurrent submits cannot pass the bound together.
+        self._registry.live_builds.acquire(holder)
+        try:
+            await self._store.commit(ChangeSet(new_build=build))
+        except BaseException:
+            self._registry.live_builds.release(holder)
+            raise
         rendered = render(build)  # before the actor runs: the caller sees it QUEUED
-        self._registry.spawn(build)
+        self._registry.spawn(build, reserved=True)
         superseded = Superseded()
         if build.cancel_in_progress:
             superseded = self._registry.supersede(build, may_cancel)

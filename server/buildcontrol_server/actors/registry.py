@@ -16,6 +16,8 @@ from buildcontrol_server.actors.concurrency import ConcurrencyGroups
 from buildcontrol_server.actors.context import ActorContext, MayCancel, server_cancel
 from buildcontrol_server.domain.errors import PermissionDenied
 from buildcontrol_server.domain.model import Build
+from buildcontrol_server.security import fair_limits
+from buildcontrol_server.security.fair_limits import HeldCounts
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +41,21 @@ class Registry:
         self._actors: dict[str, BuildActor] = {}
         self.groups = ConcurrencyGroups()
         self.context: ActorContext | None = None
+        # Live builds per submitter (--max-live-builds-per-principal).
+        self.live_builds = HeldCounts(fair_limits.limit(fair_limits.LIVE_BUILDS, 0))
 
     def bind(self, context: ActorContext) -> None:
         self.context = context
+        maximum = context.settings.max_live_builds_per_principal
+        self.live_builds = HeldCounts(fair_limits.limit(fair_limits.LIVE_BUILDS, maximum))
 
-    def spawn(self, build: Build) -> BuildActor:
+    def spawn(self, build: Build, reserved: bool = False) -> BuildActor:
         """Start the actor of a build that is not terminal; a build of a concurrency
-        group is scheduled only when its turn comes."""
+        group is scheduled only when its turn comes. `reserved`: the submit already
+        counted it under its submitter's live builds."""
         assert self.context is not None, "bind() the registry first"
+        if not reserved:
+            self.live_builds.add(fair_limits.holder_of(build.submitted_by))
         actor = BuildActor(build, self.context)
         self._actors[build.build_id] = actor
         group = build.concurrency_group
@@ -65,6 +74,7 @@ class Registry:
         if self._actors.get(actor.build_id) is not actor:
             return
         del self._actors[actor.build_id]
+        self.live_builds.release(fair_limits.holder_of(actor.build.submitted_by))
         metrics.LIVE_ACTORS.set(len(self._actors))
         group = actor.build.concurrency_group
         if group is not None and actor.build.terminal:

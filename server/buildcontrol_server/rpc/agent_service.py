@@ -28,7 +28,9 @@ from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import abort_with
-from buildcontrol_server.security import caller
+from buildcontrol_server import metrics
+from buildcontrol_server.security import caller, fair_limits
+from buildcontrol_server.security.fair_limits import HeldCounts
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._settings = settings
         # Streams open now, with or without a Hello yet (bounded: max_agent_streams).
         self._open_streams = 0
+        total = fair_limits.limit(fair_limits.AGENT_STREAMS, settings.max_agent_streams)
+        total.publish()
+        metrics.LIMIT_IN_USE.labels(limit=total.name).set_function(lambda: self._open_streams)
+        # The same per agent token, so one token cannot take every slot.
+        self._per_token = HeldCounts(
+            fair_limits.limit(
+                fair_limits.AGENT_STREAMS_PER_TOKEN, settings.max_agent_streams_per_token
+            )
+        )
 
     # grpc.aio accepts a coroutine that writes with context.write for a streaming
     # method; the generated stub only knows iterators.
@@ -53,16 +64,29 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # tasks: past the bound new ones are refused until others end.
         limit = self._settings.max_agent_streams
         if self._open_streams >= limit:
+            metrics.LIMIT_REFUSED.labels(limit=fair_limits.AGENT_STREAMS[0]).inc()
             await abort_with(
                 context,
-                ResourceExhausted(f"agent streams: {limit} are open, the most allowed"),
+                ResourceExhausted(
+                    f"agent streams: {limit} are open, the most allowed (--max-agent-streams)"
+                ),
             )
+            return
+        # With authentication off there are no agent tokens: the global bound only.
+        token = caller.current().submitter
+        try:
+            if token is not None:
+                self._per_token.acquire(token)
+        except ResourceExhausted as refused:
+            await abort_with(context, refused)
             return
         self._open_streams += 1
         try:
             await self._serve(request_iterator, context)
         finally:
             self._open_streams -= 1
+            if token is not None:
+                self._per_token.release(token)
 
     async def _serve(
         self,
@@ -170,6 +194,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # Before any session exists: a refused Hello changes nothing (issue 6).
         caller.current().check_agent_id(hello.agent_id)
         submission.check_hello(hello.agent_id, hello.labels, self._settings.limits)
+        fair_limits.check_hello_claims(
+            hello.agent_id,
+            hello.capacity,
+            len(hello.running),
+            self._settings.hello_running_jobs_factor,
+            self._settings.max_agent_capacity,
+        )
         session = AgentSession(hello.agent_id, hello.labels, hello.capacity)
         await context.write(convert.welcome(session.session_id, self._settings.heartbeat_interval))
         log.info("agent %s connected (session %s)", session.agent_id, session.session_id)
