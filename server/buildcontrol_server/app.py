@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 
 import grpc
+from buildcontrol_client.message_limits import MAX_RESPONSE_BYTES
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -114,6 +115,8 @@ class ServerApp:
                 *GRPC_OPTIONS,
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+                # What the Python clients accept (a build at the limits is ~10 MiB).
+                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
             ],
         )
         # Builds in CANCELING, the oldest one's age, inbox depth: computed at scrape time.

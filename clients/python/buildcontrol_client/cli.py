@@ -79,6 +79,12 @@ def register(subparsers: Subparsers) -> None:
     )
     submit.add_argument("file", type=Path, help="pipeline file (YAML or JSON)")
     submit.add_argument("--watch", action="store_true", help="then watch the build to its end")
+    submit.add_argument(
+        "--request-id",
+        default="",
+        help="idempotency key: a retry with the same key (and file) returns the build the "
+        "first attempt made (default: a new UUID per run)",
+    )
     submit.set_defaults(func=_reports_errors(cli_commands.submit))
 
     get = _command(

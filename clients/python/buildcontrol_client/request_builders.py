@@ -12,11 +12,18 @@ from buildcontrol_client.pipeline_file import parse_pipeline
 PipelineSpec = build_control_pb2.SubmitBuildRequest | Mapping[str, object]
 
 
-def submit_request(spec: PipelineSpec) -> build_control_pb2.SubmitBuildRequest:
-    """A request as it is, or one made from a pipeline document (see pipeline_file)."""
-    if isinstance(spec, build_control_pb2.SubmitBuildRequest):
-        return spec
-    return parse_pipeline(spec)
+def submit_request(
+    spec: PipelineSpec, request_id: str = ""
+) -> build_control_pb2.SubmitBuildRequest:
+    """A request as it is, or one made from a pipeline document (see pipeline_file);
+    with `request_id` (an idempotency key) set on a copy when given."""
+    request = spec if isinstance(spec, build_control_pb2.SubmitBuildRequest) else parse_pipeline(spec)
+    if request_id:
+        keyed = build_control_pb2.SubmitBuildRequest()
+        keyed.CopyFrom(request)
+        keyed.request_id = request_id
+        return keyed
+    return request
 
 
 def cancel_request(

@@ -5,11 +5,12 @@ by the store; nothing here knows about gRPC."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
@@ -17,6 +18,7 @@ from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.context import ActorRetired, MayCancel, finished_event
 from buildcontrol_server.actors.registry import Registry, Superseded
+from buildcontrol_server.actors.submit_keys import RequestKey, SubmitKeys, Submitted
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
@@ -35,7 +37,7 @@ from buildcontrol_server.domain.events import (
     CancelFinishedEvent,
     WatchChange,
 )
-from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
+from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet, SubmitRequest
 from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.security import fair_limits
 from buildcontrol_server.store.base import BuildStore
@@ -48,16 +50,6 @@ BATCH_SIZE = 500
 MAX_BUILD_IDS = 10_000
 
 
-
-
-@dataclass(frozen=True)
-class Submitted(Generic[T]):
-    """A new build as rendered, and what its cancel_in_progress did."""
-
-    build: T
-    superseded: Superseded = Superseded()
-    # The request_id repeated an earlier submit: `build` is that one's, nothing was made.
-    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +94,7 @@ class BuildControl:
         self._hub = hub
         self._settings = settings
         self._clock = clock
+        self._submit_keys = SubmitKeys(store)
 
     # ---- builds ----
 
@@ -111,16 +104,37 @@ class BuildControl:
         render: Callable[[Build], T],
         submitted_by: str | None = None,
         may_cancel: MayCancel = None,
+        request: RequestKey | None = None,
     ) -> Submitted[T]:
         """Store and start a new build. With cancel_in_progress, the older builds of
         its group that `may_cancel` allows are cancelled (the submitter cancels them);
-        the others are left alone and the new build waits for them."""
+        the others are left alone and the new build waits for them. With a `request`
+        key seen before (same submitter), nothing is made: the first build is returned."""
+        if request is None:
+            return await self._create(spec, render, submitted_by, may_cancel, None)
+        submitter = submitted_by or ""
+        async with self._submit_keys.claimed(submitter, request) as earlier:
+            if earlier is not None:
+                return Submitted(await self.get(earlier, render), replayed=True)
+            key = SubmitRequest(submitter, request.request_id, request.digest, "")
+            return await self._create(spec, render, submitted_by, may_cancel, key)
+
+    async def _create(
+        self,
+        spec: submission.PipelineSpec,
+        render: Callable[[Build], T],
+        submitted_by: str | None,
+        may_cancel: MayCancel,
+        request: SubmitRequest | None,
+    ) -> Submitted[T]:
         build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
+        if request is not None:
+            request = dataclasses.replace(request, build_id=build.build_id)
         holder = fair_limits.holder_of(submitted_by)
         # Counted before the commit, so concurrent submits cannot pass the bound together.
         self._registry.live_builds.acquire(holder)
         try:
-            await self._store.commit(ChangeSet(new_build=build))
+            await self._store.commit(ChangeSet(new_build=build, submit_request=request))
         except BaseException:
             self._registry.live_builds.release(holder)
             raise

@@ -14,6 +14,7 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAVAILABLE = "UNAVAILABLE"
     CONFLICT = "CONFLICT"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
 
 
 class DomainError(Exception):
@@ -48,6 +49,10 @@ class ResourceExhausted(DomainError):
 
 class PermissionDenied(DomainError):
     code = ErrorCode.PERMISSION_DENIED
+
+
+class AlreadyExists(DomainError):
+    code = ErrorCode.ALREADY_EXISTS
 
 
 class Unavailable(DomainError):

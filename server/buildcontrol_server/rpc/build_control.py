@@ -59,7 +59,11 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
     ) -> build_control_pb2.SubmitBuildResponse:
         who = caller.current()
         submitted = await self._control.submit(
-            convert.pipeline_spec(request), convert.build, who.submitter, who.check_cancel
+            convert.pipeline_spec(request),
+            convert.build,
+            who.submitter,
+            who.check_cancel,
+            submit_reply.request_key(request),
         )
         return submit_reply.response(submitted, request.view)
 

@@ -1,4 +1,4 @@
-"""SubmitBuild's response: the new build (whole, or without its stages), the counts,
+"""SubmitBuild's idempotency key (`request_id`), and its response: the new build (whole, or without its stages), the counts,
 and what its cancel_in_progress did.
 
 A build at the `--max-jobs` × `--max-steps` limits is several MB as a message, more
@@ -8,10 +8,14 @@ So unless the caller asks for the whole build, one that large comes without stag
 
 from __future__ import annotations
 
+import hashlib
+
 from buildcontrol.v1 import build_control_pb2, build_pb2
 
-from buildcontrol_server.actors.control import Submitted
+from buildcontrol_server.actors.submit_keys import RequestKey, Submitted
+from buildcontrol_server.domain.errors import InvalidArgument
 
+MAX_REQUEST_ID_LENGTH = 200
 # gRPC's default receive limit of a client (every language's), in bytes.
 DEFAULT_CLIENT_RECEIVE_BYTES = 4 * 1024 * 1024
 # Room left in that limit for the response's other fields and the gRPC framing.
@@ -48,3 +52,20 @@ def response(
         stages_omitted=omit,
         replayed=submitted.replayed,
     )
+
+
+def request_key(request: build_control_pb2.SubmitBuildRequest) -> RequestKey | None:
+    """The key and the digest of what it asks for (without the key and the view,
+    which do not change the build); None without a request_id."""
+    if not request.request_id:
+        return None
+    if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidArgument("request_id", f"longer than {MAX_REQUEST_ID_LENGTH} characters")
+    if not request.request_id.isprintable():
+        raise InvalidArgument("request_id", "contains control characters")
+    body = build_control_pb2.SubmitBuildRequest()
+    body.CopyFrom(request)
+    body.ClearField("request_id")
+    body.ClearField("view")
+    digest = hashlib.sha256(body.SerializeToString(deterministic=True)).hexdigest()
+    return RequestKey(request.request_id, digest)

@@ -61,6 +61,9 @@ class BuildStore(Protocol):
     async def load_unfinished(self) -> list[Build]:
         """Every build not in a terminal status, complete (for recovery on start)."""
 
+    async def submit_request(self, submitter: str, request_id: str) -> tuple[str, str] | None:
+        """(digest, build_id) of a stored idempotency key, or None."""
+
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
         """Audit records of the given builds (all when None), ordered by build id;
         builds without a record are left out."""
