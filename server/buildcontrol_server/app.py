@@ -10,8 +10,8 @@ import sys
 from dataclasses import dataclass
 
 import grpc
-from buildcontrol_client.message_limits import MAX_RESPONSE_BYTES
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
+from buildcontrol_client.message_limits import MAX_RESPONSE_BYTES
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -32,8 +32,8 @@ from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
 from buildcontrol_server.security import data_at_rest, fair_limits
-from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.errors import SecuritySetupError
+from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.sqlite import SqliteStore

@@ -67,7 +67,7 @@ class Settings:
     # Open AgentService.Connect streams of one agent token (one agent holds one, two
     # for a moment while it reconnects).
     max_agent_streams_per_token: int = 8
-    # A Hello may claim at most capacity × this many running jobs; more is refused.
+    # A Hello may claim at most capacity x this many running jobs; more is refused.
     hello_running_jobs_factor: int = 4
     # Largest capacity a Hello may claim.
     max_agent_capacity: int = 1_024

@@ -11,10 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol.v1 import build_control_pb2, build_pb2
 from prometheus_client import REGISTRY
 
-from tests.security.conftest import SecureServer, cancel_all, pipeline, secure_server
+from tests.security.conftest import SecureServer, cancel_all, secure_server
 
 BOUNDS: dict[str, Any] = {
     "max_watch_streams_per_principal": 2,
@@ -114,7 +114,7 @@ async def test_agent_streams_per_agent_token(bounded: SecureServer) -> None:
 async def test_a_hello_claiming_more_running_jobs_than_capacity_allows_is_refused(
     bounded: SecureServer,
 ) -> None:
-    bogus = [(f"b{n:020x}", f"j{n}") for n in range(5)]  # capacity 1 × factor 4 = 4
+    bogus = [(f"b{n:020x}", f"j{n}") for n in range(5)]  # capacity 1 x factor 4 = 4
     agent = bounded.agent("agent-a", capacity=1)
     code, details = await agent.refused(agent.hello(running=bogus))
     assert code is grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -315,8 +315,8 @@ def structured_calls(
 def byte_calls(
     server: SecureServer, tally: Tally, seeded: dict[str, list[bytes]], rng: random.Random
 ) -> list[Callable[[], Awaitable[None]]]:
-    """Mutated valid requests (4,000 per 10,000 inputs) and raw random bytes (2,000) to every method,
-    plus a few to methods that do not exist."""
+    """Mutated valid requests (4,000 per 10,000 inputs) and raw random bytes (2,000) to
+    every method, plus a few to methods that do not exist."""
     work: list[Callable[[], Awaitable[None]]] = []
     methods = list(REQUEST_TYPES)
     for n in range(scaled(6_000)):
@@ -342,9 +342,7 @@ def agent_streams(
     interesting = [*protected.ids, protected.job, "agent-a", "agent-b"]
     generated = [
         m.SerializeToString()
-        for m in generate(
-            messages(agent_pb2.ConnectRequest.DESCRIPTOR, interesting), scaled(1_200)
-        )
+        for m in generate(messages(agent_pb2.ConnectRequest.DESCRIPTOR, interesting), scaled(1_200))
     ]
     hellos = [
         m.SerializeToString()
@@ -399,7 +397,8 @@ async def test_ten_thousand_hostile_messages_change_nothing_and_the_server_serve
 
         elapsed = time.monotonic() - started
         print(
-            f"fuzz: {tally.messages} inputs (asked for {INPUTS}) in {elapsed:.1f} s; {dict(tally.codes)}; "
+            f"fuzz: {tally.messages} inputs (asked for {INPUTS}) in {elapsed:.1f} s; "
+            f"{dict(tally.codes)}; "
             f"client-side write races: {tally.client_write_races}"
         )
         assert tally.messages >= INPUTS

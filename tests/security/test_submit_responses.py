@@ -1,6 +1,6 @@
 """Responses larger than a client accepts, and retried submits.
 
-The attack on the client side: a build at the `--max-jobs` × `--max-steps` limits is
+The attack on the client side: a build at the `--max-jobs` x `--max-steps` limits is
 larger as a response than gRPC's default receive limit, so a default client saw an
 error for a submit that had succeeded, and its retry made a duplicate. Now SubmitBuild
 answers such a build without its stages (with counts), the Python clients and the CLI
@@ -134,9 +134,7 @@ async def test_a_request_id_reused_for_another_request_is_refused(server: Secure
 async def test_request_ids_are_per_caller(server: SecureServer) -> None:
     """Bob cannot read, or block, Alice's build by guessing her key."""
     alice = await server.submit("alice", request=pipeline(request_id="shared"))
-    bob = await server.stub.SubmitBuild(
-        pipeline(request_id="shared"), metadata=server.auth("bob")
-    )
+    bob = await server.stub.SubmitBuild(pipeline(request_id="shared"), metadata=server.auth("bob"))
     assert bob.build.build_id != alice.build_id and not bob.replayed
     assert len(await stored_ids(server)) == 2
 

@@ -17,7 +17,10 @@ def submit_request(
 ) -> build_control_pb2.SubmitBuildRequest:
     """A request as it is, or one made from a pipeline document (see pipeline_file);
     with `request_id` (an idempotency key) set on a copy when given."""
-    request = spec if isinstance(spec, build_control_pb2.SubmitBuildRequest) else parse_pipeline(spec)
+    if isinstance(spec, build_control_pb2.SubmitBuildRequest):
+        request = spec
+    else:
+        request = parse_pipeline(spec)
     if request_id:
         keyed = build_control_pb2.SubmitBuildRequest()
         keyed.CopyFrom(request)

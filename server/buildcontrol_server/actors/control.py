@@ -50,8 +50,6 @@ BATCH_SIZE = 500
 MAX_BUILD_IDS = 10_000
 
 
-
-
 @dataclass(frozen=True)
 class BuildSelector:
     """Which builds CancelBuilds cancels: exactly one of these is set."""

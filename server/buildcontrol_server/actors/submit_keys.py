@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from buildcontrol_server.actors.registry import Superseded
@@ -32,7 +32,7 @@ class Submitted(Generic[T]):
     """A new build as rendered, and what its cancel_in_progress did."""
 
     build: T
-    superseded: Superseded = Superseded()
+    superseded: Superseded = field(default_factory=Superseded)
     # The request_id repeated an earlier submit: `build` is that one's, nothing was made.
     replayed: bool = False
 

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
 
+from buildcontrol_server import metrics
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.config import Settings
@@ -28,7 +29,6 @@ from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import abort_with
-from buildcontrol_server import metrics
 from buildcontrol_server.security import caller, fair_limits
 from buildcontrol_server.security.fair_limits import HeldCounts
 

@@ -141,8 +141,7 @@ def _job_spec(j: build_control_pb2.JobSpec, where: str) -> JobSpec:
         labels=dict(j.labels),
         env=dict(j.env),
         steps=tuple(
-            StepSpec(command=s.command, name=s.name, run_on_cancel=s.run_on_cancel)
-            for s in j.steps
+            StepSpec(command=s.command, name=s.name, run_on_cancel=s.run_on_cancel) for s in j.steps
         ),
         run_on_cancel=j.run_on_cancel,
         timeout=(

@@ -1,7 +1,7 @@
-"""SubmitBuild's idempotency key (`request_id`), and its response: the new build (whole, or without its stages), the counts,
-and what its cancel_in_progress did.
+"""SubmitBuild's idempotency key (`request_id`), and its response: the new build
+(whole, or without its stages), the counts, and what its cancel_in_progress did.
 
-A build at the `--max-jobs` × `--max-steps` limits is several MB as a message, more
+A build at the `--max-jobs` x `--max-steps` limits is several MB as a message, more
 than a client with gRPC's default receive limit (4 MiB) accepts; such a client would
 see an error for a submit that succeeded, and its retry would make a second build.
 So unless the caller asks for the whole build, one that large comes without stages."""
@@ -35,7 +35,7 @@ def _basic(build: build_pb2.Build) -> build_pb2.Build:
 
 
 def response(
-    submitted: Submitted[build_pb2.Build], view: build_control_pb2.BuildView.ValueType
+    submitted: Submitted[build_pb2.Build], view: build_control_pb2.BuildView
 ) -> build_control_pb2.SubmitBuildResponse:
     build = submitted.build
     jobs, steps = _counts(build)

@@ -79,15 +79,27 @@ class HeldCounts:
 
 
 # The names, flags and texts of every limit: the one table docs/limits.md describes.
-WATCH_STREAMS = ("watch_streams_per_principal", "--max-watch-streams-per-principal",
-                 "open WatchBuild streams")
-LIVE_BUILDS = ("live_builds_per_principal", "--max-live-builds-per-principal",
-               "live (queued or running) builds")
-AGENT_STREAMS_PER_TOKEN = ("agent_streams_per_token", "--max-agent-streams-per-token",
-                           "open agent streams")
+WATCH_STREAMS = (
+    "watch_streams_per_principal",
+    "--max-watch-streams-per-principal",
+    "open WatchBuild streams",
+)
+LIVE_BUILDS = (
+    "live_builds_per_principal",
+    "--max-live-builds-per-principal",
+    "live (queued or running) builds",
+)
+AGENT_STREAMS_PER_TOKEN = (
+    "agent_streams_per_token",
+    "--max-agent-streams-per-token",
+    "open agent streams",
+)
 AGENT_STREAMS = ("agent_streams", "--max-agent-streams", "open agent streams")
-HELLO_RUNNING_JOBS = ("hello_running_jobs_factor", "--hello-running-jobs-factor",
-                      "running jobs claimed per unit of capacity")
+HELLO_RUNNING_JOBS = (
+    "hello_running_jobs_factor",
+    "--hello-running-jobs-factor",
+    "running jobs claimed per unit of capacity",
+)
 STREAMS_PER_CONNECTION = ("streams_per_connection", "--max-streams-per-connection",
                           "calls open on one connection")  # fmt: skip
 
@@ -119,5 +131,5 @@ def check_hello_claims(
         metrics.LIMIT_REFUSED.labels(limit=HELLO_RUNNING_JOBS[0]).inc()
         raise ResourceExhausted(
             f"hello.running_jobs: agent {agent_id[:200]!r} claims {running} running jobs, "
-            f"more than capacity {capacity} × {factor} (--hello-running-jobs-factor)"
+            f"more than capacity {capacity} x {factor} (--hello-running-jobs-factor)"
         )

@@ -46,7 +46,7 @@ _FAIR_LIMIT_FLAGS = {
     ),
     "hello_running_jobs_factor": (
         "--hello-running-jobs-factor",
-        "a Hello may claim at most capacity × this many running jobs",
+        "a Hello may claim at most capacity x this many running jobs",
     ),
     "max_agent_capacity": ("--max-agent-capacity", "largest capacity a Hello may claim"),
     "max_streams_per_connection": (
