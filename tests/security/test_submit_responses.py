@@ -151,3 +151,38 @@ async def test_a_bad_request_id_is_refused(
     assert "request_id" in (refused.value.details() or "")
     assert problem in (refused.value.details() or "")
     assert await stored_ids(server) == []
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *BUILDCONTROL, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_the_cli_retried_with_its_request_id_returns_the_first_build(
+    tmp_path: Path,
+) -> None:
+    server = await start_server(tmp_path / "data")
+    try:
+        first_file, other_file = tmp_path / "a.yaml", tmp_path / "b.yaml"
+        first_file.write_text("pipeline: p\nstages:\n  - name: s\n    jobs:\n"
+                              "      - name: j\n        steps: [\"sleep 600\"]\n")  # fmt: skip
+        other_file.write_text(first_file.read_text().replace("sleep 600", "true"))
+        common = ("--server", server.target, "--request-id", "release-42")
+        code, first, _ = await cli("submit", str(first_file), *common)
+        assert code == 0, first
+        code, again, _ = await cli("submit", str(first_file), *common)
+        assert code == 0 and again.split()[0] == first.split()[0]
+        code, out, err = await cli("submit", str(other_file), *common)
+        assert code == 4 and out == "", (out, err)
+        assert "ALREADY_EXISTS" in err and first.split()[0] in err
+        code, listed, _ = await cli("list", "--server", server.target)
+        assert code == 0 and len(listed.splitlines()) == 1
+        # Without --request-id every run is a new build.
+        code, fresh, _ = await cli("submit", str(first_file), "--server", server.target)
+        assert code == 0 and fresh.split()[0] != first.split()[0]
+    finally:
+        assert await server.stop() == 0

@@ -51,6 +51,8 @@ _EXIT_BY_CODE = {
     grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.INVALID_ARGUMENT: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.FAILED_PRECONDITION: EXIT_NOT_FOUND_OR_INVALID,
+    # A request_id reused for another request.
+    grpc.StatusCode.ALREADY_EXISTS: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
     grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
 }
