@@ -8,8 +8,10 @@ PROTOS := $(wildcard protos/buildcontrol/v1/*.proto)
 BUF := tools/buf/node_modules/.bin/buf
 NODE_CLIENT := clients/node
 
-# Inputs of `make fuzz` (the bounded run inside `make test` uses about 10,000).
+# Inputs of `make fuzz` (the bounded run inside `make test` uses about 10,000), and the
+# seconds it may take (generous: the machines are shared).
 FUZZ_INPUTS ?= 100000
+FUZZ_SECONDS ?= 7200
 
 .PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs
 
@@ -76,7 +78,7 @@ check: lint test
 # The fuzz test of tests/security for FUZZ_INPUTS hostile inputs (default 100,000; about
 # 10 minutes per 100,000 on 2 cores); prints the count and the statuses at the end.
 fuzz: proto
-	BUILDCONTROL_FUZZ_INPUTS=$(FUZZ_INPUTS) $(PY) -m pytest -q -p no:cacheprovider -s \
+	BUILDCONTROL_FUZZ_INPUTS=$(FUZZ_INPUTS) BUILDCONTROL_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -s \
 	    tests/security/test_fuzz.py
 
 # Benchmarks (bench/run.py; never part of `make test`): a few minutes on 2 cores. The

@@ -78,7 +78,7 @@ class HeldCounts:
             self.release(holder)
 
 
-# The names, flags and texts of every limit: the one table docs/limits.md describes.
+# Each limit's metric label, flag and what it counts (docs/limits.md has the table).
 WATCH_STREAMS = (
     "watch_streams_per_principal",
     "--max-watch-streams-per-principal",
@@ -100,8 +100,11 @@ HELLO_RUNNING_JOBS = (
     "--hello-running-jobs-factor",
     "running jobs claimed per unit of capacity",
 )
-STREAMS_PER_CONNECTION = ("streams_per_connection", "--max-streams-per-connection",
-                          "calls open on one connection")  # fmt: skip
+STREAMS_PER_CONNECTION = (
+    "streams_per_connection",
+    "--max-streams-per-connection",
+    "calls open on one connection",
+)
 
 
 def limit(kind: tuple[str, str, str], maximum: int) -> FairLimit:
