@@ -75,8 +75,8 @@ docs: $(STAMP)
 
 check: lint test
 
-# The fuzz test of tests/security for FUZZ_INPUTS hostile inputs (default 100,000; about
-# 10 minutes per 100,000 on 2 cores); prints the count and the statuses at the end.
+# The fuzz test of tests/security for FUZZ_INPUTS hostile inputs (default 100,000: ~30 min
+# on 2 shared cores, load 15); prints the count and the statuses at the end.
 fuzz: proto
 	BUILDCONTROL_FUZZ_INPUTS=$(FUZZ_INPUTS) BUILDCONTROL_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -s \
 	    tests/security/test_fuzz.py
