@@ -8,7 +8,12 @@ PROTOS := $(wildcard protos/buildcontrol/v1/*.proto)
 BUF := tools/buf/node_modules/.bin/buf
 NODE_CLIENT := clients/node
 
-.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
+# Inputs of `make fuzz` (the bounded run inside `make test` uses about 10,000), and the
+# seconds it may take (generous: the machines are shared).
+FUZZ_INPUTS ?= 100000
+FUZZ_SECONDS ?= 7200
+
+.PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
 	package-check test-floor docker-check buf
 
 $(STAMP): pyproject.toml
@@ -75,6 +80,12 @@ docs: $(STAMP)
 	$(PY) tools/docs/pipeline_schema.py
 
 check: lint test
+
+# The fuzz test of tests/security for FUZZ_INPUTS hostile inputs (default 100,000: ~30 min
+# on 2 shared cores, load 15); prints the count and the statuses at the end.
+fuzz: proto
+	BUILDCONTROL_FUZZ_INPUTS=$(FUZZ_INPUTS) BUILDCONTROL_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -s \
+	    tests/security/test_fuzz.py
 
 # Benchmarks (bench/run.py; never part of `make test`): a few minutes on 2 cores. The
 # `bench` extra adds matplotlib (the plot), uvloop and py-spy. BENCH_ARGS=--quick for

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
+from buildcontrol_client.message_limits import MAX_RESPONSE_BYTES
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -34,7 +35,9 @@ from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
+from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
+from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.sqlite import SqliteStore
@@ -114,6 +117,13 @@ class ServerApp:
         self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
         self.health = health.aio.HealthServicer()
+        self.watch_streams = HeldCounts(
+            fair_limits.limit(fair_limits.WATCH_STREAMS, settings.max_watch_streams_per_principal)
+        )
+        # Enforced by grpc itself (a client past it waits): only its maximum is shown.
+        fair_limits.limit(
+            fair_limits.STREAMS_PER_CONNECTION, settings.max_streams_per_connection
+        ).publish()
         # Tokens, roles, mutual TLS (issue 6). After the metrics interceptor, so refused
         # calls are counted with their status too.
         self.security = ServerSecurity(
@@ -124,6 +134,9 @@ class ServerApp:
             options=[
                 *GRPC_OPTIONS,
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+                # What the Python clients accept (a build at the limits is ~10 MiB).
+                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
             ],
         )
         # Builds in CANCELING and the oldest one's age (from the store), inbox depth.
@@ -138,14 +151,17 @@ class ServerApp:
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True) if self._file_backed() else None
+        if self._file_backed():
+            data_at_rest.prepare_directory(self.settings.data_dir)
         await self.store.open()
+        if self._file_backed():
+            data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
         # After the store: a data directory the store refuses is reported alone,
         # before any tokens file is created in it.
         self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
-            BuildControlServicer(self.control), self.server
+            BuildControlServicer(self.control, self.watch_streams), self.server
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.control, self.settings, self.security.job_tokens), self.server
@@ -159,7 +175,7 @@ class ServerApp:
         await self.server.start()
         self.security.start_checking()  # revocations reach open calls
         metrics_port = self._start_metrics()
-        self.registry.recover(await self.store.load_unfinished())
+        self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
         self.scheduler.start()
         await self.live_gauges.refresh()
         if self.settings.audit_interval > 0:
@@ -237,9 +253,13 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    data_at_rest.restrict_process_umask()
     app = ServerApp(settings)
     try:
         endpoints = await app.start()
+    except data_at_rest.UnsafeDataDir as error:
+        print(f"buildcontrol: {error}", file=sys.stderr)
+        return 2
     except StoreOpenError as error:
         print(f"buildcontrol: {error}", file=sys.stderr)
         return 1

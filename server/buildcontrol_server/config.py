@@ -62,6 +62,21 @@ class Settings:
     # Open AgentService.Connect streams (Hello or not yet); past it RESOURCE_EXHAUSTED.
     # Above any real fleet: it bounds what a flood of connections can hold.
     max_agent_streams: int = 2_000
+    # ---- fair limits: what one principal may hold (security/fair_limits.py) ----
+    # Open WatchBuild streams of one principal.
+    max_watch_streams_per_principal: int = 1_000
+    # Live (not terminal) builds submitted by one principal.
+    max_live_builds_per_principal: int = 10_000
+    # Open AgentService.Connect streams of one agent token (one agent holds one, two
+    # for a moment while it reconnects).
+    max_agent_streams_per_token: int = 8
+    # A Hello may claim at most capacity x this many running jobs; more is refused.
+    hello_running_jobs_factor: int = 4
+    # Largest capacity a Hello may claim.
+    max_agent_capacity: int = 1_024
+    # HTTP/2 streams (calls) open at once on one connection (grpc.max_concurrent_streams);
+    # a client past it waits for one of its calls to end.
+    max_streams_per_connection: int = 1_000
 
     @property
     def stop_times(self) -> StopTimes:

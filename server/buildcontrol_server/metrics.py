@@ -116,6 +116,10 @@ STOP_DEADLINES_EXPIRED = Counter(
     "buildcontrol_stop_deadlines_expired_total",
     "Jobs finalized as FORCED because their agent did not confirm the stop in time.",
 )
+SUPERSEDES_REFUSED = Counter(
+    "buildcontrol_supersedes_refused_total",
+    "Older builds a cancel_in_progress submit left alone: its submitter may not cancel them.",
+)
 LIVE_ACTORS = Gauge("buildcontrol_live_build_actors", "Build actors alive (non-terminal builds).")
 ACTOR_RESTARTS = Counter(
     "buildcontrol_actor_restarts_total",
@@ -235,4 +239,23 @@ UNDECODABLE_HEADERS = Counter(
     "buildcontrol_undecodable_headers_total",
     "Request header values that were not UTF-8 (the requests are refused; logged at most"
     " once a minute).",
+)
+
+# ---- fair limits (security/fair_limits.py; docs/limits.md has the table) ----
+LIMIT_IN_USE = Gauge(
+    "buildcontrol_limit_in_use",
+    "Current use of a limit: for a per-principal (or per-token) limit, the most that any"
+    " one holder has now; for a global one, the total. Units are the limit's own"
+    " (streams, builds).",
+    ["limit"],
+)
+LIMIT_MAX = Gauge(
+    "buildcontrol_limit_max",
+    "The configured maximum of a limit (its serve flag), in the limit's own units.",
+    ["limit"],
+)
+LIMIT_REFUSED = Counter(
+    "buildcontrol_limit_refused_total",
+    "Calls refused with RESOURCE_EXHAUSTED because they would pass a limit.",
+    ["limit"],
 )

@@ -47,6 +47,9 @@ export function loadProtos() {
 
 const DEFAULT_TIMEOUT_SECONDS = 30;
 
+/** The largest message the server sends (the Python clients accept the same). */
+export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
 export class BuildControlClient {
   /**
    * @param {string} target host:port
@@ -57,7 +60,11 @@ export class BuildControlClient {
   constructor(target, { token, timeoutSeconds = DEFAULT_TIMEOUT_SECONDS, credentials } = {}) {
     const { BuildControl } = loadProtos();
     this.target = target;
-    this._stub = new BuildControl(target, credentials ?? grpc.credentials.createInsecure());
+    // A build at the server's limits is ~10 MiB as a message, more than gRPC's default
+    // 4 MiB receive limit; the server sends at most MAX_RESPONSE_BYTES.
+    this._stub = new BuildControl(target, credentials ?? grpc.credentials.createInsecure(), {
+      "grpc.max_receive_message_length": MAX_RESPONSE_BYTES,
+    });
     this._timeoutSeconds = timeoutSeconds;
     this._metadata = new grpc.Metadata();
     if (token) {
@@ -69,7 +76,11 @@ export class BuildControlClient {
     this._stub.close();
   }
 
-  /** Queue a build; `request` is a SubmitBuildRequest object (see pipelineRequest). */
+  /**
+   * Queue a build; `request` is a SubmitBuildRequest object (see pipelineRequest). Set
+   * `request.request_id` (e.g. a UUID) to make a retry return the first build instead
+   * of creating another.
+   */
   async submit(request) {
     return (await this._unary("SubmitBuild", request)).build;
   }

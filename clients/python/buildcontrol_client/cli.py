@@ -60,6 +60,8 @@ _EXIT_BY_CODE = {
     grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.INVALID_ARGUMENT: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.FAILED_PRECONDITION: EXIT_NOT_FOUND_OR_INVALID,
+    # A request_id reused for another request.
+    grpc.StatusCode.ALREADY_EXISTS: EXIT_NOT_FOUND_OR_INVALID,
     grpc.StatusCode.UNAUTHENTICATED: EXIT_DENIED,
     grpc.StatusCode.PERMISSION_DENIED: EXIT_DENIED,
 }
@@ -89,6 +91,12 @@ def register(subparsers: Subparsers) -> None:
     submit.add_argument("file", type=Path, help="pipeline file (YAML or JSON)")
     submit.add_argument("--watch", action="store_true", help="then watch the build to its end")
     _add_reconnect_for(submit)
+    submit.add_argument(
+        "--request-id",
+        default="",
+        help="idempotency key: a retry with the same key (and file) returns the build the "
+        "first attempt made (default: a new UUID per run)",
+    )
     submit.set_defaults(func=_reports_errors(cli_commands.submit))
 
     get = _command(

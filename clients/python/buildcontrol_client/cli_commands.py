@@ -15,6 +15,7 @@ import asyncio
 import enum
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -72,7 +73,8 @@ async def submit(args: argparse.Namespace) -> int:
     request = load_pipeline_file(args.file)
     mode = OutputMode.of(args)
     async with connect(args) as client:
-        build = await client.submit(request)
+        # A key per invocation; pass --request-id to make a retried command idempotent.
+        build = await client.submit(request, args.request_id or str(uuid.uuid4()))
         if mode is OutputMode.JSON:
             emit(cli_output.to_json(build))
         elif mode is OutputMode.PLAIN:

@@ -23,6 +23,7 @@ from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.credentials import TlsOptions, open_channel
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
+from buildcontrol_client.message_limits import with_receive_limit
 from buildcontrol_client.request_builders import (
     PipelineSpec,
     cancel_builds_request,
@@ -52,7 +53,8 @@ class BuildControlClient:
         self._timeout = timeout
         self._metadata = auth_metadata(token)
         self._tls = tls
-        self._channel_options = tuple(channel_options)
+        # Builds at the server's limits are larger than gRPC's default 4 MiB.
+        self._channel_options = with_receive_limit(channel_options)
         # The channel binds to the running event loop, so it is made on first use rather
         # than here (a client may be constructed before asyncio.run starts the loop).
         self._channel: grpc.aio.Channel | None = None
@@ -75,9 +77,11 @@ class BuildControlClient:
             channel, self._channel, self._stub = self._channel, None, None
             await channel.close()
 
-    async def submit(self, spec: PipelineSpec) -> build_pb2.Build:
-        """Queue a build from a SubmitBuildRequest or a pipeline document (a dict)."""
-        request = submit_request(spec)
+    async def submit(self, spec: PipelineSpec, request_id: str = "") -> build_pb2.Build:
+        """Queue a build from a SubmitBuildRequest or a pipeline document (a dict).
+        `request_id`: an idempotency key; a retry with the same one returns the build
+        the first attempt made instead of making another."""
+        request = submit_request(spec, request_id)
         with translated_rpc_errors():
             response = await self._connect().SubmitBuild(
                 request, timeout=self._timeout, metadata=self._metadata

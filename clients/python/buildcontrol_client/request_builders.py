@@ -12,11 +12,21 @@ from buildcontrol_client.pipeline_file import parse_pipeline
 PipelineSpec = build_control_pb2.SubmitBuildRequest | Mapping[str, object]
 
 
-def submit_request(spec: PipelineSpec) -> build_control_pb2.SubmitBuildRequest:
-    """A request as it is, or one made from a pipeline document (see pipeline_file)."""
+def submit_request(
+    spec: PipelineSpec, request_id: str = ""
+) -> build_control_pb2.SubmitBuildRequest:
+    """A request as it is, or one made from a pipeline document (see pipeline_file);
+    with `request_id` (an idempotency key) set on a copy when given."""
     if isinstance(spec, build_control_pb2.SubmitBuildRequest):
-        return spec
-    return parse_pipeline(spec)
+        request = spec
+    else:
+        request = parse_pipeline(spec)
+    if request_id:
+        keyed = build_control_pb2.SubmitBuildRequest()
+        keyed.CopyFrom(request)
+        keyed.request_id = request_id
+        return keyed
+    return request
 
 
 def cancel_request(

@@ -17,6 +17,7 @@ from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.client import DEFAULT_TIMEOUT_SECONDS
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
+from buildcontrol_client.message_limits import with_receive_limit
 from buildcontrol_client.request_builders import (
     PipelineSpec,
     cancel_builds_request,
@@ -42,7 +43,10 @@ class SyncBuildControlClient:
         self.target = target
         self._timeout = timeout
         self._metadata = auth_metadata(token)
-        self._channel = channel or grpc.insecure_channel(target, options=tuple(channel_options))
+        # Builds at the server's limits are larger than gRPC's default 4 MiB.
+        self._channel = channel or grpc.insecure_channel(
+            target, options=with_receive_limit(channel_options)
+        )
         self._stub: Any = build_control_pb2_grpc.BuildControlStub(self._channel)
 
     def __enter__(self) -> SyncBuildControlClient:
@@ -59,10 +63,10 @@ class SyncBuildControlClient:
     def close(self) -> None:
         self._channel.close()
 
-    def submit(self, spec: PipelineSpec) -> build_pb2.Build:
+    def submit(self, spec: PipelineSpec, request_id: str = "") -> build_pb2.Build:
         with translated_rpc_errors():
             response = self._stub.SubmitBuild(
-                submit_request(spec), timeout=self._timeout, metadata=self._metadata
+                submit_request(spec, request_id), timeout=self._timeout, metadata=self._metadata
             )
         build: build_pb2.Build = response.build
         return build

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Raises PermissionDenied for a build the caller may not cancel (security/caller.py);
+# None: no check (authentication off).
+MayCancel = Callable[[Build], None] | None
+
+
 class JobQueue(Protocol):
     def enqueue(self, jobs: list[Job]) -> None: ...
     def drop_build(self, build_id: str) -> None: ...
@@ -94,6 +99,9 @@ def finished_event(build: Build) -> CancelFinishedEvent:
     )
 
 
-def server_cancel(reason: str, settings: Settings, now: float) -> CancelInfo:
-    """A cancel the server makes itself (timeouts, superseded builds)."""
-    return CancelInfo(reason, "server", False, settings.default_grace_period, now)
+def server_cancel(
+    reason: str, settings: Settings, now: float, requested_by: str = "server"
+) -> CancelInfo:
+    """A cancel the server makes itself (timeouts), or on behalf of a submitter
+    (superseded builds: `requested_by` is the newer build's submitter)."""
+    return CancelInfo(reason, requested_by, False, settings.default_grace_period, now)

@@ -5,6 +5,7 @@ by the store; nothing here knows about gRPC."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,11 +16,17 @@ from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
-from buildcontrol_server.actors.context import ActorRetired, finished_event, write_failure
+from buildcontrol_server.actors.context import (
+    ActorRetired,
+    MayCancel,
+    finished_event,
+    write_failure,
+)
 from buildcontrol_server.actors.in_flight import InFlight
 from buildcontrol_server.actors.reconciliation import reconcile_hello
-from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.actors.registry import Registry, Superseded
 from buildcontrol_server.actors.report_intake import ReportIntake
+from buildcontrol_server.actors.submit_keys import RequestKey, SubmitKeys, Submitted
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
@@ -38,8 +45,9 @@ from buildcontrol_server.domain.events import (
     CancelFinishedEvent,
     WatchChange,
 )
-from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
+from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet, SubmitRequest
 from buildcontrol_server.domain.states import BuildStatus
+from buildcontrol_server.security import fair_limits
 from buildcontrol_server.store.base import BuildStore
 
 log = logging.getLogger(__name__)
@@ -48,11 +56,6 @@ T = TypeVar("T")
 # CANCELING writes of this many builds share one transaction in CancelBuilds.
 BATCH_SIZE = 500
 MAX_BUILD_IDS = 10_000
-
-
-# Raises PermissionDenied for a build the caller may not cancel (security/caller.py);
-# None: no check (authentication off).
-MayCancel = Callable[[Build], None] | None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class BuildControl:
         # server drains: then new submits and cancels are refused (UNAVAILABLE).
         self.cancels_in_flight = InFlight()
         self.draining = False
+        self._submit_keys = SubmitKeys(store)
 
     # ---- builds ----
 
@@ -110,26 +114,55 @@ class BuildControl:
         spec: submission.PipelineSpec,
         render: Callable[[Build], T],
         submitted_by: str | None = None,
-    ) -> T:
+        may_cancel: MayCancel = None,
+        request: RequestKey | None = None,
+    ) -> Submitted[T]:
+        """Store and start a new build. With cancel_in_progress, the older builds of
+        its group that `may_cancel` allows are cancelled (the submitter cancels them);
+        the others are left alone and the new build waits for them. With a `request`
+        key seen before (same submitter), nothing is made: the first build is returned."""
         self._refuse_if_draining()
+        if request is None:
+            return await self._create(spec, render, submitted_by, may_cancel, None)
+        submitter = submitted_by or ""
+        async with self._submit_keys.claimed(submitter, request) as earlier:
+            if earlier is not None:
+                return Submitted(await self.get(earlier, render), replayed=True)
+            key = SubmitRequest(submitter, request.request_id, request.digest, "")
+            return await self._create(spec, render, submitted_by, may_cancel, key)
+
+    async def _create(
+        self,
+        spec: submission.PipelineSpec,
+        render: Callable[[Build], T],
+        submitted_by: str | None,
+        may_cancel: MayCancel,
+        request: SubmitRequest | None,
+    ) -> Submitted[T]:
         build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
+        if request is not None:
+            request = dataclasses.replace(request, build_id=build.build_id)
+        holder = fair_limits.holder_of(submitted_by)
+        # Counted before the commit, so concurrent submits cannot pass the bound together.
+        self._registry.live_builds.acquire(holder)
         # Marked as starting while it is written: the build is in the store before its
         # actor runs, and the invariant auditor must not take that for a lost actor.
         with self._registry.starting(build.build_id):
             try:
-                await self._store.commit(ChangeSet(new_build=build))
-            except asyncio.CancelledError:
+                await self._store.commit(ChangeSet(new_build=build, submit_request=request))
+            except BaseException as error:
+                self._registry.live_builds.release(holder)
+                if isinstance(error, Exception):
+                    failure = write_failure(error, f"submit of build {build.build_id}")
+                    if failure is not error:
+                        raise failure from error
                 raise
-            except Exception as error:
-                failure = write_failure(error, f"submit of build {build.build_id}")
-                if failure is error:
-                    raise
-                raise failure from error
             rendered = render(build)  # before the actor runs: the caller sees it QUEUED
-            self._registry.spawn(build)
+            self._registry.spawn(build, reserved=True)
+        superseded = Superseded()
         if build.cancel_in_progress:
-            self._registry.supersede(build)
-        return rendered
+            superseded = self._registry.supersede(build, may_cancel)
+        return Submitted(rendered, superseded)
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         submission.check_build_id(build_id)

@@ -6,17 +6,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.concurrency import ConcurrencyGroups
-from buildcontrol_server.actors.context import ActorContext, server_cancel
+from buildcontrol_server.actors.context import ActorContext, MayCancel, server_cancel
+from buildcontrol_server.domain.errors import PermissionDenied
 from buildcontrol_server.domain.model import Build
+from buildcontrol_server.security import fair_limits
+from buildcontrol_server.security.fair_limits import HeldCounts
 
 log = logging.getLogger(__name__)
+
+# The cancel-policy check of a superseding build's submitter, made again on recovery
+# (security/caller.py builds it from the build alone); None: authentication off.
+SupersedeCheck = Callable[[Build], MayCancel]
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """What a cancel_in_progress submit did to the older builds of its group."""
+
+    # Told to cancel (reason "superseded by <id>").
+    cancelled: tuple[str, ...] = ()
+    # Left alone: the submitter may not cancel them; the new build waits for them.
+    kept: tuple[str, ...] = ()
 
 
 class Registry:
@@ -26,14 +44,21 @@ class Registry:
         self._starting: set[str] = set()
         self.groups = ConcurrencyGroups()
         self.context: ActorContext | None = None
+        # Live builds per submitter (--max-live-builds-per-principal).
+        self.live_builds = HeldCounts(fair_limits.limit(fair_limits.LIVE_BUILDS, 0))
 
     def bind(self, context: ActorContext) -> None:
         self.context = context
+        maximum = context.settings.max_live_builds_per_principal
+        self.live_builds = HeldCounts(fair_limits.limit(fair_limits.LIVE_BUILDS, maximum))
 
-    def spawn(self, build: Build) -> BuildActor:
+    def spawn(self, build: Build, reserved: bool = False) -> BuildActor:
         """Start the actor of a build that is not terminal; a build of a concurrency
-        group is scheduled only when its turn comes."""
+        group is scheduled only when its turn comes. `reserved`: the submit already
+        counted it under its submitter's live builds."""
         assert self.context is not None, "bind() the registry first"
+        if not reserved:
+            self.live_builds.add(fair_limits.holder_of(build.submitted_by))
         actor = BuildActor(build, self.context)
         self._actors[build.build_id] = actor
         group = build.concurrency_group
@@ -66,6 +91,7 @@ class Registry:
         if self._actors.get(actor.build_id) is not actor:
             return
         del self._actors[actor.build_id]
+        self.live_builds.release(fair_limits.holder_of(actor.build.submitted_by))
         metrics.LIVE_ACTORS.set(len(self._actors))
         group = actor.build.concurrency_group
         if group is not None and actor.build.terminal:
@@ -73,19 +99,38 @@ class Registry:
             if following is not None and following in self._actors:
                 self._actors[following].tell(cmd.Admit())
 
-    def supersede(self, build: Build) -> None:
-        """`build` was submitted with cancel_in_progress: cancel the older builds of
-        its group, with reason "superseded by <id>"."""
+    def supersede(self, build: Build, may_cancel: MayCancel) -> Superseded:
+        """`build` was submitted with cancel_in_progress: its submitter cancels the
+        older builds of its group, with reason "superseded by <id>", as far as the
+        cancel policy lets them (`may_cancel`). A build they may not cancel is left
+        alone: the new build waits for it like any other member of the group."""
         assert self.context is not None and build.concurrency_group is not None
         info = server_cancel(
-            f"superseded by {build.build_id}", self.context.settings, self.context.clock()
+            f"superseded by {build.build_id}",
+            self.context.settings,
+            self.context.clock(),
+            requested_by=build.submitted_by or "server",  # None: authentication off
         )
+        cancelled: list[str] = []
+        kept: list[str] = []
         for older in self.groups.older_than(build.concurrency_group, build.build_id):
             actor = self._actors.get(older)
-            if actor is not None:
-                actor.tell(
-                    cmd.Cancel(info=info, listener=asyncio.Queue(), received_at=time.perf_counter())
-                )
+            if actor is None:
+                continue
+            try:
+                if may_cancel is not None:
+                    # Pipeline and submitter never change: safe outside the actor's turn.
+                    may_cancel(actor.build)
+            except PermissionDenied as refused:
+                log.info("build %s does not supersede %s: %s", build.build_id, older, refused)
+                metrics.SUPERSEDES_REFUSED.inc()
+                kept.append(older)
+                continue
+            actor.tell(
+                cmd.Cancel(info=info, listener=asyncio.Queue(), received_at=time.perf_counter())
+            )
+            cancelled.append(older)
+        return Superseded(tuple(cancelled), tuple(kept))
 
     def __len__(self) -> int:
         return len(self._actors)
@@ -100,9 +145,10 @@ class Registry:
             if actor is not None:
                 actor.tell(cmd.AgentLost(agent_id=agent_id))
 
-    def recover(self, builds: list[Build]) -> None:
+    def recover(self, builds: list[Build], supersede_check: SupersedeCheck | None = None) -> None:
         """Give every unfinished build loaded from the store its actor again, oldest
-        first (so concurrency groups keep their order)."""
+        first (so concurrency groups keep their order). A superseding build's cancels
+        obey the same cancel policy as at submit (`supersede_check`)."""
         assert self.context is not None
         hub = self.context.hub
         for build in sorted(builds, key=lambda b: b.build_id):
@@ -113,7 +159,7 @@ class Registry:
         # A superseding build whose cancels did not reach the disk before a crash.
         for build in builds:
             if build.cancel_in_progress and build.concurrency_group is not None:
-                self.supersede(build)
+                self.supersede(build, supersede_check(build) if supersede_check else None)
         hub.start_lost_timers()
         log.info("recovered %d unfinished build(s)", len(builds))
 

@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     UNAVAILABLE = "UNAVAILABLE"
     CONFLICT = "CONFLICT"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
 
 
 class Reason(StrEnum):
@@ -110,6 +111,10 @@ class Unauthenticated(DomainError):
     """The caller's credential no longer holds (revoked, or its job finished)."""
 
     code = ErrorCode.UNAUTHENTICATED
+
+
+class AlreadyExists(DomainError):
+    code = ErrorCode.ALREADY_EXISTS
 
 
 class Unavailable(DomainError):

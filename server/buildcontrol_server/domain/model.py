@@ -162,6 +162,19 @@ class CancelRecord:
         )
 
 
+@dataclass(frozen=True)
+class SubmitRequest:
+    """The idempotency key of a submit (AIP-155 `request_id`), stored with its build so
+    a retry finds the build the first attempt made."""
+
+    # Whose key: the submitter's name ("" with authentication off).
+    submitter: str
+    request_id: str
+    # SHA-256 of the request without its key, to tell a retry from a different request.
+    digest: str
+    build_id: str
+
+
 @dataclass
 class ChangeSet:
     """Entities one event changed, each with the version it had before (for CAS).
@@ -175,6 +188,8 @@ class ChangeSet:
     new_build: Build | None = None
     # Audit records to insert (written behind the cancel, see effects/audit.py).
     audit: list[CancelRecord] = field(default_factory=list)
+    # With new_build: its idempotency key, written in the same transaction.
+    submit_request: SubmitRequest | None = None
 
     def mark(self, entity: Entity) -> None:
         if isinstance(entity, Build):

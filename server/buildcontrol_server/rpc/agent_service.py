@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
 
+from buildcontrol_server import metrics
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.config import Settings
@@ -30,7 +31,8 @@ from buildcontrol_server.domain.events import AgentHello, AssignCommand
 from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.rpc import convert
 from buildcontrol_server.rpc.errors import abort_with
-from buildcontrol_server.security import caller
+from buildcontrol_server.security import caller, fair_limits
+from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.job_tokens import JobTokens
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         self._job_tokens = job_tokens
         # Streams open now, with or without a Hello yet (bounded: max_agent_streams).
         self._open_streams = 0
+        total = fair_limits.limit(fair_limits.AGENT_STREAMS, settings.max_agent_streams)
+        total.publish()
+        metrics.LIMIT_IN_USE.labels(limit=total.name).set_function(lambda: self._open_streams)
+        # The same per agent token, so one token cannot take every slot.
+        self._per_token = HeldCounts(
+            fair_limits.limit(
+                fair_limits.AGENT_STREAMS_PER_TOKEN, settings.max_agent_streams_per_token
+            )
+        )
 
     # grpc.aio accepts a coroutine that writes with context.write for a streaming
     # method; the generated stub only knows iterators.
@@ -60,20 +71,33 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # tasks: past the bound new ones are refused until others end.
         limit = self._settings.max_agent_streams
         if self._open_streams >= limit:
+            metrics.LIMIT_REFUSED.labels(limit=fair_limits.AGENT_STREAMS[0]).inc()
             await abort_with(
                 context,
-                ResourceExhausted(f"agent streams: {limit} are open, the most allowed"),
+                ResourceExhausted(
+                    f"agent streams: {limit} are open, the most allowed (--max-agent-streams)"
+                ),
             )
             return
         if self._control.draining:
             # Its Drain would follow at once: come back to the next server instead.
             await abort_with(context, Unavailable("the server is shutting down; reconnect later"))
             return
+        # With authentication off there are no agent tokens: the global bound only.
+        token = caller.current().submitter
+        try:
+            if token is not None:
+                self._per_token.acquire(token)
+        except ResourceExhausted as refused:
+            await abort_with(context, refused)
+            return
         self._open_streams += 1
         try:
             await self._serve(request_iterator, context)
         finally:
             self._open_streams -= 1
+            if token is not None:
+                self._per_token.release(token)
 
     async def _serve(
         self,
@@ -183,6 +207,13 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         # Before any session exists: a refused Hello changes nothing (issue 6).
         caller.current().check_agent_id(hello.agent_id)
         submission.check_hello(hello.agent_id, hello.labels, self._settings.limits)
+        fair_limits.check_hello_claims(
+            hello.agent_id,
+            hello.capacity,
+            len(hello.running),
+            self._settings.hello_running_jobs_factor,
+            self._settings.max_agent_capacity,
+        )
         session = AgentSession(hello.agent_id, hello.labels, hello.capacity)
         await context.write(convert.welcome(session.session_id, self._settings.heartbeat_interval))
         log.info("agent %s connected (session %s)", session.agent_id, session.session_id)

@@ -13,9 +13,10 @@ from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.actors.control import BuildControl, CancelBuildsSummary
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
-from buildcontrol_server.rpc import convert
+from buildcontrol_server.rpc import convert, submit_reply
 from buildcontrol_server.rpc.errors import streaming, unary
-from buildcontrol_server.security import caller
+from buildcontrol_server.security import caller, fair_limits
+from buildcontrol_server.security.fair_limits import HeldCounts
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -45,16 +46,26 @@ def _after(page_token: str, pipeline: str) -> str | None:
 
 
 class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
-    def __init__(self, control: BuildControl) -> None:
+    def __init__(self, control: BuildControl, watch_streams: HeldCounts | None = None) -> None:
         self._control = control
+        # Open WatchBuild streams per principal (--max-watch-streams-per-principal).
+        self._watch_streams = watch_streams or HeldCounts(
+            fair_limits.limit(fair_limits.WATCH_STREAMS, 1_000)
+        )
 
     @unary
     async def SubmitBuild(
         self, request: build_control_pb2.SubmitBuildRequest, context: grpc.aio.ServicerContext
     ) -> build_control_pb2.SubmitBuildResponse:
-        submitter = caller.current().submitter
-        build = await self._control.submit(convert.pipeline_spec(request), convert.build, submitter)
-        return build_control_pb2.SubmitBuildResponse(build=build)
+        who = caller.current()
+        submitted = await self._control.submit(
+            convert.pipeline_spec(request),
+            convert.build,
+            who.submitter,
+            who.check_cancel,
+            submit_reply.request_key(request),
+        )
+        return submit_reply.response(submitted, request.view)
 
     @unary
     async def GetBuild(
@@ -82,10 +93,11 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
     async def WatchBuild(
         self, request: build_control_pb2.WatchBuildRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[build_control_pb2.WatchBuildResponse]:
-        snapshot, changes = await self._control.watch(request.build_id, convert.build)
-        yield build_control_pb2.WatchBuildResponse(snapshot=snapshot)
-        async for change in changes:
-            yield convert.watch_change(change)
+        with self._watch_streams.held(fair_limits.holder_of(caller.current().submitter)):
+            snapshot, changes = await self._control.watch(request.build_id, convert.build)
+            yield build_control_pb2.WatchBuildResponse(snapshot=snapshot)
+            async for change in changes:
+                yield convert.watch_change(change)
 
     @streaming
     async def Cancel(

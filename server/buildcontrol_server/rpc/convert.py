@@ -35,6 +35,7 @@ from buildcontrol_server.domain.events import (
 from buildcontrol_server.domain.model import Build, CancelInfo, Job, Step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 from buildcontrol_server.domain.submission import JobSpec, PipelineSpec, StageSpec, StepSpec
+from buildcontrol_server.rpc.durations import seconds_of
 
 # Proto enum values are ints at run time; the generated stubs type them as their own
 # enum classes, hence Any.
@@ -137,6 +138,23 @@ def build(value: Build) -> build_pb2.Build:
     )
 
 
+def _job_spec(j: build_control_pb2.JobSpec, where: str) -> JobSpec:
+    return JobSpec(
+        name=j.name,
+        labels=dict(j.labels),
+        env=dict(j.env),
+        steps=tuple(
+            StepSpec(command=s.command, name=s.name, run_on_cancel=s.run_on_cancel) for s in j.steps
+        ),
+        run_on_cancel=j.run_on_cancel,
+        timeout=(
+            seconds_of(j.timeout, f"{where}.timeout", positive=True)
+            if j.HasField("timeout")
+            else None
+        ),
+    )
+
+
 def pipeline_spec(request: build_control_pb2.SubmitBuildRequest) -> PipelineSpec:
     return PipelineSpec(
         pipeline=request.pipeline,
@@ -144,21 +162,10 @@ def pipeline_spec(request: build_control_pb2.SubmitBuildRequest) -> PipelineSpec
             StageSpec(
                 name=stage.name,
                 jobs=tuple(
-                    JobSpec(
-                        name=j.name,
-                        labels=dict(j.labels),
-                        env=dict(j.env),
-                        steps=tuple(
-                            StepSpec(command=s.command, name=s.name, run_on_cancel=s.run_on_cancel)
-                            for s in j.steps
-                        ),
-                        run_on_cancel=j.run_on_cancel,
-                        timeout=j.timeout.ToNanoseconds() / 1e9 if j.HasField("timeout") else None,
-                    )
-                    for j in stage.jobs
+                    _job_spec(j, f"stages[{s}].jobs[{n}]") for n, j in enumerate(stage.jobs)
                 ),
             )
-            for stage in request.stages
+            for s, stage in enumerate(request.stages)
         ),
         concurrency_group=request.concurrency_group,
         cancel_in_progress=request.cancel_in_progress,
@@ -170,7 +177,7 @@ def grace_period(
 ) -> float | None:
     if not request.HasField("grace_period"):
         return None
-    seconds = request.grace_period.ToNanoseconds() / 1e9
+    seconds = seconds_of(request.grace_period, "grace_period")
     if not 0 <= seconds <= 3600:
         raise InvalidArgument("grace_period", "must be between 0 and 3600 seconds")
     return seconds

@@ -28,6 +28,7 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     # A lost compare-and-set race: the caller may retry against the new state.
     ErrorCode.CONFLICT: grpc.StatusCode.ABORTED,
 }

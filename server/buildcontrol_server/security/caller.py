@@ -70,6 +70,14 @@ class Caller:
             )
 
 
+def submitter_of(build: Build, rules: CancelRules) -> Caller:
+    """The caller a superseding build's cancels are re-applied as on recovery: its
+    submitter, as an operator. The role it had at submit is not stored, so an admin's
+    supersede may be narrower after a crash (the new build then waits), never wider."""
+    name = build.submitted_by or "(unknown submitter)"
+    return Caller(Principal(name, Role.OPERATOR), rules)
+
+
 _CURRENT: ContextVar[Caller] = ContextVar("buildcontrol_caller")
 
 

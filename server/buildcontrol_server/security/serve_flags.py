@@ -30,6 +30,32 @@ _LIMIT_FLAGS = {
 }
 
 
+# Settings.field → (flag, help)
+_FAIR_LIMIT_FLAGS = {
+    "max_watch_streams_per_principal": (
+        "--max-watch-streams-per-principal",
+        "WatchBuild streams one principal may have open",
+    ),
+    "max_live_builds_per_principal": (
+        "--max-live-builds-per-principal",
+        "queued or running builds one principal may have submitted",
+    ),
+    "max_agent_streams_per_token": (
+        "--max-agent-streams-per-token",
+        "agent streams one agent token may have open",
+    ),
+    "hello_running_jobs_factor": (
+        "--hello-running-jobs-factor",
+        "a Hello may claim at most capacity x this many running jobs",
+    ),
+    "max_agent_capacity": ("--max-agent-capacity", "largest capacity a Hello may claim"),
+    "max_streams_per_connection": (
+        "--max-streams-per-connection",
+        "calls open at once on one connection (HTTP/2 streams)",
+    ),
+}
+
+
 def add_arguments(serve: argparse.ArgumentParser, defaults: Settings) -> None:
     security = serve.add_argument_group("authentication and TLS")
     security.add_argument(
@@ -87,6 +113,9 @@ def add_arguments(serve: argparse.ArgumentParser, defaults: Settings) -> None:
     for field, (flag, text) in _LIMIT_FLAGS.items():
         default = getattr(defaults.limits, field)
         limits.add_argument(flag, type=positive_int, default=default, help=text)
+    fair = serve.add_argument_group("fair limits (per principal; docs/limits.md)")
+    for field, (flag, text) in _FAIR_LIMIT_FLAGS.items():
+        fair.add_argument(flag, type=positive_int, default=getattr(defaults, field), help=text)
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -110,4 +139,5 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
         "max_message_bytes": args.max_message_bytes,
         "hello_timeout": args.hello_timeout,
         "max_agent_streams": args.max_agent_streams,
+        **{field: getattr(args, field) for field in _FAIR_LIMIT_FLAGS},
     }

@@ -11,6 +11,7 @@ import grpc
 
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security import header_check, tls
+from buildcontrol_server.security.caller import submitter_of
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.interceptor import AuthInterceptor
 from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobAccess, JobTokens
@@ -54,9 +55,10 @@ class ServerSecurity:
         self._live_build = live_build
         # Made in prepare(), from the key file; None with auth off (no job tokens).
         self.job_tokens: JobTokens | None = None
+        self.rules = CancelRules(settings.restricted_pipelines)
         self.interceptor = AuthInterceptor(
             self.tokens,
-            CancelRules(settings.restricted_pipelines),
+            self.rules,
             agents_need_certificate=tls.agents_need_certificate(settings),
         )
         self._checker: asyncio.Task[None] | None = None
@@ -100,6 +102,13 @@ class ServerSecurity:
             await asyncio.sleep(OPEN_CALLS_CHECK_SECONDS)
             self.tokens.refresh()  # a change ends the calls of revoked tokens itself
             self.interceptor.end_finished_job_calls()
+
+    def supersede_check(self, newer: Build) -> Callable[[Build], None] | None:
+        """The cancel-policy check of `newer`'s submitter, for supersedes re-applied on
+        recovery; None with authentication off."""
+        if self.tokens is None:
+            return None
+        return submitter_of(newer, self.rules).check_cancel
 
     def add_ports(self, server: grpc.aio.Server, listen: str) -> tls.Ports:
         return tls.add_ports(server, listen, self.settings)

@@ -69,6 +69,9 @@ class BuildStore(Protocol):
         """Every build in CANCELING as committed: build id → its cancel's requested_at
         (epoch seconds)."""
 
+    async def submit_request(self, submitter: str, request_id: str) -> tuple[str, str] | None:
+        """(digest, build_id) of a stored idempotency key, or None."""
+
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
         """Audit records of the given builds (all when None), ordered by build id;
         builds without a record are left out."""

@@ -67,6 +67,12 @@ JOB_COLUMNS = (
     " jobs.status, jobs.outcome, jobs.agent_id, jobs.exit_code, jobs.finished_at, jobs.version,"
     " jobs.run_on_cancel, jobs.timeout, jobs.started_at"
 )
+INSERT_SUBMIT_REQUEST = (
+    "INSERT INTO submit_requests (submitter, request_id, digest, build_id) VALUES (?, ?, ?, ?)"
+)
+SELECT_SUBMIT_REQUEST = (
+    "SELECT digest, build_id FROM submit_requests WHERE submitter = ? AND request_id = ?"
+)
 STEP_COLUMNS = (
     "steps.job_id, steps.step_index, steps.name, steps.command, steps.status,"
     " steps.exit_code, steps.version, steps.run_on_cancel"
@@ -84,6 +90,7 @@ class PreparedWrite:
     update_jobs: list[Row] = field(default_factory=list)
     update_steps: list[Row] = field(default_factory=list)
     insert_audit: list[Row] = field(default_factory=list)
+    insert_requests: list[Row] = field(default_factory=list)
     inserted: set[EntityKey] = field(default_factory=set)
     updated: set[EntityKey] = field(default_factory=set)
 
@@ -92,6 +99,8 @@ class PreparedWrite:
         write = cls()
         if changes.new_build is not None:
             write._add_new_build(changes.new_build)
+        if (key := changes.submit_request) is not None:
+            write.insert_requests.append((key.submitter, key.request_id, key.digest, key.build_id))
         for build, expected in changes.builds.values():
             write.update_builds.append((*_build_state(build), build.build_id, expected))
             write.updated.add(("build", build.build_id))
@@ -162,6 +171,7 @@ class PreparedWrite:
         self.update_jobs += other.update_jobs
         self.update_steps += other.update_steps
         self.insert_audit += other.insert_audit
+        self.insert_requests += other.insert_requests
         self.inserted |= other.inserted
         self.updated |= other.updated
 
@@ -172,6 +182,7 @@ class PreparedWrite:
             (INSERT_JOB, self.insert_jobs),
             (INSERT_STEP, self.insert_steps),
             (INSERT_AUDIT, self.insert_audit),
+            (INSERT_SUBMIT_REQUEST, self.insert_requests),
         ]
 
     def updates(self) -> list[tuple[str, str, list[Row]]]:

@@ -149,6 +149,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE jobs ADD COLUMN started_at REAL",
         ),
     ),
+    Migration(
+        6,
+        "idempotency keys of SubmitBuild (request_id)",
+        (
+            # One row per (submitter, request_id): the primary key is the unique index
+            # that makes a second build of one key impossible, even if two submits of
+            # it raced. submitter is '' with authentication off. digest: SHA-256 of
+            # the request without its key, to refuse the key reused for another body.
+            """CREATE TABLE submit_requests (
+                submitter TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                build_id TEXT NOT NULL REFERENCES builds (build_id),
+                PRIMARY KEY (submitter, request_id)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

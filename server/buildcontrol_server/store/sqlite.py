@@ -252,6 +252,15 @@ class SqliteStore:
             )
         return {str(row[0]): float(row[1] or 0.0) for row in found}
 
+    async def submit_request(self, submitter: str, request_id: str) -> tuple[str, str] | None:
+        async with self._snapshot() as connection:
+            found = list(
+                await connection.execute_fetchall(
+                    rows.SELECT_SUBMIT_REQUEST, (submitter, request_id)
+                )
+            )
+        return (str(found[0][0]), str(found[0][1])) if found else None
+
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
         async with self._snapshot() as connection:
             return await reads.audit_records(connection, build_ids)
