@@ -67,7 +67,8 @@ async def test_force_on_a_canceling_build_escalates_to_kill_without_cleanup(
     assert first.grace_period.seconds == 60 and not first.skip_cleanup
     forced = server.stub.Cancel(cancel_request(build.build_id, force=True))
     accepted = (await forced.read()).accepted
-    assert accepted.cancel.force is True
+    # The first cancel stays as asked; the force is its escalation.
+    assert accepted.cancel.force is False and accepted.cancel.escalations[0].force is True
     second = (await agent.next("stop_job")).stop_job
     assert second.job_id == job.job_id
     assert second.grace_period.ToNanoseconds() == 0 and second.skip_cleanup

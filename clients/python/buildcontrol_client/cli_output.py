@@ -139,6 +139,14 @@ def _cancel_info(info: build_pb2.CancelInfo) -> str:
     ]
     if info.reason:
         parts.append(f"reason={json.dumps(info.reason)}")  # quoted: it may hold spaces
+    for escalation in info.escalations:
+        # Who forced a cancel under way, beside (not instead of) who asked first.
+        text = f"escalated_by={clean(escalation.requested_by) or '?'}"
+        if escalation.force:
+            text += " escalated_force=yes"
+        if escalation.reason:
+            text += f" escalated_reason={json.dumps(escalation.reason)}"
+        parts.append(text)
     return " ".join(parts)
 
 

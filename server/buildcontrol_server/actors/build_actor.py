@@ -346,6 +346,8 @@ class BuildActor:
         batch: Any = None,
         accepted: Callable[[], None] | None = None,
     ) -> None:
+        # The webhook outbox row of a cancel that ends here commits with it.
+        cancellation.queue_notification(self.build, fx.changes)
         if not fx.changes.empty:
             try:
                 if batch is not None:

@@ -89,6 +89,15 @@ def cancel_info(info: CancelInfo | None) -> build_pb2.CancelInfo | None:
         force=info.force,
         grace_period_seconds=info.grace_period,
         requested_at=timestamp(info.requested_at),
+        escalations=[
+            build_pb2.CancelEscalation(
+                requested_by=e.requested_by,
+                reason=e.reason,
+                requested_at=timestamp(e.requested_at),
+                force=e.force,
+            )
+            for e in info.escalations
+        ],
     )
 
 

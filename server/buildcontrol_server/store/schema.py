@@ -139,6 +139,49 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE builds ADD COLUMN submitted_by TEXT",
         ),
     ),
+    Migration(
+        5,
+        "escalations of a cancel kept beside the first cancel",
+        (
+            # JSON list of {requested_by, reason, requested_at, force}, in order; NULL
+            # for a build never escalated (and every build before v5). A column of the
+            # build row, not a table: it changes in the same compare-and-set update as
+            # the rest of the cancel, so the two can never disagree.
+            "ALTER TABLE builds ADD COLUMN cancel_escalations TEXT",
+        ),
+    ),
+    Migration(
+        6,
+        "the webhook outbox and its per-endpoint delivery log",
+        (
+            # One row per event that has webhooks, written in the transaction of the
+            # event itself (a build's CANCELED write), so no crash can lose one.
+            # delivery_id is the idempotency key sent in X-Buildcontrol-Delivery;
+            # payload is the cancel record's JSON (the body's "record"). Kept after
+            # delivery, for redelivery.
+            """CREATE TABLE webhook_outbox (
+                delivery_id TEXT PRIMARY KEY,
+                event TEXT NOT NULL,
+                build_id TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_at REAL NOT NULL
+            )""",
+            # One row per (delivery, endpoint) once it was tried there; no row means
+            # not tried yet. endpoint is a digest of the URL (the URL may hold a
+            # secret); endpoint_label names it for people. state: DeliveryState.
+            """CREATE TABLE webhook_deliveries (
+                delivery_id TEXT NOT NULL,
+                endpoint TEXT NOT NULL,
+                endpoint_label TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                last_status INTEGER,
+                last_error TEXT,
+                last_attempt_at REAL,
+                PRIMARY KEY (delivery_id, endpoint)
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
