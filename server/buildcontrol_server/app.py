@@ -78,6 +78,7 @@ class ServerApp:
                 breaker_threshold=settings.webhook_breaker_threshold,
                 breaker_cooldown=settings.webhook_breaker_cooldown,
                 queue_size=settings.webhook_queue_size,
+                store=self.store,
             ),
         )
         self.hub = AgentHub(settings.reconnect_window)

@@ -72,9 +72,7 @@ async def test_force_keeps_the_first_cancel_and_records_who_escalated(tmp_path: 
             ]
             body = (await receiver.next_request(WAIT)).json()["record"]
             assert (body["requested_by"], body["force"]) == ("alice", False)
-            assert [(e["requested_by"], e["force"]) for e in body["escalations"]] == [
-                ("bob", True)
-            ]
+            assert [(e["requested_by"], e["force"]) for e in body["escalations"]] == [("bob", True)]
         async with running_server(tmp_path / "data") as restarted:
             assert_first_cancel_kept((await get(restarted, build.build_id)).cancel)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from buildcontrol_server.domain.deliveries import Endpoint, OutboxEntry
 from buildcontrol_server.domain.effects import Effects, StopCommand
 from buildcontrol_server.domain.errors import FailedPrecondition
 from buildcontrol_server.domain.model import (
@@ -204,12 +205,15 @@ def finish_cancel_if_done(build: Build, fx: Effects, now: float) -> None:
         move_build(build, BuildStatus.CANCELED, fx, now)
 
 
-def queue_notification(build: Build, changes: ChangeSet) -> None:
-    """If `changes` ends the build's cancel, add its webhook notification to them, so
-    the outbox row commits with the CANCELED write or not at all. CANCELED is terminal:
-    a change set that touches a CANCELED build is the one that made it so."""
+def queue_notification(build: Build, changes: ChangeSet, endpoints: tuple[Endpoint, ...]) -> None:
+    """If `changes` ends the build's cancel, add its webhook notification for
+    `endpoints` to them, so the outbox rows commit with the CANCELED write or not at
+    all. CANCELED is terminal: a change set that touches a CANCELED build is the one
+    that made it so. No endpoints, no outbox row: nobody is waiting for it."""
+    if not endpoints:
+        return
     if build.status is not BuildStatus.CANCELED or build.build_id not in changes.builds:
         return
-    if any(record.build_id == build.build_id for record in changes.outbox):
+    if any(entry.record.build_id == build.build_id for entry in changes.outbox):
         return
-    changes.outbox.append(CancelRecord.of(build))
+    changes.outbox.append(OutboxEntry(CancelRecord.of(build), endpoints))

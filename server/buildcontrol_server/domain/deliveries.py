@@ -4,8 +4,14 @@ sends them is effects/webhooks.py."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # model.py imports this module: only the type is needed here
+    from buildcontrol_server.domain.model import CancelRecord
 
 # The one event that has webhooks today.
 CANCELED_EVENT = "build.canceled"
@@ -51,3 +57,39 @@ class DeliveryLog:
     last_error: str | None
     # When the last request was made (epoch seconds).
     last_attempt_at: float | None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A webhook receiver as the outbox knows it."""
+
+    # A digest of the URL: stable across restarts and reorderings of the URLs, and
+    # not the URL itself (webhook URLs often carry their secret).
+    key: str
+    # Position and host, for people, metrics and logs ("0:hooks.example.com:443").
+    label: str
+
+
+def endpoint_of(index: int, url: str) -> Endpoint:
+    parts = urlsplit(url)
+    default_port = 443 if parts.scheme == "https" else 80
+    port = parts.port or default_port
+    key = hashlib.sha256(url.encode()).hexdigest()[:32]
+    return Endpoint(key, f"{index}:{parts.hostname or ''}:{port}")
+
+
+def endpoints_of(urls: tuple[str, ...] | list[str]) -> tuple[Endpoint, ...]:
+    return tuple(endpoint_of(index, url) for index, url in enumerate(urls))
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A notification to deliver to `endpoints` (those configured when it was made:
+    an endpoint added later does not get the history)."""
+
+    record: CancelRecord
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def delivery_id(self) -> str:
+        return delivery_id_of(self.record.build_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from buildcontrol_server.domain.deliveries import DeliveryLog
+from buildcontrol_server.domain.deliveries import DeliveryLog, OutboxEntry
 from buildcontrol_server.domain.states import (
     TERMINAL_BUILD,
     TERMINAL_JOB,
@@ -201,7 +201,7 @@ class ChangeSet:
     audit: list[CancelRecord] = field(default_factory=list)
     # Webhook notifications of cancels that end in this change set (the outbox): in
     # the same transaction as the CANCELED write, so a crash cannot lose one.
-    outbox: list[CancelRecord] = field(default_factory=list)
+    outbox: list[OutboxEntry] = field(default_factory=list)
     # Webhook delivery log rows to write (effects/webhooks.py).
     deliveries: list[DeliveryLog] = field(default_factory=list)
 

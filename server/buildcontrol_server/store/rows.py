@@ -30,9 +30,11 @@ from buildcontrol_server.store.audit_records import (
 )
 from buildcontrol_server.store.webhook_rows import (
     INSERT_OUTBOX,
+    INSERT_PENDING_DELIVERY,
     UPSERT_DELIVERY,
     delivery_row,
     outbox_row,
+    pending_delivery_rows,
 )
 
 Row = tuple[Any, ...]
@@ -105,6 +107,7 @@ class PreparedWrite:
     update_steps: list[Row] = field(default_factory=list)
     insert_audit: list[Row] = field(default_factory=list)
     insert_outbox: list[Row] = field(default_factory=list)
+    insert_pending_deliveries: list[Row] = field(default_factory=list)
     upsert_deliveries: list[Row] = field(default_factory=list)
     inserted: set[EntityKey] = field(default_factory=set)
     updated: set[EntityKey] = field(default_factory=set)
@@ -136,7 +139,10 @@ class PreparedWrite:
         # need no entity key for the merge-order check.
         write.insert_audit = [audit_row(record) for record in changes.audit]
         # Like audit rows: keyed by their own ids, never compare-and-set.
-        write.insert_outbox = [outbox_row(record) for record in changes.outbox]
+        write.insert_outbox = [outbox_row(entry) for entry in changes.outbox]
+        write.insert_pending_deliveries = [
+            row for entry in changes.outbox for row in pending_delivery_rows(entry)
+        ]
         write.upsert_deliveries = [delivery_row(log) for log in changes.deliveries]
         return write
 
@@ -195,6 +201,7 @@ class PreparedWrite:
         self.update_steps += other.update_steps
         self.insert_audit += other.insert_audit
         self.insert_outbox += other.insert_outbox
+        self.insert_pending_deliveries += other.insert_pending_deliveries
         self.upsert_deliveries += other.upsert_deliveries
         self.inserted |= other.inserted
         self.updated |= other.updated
@@ -207,6 +214,7 @@ class PreparedWrite:
             (INSERT_STEP, self.insert_steps),
             (INSERT_AUDIT, self.insert_audit),
             (INSERT_OUTBOX, self.insert_outbox),
+            (INSERT_PENDING_DELIVERY, self.insert_pending_deliveries),
             (UPSERT_DELIVERY, self.upsert_deliveries),
         ]
 

@@ -166,9 +166,10 @@ MIGRATIONS: tuple[Migration, ...] = (
                 payload TEXT NOT NULL,
                 created_at REAL NOT NULL
             )""",
-            # One row per (delivery, endpoint) once it was tried there; no row means
-            # not tried yet. endpoint is a digest of the URL (the URL may hold a
-            # secret); endpoint_label names it for people. state: DeliveryState.
+            # One row per (delivery, endpoint), inserted PENDING with the outbox row
+            # for each endpoint configured then, updated after each request.
+            # endpoint is a digest of the URL (the URL may hold a secret);
+            # endpoint_label names it for people. state: DeliveryState.
             """CREATE TABLE webhook_deliveries (
                 delivery_id TEXT NOT NULL,
                 endpoint TEXT NOT NULL,
@@ -180,6 +181,10 @@ MIGRATIONS: tuple[Migration, ...] = (
                 last_attempt_at REAL,
                 PRIMARY KEY (delivery_id, endpoint)
             ) WITHOUT ROWID""",
+            # The start-up read of what is left to deliver walks only the unfinished
+            # deliveries of one endpoint, not the whole history (UNDELIVERED).
+            "CREATE INDEX webhook_deliveries_unfinished ON webhook_deliveries (endpoint)"
+            " WHERE state IN ('FAILED', 'PENDING')",
         ),
     ),
 )

@@ -1,8 +1,9 @@
 """The webhook outbox and delivery log: SQL, rows and reads (schema v6).
 
-The outbox row of a cancel is inserted by the change set that makes the build
-CANCELED (same transaction); the delivery log rows are upserted by the webhook
-workers after each request. Reads run inside a snapshot (SqliteStore._snapshot)."""
+The outbox row of a cancel, and a PENDING delivery row per endpoint, are inserted
+by the change set that makes the build CANCELED (same transaction); the delivery
+rows are then updated by the webhook workers after their requests. Reads run
+inside a snapshot (SqliteStore._snapshot)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from buildcontrol_server.domain.deliveries import (
     UNFINISHED_STATES,
     DeliveryLog,
     DeliveryState,
-    delivery_id_of,
+    OutboxEntry,
 )
 from buildcontrol_server.domain.model import CancelRecord
 from buildcontrol_server.store.audit_records import record_from_json, record_to_json
@@ -26,6 +27,12 @@ from buildcontrol_server.store.audit_records import record_from_json, record_to_
 INSERT_OUTBOX = (
     "INSERT OR IGNORE INTO webhook_outbox (delivery_id, event, build_id, payload, created_at)"
     " VALUES (?, ?, ?, ?, ?)"
+)
+# The PENDING row of each endpoint, beside the outbox row; never overwrites a state a
+# worker already wrote (a delivery logged before the commit of a retried write).
+INSERT_PENDING_DELIVERY = (
+    "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, endpoint, endpoint_label, state,"
+    " attempts) VALUES (?, ?, ?, 'PENDING', 0)"
 )
 UPSERT_DELIVERY = (
     "INSERT INTO webhook_deliveries (delivery_id, endpoint, endpoint_label, state, attempts,"
@@ -36,11 +43,12 @@ UPSERT_DELIVERY = (
 )
 
 _UNFINISHED = ", ".join(f"'{state.value}'" for state in sorted(UNFINISHED_STATES))
-# Every outbox row not yet delivered (nor refused) at this endpoint, oldest first.
+# Every delivery not yet done (nor refused) at this endpoint, oldest first. The state
+# condition repeats the webhook_deliveries_unfinished partial index's.
 UNDELIVERED = (
-    "SELECT o.delivery_id, o.payload, coalesce(d.attempts, 0) FROM webhook_outbox o"
-    " LEFT JOIN webhook_deliveries d ON d.delivery_id = o.delivery_id AND d.endpoint = ?"
-    f" WHERE d.state IS NULL OR d.state IN ({_UNFINISHED})"
+    "SELECT o.delivery_id, o.payload, d.attempts FROM webhook_deliveries d"
+    " JOIN webhook_outbox o ON o.delivery_id = d.delivery_id"
+    f" WHERE d.endpoint = ? AND d.state IN ({_UNFINISHED})"
     " ORDER BY o.created_at, o.delivery_id"
 )
 LISTING = (
@@ -73,14 +81,19 @@ class OutboxListing:
     log: DeliveryLog | None
 
 
-def outbox_row(record: CancelRecord) -> tuple[Any, ...]:
+def outbox_row(entry: OutboxEntry) -> tuple[Any, ...]:
+    record = entry.record
     return (
-        delivery_id_of(record.build_id),
+        entry.delivery_id,
         CANCELED_EVENT,
         record.build_id,
         record_to_json(record),
         record.finished_at,
     )
+
+
+def pending_delivery_rows(entry: OutboxEntry) -> list[tuple[Any, ...]]:
+    return [(entry.delivery_id, e.key, e.label) for e in entry.endpoints]
 
 
 def delivery_row(log: DeliveryLog) -> tuple[Any, ...]:
