@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -24,6 +25,7 @@ from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
+from buildcontrol_server.effects.webhook_admin import WebhookAdmin
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
@@ -68,18 +70,18 @@ class ServerApp:
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
         self.store = SqliteStore(str(settings.database_path))
+        self.notifier = WebhookNotifier(
+            list(settings.webhook_urls),
+            max_attempts=settings.webhook_max_attempts,
+            base_delay=settings.webhook_base_delay,
+            request_timeout=settings.webhook_request_timeout,
+            breaker_threshold=settings.webhook_breaker_threshold,
+            breaker_cooldown=settings.webhook_breaker_cooldown,
+            queue_size=settings.webhook_queue_size,
+            store=self.store,
+        )
         self.effects = SideEffectsRunner(
-            AuditLog(self.store, batch=settings.audit_batch),
-            WebhookNotifier(
-                list(settings.webhook_urls),
-                max_attempts=settings.webhook_max_attempts,
-                base_delay=settings.webhook_base_delay,
-                request_timeout=settings.webhook_request_timeout,
-                breaker_threshold=settings.webhook_breaker_threshold,
-                breaker_cooldown=settings.webhook_breaker_cooldown,
-                queue_size=settings.webhook_queue_size,
-                store=self.store,
-            ),
+            AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
         self.hub = AgentHub(settings.reconnect_window)
         self.registry = Registry()
@@ -121,7 +123,8 @@ class ServerApp:
         self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
-            BuildControlServicer(self.control), self.server
+            BuildControlServicer(self.control, WebhookAdmin(self.store, self.notifier)),
+            self.server,
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.control, self.settings), self.server
@@ -157,9 +160,17 @@ class ServerApp:
 
     async def stop(self) -> None:
         """Drain: NOT_SERVING, tell agents to leave, stop gRPC, finish writes."""
+        # New cancels are refused UNAVAILABLE (retryable elsewhere) from here; the open
+        # cancel streams get the grace, then end UNAVAILABLE rather than CANCELLED.
+        streams = self.control.cancel_streams
+        streams.stop_accepting()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.hub.drain("server shutting down; reconnect later")
-        await self.server.stop(self.settings.shutdown_grace)
+        started = time.monotonic()
+        await streams.wait_idle(self.settings.shutdown_grace)
+        streams.end_all()
+        left = self.settings.shutdown_grace - (time.monotonic() - started)
+        await self.server.stop(max(left, 0.1))
         await self.scheduler.stop()
         await self.registry.shutdown()
         await self.effects.stop(self.settings.effects_stop_timeout)

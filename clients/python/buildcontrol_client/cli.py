@@ -26,7 +26,7 @@ from typing import TypeAlias
 
 import grpc
 
-from buildcontrol_client import cli_commands, cli_output
+from buildcontrol_client import cli_commands, cli_output, cli_webhooks
 from buildcontrol_client.agent import Agent, AgentOptions
 from buildcontrol_client.arg_types import non_negative_float, positive_float, positive_int
 from buildcontrol_client.auth import TOKEN_VARIABLE, TokenFileError, read_token
@@ -145,6 +145,13 @@ def register(subparsers: Subparsers) -> None:
         "buildcontrol agents --json",
     )
     agents.set_defaults(func=_reports_errors(cli_commands.agents))
+
+    webhooks = subparsers.add_parser(
+        "webhooks",
+        help="the webhook outbox: list deliveries, redeliver one (admins)",
+        description="The webhook outbox and its delivery log, through the admin RPCs.",
+    )
+    cli_webhooks.add_commands(webhooks, _command, _reports_errors)
 
 
 def _command(

@@ -78,7 +78,9 @@ class DeliveryStore(Protocol):
 
     async def undelivered_webhooks(self, endpoint: str) -> list[QueuedDelivery]: ...
 
-    async def webhook_outbox_entry(self, delivery_id: str) -> CancelRecord | None: ...
+    async def webhook_outbox_entry(
+        self, delivery_id: str
+    ) -> tuple[CancelRecord, dict[str, int]] | None: ...
 
 
 @dataclass
@@ -161,6 +163,8 @@ class WebhookNotifier:
         self._stopped = False
         self._unwritten: dict[tuple[str, str], DeliveryLog] = {}
         self._log_wake = asyncio.Event()
+        self._log_idle = asyncio.Event()  # set while nothing noted is unwritten
+        self._log_idle.set()
         self._log_task: asyncio.Task[None] | None = None
 
     @property
@@ -182,13 +186,14 @@ class WebhookNotifier:
         (delivered ones included: the receiver asked for it). Returns the endpoints'
         labels. NotFound if the outbox has no such entry."""
         store = self._store
-        record = None if store is None else await store.webhook_outbox_entry(delivery_id)
-        if record is None:
+        found = None if store is None else await store.webhook_outbox_entry(delivery_id)
+        if found is None:
             raise NotFound(f"no webhook delivery {delivery_id}")
+        record, attempts = found
         for endpoint in self._endpoints:
             parked = endpoint.parked.pop(delivery_id, None)
-            attempts = parked.attempts if parked is not None else 0
-            self._enqueue(endpoint, _Item(delivery_id, record, attempts))
+            made = max(attempts.get(endpoint.key, 0), parked.attempts if parked else 0)
+            self._enqueue(endpoint, _Item(delivery_id, record, made))
         return self.labels
 
     def _enqueue(self, endpoint: _Endpoint, item: _Item) -> None:
@@ -249,8 +254,11 @@ class WebhookNotifier:
                 log.info("webhook %s: %d undelivered from the outbox", endpoint.label, len(found))
 
     async def join(self) -> None:
-        """Wait until every notification queued so far was delivered or dropped."""
+        """Wait until every notification queued so far was delivered or dropped, and
+        its delivery log written."""
         await asyncio.gather(*(endpoint.queue.join() for endpoint in self._endpoints))
+        if self._log_task is not None:
+            await self._log_idle.wait()
 
     # The bound is the API: shutdown must never wait on a receiver. On expiry the
     # workers are cancelled and what is left counted, which asyncio.timeout cannot do.
@@ -411,6 +419,7 @@ class WebhookNotifier:
         )
         # The latest state of a delivery replaces an older one not yet written.
         self._unwritten[(entry.delivery_id, entry.endpoint)] = entry
+        self._log_idle.clear()
         self._log_wake.set()
 
     async def _write_log(self) -> None:
@@ -421,6 +430,7 @@ class WebhookNotifier:
         assert self._store is not None
         while True:
             if not self._unwritten:
+                self._log_idle.set()
                 if self._stopped:
                     return
                 self._log_wake.clear()

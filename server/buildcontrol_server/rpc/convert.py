@@ -8,7 +8,8 @@ from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from buildcontrol_server.actors.control import AgentView, BuildSelector, CancelBuildsSummary
+from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
+from buildcontrol_server.actors.control import AgentView, BuildSelector
 from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.events import (
@@ -218,6 +219,16 @@ def summary(value: CancelBuildsSummary) -> build_control_pb2.CancelBuildsSummary
     return build_control_pb2.CancelBuildsSummary(
         matched=value.matched,
         canceled=value.canceled,
+        already_canceling=value.already_canceling,
+        not_cancelable=value.not_cancelable,
+        not_found=value.not_found,
+    )
+
+
+def accepted(value: CancelBuildsAccepted) -> build_control_pb2.CancelBuildsAccepted:
+    return build_control_pb2.CancelBuildsAccepted(
+        matched=value.matched,
+        committed=value.committed,
         already_canceling=value.already_canceling,
         not_cancelable=value.not_cancelable,
         not_found=value.not_found,

@@ -76,8 +76,11 @@ class BuildStore(Protocol):
     async def undelivered_webhooks(self, endpoint: str) -> list[QueuedDelivery]:
         """Outbox entries not yet delivered (nor refused) at `endpoint`, oldest first."""
 
-    async def webhook_outbox_entry(self, delivery_id: str) -> CancelRecord | None:
-        """The cancel record of one outbox entry; None if there is no such entry."""
+    async def webhook_outbox_entry(
+        self, delivery_id: str
+    ) -> tuple[CancelRecord, dict[str, int]] | None:
+        """The cancel record of one outbox entry and the attempts made so far per
+        endpoint key; None if there is no such entry."""
 
     async def webhook_deliveries(self, limit: int) -> list[OutboxListing]:
         """The newest outbox entries, each with its delivery log per endpoint."""

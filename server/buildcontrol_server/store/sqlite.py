@@ -249,7 +249,9 @@ class SqliteStore:
         async with self._snapshot() as connection:
             return await webhook_rows.undelivered(connection, endpoint)
 
-    async def webhook_outbox_entry(self, delivery_id: str) -> CancelRecord | None:
+    async def webhook_outbox_entry(
+        self, delivery_id: str
+    ) -> tuple[CancelRecord, dict[str, int]] | None:
         async with self._snapshot() as connection:
             return await webhook_rows.outbox_entry(connection, delivery_id)
 

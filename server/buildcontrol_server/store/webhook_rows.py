@@ -114,13 +114,21 @@ async def undelivered(connection: aiosqlite.Connection, endpoint: str) -> list[Q
     return [QueuedDelivery(row[0], record_from_json(row[1]), int(row[2])) for row in found]
 
 
-async def outbox_entry(connection: aiosqlite.Connection, delivery_id: str) -> CancelRecord | None:
+async def outbox_entry(
+    connection: aiosqlite.Connection, delivery_id: str
+) -> tuple[CancelRecord, dict[str, int]] | None:
+    """The entry's record and the attempts made so far per endpoint key."""
     found = list(
         await connection.execute_fetchall(
             "SELECT payload FROM webhook_outbox WHERE delivery_id = ?", (delivery_id,)
         )
     )
-    return record_from_json(found[0][0]) if found else None
+    if not found:
+        return None
+    attempts = await connection.execute_fetchall(
+        "SELECT endpoint, attempts FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
+    )
+    return record_from_json(found[0][0]), {row[0]: int(row[1]) for row in attempts}
 
 
 async def listing(connection: aiosqlite.Connection, limit: int) -> list[OutboxListing]:
