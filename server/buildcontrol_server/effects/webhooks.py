@@ -1,41 +1,28 @@
-"""Webhook notifications of finished cancels: durable, at least once, never in the way.
+"""Webhook notifications of finished cancels: durable, at least once, never in the way
+(the guarantee in full: docs/webhooks.md).
 
-Durable: the notification of a cancel is an outbox row (store/webhook_rows.py)
-written in the same transaction as the build's CANCELED state (the actor adds it to
-that change set), so a crash cannot lose it. `notify()`, called after that commit,
-only queues it in memory for every endpoint; `start()` first queues every outbox
-entry not yet delivered (nor refused) at each endpoint, so what a crash or a
-shutdown left undelivered goes out after the restart.
+Durable: a cancel's notification is an outbox row written in the same transaction as
+the build's CANCELED state (the actor adds it to that change set). `notify()`, called
+after that commit, only queues it in memory for every endpoint; `start()` first
+queues every outbox entry still PENDING or FAILED at each endpoint, so what a crash
+or a shutdown left undelivered goes out after the restart.
 
-At least once, with an idempotency key: every request carries the delivery's id in
-`X-Buildcontrol-Delivery` (the same for every retry, endpoint and redelivery); a
-receiver drops repeats by it. A delivery counts as done at an endpoint only after a
-2xx; each request is recorded in the delivery log (attempts, last status, time).
-The body is `{"event": "build.canceled", "build_id": …, "record": …}`, the record as
-the audit stores it.
+At least once: every request carries the delivery's id in `X-Buildcontrol-Delivery`
+(the same for every retry, endpoint and redelivery). A delivery is done at an
+endpoint only after a 2xx; each outcome goes to the delivery log (delivery_log.py).
 
-Never in the way, and bounded:
-- a failed request (timeout, connection error, 5xx, 429) is retried with full-jitter
-  exponential backoff (a 429/503 `Retry-After` is honoured up to `max_delay`), at
-  most `max_attempts` requests in a row; other 4xx mean the receiver does not want
-  it (REJECTED, not retried);
-- a circuit breaker per endpoint (breaker.py) skips a receiver that keeps failing,
-  so one dead endpoint costs a few requests per cooldown, not a timeout per cancel;
-- a delivery that ran out of attempts, or met an open breaker, is parked (FAILED in
-  the log): it is queued again as soon as its endpoint answers a 2xx again, at the
-  next start, or by `buildcontrol webhooks redeliver`;
-- the in-memory queue is bounded: a full queue drops its OLDEST entry from memory
-  (it stays undelivered in the outbox, so the next start sends it);
-- `stop(timeout)` waits at most `timeout` for the workers, then cancels them; what
-  is left stays in the outbox.
+Bounded: a failed request (timeout, connection error, 5xx, 429) is retried with
+full-jitter exponential backoff, at most `max_attempts` in a row; other 4xx are
+REJECTED (not retried); a circuit breaker per endpoint (breaker.py) skips a receiver
+that keeps failing. A delivery out of attempts, or met by an open breaker, is parked
+(FAILED) and queued again once its endpoint answers a 2xx, at the next start, or by
+a redelivery. The memory queue is bounded (the oldest leaves memory, not the
+outbox); `stop(timeout)` waits at most `timeout`, then cancels the workers.
 
-Every result is counted (buildcontrol_webhook_deliveries_total). One worker per
-endpoint means one request in flight per endpoint and notifications to an endpoint
-in cancel order; a slow endpoint never delays another.
-
-Metric labels, log lines and the delivery log name an endpoint by position and host
-only ("0:hooks.example.com:443"), and the store keys it by a digest of its URL:
-webhook URLs often carry their secret in the path or query string.
+One worker per endpoint: one request in flight per endpoint, in cancel order; a
+slow endpoint never delays another. Labels, log lines and the delivery log name an
+endpoint by position and host only ("0:hooks.example.com:443"), the store keys it by
+a digest of its URL: webhook URLs often carry their secret.
 """
 
 from __future__ import annotations
@@ -60,6 +47,7 @@ from buildcontrol_server.domain.errors import NotFound
 from buildcontrol_server.domain.model import CancelRecord, ChangeSet
 from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
+from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
 from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
 from buildcontrol_server.store.webhook_rows import QueuedDelivery
 
@@ -161,11 +149,7 @@ class WebhookNotifier:
         ]
         self._client: httpx.AsyncClient | None = None
         self._stopped = False
-        self._unwritten: dict[tuple[str, str], DeliveryLog] = {}
-        self._log_wake = asyncio.Event()
-        self._log_idle = asyncio.Event()  # set while nothing noted is unwritten
-        self._log_idle.set()
-        self._log_task: asyncio.Task[None] | None = None
+        self._log = DeliveryLogWriter(store) if store is not None else None
 
     @property
     def labels(self) -> list[str]:
@@ -233,8 +217,8 @@ class WebhookNotifier:
             endpoint.task = asyncio.create_task(
                 self._work(endpoint), name=f"webhook-{endpoint.label}"
             )
-        if self._store is not None:
-            self._log_task = asyncio.create_task(self._write_log(), name="webhook-log")
+        if self._log is not None:
+            self._log.start()
 
     async def _queue_undelivered(self) -> None:
         if self._store is None:
@@ -257,8 +241,8 @@ class WebhookNotifier:
         """Wait until every notification queued so far was delivered or dropped, and
         its delivery log written."""
         await asyncio.gather(*(endpoint.queue.join() for endpoint in self._endpoints))
-        if self._log_task is not None:
-            await self._log_idle.wait()
+        if self._log is not None:
+            await self._log.flushed()
 
     # The bound is the API: shutdown must never wait on a receiver. On expiry the
     # workers are cancelled and what is left counted, which asyncio.timeout cannot do.
@@ -284,19 +268,8 @@ class WebhookNotifier:
             self._abandon_queued()
             if self._client is not None:
                 await self._client.aclose()
-            await self._stop_log_writer()
-
-    async def _stop_log_writer(self) -> None:
-        """The last log entries get CANCEL_GRACE to be written (the store closes after
-        us); what is lost only means a delivery may be sent again after the restart."""
-        task = self._log_task
-        if task is None:
-            return
-        self._log_wake.set()
-        _, pending = await asyncio.wait({task}, timeout=CANCEL_GRACE)
-        if pending:
-            task.cancel()
-            await asyncio.wait(pending)
+            if self._log is not None:
+                await self._log.stop()
 
     def _abandon_queued(self) -> None:
         for endpoint in self._endpoints:
@@ -405,43 +378,20 @@ class WebhookNotifier:
         self, endpoint: _Endpoint, item: _Item, state: DeliveryState, answer: Answer | None
     ) -> None:
         """Note where the delivery stands; the log writer stores it soon after."""
-        if self._store is None:
+        if self._log is None:
             return
-        entry = DeliveryLog(
-            delivery_id=item.delivery_id,
-            endpoint=endpoint.key,
-            endpoint_label=endpoint.label,
-            state=state,
-            attempts=item.attempts,
-            last_status=answer.status if answer is not None else None,
-            last_error=_error_of(answer),
-            last_attempt_at=self._wall_clock() if answer is not None else None,
+        self._log.note(
+            DeliveryLog(
+                delivery_id=item.delivery_id,
+                endpoint=endpoint.key,
+                endpoint_label=endpoint.label,
+                state=state,
+                attempts=item.attempts,
+                last_status=answer.status if answer is not None else None,
+                last_error=_error_of(answer),
+                last_attempt_at=self._wall_clock() if answer is not None else None,
+            )
         )
-        # The latest state of a delivery replaces an older one not yet written.
-        self._unwritten[(entry.delivery_id, entry.endpoint)] = entry
-        self._log_idle.clear()
-        self._log_wake.set()
-
-    async def _write_log(self) -> None:
-        """One task writes the delivery log, everything noted since its last write in
-        one change set: many deliveries cost one row each in a shared commit, not a
-        commit each in the way of the cancels' commits. A failed write is logged, not
-        retried: at worst a delivered entry is sent again after a restart."""
-        assert self._store is not None
-        while True:
-            if not self._unwritten:
-                self._log_idle.set()
-                if self._stopped:
-                    return
-                self._log_wake.clear()
-                await self._log_wake.wait()
-                continue
-            entries, self._unwritten = list(self._unwritten.values()), {}
-            try:
-                await self._store.commit(ChangeSet(deliveries=entries))
-            except Exception as error:  # CancelledError is not an Exception: it passes
-                metrics.WEBHOOK_LOG_WRITE_FAILURES.inc()
-                log.warning("webhook delivery log write of %d failed: %s", len(entries), error)
 
 
 def _error_of(answer: Answer | None) -> str | None:
