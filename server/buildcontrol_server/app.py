@@ -28,6 +28,7 @@ from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
+from buildcontrol_server.effects.webhook_admin import WebhookAdmin
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
@@ -87,17 +88,18 @@ class ServerApp:
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
         self.store = SqliteStore(str(settings.database_path))
+        self.notifier = WebhookNotifier(
+            list(settings.webhook_urls),
+            max_attempts=settings.webhook_max_attempts,
+            base_delay=settings.webhook_base_delay,
+            request_timeout=settings.webhook_request_timeout,
+            breaker_threshold=settings.webhook_breaker_threshold,
+            breaker_cooldown=settings.webhook_breaker_cooldown,
+            queue_size=settings.webhook_queue_size,
+            store=self.store,
+        )
         self.effects = SideEffectsRunner(
-            AuditLog(self.store, batch=settings.audit_batch),
-            WebhookNotifier(
-                list(settings.webhook_urls),
-                max_attempts=settings.webhook_max_attempts,
-                base_delay=settings.webhook_base_delay,
-                request_timeout=settings.webhook_request_timeout,
-                breaker_threshold=settings.webhook_breaker_threshold,
-                breaker_cooldown=settings.webhook_breaker_cooldown,
-                queue_size=settings.webhook_queue_size,
-            ),
+            AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
         self.hub = AgentHub(settings.reconnect_window)
         self.registry = Registry()
@@ -161,7 +163,10 @@ class ServerApp:
         self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
-            BuildControlServicer(self.control, self.watch_streams), self.server
+            BuildControlServicer(
+                self.control, WebhookAdmin(self.store, self.notifier), self.watch_streams
+            ),
+            self.server,
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.control, self.settings, self.security.job_tokens), self.server
@@ -210,7 +215,9 @@ class ServerApp:
         """Drain, in an order that loses no stop: NOT_SERVING and refuse new submits,
         cancels and agent streams (UNAVAILABLE); let the cancels under way commit, so
         their StopJobs are queued in the agents' sessions; then tell agents to leave
-        (Drain goes out behind those stops); then stop gRPC and finish writes."""
+        (Drain goes out behind those stops); end the open cancel streams with
+        UNAVAILABLE (their cancels are committed and resume after the restart) rather
+        than letting them hold the grace; then stop gRPC and finish writes."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._audits is not None:
             self._audits.cancel()
@@ -218,6 +225,7 @@ class ServerApp:
         self.control.begin_drain()
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
+        self.control.cancel_streams.end_all()
         await self.server.stop(self.settings.shutdown_grace)
         await self.security.stop_checking()
         await self.scheduler.stop()

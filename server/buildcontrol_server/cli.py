@@ -93,13 +93,13 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         action="append",
         default=[],
         metavar="URL",
-        help="POST every finished cancel to URL (repeatable)",
+        help="POST every finished cancel to URL (repeatable; durable outbox, at least once)",
     )
     serve.add_argument(
         "--webhook-max-attempts",
         type=int,
         default=defaults.webhook_max_attempts,
-        help="tries per notification before giving up",
+        help="tries in a row per delivery before it is parked (resent when the endpoint is back)",
     )
     serve.add_argument(
         "--webhook-retry-delay",
@@ -123,7 +123,7 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "--webhook-queue-size",
         type=int,
         default=defaults.webhook_queue_size,
-        help="notifications waiting per endpoint; past it the oldest is dropped",
+        help="deliveries held in memory per endpoint; past it the oldest waits in the outbox",
     )
     serve.add_argument(
         "--audit-batch",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from buildcontrol_server.domain.cancellation import StopTimes
+from buildcontrol_server.domain.deliveries import Endpoint, endpoints_of
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS, Limits
 from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySettings
 
@@ -36,7 +38,7 @@ class Settings:
     # Seconds between rounds of the invariant auditor (which also refreshes the
     # stuck-cancel gauges from the store); 0 turns the rounds off.
     audit_interval: float = 5.0
-    # Webhooks told of every finished cancel (best effort; the audit is the record).
+    # Webhooks told of every finished cancel (durable outbox, delivered at least once).
     webhook_urls: tuple[str, ...] = ()
     webhook_max_attempts: int = 5
     # First retry delay; doubles per attempt (with full jitter) up to 10 s.
@@ -81,6 +83,11 @@ class Settings:
     @property
     def stop_times(self) -> StopTimes:
         return StopTimes(ack_timeout=self.stop_ack_timeout, cleanup_timeout=self.cleanup_timeout)
+
+    @cached_property
+    def webhook_endpoints(self) -> tuple[Endpoint, ...]:
+        """The webhook URLs as the outbox keys them (computed once, not per cancel)."""
+        return endpoints_of(self.webhook_urls)
 
     @property
     def database_path(self) -> Path:

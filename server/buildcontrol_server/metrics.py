@@ -201,9 +201,10 @@ AUDIT_QUEUE_DEPTH = Gauge(
 WEBHOOK_DELIVERIES = Counter(
     "buildcontrol_webhook_deliveries_total",
     "Webhook notifications by endpoint and result: delivered, retried (one per retry"
-    " attempt), gave_up (retries exhausted), rejected (4xx other than 429, not retried),"
-    " dropped_queue_full (oldest dropped for a newer one), dropped_breaker_open,"
-    " dropped_shutdown (still pending when the server stopped).",
+    " attempt), gave_up (retries of this run exhausted: parked), rejected (4xx other than"
+    " 429, not retried), dropped_queue_full (oldest dropped from memory for a newer one;"
+    " the outbox keeps it), dropped_breaker_open (parked), dropped_shutdown (still pending"
+    " when the server stopped; the outbox keeps it).",
     ["endpoint", "result"],
 )
 WEBHOOK_REQUEST_SECONDS = Histogram(
@@ -221,6 +222,17 @@ WEBHOOK_QUEUE_DEPTH = Gauge(
     "buildcontrol_webhook_queue_depth_notifications",
     "Webhook notifications waiting for their endpoint's worker.",
     ["endpoint"],
+)
+WEBHOOK_OUTBOX_RECOVERED = Counter(
+    "buildcontrol_webhook_outbox_recovered_total",
+    "Webhook deliveries found undelivered in the outbox at start and queued again, by"
+    " endpoint (left by a crash, a shutdown, or a receiver that was down).",
+    ["endpoint"],
+)
+WEBHOOK_LOG_WRITE_FAILURES = Counter(
+    "buildcontrol_webhook_log_write_failures_total",
+    "Failed writes of the webhook delivery log (logged; at worst the delivery is sent"
+    " again after a restart).",
 )
 SIDE_EFFECT_ERRORS = Counter(
     "buildcontrol_side_effect_errors_total",

@@ -202,8 +202,11 @@ async def test_breaker_opens_skips_requests_and_half_opens_after_the_cooldown(
         await joined(notifier)
         assert notifier.breaker_states() == [BreakerState.CLOSED]
         assert sample("buildcontrol_webhook_breaker_state", state) == 0
-        assert counts["delivered"] == 2
-        assert len(failing.requests) == 5
+        # The endpoint is back: the five it missed (parked) go out again after 5 and 6.
+        assert counts["delivered"] == 7
+        assert len(failing.requests) == 10
+        resent = [request.json()["build_id"] for request in failing.requests[5:]]
+        assert sorted(resent) == sorted(sample_record(n).build_id for n in range(5))
 
 
 async def test_failed_trial_reopens_the_breaker_for_another_cooldown(

@@ -67,7 +67,8 @@ async def test_force_on_a_canceling_build_escalates_to_kill_without_cleanup(
     assert first.grace_period.seconds == 60 and not first.skip_cleanup
     forced = server.stub.Cancel(cancel_request(build.build_id, force=True))
     accepted = (await forced.read()).accepted
-    assert accepted.cancel.force is True
+    # The first cancel stays as asked; the force is its escalation.
+    assert accepted.cancel.force is False and accepted.cancel.escalations[0].force is True
     second = (await agent.next("stop_job")).stop_job
     assert second.job_id == job.job_id
     assert second.grace_period.ToNanoseconds() == 0 and second.skip_cleanup
@@ -209,6 +210,8 @@ async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(server: Run
     first_terminal: list[build_control_pb2.CancelBuildsResponse] = []
     before = stats.commits
     confirmed = 0
+    accepted = (await stream.read()).accepted
+    assert (accepted.matched, accepted.committed) == (1000, 1000)
     # the 500 queued builds end at once, in the CANCELING batch writes themselves
     while len(first_terminal) < 500:
         first_terminal.append(await stream.read())
@@ -245,7 +248,8 @@ async def test_cancel_builds_by_ids_reports_unknown_and_finished_ones(server: Ru
         1,
         1,
     )
-    assert {m.build.build_id for m in messages[:-1]} == {queued.build_id, done.build_id}
+    assert messages[0].accepted.committed == 1 and messages[0].accepted.already_canceling == 1
+    assert {m.build.build_id for m in messages[1:-1]} == {queued.build_id, done.build_id}
 
 
 async def test_cancel_builds_with_a_malformed_id_names_it_and_changes_nothing(

@@ -360,6 +360,9 @@ def stocked(
         build_control_pb2.CancelResponse(finished=finished),
     ]
     fake.cancel_builds_events = [
+        build_control_pb2.CancelBuildsResponse(
+            accepted=build_control_pb2.CancelBuildsAccepted(matched=1, committed=1)
+        ),
         build_control_pb2.CancelBuildsResponse(build=finished),
         build_control_pb2.CancelBuildsResponse(
             summary=build_control_pb2.CancelBuildsSummary(matched=1, canceled=1)
@@ -447,7 +450,7 @@ async def test_server_errors_exit_with_the_documented_code(
     assert await run(fake, "cancel", BUILD_ID) == code
 
 
-async def test_cancel_builds_prints_each_build_and_the_summary(
+async def test_cancel_builds_prints_what_was_accepted_each_build_and_the_summary(
     fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stocked(fake)
@@ -456,6 +459,7 @@ async def test_cancel_builds_prints_each_build_and_the_summary(
 
     assert code == 0
     assert capsys.readouterr().out.splitlines() == [
+        "accepted matched=1 committed=1 already_canceling=0 not_cancelable=0 not_found=0",
         f"build {BUILD_ID} CANCELED",
         "summary matched=1 canceled=1 already_canceling=0 not_cancelable=0 not_found=0",
     ]

@@ -26,7 +26,7 @@ from typing import TypeAlias
 
 import grpc
 
-from buildcontrol_client import cli_commands, cli_health, cli_output
+from buildcontrol_client import cli_commands, cli_health, cli_output, cli_webhooks
 from buildcontrol_client.agent import Agent, AgentOptions
 from buildcontrol_client.arg_types import (
     non_negative_duration,
@@ -180,6 +180,12 @@ def register(subparsers: Subparsers) -> None:
     )
     cli_health.add_arguments(health)
     health.set_defaults(func=_reports_errors(cli_health.health))
+    webhooks = subparsers.add_parser(
+        "webhooks",
+        help="the webhook outbox: list deliveries, redeliver one (admins)",
+        description="The webhook outbox and its delivery log, through the admin RPCs.",
+    )
+    cli_webhooks.add_commands(webhooks, _command, _reports_errors)
 
 
 def _command(

@@ -138,7 +138,10 @@ class BuildProgress:
         parts.append(cli_output.build_status(self.status))
         if self.cancel is not None:
             by = cli_output.clean(self.cancel.requested_by) or "?"
-            parts.append(f"(cancel by {by}{', forced' if self.cancel.force else ''})")
+            forced = self.cancel.force or any(e.force for e in self.cancel.escalations)
+            escalated = [cli_output.clean(e.requested_by) or "?" for e in self.cancel.escalations]
+            extra = f", forced by {', '.join(escalated)}" if escalated else ""
+            parts.append(f"(cancel by {by}{', forced' if forced and not extra else extra})")
         return " ".join(parts)
 
     def job_detail(self, job: JobView) -> str:

@@ -139,6 +139,14 @@ def _cancel_info(info: build_pb2.CancelInfo) -> str:
     ]
     if info.reason:
         parts.append(f"reason={json.dumps(info.reason)}")  # quoted: it may hold spaces
+    for escalation in info.escalations:
+        # Who forced a cancel under way, beside (not instead of) who asked first.
+        text = f"escalated_by={clean(escalation.requested_by) or '?'}"
+        if escalation.force:
+            text += " escalated_force=yes"
+        if escalation.reason:
+            text += f" escalated_reason={json.dumps(escalation.reason)}"
+        parts.append(text)
     return " ".join(parts)
 
 
@@ -155,8 +163,15 @@ def _enum_name(enum_type: EnumTypeWrapper, value: int, prefix: str) -> str:
 
 
 def batch_line(event: build_control_pb2.CancelBuildsResponse) -> str:
-    """One line of CancelBuilds: a build that ended, or the summary."""
+    """One line of CancelBuilds: what is committed, a build that ended, or the summary."""
     kind = event.WhichOneof("event")
+    if kind == "accepted":
+        accepted = event.accepted
+        return (
+            f"accepted matched={accepted.matched} committed={accepted.committed}"
+            f" already_canceling={accepted.already_canceling}"
+            f" not_cancelable={accepted.not_cancelable} not_found={accepted.not_found}"
+        )
     if kind == "build":
         finished = event.build
         return (

@@ -203,6 +203,26 @@ class BuildControlClient:
             )
         return builtins.list(response.agents)
 
+    async def list_webhook_deliveries(
+        self, limit: int = 0
+    ) -> builtins.list[build_control_pb2.WebhookDelivery]:
+        """The newest webhook deliveries with their state per endpoint (admins only)."""
+        request = build_control_pb2.ListWebhookDeliveriesRequest(limit=limit)
+        with translated_rpc_errors():
+            response = await self._connect().ListWebhookDeliveries(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        return builtins.list(response.deliveries)
+
+    async def redeliver_webhook(self, delivery_id: str) -> builtins.list[str]:
+        """Queue one delivery again for every endpoint (admins only); their labels."""
+        request = build_control_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
+        with translated_rpc_errors():
+            response = await self._connect().RedeliverWebhook(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        return builtins.list(response.endpoints)
+
     def _connect(self) -> Any:
         if self._stub is None:
             self._channel = open_channel(

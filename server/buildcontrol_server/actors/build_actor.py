@@ -354,6 +354,10 @@ class BuildActor(SupervisedActor):
         batch: Any = None,
         accepted: Callable[[], None] | None = None,
     ) -> None:
+        # The webhook outbox row of a cancel that ends here commits with it.
+        cancellation.queue_notification(
+            self.build, fx.changes, self._ctx.settings.webhook_endpoints
+        )
         if not fx.changes.empty:
             try:
                 if batch is not None:

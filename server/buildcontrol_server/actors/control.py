@@ -14,8 +14,13 @@ from typing import Any, TypeVar
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
+from buildcontrol_server.actors.bulk_cancel import (
+    CancelBuildsEvent,
+    CancelBuildsSummary,
+    CancelStreams,
+    run_cancel_builds,
+)
 from buildcontrol_server.actors.context import (
     ActorRetired,
     MayCancel,
@@ -40,9 +45,7 @@ from buildcontrol_server.domain.errors import (
 from buildcontrol_server.domain.events import (
     AgentHello,
     AgentReport,
-    CancelAcceptedEvent,
     CancelEvent,
-    CancelFinishedEvent,
     WatchChange,
 )
 from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet, SubmitRequest
@@ -53,8 +56,6 @@ from buildcontrol_server.store.base import BuildStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# CANCELING writes of this many builds share one transaction in CancelBuilds.
-BATCH_SIZE = 500
 MAX_BUILD_IDS = 10_000
 
 
@@ -65,15 +66,6 @@ class BuildSelector:
     build_ids: list[str] | None = None
     pipeline: str = ""
     concurrency_group: str = ""
-
-
-@dataclass
-class CancelBuildsSummary:
-    matched: int = 0
-    canceled: int = 0
-    already_canceling: int = 0
-    not_cancelable: int = 0
-    not_found: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +98,8 @@ class BuildControl:
         self.cancels_in_flight = InFlight()
         self.draining = False
         self._submit_keys = SubmitKeys(store)
+        # Open cancel streams, which a shutdown ends with UNAVAILABLE.
+        self.cancel_streams = CancelStreams()
 
     # ---- builds ----
 
@@ -212,6 +206,7 @@ class BuildControl:
         """The server shuts down: refuse new submits and cancels from now on (the
         cancels already under way go on; `cancels_in_flight` says when they settled)."""
         self.draining = True
+        self.cancel_streams.stop_accepting()
 
     def _refuse_if_draining(self) -> None:
         if self.draining:
@@ -249,6 +244,7 @@ class BuildControl:
         received_at = time.perf_counter()
         submission.check_build_id(build_id)
         info = self._cancel_info(reason, force, grace_period, requested_by)
+        self.cancel_streams.refuse_if_closing()
         actor = self._registry.get(build_id)
         if actor is not None and may_cancel is not None:
             # Pipeline and submitter never change after submission: reading them here,
@@ -266,7 +262,7 @@ class BuildControl:
                 metrics.CANCELS.labels(result="refused").inc()
                 raise
             else:
-                return _prepend(first, _drain(listener, actor))
+                return _prepend(first, self._cancel_stream(listener, actor))
         build = await self._stored(build_id)
         if may_cancel is not None:
             may_cancel(build)
@@ -284,7 +280,7 @@ class BuildControl:
         grace_period: float | None,
         requested_by: str,
         may_cancel: MayCancel = None,
-    ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
+    ) -> AsyncIterator[CancelBuildsEvent]:
         """`_cancel_builds`, refused while draining, counted in `cancels_in_flight`
         until every selected actor answered (the events come after)."""
         self._refuse_if_draining()
@@ -301,19 +297,30 @@ class BuildControl:
         grace_period: float | None,
         requested_by: str,
         may_cancel: MayCancel,
-    ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
+    ) -> AsyncIterator[CancelBuildsEvent]:
         """Cancel every build the selector names; the CANCELING writes of up to
-        BATCH_SIZE builds share one transaction. Yields each build's terminal event
-        as it comes, then the summary. If `may_cancel` refuses any selected build,
-        the whole call is refused before anything is cancelled."""
+        BATCH_SIZE (bulk_cancel.py) builds share one transaction. Yields the accepted
+        counts once they are committed, each build's terminal event as it comes,
+        then the summary. If `may_cancel` refuses any selected build, the whole call
+        is refused before anything is cancelled."""
         received_at = time.perf_counter()
         info = self._cancel_info(reason, force, grace_period, requested_by)
+        self.cancel_streams.refuse_if_closing()
         summary = CancelBuildsSummary()
         actors, finished = await self._select(selector, summary)
         if may_cancel is not None:
             for build in [actor.build for actor in actors] + finished:
                 may_cancel(build)
-        return self._run_cancel_builds(actors, finished, info, summary, received_at)
+        return run_cancel_builds(
+            self._store,
+            self.cancel_streams,
+            self.cancels_in_flight,
+            actors,
+            finished,
+            info,
+            summary,
+            received_at,
+        )
 
     async def _select(
         self, selector: BuildSelector, summary: CancelBuildsSummary
@@ -344,69 +351,16 @@ class BuildControl:
         summary.matched = len(actors)
         return actors, []
 
-    async def _run_cancel_builds(
-        self,
-        actors: list[BuildActor],
-        finished: list[Build],
-        info: CancelInfo,
-        summary: CancelBuildsSummary,
-        received_at: float,
-    ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
-        # Started right after cancel_builds returns, with no loop pass in between, so
-        # the count of cancels under way never drops to zero before the writes.
-        with self.cancels_in_flight.track():
-            listener, replies = self._tell_cancels(actors, info, received_at)
-            outcomes = await asyncio.gather(*replies, return_exceptions=True)
-        for build in finished:
-            if build.status is BuildStatus.CANCELED:
-                summary.canceled += 1
-                summary.already_canceling += 1
-                yield finished_event(build)
-            else:
-                summary.not_cancelable += 1
-        open_streams = 0
-        for outcome in outcomes:
-            if isinstance(outcome, CancelAcceptedEvent):
-                open_streams += 1  # its stream ends with a None after its terminal event
-                if outcome.status is BuildStatus.CANCELING and outcome.cancel != info:
-                    summary.already_canceling += 1
-            elif isinstance(outcome, CancelFinishedEvent):
-                summary.canceled += 1
-                summary.already_canceling += 1
-                yield outcome
-            elif isinstance(outcome, (FailedPrecondition, ActorRetired)):
-                summary.not_cancelable += 1
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        while open_streams:
-            event = await listener.get()
-            if event is None:
-                open_streams -= 1
-            elif isinstance(event, CancelFinishedEvent):
-                if event.status is BuildStatus.CANCELED:
-                    summary.canceled += 1
-                else:
-                    summary.not_cancelable += 1
-                yield event
-        yield summary
-
-    def _tell_cancels(
-        self, actors: list[BuildActor], info: CancelInfo, received_at: float
-    ) -> tuple[asyncio.Queue[CancelEvent | None], list[asyncio.Future[Any]]]:
-        """Queue the cancel at every actor, BATCH_SIZE CANCELING writes per transaction;
-        their events go to the one listener returned, with the actors' replies."""
-        listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
-        replies: list[asyncio.Future[Any]] = []
-        for start in range(0, len(actors), BATCH_SIZE):
-            chunk = actors[start : start + BATCH_SIZE]
-            batch = CancelBatch(self._store, expected=len(chunk))
-            for actor in chunk:
-                command = cmd.CancelInBatch(
-                    info=info, listener=listener, batch=batch, received_at=received_at
-                )
-                actor.tell(command)
-                replies.append(command.reply)
-        return listener, replies
+    async def _cancel_stream(
+        self, listener: asyncio.Queue[Any], actor: BuildActor
+    ) -> AsyncIterator[CancelEvent]:
+        """One Cancel's events until its terminal one; UNAVAILABLE if the server stops
+        first (the cancel itself is committed and resumes after the restart)."""
+        try:
+            async for item in self.cancel_streams.follow(listener):
+                yield item
+        finally:
+            actor.tell(cmd.Unsubscribe(listener=listener))
 
     def agents(self) -> list[AgentView]:
         return [

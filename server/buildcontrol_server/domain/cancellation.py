@@ -4,11 +4,19 @@ deadlines, and the end of the cancel. Pure functions, like lifecycle.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from buildcontrol_server.domain.deliveries import Endpoint, OutboxEntry
 from buildcontrol_server.domain.effects import Effects, StopCommand
 from buildcontrol_server.domain.errors import build_already_finished
-from buildcontrol_server.domain.model import Build, CancelInfo, Job
+from buildcontrol_server.domain.model import (
+    Build,
+    CancelEscalation,
+    CancelInfo,
+    CancelRecord,
+    ChangeSet,
+    Job,
+)
 from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 
@@ -23,7 +31,7 @@ class StopTimes:
 
 def cleanup_runs(build: Build) -> bool:
     """Cleanup steps and jobs run after a stop unless the cancel is forced."""
-    return build.cancel is not None and not build.cancel.force
+    return build.cancel is not None and not build.cancel.forced
 
 
 def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effects:
@@ -31,8 +39,8 @@ def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effe
     it is forced and the first was not: then it escalates. A finished build refuses."""
     if build.status is BuildStatus.CANCELING:
         assert build.cancel is not None
-        if info.force and not build.cancel.force:
-            return escalate(build, times, now)
+        if info.force and not build.cancel.forced:
+            return escalate(build, info, times, now)
         return Effects(duplicate=True)
     if build.status is BuildStatus.CANCELED:
         return Effects(duplicate=True)
@@ -59,11 +67,13 @@ def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effe
     return fx
 
 
-def escalate(build: Build, times: StopTimes, now: float) -> Effects:
-    """A forced cancel on a CANCELING build: SIGKILL at once, skip every cleanup."""
+def escalate(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effects:
+    """A forced cancel on a CANCELING build: SIGKILL at once, skip every cleanup.
+    The first cancel stays as it was; `info` is added as an escalation of it."""
     assert build.cancel is not None
     fx = Effects(escalated=True)
-    build.cancel = replace(build.cancel, force=True)
+    escalation = CancelEscalation(info.requested_by, info.reason, info.requested_at, force=True)
+    build.cancel = build.cancel.escalated(escalation)
     fx.changes.mark(build)
     for job in build.jobs():
         if job.status is JobStatus.PENDING:
@@ -195,3 +205,17 @@ def finish_stopped_job(
 def finish_cancel_if_done(build: Build, fx: Effects, now: float) -> None:
     if build.status is BuildStatus.CANCELING and all(job.terminal for job in build.jobs()):
         move_build(build, BuildStatus.CANCELED, fx, now)
+
+
+def queue_notification(build: Build, changes: ChangeSet, endpoints: tuple[Endpoint, ...]) -> None:
+    """If `changes` ends the build's cancel, add its webhook notification for
+    `endpoints` to them, so the outbox rows commit with the CANCELED write or not at
+    all. CANCELED is terminal: a change set that touches a CANCELED build is the one
+    that made it so. No endpoints, no outbox row: nobody is waiting for it."""
+    if not endpoints:
+        return
+    if build.status is not BuildStatus.CANCELED or build.build_id not in changes.builds:
+        return
+    if any(entry.record.build_id == build.build_id for entry in changes.outbox):
+        return
+    changes.outbox.append(OutboxEntry(CancelRecord.of(build), endpoints))

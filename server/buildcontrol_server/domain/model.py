@@ -3,8 +3,9 @@ makes to them. Plain data: no I/O, no clocks (callers pass `now`, epoch seconds)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from buildcontrol_server.domain.deliveries import DeliveryLog, OutboxEntry
 from buildcontrol_server.domain.states import (
     TERMINAL_BUILD,
     TERMINAL_JOB,
@@ -75,12 +76,35 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class CancelEscalation:
+    """A later cancel that made a cancel under way stricter (today: `force`). Kept
+    beside the first cancel, which stays as it was asked: the audit must charge the
+    forced kill to whoever forced it, not to whoever asked for a graceful stop."""
+
+    requested_by: str
+    reason: str
+    requested_at: float
+    force: bool = True
+
+
+@dataclass(frozen=True)
 class CancelInfo:
+    """The first cancel of a build as it was asked, and the escalations after it."""
+
     reason: str
     requested_by: str
     force: bool
     grace_period: float
     requested_at: float
+    escalations: tuple[CancelEscalation, ...] = ()
+
+    @property
+    def forced(self) -> bool:
+        """In force now: the first cancel or any escalation skipped the grace."""
+        return self.force or any(escalation.force for escalation in self.escalations)
+
+    def escalated(self, escalation: CancelEscalation) -> CancelInfo:
+        return replace(self, escalations=(*self.escalations, escalation))
 
 
 @dataclass
@@ -142,6 +166,8 @@ class CancelRecord:
     finished_at: float
     status: BuildStatus
     jobs: tuple[JobEnding, ...]
+    # Later cancels that forced this one, in order (the fields above are the first's).
+    escalations: tuple[CancelEscalation, ...] = ()
 
     @classmethod
     def of(cls, build: Build) -> CancelRecord:
@@ -159,6 +185,7 @@ class CancelRecord:
             jobs=tuple(
                 JobEnding(j.job_id, j.name, j.status, j.outcome, j.agent_id) for j in build.jobs()
             ),
+            escalations=build.cancel.escalations,
         )
 
 
@@ -190,6 +217,11 @@ class ChangeSet:
     audit: list[CancelRecord] = field(default_factory=list)
     # With new_build: its idempotency key, written in the same transaction.
     submit_request: SubmitRequest | None = None
+    # Webhook notifications of cancels that end in this change set (the outbox): in
+    # the same transaction as the CANCELED write, so a crash cannot lose one.
+    outbox: list[OutboxEntry] = field(default_factory=list)
+    # Webhook delivery log rows to write (effects/webhooks.py).
+    deliveries: list[DeliveryLog] = field(default_factory=list)
 
     def mark(self, entity: Entity) -> None:
         if isinstance(entity, Build):
@@ -214,10 +246,19 @@ class ChangeSet:
             self.jobs.setdefault(job_id, job_entry)
         for key, step_entry in other.steps.items():
             self.steps.setdefault(key, step_entry)
+        self.outbox += other.outbox
 
     @property
     def empty(self) -> bool:
-        return not (self.builds or self.jobs or self.steps or self.new_build or self.audit)
+        return not (
+            self.builds
+            or self.jobs
+            or self.steps
+            or self.new_build
+            or self.audit
+            or self.outbox
+            or self.deliveries
+        )
 
     def statement_rows(self) -> int:
         return len(self.builds) + len(self.jobs) + len(self.steps)

@@ -1,69 +1,81 @@
-"""Webhook notifications of finished cancels: best effort, bounded, never in the way.
+"""Webhook notifications of finished cancels: durable, at least once, never in the way
+(the guarantee in full: docs/webhooks.md).
 
-`notify()` queues the record for every endpoint and returns; one worker task per
-endpoint POSTs the JSON (`{"event": "build.canceled", "build_id": …, "record": …}`,
-the record as the audit stores it). The audit is the record of a cancel; a webhook
-is a courtesy, so when something has to give, notifications give:
+Durable: a cancel's notification is an outbox row written in the same transaction as
+the build's CANCELED state (the actor adds it to that change set). `notify()`, called
+after that commit, only queues it in memory for every endpoint; `start()` first
+queues every outbox entry still PENDING or FAILED at each endpoint, so what a crash
+or a shutdown left undelivered goes out after the restart.
 
-- a full queue drops its OLDEST notification (the newest state is the most useful);
-- a failed request (timeout, connection error, 5xx, 429) is retried with full-jitter
-  exponential backoff (a 429/503 `Retry-After` is honoured up to `max_delay`), at
-  most `max_attempts` requests per notification, then given up; other 4xx mean the
-  receiver does not want it: no retry;
-- a circuit breaker per endpoint (breaker.py) skips a receiver that keeps failing,
-  so one dead endpoint costs a few requests per cooldown, not a timeout per cancel;
-- `stop(timeout)` waits at most `timeout` for the workers, then cancels them.
+At least once: every request carries the delivery's id in `X-Buildcontrol-Delivery`
+(the same for every retry, endpoint and redelivery). A delivery is done at an
+endpoint only after a 2xx; each outcome goes to the delivery log (delivery_log.py).
 
-Every drop is counted (buildcontrol_webhook_deliveries_total by result). One worker
-per endpoint means one request in flight per endpoint and notifications to an
-endpoint in cancel order; a slow endpoint never delays another.
+Bounded: a failed request (timeout, connection error, 5xx, 429) is retried with
+full-jitter exponential backoff, at most `max_attempts` in a row; other 4xx are
+REJECTED (not retried); a circuit breaker per endpoint (breaker.py) skips a receiver
+that keeps failing. A delivery out of attempts, or met by an open breaker, is parked
+(FAILED) and queued again once its endpoint answers a 2xx, at the next start, or by
+a redelivery. The memory queue is bounded (the oldest leaves memory, not the
+outbox); `stop(timeout)` waits at most `timeout`, then cancels the workers.
 
-Metric labels and log lines name an endpoint by position and host only
-("0:hooks.example.com:443"): webhook URLs often carry their secret in the path or
-query string, which must not reach a metrics scrape or a log file.
+One worker per endpoint: one request in flight per endpoint, in cancel order; a
+slow endpoint never delays another. Labels, log lines and the delivery log name an
+endpoint by position and host only ("0:hooks.example.com:443"), the store keys it by
+a digest of its URL: webhook URLs often carry their secret.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
-from enum import Enum
+from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
 from buildcontrol_server import metrics
-from buildcontrol_server.domain.model import CancelRecord
+from buildcontrol_server.domain.deliveries import (
+    DeliveryLog,
+    DeliveryState,
+    delivery_id_of,
+    endpoint_of,
+)
+from buildcontrol_server.domain.errors import NotFound
+from buildcontrol_server.domain.model import CancelRecord, ChangeSet
 from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
-from buildcontrol_server.store.audit_records import record_to_dict
+from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
+from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
+from buildcontrol_server.store.webhook_rows import QueuedDelivery
 
 log = logging.getLogger(__name__)
 
-EVENT = "build.canceled"
-HEADERS = {
-    "content-type": "application/json",
-    "user-agent": "buildcontrol-webhooks",
-    "x-buildcontrol-event": EVENT,
-}
-# Read at most this much of a response body: enough for the connection to be reused
-# after a normal reply, and a receiver cannot make us buffer megabytes.
-MAX_RESPONSE_BYTES = 64 * 1024
+__all__ = ["EVENT", "HEADERS", "DeliveryStore", "WebhookNotifier", "payload"]
+
 # After `stop()`'s timeout, how long cancelled workers get to unwind (closing sockets).
 CANCEL_GRACE = 0.1
 
 
-class _Result(Enum):
-    DELIVERED = "delivered"
-    REJECTED = "rejected"  # 4xx other than 429: the receiver refused; retrying won't help
-    FAILED = "failed"  # timeout, connection error, 5xx, 429: worth another try
+class DeliveryStore(Protocol):
+    """The part of BuildStore the notifier uses (small, so tests can wrap it)."""
+
+    async def commit(self, changes: ChangeSet) -> None: ...
+
+    async def undelivered_webhooks(self, endpoint: str) -> list[QueuedDelivery]: ...
+
+    async def webhook_outbox_entry(
+        self, delivery_id: str
+    ) -> tuple[CancelRecord, dict[str, int]] | None: ...
 
 
-def payload(record: CancelRecord) -> bytes:
-    body = {"event": EVENT, "build_id": record.build_id, "record": record_to_dict(record)}
-    return json.dumps(body, separators=(",", ":")).encode()
+@dataclass
+class _Item:
+    delivery_id: str
+    record: CancelRecord
+    attempts: int = 0  # requests made so far at this endpoint, earlier runs included
 
 
 class _Endpoint:
@@ -78,20 +90,26 @@ class _Endpoint:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"webhook #{index} is not an http(s) URL with a host")
         self.url = url
-        default_port = 443 if parsed.scheme == "https" else 80
-        self.label = f"{index}:{parsed.host}:{parsed.port or default_port}"
+        # The outbox's key and label of the endpoint (the same the actors write).
+        identity = endpoint_of(index, url)
+        self.label = identity.label
+        self.key = identity.key
         self.breaker = breaker
-        # Unbounded asyncio.Queue; the bound is enforced by notify(), which drops the
+        # Unbounded asyncio.Queue; the bound is enforced by _enqueue, which drops the
         # oldest instead of refusing the newest. None tells the worker to finish.
-        self.queue: asyncio.Queue[CancelRecord | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        # Ids queued or in flight: a delivery is never queued twice at once.
+        self.queued: set[str] = set()
+        # Deliveries that failed in this run, queued again once the endpoint is back.
+        self.parked: dict[str, _Item] = {}
         self.task: asyncio.Task[None] | None = None
         self.depth = metrics.WEBHOOK_QUEUE_DEPTH.labels(endpoint=self.label)
         self.state = metrics.WEBHOOK_BREAKER_STATE.labels(endpoint=self.label)
         self.seconds = metrics.WEBHOOK_REQUEST_SECONDS.labels(endpoint=self.label)
         self.state.set(breaker.state)
 
-    def count(self, result: str) -> None:
-        metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.label, result=result).inc()
+    def count(self, result: str, amount: int = 1) -> None:
+        metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.label, result=result).inc(amount)
 
     def show_state(self) -> None:
         self.state.set(self.breaker.state)
@@ -109,9 +127,13 @@ class WebhookNotifier:
         breaker_cooldown: float = 30.0,
         queue_size: int = 10_000,
         *,
+        store: DeliveryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        """`clock` (monotonic seconds) times the breakers' cooldowns; tests move it."""
+        """`store`: the outbox and delivery log (None: memory only, nothing survives a
+        restart). `clock` (monotonic seconds) times the breakers' cooldowns; tests
+        move it. `wall_clock` stamps the delivery log (shown, never timed)."""
         if max_attempts < 1 or queue_size < 1 or request_timeout <= 0:
             raise ValueError("max_attempts, queue_size and request_timeout must be positive")
         self._max_attempts = max_attempts
@@ -119,12 +141,15 @@ class WebhookNotifier:
         self._max_delay = max_delay
         self._request_timeout = request_timeout
         self._queue_size = queue_size
+        self._store = store
+        self._wall_clock = wall_clock
         self._endpoints = [
             _Endpoint(n, url, CircuitBreaker(breaker_threshold, breaker_cooldown, clock))
             for n, url in enumerate(urls)
         ]
         self._client: httpx.AsyncClient | None = None
         self._stopped = False
+        self._log = DeliveryLogWriter(store) if store is not None else None
 
     @property
     def labels(self) -> list[str]:
@@ -136,19 +161,44 @@ class WebhookNotifier:
 
     def notify(self, record: CancelRecord) -> None:
         """Queue `record` for every endpoint. Returns at once, never raises."""
+        delivery_id = delivery_id_of(record.build_id)
         for endpoint in self._endpoints:
-            if self._stopped:
-                endpoint.count("dropped_shutdown")
-                continue
-            queue = endpoint.queue
-            if queue.qsize() >= self._queue_size:
-                queue.get_nowait()
-                queue.task_done()
-                endpoint.count("dropped_queue_full")
-            queue.put_nowait(record)
-            endpoint.depth.set(queue.qsize())
+            self._enqueue(endpoint, _Item(delivery_id, record))
+
+    async def redeliver(self, delivery_id: str) -> list[str]:
+        """Queue one outbox entry again for every endpoint, whatever its state there
+        (delivered ones included: the receiver asked for it). Returns the endpoints'
+        labels. NotFound if the outbox has no such entry."""
+        store = self._store
+        found = None if store is None else await store.webhook_outbox_entry(delivery_id)
+        if found is None:
+            raise NotFound(f"no webhook delivery {delivery_id}")
+        record, attempts = found
+        for endpoint in self._endpoints:
+            parked = endpoint.parked.pop(delivery_id, None)
+            made = max(attempts.get(endpoint.key, 0), parked.attempts if parked else 0)
+            self._enqueue(endpoint, _Item(delivery_id, record, made))
+        return self.labels
+
+    def _enqueue(self, endpoint: _Endpoint, item: _Item) -> None:
+        if self._stopped:
+            endpoint.count("dropped_shutdown")
+            return
+        if item.delivery_id in endpoint.queued:
+            return  # already on its way (swept at start and notified, say)
+        queue = endpoint.queue
+        if queue.qsize() >= self._queue_size:
+            oldest = queue.get_nowait()
+            queue.task_done()
+            if oldest is not None:
+                endpoint.queued.discard(oldest.delivery_id)
+            endpoint.count("dropped_queue_full")
+        endpoint.queued.add(item.delivery_id)
+        queue.put_nowait(item)
+        endpoint.depth.set(queue.qsize())
 
     async def start(self) -> None:
+        """Queue what the outbox holds undelivered, then start one worker per endpoint."""
         if self._client is not None:
             raise RuntimeError("the webhook notifier is already started")
         # httpx logs every request's full URL at INFO ("HTTP Request: POST https://…"):
@@ -156,8 +206,9 @@ class WebhookNotifier:
         # root logger at DEBUG (a --log-level, a test) does not bring the lines back.
         httpx_log = logging.getLogger("httpx")
         httpx_log.setLevel(max(httpx_log.level, logging.WARNING))
+        await self._queue_undelivered()
         # httpx's timeout bounds each phase (connect, write, read); the total per
-        # request is bounded separately with asyncio.timeout in _post.
+        # request is bounded separately with asyncio.timeout in webhook_http.post.
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(self._request_timeout),
             follow_redirects=False,
@@ -166,10 +217,32 @@ class WebhookNotifier:
             endpoint.task = asyncio.create_task(
                 self._work(endpoint), name=f"webhook-{endpoint.label}"
             )
+        if self._log is not None:
+            self._log.start()
+
+    async def _queue_undelivered(self) -> None:
+        if self._store is None:
+            return
+        for endpoint in self._endpoints:
+            try:
+                found = await self._store.undelivered_webhooks(endpoint.key)
+            except Exception:
+                # The rows stay in the outbox: the next start tries again. Starting
+                # without them beats refusing to serve cancels over a webhook.
+                log.exception("webhook %s: reading undelivered outbox failed", endpoint.label)
+                continue
+            for queued in found:
+                self._enqueue(endpoint, _Item(queued.delivery_id, queued.record, queued.attempts))
+            if found:
+                metrics.WEBHOOK_OUTBOX_RECOVERED.labels(endpoint=endpoint.label).inc(len(found))
+                log.info("webhook %s: %d undelivered from the outbox", endpoint.label, len(found))
 
     async def join(self) -> None:
-        """Wait until every notification queued so far was delivered or dropped."""
+        """Wait until every notification queued so far was delivered or dropped, and
+        its delivery log written."""
         await asyncio.gather(*(endpoint.queue.join() for endpoint in self._endpoints))
+        if self._log is not None:
+            await self._log.flushed()
 
     # The bound is the API: shutdown must never wait on a receiver. On expiry the
     # workers are cancelled and what is left counted, which asyncio.timeout cannot do.
@@ -195,6 +268,8 @@ class WebhookNotifier:
             self._abandon_queued()
             if self._client is not None:
                 await self._client.aclose()
+            if self._log is not None:
+                await self._log.stop()
 
     def _abandon_queued(self) -> None:
         for endpoint in self._endpoints:
@@ -204,11 +279,12 @@ class WebhookNotifier:
                     left += 1
                 endpoint.queue.task_done()
             if left:
-                metrics.WEBHOOK_DELIVERIES.labels(
-                    endpoint=endpoint.label, result="dropped_shutdown"
-                ).inc(left)
+                endpoint.count("dropped_shutdown", left)
                 log.warning(
-                    "webhook %s: %d notifications not sent (shutdown)", endpoint.label, left
+                    "webhook %s: %d notifications not sent (shutdown)%s",
+                    endpoint.label,
+                    left,
+                    "; the outbox keeps them for the next start" if self._store else "",
                 )
             endpoint.depth.set(0)
 
@@ -216,13 +292,13 @@ class WebhookNotifier:
 
     async def _work(self, endpoint: _Endpoint) -> None:
         while True:
-            record = await endpoint.queue.get()
+            item = await endpoint.queue.get()
             try:
-                if record is None:
+                if item is None:
                     return
-                await self._deliver(endpoint, record)
+                await self._deliver(endpoint, item)
             except asyncio.CancelledError:
-                if record is not None:
+                if item is not None:
                     endpoint.count("dropped_shutdown")
                 raise
             except Exception:
@@ -231,76 +307,98 @@ class WebhookNotifier:
                 log.exception("webhook %s: delivery failed unexpectedly", endpoint.label)
                 endpoint.count("gave_up")
             finally:
+                if item is not None:
+                    endpoint.queued.discard(item.delivery_id)
                 endpoint.queue.task_done()
                 endpoint.depth.set(endpoint.queue.qsize())
 
-    async def _deliver(self, endpoint: _Endpoint, record: CancelRecord) -> None:
-        body = payload(record)
+    async def _deliver(self, endpoint: _Endpoint, item: _Item) -> None:
+        body = payload(item.record)
         breaker = endpoint.breaker
         for attempt in range(1, self._max_attempts + 1):
             if not breaker.allow():
                 endpoint.count("dropped_breaker_open")
+                self._park(endpoint, item, None)
                 return
             endpoint.show_state()  # allow() may have moved open → half-open
-            result, retry_after = await self._post(endpoint, body)
-            if result is not _Result.FAILED:
-                breaker.succeeded()  # a 4xx too: the receiver is up and answering
-                endpoint.show_state()
-                endpoint.count(result.value)
-                if result is _Result.REJECTED:
-                    log.warning("webhook %s refused build %s", endpoint.label, record.build_id)
+            assert self._client is not None
+            answer = await post(
+                self._client,
+                endpoint.url,
+                body,
+                item.delivery_id,
+                endpoint.label,
+                endpoint.seconds,
+                self._request_timeout,
+            )
+            item.attempts += 1
+            if answer.result is not Result.FAILED:
+                self._answered(endpoint, item, answer)
                 return
             breaker.failed()
             endpoint.show_state()
             if attempt == self._max_attempts or breaker.state is BreakerState.OPEN:
                 endpoint.count("gave_up")
                 log.warning(
-                    "webhook %s: gave up on build %s after %d attempts%s",
+                    "webhook %s: gave up on build %s for now after %d attempts%s",
                     endpoint.label,
-                    record.build_id,
+                    item.record.build_id,
                     attempt,
                     " (breaker opened)" if breaker.state is BreakerState.OPEN else "",
                 )
+                self._park(endpoint, item, answer)
                 return
+            self._note(endpoint, item, DeliveryState.PENDING, answer)
             endpoint.count("retried")
             delay = full_jitter(attempt, self._base_delay, self._max_delay)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, self._max_delay))
+            if answer.retry_after is not None:
+                delay = max(delay, min(answer.retry_after, self._max_delay))
             await asyncio.sleep(delay)
 
-    async def _post(self, endpoint: _Endpoint, body: bytes) -> tuple[_Result, float | None]:
-        assert self._client is not None
-        started = time.perf_counter()
-        try:
-            async with (
-                asyncio.timeout(self._request_timeout),
-                self._client.stream("POST", endpoint.url, content=body, headers=HEADERS) as reply,
-            ):
-                received = 0
-                async for chunk in reply.aiter_raw():
-                    received += len(chunk)
-                    if received >= MAX_RESPONSE_BYTES:
-                        break
-        except (TimeoutError, httpx.HTTPError) as error:
-            log.info("webhook %s: request failed: %s", endpoint.label, type(error).__name__)
-            return _Result.FAILED, None
-        finally:
-            endpoint.seconds.observe(time.perf_counter() - started)
-        status = reply.status_code
-        if 200 <= status < 300:
-            return _Result.DELIVERED, None
-        if status == 429 or status >= 500:
-            log.info("webhook %s: answered %d", endpoint.label, status)
-            return _Result.FAILED, _retry_after(reply.headers.get("retry-after"))
-        return _Result.REJECTED, None
+    def _answered(self, endpoint: _Endpoint, item: _Item, answer: Answer) -> None:
+        """The receiver answered (2xx, or a 4xx it meant): it is up."""
+        endpoint.breaker.succeeded()
+        endpoint.show_state()
+        endpoint.count(answer.result.value)
+        if answer.result is Result.REJECTED:
+            log.warning("webhook %s refused build %s", endpoint.label, item.record.build_id)
+            self._note(endpoint, item, DeliveryState.REJECTED, answer)
+            return
+        self._note(endpoint, item, DeliveryState.DELIVERED, answer)
+        # The endpoint is back: what it missed in this run goes out again, in order.
+        parked, endpoint.parked = endpoint.parked, {}
+        for waiting in parked.values():
+            self._enqueue(endpoint, waiting)
+
+    def _park(self, endpoint: _Endpoint, item: _Item, answer: Answer | None) -> None:
+        endpoint.parked[item.delivery_id] = item
+        self._note(endpoint, item, DeliveryState.FAILED, answer)
+
+    def _note(
+        self, endpoint: _Endpoint, item: _Item, state: DeliveryState, answer: Answer | None
+    ) -> None:
+        """Note where the delivery stands; the log writer stores it soon after."""
+        if self._log is None:
+            return
+        self._log.note(
+            DeliveryLog(
+                delivery_id=item.delivery_id,
+                endpoint=endpoint.key,
+                endpoint_label=endpoint.label,
+                state=state,
+                attempts=item.attempts,
+                last_status=answer.status if answer is not None else None,
+                last_error=_error_of(answer),
+                last_attempt_at=self._wall_clock() if answer is not None else None,
+            )
+        )
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds of a Retry-After header (the HTTP-date form is ignored: rare here)."""
-    if value is None:
+def _error_of(answer: Answer | None) -> str | None:
+    if answer is None:
+        return "breaker open: not sent"
+    if answer.error is not None:
+        return answer.error
+    if answer.result is Result.DELIVERED:
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+    return f"HTTP {answer.status}"

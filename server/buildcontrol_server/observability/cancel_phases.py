@@ -36,7 +36,16 @@ def _ms(seconds: float) -> float:
 
 
 def _who_why(cancel: CancelInfo) -> dict[str, Any]:
-    return {"requested_by": cancel.requested_by, "reason": cancel.reason, "force": cancel.force}
+    who_why: dict[str, Any] = {
+        "requested_by": cancel.requested_by,
+        "reason": cancel.reason,
+        "force": cancel.force,
+    }
+    if cancel.escalations:
+        last = cancel.escalations[-1]
+        who_why["escalated_by"] = last.requested_by
+        who_why["escalation_reason"] = last.reason
+    return who_why
 
 
 def cancel_accepted(build: Build, fx: Effects, received_at: float) -> None:

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 import grpc
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from buildcontrol_server.actors.control import BuildControl, CancelBuildsSummary
+from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
+from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
-from buildcontrol_server.rpc import convert, submit_reply
+from buildcontrol_server.effects.webhook_admin import WebhookAdmin
+from buildcontrol_server.rpc import convert, submit_reply, webhook_convert
 from buildcontrol_server.rpc.errors import streaming, unary
 from buildcontrol_server.security import caller, fair_limits
 from buildcontrol_server.security.fair_limits import HeldCounts
@@ -46,8 +48,14 @@ def _after(page_token: str, pipeline: str) -> str | None:
 
 
 class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
-    def __init__(self, control: BuildControl, watch_streams: HeldCounts | None = None) -> None:
+    def __init__(
+        self,
+        control: BuildControl,
+        webhooks: WebhookAdmin,
+        watch_streams: HeldCounts | None = None,
+    ) -> None:
         self._control = control
+        self._webhooks = webhooks
         # Open WatchBuild streams per principal (--max-watch-streams-per-principal).
         self._watch_streams = watch_streams or HeldCounts(
             fair_limits.limit(fair_limits.WATCH_STREAMS, 1_000)
@@ -133,6 +141,8 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
         async for event in events:
             if isinstance(event, CancelBuildsSummary):
                 yield build_control_pb2.CancelBuildsResponse(summary=convert.summary(event))
+            elif isinstance(event, CancelBuildsAccepted):
+                yield build_control_pb2.CancelBuildsResponse(accepted=convert.accepted(event))
             else:
                 yield build_control_pb2.CancelBuildsResponse(build=convert.cancel_finished(event))
 
@@ -143,3 +153,23 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
         return build_control_pb2.ListAgentsResponse(
             agents=[convert.agent(view) for view in self._control.agents()]
         )
+
+    @unary
+    async def ListWebhookDeliveries(
+        self,
+        request: build_control_pb2.ListWebhookDeliveriesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> build_control_pb2.ListWebhookDeliveriesResponse:
+        if not 0 <= request.limit <= MAX_PAGE_SIZE:
+            raise InvalidArgument("limit", f"must be 0 to {MAX_PAGE_SIZE}")
+        listing = await self._webhooks.deliveries(request.limit or DEFAULT_PAGE_SIZE)
+        return build_control_pb2.ListWebhookDeliveriesResponse(
+            deliveries=[webhook_convert.delivery(row) for row in listing]
+        )
+
+    @unary
+    async def RedeliverWebhook(
+        self, request: build_control_pb2.RedeliverWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> build_control_pb2.RedeliverWebhookResponse:
+        endpoints = await self._webhooks.redeliver(request.delivery_id)
+        return build_control_pb2.RedeliverWebhookResponse(endpoints=endpoints)

@@ -8,7 +8,8 @@ from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from buildcontrol_server.actors.control import AgentView, BuildSelector, CancelBuildsSummary
+from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
+from buildcontrol_server.actors.control import AgentView, BuildSelector
 from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.events import (
@@ -93,6 +94,15 @@ def cancel_info(info: CancelInfo | None) -> build_pb2.CancelInfo | None:
         force=info.force,
         grace_period_seconds=info.grace_period,
         requested_at=timestamp(info.requested_at),
+        escalations=[
+            build_pb2.CancelEscalation(
+                requested_by=e.requested_by,
+                reason=e.reason,
+                requested_at=timestamp(e.requested_at),
+                force=e.force,
+            )
+            for e in info.escalations
+        ],
     )
 
 
@@ -219,6 +229,16 @@ def summary(value: CancelBuildsSummary) -> build_control_pb2.CancelBuildsSummary
     return build_control_pb2.CancelBuildsSummary(
         matched=value.matched,
         canceled=value.canceled,
+        already_canceling=value.already_canceling,
+        not_cancelable=value.not_cancelable,
+        not_found=value.not_found,
+    )
+
+
+def accepted(value: CancelBuildsAccepted) -> build_control_pb2.CancelBuildsAccepted:
+    return build_control_pb2.CancelBuildsAccepted(
+        matched=value.matched,
+        committed=value.committed,
         already_canceling=value.already_canceling,
         not_cancelable=value.not_cancelable,
         not_found=value.not_found,

@@ -17,6 +17,10 @@ REQUIRED_ROLE: dict[str, Role] = {
     # checked against each build (cancel_policy.py).
     _CONTROL + "Cancel": Role.OPERATOR,
     _CONTROL + "CancelBuilds": Role.OPERATOR,
+    # The delivery log names every cancelled build and its endpoints' answers, and a
+    # redelivery sends data out of the server: admins only.
+    _CONTROL + "ListWebhookDeliveries": Role.ADMIN,
+    _CONTROL + "RedeliverWebhook": Role.ADMIN,
     "/buildcontrol.v1.AgentService/Connect": Role.AGENT,
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from buildcontrol_server.domain.model import CancelRecord, JobEnding
+from buildcontrol_server.domain.model import CancelEscalation, CancelRecord, JobEnding
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus
 
 # OR IGNORE: the audit writer, the start-up sweep and a retry after an ambiguous
@@ -22,6 +22,24 @@ INSERT_AUDIT = (
     "INSERT OR IGNORE INTO cancel_audit (build_id, record, requested_at, finished_at,"
     " written_at) VALUES (?, ?, ?, ?, (julianday('now') - 2440587.5) * 86400.0)"
 )
+
+
+def escalation_to_dict(escalation: CancelEscalation) -> dict[str, Any]:
+    return {
+        "requested_by": escalation.requested_by,
+        "reason": escalation.reason,
+        "requested_at": escalation.requested_at,
+        "force": escalation.force,
+    }
+
+
+def escalation_from_dict(data: dict[str, Any]) -> CancelEscalation:
+    return CancelEscalation(
+        requested_by=data["requested_by"],
+        reason=data["reason"],
+        requested_at=float(data["requested_at"]),
+        force=bool(data["force"]),
+    )
 
 
 def record_to_dict(record: CancelRecord) -> dict[str, Any]:
@@ -45,6 +63,8 @@ def record_to_dict(record: CancelRecord) -> dict[str, Any]:
             }
             for job in record.jobs
         ],
+        # The first cancel is the fields above, as it was asked; these came after it.
+        "escalations": [escalation_to_dict(e) for e in record.escalations],
     }
 
 
@@ -69,6 +89,8 @@ def record_from_dict(data: dict[str, Any]) -> CancelRecord:
             )
             for job in data["jobs"]
         ),
+        # Records written before escalations were kept have no such key.
+        escalations=tuple(escalation_from_dict(e) for e in data.get("escalations", ())),
     )
 
 

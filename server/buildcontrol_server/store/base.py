@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
+from buildcontrol_server.store.webhook_rows import OutboxListing, QueuedDelivery
 
 
 @dataclass
@@ -82,3 +83,15 @@ class BuildStore(Protocol):
         """Up to `limit` CANCELED builds, complete, that have no audit record yet,
         oldest first, ids strictly above `after_build_id` (the audit's start-up sweep
         pages with it)."""
+
+    async def undelivered_webhooks(self, endpoint: str) -> list[QueuedDelivery]:
+        """Outbox entries not yet delivered (nor refused) at `endpoint`, oldest first."""
+
+    async def webhook_outbox_entry(
+        self, delivery_id: str
+    ) -> tuple[CancelRecord, dict[str, int]] | None:
+        """The cancel record of one outbox entry and the attempts made so far per
+        endpoint key; None if there is no such entry."""
+
+    async def webhook_deliveries(self, limit: int) -> list[OutboxListing]:
+        """The newest outbox entries, each with its delivery log per endpoint."""

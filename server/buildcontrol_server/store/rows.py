@@ -12,9 +12,30 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet, Job, Stage, Step
+from buildcontrol_server.domain.model import (
+    Build,
+    CancelEscalation,
+    CancelInfo,
+    ChangeSet,
+    Job,
+    Stage,
+    Step,
+)
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
-from buildcontrol_server.store.audit_records import INSERT_AUDIT, audit_row
+from buildcontrol_server.store.audit_records import (
+    INSERT_AUDIT,
+    audit_row,
+    escalation_from_dict,
+    escalation_to_dict,
+)
+from buildcontrol_server.store.webhook_rows import (
+    INSERT_OUTBOX,
+    INSERT_PENDING_DELIVERY,
+    UPSERT_DELIVERY,
+    delivery_row,
+    outbox_row,
+    pending_delivery_rows,
+)
 
 Row = tuple[Any, ...]
 # ("build", build_id) | ("job", job_id) | ("step", job_id, index)
@@ -22,13 +43,13 @@ EntityKey = tuple[Any, ...]
 
 # The v3 columns (run_on_cancel, timeout, concurrency_group, cancel_in_progress) come
 # last in each statement and each SELECT list, so the v1 positions stay as they were;
-# the v4 column (submitted_by) comes after them, the v5 one (jobs.started_at) after
-# those.
+# the v4 column (submitted_by) comes after them, and the v7 one (cancel_escalations)
+# last.
 INSERT_BUILD = (
     "INSERT INTO builds (build_id, pipeline, stage_names, created_at, status, finished_at,"
     " cancel_reason, cancel_requested_by, cancel_force, cancel_grace_period,"
-    " cancel_requested_at, version, concurrency_group, cancel_in_progress, submitted_by)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cancel_requested_at, version, concurrency_group, cancel_in_progress, submitted_by,"
+    " cancel_escalations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_JOB = (
     "INSERT INTO jobs (job_id, build_id, stage_index, position, name, labels, env, status,"
@@ -44,7 +65,8 @@ INSERT_STEP = (
 UPDATE_BUILD = (
     "UPDATE builds SET status = ?, finished_at = ?, cancel_reason = ?,"
     " cancel_requested_by = ?, cancel_force = ?, cancel_grace_period = ?,"
-    " cancel_requested_at = ?, version = ? WHERE build_id = ? AND version = ?"
+    " cancel_requested_at = ?, version = ?, cancel_escalations = ?"
+    " WHERE build_id = ? AND version = ?"
 )
 UPDATE_JOB = (
     "UPDATE jobs SET status = ?, outcome = ?, agent_id = ?, exit_code = ?, finished_at = ?,"
@@ -60,7 +82,7 @@ BUILD_COLUMNS = (
     " builds.finished_at, builds.cancel_reason, builds.cancel_requested_by,"
     " builds.cancel_force, builds.cancel_grace_period, builds.cancel_requested_at,"
     " builds.version, builds.concurrency_group, builds.cancel_in_progress,"
-    " builds.submitted_by"
+    " builds.submitted_by, builds.cancel_escalations"
 )
 JOB_COLUMNS = (
     "jobs.job_id, jobs.build_id, jobs.stage_index, jobs.name, jobs.labels, jobs.env,"
@@ -91,6 +113,9 @@ class PreparedWrite:
     update_steps: list[Row] = field(default_factory=list)
     insert_audit: list[Row] = field(default_factory=list)
     insert_requests: list[Row] = field(default_factory=list)
+    insert_outbox: list[Row] = field(default_factory=list)
+    insert_pending_deliveries: list[Row] = field(default_factory=list)
+    upsert_deliveries: list[Row] = field(default_factory=list)
     inserted: set[EntityKey] = field(default_factory=set)
     updated: set[EntityKey] = field(default_factory=set)
 
@@ -102,7 +127,14 @@ class PreparedWrite:
         if (key := changes.submit_request) is not None:
             write.insert_requests.append((key.submitter, key.request_id, key.digest, key.build_id))
         for build, expected in changes.builds.values():
-            write.update_builds.append((*_build_state(build), build.build_id, expected))
+            write.update_builds.append(
+                (
+                    *_build_state(build),
+                    escalations_to_json(build.cancel),
+                    build.build_id,
+                    expected,
+                )
+            )
             write.updated.add(("build", build.build_id))
         for job, expected in changes.jobs.values():
             write.update_jobs.append((*_job_state(job), job.started_at, job.job_id, expected))
@@ -115,6 +147,12 @@ class PreparedWrite:
         # Audit rows are never updated, and INSERT OR IGNORE cannot conflict, so they
         # need no entity key for the merge-order check.
         write.insert_audit = [audit_row(record) for record in changes.audit]
+        # Like audit rows: keyed by their own ids, never compare-and-set.
+        write.insert_outbox = [outbox_row(entry) for entry in changes.outbox]
+        write.insert_pending_deliveries = [
+            row for entry in changes.outbox for row in pending_delivery_rows(entry)
+        ]
+        write.upsert_deliveries = [delivery_row(log) for log in changes.deliveries]
         return write
 
     def _add_new_build(self, build: Build) -> None:
@@ -128,6 +166,7 @@ class PreparedWrite:
                 build.concurrency_group,
                 1 if build.cancel_in_progress else 0,
                 build.submitted_by,
+                escalations_to_json(build.cancel),
             )
         )
         self.inserted.add(("build", build.build_id))
@@ -172,6 +211,9 @@ class PreparedWrite:
         self.update_steps += other.update_steps
         self.insert_audit += other.insert_audit
         self.insert_requests += other.insert_requests
+        self.insert_outbox += other.insert_outbox
+        self.insert_pending_deliveries += other.insert_pending_deliveries
+        self.upsert_deliveries += other.upsert_deliveries
         self.inserted |= other.inserted
         self.updated |= other.updated
 
@@ -183,6 +225,9 @@ class PreparedWrite:
             (INSERT_STEP, self.insert_steps),
             (INSERT_AUDIT, self.insert_audit),
             (INSERT_SUBMIT_REQUEST, self.insert_requests),
+            (INSERT_OUTBOX, self.insert_outbox),
+            (INSERT_PENDING_DELIVERY, self.insert_pending_deliveries),
+            (UPSERT_DELIVERY, self.upsert_deliveries),
         ]
 
     def updates(self) -> list[tuple[str, str, list[Row]]]:
@@ -214,6 +259,19 @@ def _build_state(build: Build) -> Row:
     )
 
 
+def escalations_to_json(cancel: CancelInfo | None) -> str | None:
+    """The cancel_escalations column: NULL when there are none."""
+    if cancel is None or not cancel.escalations:
+        return None
+    return json.dumps([escalation_to_dict(e) for e in cancel.escalations], separators=(",", ":"))
+
+
+def escalations_from_json(text: str | None) -> tuple[CancelEscalation, ...]:
+    if not text:
+        return ()
+    return tuple(escalation_from_dict(item) for item in json.loads(text))
+
+
 def _job_state(job: Job) -> Row:
     return (
         job.status.value,
@@ -238,6 +296,7 @@ def build_from_row(row: Sequence[Any]) -> Build:
             force=bool(row[8]),
             grace_period=row[9],
             requested_at=row[10],
+            escalations=escalations_from_json(row[15]),
         )
     return Build(
         build_id=row[0],

@@ -166,6 +166,54 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        7,
+        "escalations of a cancel kept beside the first cancel",
+        (
+            # JSON list of {requested_by, reason, requested_at, force}, in order; NULL
+            # for a build never escalated (and every build before v7). A column of the
+            # build row, not a table: it changes in the same compare-and-set update as
+            # the rest of the cancel, so the two can never disagree.
+            "ALTER TABLE builds ADD COLUMN cancel_escalations TEXT",
+        ),
+    ),
+    Migration(
+        8,
+        "the webhook outbox and its per-endpoint delivery log",
+        (
+            # One row per event that has webhooks, written in the transaction of the
+            # event itself (a build's CANCELED write), so no crash can lose one.
+            # delivery_id is the idempotency key sent in X-Buildcontrol-Delivery;
+            # payload is the cancel record's JSON (the body's "record"). Kept after
+            # delivery, for redelivery.
+            """CREATE TABLE webhook_outbox (
+                delivery_id TEXT PRIMARY KEY,
+                event TEXT NOT NULL,
+                build_id TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_at REAL NOT NULL
+            )""",
+            # One row per (delivery, endpoint), inserted PENDING with the outbox row
+            # for each endpoint configured then, updated after each request.
+            # endpoint is a digest of the URL (the URL may hold a secret);
+            # endpoint_label names it for people. state: DeliveryState.
+            """CREATE TABLE webhook_deliveries (
+                delivery_id TEXT NOT NULL,
+                endpoint TEXT NOT NULL,
+                endpoint_label TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                last_status INTEGER,
+                last_error TEXT,
+                last_attempt_at REAL,
+                PRIMARY KEY (delivery_id, endpoint)
+            ) WITHOUT ROWID""",
+            # The start-up read of what is left to deliver walks only the unfinished
+            # deliveries of one endpoint, not the whole history (UNDELIVERED).
+            "CREATE INDEX webhook_deliveries_unfinished ON webhook_deliveries (endpoint)"
+            " WHERE state IN ('FAILED', 'PENDING')",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

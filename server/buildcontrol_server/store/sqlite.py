@@ -36,7 +36,7 @@ from typing import Literal
 import aiosqlite
 
 from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
-from buildcontrol_server.store import file_checks, reads, rows, schema
+from buildcontrol_server.store import file_checks, reads, rows, schema, webhook_rows
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.errors import StoreClosedError, StoreOpenError
 from buildcontrol_server.store.group_commit import DEFAULT_MAX_BATCH, GroupCommitWriter
@@ -270,6 +270,20 @@ class SqliteStore:
     ) -> list[Build]:
         async with self._snapshot() as connection:
             return await reads.canceled_without_audit(connection, limit, after_build_id)
+
+    async def undelivered_webhooks(self, endpoint: str) -> list[webhook_rows.QueuedDelivery]:
+        async with self._snapshot() as connection:
+            return await webhook_rows.undelivered(connection, endpoint)
+
+    async def webhook_outbox_entry(
+        self, delivery_id: str
+    ) -> tuple[CancelRecord, dict[str, int]] | None:
+        async with self._snapshot() as connection:
+            return await webhook_rows.outbox_entry(connection, delivery_id)
+
+    async def webhook_deliveries(self, limit: int) -> list[webhook_rows.OutboxListing]:
+        async with self._snapshot() as connection:
+            return await webhook_rows.listing(connection, limit)
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:

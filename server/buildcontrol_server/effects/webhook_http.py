@@ -1,0 +1,102 @@
+"""One webhook request: the body, the headers (with the delivery's idempotency key),
+the POST with its bounds, and what the answer means for the delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import httpx
+from prometheus_client import Histogram
+
+from buildcontrol_server.domain.deliveries import CANCELED_EVENT
+from buildcontrol_server.domain.model import CancelRecord
+from buildcontrol_server.store.audit_records import record_to_dict
+
+log = logging.getLogger(__name__)
+
+EVENT = CANCELED_EVENT
+# The idempotency key: the same for every retry and every redelivery of one event,
+# so a receiver that saw it already can answer 2xx and do nothing.
+DELIVERY_HEADER = "x-buildcontrol-delivery"
+HEADERS = {
+    "content-type": "application/json",
+    "user-agent": "buildcontrol-webhooks",
+    "x-buildcontrol-event": EVENT,
+}
+# Read at most this much of a response body: enough for the connection to be reused
+# after a normal reply, and a receiver cannot make us buffer megabytes.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+class Result(Enum):
+    DELIVERED = "delivered"
+    REJECTED = "rejected"  # 4xx other than 429: the receiver refused; retrying won't help
+    FAILED = "failed"  # timeout, connection error, 5xx, 429: worth another try
+
+
+@dataclass(frozen=True)
+class Answer:
+    result: Result
+    # The HTTP status, when an answer came.
+    status: int | None = None
+    # Seconds of a 429/503 Retry-After.
+    retry_after: float | None = None
+    # Why the request failed (an exception's type name; never the URL).
+    error: str | None = None
+
+
+def payload(record: CancelRecord) -> bytes:
+    body = {"event": EVENT, "build_id": record.build_id, "record": record_to_dict(record)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def post(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    delivery_id: str,
+    label: str,
+    seconds: Histogram,
+    timeout: float,  # noqa: ASYNC109 - the per-request bound, passed to asyncio.timeout
+) -> Answer:
+    """POST `body` once; never raises for the receiver's troubles (those are answers)."""
+    started = time.perf_counter()
+    headers = {**HEADERS, DELIVERY_HEADER: delivery_id}
+    try:
+        async with (
+            asyncio.timeout(timeout),
+            client.stream("POST", url, content=body, headers=headers) as reply,
+        ):
+            received = 0
+            async for chunk in reply.aiter_raw():
+                received += len(chunk)
+                if received >= MAX_RESPONSE_BYTES:
+                    break
+    except (TimeoutError, httpx.HTTPError) as error:
+        log.info("webhook %s: request failed: %s", label, type(error).__name__)
+        return Answer(Result.FAILED, error=type(error).__name__)
+    finally:
+        seconds.observe(time.perf_counter() - started)
+    status = reply.status_code
+    if 200 <= status < 300:
+        return Answer(Result.DELIVERED, status)
+    if status == 429 or status >= 500:
+        log.info("webhook %s: answered %d", label, status)
+        return Answer(Result.FAILED, status, _retry_after(reply.headers.get("retry-after")))
+    return Answer(Result.REJECTED, status)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds of a Retry-After header (the HTTP-date form is ignored: rare here)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

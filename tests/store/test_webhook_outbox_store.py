@@ -1,0 +1,85 @@
+"""The webhook outbox rows go with the CANCELED write: committed together, or (when
+the write is refused) not at all; and what each endpoint has left to deliver."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from buildcontrol_server.domain import cancellation
+from buildcontrol_server.domain.deliveries import DeliveryLog, DeliveryState, endpoints_of
+from buildcontrol_server.domain.errors import VersionConflict
+from buildcontrol_server.domain.model import ChangeSet
+from buildcontrol_server.store.sqlite import SqliteStore
+
+from .store_samples import T0, canceled, wide_spec
+
+ENDPOINTS = endpoints_of(["http://127.0.0.1:1/a", "https://hooks.example.com/secret"])
+
+
+def with_outbox(n: int = 0) -> tuple[str, list[ChangeSet]]:
+    build, (insert, cancel) = canceled(wide_spec(1, 1), now=T0 + n)
+    cancellation.queue_notification(build, cancel, ENDPOINTS)
+    return build.build_id, [insert, cancel]
+
+
+async def test_the_outbox_row_commits_with_the_canceled_write_for_every_endpoint(
+    store: SqliteStore,
+) -> None:
+    build_id, change_sets = with_outbox()
+    for changes in change_sets:
+        await store.commit(changes)
+    for endpoint in ENDPOINTS:
+        [queued] = await store.undelivered_webhooks(endpoint.key)
+        assert (queued.delivery_id, queued.record.build_id) == (
+            f"{build_id}.build.canceled",
+            build_id,
+        )
+    assert await store.undelivered_webhooks("another endpoint") == []
+    listing = await store.webhook_deliveries(10)
+    assert sorted(row.log.endpoint_label for row in listing if row.log) == [
+        "0:127.0.0.1:1",
+        "1:hooks.example.com:443",
+    ]
+    assert all("secret" not in row.log.endpoint_label for row in listing if row.log)
+
+
+async def test_a_refused_canceled_write_leaves_no_outbox_row(store: SqliteStore) -> None:
+    _, (insert, cancel) = with_outbox()
+    await store.commit(insert)
+    stale = copy.copy(cancel)
+    stale.builds = {key: (build, version + 7) for key, (build, version) in cancel.builds.items()}
+    with pytest.raises(VersionConflict):
+        await store.commit(stale)
+    assert await store.webhook_deliveries(10) == []
+    assert await store.undelivered_webhooks(ENDPOINTS[0].key) == []
+
+
+async def test_delivered_and_rejected_deliveries_are_not_left_to_deliver(
+    store: SqliteStore,
+) -> None:
+    ids = []
+    for n in range(3):
+        build_id, change_sets = with_outbox(n)
+        for changes in change_sets:
+            await store.commit(changes)
+        ids.append(f"{build_id}.build.canceled")
+    endpoint = ENDPOINTS[0]
+    logs = [
+        DeliveryLog(
+            ids[0], endpoint.key, endpoint.label, DeliveryState.DELIVERED, 1, 200, None, T0
+        ),
+        DeliveryLog(
+            ids[1], endpoint.key, endpoint.label, DeliveryState.REJECTED, 1, 404, "HTTP 404", T0
+        ),
+        DeliveryLog(
+            ids[2], endpoint.key, endpoint.label, DeliveryState.FAILED, 5, 503, "HTTP 503", T0
+        ),
+    ]
+    await store.commit(ChangeSet(deliveries=logs))
+    [left] = await store.undelivered_webhooks(endpoint.key)
+    assert (left.delivery_id, left.attempts) == (ids[2], 5)
+    assert len(await store.undelivered_webhooks(ENDPOINTS[1].key)) == 3
+    found = await store.webhook_outbox_entry(ids[2])
+    assert found is not None and found[1] == {endpoint.key: 5, ENDPOINTS[1].key: 0}
+    assert await store.webhook_outbox_entry("b" + "0" * 20 + ".build.canceled") is None
