@@ -33,7 +33,7 @@ from buildcontrol_server.rpc.build_control import BuildControlServicer
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.server_security import ServerSecurity
 from buildcontrol_server.store.errors import StoreOpenError
-from buildcontrol_server.store.sqlite import SqliteStore
+from buildcontrol_server.store.factory import build_store
 
 log = logging.getLogger("buildcontrol")
 
@@ -67,7 +67,7 @@ class ServerApp:
     def __init__(self, settings: Settings) -> None:
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
-        self.store = SqliteStore(str(settings.database_path))
+        self.store = build_store(settings.store_url, settings.database_path)
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch),
             WebhookNotifier(
@@ -110,11 +110,15 @@ class ServerApp:
         self.live_gauges = LiveBuildGauges(self.registry.live)
         self.live_gauges.bind()
         self._metrics_server: object | None = None
+        self._stopping = False
+        self._health_update: asyncio.Task[None] | None = None
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True) if self._file_backed() else None
+        # The data directory holds the tokens file on every backend, and SQLite's file.
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.store.open()
+        self.store.watch_availability(self._store_availability_changed)
         # After the store: a data directory the store refuses is reported alone,
         # before any tokens file is created in it.
         self.security.prepare()
@@ -138,8 +142,31 @@ class ServerApp:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return Endpoints(grpc_port=ports.main, metrics_port=metrics_port, agent_port=ports.agents)
 
-    def _file_backed(self) -> bool:
-        return str(self.settings.database_path) != ":memory:"
+    def _store_availability_changed(self, available: bool) -> None:
+        """NOT_SERVING while the database is unreachable (writes fail meanwhile), so
+        load balancers and agents look elsewhere; SERVING again once it is back."""
+        if self._stopping:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        # Health updates are coroutines: each waits for the one before, so the last
+        # change of availability is the status that stays.
+        previous = self._health_update
+        self._health_update = asyncio.get_running_loop().create_task(
+            self._set_health_after(previous, status), name="store-health"
+        )
+
+    async def _set_health_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        status: health_pb2.HealthCheckResponse.ServingStatus,
+    ) -> None:
+        if previous is not None:
+            await previous
+        await self._set_health(status)
 
     def _start_metrics(self) -> int:
         if self.settings.metrics_port < 0:
@@ -156,6 +183,9 @@ class ServerApp:
 
     async def stop(self) -> None:
         """Drain: NOT_SERVING, tell agents to leave, stop gRPC, finish writes."""
+        self._stopping = True
+        if self._health_update is not None:
+            await self._health_update
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.hub.drain("server shutting down; reconnect later")
         await self.server.stop(self.settings.shutdown_grace)
@@ -195,7 +225,7 @@ async def serve(settings: Settings) -> int:
     print(
         f"buildcontrol serving gRPC on {host}:{endpoints.grpc_port}, "
         f"metrics on http://{settings.metrics_host}:{endpoints.metrics_port}/metrics, "
-        f"database {settings.database_path}{app.security.describe(endpoints.agent_port)}",
+        f"database {app.store.path}{app.security.describe(endpoints.agent_port)}",
         flush=True,
     )
     await stopping.wait()
