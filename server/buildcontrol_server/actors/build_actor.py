@@ -66,6 +66,9 @@ class BuildActor:
         self._timers = BuildTimers(self.tell, context.clock)
         self._cancel_received_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        # True while self.build may hold a change whose commit failed and could not be
+        # undone by a reload (the store was unreachable for the reload too).
+        self._stale = False
 
     @property
     def build_id(self) -> str:
@@ -117,11 +120,13 @@ class BuildActor:
                 if isinstance(command, cmd.Shutdown):
                     command.reply.set_result(None)
                     return
+                if self._stale and not await self._refresh(command):
+                    continue
                 if isinstance(command, cmd.Report):
                     await self._handle_reports(self._take_reports(command))
                 else:
                     await self._handle(command)
-                if self.build.terminal and not self._inbox:
+                if self.build.terminal and not self._inbox and not self._stale:
                     return
         finally:
             self._closed = True
@@ -367,9 +372,32 @@ class BuildActor:
         self._act(fx)
 
     async def _reload(self) -> None:
-        stored = await self._ctx.store.get_build(self.build_id)
+        try:
+            stored = await self._ctx.store.get_build(self.build_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The store is unreachable for the reload too: the build in memory holds
+            # the change that failed. Nothing may act on it (nor retire the actor for
+            # a terminal status never written): reload before the next command.
+            log.warning("build %s: reload after a failed commit failed", self.build_id)
+            self._stale = True
+            return
+        self._stale = False
         if stored is not None:
             self.build = stored
+
+    async def _refresh(self, command: cmd.Command) -> bool:
+        """Reload a stale build before `command`; False (command refused) if the
+        store is still unreachable."""
+        await self._reload()
+        if not self._stale:
+            return True
+        if isinstance(command, cmd.CancelInBatch):
+            command.batch.abstain()
+        if not command.reply.done():
+            command.reply.set_exception(Unavailable("the store is unreachable; try again"))
+        return False
 
     def _act(self, fx: Effects) -> None:
         hub = self._ctx.hub
