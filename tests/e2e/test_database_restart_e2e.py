@@ -54,17 +54,14 @@ async def cancel_until_accepted(stub: Stub, build_id: str, reason: str) -> None:
 async def test_server_rides_out_a_postgres_restart_mid_cancel(
     tmp_path: Path, agents: list[AgentProc], postgres: PostgresServer, postgres_url: str
 ) -> None:
-    server = await start_server(
-        tmp_path / "data", "--store", postgres_url, "--default-grace", "2"
-    )
+    server = await start_server(tmp_path / "data", "--store", postgres_url, "--default-grace", "2")
     try:
         for n in range(2):
             agents.append(await start_agent(server.target, f"agent-{n}", tmp_path, "os=linux", 20))
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = Stub(channel)
             builds = [
-                (await stub.SubmitBuild(build_of(2, "sleep 600"))).build.build_id
-                for _ in range(20)
+                (await stub.SubmitBuild(build_of(2, "sleep 600"))).build.build_id for _ in range(20)
             ]
             await asyncio.gather(*(all_steps_running(stub, b) for b in builds))
             job_ids = [

@@ -191,7 +191,10 @@ async def test_500_finish_versus_cancel_races_all_end_consistent(server: Running
     await agent.leave()
 
 
-async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(server: Running) -> None:
+async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(
+    stored_server: Running,
+) -> None:
+    server = stored_server
     # Half queued (no agent has their label), half running on an agent.
     agent = AgentPeer(server.target, "a1", capacity=500)
     await agent.connect()

@@ -91,16 +91,18 @@ class PostgresServer:
             str(self.data_dir),
         )
 
-    def start(self) -> None:
-        """Start (again) on the same port; returns once it accepts connections."""
+    def start(self, fsync: bool = False) -> None:
+        """Start (again) on the same port; returns once it accepts connections.
+
+        fsync off (tests): a stop -m immediate is a crash of the server, not of the
+        host, so committed data is still in the page cache. synchronous_commit stays
+        on: the crash tests count on every commit that returned being there after a
+        restart. Benchmarks pass fsync=True, as in production."""
         if not self.port:
             self.port = free_port()
-        # fsync off: a stop -m immediate is a crash of the server, not of the host, so
-        # committed data is still in the page cache. synchronous_commit stays on: the
-        # crash tests count on every commit that returned being there after a restart.
         options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -c fsync=off -k {self.root}"
-            " -c max_connections=300"
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c fsync={'on' if fsync else 'off'}"
+            f" -k {self.root} -c max_connections=300"
         )
         self._run(
             str(self.bin_dir / "pg_ctl"),

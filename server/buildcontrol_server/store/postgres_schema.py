@@ -63,6 +63,19 @@ MIGRATIONS: tuple[Migration, ...] = (
                 version BIGINT NOT NULL
             )""",
             "CREATE INDEX jobs_by_build ON jobs (build_id, position)",
+            # PostgreSQL only: aborts the statement that calls it unless every
+            # compare-and-set matched, so a change set of updates alone is one
+            # statement in autocommit (one round trip, postgres_writer.py) and still
+            # all or nothing. SQLSTATE BC409: "conflict", ours.
+            """CREATE FUNCTION buildcontrol_check_versions(matched BIGINT[], expected BIGINT[])
+            RETURNS INT LANGUAGE plpgsql AS $$
+            BEGIN
+                IF matched IS DISTINCT FROM expected THEN
+                    RAISE EXCEPTION 'compare-and-set missed: matched %, expected %',
+                        matched, expected USING ERRCODE = 'BC409';
+                END IF;
+                RETURN 0;
+            END $$""",
             """CREATE TABLE steps (
                 job_id TEXT COLLATE "C" NOT NULL REFERENCES jobs (job_id),
                 step_index BIGINT NOT NULL,

@@ -15,6 +15,7 @@ must name distinct keys (postgres_writer.py splits repeated keys into later stat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +36,8 @@ class ArrayStatement:
         return [[row[column] for row in table_rows] for column in range(self.column_count)]
 
 
-def _unnest(types: Sequence[str]) -> str:
-    return ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, start=1))
+def _unnest(types: Sequence[str], offset: int = 0) -> str:
+    return ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, start=offset + 1))
 
 
 def _insert(table: str, columns: Sequence[str], types: Sequence[str], suffix: str = "") -> str:
@@ -121,23 +122,36 @@ INSERT_AUDIT = ArrayStatement(
 )
 
 
+@dataclass(frozen=True)
+class UpdateStatement(ArrayStatement):
+    """A compare-and-set UPDATE; `at(offset)` is its text with parameters numbered
+    from offset + 1, to sit beside others in one statement (update_all)."""
+
+    assigned: tuple[tuple[str, str], ...] = ()
+    keys: tuple[tuple[str, str], ...] = ()
+
+    def at(self, offset: int) -> str:
+        table = self.table
+        columns = [*self.assigned, *self.keys, ("expected_version", "int8")]
+        names = ", ".join(name for name, _ in columns)
+        sets = ", ".join(f"{name} = u.{name}" for name, _ in self.assigned)
+        matches = " AND ".join(f"{table}.{name} = u.{name}" for name, _ in self.keys)
+        returned = ", ".join(f"{table}.{name}" for name, _ in self.keys)
+        return (
+            f"UPDATE {table} SET {sets}"
+            f" FROM unnest({_unnest([kind for _, kind in columns], offset)}) AS u({names})"
+            f" WHERE {matches} AND {table}.version = u.expected_version RETURNING {returned}"
+        )
+
+
 def _update(
     table: str,
-    assigned: Sequence[tuple[str, str]],
-    keys: Sequence[tuple[str, str]],
-) -> ArrayStatement:
+    assigned: tuple[tuple[str, str], ...],
+    keys: tuple[tuple[str, str], ...],
+) -> UpdateStatement:
     """Rows are (assigned columns…, key columns…, expected version), as rows.py has them."""
-    columns = [*assigned, *keys, ("expected_version", "int8")]
-    names = ", ".join(name for name, _ in columns)
-    sets = ", ".join(f"{name} = u.{name}" for name, _ in assigned)
-    matches = " AND ".join(f"{table}.{name} = u.{name}" for name, _ in keys)
-    returned = ", ".join(f"{table}.{name}" for name, _ in keys)
-    sql = (
-        f"UPDATE {table} SET {sets}"
-        f" FROM unnest({_unnest([kind for _, kind in columns])}) AS u({names})"
-        f" WHERE {matches} AND {table}.version = u.expected_version RETURNING {returned}"
-    )
-    return ArrayStatement(table, sql, len(columns))
+    statement = UpdateStatement(table, "", len(assigned) + len(keys) + 1, assigned, keys)
+    return UpdateStatement(table, statement.at(0), statement.column_count, assigned, keys)
 
 
 UPDATE_BUILDS = _update(
@@ -171,6 +185,44 @@ UPDATE_STEPS = _update(
     (("status", "text"), ("exit_code", "int8"), ("version", "int8")),
     (("job_id", "text"), ("step_index", "int8")),
 )
+
+
+@functools.cache
+def update_all(statements: tuple[UpdateStatement, ...]) -> str:
+    """The updates of several tables in one statement (one round trip, where each
+    would cost its own: the cancel of a build updates builds, jobs and steps). Each
+    is a data-modifying CTE; the result is one row, the number of rows each matched,
+    in the order given. The tables differ, so no row is updated twice."""
+    parts: list[str] = []
+    counts: list[str] = []
+    offset = 0
+    for position, statement in enumerate(statements):
+        parts.append(f"u{position} AS ({statement.at(offset)})")
+        counts.append(f"(SELECT count(*) FROM u{position})")
+        offset += statement.column_count
+    return f"WITH {', '.join(parts)} SELECT {', '.join(counts)}"
+
+
+# SQLSTATE of buildcontrol_check_versions (postgres_schema.py): a compare-and-set missed.
+VERSIONS_MISSED = "BC409"
+
+
+@functools.cache
+def update_all_checked(statements: tuple[UpdateStatement, ...]) -> str:
+    """update_all that aborts itself unless each table matched as many rows as the
+    last parameter (a bigint[]) says: atomic without BEGIN/COMMIT around it."""
+    parts: list[str] = []
+    counts: list[str] = []
+    offset = 0
+    for position, statement in enumerate(statements):
+        parts.append(f"u{position} AS ({statement.at(offset)})")
+        counts.append(f"(SELECT count(*) FROM u{position})")
+        offset += statement.column_count
+    return (
+        f"WITH {', '.join(parts)} SELECT buildcontrol_check_versions("
+        f"ARRAY[{', '.join(counts)}]::bigint[], ${offset + 1}::bigint[])"
+    )
+
 
 # ---- reads --------------------------------------------------------------------------
 

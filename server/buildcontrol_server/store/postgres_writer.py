@@ -61,10 +61,17 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         errors: list[BaseException | None] = [None] * len(batch)
         self._statements = 0
         try:
-            async with self._connections.acquire() as connection, connection.transaction():
-                merged = len(batch) > 1 and _mergeable(batch)
-                if not (merged and await self._merged_on(connection, batch)):
+            async with self._connections.acquire() as connection:
+                if len(batch) == 1 and await self._updates_alone(connection, batch[0]):
+                    pass
+                elif len(batch) == 1:
+                    # Alone, the change set's own transaction needs no SAVEPOINT inside.
                     await self._isolated_on(connection, batch, errors)
+                else:
+                    async with connection.transaction():
+                        merged = _mergeable(batch)
+                        if not (merged and await self._merged_on(connection, batch)):
+                            await self._isolated_on(connection, batch, errors)
         except asyncio.CancelledError:
             # Cancelled mid-transaction (shutdown gone wrong): tell every caller.
             for queued in batch:
@@ -76,6 +83,47 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         self._record(batch, errors, self._statements, time.perf_counter() - started)
         for queued, failure in zip(batch, errors, strict=True):
             _settle(queued.future, failure)
+
+    async def _updates_alone(self, connection: Any, queued: _QueuedWrite) -> bool:
+        """A change set of updates only (a cancel, an agent's report), alone in its
+        batch: one self-checking statement in autocommit, one round trip instead of
+        BEGIN, UPDATE, COMMIT. False if it is not such a change set or a version
+        missed (nothing written: the caller replays it the long way, which finds and
+        names the conflict)."""
+        write = queued.write
+        if write.insert_builds or write.insert_jobs or write.insert_steps or write.insert_audit:
+            return False
+        present = [
+            (statement, table_rows)
+            for statement, key_length, table_rows in (
+                (sql.UPDATE_BUILDS, 1, write.update_builds),
+                (sql.UPDATE_JOBS, 1, write.update_jobs),
+                (sql.UPDATE_STEPS, 2, write.update_steps),
+            )
+            # One wave per table: no entity moved twice (that needs ordered statements).
+            if table_rows and len(distinct_key_waves(table_rows, key_length)) == 1
+        ]
+        if (
+            len(present)
+            != sum(
+                1 for rows in (write.update_builds, write.update_jobs, write.update_steps) if rows
+            )
+            or not present
+        ):
+            return False
+        arguments: list[Any] = []
+        for statement, table_rows in present:
+            arguments += statement.arguments(table_rows)
+        arguments.append([len(table_rows) for _, table_rows in present])
+        self._statements += 1
+        query = sql.update_all_checked(tuple(statement for statement, _ in present))
+        try:
+            await connection.execute(query, *arguments)
+        except asyncpg.PostgresError as error:
+            if error.sqlstate != sql.VERSIONS_MISSED:
+                raise
+            return False
+        return True
 
     async def _merged_on(self, connection: Any, batch: list[_QueuedWrite]) -> bool:
         """All change sets in one SAVEPOINT; False (nothing of it kept) on any miss."""
@@ -96,6 +144,7 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
     async def _isolated_on(
         self, connection: Any, batch: list[_QueuedWrite], errors: list[BaseException | None]
     ) -> None:
+        """Each change set in its own SAVEPOINT (or its own transaction, outside one)."""
         for position, queued in enumerate(batch):
             try:
                 async with connection.transaction():
@@ -119,17 +168,24 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
             if table_rows:
                 self._statements += 1
                 await connection.execute(statement.sql, *statement.arguments(table_rows))
-        for statement, key_length, table_rows in (
-            (sql.UPDATE_BUILDS, 1, write.update_builds),
-            (sql.UPDATE_JOBS, 1, write.update_jobs),
-            (sql.UPDATE_STEPS, 2, write.update_steps),
-        ):
-            for wave in distinct_key_waves(table_rows, key_length):
-                self._statements += 1
-                matched = await connection.fetch(statement.sql, *statement.arguments(wave))
-                # Keys are distinct within a wave: all matched iff as many came back.
-                if len(matched) != len(wave):
-                    raise _CasMismatch(statement.table, wave)
+        tables = (
+            (sql.UPDATE_BUILDS, distinct_key_waves(write.update_builds, 1)),
+            (sql.UPDATE_JOBS, distinct_key_waves(write.update_jobs, 1)),
+            (sql.UPDATE_STEPS, distinct_key_waves(write.update_steps, 2)),
+        )
+        # One statement per wave for all tables (usually one wave: one round trip).
+        for wave in range(max(len(waves) for _, waves in tables)):
+            present = [(statement, waves[wave]) for statement, waves in tables if wave < len(waves)]
+            arguments: list[list[Any]] = []
+            for statement, wave_rows in present:
+                arguments += statement.arguments(wave_rows)
+            self._statements += 1
+            query = sql.update_all(tuple(statement for statement, _ in present))
+            matched = await connection.fetchrow(query, *arguments)
+            # Keys are distinct within a wave: all matched iff the counts are the sizes.
+            for position, (statement, wave_rows) in enumerate(present):
+                if matched[position] != len(wave_rows):
+                    raise _CasMismatch(statement.table, wave_rows)
 
     def _fail_batch(self, batch: list[_QueuedWrite], error: Exception) -> None:
         """The transaction as a whole failed: nothing of the batch was written."""
