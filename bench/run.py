@@ -237,11 +237,10 @@ async def backend_comparison(args: argparse.Namespace) -> dict[str, Any]:
     args.only = [name for name in args.only if name in ("latency", "throughput", "burst")]
     by_backend: dict[str, dict[str, Any]] = {}
     with backends.postgres_server() as postgres:
-        for backend in backends.BACKENDS:
+        for backend in backends.COMPARED:
             print(f"== backend {backend}", flush=True)
-            store = backends.store_flags(postgres) if backend == "postgresql" else []
             results: dict[str, Any] = {}
-            await push_scenarios(args, results, store)
+            await push_scenarios(args, results, backends.store_flags(postgres, backend))
             by_backend[backend] = results
     return {
         "machine": machine(),

@@ -29,8 +29,17 @@ HOW_TO_GET = (
 START_TIMEOUT = 30
 
 
+# A directory of PostgreSQL's binaries to use instead of looking for them (one
+# without initdb means "no PostgreSQL here": the tests of that case use it).
+BIN_DIR_ENV = "BUILDCONTROL_TEST_POSTGRES_BIN"
+
+
 def find_bin_dir() -> Path | None:
-    """The newest /usr/lib/postgresql/*/bin with initdb, else initdb's dir on PATH."""
+    """$BUILDCONTROL_TEST_POSTGRES_BIN if set, else the newest
+    /usr/lib/postgresql/*/bin with initdb, else initdb's dir on PATH."""
+    chosen = os.environ.get(BIN_DIR_ENV)
+    if chosen is not None:
+        return Path(chosen) if (Path(chosen) / "initdb").exists() else None
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
         key=lambda path: (

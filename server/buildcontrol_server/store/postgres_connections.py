@@ -221,7 +221,10 @@ class PostgresConnections:
         if pool is None or not self._available:
             raise StoreUnavailable(self._unavailable_message())
         try:
-            async with pool.acquire(timeout=CONNECT_TIMEOUT) as connection:
+            # No acquire timeout: asyncpg would wrap every acquire in a task of its own;
+            # a wait for a free connection is bounded by the holders' command_timeout,
+            # and connecting by the pool's connect timeout.
+            async with pool.acquire() as connection:
                 yield connection
         except Exception as error:
             if not is_connection_loss(error):

@@ -4,9 +4,13 @@ The queue, the gathering of a burst, the batch cap and the accounting are the SQ
 writer's (group_commit.py); only the transaction differs. One batch is one
 transaction on one pool connection:
 
-- first all change sets merged, in one SAVEPOINT, one statement per table (`unnest`
-  arrays, postgres_sql.py); if any compare-and-set misses or PostgreSQL refuses a row,
-  the savepoint is rolled back and the batch replayed change set by change set, each
+- a batch of one change set of updates only (one cancel, one agent report: the
+  latency path) is one self-checking statement in autocommit, one round trip: its
+  CTEs update every table and `buildcontrol_check_versions` aborts the statement
+  unless each compare-and-set matched; on a miss it is replayed as below;
+- otherwise first all change sets merged, in one SAVEPOINT: one INSERT per table and
+  one UPDATE of all tables (`unnest` arrays, postgres_sql.py); if any compare-and-set
+  misses or PostgreSQL refuses a row, the savepoint is rolled back and the batch replayed change set by change set, each
   in its own SAVEPOINT, so only the change sets at fault fail (VersionConflict or
   StoreWriteError, as on SQLite);
 - a lost connection, or a COMMIT that fails, fails every change set of the batch
@@ -94,29 +98,26 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         if write.insert_builds or write.insert_jobs or write.insert_steps or write.insert_audit:
             return False
         present = [
-            (statement, table_rows)
+            (statement, table_rows, key_length)
             for statement, key_length, table_rows in (
                 (sql.UPDATE_BUILDS, 1, write.update_builds),
                 (sql.UPDATE_JOBS, 1, write.update_jobs),
                 (sql.UPDATE_STEPS, 2, write.update_steps),
             )
-            # One wave per table: no entity moved twice (that needs ordered statements).
-            if table_rows and len(distinct_key_waves(table_rows, key_length)) == 1
+            if table_rows
         ]
-        if (
-            len(present)
-            != sum(
-                1 for rows in (write.update_builds, write.update_jobs, write.update_steps) if rows
-            )
-            or not present
+        # An entity moved twice in one change set needs ordered statements.
+        if not present or any(
+            len(distinct_key_waves(table_rows, key_length)) > 1
+            for _, table_rows, key_length in present
         ):
             return False
         arguments: list[Any] = []
-        for statement, table_rows in present:
+        for statement, table_rows, _ in present:
             arguments += statement.arguments(table_rows)
-        arguments.append([len(table_rows) for _, table_rows in present])
+        arguments.append([len(table_rows) for _, table_rows, _ in present])
         self._statements += 1
-        query = sql.update_all_checked(tuple(statement for statement, _ in present))
+        query = sql.update_all_checked(tuple(statement for statement, _, _ in present))
         try:
             await connection.execute(query, *arguments)
         except asyncpg.PostgresError as error:
