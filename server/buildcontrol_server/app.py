@@ -110,6 +110,8 @@ class ServerApp:
         self.live_gauges = LiveBuildGauges(self.registry.live)
         self.live_gauges.bind()
         self._metrics_server: object | None = None
+        # Availability changes move health only between start's SERVING and stop.
+        self._started = False
         self._stopping = False
         self._health_update: asyncio.Task[None] | None = None
 
@@ -139,13 +141,16 @@ class ServerApp:
         metrics_port = self._start_metrics()
         self.registry.recover(await self.store.load_unfinished())
         self.scheduler.start()
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._started = True
+        # Unless the database went away during recovery (its return sets SERVING).
+        if self.store.available:
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return Endpoints(grpc_port=ports.main, metrics_port=metrics_port, agent_port=ports.agents)
 
     def _store_availability_changed(self, available: bool) -> None:
         """NOT_SERVING while the database is unreachable (writes fail meanwhile), so
         load balancers and agents look elsewhere; SERVING again once it is back."""
-        if self._stopping:
+        if self._stopping or not self._started:
             return
         status = (
             health_pb2.HealthCheckResponse.SERVING

@@ -10,9 +10,9 @@ transaction on one pool connection:
   unless each compare-and-set matched; on a miss it is replayed as below;
 - otherwise first all change sets merged, in one SAVEPOINT: one INSERT per table and
   one UPDATE of all tables (`unnest` arrays, postgres_sql.py); if any compare-and-set
-  misses or PostgreSQL refuses a row, the savepoint is rolled back and the batch replayed change set by change set, each
-  in its own SAVEPOINT, so only the change sets at fault fail (VersionConflict or
-  StoreWriteError, as on SQLite);
+  misses or PostgreSQL refuses a row, the savepoint is rolled back and the batch
+  replayed change set by change set, each in its own SAVEPOINT, so only the change
+  sets at fault fail (VersionConflict or StoreWriteError, as on SQLite);
 - a lost connection, or a COMMIT that fails, fails every change set of the batch
   with StoreUnavailable (nothing of it was written, or, for a COMMIT whose answer was
   lost, the caller cannot know: the same ambiguity as any client of any database; the
