@@ -329,3 +329,23 @@ async def test_caller_cancelled_while_waiting_still_gets_its_write(store: BuildS
 
     assert waiting.cancelled()
     assert await store.get_build(build.build_id) == build
+
+
+async def test_two_moves_of_one_build_in_one_batch_commit_together_in_order(
+    store: BuildStore,
+) -> None:
+    build, changes = submitted()
+    await store.commit(changes)
+    # A copy: rows are taken when the write is queued, and the cancel below moves the
+    # same objects on (an actor commits before its next move; here both are queued).
+    started = copy.deepcopy(start_first_job(build))  # the build moves on once …
+    canceled = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 5).changes  # … twice
+    before_commits, before_isolated = store.stats.commits, store.stats.isolated_batches
+
+    results = await store.commit_all([started, canceled])
+
+    assert results == [None, None]
+    assert store.stats.commits == before_commits + 1
+    # Merged as they are (PostgreSQL: one UPDATE per move, in order), not replayed.
+    assert store.stats.isolated_batches == before_isolated
+    assert await store.get_build(build.build_id) == build
