@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from buildcontrol_server.domain import cancellation
+from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store import postgres_schema, schema
 from buildcontrol_server.store.errors import StoreOpenError, StoreUnavailable
 from buildcontrol_server.store.factory import StoreUrlError, build_store, check_url
@@ -18,7 +19,7 @@ from buildcontrol_server.store.sqlite import SqliteStore
 
 from ..support.ports import free_port
 from ..support.postgres_server import PostgresServer
-from .store_samples import STOP_TIMES, T0, cancel_info, submitted
+from .store_samples import STOP_TIMES, T0, cancel_info, start_first_job, submitted
 
 
 async def open_error(url: str) -> str:
@@ -175,3 +176,21 @@ async def test_restarted_database_makes_writes_unavailable_until_it_is_back(
         assert await store.get_build(build.build_id) == build
         assert await store.get_build(late.build_id) is None
         assert changes_seen == [False, True]
+
+
+async def test_live_build_ids_and_canceling_times_read_back(postgres_url: str) -> None:
+    """The reads the main branch's store contract added (unfinished_build_ids,
+    canceling_since), ready for its suite to run on PostgreSQL at merge."""
+    async with PostgresStore(postgres_url) as store:
+        queued, _ = submitted()
+        canceling, changes = submitted(now=T0 + 1)
+        await store.commit_all([ChangeSet(new_build=queued), changes])
+        await store.commit(start_first_job(canceling))
+        await store.commit(
+            cancellation.cancel(canceling, cancel_info(), STOP_TIMES, T0 + 9).changes
+        )
+
+        assert await store.unfinished_build_ids() == sorted([queued.build_id, canceling.build_id])
+        assert canceling.cancel is not None
+        expected = {canceling.build_id: canceling.cancel.requested_at}
+        assert await store.canceling_since() == expected

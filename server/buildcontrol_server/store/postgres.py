@@ -170,6 +170,16 @@ class PostgresStore:
             build_rows = await connection.fetch(sql.SELECT_UNFINISHED_BUILDS)
             return await self._complete(connection, build_rows)
 
+    async def unfinished_build_ids(self) -> list[str]:
+        async with self._snapshot() as connection:
+            found = await connection.fetch(sql.SELECT_UNFINISHED_IDS)
+        return [str(row[0]) for row in found]
+
+    async def canceling_since(self) -> dict[str, float]:
+        async with self._snapshot() as connection:
+            found = await connection.fetch(sql.SELECT_CANCELING_SINCE)
+        return {str(row[0]): float(row[1] or 0.0) for row in found}
+
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
         async with self._snapshot() as connection:
             if build_ids is None:

@@ -246,6 +246,11 @@ UNFINISHED = "builds.status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
 SELECT_UNFINISHED_BUILDS = (
     f"SELECT {rows.BUILD_COLUMNS} FROM builds WHERE {UNFINISHED} ORDER BY build_id"
 )
+SELECT_UNFINISHED_IDS = f"SELECT build_id FROM builds WHERE {UNFINISHED} ORDER BY build_id"
+SELECT_CANCELING_SINCE = (
+    f"SELECT build_id, cancel_requested_at FROM builds WHERE {UNFINISHED}"
+    " AND builds.status = 'CANCELING'"
+)
 SELECT_ALL_AUDIT = "SELECT record FROM cancel_audit ORDER BY build_id"
 SELECT_AUDIT_OF = (
     "SELECT record FROM cancel_audit WHERE build_id = ANY($1::text[]) ORDER BY build_id"
