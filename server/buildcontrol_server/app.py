@@ -254,6 +254,8 @@ class ServerApp:
         (Drain goes out behind those stops); end the open cancel streams with
         UNAVAILABLE (their cancels are committed and resume after the restart) rather
         than letting them hold the grace; then stop gRPC and finish writes."""
+        # Before the first await: no new submit, cancel or agent stream gets in.
+        self.control.begin_drain()
         self._stopping = True
         if self._health_update is not None:
             await self._health_update
@@ -261,7 +263,6 @@ class ServerApp:
         if self._audits is not None:
             self._audits.cancel()
             await asyncio.gather(self._audits, return_exceptions=True)
-        self.control.begin_drain()
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         self.control.cancel_streams.end_all()
