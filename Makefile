@@ -14,7 +14,7 @@ FUZZ_INPUTS ?= 100000
 FUZZ_SECONDS ?= 7200
 
 .PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
-	package-check test-floor docker-check buf
+	package-check test-floor docker-check buf postgres
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,22 @@ run: proto
 	$(VENV)/bin/buildcontrol serve --data-dir data --listen 127.0.0.1:50051
 
 # The Node.js client's tests run first (they start their own server); tests/tools needs buf.
-test: proto $(BUF) node-test
+# The PostgreSQL tests start their own server (tests/support/postgres_server.py).
+test: proto $(BUF) node-test postgres
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# PostgreSQL's binaries for the tests: nothing to do when initdb is there; as root,
+# the Debian package `postgresql` is installed; otherwise one line says the PostgreSQL
+# tests will skip (under CI=true they fail instead: CI never passes by skipping them).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then \
+	    :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing PostgreSQL (Debian package postgresql) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+	    echo "make postgres: no initdb and not root: the PostgreSQL tests will skip (install the postgresql package)"; \
+	fi
 
 # npm ci from the committed package-lock; again only when package.json or the lock change.
 $(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
@@ -95,8 +109,10 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
+# BACKEND=postgresql: the key scenarios on SQLite and PostgreSQL, side by side.
+BACKEND ?= sqlite
 bench: proto $(BENCH_STAMP)
-	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/run.py --backend $(BACKEND) $(BENCH_ARGS)
 
 # The sdist and the wheel as a release builds them, the wheel installed into a clean venv
 # outside the repository, and a cancel end to end with the installed `buildcontrol`.

@@ -15,6 +15,9 @@
   loops         scenarios 1 and 2 (fewer levels) on a server running asyncio's event
                 loop and one running uvloop, in turn → is uvloop worth adopting
 
+--backend postgresql: scenarios 1-3 on SQLite, then on PostgreSQL, one table of both
+(backends.py); `make bench BACKEND=postgresql`.
+
 Agents run in their own process (fleet.py), one gRPC connection each; Cancels are sent
 from this process. Prints a table (with the machine's cores), writes
 bench/results/cancel_bench.json and bench/results/cancel_latency_push_vs_poll.png.
@@ -34,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import agent_stop
+import backends
 import burst
 import latency
 import memory
@@ -107,6 +111,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         metavar="DIR",
         help="(6) first run it with the buildcontrol_client found in DIR (side by side)",
+    parser.add_argument(
+        "--backend",
+        choices=backends.BACKENDS,
+        default="sqlite",
+        help="postgresql: scenarios 1-3 on SQLite and on PostgreSQL, side by side",
     )
     parser.add_argument("--name", default="cancel_bench", help="results file name")
     parser.add_argument(
@@ -129,8 +138,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def push_scenarios(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """1, 2, 3 on one server and one fleet of push agents, in turn."""
+async def push_scenarios(
+    args: argparse.Namespace, results: dict[str, Any], store: list[str] | None = None
+) -> None:
+    """1, 2, 3 on one server and one fleet of push agents, in turn. `store`: the
+    server's --store flags (none: SQLite)."""
     wanted = set(args.only)
     if not wanted & {"latency", "throughput", "burst"}:
         return
@@ -141,7 +153,7 @@ async def push_scenarios(args: argparse.Namespace, results: dict[str, Any]) -> N
         args.burst_builds * args.burst_jobs,
     )
     assert slots >= needed, f"{slots} agent slots, a scenario needs {needed}"
-    server = await start_server(loop=args.loop, profile_dir=args.profile_dir)
+    server = await start_server(*(store or []), loop=args.loop, profile_dir=args.profile_dir)
     fleet = await Fleet.start(server.target, args.load_loop)
     try:
         await fleet.connect(args.agents, args.capacity, PUSH, "push")
@@ -258,6 +270,25 @@ async def memory_scenarios(args: argparse.Namespace, results: dict[str, Any]) ->
     }
 
 
+async def backend_comparison(args: argparse.Namespace) -> dict[str, Any]:
+    """Scenarios 1-3 on each backend in turn, then the table of both."""
+    args.only = [name for name in args.only if name in ("latency", "throughput", "burst")]
+    by_backend: dict[str, dict[str, Any]] = {}
+    with backends.postgres_server() as postgres:
+        for backend in backends.COMPARED:
+            print(f"== backend {backend}", flush=True)
+            results: dict[str, Any] = {}
+            await push_scenarios(args, results, backends.store_flags(postgres, backend))
+            by_backend[backend] = results
+    return {
+        "machine": machine(),
+        "agents": args.agents,
+        "burst": f"{args.burst_builds} builds x {args.burst_jobs} jobs",
+        "backends": by_backend,
+        "comparison": backends.comparison(by_backend),
+    }
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     results: dict[str, Any] = {
@@ -289,6 +320,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     arguments = parse_args()
     install_loop(arguments.load_loop)
+    if arguments.backend == "postgresql":
+        compared = asyncio.run(backend_comparison(arguments))
+        print()
+        print(
+            backends.comparison_table(
+                compared["comparison"], compared["machine"], compared["burst"]
+            )
+        )
+        name = "backends" if arguments.name == "cancel_bench" else arguments.name
+        print(f"\nresults: {write_json(name, compared)}")
+        sys.exit(0)
     outcome = asyncio.run(main(arguments))
     print()
     print(table(outcome))

@@ -41,7 +41,7 @@ from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
 from buildcontrol_server.store.errors import StoreOpenError
-from buildcontrol_server.store.sqlite import SqliteStore
+from buildcontrol_server.store.factory import build_store
 
 log = logging.getLogger("buildcontrol")
 
@@ -87,7 +87,7 @@ class ServerApp:
         clocks = clocks or Clocks()
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
-        self.store = SqliteStore(str(settings.database_path))
+        self.store = build_store(settings.store_url, settings.database_path)
         self.notifier = WebhookNotifier(
             list(settings.webhook_urls),
             max_attempts=settings.webhook_max_attempts,
@@ -150,12 +150,19 @@ class ServerApp:
         self.auditor = InvariantAuditor(self.store, self.registry, self.hub)
         self._audits: asyncio.Task[None] | None = None
         self._metrics_server: object | None = None
+        # Availability changes move health only between start's SERVING and stop.
+        self._started = False
+        self._stopping = False
+        self._health_update: asyncio.Task[None] | None = None
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
+        # The data directory holds the tokens file (and the job-token key) on every
+        # backend, and SQLite's database: 0700, refused when others may write it.
         if self._file_backed():
             data_at_rest.prepare_directory(self.settings.data_dir)
         await self.store.open()
+        self.store.watch_availability(self._store_availability_changed)
         if self._file_backed():
             data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
         # After the store: a data directory the store refuses is reported alone,
@@ -188,7 +195,10 @@ class ServerApp:
                 audit_every(self.settings.audit_interval, self.auditor, self.live_gauges),
                 name="invariant-audits",
             )
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._started = True
+        # Unless the database went away during recovery (its return sets SERVING).
+        if self.store.available:
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return Endpoints(grpc_port=ports.main, metrics_port=metrics_port, agent_port=ports.agents)
 
     def _live_build(self, build_id: str) -> Build | None:
@@ -197,6 +207,32 @@ class ServerApp:
 
     def _file_backed(self) -> bool:
         return str(self.settings.database_path) != ":memory:"
+
+    def _store_availability_changed(self, available: bool) -> None:
+        """NOT_SERVING while the database is unreachable (writes fail meanwhile), so
+        load balancers and agents look elsewhere; SERVING again once it is back."""
+        if self._stopping or not self._started:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        # Health updates are coroutines: each waits for the one before, so the last
+        # change of availability is the status that stays.
+        previous = self._health_update
+        self._health_update = asyncio.get_running_loop().create_task(
+            self._set_health_after(previous, status), name="store-health"
+        )
+
+    async def _set_health_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        status: health_pb2.HealthCheckResponse.ServingStatus,
+    ) -> None:
+        if previous is not None:
+            await previous
+        await self._set_health(status)
 
     def _start_metrics(self) -> int:
         if self.settings.metrics_port < 0:
@@ -220,6 +256,9 @@ class ServerApp:
         than letting them hold the grace; then stop gRPC and finish writes."""
         # Before the first await: no new submit, cancel or agent stream gets in.
         self.control.begin_drain()
+        self._stopping = True
+        if self._health_update is not None:
+            await self._health_update
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._audits is not None:
             self._audits.cancel()
@@ -286,7 +325,7 @@ async def serve(settings: Settings) -> int:
     print(
         f"buildcontrol serving gRPC on {host}:{endpoints.grpc_port}, "
         f"metrics on http://{settings.metrics_host}:{endpoints.metrics_port}/metrics, "
-        f"database {settings.database_path}{app.security.describe(endpoints.agent_port)}",
+        f"database {app.store.path}{app.security.describe(endpoints.agent_port)}",
         flush=True,
     )
     await stopping.wait()

@@ -17,6 +17,7 @@ from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.observability.logs import configure as configure_logging
 from buildcontrol_server.security import serve_flags, token_cli
 from buildcontrol_server.version import version
+from buildcontrol_server.store.factory import STORE_ENV, StoreUrlError, check_url
 
 LOOPS = ("asyncio", "uvloop")
 
@@ -41,6 +42,15 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         type=Path,
         default=defaults.data_dir,
         help="directory of the SQLite database (buildcontrol.sqlite3) and the tokens",
+    )
+    serve.add_argument(
+        "--store",
+        type=_store_url,
+        # From the environment so a password in the URL stays out of `ps` output.
+        default=os.environ.get(STORE_ENV) or None,
+        metavar="URL",
+        help=f"postgresql://USER@HOST:PORT/DB to store builds in PostgreSQL (also ${STORE_ENV});"
+        " none: SQLite under --data-dir",
     )
     serve.add_argument("--listen", default=defaults.listen, help="gRPC host:port")
     serve.add_argument(
@@ -145,11 +155,19 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     serve.set_defaults(func=_serve)
 
 
+def _store_url(text: str) -> str:
+    try:
+        return check_url(text)
+    except StoreUrlError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from buildcontrol_server.app import serve
 
     settings = Settings(
         data_dir=args.data_dir,
+        store_url=args.store,
         listen=args.listen,
         metrics_port=args.metrics_port,
         default_grace_period=args.default_grace,

@@ -15,6 +15,9 @@ from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySett
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
+    # Where builds are stored: None for SQLite under data_dir, or a postgresql:// URL
+    # (store/factory.py).
+    store_url: str | None = None
     listen: str = "127.0.0.1:50051"
     # 0 picks a free port; the chosen one is printed at start.
     metrics_port: int = 9464
@@ -91,4 +94,5 @@ class Settings:
 
     @property
     def database_path(self) -> Path:
+        """SQLite's file (when store_url is None)."""
         return self.data_dir / "buildcontrol.sqlite3"

@@ -43,6 +43,15 @@ STORE_COMMIT_SECONDS = Histogram(
     "Time to apply and commit one group-commit batch, in seconds.",
     buckets=LATENCY_BUCKETS,
 )
+STORE_AVAILABLE = Gauge(
+    "buildcontrol_store_available",
+    "1 while the store's database is reachable, 0 while writes fail for lack of it"
+    " (PostgreSQL; SQLite is always 1).",
+)
+STORE_CONNECTION_LOSSES = Counter(
+    "buildcontrol_store_connection_losses_total",
+    "Times the store lost its database connection and turned unavailable (PostgreSQL).",
+)
 
 # ---- builds and cancels ----
 TRANSITIONS_REJECTED = Counter(

@@ -36,3 +36,12 @@ async def agents() -> AsyncIterator[list[AgentProc]]:
     finally:
         for agent in started:
             await agent.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_flags(request: pytest.FixtureRequest) -> list[str]:
+    """The serve flags of each backend: none for SQLite under --data-dir, --store for
+    a PostgreSQL schema of the test's own."""
+    if request.param == "sqlite":
+        return []
+    return ["--store", str(request.getfixturevalue("postgres_url"))]

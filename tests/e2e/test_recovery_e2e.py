@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import grpc
+import pytest
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from tests.e2e.processes import (
@@ -90,12 +91,16 @@ def jobs_started_per_agent(agents: list[AgentProc]) -> dict[str, set[str]]:
     return started
 
 
+# 200 step processes started, killed and looked for again: ~45 s on 2 loaded cores,
+# too close to the default 60 s (PostgreSQL's first start in a session adds ~10 s).
+@pytest.mark.timeout(180)
 async def test_a_server_killed_mid_cancel_loses_no_accepted_cancel(
-    tmp_path: Path, agents: list[AgentProc]
+    tmp_path: Path, agents: list[AgentProc], store_flags: list[str]
 ) -> None:
     port = free_port()
     data = tmp_path / "data"
-    server = await start_server(data, "--reconnect-window", "30", "--default-grace", "2", port=port)
+    flags = [*store_flags, "--reconnect-window", "30", "--default-grace", "2"]
+    server = await start_server(data, *flags, port=port)
     for n in range(4):
         agents.append(await start_agent(server.target, f"agent-{n}", tmp_path, "os=linux", 50))
     channel = grpc.aio.insecure_channel(server.target)
@@ -145,7 +150,7 @@ async def test_a_server_killed_mid_cancel_loses_no_accepted_cancel(
     await channel.close()
     assert len(accepted) >= 20
 
-    server = await start_server(data, "--reconnect-window", "30", "--default-grace", "2", port=port)
+    server = await start_server(data, *flags, port=port)
     try:
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = Stub(channel)
@@ -191,12 +196,12 @@ async def test_a_server_killed_mid_cancel_loses_no_accepted_cancel(
 
 
 async def test_builds_finish_as_if_nothing_happened_after_a_server_restart(
-    tmp_path: Path, agents: list[AgentProc]
+    tmp_path: Path, agents: list[AgentProc], store_flags: list[str]
 ) -> None:
     port = free_port()
     data = tmp_path / "data"
     gate = tmp_path / "gate"
-    server = await start_server(data, port=port)
+    server = await start_server(data, *store_flags, port=port)
     for n in range(2):
         agents.append(await start_agent(server.target, f"agent-{n}", tmp_path, "os=linux", 2))
     # Each step waits until the test opens the gate (a file), then succeeds.
@@ -206,7 +211,7 @@ async def test_builds_finish_as_if_nothing_happened_after_a_server_restart(
         builds = [(await stub.SubmitBuild(build_of(2, command))).build.build_id for _ in range(2)]
         await asyncio.gather(*(all_steps_running(stub, b) for b in builds))
     assert await server.stop() == 0  # a clean restart: agents are told to drain
-    server = await start_server(data, port=port)
+    server = await start_server(data, *store_flags, port=port)
     try:
         gate.touch()
         async with grpc.aio.insecure_channel(server.target) as channel:

@@ -10,9 +10,10 @@ import sqlite3
 from pathlib import Path
 
 from tests.e2e.processes import BUILDCONTROL, start_server
+from tests.support.ports import free_port
 
 
-async def serve_fails(data_dir: Path, *, without_root_override: bool = False) -> str:
+async def serve_fails(data_dir: Path, *extra: str, without_root_override: bool = False) -> str:
     prefix: list[str] = []
     if without_root_override and os.geteuid() == 0:
         # root writes anywhere; without these capabilities it obeys file modes, as the
@@ -28,6 +29,7 @@ async def serve_fails(data_dir: Path, *, without_root_override: bool = False) ->
         "127.0.0.1:0",
         "--metrics-port",
         "-1",
+        *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -80,6 +82,27 @@ async def test_a_second_server_on_the_same_file_exits_with_a_clear_error(tmp_pat
         assert "another" in line or "lock" in line
     finally:
         assert await first.stop() == 0
+
+
+async def test_a_second_server_on_the_same_postgres_database_exits_with_a_clear_error(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    first = await start_server(tmp_path / "first", "--store", postgres_url)
+    try:
+        line = await serve_fails(tmp_path / "second", "--store", postgres_url)
+        assert line.startswith("buildcontrol: database postgresql://")
+        assert "already open by another buildcontrol server (buildcontrol pid" in line
+    finally:
+        assert await first.stop() == 0
+
+
+async def test_an_unreachable_postgres_exits_with_a_clear_error(tmp_path: Path) -> None:
+    url = f"postgresql://buildcontrol:s3cret@127.0.0.1:{free_port()}/builds"
+
+    line = await serve_fails(tmp_path / "data", "--store", url)
+
+    assert "database postgresql://buildcontrol:***@127.0.0.1:" in line and "cannot open" in line
+    assert "s3cret" not in line
 
 
 async def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -192,7 +192,10 @@ async def test_500_finish_versus_cancel_races_all_end_consistent(server: Running
     await agent.leave()
 
 
-async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(server: Running) -> None:
+async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(
+    stored_server: Running,
+) -> None:
+    server = stored_server
     # Half queued (no agent has their label), half running on an agent.
     agent = AgentPeer(server.target, "a1", capacity=500)
     await agent.connect()
@@ -208,15 +211,18 @@ async def test_cancel_builds_over_1000_builds_uses_at_most_2_commits(server: Run
         build_control_pb2.CancelBuildsRequest(pipeline="big", reason="release blocked"), timeout=60
     )
     first_terminal: list[build_control_pb2.CancelBuildsResponse] = []
-    before = stats.commits
+    start = len(stats.batch_sizes)
     confirmed = 0
     accepted = (await stream.read()).accepted
     assert (accepted.matched, accepted.committed) == (1000, 1000)
     # the 500 queued builds end at once, in the CANCELING batch writes themselves
     while len(first_terminal) < 500:
         first_terminal.append(await stream.read())
-    canceling_commits = stats.commits - before
-    assert canceling_commits <= 2, f"{canceling_commits} commits for 1,000 CANCELING writes"
+    # The 1,000 CANCELING writes are the call's first commits. Counting every commit
+    # until 500 terminal messages are read would also count what the actors write next
+    # (and the audit), which a slower store (PostgreSQL) lets into that window.
+    sizes = stats.batch_sizes[start:]
+    assert sum(sizes[:2]) >= 1000, f"commits of {sizes} change sets for 1,000 CANCELING writes"
     while confirmed < 500:
         stop = (await agent.next("stop_job")).stop_job
         agent.stopped(stop.build_id, stop.job_id)

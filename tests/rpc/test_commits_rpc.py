@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from buildcontrol.v1 import build_control_pb2, build_pb2
 
 from tests.rpc.conftest import Running, pipeline
 from tests.rpc.test_cancel_rpc import rest_of
 from tests.support.agent_peer import AgentPeer
+
+
+@pytest.fixture
+def server(stored_server: Running) -> Running:
+    """Every test here counts the store's commits: each runs on every backend."""
+    return stored_server
 
 
 async def settled(server: Running, build_id: str, jobs: int) -> None:

@@ -14,9 +14,12 @@ from tests.rpc.conftest import settings_for
 from tests.support.ports import free_port
 
 
-async def test_health_is_not_serving_until_recovery_has_loaded(tmp_path: Path) -> None:
+async def test_health_is_not_serving_until_recovery_has_loaded(
+    tmp_path: Path, store_url: str | None
+) -> None:
     port = free_port()
-    app = ServerApp(settings_for(tmp_path / "data", listen=f"127.0.0.1:{port}"))
+    settings = settings_for(tmp_path / "data", listen=f"127.0.0.1:{port}", store_url=store_url)
+    app = ServerApp(settings)
     loading = asyncio.Event()
     release = asyncio.Event()
     load = app.store.load_unfinished

@@ -1,4 +1,5 @@
-"""Every store test that is not about files runs once per backend."""
+"""Every store test that is not about files runs once per backend: SQLite in a file,
+SQLite in memory, and PostgreSQL (a database of its own per test)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from buildcontrol_server.store.base import BuildStore
+from buildcontrol_server.store.postgres import PostgresStore
 from buildcontrol_server.store.sqlite import SqliteStore
 
-BACKENDS = ["file", "memory"]
+BACKENDS = ["file", "memory", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -17,13 +20,23 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store_path(backend: str, tmp_path: Path) -> str:
+def store_path(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Where the store lives: a file, ":memory:", or a postgresql:// URL."""
+    if backend == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
     return str(tmp_path / "builds.sqlite") if backend == "file" else ":memory:"
 
 
+def make_store(store_path: str) -> BuildStore:
+    """A store (not yet open) of the backend that `store_path` names."""
+    if store_path.startswith("postgresql://"):
+        return PostgresStore(store_path)
+    return SqliteStore(store_path)
+
+
 @pytest.fixture
-async def store(store_path: str) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(store_path)
+async def store(store_path: str) -> AsyncIterator[BuildStore]:
+    opened = make_store(store_path)
     await opened.open()
     yield opened
     await opened.close()

@@ -14,6 +14,7 @@ from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import CancelRecord, ChangeSet
 from buildcontrol_server.store import reads
 from buildcontrol_server.store.audit_records import record_from_json, record_to_json
+from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.sqlite import SqliteStore
 
 from .store_samples import (
@@ -28,12 +29,12 @@ from .store_samples import (
 )
 
 
-async def store_canceled(store: SqliteStore, count: int, start: float = T0) -> list[CancelRecord]:
+async def store_canceled(store: BuildStore, count: int, start: float = T0) -> list[CancelRecord]:
     """`count` CANCELED builds, stored, without audit rows; their records."""
     return [CancelRecord.of(build) for build in await commit_canceled(store, count, start)]
 
 
-async def test_v3_fields_round_trip(store: SqliteStore) -> None:
+async def test_v3_fields_round_trip(store: BuildStore) -> None:
     build, changes = submitted(wide_spec(jobs=2, steps=2))
     build.concurrency_group = "deploy-prod"
     build.cancel_in_progress = True
@@ -56,7 +57,7 @@ async def test_v3_fields_round_trip(store: SqliteStore) -> None:
     assert (listed.concurrency_group, listed.cancel_in_progress) == ("deploy-prod", True)
 
 
-async def test_updates_leave_v3_fields_as_submitted(store: SqliteStore) -> None:
+async def test_updates_leave_v3_fields_as_submitted(store: BuildStore) -> None:
     build, changes = submitted(wide_spec(jobs=1, steps=2))
     build.concurrency_group = "g"
     build.stages[0].jobs[0].run_on_cancel = True
@@ -68,7 +69,7 @@ async def test_updates_leave_v3_fields_as_submitted(store: SqliteStore) -> None:
     assert await store.get_build(build.build_id) == build
 
 
-async def test_change_set_of_only_audit_records_is_one_commit(store: SqliteStore) -> None:
+async def test_change_set_of_only_audit_records_is_one_commit(store: BuildStore) -> None:
     first, second = (CancelRecord.of(canceled(now=T0 + n)[0]) for n in range(2))
     before = store.stats.commits
 
@@ -81,7 +82,7 @@ async def test_change_set_of_only_audit_records_is_one_commit(store: SqliteStore
     assert await store.audit_records([]) == []
 
 
-async def test_second_record_of_a_build_is_ignored(store: SqliteStore) -> None:
+async def test_second_record_of_a_build_is_ignored(store: BuildStore) -> None:
     record = CancelRecord.of(canceled()[0])
     await store.commit(ChangeSet(audit=[record]))
 
@@ -93,7 +94,7 @@ async def test_second_record_of_a_build_is_ignored(store: SqliteStore) -> None:
     assert await store.audit_records() == [record]
 
 
-async def test_audit_commits_in_the_transaction_of_its_change_set(store: SqliteStore) -> None:
+async def test_audit_commits_in_the_transaction_of_its_change_set(store: BuildStore) -> None:
     build, insert = submitted()
     await store.commit(insert)
     fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 1)
@@ -106,7 +107,7 @@ async def test_audit_commits_in_the_transaction_of_its_change_set(store: SqliteS
     assert await store.audit_records() == [CancelRecord.of(build)]
 
 
-async def test_audit_rows_of_a_rejected_change_set_are_not_written(store: SqliteStore) -> None:
+async def test_audit_rows_of_a_rejected_change_set_are_not_written(store: BuildStore) -> None:
     build, insert = submitted()
     await store.commit(insert)
     stale = copy.deepcopy(build)
@@ -121,7 +122,7 @@ async def test_audit_rows_of_a_rejected_change_set_are_not_written(store: Sqlite
 
 
 async def test_canceled_without_audit_lists_only_unaudited_canceled_builds(
-    store: SqliteStore,
+    store: BuildStore,
 ) -> None:
     _, insert_queued = submitted(now=T0 + 100)
     running, insert_running = submitted(now=T0 + 101)
@@ -146,7 +147,7 @@ async def test_canceled_without_audit_lists_only_unaudited_canceled_builds(
 
 
 async def test_reads_of_many_builds_span_several_in_lists(
-    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+    store: BuildStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reads, "IN_CHUNK", 2)
     records = await store_canceled(store, 5)

@@ -1,4 +1,5 @@
-"""The store contract, run against every backend (`backend` fixture: file, memory)."""
+"""The store contract, run against every backend (`backend` fixture: SQLite file,
+SQLite memory, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
+from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.errors import StoreClosedError, StoreWriteError
-from buildcontrol_server.store.sqlite import SqliteStore
 from prometheus_client import REGISTRY
 
+from .conftest import make_store
 from .store_samples import (
     STOP_TIMES,
     T0,
@@ -28,11 +30,11 @@ def exported(metric: str) -> float:
     return REGISTRY.get_sample_value(metric) or 0.0
 
 
-def commits_and_writes(store: SqliteStore) -> tuple[int, int]:
+def commits_and_writes(store: BuildStore) -> tuple[int, int]:
     return store.stats.commits, store.stats.writes
 
 
-async def test_new_build_round_trips_every_field(store: SqliteStore) -> None:
+async def test_new_build_round_trips_every_field(store: BuildStore) -> None:
     build, changes = submitted()
     await store.commit(changes)
 
@@ -48,12 +50,12 @@ async def test_new_build_round_trips_every_field(store: SqliteStore) -> None:
     assert loaded.stages[1].jobs[0].stage_index == 1
 
 
-async def test_get_build_of_unknown_id_is_none(store: SqliteStore) -> None:
+async def test_get_build_of_unknown_id_is_none(store: BuildStore) -> None:
     assert await store.get_build("b0000000000000000000a") is None
 
 
 async def test_a_read_cancelled_while_it_begins_leaves_later_reads_working(
-    store: SqliteStore,
+    store: BuildStore,
 ) -> None:
     build, changes = submitted()
     await store.commit(changes)
@@ -68,7 +70,7 @@ async def test_a_read_cancelled_while_it_begins_leaves_later_reads_working(
     assert await store.get_build(build.build_id) == build
 
 
-async def test_updates_write_every_mutable_field_with_versions(store: SqliteStore) -> None:
+async def test_updates_write_every_mutable_field_with_versions(store: BuildStore) -> None:
     build, changes = submitted()
     await store.commit(changes)
     await store.commit(start_first_job(build))
@@ -100,7 +102,7 @@ async def test_updates_write_every_mutable_field_with_versions(store: SqliteStor
 
 
 async def test_stale_update_raises_version_conflict_and_writes_nothing(
-    store: SqliteStore,
+    store: BuildStore,
 ) -> None:
     build, changes = submitted()
     await store.commit(changes)
@@ -114,7 +116,7 @@ async def test_stale_update_raises_version_conflict_and_writes_nothing(
     assert store.stats.failed_writes == 1
 
 
-async def test_conflict_in_a_batch_fails_only_its_change_set(store: SqliteStore) -> None:
+async def test_conflict_in_a_batch_fails_only_its_change_set(store: BuildStore) -> None:
     build, changes = submitted()
     other, other_changes = submitted(now=T0 + 1)
     await store.commit_all([changes, other_changes])
@@ -143,7 +145,7 @@ async def test_conflict_in_a_batch_fails_only_its_change_set(store: SqliteStore)
     assert loaded.stages[0].jobs[1].status is JobStatus.PENDING
 
 
-async def test_sql_error_in_a_batch_fails_only_its_change_set(store: SqliteStore) -> None:
+async def test_sql_error_in_a_batch_fails_only_its_change_set(store: BuildStore) -> None:
     build, changes = submitted()
     await store.commit(changes)
     newcomer, newcomer_changes = submitted(now=T0 + 1)
@@ -153,11 +155,12 @@ async def test_sql_error_in_a_batch_fails_only_its_change_set(store: SqliteStore
 
     assert results[0] is None
     assert isinstance(results[1], StoreWriteError)
-    assert "UNIQUE constraint failed" in str(results[1])
+    # SQLite: "UNIQUE constraint failed"; PostgreSQL: "violates unique constraint".
+    assert "unique constraint" in str(results[1]).lower()
     assert await store.get_build(newcomer.build_id) == newcomer
 
 
-async def test_200_concurrent_commits_share_few_transactions(store: SqliteStore) -> None:
+async def test_200_concurrent_commits_share_few_transactions(store: BuildStore) -> None:
     submissions = [submitted(now=T0 + n) for n in range(200)]
     before = commits_and_writes(store)
 
@@ -187,7 +190,9 @@ async def test_200_concurrent_commits_share_few_transactions(store: SqliteStore)
         assert await store.get_build(build.build_id) == build
 
 
-async def test_cancel_of_20_jobs_with_5_steps_is_one_commit(store: SqliteStore) -> None:
+async def test_cancel_of_20_jobs_with_5_steps_is_one_commit(
+    store: BuildStore, backend: str
+) -> None:
     build, changes = submitted(wide_spec(jobs=20, steps=5))
     await store.commit(changes)
     for n in range(8):  # some jobs on agents, the rest never started
@@ -199,15 +204,16 @@ async def test_cancel_of_20_jobs_with_5_steps_is_one_commit(store: SqliteStore) 
 
     assert store.stats.commits == before_commits + 1
     assert store.stats.batch_sizes[-1] == 1
-    # One executemany per table: the build, its 20 jobs, its 100 steps.
-    assert store.stats.statements == before_statements + 3
+    # SQLite: one executemany per table (the build, its 20 jobs, its 100 steps);
+    # PostgreSQL: one UPDATE of all three (one round trip).
+    assert store.stats.statements == before_statements + (1 if backend == "postgresql" else 3)
     assert len(fx.changes.jobs) == 20 and len(fx.changes.steps) == 100
     loaded = await store.get_build(build.build_id)
     assert loaded == build
     assert loaded is not None and loaded.status is BuildStatus.CANCELING
 
 
-async def test_commit_all_puts_every_change_set_in_one_transaction(store: SqliteStore) -> None:
+async def test_commit_all_puts_every_change_set_in_one_transaction(store: BuildStore) -> None:
     builds = [submitted(now=T0 + n) for n in range(50)]
     await store.commit_all([changes for _, changes in builds])
     before = store.stats.commits
@@ -230,7 +236,7 @@ async def test_commit_all_puts_every_change_set_in_one_transaction(store: Sqlite
 
 
 async def test_update_queued_before_its_build_is_inserted_fails_alone(
-    store: SqliteStore,
+    store: BuildStore,
 ) -> None:
     build, insert = submitted()
     too_early = cancellation.cancel(copy.deepcopy(build), cancel_info(), STOP_TIMES, T0 + 1).changes
@@ -243,14 +249,14 @@ async def test_update_queued_before_its_build_is_inserted_fails_alone(
     assert await store.get_build(build.build_id) == build
 
 
-async def test_empty_change_set_needs_no_transaction(store: SqliteStore) -> None:
+async def test_empty_change_set_needs_no_transaction(store: BuildStore) -> None:
     before = store.stats.commits
     await store.commit(ChangeSet())
     assert await store.commit_all([ChangeSet(), ChangeSet()]) == [None, None]
     assert store.stats.commits == before
 
 
-async def test_list_builds_pages_newest_first_with_pipeline_filter(store: SqliteStore) -> None:
+async def test_list_builds_pages_newest_first_with_pipeline_filter(store: BuildStore) -> None:
     web = [submitted(now=T0 + 2 * n)[0] for n in range(5)]
     api = [submitted(wide_spec(1, 1, pipeline="api"), now=T0 + 2 * n + 1)[0] for n in range(5)]
     await store.commit_all([ChangeSet(new_build=b) for b in web + api])
@@ -278,7 +284,7 @@ async def test_list_builds_pages_newest_first_with_pipeline_filter(store: Sqlite
         await store.list_builds(limit=0)
 
 
-async def test_load_unfinished_returns_every_live_build_complete(store: SqliteStore) -> None:
+async def test_load_unfinished_returns_every_live_build_complete(store: BuildStore) -> None:
     queued, running, canceling, canceled, succeeded = (
         submitted(wide_spec(2, 2), now=T0 + n)[0] for n in range(5)
     )
@@ -302,7 +308,7 @@ async def test_load_unfinished_returns_every_live_build_complete(store: SqliteSt
 
 
 async def test_close_writes_everything_queued_first(store_path: str) -> None:
-    store = SqliteStore(store_path)
+    store = make_store(store_path)
     await store.open()
     submissions = [submitted(now=T0 + n) for n in range(30)]
     # Tasks start in creation order: every commit is queued before close() runs.
@@ -318,11 +324,15 @@ async def test_close_writes_everything_queued_first(store_path: str) -> None:
     with pytest.raises(StoreClosedError):
         await store.get_build(submissions[0][0].build_id)
     if store_path != ":memory:":
-        async with SqliteStore(store_path) as reopened:
+        reopened = make_store(store_path)
+        await reopened.open()
+        try:
             assert len(await reopened.list_builds(limit=100)) == 30
+        finally:
+            await reopened.close()
 
 
-async def test_caller_cancelled_while_waiting_still_gets_its_write(store: SqliteStore) -> None:
+async def test_caller_cancelled_while_waiting_still_gets_its_write(store: BuildStore) -> None:
     build, changes = submitted()
     waiting = asyncio.create_task(store.commit(changes))
 
@@ -334,4 +344,24 @@ async def test_caller_cancelled_while_waiting_still_gets_its_write(store: Sqlite
     await asyncio.create_task(cancel_then_commit())
 
     assert waiting.cancelled()
+    assert await store.get_build(build.build_id) == build
+
+
+async def test_two_moves_of_one_build_in_one_batch_commit_together_in_order(
+    store: BuildStore,
+) -> None:
+    build, changes = submitted()
+    await store.commit(changes)
+    # A copy: rows are taken when the write is queued, and the cancel below moves the
+    # same objects on (an actor commits before its next move; here both are queued).
+    started = copy.deepcopy(start_first_job(build))  # the build moves on once …
+    canceled = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 5).changes  # … twice
+    before_commits, before_isolated = store.stats.commits, store.stats.isolated_batches
+
+    results = await store.commit_all([started, canceled])
+
+    assert results == [None, None]
+    assert store.stats.commits == before_commits + 1
+    # Merged as they are (PostgreSQL: one UPDATE per move, in order), not replayed.
+    assert store.stats.isolated_batches == before_isolated
     assert await store.get_build(build.build_id) == build

@@ -1,8 +1,14 @@
-"""What the actors need from persistence. One implementation per backend (sqlite.py
-now; PostgreSQL later); the same test suite (tests/store) runs against each."""
+"""What the actors need from persistence. One implementation per backend (sqlite.py,
+postgres.py; factory.py picks one from the store URL); the same test suite
+(tests/store) runs against each.
+
+"One server per database" is each backend's own business, taken in `open()`: SQLite
+holds a file lock, PostgreSQL a session advisory lock; a second server is refused
+with StoreOpenError."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,9 +40,18 @@ class StoreStats:
 
 class BuildStore(Protocol):
     stats: StoreStats
+    # What messages name: the file, or the URL without its password.
+    path: str
+
+    @property
+    def available(self) -> bool:
+        """False while the database cannot be reached (writes fail with StoreUnavailable)."""
+
+    def watch_availability(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(available)` each time the store turns (un)available."""
 
     async def open(self) -> None:
-        """Check the file, take the one-server lock, migrate, start the writer."""
+        """Check the database, take the one-server lock, migrate, start the writer."""
 
     async def close(self) -> None:
         """Finish every queued write, then close connections and release the lock."""

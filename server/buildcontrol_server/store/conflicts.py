@@ -40,6 +40,17 @@ async def describe_conflict(
         keys = [key[0] for key in expected]
         found = {(row[0],): row[1] for row in await select_in(connection, sql, keys)}
         noun = table[:-1]
+    return conflict_between(noun, expected, found, table)
+
+
+def conflict_between(
+    noun: str,
+    expected: dict[tuple[Any, ...], int],
+    found: dict[tuple[Any, ...], int],
+    table: str,
+) -> VersionConflict:
+    """The error of a compare-and-set miss, from the versions expected and found (the
+    same wording on every backend)."""
     stale = [key for key, version in expected.items() if found.get(key) != version]
     if not stale:
         return VersionConflict(f"{table}: a row changed while being written")

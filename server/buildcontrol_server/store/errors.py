@@ -28,3 +28,8 @@ class StoreClosedError(Unavailable):
 
     def __init__(self) -> None:
         super().__init__("the build store is closed (server shutting down)")
+
+
+class StoreUnavailable(Unavailable):
+    """The database cannot be reached (PostgreSQL restarted, network cut): nothing of
+    the change set was written; the caller may retry once the store is back."""

@@ -28,7 +28,7 @@ empty database), so reads take the writer's lock and wait for the current batch.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Literal
@@ -83,6 +83,15 @@ class SqliteStore:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+    @property
+    def available(self) -> bool:
+        # A local file: failures are per transaction (disk full, I/O error), never a
+        # lost connection to wait out.
+        return True
+
+    def watch_availability(self, listener: Callable[[bool], None]) -> None:
+        """Never called back: see `available`."""
 
     # ---- open / close -------------------------------------------------------------
 

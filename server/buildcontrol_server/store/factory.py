@@ -1,0 +1,50 @@
+"""Build the store the server runs on from one setting: the store URL.
+
+- none (no `--store`, no BUILDCONTROL_STORE): SQLite, the embedded default, in
+  `buildcontrol.sqlite3` under the data directory;
+- `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?…]` (or `postgres://`): PostgreSQL.
+
+Nothing outside store/ knows which backend runs: the rest of the server holds a
+BuildStore and sees the same errors from both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from buildcontrol_server.store.base import BuildStore
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+STORE_ENV = "BUILDCONTROL_STORE"
+
+
+class StoreUrlError(ValueError):
+    """The store URL names no backend this server has."""
+
+
+def check_url(url: str) -> str:
+    """`url` if a backend takes it, else StoreUrlError saying what is accepted."""
+    parts = urlsplit(url)
+    if parts.scheme not in POSTGRES_SCHEMES:
+        # The URL itself is not repeated: it may carry a password.
+        scheme = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise StoreUrlError(
+            f"store URL has {scheme}: expected postgresql://USER@HOST:PORT/DB"
+            " (or no --store for SQLite under --data-dir)"
+        )
+    if not parts.hostname and "host=" not in parts.query:
+        raise StoreUrlError("store URL: postgresql://USER@HOST:PORT/DB needs a host")
+    return url
+
+
+def build_store(url: str | None, database_path: Path) -> BuildStore:
+    """The store for `url`, or SQLite at `database_path` when there is none."""
+    if not url:
+        from buildcontrol_server.store.sqlite import SqliteStore
+
+        return SqliteStore(str(database_path))
+    check_url(url)
+    from buildcontrol_server.store.postgres import PostgresStore
+
+    return PostgresStore(url)

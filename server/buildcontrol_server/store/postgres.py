@@ -1,0 +1,222 @@
+"""The PostgreSQL build store (through asyncpg): open, close, writes and reads.
+
+Chosen with `--store postgresql://USER@HOST:PORT/DB` (store/factory.py). The same
+contract as the SQLite store (store/base.py, one test suite for both):
+
+- writes go through the group-commit writer (postgres_writer.py): concurrent change
+  sets share one transaction, every update is compare-and-set on a version, and a
+  lost race is the VersionConflict the actor sees on SQLite too;
+- the schema is migrated at open (postgres_schema.py) and a newer one is refused;
+- one server per database: a session advisory lock (postgres_connections.py);
+- reads run in a REPEATABLE READ read-only transaction, so a build, its jobs and its
+  steps come from one commit (as SQLite's read transaction under WAL).
+
+Durability is PostgreSQL's: with the default `synchronous_commit = on`, a commit that
+returned survives a crash of the database server and of its host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
+from buildcontrol_server.store import postgres_schema, rows
+from buildcontrol_server.store import postgres_sql as sql
+from buildcontrol_server.store.audit_records import record_from_json
+from buildcontrol_server.store.base import StoreStats
+from buildcontrol_server.store.errors import StoreClosedError, StoreOpenError
+from buildcontrol_server.store.group_commit import DEFAULT_MAX_BATCH
+from buildcontrol_server.store.postgres_connections import (
+    PoolSize,
+    PostgresConnections,
+    is_connection_loss,
+)
+from buildcontrol_server.store.postgres_writer import PostgresGroupCommitWriter
+from buildcontrol_server.store.schema import SchemaTooNew
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}{host}"))
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: PoolSize | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self.url = url
+        self.path = redacted(url)  # what messages name, as SqliteStore.path
+        self.stats = StoreStats()
+        self._max_batch = max_batch
+        self._connections = PostgresConnections(url, self.path, pool_size or PoolSize())
+        self._writer: PostgresGroupCommitWriter | None = None
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def available(self) -> bool:
+        return self._connections.available
+
+    def watch_availability(self, listener: Callable[[bool], None]) -> None:
+        self._connections.watch(listener)
+
+    # ---- open / close -------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            raise RuntimeError(f"store {self.path} is already open")
+        try:
+            await self._migrate()
+            await self._connections.open()
+        except BaseException as error:
+            await self._connections.close()
+            if isinstance(error, StoreOpenError):
+                raise
+            if isinstance(error, SchemaTooNew):
+                raise StoreOpenError(self.path, f"{error}; upgrade buildcontrol") from error
+            if isinstance(error, postgres_schema.NotOurDatabase):
+                raise StoreOpenError(self.path, str(error)) from error
+            if isinstance(error, Exception) and (
+                is_connection_loss(error) or isinstance(error, asyncpg.PostgresError)
+            ):
+                raise StoreOpenError(self.path, f"cannot open: {error}") from error
+            raise
+        self._writer = PostgresGroupCommitWriter(self._connections, self.stats, self._max_batch)
+        self._writer.start()
+
+    async def _migrate(self) -> None:
+        connection = await self._connections.connect()
+        try:
+            await postgres_schema.migrate(connection)
+        finally:
+            await connection.close()
+
+    async def close(self) -> None:
+        """Write everything queued, then close the pool and release the lock."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.close()
+        await self._connections.close()
+
+    # ---- writes -------------------------------------------------------------------
+
+    async def commit(self, changes: ChangeSet) -> None:
+        [error] = await self._require_writer().submit([changes])
+        if error is not None:
+            raise error
+
+    async def commit_all(self, change_sets: list[ChangeSet]) -> list[BaseException | None]:
+        return await self._require_writer().submit(change_sets)
+
+    def _require_writer(self) -> PostgresGroupCommitWriter:
+        if self._writer is None:
+            raise StoreClosedError()
+        return self._writer
+
+    # ---- reads --------------------------------------------------------------------
+
+    async def get_build(self, build_id: str) -> Build | None:
+        async with self._snapshot() as connection:
+            build_rows = await connection.fetch(sql.SELECT_BUILD, build_id)
+            if not build_rows:
+                return None
+            job_rows = await connection.fetch(sql.SELECT_JOBS_OF_BUILD, build_id)
+            step_rows = await connection.fetch(sql.SELECT_STEPS_OF_BUILD, build_id)
+        [build] = rows.assemble(build_rows, job_rows, step_rows)
+        return build
+
+    async def list_builds(
+        self, limit: int, before_build_id: str | None = None, pipeline: str | None = None
+    ) -> list[Build]:
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, not {limit}")
+        parameters: list[object] = [
+            value for value in (before_build_id, pipeline) if value is not None
+        ]
+        query = sql.list_builds(before_build_id is not None, pipeline is not None)
+        async with self._snapshot() as connection:
+            found = await connection.fetch(query, *parameters, limit)
+        return [rows.build_from_row(row) for row in found]
+
+    async def load_unfinished(self) -> list[Build]:
+        async with self._snapshot() as connection:
+            build_rows = await connection.fetch(sql.SELECT_UNFINISHED_BUILDS)
+            return await self._complete(connection, build_rows)
+
+    async def unfinished_build_ids(self) -> list[str]:
+        async with self._snapshot() as connection:
+            found = await connection.fetch(sql.SELECT_UNFINISHED_IDS)
+        return [str(row[0]) for row in found]
+
+    async def canceling_since(self) -> dict[str, float]:
+        async with self._snapshot() as connection:
+            found = await connection.fetch(sql.SELECT_CANCELING_SINCE)
+        return {str(row[0]): float(row[1] or 0.0) for row in found}
+
+    async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
+        async with self._snapshot() as connection:
+            if build_ids is None:
+                found = await connection.fetch(sql.SELECT_ALL_AUDIT)
+            else:
+                found = await connection.fetch(sql.SELECT_AUDIT_OF, sorted(set(build_ids)))
+        return [record_from_json(row[0]) for row in found]
+
+    async def canceled_without_audit(
+        self, limit: int, after_build_id: str | None = None
+    ) -> list[Build]:
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, not {limit}")
+        async with self._snapshot() as connection:
+            # "" sorts before every build id (COLLATE "C"): no lower bound.
+            build_rows = await connection.fetch(
+                sql.SELECT_CANCELED_WITHOUT_AUDIT, after_build_id or "", limit
+            )
+            return await self._complete(connection, build_rows)
+
+    @staticmethod
+    async def _complete(connection: Any, build_rows: list[Any]) -> list[Build]:
+        """The builds of `build_rows` (in that order) with their jobs and steps."""
+        build_ids = [row[0] for row in build_rows]
+        if not build_ids:
+            return []
+        job_rows = await connection.fetch(sql.SELECT_JOBS_OF_BUILDS, build_ids)
+        step_rows = await connection.fetch(sql.SELECT_STEPS_OF_BUILDS, build_ids)
+        return rows.assemble(build_rows, job_rows, step_rows)
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[Any]:
+        """One read-only transaction: everything read comes from the same commit."""
+        if self._writer is None:
+            raise StoreClosedError()
+        async with (
+            self._connections.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            yield connection

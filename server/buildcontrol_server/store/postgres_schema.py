@@ -1,0 +1,167 @@
+"""The PostgreSQL schema: the same migrations as schema.py (SQLite), step by step.
+
+Each `Migration` here has the version and summary of its SQLite twin, so a new SQLite
+step is mirrored by appending one here with the same number. Differences from SQLite,
+on purpose:
+
+- keys are `TEXT COLLATE "C"`: ids compare byte by byte as in SQLite (ListBuilds pages
+  with `build_id < …`), whatever the database's default collation;
+- REAL is `DOUBLE PRECISION`, INTEGER is `BIGINT`; 0/1 flags stay integers so both
+  backends take the same rows (rows.py);
+- the version lives in a one-row `schema_version` table (SQLite: `PRAGMA user_version`),
+  and the table's existence marks the database as ours (SQLite: `application_id`).
+
+Every migration runs in one transaction with the bump of `schema_version`, under a
+transaction advisory lock, so two servers starting at once do not both apply it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from buildcontrol_server.store.schema import Migration, SchemaTooNew
+
+# Transaction-scoped advisory lock key of migrations ("bctm" in ASCII).
+MIGRATION_LOCK_KEY = 0x6263746D
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "builds, jobs and steps",
+        (
+            "CREATE TABLE schema_version (version BIGINT NOT NULL)",
+            "INSERT INTO schema_version (version) VALUES (0)",
+            # stage_names: JSON list; cancel_*: NULL until the build is cancelled.
+            """CREATE TABLE builds (
+                build_id TEXT COLLATE "C" PRIMARY KEY,
+                pipeline TEXT COLLATE "C" NOT NULL,
+                stage_names TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                status TEXT NOT NULL,
+                finished_at DOUBLE PRECISION,
+                cancel_reason TEXT,
+                cancel_requested_by TEXT,
+                cancel_force BIGINT,
+                cancel_grace_period DOUBLE PRECISION,
+                cancel_requested_at DOUBLE PRECISION,
+                version BIGINT NOT NULL
+            )""",
+            # position: the job's order in its build; labels, env: JSON objects.
+            """CREATE TABLE jobs (
+                job_id TEXT COLLATE "C" PRIMARY KEY,
+                build_id TEXT COLLATE "C" NOT NULL REFERENCES builds (build_id),
+                stage_index BIGINT NOT NULL,
+                position BIGINT NOT NULL,
+                name TEXT NOT NULL,
+                labels TEXT NOT NULL,
+                env TEXT NOT NULL,
+                status TEXT NOT NULL,
+                outcome TEXT,
+                agent_id TEXT,
+                exit_code BIGINT,
+                finished_at DOUBLE PRECISION,
+                version BIGINT NOT NULL
+            )""",
+            "CREATE INDEX jobs_by_build ON jobs (build_id, position)",
+            # PostgreSQL only: aborts the statement that calls it unless every
+            # compare-and-set matched, so a change set of updates alone is one
+            # statement in autocommit (one round trip, postgres_writer.py) and still
+            # all or nothing. SQLSTATE BC409: "conflict", ours.
+            """CREATE FUNCTION buildcontrol_check_versions(matched BIGINT[], expected BIGINT[])
+            RETURNS INT LANGUAGE plpgsql AS $$
+            BEGIN
+                IF matched IS DISTINCT FROM expected THEN
+                    RAISE EXCEPTION 'compare-and-set missed: matched %, expected %',
+                        matched, expected USING ERRCODE = 'BC409';
+                END IF;
+                RETURN 0;
+            END $$""",
+            """CREATE TABLE steps (
+                job_id TEXT COLLATE "C" NOT NULL REFERENCES jobs (job_id),
+                step_index BIGINT NOT NULL,
+                name TEXT NOT NULL,
+                command TEXT NOT NULL,
+                status TEXT NOT NULL,
+                exit_code BIGINT,
+                version BIGINT NOT NULL,
+                PRIMARY KEY (job_id, step_index)
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "indexes for ListBuilds by pipeline and for recovery of unfinished builds",
+        (
+            "CREATE INDEX builds_by_pipeline ON builds (pipeline, build_id)",
+            "CREATE INDEX builds_unfinished ON builds (build_id)"
+            " WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')",
+        ),
+    ),
+    Migration(
+        3,
+        "cleanup (run_on_cancel), job timeouts, concurrency groups, the cancel audit",
+        (
+            "ALTER TABLE jobs ADD COLUMN run_on_cancel BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE jobs ADD COLUMN timeout DOUBLE PRECISION",
+            "ALTER TABLE steps ADD COLUMN run_on_cancel BIGINT NOT NULL DEFAULT 0",
+            'ALTER TABLE builds ADD COLUMN concurrency_group TEXT COLLATE "C"',
+            "ALTER TABLE builds ADD COLUMN cancel_in_progress BIGINT NOT NULL DEFAULT 0",
+            "CREATE INDEX builds_unfinished_by_group ON builds (concurrency_group, build_id)"
+            " WHERE status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
+            " AND concurrency_group IS NOT NULL",
+            # No foreign key to builds, as on SQLite: the record outlives any pruning.
+            """CREATE TABLE cancel_audit (
+                build_id TEXT COLLATE "C" PRIMARY KEY,
+                record TEXT NOT NULL,
+                requested_at DOUBLE PRECISION,
+                finished_at DOUBLE PRECISION,
+                written_at DOUBLE PRECISION
+            )""",
+            "CREATE INDEX builds_canceled ON builds (build_id) WHERE status = 'CANCELED'",
+        ),
+    ),
+    Migration(
+        4,
+        "the submitter of each build (authentication, issue 6)",
+        ("ALTER TABLE builds ADD COLUMN submitted_by TEXT",),
+    ),
+)
+
+POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version
+
+
+class NotOurDatabase(Exception):
+    """The database has tables but no buildcontrol schema: left untouched."""
+
+
+async def read_version(connection: Any) -> int:
+    """The recorded version; 0 for a database without buildcontrol's tables."""
+    exists = await connection.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    if not exists:
+        tables = await connection.fetchval(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        if tables:
+            raise NotOurDatabase(f"has {tables} tables but no buildcontrol schema; left untouched")
+        return 0
+    return int(await connection.fetchval("SELECT version FROM schema_version"))
+
+
+async def migrate(connection: Any, target: int = POSTGRES_LATEST_VERSION) -> list[int]:
+    """Apply every migration above the recorded version up to `target`, each in its own
+    transaction. Returns the versions applied. Refuses a newer database untouched."""
+    applied: list[int] = []
+    while True:
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            current = await read_version(connection)
+            if current > POSTGRES_LATEST_VERSION:
+                raise SchemaTooNew(current)
+            pending = [m for m in MIGRATIONS if current < m.version <= target]
+            if not pending:
+                return applied
+            migration = pending[0]
+            for statement in migration.statements:
+                await connection.execute(statement)
+            await connection.execute("UPDATE schema_version SET version = $1", migration.version)
+        applied.append(migration.version)

@@ -1,0 +1,246 @@
+"""The group-commit writer on PostgreSQL: the same semantics as on SQLite.
+
+The queue, the gathering of a burst, the batch cap and the accounting are the SQLite
+writer's (group_commit.py); only the transaction differs. One batch is one
+transaction on one pool connection:
+
+- a batch of one change set of updates only (one cancel, one agent report: the
+  latency path) is one self-checking statement in autocommit, one round trip: its
+  CTEs update every table and `buildcontrol_check_versions` aborts the statement
+  unless each compare-and-set matched; on a miss it is replayed as below;
+- otherwise first all change sets merged, in one SAVEPOINT: one INSERT per table and
+  one UPDATE of all tables (`unnest` arrays, postgres_sql.py); if any compare-and-set
+  misses or PostgreSQL refuses a row, the savepoint is rolled back and the batch
+  replayed change set by change set, each in its own SAVEPOINT, so only the change
+  sets at fault fail (VersionConflict or StoreWriteError, as on SQLite);
+- a lost connection, or a COMMIT that fails, fails every change set of the batch
+  with StoreUnavailable (nothing of it was written, or, for a COMMIT whose answer was
+  lost, the caller cannot know: the same ambiguity as any client of any database; the
+  actor reloads its build from the store before it goes on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import asyncpg
+
+from buildcontrol_server import metrics
+from buildcontrol_server.store import postgres_sql as sql
+from buildcontrol_server.store.base import StoreStats
+from buildcontrol_server.store.conflicts import conflict_between
+from buildcontrol_server.store.errors import StoreClosedError, StoreUnavailable, StoreWriteError
+from buildcontrol_server.store.group_commit import (
+    DEFAULT_MAX_BATCH,
+    GroupCommitWriter,
+    _CasMismatch,
+    _mergeable,
+    _QueuedWrite,
+    _settle,
+)
+from buildcontrol_server.store.postgres_connections import PostgresConnections, is_connection_loss
+from buildcontrol_server.store.rows import PreparedWrite, Row
+
+log = logging.getLogger(__name__)
+
+
+class PostgresGroupCommitWriter(GroupCommitWriter):
+    def __init__(
+        self,
+        connections: PostgresConnections,
+        stats: StoreStats,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        # No aiosqlite connection: the batch takes a pool connection of its own, and
+        # nobody reads through the writer's connection, so no lock is shared either.
+        super().__init__(cast(Any, None), stats, asyncio.Lock(), max_batch)
+        self._connections = connections
+
+    async def _write_batch(self, batch: list[_QueuedWrite]) -> None:
+        started = time.perf_counter()
+        errors: list[BaseException | None] = [None] * len(batch)
+        self._statements = 0
+        try:
+            async with self._connections.acquire() as connection:
+                if len(batch) == 1 and await self._updates_alone(connection, batch[0]):
+                    pass
+                elif len(batch) == 1:
+                    # Alone, the change set's own transaction needs no SAVEPOINT inside.
+                    await self._isolated_on(connection, batch, errors)
+                else:
+                    async with connection.transaction():
+                        merged = _mergeable(batch)
+                        if not (merged and await self._merged_on(connection, batch)):
+                            await self._isolated_on(connection, batch, errors)
+        except asyncio.CancelledError:
+            # Cancelled mid-transaction (shutdown gone wrong): tell every caller.
+            for queued in batch:
+                _settle(queued.future, StoreClosedError())
+            raise
+        except Exception as error:
+            self._fail_batch(batch, error)
+            return
+        self._record(batch, errors, self._statements, time.perf_counter() - started)
+        for queued, failure in zip(batch, errors, strict=True):
+            _settle(queued.future, failure)
+
+    async def _updates_alone(self, connection: Any, queued: _QueuedWrite) -> bool:
+        """A change set of updates only (a cancel, an agent's report), alone in its
+        batch: one self-checking statement in autocommit, one round trip instead of
+        BEGIN, UPDATE, COMMIT. False if it is not such a change set or a version
+        missed (nothing written: the caller replays it the long way, which finds and
+        names the conflict)."""
+        write = queued.write
+        if write.insert_builds or write.insert_jobs or write.insert_steps or write.insert_audit:
+            return False
+        present = [
+            (statement, table_rows, key_length)
+            for statement, key_length, table_rows in (
+                (sql.UPDATE_BUILDS, 1, write.update_builds),
+                (sql.UPDATE_JOBS, 1, write.update_jobs),
+                (sql.UPDATE_STEPS, 2, write.update_steps),
+            )
+            if table_rows
+        ]
+        # An entity moved twice in one change set needs ordered statements.
+        if not present or any(
+            len(distinct_key_waves(table_rows, key_length)) > 1
+            for _, table_rows, key_length in present
+        ):
+            return False
+        arguments: list[Any] = []
+        for statement, table_rows, _ in present:
+            arguments += statement.arguments(table_rows)
+        arguments.append([len(table_rows) for _, table_rows, _ in present])
+        self._statements += 1
+        query = sql.update_all_checked(tuple(statement for statement, _, _ in present))
+        try:
+            await connection.execute(query, *arguments)
+        except asyncpg.PostgresError as error:
+            if error.sqlstate != sql.VERSIONS_MISSED:
+                raise
+            return False
+        return True
+
+    async def _merged_on(self, connection: Any, batch: list[_QueuedWrite]) -> bool:
+        """All change sets in one SAVEPOINT; False (nothing of it kept) on any miss."""
+        merged = PreparedWrite()
+        for queued in batch:
+            merged.extend(queued.write)
+        try:
+            async with connection.transaction():
+                await self._apply_on(connection, merged)
+        except (_CasMismatch, asyncpg.PostgresError) as error:
+            if is_connection_loss(error):
+                raise
+            log.debug("merged batch of %d missed (%s); isolating", len(batch), error)
+            self._stats.isolated_batches += 1
+            return False
+        return True
+
+    async def _isolated_on(
+        self, connection: Any, batch: list[_QueuedWrite], errors: list[BaseException | None]
+    ) -> None:
+        """Each change set in its own SAVEPOINT (or its own transaction, outside one)."""
+        for position, queued in enumerate(batch):
+            try:
+                async with connection.transaction():
+                    await self._apply_on(connection, queued.write)
+            except _CasMismatch as mismatch:
+                errors[position] = await _describe_conflict(connection, mismatch)
+            except asyncpg.PostgresError as error:
+                if is_connection_loss(error):
+                    raise
+                failure = StoreWriteError(f"change set refused by PostgreSQL: {error}")
+                failure.__cause__ = error
+                errors[position] = failure
+
+    async def _apply_on(self, connection: Any, write: PreparedWrite) -> None:
+        for statement, table_rows in (
+            (sql.INSERT_BUILDS, write.insert_builds),
+            (sql.INSERT_JOBS, write.insert_jobs),
+            (sql.INSERT_STEPS, write.insert_steps),
+            (sql.INSERT_AUDIT, write.insert_audit),
+        ):
+            if table_rows:
+                self._statements += 1
+                await connection.execute(statement.sql, *statement.arguments(table_rows))
+        tables = (
+            (sql.UPDATE_BUILDS, distinct_key_waves(write.update_builds, 1)),
+            (sql.UPDATE_JOBS, distinct_key_waves(write.update_jobs, 1)),
+            (sql.UPDATE_STEPS, distinct_key_waves(write.update_steps, 2)),
+        )
+        # One statement per wave for all tables (usually one wave: one round trip).
+        for wave in range(max(len(waves) for _, waves in tables)):
+            present = [(statement, waves[wave]) for statement, waves in tables if wave < len(waves)]
+            arguments: list[list[Any]] = []
+            for statement, wave_rows in present:
+                arguments += statement.arguments(wave_rows)
+            self._statements += 1
+            query = sql.update_all(tuple(statement for statement, _ in present))
+            matched = await connection.fetchrow(query, *arguments)
+            # Keys are distinct within a wave: all matched iff the counts are the sizes.
+            for position, (statement, wave_rows) in enumerate(present):
+                if matched[position] != len(wave_rows):
+                    raise _CasMismatch(statement.table, wave_rows)
+
+    def _fail_batch(self, batch: list[_QueuedWrite], error: Exception) -> None:
+        """The transaction as a whole failed: nothing of the batch was written."""
+        if isinstance(error, StoreUnavailable):
+            failure: Exception = error
+            log.warning("store transaction of %d change sets failed: %s", len(batch), error)
+        else:
+            log.error("store transaction of %d change sets failed", len(batch), exc_info=error)
+            failure = StoreWriteError(f"store transaction failed, nothing written: {error}")
+            failure.__cause__ = error
+        self._stats.failed_writes += len(batch)
+        metrics.STORE_FAILED_WRITES.inc(len(batch))
+        # Conflicts found inside the transaction are moot: nothing of it committed.
+        for queued in batch:
+            _settle(queued.future, failure)
+
+
+def distinct_key_waves(table_rows: Sequence[Row], key_length: int) -> list[list[Row]]:
+    """The rows in order, cut into statements whose keys are distinct: a merged batch
+    may move one entity twice (version 3→4 then 4→5), and one UPDATE changes a row at
+    most once. Rows are (…, key columns, expected version)."""
+    waves: list[list[Row]] = []
+    seen: list[set[tuple[Any, ...]]] = []
+    for row in table_rows:
+        key = tuple(row[-1 - key_length : -1])
+        # After the last wave that already has this key: the order of moves is kept.
+        index = 0
+        for position in range(len(waves) - 1, -1, -1):
+            if key in seen[position]:
+                index = position + 1
+                break
+        if index == len(waves):
+            waves.append([])
+            seen.append(set())
+        waves[index].append(row)
+        seen[index].add(key)
+    return waves
+
+
+async def _describe_conflict(connection: Any, mismatch: _CasMismatch) -> Exception:
+    """Read the versions back (after the savepoint's rollback) to name the entity."""
+    table, table_rows = mismatch.table, mismatch.rows
+    expected: dict[tuple[Any, ...], int]
+    if table == "steps":
+        expected = {(row[-3], row[-2]): row[-1] for row in table_rows}
+        job_ids = sorted({key[0] for key in expected})
+        found = {
+            (row[0], row[1]): row[2]
+            for row in await connection.fetch(sql.SELECT_STEP_VERSIONS, job_ids)
+            if (row[0], row[1]) in expected
+        }
+        return conflict_between("step", expected, found, table)
+    expected_by_id: dict[tuple[Any, ...], int] = {(row[-2],): row[-1] for row in table_rows}
+    query = sql.SELECT_BUILD_VERSIONS if table == "builds" else sql.SELECT_JOB_VERSIONS
+    keys = [key[0] for key in expected_by_id]
+    found_by_id = {(row[0],): row[1] for row in await connection.fetch(query, keys)}
+    return conflict_between(table[:-1], expected_by_id, found_by_id, table)
