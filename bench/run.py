@@ -111,6 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         metavar="DIR",
         help="(6) first run it with the buildcontrol_client found in DIR (side by side)",
+    )
     parser.add_argument(
         "--backend",
         choices=backends.BACKENDS,

@@ -16,8 +16,8 @@ from buildcontrol_server.config import Settings
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.observability.logs import configure as configure_logging
 from buildcontrol_server.security import serve_flags, token_cli
-from buildcontrol_server.version import version
 from buildcontrol_server.store.factory import STORE_ENV, StoreUrlError, check_url
+from buildcontrol_server.version import version
 
 LOOPS = ("asyncio", "uvloop")
 
