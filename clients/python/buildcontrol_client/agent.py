@@ -58,6 +58,14 @@ T = TypeVar("T")
 _PROGRESS_EVENTS = frozenset({"job_accepted", "step_started", "step_finished"})
 
 
+# Statuses that no reconnect can cure: the agent stops instead of retrying forever.
+REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+
+
+class AgentRefused(Exception):
+    """The server refused this agent's credentials or id ("CODE: message")."""
+
+
 @dataclass(frozen=True)
 class AgentOptions:
     """Tunables; the defaults suit production, tests shrink the times."""
@@ -245,6 +253,9 @@ class Agent:
         except TimeoutError:
             return f"no Welcome within {self._options.welcome_timeout_seconds:g}s"
         except (grpc.RpcError, AgentStreamError, asyncio.InvalidStateError) as error:
+            if isinstance(error, grpc.aio.AioRpcError) and error.code() in REFUSALS:
+                # A wrong or revoked token, or an id it may not use: retrying cannot help.
+                raise AgentRefused(describe_error(error)) from error
             return describe_error(error)
         except Exception as error:
             # A bug here must not take the jobs down with the agent: log it and reconnect.

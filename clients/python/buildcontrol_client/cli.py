@@ -27,7 +27,7 @@ from typing import TypeAlias
 import grpc
 
 from buildcontrol_client import cli_commands, cli_health, cli_output, cli_webhooks
-from buildcontrol_client.agent import Agent, AgentOptions
+from buildcontrol_client.agent import Agent, AgentOptions, AgentRefused
 from buildcontrol_client.arg_types import (
     non_negative_duration,
     positive_duration,
@@ -391,14 +391,29 @@ async def _agent(args: argparse.Namespace) -> int:
     agent = Agent(args.server, args.agent_id, labels, args.capacity, options=options)
     _wait_for_steps_with_pidfds()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGTERM, SIGINT and SIGHUP (a closed terminal, `systemctl reload`): drain, giving
+    # jobs their --shutdown-grace; SIGQUIT: kill the jobs at once. Either way the jobs
+    # are stopped and reported before the agent exits: none outlives it.
+    for sig in GRACEFUL_SIGNALS:
         loop.add_signal_handler(sig, agent.request_shutdown, sig.name)
+    loop.add_signal_handler(signal.SIGQUIT, _quit_now, agent)
     try:
         await agent.run()
+    except AgentRefused as refused:
+        _error(f"{refused} (check --token-file / $BUILDCONTROL_TOKEN and --agent-id)")
+        return EXIT_DENIED
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (*GRACEFUL_SIGNALS, signal.SIGQUIT):
             loop.remove_signal_handler(sig)
     return EXIT_OK
+
+
+GRACEFUL_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def _quit_now(agent: Agent) -> None:
+    agent.request_shutdown("SIGQUIT")
+    agent.request_shutdown("SIGQUIT")  # a second request kills the jobs without grace
 
 
 def _add_server(parser: argparse.ArgumentParser) -> None:
