@@ -1,0 +1,33 @@
+"""Which of the fixes this harness was written against are in the code under test.
+
+The harness finds defects that other branches fix; until a fix is merged, the walks
+that run into its defect are expected to fail (xfail, not strict: a random walk may
+miss a defect). Each fix is recognised by something it must add."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import buildcontrol_client
+from buildcontrol_server import metrics
+
+
+def _has_metric(part: str) -> bool:
+    return any(part in str(getattr(value, "_name", "")) for value in vars(metrics).values())
+
+
+def _client_source_mentions(text: str) -> bool:
+    package = Path(buildcontrol_client.__file__).parent
+    return any(text in path.read_text() for path in package.glob("*.py"))
+
+
+def missing(*needed: str) -> list[str]:
+    """The fixes among `needed` that are not in the code: "faults-actors" (actor
+    supervision: restarts metric), "faults-protocol" (stops are never dropped silently:
+    dropped-stops metric), "agent-procs" (jobs in cgroups: the agent kills cgroups)."""
+    present = {
+        "faults-actors": _has_metric("actor_restarts"),
+        "faults-protocol": _has_metric("stops_dropped"),
+        "agent-procs": _client_source_mentions("cgroup.kill"),
+    }
+    return [fix for fix in needed if not present[fix]]

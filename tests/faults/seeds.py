@@ -1,0 +1,19 @@
+"""Seeds that failed once, kept so they run in every `make test`. A seed fixes the
+sequence of moves, not the interleaving with the server's tasks, so a kept seed finds
+its defect often, not always; the fresh seeds of each run keep looking.
+
+Each entry: seed -> what it found (on which code), so a new failure can be routed."""
+
+from __future__ import annotations
+
+SCRIPTED = {
+    1: "main: SubmitBuild answered INTERNAL during a store outage (defect 9)",
+    22: "main: actor died (InvalidStateError), build stays RUNNING, cancel refused (defect 1)",
+    147: "main: a GRACEFUL stop re-sent in Hello, Welcome seen, ended FORCED (defect 2)",
+    161: "main: actor died, build stays RUNNING with its slots held (defect 1)",
+    180: "main: actor died, build stays CANCELING, Cancel never finishes (defect 1)",
+}
+
+REFERENCE = {
+    1: "main: a `setsid` child outlives its cancelled job (defect 6)",
+}
