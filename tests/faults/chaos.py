@@ -20,7 +20,12 @@ from tests.faults.walk import Walk, run_seed
 
 
 async def run_seeds(
-    seeds: Iterable[int], parallel: int, moves: int, processes: bool = True, verbose: bool = False
+    seeds: Iterable[int],
+    parallel: int,
+    moves: int,
+    processes: bool = True,
+    verbose: bool = False,
+    calm: bool = False,
 ) -> tuple[int, list[Walk]]:
     """Run the seeds, `parallel` at a time; the count run and the failing walks."""
     queue = list(seeds)
@@ -31,7 +36,7 @@ async def run_seeds(
         nonlocal runs
         while queue:
             seed = queue.pop(0)
-            walk = await run_seed(seed, moves, processes)
+            walk = await run_seed(seed, moves, processes, calm)
             runs += 1
             ignored = [part for part in os.environ.get("CHAOS_IGNORE", "").split("|") if part]
             walk.violations = [

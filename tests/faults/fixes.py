@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import buildcontrol_client
+from buildcontrol.v1 import agent_pb2
 from buildcontrol_server import metrics
 
 
@@ -23,11 +24,11 @@ def _client_source_mentions(text: str) -> bool:
 
 def missing(*needed: str) -> list[str]:
     """The fixes among `needed` that are not in the code: "faults-actors" (actor
-    supervision: restarts metric), "faults-protocol" (stops are never dropped silently:
-    dropped-stops metric), "agent-procs" (jobs in cgroups: the agent kills cgroups)."""
+    supervision: restarts metric), "faults-protocol" (results acknowledged by id:
+    ReportsCommitted), "agent-procs" (jobs in cgroups: the agent kills cgroups)."""
     present = {
         "faults-actors": _has_metric("actor_restarts"),
-        "faults-protocol": _has_metric("stops_dropped"),
+        "faults-protocol": hasattr(agent_pb2, "ReportsCommitted"),
         "agent-procs": _client_source_mentions("cgroup.kill"),
     }
     return [fix for fix in needed if not present[fix]]

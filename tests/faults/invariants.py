@@ -77,12 +77,14 @@ async def _respond(walk: Walk, agent: ScriptedAgent) -> None:
         while not peer.closed.is_set():
             getting = asyncio.ensure_future(peer.received.get())
             closing = asyncio.ensure_future(peer.closed.wait())
-            await asyncio.wait({getting, closing}, return_when=asyncio.FIRST_COMPLETED)
-            closing.cancel()
-            if getting.done():
+            try:
+                await asyncio.wait({getting, closing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+                if not getting.done():
+                    getting.cancel()
+            if not getting.cancelled():
                 agent.settle(getting.result())
-            else:
-                getting.cancel()
         walk.note(f"{agent.agent_id} stream ended at settle: {peer.status} {peer.details}")
 
 

@@ -1,9 +1,11 @@
 """A scripted agent whose every move is chosen by the walk: what it holds, what it has
 reported, and which of its results it was told are committed.
 
-It keeps each result (JobFinished/JobStopped) until a Welcome answers a Hello that
-re-sent it, as the reference agent does: that Welcome is what tells an agent the
-server has the result. Results told so go to `told`, which the invariants check."""
+It keeps each result (JobFinished/JobStopped) until the server says it is committed,
+as the reference agent does: with a protocol that acknowledges results
+(ReportsCommitted naming the result's report_id) only that acknowledgement tells;
+without one, a Welcome answering a Hello that re-sent the result is what tells. Results
+told so go to `told`, which the invariants check."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from buildcontrol.v1 import agent_pb2, build_pb2
 from tests.support.agent_peer import AgentPeer
 
 LABELS = {"pool": "faults"}
+# The server acknowledges results by id (ReportsCommitted), not by Welcome.
+ACKS = hasattr(agent_pb2, "ReportsCommitted")
 
 
 @dataclass
@@ -106,7 +110,11 @@ class ScriptedAgent:
         return "welcomed"
 
     def _welcomed(self, resent: list[Result]) -> None:
-        for result in resent:
+        if not ACKS:
+            self._told(resent)
+
+    def _told(self, results: list[Result]) -> None:
+        for result in results:
             result.told = True
             self.told.append(result)
             if result in self.unconfirmed:
@@ -154,6 +162,9 @@ class ScriptedAgent:
     def end(self, held: Held, message: agent_pb2.ConnectRequest) -> None:
         """The job ended on the agent: report it and keep the result until told."""
         self.held.pop(held.job_id, None)
+        if ACKS:
+            kind = message.WhichOneof("event") or ""
+            getattr(message, kind).report_id = f"{self.agent_id}/{held.job_id}"
         result = Result(message)
         self.unconfirmed.append(result)
         self.sent_results.append(result)
@@ -186,9 +197,19 @@ class ScriptedAgent:
             ),
         )
 
+    def acknowledged(self, message: agent_pb2.ConnectResponse) -> bool:
+        """Take a ReportsCommitted: the results it names are told."""
+        if message.WhichOneof("event") != "reports_committed":
+            return False
+        ids = set(message.reports_committed.report_ids)  # type: ignore[attr-defined]
+        self._told([r for r in self.unconfirmed if _report_id(r) in ids])
+        return True
+
     def handle(self, message: agent_pb2.ConnectResponse, rng: random.Random) -> str:
         """React to one server message the way the walk's dice say."""
         kind = message.WhichOneof("event")
+        if self.acknowledged(message):
+            return "results acknowledged"
         if kind == "assign_job":
             job = message.assign_job
             held = Held(job.build_id, job.job_id)
@@ -223,6 +244,8 @@ class ScriptedAgent:
     def settle(self, message: agent_pb2.ConnectResponse | None) -> None:
         """A well-behaved agent: take what it is given, answer every stop it has seen."""
         kind = None if message is None else message.WhichOneof("event")
+        if message is not None and self.acknowledged(message):
+            return
         if message is not None and kind == "assign_job":
             job = message.assign_job
             self.held[job.job_id] = Held(job.build_id, job.job_id)
@@ -234,3 +257,8 @@ class ScriptedAgent:
                 self.stopped(held, graceful=True)
             elif not held.accepted:
                 self.accept(held)
+
+
+def _report_id(result: Result) -> str:
+    kind = result.message.WhichOneof("event") or ""
+    return str(getattr(getattr(result.message, kind), "report_id", ""))

@@ -16,8 +16,8 @@ from tests.faults.chaos import run_seeds
 from tests.faults.reference_walk import ReferenceWalk, run_reference_seed
 from tests.faults.walk import Walk
 
-RUNS = int(os.environ.get("FAULTS_RUNS", "100"))
-REFERENCE_RUNS = int(os.environ.get("FAULTS_REFERENCE_RUNS", "4"))
+RUNS = int(os.environ.get("FAULTS_RUNS", "80"))
+REFERENCE_RUNS = int(os.environ.get("FAULTS_REFERENCE_RUNS", "3"))
 PARALLEL = int(os.environ.get("FAULTS_PARALLEL", "6"))
 FIRST_SEED = int(
     os.environ.get("FAULTS_FIRST_SEED", str(datetime.date.today().toordinal() * 1000))
@@ -64,4 +64,13 @@ async def test_reference_agent_walks_leave_no_build_live_and_no_process_running(
         walk = await run_reference_seed(seed)
         if walk.violations:
             failed.append(walk)
+    assert not failed, described(failed)
+
+
+@pytest.mark.timeout(120)
+async def test_walks_without_faults_find_nothing() -> None:
+    """The same walks with every fault rule off: a clean run on today's code, so a
+    violation in the walks above is a fault's doing, not the harness's."""
+    runs, failed = await run_seeds(range(FIRST_SEED, FIRST_SEED + 30), PARALLEL, 30, calm=True)
+    assert runs == 30
     assert not failed, described(failed)

@@ -44,6 +44,7 @@ class Walk:
     violations: list[str] = field(default_factory=list)
     # Builds whose Cancel was refused FAILED_PRECONDITION: fine only if they are terminal.
     refused_as_finished: set[str] = field(default_factory=set)
+    calm: bool = False
 
     def note(self, what: str) -> None:
         self.trace.append(what)
@@ -117,6 +118,12 @@ class Walk:
             message = agent.next_message()
             assert message is not None
             self.note(f"{agent.agent_id} {agent.handle(message, self.rng)}")
+
+    async def calm_handle(self) -> None:
+        waiting = [a for a in self.agents if a.peer is not None and not a.peer.received.empty()]
+        if waiting:
+            agent = self.rng.choice(waiting)
+            agent.settle(agent.next_message())
 
     async def drop(self) -> None:
         agent = self._agent()
@@ -201,6 +208,10 @@ class Walk:
         await asyncio.sleep(seconds)
 
     def rules(self) -> list[tuple[Callable[[], Awaitable[None]], float]]:
+        if self.calm:
+            # No faults at all: agents take jobs, finish them and answer every stop.
+            return [(self.submit, 3), (self.cancel, 2), (self.force, 0.5),
+                    (self.calm_handle, 8), (self.finish, 1.5), (self.pause, 2)]
         return [
             (self.submit, 3),
             (self.cancel, 2),
@@ -237,7 +248,9 @@ def choose_setup(seed: int, processes: bool) -> tuple[random.Random, Timers, boo
     return rng, timers, as_process
 
 
-async def run_seed(seed: int, moves: int = 30, processes: bool = True) -> Walk:
+async def run_seed(
+    seed: int, moves: int = 30, processes: bool = True, calm: bool = False
+) -> Walk:
     """Walk, settle, check; the returned walk holds the trace and the violations."""
     from tests.faults.invariants import settle_and_check
 
@@ -248,10 +261,10 @@ async def run_seed(seed: int, moves: int = 30, processes: bool = True) -> Walk:
             ProcessServer(data_dir, timers) if as_process else InProcessServer(data_dir, timers)
         )
         await server.start()
-        walk = Walk(seed, server, timers, rng)
+        walk = Walk(seed, server, timers, rng, calm=calm)
         walk.note(
             f"seed {seed}: {'process' if as_process else 'in-process'} server,"
-            f" {'short' if timers.short else 'long'} timers"
+            f" {'short' if timers.short else 'long'} timers{', no faults' if calm else ''}"
         )
         walk.agents = [
             ScriptedAgent(f"agent-{n}", server.target, capacity=rng.choice((1, 2, 3)))
