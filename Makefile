@@ -8,7 +8,7 @@ PROTOS := $(wildcard protos/buildcontrol/v1/*.proto)
 BUF := tools/buf/node_modules/.bin/buf
 NODE_CLIENT := clients/node
 
-.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs
+.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,12 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 
 bench: proto $(BENCH_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# The fault-injection walks of tests/faults, many of them (docs/testing.md): CHAOS_RUNS
+# runs (default 10,000), CHAOS_PARALLEL at a time; prints the runs and failures at the end.
+CHAOS_RUNS ?= 10000
+chaos: proto
+	CHAOS_RUNS=$(CHAOS_RUNS) $(PY) -m tests.faults.chaos
 
 clean:
 	rm -rf $(VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules

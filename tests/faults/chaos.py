@@ -3,6 +3,7 @@
     CHAOS_RUNS=200 CHAOS_FIRST_SEED=0 CHAOS_PARALLEL=4 python -m tests.faults.chaos
     CHAOS_SEED=1234 python -m tests.faults.chaos      # one seed, with its whole trace
     CHAOS_IGNORE='SubmitBuild answered|slots'          # leave out known violations
+    CHAOS_TRACE=1                                      # print the moves of failing seeds
 
 Prints each failing seed with its violations as it goes, and at the end the count of
 runs and of failures. Exits 1 if any run failed."""
@@ -26,9 +27,11 @@ async def run_seeds(
     processes: bool = True,
     verbose: bool = False,
     calm: bool = False,
+    progress: int = 0,
 ) -> tuple[int, list[Walk]]:
     """Run the seeds, `parallel` at a time; the count run and the failing walks."""
     queue = list(seeds)
+    trace = os.environ.get("CHAOS_TRACE") == "1"
     failed: list[Walk] = []
     runs = 0
 
@@ -43,9 +46,11 @@ async def run_seeds(
                 v for v in walk.violations if not any(part in v for part in ignored)
             ]
             if walk.violations or verbose:
-                report(walk, verbose)
+                report(walk, verbose or trace)
             if walk.violations:
                 failed.append(walk)
+            if progress and runs % progress == 0:
+                print(f"chaos: {runs} runs, {len(failed)} failed so far", flush=True)
 
     await asyncio.gather(*(worker() for _ in range(parallel)))
     return runs, failed
@@ -71,7 +76,9 @@ def main() -> int:
         first = int(os.environ.get("CHAOS_FIRST_SEED", "0"))
         count = int(os.environ.get("CHAOS_RUNS", "10000"))
         parallel = int(os.environ.get("CHAOS_PARALLEL", "4"))
-        runs, failed = asyncio.run(run_seeds(range(first, first + count), parallel, moves))
+        runs, failed = asyncio.run(
+            run_seeds(range(first, first + count), parallel, moves, progress=100)
+        )
     seconds = time.monotonic() - started
     print(
         f"chaos: {runs} runs, {len(failed)} failed, {seconds:.0f} s;"

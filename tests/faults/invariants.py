@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # Slack on every deadline: the machine is loaded (2 cores, other suites running).
 SLACK = 8.0
 SETTLE_WITHIN = 20.0
+AUDIT_WITHIN = 20.0
 TERMINAL = {
     build_pb2.BUILD_STATUS_SUCCEEDED,
     build_pb2.BUILD_STATUS_FAILED,
@@ -54,9 +55,10 @@ async def settle_and_check(walk: Walk) -> None:
         await _wait_for_walk_cancels(walk)
         await _cancel_the_rest(walk)
         builds = await _final_builds(walk)
+        walk.note("settle: checks")
         _check_results(walk, builds)
         _check_single_agent(walk)
-        await _check_slots_free(walk)
+        await _check_slots_free(walk, builds)
         await _check_auditor(walk)
     finally:
         for responder in responders:
@@ -252,7 +254,27 @@ def _check_single_agent(walk: Walk) -> None:
                 walk.violations.append(f"job {job_id} was given to {other} and {agent.agent_id}")
 
 
-async def _check_slots_free(walk: Walk) -> None:
+def _explain_slot(walk: Walk, builds: dict[str, build_pb2.Build], job_id: str) -> str:
+    """What the store and the agent say of a job whose slot is still held."""
+    job = next(
+        (j for b in builds.values() for s in b.stages for j in s.jobs if j.job_id == job_id), None
+    )
+    stored = (
+        f"{name(build_pb2.JobStatus, job.status)}/{name(build_pb2.JobOutcome, job.outcome)}"
+        if job
+        else "not in the store"
+    )
+    agents = [a for a in walk.agents if job_id in a.assigned]
+    known = []
+    for agent in agents:
+        held = agent.held.get(job_id)
+        sent = [r.message.WhichOneof("event") for r in agent.sent_results if r.job_id == job_id]
+        state = "not held" if held is None else f"held accepted={held.accepted} stop_seen={held.stop_seen}"
+        known.append(f"{agent.agent_id}: {state}, reported {sent or 'nothing'}")
+    return f"{job_id} {stored}; {'; '.join(known)}"
+
+
+async def _check_slots_free(walk: Walk, builds: dict[str, build_pb2.Build]) -> None:
     """Once every build is terminal no agent may hold a slot. The release follows the
     terminal commit; no event announces it, so look again for a bounded while."""
     loop = asyncio.get_running_loop()
@@ -263,7 +285,10 @@ async def _check_slots_free(walk: Walk) -> None:
         if not holding:
             return
         if loop.time() > until:
-            walk.violations.append(f"slots still held after every build ended: {holding}")
+            jobs = [_explain_slot(walk, builds, j) for held in holding.values() for j in held]
+            walk.violations.append(
+                f"slots still held after every build ended: {holding} ({' | '.join(jobs)})"
+            )
             return
         await asyncio.sleep(0.05)
 
@@ -272,6 +297,11 @@ async def _check_auditor(walk: Walk) -> None:
     auditor = walk.server.auditor()
     if auditor is None:
         return
-    found = await auditor.check()
+    walk.note("settle: auditor check")
+    try:
+        found = await asyncio.wait_for(auditor.check(), AUDIT_WITHIN)
+    except TimeoutError:
+        walk.violations.append(f"auditor.check() did not answer within {AUDIT_WITHIN:g} s")
+        return
     for violation in found or ():
         walk.violations.append(f"auditor: {violation}")

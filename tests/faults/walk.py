@@ -23,6 +23,9 @@ from tests.faults.servers import InProcessServer, ProcessServer, Timers, WalkSer
 
 SHORT = Timers(stop_ack_timeout=0.5, reconnect_window=0.6)
 LONG = Timers(stop_ack_timeout=30.0, reconnect_window=30.0)
+# Bounds of one run and of stopping its server: past them the run failed (it hung).
+RUN_LIMIT = 90.0
+STOP_LIMIT = 20.0
 
 
 @dataclass
@@ -252,8 +255,6 @@ async def run_seed(
     seed: int, moves: int = 30, processes: bool = True, calm: bool = False
 ) -> Walk:
     """Walk, settle, check; the returned walk holds the trace and the violations."""
-    from tests.faults.invariants import settle_and_check
-
     rng, timers, as_process = choose_setup(seed, processes)
     with tempfile.TemporaryDirectory(prefix="faults-") as work:
         data_dir = Path(work) / "data"
@@ -271,12 +272,27 @@ async def run_seed(
             for n in range(rng.choice((1, 2, 3)))
         ]
         try:
-            await walk.run(moves)
-            await settle_and_check(walk)
+            await asyncio.wait_for(_walk_and_check(walk, moves), RUN_LIMIT)
+        except TimeoutError:
+            walk.violations.append(f"the run hung (> {RUN_LIMIT:g} s) after: {walk.trace[-1]}")
         finally:
             for watch in walk.cancels:
                 await watch.stop_following()
-            for agent in walk.agents:
-                await agent.drop()
-            await server.stop()
+            try:
+                await asyncio.wait_for(_close(walk), STOP_LIMIT)
+            except TimeoutError:
+                walk.violations.append(f"stopping the agents and server hung (> {STOP_LIMIT:g} s)")
     return walk
+
+
+async def _walk_and_check(walk: Walk, moves: int) -> None:
+    from tests.faults.invariants import settle_and_check
+
+    await walk.run(moves)
+    await settle_and_check(walk)
+
+
+async def _close(walk: Walk) -> None:
+    for agent in walk.agents:
+        await agent.drop()
+    await walk.server.stop()
