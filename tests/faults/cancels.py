@@ -35,7 +35,9 @@ class CancelWatch:
         self.task = asyncio.create_task(self._follow(stub, request))
 
     async def _follow(
-        self, stub: build_control_pb2_grpc.BuildControlStub, request: build_control_pb2.CancelRequest
+        self,
+        stub: build_control_pb2_grpc.BuildControlStub,
+        request: build_control_pb2.CancelRequest,
     ) -> None:
         loop = asyncio.get_running_loop()
         try:

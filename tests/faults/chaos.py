@@ -42,9 +42,7 @@ async def run_seeds(
             walk = await run_seed(seed, moves, processes, calm)
             runs += 1
             ignored = [part for part in os.environ.get("CHAOS_IGNORE", "").split("|") if part]
-            walk.violations = [
-                v for v in walk.violations if not any(part in v for part in ignored)
-            ]
+            walk.violations = [v for v in walk.violations if not any(part in v for part in ignored)]
             if walk.violations or verbose:
                 report(walk, verbose or trace)
             if walk.violations:

@@ -114,7 +114,9 @@ async def _wait_for_walk_cancels(walk: Walk) -> None:
             (_deadline(walk, w) for w in pending if w.accepted_at is not None),
             default=loop.time() + SETTLE_WITHIN,
         )
-        limit = max(latest, loop.time() + SLACK) if walk.timers.short else loop.time() + SETTLE_WITHIN
+        limit = (
+            max(latest, loop.time() + SLACK) if walk.timers.short else loop.time() + SETTLE_WITHIN
+        )
         tasks = [w.task for w in pending if w.task is not None]
         await asyncio.wait(tasks, timeout=max(0.0, limit - loop.time()))
     for watch in walk.cancels:
@@ -209,10 +211,7 @@ def _check_results(walk: Walk, builds: dict[str, build_pb2.Build]) -> None:
     if walk.timers.short:
         return
     jobs = {
-        job.job_id: job
-        for build in builds.values()
-        for stage in build.stages
-        for job in stage.jobs
+        job.job_id: job for build in builds.values() for stage in build.stages for job in stage.jobs
     }
     seen: set[str] = set()
     for agent in walk.agents:
@@ -269,7 +268,11 @@ def _explain_slot(walk: Walk, builds: dict[str, build_pb2.Build], job_id: str) -
     for agent in agents:
         held = agent.held.get(job_id)
         sent = [r.message.WhichOneof("event") for r in agent.sent_results if r.job_id == job_id]
-        state = "not held" if held is None else f"held accepted={held.accepted} stop_seen={held.stop_seen}"
+        state = (
+            "not held"
+            if held is None
+            else f"held accepted={held.accepted} stop_seen={held.stop_seen}"
+        )
         known.append(f"{agent.agent_id}: {state}, reported {sent or 'nothing'}")
     return f"{job_id} {stored}; {'; '.join(known)}"
 
@@ -280,7 +283,9 @@ async def _check_slots_free(walk: Walk, builds: dict[str, build_pb2.Build]) -> N
     loop = asyncio.get_running_loop()
     until = loop.time() + SLACK
     while True:
-        listing = await walk.server.stub.ListAgents(build_control_pb2.ListAgentsRequest(), timeout=10)
+        listing = await walk.server.stub.ListAgents(
+            build_control_pb2.ListAgentsRequest(), timeout=10
+        )
         holding = {a.agent_id: list(a.job_ids) for a in listing.agents if a.job_ids}
         if not holding:
             return

@@ -11,6 +11,7 @@ no step process of any job is left."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -73,9 +74,14 @@ class ReferenceWalk:
     cancels: list[CancelWatch] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    started: float = 0.0
 
     def note(self, what: str) -> None:
-        self.trace.append(what)
+        """A line of the trace, with the seconds since the run started."""
+        loop = asyncio.get_running_loop()
+        if not self.trace:
+            self.started = loop.time()
+        self.trace.append(f"{loop.time() - self.started:6.2f} {what}")
 
     async def submit(self) -> None:
         kind = self.rng.choice(list(STEPS))
@@ -250,10 +256,8 @@ class ReferenceWalk:
         # Whatever the agents left behind must not outlive the test.
         for job_id in self.jobs:
             for pid in marked_processes(job_id):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 async def run_reference_seed(seed: int, moves: int = 10) -> ReferenceWalk:

@@ -70,11 +70,14 @@ class ScriptedAgent:
 
     def hello(self) -> agent_pb2.Hello:
         running = [
-            agent_pb2.RunningJob(build_id=h.build_id, job_id=h.job_id)
-            for h in self.held.values()
+            agent_pb2.RunningJob(build_id=h.build_id, job_id=h.job_id) for h in self.held.values()
         ]
-        finished = [r.message.job_finished for r in self.unconfirmed if r.message.HasField("job_finished")]
-        stopped = [r.message.job_stopped for r in self.unconfirmed if r.message.HasField("job_stopped")]
+        finished = [
+            r.message.job_finished for r in self.unconfirmed if r.message.HasField("job_finished")
+        ]
+        stopped = [
+            r.message.job_stopped for r in self.unconfirmed if r.message.HasField("job_stopped")
+        ]
         return agent_pb2.Hello(
             agent_id=self.agent_id,
             labels=LABELS,

@@ -17,12 +17,10 @@ from tests.faults.reference_walk import ReferenceWalk, run_reference_seed
 from tests.faults.walk import Walk
 
 RUNS = int(os.environ.get("FAULTS_RUNS", "80"))
-REFERENCE_RUNS = int(os.environ.get("FAULTS_REFERENCE_RUNS", "3"))
+REFERENCE_RUNS = int(os.environ.get("FAULTS_REFERENCE_RUNS", "2"))
 CALM_RUNS = int(os.environ.get("FAULTS_CALM_RUNS", "20"))
 PARALLEL = int(os.environ.get("FAULTS_PARALLEL", "6"))
-FIRST_SEED = int(
-    os.environ.get("FAULTS_FIRST_SEED", str(datetime.date.today().toordinal() * 1000))
-)
+FIRST_SEED = int(os.environ.get("FAULTS_FIRST_SEED", str(datetime.date.today().toordinal() * 1000)))
 
 
 def needs(*fix_names: str) -> pytest.MarkDecorator:
@@ -72,6 +70,8 @@ async def test_reference_agent_walks_leave_no_build_live_and_no_process_running(
 async def test_walks_without_faults_find_nothing() -> None:
     """The same walks with every fault rule off: a clean run on today's code, so a
     violation in the walks above is a fault's doing, not the harness's."""
-    runs, failed = await run_seeds(range(FIRST_SEED, FIRST_SEED + CALM_RUNS), PARALLEL, 30, calm=True)
+    runs, failed = await run_seeds(
+        range(FIRST_SEED, FIRST_SEED + CALM_RUNS), PARALLEL, 30, calm=True
+    )
     assert runs == CALM_RUNS
     assert not failed, described(failed)

@@ -45,12 +45,17 @@ class Walk:
     cancels: list[CancelWatch] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    started: float = 0.0
     # Builds whose Cancel was refused FAILED_PRECONDITION: fine only if they are terminal.
     refused_as_finished: set[str] = field(default_factory=set)
     calm: bool = False
 
     def note(self, what: str) -> None:
-        self.trace.append(what)
+        """A line of the trace, with the seconds since the run started."""
+        loop = asyncio.get_running_loop()
+        if not self.trace:
+            self.started = loop.time()
+        self.trace.append(f"{loop.time() - self.started:6.2f} {what}")
 
     # ---- the rules --------------------------------------------------------------------
 
@@ -108,9 +113,9 @@ class Walk:
 
     async def connect(self) -> None:
         agent = self._agent()
-        how = self.rng.choices(
-            ("welcome", "drop-before-welcome", "drop-after-welcome"), (6, 2, 2)
-        )[0]
+        how = self.rng.choices(("welcome", "drop-before-welcome", "drop-after-welcome"), (6, 2, 2))[
+            0
+        ]
         self.note(f"{agent.agent_id} connect {how}: {await agent.connect(how)}")
 
     async def handle(self) -> None:
@@ -213,8 +218,14 @@ class Walk:
     def rules(self) -> list[tuple[Callable[[], Awaitable[None]], float]]:
         if self.calm:
             # No faults at all: agents take jobs, finish them and answer every stop.
-            return [(self.submit, 3), (self.cancel, 2), (self.force, 0.5),
-                    (self.calm_handle, 8), (self.finish, 1.5), (self.pause, 2)]
+            return [
+                (self.submit, 3),
+                (self.cancel, 2),
+                (self.force, 0.5),
+                (self.calm_handle, 8),
+                (self.finish, 1.5),
+                (self.pause, 2),
+            ]
         return [
             (self.submit, 3),
             (self.cancel, 2),
@@ -251,9 +262,7 @@ def choose_setup(seed: int, processes: bool) -> tuple[random.Random, Timers, boo
     return rng, timers, as_process
 
 
-async def run_seed(
-    seed: int, moves: int = 30, processes: bool = True, calm: bool = False
-) -> Walk:
+async def run_seed(seed: int, moves: int = 30, processes: bool = True, calm: bool = False) -> Walk:
     """Walk, settle, check; the returned walk holds the trace and the violations."""
     rng, timers, as_process = choose_setup(seed, processes)
     with tempfile.TemporaryDirectory(prefix="faults-") as work:
