@@ -12,6 +12,13 @@ SCRIPTED = {
     147: "main: a GRACEFUL stop re-sent in Hello, Welcome seen, ended FORCED (defect 2)",
     161: "main: actor died, build stays RUNNING with its slots held (defect 1)",
     180: "main: actor died, build stays CANCELING, Cancel never finishes (defect 1)",
+    1017: "main and merged: a RUNNING build with nothing on an agent refused its cancel"
+    " (RUNNING -> CANCELED is not an allowed move); fixed in domain/cancellation.py",
+    1004: "merged fixes: slot of a FORCED job held for good, its agent had already"
+    " reported it stopped (defect 8's slot release misses that case)",
+    1009: "merged fixes: slot of a FORCED job held for good (as 1004)",
+    1021: "merged fixes: slots of FORCED jobs held for good (as 1004)",
+    1018: "merged fixes: the run hung (> 90 s) in the settle's auditor check, once",
 }
 
 REFERENCE = {
