@@ -8,7 +8,8 @@ PROTOS := $(wildcard protos/buildcontrol/v1/*.proto)
 BUF := tools/buf/node_modules/.bin/buf
 NODE_CLIENT := clients/node
 
-.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs chaos
+.PHONY: run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
+	package-check test-floor docker-check buf chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,10 @@ $(BUF): tools/buf/package.json tools/buf/package-lock.json
 	cd tools/buf && npm ci --no-audit --no-fund --silent
 	touch $(BUF)
 
+# The pinned buf, for commands by hand: make buf ARGS="curl --list-services ..."
+buf: $(BUF)
+	$(BUF) $(ARGS)
+
 proto-lint: $(BUF)
 	$(BUF) lint protos
 
@@ -67,6 +72,7 @@ proto-check: $(BUF)
 docs: $(STAMP)
 	$(PY) -m buildcontrol_server.domain.states_doc
 	$(PY) tools/docs/serve_flags.py
+	$(PY) tools/docs/pipeline_schema.py
 
 check: lint test
 
@@ -81,6 +87,26 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 bench: proto $(BENCH_STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+# The sdist and the wheel as a release builds them, the wheel installed into a clean venv
+# outside the repository, and a cancel end to end with the installed `buildcontrol`.
+package-check: $(STAMP)
+	tools/package/check.sh
+
+# The whole suite on the lowest versions the dependencies allow (pyproject's floors), in
+# a venv of its own: a floor that does not really work fails here.
+FLOOR_VENV := .venv-floor
+test-floor: $(STAMP)
+	rm -rf $(FLOOR_VENV) && $(PYTHON) -m venv $(FLOOR_VENV)
+	$(PY) tools/package/floors.py > $(FLOOR_VENV)/constraints.txt
+	$(FLOOR_VENV)/bin/pip install -q --upgrade pip
+	$(FLOOR_VENV)/bin/pip install -q -c $(FLOOR_VENV)/constraints.txt -e '.[dev]'
+	$(FLOOR_VENV)/bin/pip list 2>/dev/null | grep -iE '^(grpcio|protobuf|aiosqlite|prometheus|pyyaml|httpx|rich) '
+	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider -x tests/unit tests/store tests/rpc tests/e2e
+
+# The container image: built where a container engine answers, else hadolint.
+docker-check: $(STAMP)
+	tools/package/docker_check.sh
+
 # The fault-injection walks of tests/faults, many of them (docs/testing.md): CHAOS_RUNS
 # runs (default 10,000), CHAOS_PARALLEL at a time; prints the runs and failures at the end.
 CHAOS_RUNS ?= 10000
@@ -88,4 +114,4 @@ chaos: proto
 	CHAOS_RUNS=$(CHAOS_RUNS) $(PY) -m tests.faults.chaos
 
 clean:
-	rm -rf $(VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules
+	rm -rf $(VENV) $(FLOOR_VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules

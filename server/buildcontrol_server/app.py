@@ -7,6 +7,8 @@ import asyncio
 import logging
 import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -26,6 +28,7 @@ from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
+from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
@@ -55,6 +58,15 @@ GRPC_OPTIONS = [
 ]
 
 
+@dataclass(frozen=True)
+class Clocks:
+    """Wall time is only stored and shown; every duration and deadline inside the
+    process is on the monotonic clock, which must tick with the event loop's."""
+
+    wall: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+
+
 @dataclass
 class Endpoints:
     grpc_port: int
@@ -64,7 +76,10 @@ class Endpoints:
 
 
 class ServerApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clocks: Clocks | None = None) -> None:
+        """`clocks`: the wall and monotonic clocks the server runs on (tests step
+        the wall clock to show that no deadline follows it)."""
+        clocks = clocks or Clocks()
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
         self.store = SqliteStore(str(settings.database_path))
@@ -91,10 +106,12 @@ class ServerApp:
                 settings,
                 self.registry.retire,
                 effects=self.effects,
+                clock=clocks.wall,
+                monotonic=clocks.monotonic,
             )
         )
         self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
-        self.control = BuildControl(self.store, self.registry, self.hub, settings)
+        self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
         self.health = health.aio.HealthServicer()
         # Tokens, roles, mutual TLS (issue 6). After the metrics interceptor, so refused
         # calls are counted with their status too.
@@ -106,9 +123,14 @@ class ServerApp:
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
             ],
         )
-        # Builds in CANCELING, the oldest one's age, inbox depth: computed at scrape time.
-        self.live_gauges = LiveBuildGauges(self.registry.live)
+        # Builds in CANCELING and the oldest one's age (from the store), inbox depth.
+        self.live_gauges = LiveBuildGauges(
+            self.registry.live, self.store, clocks.wall, clocks.monotonic
+        )
         self.live_gauges.bind()
+        # Tests call `await app.auditor.check()`; the server runs it every interval.
+        self.auditor = InvariantAuditor(self.store, self.registry, self.hub)
+        self._audits: asyncio.Task[None] | None = None
         self._metrics_server: object | None = None
 
     async def start(self) -> Endpoints:
@@ -135,6 +157,12 @@ class ServerApp:
         metrics_port = self._start_metrics()
         self.registry.recover(await self.store.load_unfinished())
         self.scheduler.start()
+        await self.live_gauges.refresh()
+        if self.settings.audit_interval > 0:
+            self._audits = asyncio.create_task(
+                audit_every(self.settings.audit_interval, self.auditor, self.live_gauges),
+                name="invariant-audits",
+            )
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         return Endpoints(grpc_port=ports.main, metrics_port=metrics_port, agent_port=ports.agents)
 
@@ -155,8 +183,16 @@ class ServerApp:
             await self.health.set(name, status)
 
     async def stop(self) -> None:
-        """Drain: NOT_SERVING, tell agents to leave, stop gRPC, finish writes."""
+        """Drain, in an order that loses no stop: NOT_SERVING and refuse new submits,
+        cancels and agent streams (UNAVAILABLE); let the cancels under way commit, so
+        their StopJobs are queued in the agents' sessions; then tell agents to leave
+        (Drain goes out behind those stops); then stop gRPC and finish writes."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._audits is not None:
+            self._audits.cancel()
+            await asyncio.gather(self._audits, return_exceptions=True)
+        self.control.begin_drain()
+        await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         await self.server.stop(self.settings.shutdown_grace)
         await self.scheduler.stop()
@@ -167,6 +203,23 @@ class ServerApp:
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
             self._metrics_server.server_close()  # type: ignore[attr-defined]
+
+    async def _let_cancels_settle(self) -> None:
+        """Wait (at most the shutdown grace) for the cancels already under way."""
+        in_flight = self.control.cancels_in_flight
+        if not len(in_flight):
+            return
+        log.info("draining: waiting for %d cancel(s) under way", len(in_flight))
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace):
+                await in_flight.settled()
+        except TimeoutError:
+            log.warning(
+                "draining: %d cancel(s) still under way after %.1fs; their stops are sent "
+                "again when their agents reconnect",
+                len(in_flight),
+                self.settings.shutdown_grace,
+            )
 
 
 async def serve(settings: Settings) -> int:

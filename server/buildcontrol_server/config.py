@@ -33,6 +33,9 @@ class Settings:
     # How long jobs of a disconnected agent wait for it to come back.
     reconnect_window: float = 30.0
     heartbeat_interval: float = 10.0
+    # Seconds between rounds of the invariant auditor (which also refreshes the
+    # stuck-cancel gauges from the store); 0 turns the rounds off.
+    audit_interval: float = 5.0
     # Webhooks told of every finished cancel (best effort; the audit is the record).
     webhook_urls: tuple[str, ...] = ()
     webhook_max_attempts: int = 5

@@ -3,14 +3,21 @@ its unit. Nothing else in the code base defines a metric."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
 
-# Latency buckets from 0.1 ms to 60 s: cancels are measured in milliseconds, stuck
-# ones in tens of seconds.
+from buildcontrol_server.version import version
+
+# Latency buckets from 0.1 ms to 2 h: cancels are measured in milliseconds, but a cancel
+# with the longest grace allowed (1 h) plus its ack timeout and cleanup must still land
+# in a bucket of its own, not in +Inf.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 )  # fmt: skip
+
+# ---- the process ----
+BUILD_INFO = Info("buildcontrol_build", "The server's version (a constant 1 with labels).")
+BUILD_INFO.info({"version": version()})
 
 # ---- store ----
 STORE_COMMITS = Counter(
@@ -80,23 +87,47 @@ CANCEL_JOB_STOPPED_SECONDS = Histogram(
 )
 BUILDS_CANCELING = Gauge(
     "buildcontrol_builds_canceling",
-    "Builds in CANCELING now (computed from the live actors at scrape time).",
+    "Builds in CANCELING as committed in the store (read every --audit-interval).",
 )
 OLDEST_CANCELING_AGE_SECONDS = Gauge(
     "buildcontrol_oldest_canceling_age_seconds",
-    "Age of the oldest build in CANCELING (now minus its cancel request, wall clock), 0 when"
-    " none; computed at scrape time. The stuck-cancel detector.",
+    "Age in seconds of the oldest build in CANCELING in the store, 0 when none; on the"
+    " monotonic clock once seen (a wall clock step does not move it). The stuck-cancel"
+    " detector.",
 )
 # ---- end observability (cancel phases) ----
+REPORTS_ACKNOWLEDGED = Counter(
+    "buildcontrol_agent_reports_acknowledged_total",
+    "Job results (JobFinished/JobStopped) acknowledged to agents in ReportsCommitted "
+    "after their commit (or because their build needs them no more).",
+)
 STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queued to agents.")
 STOPS_RESENT = Counter(
     "buildcontrol_stop_jobs_resent_total", "StopJob messages sent again on an agent's reconnect."
+)
+STOPS_DROPPED = Counter(
+    "buildcontrol_stops_dropped_total",
+    "StopJob messages not queued to any stream, by reason: session_closed (the agent's"
+    " stream had ended or was draining), agent_not_connected (no stream now; the stop is"
+    " sent again when the agent reconnects, or its deadline finalizes the job).",
+    ["reason"],
 )
 STOP_DEADLINES_EXPIRED = Counter(
     "buildcontrol_stop_deadlines_expired_total",
     "Jobs finalized as FORCED because their agent did not confirm the stop in time.",
 )
 LIVE_ACTORS = Gauge("buildcontrol_live_build_actors", "Build actors alive (non-terminal builds).")
+ACTOR_RESTARTS = Counter(
+    "buildcontrol_actor_restarts_total",
+    "Build actors whose loop raised and that were restarted from the store (each is logged"
+    " with its traceback).",
+)
+INVARIANT_VIOLATIONS = Counter(
+    "buildcontrol_invariant_violations_total",
+    "Violations found by the invariant auditor, by invariant (each is an ERROR log line"
+    " naming the build).",
+    ["invariant"],
+)
 INBOX_DEPTH_MAX = Gauge(
     "buildcontrol_actor_inbox_depth_max",
     "Commands waiting in the deepest build-actor inbox, computed at scrape time.",
@@ -113,7 +144,8 @@ AGENT_RECONNECTS = Counter(
 )
 AGENTS_SUSPECT = Gauge(
     "buildcontrol_agents_suspect",
-    "Agents that let a stop deadline pass (hung, or ignoring stops) since the server started.",
+    "Agents suspect now: they let a stop deadline pass (hung, or ignoring stops) and have not"
+    " answered since (a job report or a reconnect); they get no new jobs meanwhile.",
 )
 AGENTS_LOST = Counter(
     "buildcontrol_agents_lost_total", "Agents that dropped and did not return within the window."

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
-from buildcontrol_server.app import ServerApp
+from buildcontrol_server.app import Clocks, ServerApp
 from buildcontrol_server.config import Settings
 from buildcontrol_server.security.settings import SecuritySettings
 
@@ -38,13 +38,21 @@ def settings_for(data_dir: Path, **overrides: object) -> Settings:
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, **overrides: object) -> AsyncIterator[Running]:
-    app = ServerApp(settings_for(data_dir, **overrides))
+async def running_server(
+    data_dir: Path, *, clocks: Clocks | None = None, audit: bool = True, **overrides: object
+) -> AsyncIterator[Running]:
+    """A server on 127.0.0.1:0. Unless `audit` is False (a test that breaks the
+    invariants on purpose), the invariant auditor must find nothing at the end."""
+    app = ServerApp(settings_for(data_dir, **overrides), clocks)
     endpoints = await app.start()
     target = f"127.0.0.1:{endpoints.grpc_port}"
     channel = grpc.aio.insecure_channel(target)
     try:
         yield Running(app, target, build_control_pb2_grpc.BuildControlStub(channel), channel)
+        # Every rpc test ends with the invariants holding (skipped when the test
+        # itself failed: its own error is the one to see).
+        violations = await app.auditor.check() if audit else []
+        assert not violations, "invariants violated:\n" + "\n".join(map(str, violations))
     finally:
         await channel.close()
         await app.stop()

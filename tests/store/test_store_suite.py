@@ -52,6 +52,22 @@ async def test_get_build_of_unknown_id_is_none(store: SqliteStore) -> None:
     assert await store.get_build("b0000000000000000000a") is None
 
 
+async def test_a_read_cancelled_while_it_begins_leaves_later_reads_working(
+    store: SqliteStore,
+) -> None:
+    build, changes = submitted()
+    await store.commit(changes)
+    for _ in range(3):
+        reading = asyncio.create_task(store.get_build(build.build_id))
+        await asyncio.sleep(0)  # it now waits for its BEGIN, which runs regardless
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+    # Before: the BEGIN of the cancelled read stayed open, and every later read failed
+    # with "cannot start a transaction within a transaction" until a restart.
+    assert await store.get_build(build.build_id) == build
+
+
 async def test_updates_write_every_mutable_field_with_versions(store: SqliteStore) -> None:
     build, changes = submitted()
     await store.commit(changes)

@@ -27,37 +27,44 @@ def heartbeat() -> agent_pb2.ConnectRequest:
     return agent_pb2.ConnectRequest(heartbeat=agent_pb2.Heartbeat())
 
 
-def test_hello_carries_every_unconfirmed_result_until_a_welcome_confirms_it() -> None:
+def test_hello_carries_every_result_until_its_report_id_is_acknowledged() -> None:
     results = ResultLog()
     results.add(finished("j1"))
     results.add(stopped("j2"))
 
     hello = agent_pb2.Hello()
-    carried = results.fill_hello(hello)
+    results.fill_hello(hello)
     assert [r.job_id for r in hello.finished_jobs] == ["j1"]
     assert [r.job_id for r in hello.stopped_jobs] == ["j2"]
+    ids = [hello.finished_jobs[0].report_id, hello.stopped_jobs[0].report_id]
+    assert all(ids) and len(set(ids)) == 2
 
-    results.add(finished("j3"))  # after the Hello went out: not confirmed by its Welcome
-    results.confirm(carried)
-    assert not results.has("j1")
-    assert results.has("j3")
+    # The Hello was welcomed: that proves nothing, both are still kept.
+    again = agent_pb2.Hello()
+    results.fill_hello(again)
+    assert len(again.finished_jobs) == 1 and len(again.stopped_jobs) == 1
+
+    assert results.acknowledge([ids[0], "someone-else-1"]) == 1
+    assert not results.has("j1") and results.has("j2")
+    assert results.acknowledge([ids[0]]) == 0  # twice: ignored
 
 
-def test_results_written_long_ago_are_dropped_but_unsent_ones_never(
+def test_results_are_kept_until_acknowledged_however_old_but_the_count_is_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(outbox, "RESEND_WINDOW_SECONDS", -1.0)  # everything written is old
+    monkeypatch.setattr(outbox, "MAX_KEPT_RESULTS", 2)
     results = ResultLog()
     results.add(finished("written"))
     results.add(finished("unsent"))
     results.mark_written(finished("written"))
     results.mark_written(heartbeat())  # not a result: ignored
+    results.add(finished("third"))  # over the bound: the oldest written one goes
 
     hello = agent_pb2.Hello()
     results.fill_hello(hello)
 
-    assert [r.job_id for r in hello.finished_jobs] == ["unsent"]
-    assert results.unsent() == 1
+    assert [r.job_id for r in hello.finished_jobs] == ["unsent", "third"]
+    assert results.unsent() == 2
 
 
 def test_only_results_go_into_the_result_log() -> None:

@@ -285,7 +285,7 @@ async def test_after_the_server_restarts_hello_lists_running_jobs_and_missed_res
         os.close(release_fd)
 
 
-async def test_results_written_before_a_drop_are_sent_again_in_the_next_hello(
+async def test_results_are_sent_again_in_every_hello_until_reports_committed_names_them(
     server: FakeServer, job_ids: list[str]
 ) -> None:
     job = job_ids[0]
@@ -301,9 +301,20 @@ async def test_results_written_before_a_drop_are_sent_again_in_the_next_hello(
         session = await server.next_session()
         hello = (await session.expect("hello")).hello
         assert [result.job_id for result in hello.finished_jobs] == [job]
+        report_id = hello.finished_jobs[0].report_id
+        assert report_id
         session.welcome()
 
-        # The Welcome confirmed the Hello: the next one no longer carries the result.
+        # A Welcome proves nothing (the server may fail to store the result after it):
+        # the next Hello carries the result again, with the same id.
+        session.end()
+        session = await server.next_session()
+        hello = (await session.expect("hello")).hello
+        assert [result.report_id for result in hello.finished_jobs] == [report_id]
+        session.welcome()
+        session.send(reports_committed=agent_pb2.ReportsCommitted(report_ids=[report_id]))
+
+        # Acknowledged (read before the end of the stream): the agent has forgotten it.
         session.end()
         session = await server.next_session()
         assert list((await session.expect("hello")).hello.finished_jobs) == []

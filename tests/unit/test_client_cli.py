@@ -27,6 +27,8 @@ class FakeBuildControl(build_control_pb2_grpc.BuildControlServicer):
         self.builds: list[build_pb2.Build] = []
         self.next_page_token = ""
         self.watch_events: list[build_control_pb2.WatchBuildResponse] = []
+        # One list of events per WatchBuild call, in order (then watch_events).
+        self.watch_streams: list[list[build_control_pb2.WatchBuildResponse]] = []
         self.cancel_events: list[build_control_pb2.CancelResponse] = []
         self.cancel_builds_events: list[build_control_pb2.CancelBuildsResponse] = []
         self.agents: list[build_control_pb2.Agent] = []
@@ -51,7 +53,8 @@ class FakeBuildControl(build_control_pb2_grpc.BuildControlServicer):
         )
 
     async def WatchBuild(self, request: Any, context: Any) -> AsyncIterator[Any]:
-        for event in self.watch_events:
+        events = self.watch_streams.pop(0) if self.watch_streams else self.watch_events
+        for event in events:
             yield event
 
     async def Cancel(self, request: Any, context: Any) -> AsyncIterator[Any]:
@@ -105,13 +108,13 @@ def watch(**event: Any) -> build_control_pb2.WatchBuildResponse:
     return build_control_pb2.WatchBuildResponse(**event)
 
 
-async def test_submit_prints_the_build_id_and_status(
+async def test_submit_piped_prints_only_the_build_id(
     fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = await run(fake, "submit", str(EXAMPLES / "hello.yaml"))
 
     assert code == 0
-    assert capsys.readouterr().out == f"{BUILD_ID} QUEUED\n"
+    assert capsys.readouterr().out == f"{BUILD_ID}\n"  # B=$(buildcontrol submit f.yaml)
     assert fake.requests[0].pipeline == "hello"
 
 
@@ -220,15 +223,27 @@ async def test_watch_of_a_build_that_succeeds_exits_0(fake: FakeBuildControl) ->
     assert await run(fake, "watch", BUILD_ID) == 0
 
 
-async def test_watch_that_ends_before_a_terminal_status_exits_3(
+async def test_watch_that_ends_before_a_terminal_status_exits_3_once_reconnecting_gives_up(
     fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.watch_events = [
         watch(snapshot=build_pb2.Build(build_id=BUILD_ID, status=build_pb2.BUILD_STATUS_RUNNING))
     ]
 
-    assert await run(fake, "watch", BUILD_ID) == 3
+    assert await run(fake, "watch", BUILD_ID, "--reconnect-for", "0") == 3
     assert "before the build was terminal" in capsys.readouterr().err
+
+
+async def test_watch_reopens_a_stream_that_ended_early_and_follows_the_fresh_snapshot(
+    fake: FakeBuildControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = build_pb2.Build(build_id=BUILD_ID, status=build_pb2.BUILD_STATUS_RUNNING)
+    done = build_pb2.Build(build_id=BUILD_ID, status=build_pb2.BUILD_STATUS_SUCCEEDED)
+    fake.watch_streams = [[watch(snapshot=running)], [watch(snapshot=done)]]
+
+    assert await run(fake, "watch", BUILD_ID) == 0
+    err = capsys.readouterr().err
+    assert "reconnecting in" in err and "fresh snapshot" in err
 
 
 async def test_cancel_prints_each_event_as_json_lines(

@@ -8,6 +8,11 @@ import pytest
 from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, PermissionDenied
+from buildcontrol_server.domain.events import (
+    JobAcceptedReport,
+    StepFinishedReport,
+    StepStartedReport,
+)
 from buildcontrol_server.domain.model import Build, CancelInfo
 from buildcontrol_server.domain.states import (
     BuildStatus,
@@ -174,6 +179,37 @@ def test_the_deadline_forces_jobs_whose_agent_never_confirmed() -> None:
     cancellation.stop_overdue(build, {build.jobs()[1].job_id}, NOW + 15)
     assert build.jobs()[1].outcome is JobOutcome.FORCED
     assert build.status is BuildStatus.CANCELED
+
+
+def test_a_job_forced_at_its_deadline_keeps_its_slot_and_one_stopped_frees_it() -> None:
+    build = make_build([2])
+    for job in build.jobs():
+        run_job(build, job.job_id)
+    cancellation.cancel(build, INFO, TIMES, NOW)
+    confirmed, silent = build.jobs()
+    fx = lifecycle.job_stopped(build, confirmed.job_id, "a1", JobOutcome.GRACEFUL, 0, NOW)
+    assert fx.released == [("a1", confirmed.job_id)] and fx.unconfirmed == []
+    fx = cancellation.stop_overdue(build, {silent.job_id}, NOW + 15)
+    # The agent never said the job is gone: its slot stays counted.
+    assert fx.released == [] and fx.unconfirmed == [("a1", silent.job_id)]
+
+
+def test_a_stopping_job_reported_alive_gets_a_fresh_stop_from_now() -> None:
+    build = make_build([1], steps=2)
+    job = build.jobs()[0]
+    lifecycle.assign_job(build, job.job_id, "a1", NOW)
+    cancellation.cancel(build, INFO, TIMES, NOW)  # STOPPING before the agent took it
+    later = NOW + 3
+    accepted = JobAcceptedReport(build.build_id, job.job_id)
+    fx = lifecycle.apply_report(build, "a1", accepted, later, TIMES)
+    assert [(s.job_id, s.deadline) for s in fx.stops] == [
+        (job.job_id, later + INFO.grace_period + TIMES.ack_timeout)
+    ]
+    started = StepStartedReport(build.build_id, job.job_id, 0)
+    assert len(lifecycle.apply_report(build, "a1", started, later, TIMES).stops) == 1
+    finished = StepFinishedReport(build.build_id, job.job_id, 0, 0)
+    assert lifecycle.apply_report(build, "a1", finished, later, TIMES).stops == []
+    assert job.status is JobStatus.STOPPING
 
 
 def test_a_lost_agent_fails_its_running_jobs_and_forces_its_stopping_ones() -> None:

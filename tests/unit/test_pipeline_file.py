@@ -105,7 +105,7 @@ def test_hello_example_has_two_stages() -> None:
         ({"pipeline": "p", "stages": []}, "stages", "needs at least one entry"),
         ({"pipeline": "p", "stages": {}}, "stages", "must be a list, not a mapping"),
         ({"pipeline": "p", "stages": [], "stage": []}, "stage", "unknown key"),
-        ({"pipeline": "p", "stages": ["x"]}, "stages[0]", "must be a mapping, not str"),
+        ({"pipeline": "p", "stages": ["x"]}, "stages[0]", "must be a mapping, not 'x'"),
         ({"pipeline": "p", "stages": [{"name": "s"}]}, "stages[0].jobs", "is required"),
         (
             {"pipeline": "p", "stages": [{"name": "s", "jobs": [{"steps": ["true"]}]}]},
@@ -132,13 +132,13 @@ def test_hello_example_has_two_stages() -> None:
             "stages[0].jobs[0].steps[0].run_on_cancel",
             "true or false",
         ),
-        (minimal(timeout="10m"), "stages[0].jobs[0].timeout", "number of seconds, not str"),
+        (minimal(timeout="10 min"), "stages[0].jobs[0].timeout", "or a duration like 10m"),
         (minimal(timeout=0), "stages[0].jobs[0].timeout", "more than 0"),
         (minimal(timeout=True), "stages[0].jobs[0].timeout", "number of seconds, not bool"),
         (minimal(timeout=8 * 24 * 3600), "stages[0].jobs[0].timeout", "at most"),
         ({**minimal(), "concurrency_group": ""}, "concurrency_group", "must not be empty"),
         ({**minimal(), "cancel_in_progress": True}, "cancel_in_progress", "concurrency_group"),
-        ({**minimal(), "cancel_in_progress": "true"}, "cancel_in_progress", "true or false"),
+        ({**minimal(), "cancel_in_progress": "yes"}, "cancel_in_progress", "true or false"),
     ],
 )
 def test_errors_name_the_key_path(document: object, key_path: str, problem: str) -> None:
@@ -168,7 +168,7 @@ def test_file_errors_start_with_the_file_name(tmp_path: Path) -> None:
     with pytest.raises(PipelineFileError) as raised:
         load_pipeline_file(path)
 
-    assert str(raised.value) == f"{path}: stages[0].jobs: must be a list, not int"
+    assert str(raised.value) == f"{path}: stages[0].jobs: must be a list, not '5'"
 
 
 def test_broken_yaml_is_a_pipeline_error_with_its_position(tmp_path: Path) -> None:

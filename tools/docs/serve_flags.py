@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from buildcontrol_server.cli import build_parser
+from buildcontrol_server.cli_environment import variable_of
 
 BEGIN = "<!-- BEGIN GENERATED serve flags: tools/docs/serve_flags.py -->"
 END = "<!-- END GENERATED serve flags -->"
@@ -30,8 +31,8 @@ def render() -> str:
     lines = [
         "<!-- Do not edit by hand: `make docs` rewrites this block from the serve parser. -->",
         "",
-        "| flag | default | meaning |",
-        "| --- | --- | --- |",
+        "| flag | variable | default | meaning |",
+        "| --- | --- | --- | --- |",
     ]
     for action in serve_parser()._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
@@ -41,7 +42,10 @@ def render() -> str:
             flag += " {" + ",".join(str(choice) for choice in action.choices) + "}"
         elif action.nargs != 0:
             flag += f" {action.metavar or action.dest.upper()}"
-        lines.append(f"| `{flag}` | {_default(action.default)} | {_cell(action.help or '')} |")
+        variable = variable_of(action) or ""
+        lines.append(
+            f"| `{flag}` | `{variable}` | {_default(action.default)} | {_cell(action.help or '')} |"
+        )
     return "\n".join(lines)
 
 

@@ -3,6 +3,8 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { BuildControlClient, BuildControlError, StreamEndedEarly } from "../src/client.js";
+import { toProto3Json } from "../src/proto-json.js";
+import { PipelineFileError } from "../src/pipeline.js";
 import { status } from "@grpc/grpc-js";
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3, notFoundOrInvalid: 4, canceled: 5, denied: 6 };
@@ -18,7 +20,7 @@ const EXIT_BY_STATUS = new Map([
 ]);
 
 const COMMON = {
-  server: { type: "string", default: "127.0.0.1:50051" },
+  server: { type: "string", default: process.env.BUILDCONTROL_ADDR || "127.0.0.1:50051" },
   "token-file": { type: "string" },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
@@ -47,9 +49,11 @@ export function connect(values) {
   return new BuildControlClient(values.server, { token: token || undefined });
 }
 
-/** One event: a JSON object per line, or a plain line from `plain(event)`. */
-export function printer(asJson, plain) {
-  return (event) => process.stdout.write(`${asJson ? JSON.stringify(event) : plain(event)}\n`);
+/** One event: a proto3 JSON object of `typeName` per line (the Python CLI's shape), or a
+ * plain line from `plain(event)`. */
+export function printer(asJson, plain, typeName) {
+  return (event) =>
+    process.stdout.write(`${asJson ? JSON.stringify(toProto3Json(typeName, event)) : plain(event)}\n`);
 }
 
 /** Run `main`; map its errors to a message on stderr and the exit code. */
@@ -58,13 +62,16 @@ export async function run(main) {
     process.exitCode = await main();
   } catch (error) {
     if (error instanceof StreamEndedEarly) {
-      process.stderr.write(`error: ${error.details}\n`);
+      process.stderr.write(`error: UNAVAILABLE: ${error.details}\n`);
       process.exitCode = EXIT.unavailable;
     } else if (error instanceof BuildControlError) {
       process.stderr.write(`error: ${error.message}\n`);
       process.exitCode = EXIT_BY_STATUS.get(error.code) ?? EXIT.failed;
-    } else if (error?.code === "ENOENT" || error instanceof TypeError || error?.name === "YAMLParseError") {
-      process.stderr.write(`error: ${error.message}\n`);
+    } else if (error?.code === "ENOENT") {
+      process.stderr.write(`error: NOT_FOUND: ${error.message}\n`);
+      process.exitCode = EXIT.notFoundOrInvalid;
+    } else if (error instanceof TypeError || error instanceof PipelineFileError) {
+      process.stderr.write(`error: INVALID_ARGUMENT: ${error.message}\n`);
       process.exitCode = EXIT.notFoundOrInvalid;
     } else {
       throw error;

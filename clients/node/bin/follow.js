@@ -31,7 +31,7 @@ export function watchLine(event) {
 
 /** Print every event of the build; resolve with the exit code of its ending. */
 export async function follow(client, buildId, asJson) {
-  const print = printer(asJson, watchLine);
+  const print = printer(asJson, watchLine, "buildcontrol.v1.WatchBuildResponse");
   let status;
   for await (const event of client.watch(buildId)) {
     print(event);

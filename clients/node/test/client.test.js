@@ -110,6 +110,16 @@ describe("BuildControlClient against a live server", () => {
       assert.ok(error instanceof BuildControlError);
       assert.equal(error.code, 5);
       assert.equal(error.codeName, "NOT_FOUND");
+      assert.equal(error.reason, "BUILD_NOT_FOUND");
+      assert.equal(error.errorDetails.domain, "buildcontrol.v1");
+      assert.deepEqual(error.errorDetails.resource, { type: "buildcontrol.v1.Build", name: NO_SUCH_BUILD });
+      return true;
+    });
+    const invalid = oneJob("true");
+    invalid.stages[0].jobs[0].steps = [];
+    await assert.rejects(client.submit(invalid), (error) => {
+      assert.equal(error.reason, "INVALID_FIELD");
+      assert.equal(error.errorDetails.field_violations[0].field, "stages[0].jobs[0].steps");
       return true;
     });
     await assert.rejects(async () => {

@@ -149,11 +149,10 @@ class Agent:
             metadata=auth_metadata(self._options.token),
             tls=self._options.tls,
         )
-        carried: list[str] = []
 
         def make_hello() -> agent_pb2.Hello:
             hello = self._hello()
-            carried[:] = self._prepare_hello(hello)
+            self._prepare_hello(hello)
             return hello
 
         try:
@@ -162,7 +161,8 @@ class Agent:
             )
             if welcome is None:
                 return "shutdown before the server answered"
-            self._results.confirm(carried)
+            # The Welcome says nothing about the results the Hello carried: each is
+            # forgotten only when a ReportsCommitted names it (_on_server_message).
             backoff.reset()
             heartbeat = welcome.heartbeat_interval.ToTimedelta().total_seconds()
             stream.start(heartbeat if heartbeat > 0 else self._options.heartbeat_seconds)
@@ -221,7 +221,7 @@ class Agent:
         )
 
     def _prepare_hello(self, hello: agent_pb2.Hello) -> list[str]:
-        """Add unconfirmed results to `hello`; keep only queued progress of running jobs."""
+        """Add unacknowledged results to `hello`; keep only queued progress of running jobs."""
         for message in self._outbox.take_all():
             event = message.WhichOneof("event")
             if event in _PROGRESS_EVENTS and job_id_of(message) in self._jobs:
@@ -234,6 +234,8 @@ class Agent:
             self._assign(response.assign_job)
         elif event == "stop_job":
             self._stop(response.stop_job)
+        elif event == "reports_committed":
+            self._results.acknowledge(response.reports_committed.report_ids)
         else:
             log.warning("ignoring unexpected %s from the server", event)
 

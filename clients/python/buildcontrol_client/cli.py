@@ -26,9 +26,13 @@ from typing import TypeAlias
 
 import grpc
 
-from buildcontrol_client import cli_commands, cli_output
+from buildcontrol_client import cli_commands, cli_health, cli_output
 from buildcontrol_client.agent import Agent, AgentOptions
-from buildcontrol_client.arg_types import non_negative_float, positive_float, positive_int
+from buildcontrol_client.arg_types import (
+    non_negative_duration,
+    positive_duration,
+    positive_int,
+)
 from buildcontrol_client.auth import TOKEN_VARIABLE, TokenFileError, read_token
 from buildcontrol_client.backoff import BackoffPolicy
 from buildcontrol_client.cli_exit import (
@@ -39,11 +43,14 @@ from buildcontrol_client.cli_exit import (
     EXIT_UNAVAILABLE,
     exit_codes_help,
 )
+from buildcontrol_client.cli_follow import RECONNECT_FOR_SECONDS
 from buildcontrol_client.credentials import add_tls_arguments, tls_from
 from buildcontrol_client.errors import BuildControlError, StreamEndedEarly
 from buildcontrol_client.pipeline_file import PipelineFileError
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+# Like BUILDCONTROL_TOKEN: set once per shell instead of --server on every command.
+SERVER_VARIABLE = "BUILDCONTROL_ADDR"
 
 _EXIT_BY_CODE = {
     grpc.StatusCode.UNAVAILABLE: EXIT_UNAVAILABLE,
@@ -79,6 +86,7 @@ def register(subparsers: Subparsers) -> None:
     )
     submit.add_argument("file", type=Path, help="pipeline file (YAML or JSON)")
     submit.add_argument("--watch", action="store_true", help="then watch the build to its end")
+    _add_reconnect_for(submit)
     submit.set_defaults(func=_reports_errors(cli_commands.submit))
 
     get = _command(
@@ -110,6 +118,7 @@ def register(subparsers: Subparsers) -> None:
         _OUTPUT_NOTE,
     )
     watch.add_argument("build_id")
+    _add_reconnect_for(watch)
     watch.set_defaults(func=_reports_errors(cli_commands.watch))
 
     cancel = _command(
@@ -136,6 +145,12 @@ def register(subparsers: Subparsers) -> None:
     selector.add_argument("--pipeline", help="every live build of this pipeline")
     selector.add_argument("--concurrency-group", help="every live build of this group")
     _add_cancel_options(batch)
+    batch.add_argument(
+        "--dry-run", action="store_true", help="list the live builds it would cancel; cancel none"
+    )
+    batch.add_argument(
+        "--yes", "-y", action="store_true", help="do not ask on a terminal before cancelling >1"
+    )
     batch.set_defaults(func=_reports_errors(cli_commands.cancel_builds))
 
     agents = _command(
@@ -145,6 +160,16 @@ def register(subparsers: Subparsers) -> None:
         "buildcontrol agents --json",
     )
     agents.set_defaults(func=_reports_errors(cli_commands.agents))
+
+    health = _command(
+        subparsers,
+        "health",
+        "ask the server's gRPC health service (for HEALTHCHECKs and probes)",
+        "buildcontrol health --server 127.0.0.1:50051",
+        "Prints SERVING or NOT_SERVING; needs no token.",
+    )
+    cli_health.add_arguments(health)
+    health.set_defaults(func=_reports_errors(cli_health.health))
 
 
 def _command(
@@ -170,13 +195,24 @@ def _command(
     return parser
 
 
+def _add_reconnect_for(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reconnect-for",
+        type=non_negative_duration,
+        default=RECONNECT_FOR_SECONDS,
+        metavar="DURATION",
+        help="keep reconnecting to a server that went away this long, then exit 3 "
+        f"(default {RECONNECT_FOR_SECONDS:g}s; 0: give up at once)",
+    )
+
+
 def _add_cancel_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default="", help="why (kept with the build)")
     parser.add_argument(
         "--grace",
-        type=non_negative_float,
-        metavar="SECONDS",
-        help="time between SIGTERM and SIGKILL (default: the server's)",
+        type=non_negative_duration,
+        metavar="DURATION",
+        help="time between SIGTERM and SIGKILL: 30, 5s, 2m, 1h30m (default: the server's)",
     )
     parser.add_argument(
         "--force",
@@ -211,16 +247,16 @@ def _register_agent(subparsers: Subparsers) -> None:
     )
     agent.add_argument(
         "--shutdown-grace",
-        type=non_negative_float,
+        type=non_negative_duration,
         default=5.0,
-        metavar="SECONDS",
+        metavar="DURATION",
         help="SIGTERM-to-SIGKILL time for own jobs when the agent stops",
     )
     agent.add_argument(
         "--reconnect-max",
-        type=positive_float,
+        type=positive_duration,
         default=5.0,
-        metavar="SECONDS",
+        metavar="DURATION",
         help="cap of the reconnect backoff",
     )
     agent.set_defaults(func=_agent)
@@ -235,16 +271,36 @@ def _reports_errors(command: Command) -> Command:
             return await command(args)
         except StreamEndedEarly as error:
             # A stream ending without its last message means the server went away.
-            _error(error.details)
+            _error(f"UNAVAILABLE: {error.details}")
             return EXIT_UNAVAILABLE
         except BuildControlError as error:
-            _error(str(error))
+            _error(str(error))  # already "CODE: message"
             return _EXIT_BY_CODE.get(error.code, EXIT_FAILED)
-        except (PipelineFileError, TokenFileError, OSError) as error:
-            _error(str(error))
+        except (PipelineFileError, TokenFileError) as error:
+            _error(f"INVALID_ARGUMENT: {error}")
+            return EXIT_NOT_FOUND_OR_INVALID
+        except BrokenPipeError:
+            raise  # stdout's reader went away: main() ends quietly
+        except OSError as error:
+            _error(f"{_os_error_code(error)}: {_os_error_text(error)}")
             return EXIT_NOT_FOUND_OR_INVALID
 
     return run
+
+
+def _os_error_code(error: OSError) -> str:
+    """The gRPC code name a local failure is closest to: one vocabulary for every error."""
+    if isinstance(error, FileNotFoundError):
+        return "NOT_FOUND"
+    if isinstance(error, PermissionError):
+        return "PERMISSION_DENIED"
+    return "INVALID_ARGUMENT"
+
+
+def _os_error_text(error: OSError) -> str:
+    if error.filename is None:
+        return error.strerror or str(error)
+    return f"{error.strerror}: {error.filename}"
 
 
 def _error(message: str) -> None:
@@ -306,7 +362,9 @@ async def _agent(args: argparse.Namespace) -> int:
 
 def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"server address (default {DEFAULT_SERVER})"
+        "--server",
+        default=os.environ.get(SERVER_VARIABLE) or DEFAULT_SERVER,
+        help=f"server address (default ${SERVER_VARIABLE}, else {DEFAULT_SERVER})",
     )
 
 

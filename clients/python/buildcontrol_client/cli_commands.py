@@ -20,7 +20,7 @@ from contextlib import aclosing
 
 from buildcontrol.v1 import build_control_pb2, build_pb2
 
-from buildcontrol_client import cli_output
+from buildcontrol_client import cli_batch_selection, cli_output
 from buildcontrol_client.auth import read_token
 from buildcontrol_client.cli_exit import (
     EXIT_CANCELED,
@@ -28,6 +28,7 @@ from buildcontrol_client.cli_exit import (
     EXIT_NOT_FOUND_OR_INVALID,
     EXIT_OK,
 )
+from buildcontrol_client.cli_follow import RECONNECT_FOR_SECONDS, follow_build
 from buildcontrol_client.cli_live import BuildProgress, LiveView
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_client.credentials import tls_from
@@ -74,10 +75,12 @@ async def submit(args: argparse.Namespace) -> int:
         build = await client.submit(request)
         if mode is OutputMode.JSON:
             emit(cli_output.to_json(build))
+        elif mode is OutputMode.PLAIN:
+            emit(build.build_id)  # piped: B=$(buildcontrol submit f.yaml) is the id
         else:
             emit(f"{build.build_id} {cli_output.build_status(build.status)}")
         if args.watch:
-            return await follow(client, build.build_id, mode)
+            return await follow(client, build.build_id, mode, args.reconnect_for)
     return EXIT_OK
 
 
@@ -105,30 +108,38 @@ async def list_builds(args: argparse.Namespace) -> int:
 
 async def watch(args: argparse.Namespace) -> int:
     async with connect(args) as client:
-        return await follow(client, args.build_id, OutputMode.of(args))
+        return await follow(client, args.build_id, OutputMode.of(args), args.reconnect_for)
 
 
-async def follow(client: BuildControlClient, build_id: str, mode: OutputMode) -> int:
+async def follow(
+    client: BuildControlClient,
+    build_id: str,
+    mode: OutputMode,
+    reconnect_for: float = RECONNECT_FOR_SECONDS,
+) -> int:
     """Show each watch event; the exit code follows the build's terminal status."""
-    progress = BuildProgress(build_id)
-    async with aclosing(client.watch(build_id)) as events:
-        if mode is OutputMode.LIVE:
-            with LiveView(progress) as view:
-                async for event in events:
-                    view.watch_event(event)
-        else:
-            async for event in events:
-                progress.apply_watch(event)
-                json_or_line = mode is OutputMode.JSON
-                emit(cli_output.to_json(event) if json_or_line else cli_output.watch_line(event))
-    if not progress.terminal:
-        raise StreamEndedEarly("the watch ended before the build was terminal")
-    if mode is OutputMode.LIVE:
+    live = mode is OutputMode.LIVE
+    progress = await follow_build(client, build_id, live, mode is OutputMode.JSON, reconnect_for)
+    if live:
         emit(progress.headline())
     return _TERMINAL_EXIT[progress.status]
 
 
 async def cancel(args: argparse.Namespace) -> int:
+    try:
+        return await _cancel(args)
+    except asyncio.CancelledError:
+        # Ctrl-C ends this command, not the cancel: the server goes on with it.
+        print(
+            f"interrupted: the cancel of {args.build_id} goes on on the server (if it got "
+            f"there); follow it with: buildcontrol watch {args.build_id}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+
+
+async def _cancel(args: argparse.Namespace) -> int:
     mode = OutputMode.of(args)
     async with connect(args) as client:
         events = client.cancel(
@@ -199,6 +210,16 @@ async def _feed_watch(client: BuildControlClient, build_id: str, view: LiveView)
 
 async def cancel_builds(args: argparse.Namespace) -> int:
     async with connect(args) as client:
+        if args.dry_run or cli_batch_selection.asks_first(args):
+            selected = await cli_batch_selection.live_builds(client, args)
+            if args.dry_run:
+                for build in selected:
+                    emit(cli_output.to_json(build) if args.json else cli_output.build_line(build))
+                print(f"dry run: {len(selected)} build(s) would be cancelled", file=sys.stderr)
+                return EXIT_OK
+            if len(selected) > 1 and not cli_batch_selection.confirmed(len(selected)):
+                print("nothing cancelled", file=sys.stderr)
+                return EXIT_OK
         events = client.cancel_builds(
             args.ids or (),
             pipeline=args.pipeline or "",

@@ -8,17 +8,46 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+# Where a server puts google.rpc.Status (grpcio-status's key).
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """What the server said about an error beyond its code and message (AIP-193);
+    docs/errors.md lists every `reason`."""
+
+    reason: str = ""
+    domain: str = ""
+    # (field, description) of each invalid field.
+    field_violations: tuple[tuple[str, str], ...] = ()
+    # (type, subject, description) of each failed precondition.
+    precondition_violations: tuple[tuple[str, str, str], ...] = ()
+    # (resource type, name) of what was not found, if the server named it.
+    resource: tuple[str, str] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class BuildControlError(Exception):
     """A call failed. `code` is the gRPC status; `details` the server's public message."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, details: str, error_details: ErrorDetails | None = None
+    ) -> None:
         super().__init__(f"{code.name}: {details}" if details else code.name)
         self.code = code
         self.details = details
+        self.error_details = error_details or ErrorDetails()
+
+    @property
+    def reason(self) -> str:
+        """The stable reason (`BUILD_NOT_FOUND`, ...), or "" from a server without one."""
+        return self.error_details.reason
 
 
 class InvalidArgument(BuildControlError):
@@ -83,7 +112,41 @@ def error_from_rpc(error: grpc.RpcError) -> BuildControlError:
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
     error_type = _ERROR_BY_CODE.get(code, BuildControlError)
-    return error_type(code, details or "")
+    return error_type(code, details or "", _details_of(error))
+
+
+def _details_of(error: grpc.RpcError) -> ErrorDetails:
+    trailing_of = getattr(error, "trailing_metadata", None)
+    trailing = trailing_of() if callable(trailing_of) else None
+    raw = next((value for key, value in trailing or () if key == _DETAILS_KEY), None)
+    if not isinstance(raw, bytes):
+        return ErrorDetails()
+    status = status_pb2.Status.FromString(raw)
+    found: dict[str, object] = {}
+    violations: list[tuple[str, str]] = []
+    preconditions: list[tuple[str, str, str]] = []
+    for packed in status.details:
+        if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            packed.Unpack(info)
+            found.update(reason=info.reason, domain=info.domain, metadata=dict(info.metadata))
+        elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            packed.Unpack(bad)
+            violations += [(v.field, v.description) for v in bad.field_violations]
+        elif packed.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+            failure = error_details_pb2.PreconditionFailure()
+            packed.Unpack(failure)
+            preconditions += [(v.type, v.subject, v.description) for v in failure.violations]
+        elif packed.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
+            resource = error_details_pb2.ResourceInfo()
+            packed.Unpack(resource)
+            found["resource"] = (resource.resource_type, resource.resource_name)
+    return ErrorDetails(
+        field_violations=tuple(violations),
+        precondition_violations=tuple(preconditions),
+        **found,  # type: ignore[arg-type]
+    )
 
 
 @contextmanager

@@ -1,25 +1,31 @@
 """What the agent still has to tell the server, kept across reconnects.
 
 - Outbox: messages in order, for whichever stream is up; while none is, they wait.
-- ResultLog: every job result (JobFinished/JobStopped) until a Welcome proves the server
-  has it. A message written to a stream that then breaks may or may not have arrived, so
-  results are re-sent in the next Hello (the server ignores ones it already has). The
-  Welcome that answers a Hello confirms everything that Hello carried.
+- ResultLog: every job result (JobFinished/JobStopped) until the server acknowledges it
+  by its report id in ReportsCommitted, which it sends only after the result is stored.
+  A result written to a stream may or may not have arrived, and one that arrived may
+  not be stored yet when the stream drops, so every result not yet acknowledged is sent
+  again in the next Hello (the server treats ones it has as no-ops and acknowledges
+  them). A Welcome proves nothing about the results its Hello carried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import time
+import uuid
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from buildcontrol.v1 import agent_pb2
 
-# Results written on a stream that stays up are delivered; they are kept only in case the
-# stream breaks soon after, and dropped after this long (or beyond the count) to keep
-# Hello small on an agent that runs for weeks.
-RESEND_WINDOW_SECONDS = 600.0
+log = logging.getLogger("buildcontrol.agent")
+
+# A bound on memory and on the Hello's size if a server never acknowledges (an old one
+# without ReportsCommitted): beyond it the oldest results already written are dropped.
 MAX_KEPT_RESULTS = 1000
 
 
@@ -60,15 +66,29 @@ class _Result:
 
 
 class ResultLog:
-    """Job results not yet confirmed by a Welcome."""
+    """Job results the server has not acknowledged yet."""
 
     def __init__(self) -> None:
         self._results: dict[str, _Result] = {}  # by job id, oldest first
+        self._job_of_report: dict[str, str] = {}  # report id → job id
+        # Report ids: unique within this agent process; the prefix keeps ids of an
+        # earlier process with the same agent id from being taken for these.
+        self._prefix = uuid.uuid4().hex[:12]
+        self._numbers = itertools.count(1)
 
     def add(self, message: agent_pb2.ConnectRequest) -> None:
+        """Keep a result, giving it a report id (set in `message` itself)."""
         if not is_result(message):
             raise ValueError(f"not a job result: {message.WhichOneof('event')}")
-        self._results[job_id_of(message)] = _Result(message)
+        job_id = job_id_of(message)
+        report_id = f"{self._prefix}-{next(self._numbers)}"
+        result = message.job_finished if message.HasField("job_finished") else message.job_stopped
+        result.report_id = report_id
+        previous = self._results.pop(job_id, None)
+        if previous is not None:
+            self._job_of_report.pop(report_id_of(previous.message), None)
+        self._results[job_id] = _Result(message)
+        self._job_of_report[report_id] = job_id
         self._prune()
 
     def has(self, job_id: str) -> bool:
@@ -83,8 +103,7 @@ class ResultLog:
             result.written_at = time.monotonic()
 
     def fill_hello(self, hello: agent_pb2.Hello) -> list[str]:
-        """Put every kept result into `hello`; return their job ids for `confirm`."""
-        self._prune()
+        """Put every result not acknowledged yet into `hello`; return their job ids."""
         for result in self._results.values():
             if result.message.HasField("job_finished"):
                 hello.finished_jobs.append(result.message.job_finished)
@@ -92,10 +111,15 @@ class ResultLog:
                 hello.stopped_jobs.append(result.message.job_stopped)
         return list(self._results)
 
-    def confirm(self, job_ids: list[str]) -> None:
-        """The server welcomed a Hello carrying these results: it has them."""
-        for job_id in job_ids:
-            self._results.pop(job_id, None)
+    def acknowledge(self, report_ids: Iterable[str]) -> int:
+        """The server stored these results (ReportsCommitted): forget them. Ids not
+        kept (acknowledged twice, or never ours) are ignored. Returns how many went."""
+        forgotten = 0
+        for report_id in report_ids:
+            job_id = self._job_of_report.pop(report_id, None)
+            if job_id is not None and self._results.pop(job_id, None) is not None:
+                forgotten += 1
+        return forgotten
 
     def __len__(self) -> int:
         return len(self._results)
@@ -105,20 +129,31 @@ class ResultLog:
         return sum(1 for result in self._results.values() if result.written_at is None)
 
     def _prune(self) -> None:
-        too_old = time.monotonic() - RESEND_WINDOW_SECONDS
         # A result never written to any stream is the only copy: it is never dropped.
-        for job_id, result in list(self._results.items()):
-            if result.written_at is not None and result.written_at < too_old:
-                del self._results[job_id]
         for job_id, result in list(self._results.items()):
             if len(self._results) <= MAX_KEPT_RESULTS:
                 break
             if result.written_at is not None:
+                log.warning(
+                    "job %s: result never acknowledged, dropped (over %d kept)",
+                    job_id,
+                    MAX_KEPT_RESULTS,
+                )
                 del self._results[job_id]
+                self._job_of_report.pop(report_id_of(result.message), None)
 
 
 def is_result(message: agent_pb2.ConnectRequest) -> bool:
     return message.WhichOneof("event") in ("job_finished", "job_stopped")
+
+
+def report_id_of(message: agent_pb2.ConnectRequest) -> str:
+    """The report id a result carries ("" for other messages)."""
+    if message.HasField("job_finished"):
+        return message.job_finished.report_id
+    if message.HasField("job_stopped"):
+        return message.job_stopped.report_id
+    return ""
 
 
 def job_id_of(message: agent_pb2.ConnectRequest) -> str:

@@ -21,6 +21,14 @@
 Every error names the key path that is wrong (`stages[0].jobs[1].steps[2].command`), so a
 user fixes the file without guessing. The server validates again; this is for early,
 local feedback.
+
+Scalars are kept as written: the file is composed into YAML nodes and every value is
+read as its source text, typed by the key it belongs to, never by YAML 1.1's guesses
+(`OCT: 0755` stays "0755", `T: 12:30` stays "12:30", `V: 1.10` stays "1.10", a label
+`NO` stays "NO"). Flags are `true`/`false` only, timeouts a number of seconds or a
+duration (`90`, `10m`, `1h30m`), duplicate keys are refused. The Node.js client reads
+the same files the same way (clients/node/src/pipeline.js; tests/pipelines holds the
+shared cases).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from pathlib import Path
 
 import yaml
 from buildcontrol.v1 import build_control_pb2
+
+from buildcontrol_client.arg_types import parse_duration
 
 
 class PipelineFileError(ValueError):
@@ -43,10 +53,10 @@ class PipelineFileError(ValueError):
         self.source = source
 
 
-_PIPELINE_KEYS = frozenset({"pipeline", "stages", "concurrency_group", "cancel_in_progress"})
-_STAGE_KEYS = frozenset({"name", "jobs"})
-_JOB_KEYS = frozenset({"name", "labels", "env", "steps", "run_on_cancel", "timeout"})
-_STEP_KEYS = frozenset({"name", "command", "run_on_cancel"})
+PIPELINE_KEYS = frozenset({"pipeline", "stages", "concurrency_group", "cancel_in_progress"})
+STAGE_KEYS = frozenset({"name", "jobs"})
+JOB_KEYS = frozenset({"name", "labels", "env", "steps", "run_on_cancel", "timeout"})
+STEP_KEYS = frozenset({"name", "command", "run_on_cancel"})
 # The server's own bound (7 days); checked here too, for an error that names the key.
 MAX_JOB_TIMEOUT_SECONDS = 7 * 24 * 3600
 
@@ -56,10 +66,45 @@ def load_pipeline_file(path: str | Path) -> build_control_pb2.SubmitBuildRequest
     source = str(path)
     text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         raise PipelineFileError("", _describe_yaml_error(error), source) from error
+    try:
+        data = _as_written(node, "")
+    except PipelineFileError as error:
+        raise PipelineFileError(error.key_path, error.problem, source) from None
     return parse_pipeline(data, source)
+
+
+# YAML 1.2's null, for a plain (unquoted) scalar: an absent optional value.
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_TRUE = frozenset({"true", "True", "TRUE"})
+_FALSE = frozenset({"false", "False", "FALSE"})
+
+
+def _as_written(node: yaml.Node | None, where: str) -> object:
+    """Dicts, lists and the scalars' source text (None for a plain null)."""
+    if node is None:
+        return None
+    if isinstance(node, yaml.ScalarNode):
+        if node.style is None and node.value in _NULLS:
+            return None
+        return str(node.value)
+    if isinstance(node, yaml.SequenceNode):
+        return [_as_written(item, f"{where}[{i}]") for i, item in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            key = _as_written(key_node, where)
+            path = f"{where}.{key}" if where else str(key)
+            if not isinstance(key, str):
+                raise PipelineFileError(path, "keys must be strings")
+            if key in result:
+                line = key_node.start_mark.line + 1
+                raise PipelineFileError(path, f"duplicate key (again at line {line})")
+            result[key] = _as_written(value_node, path)
+        return result
+    raise PipelineFileError(where, f"unsupported YAML node {type(node).__name__}")
 
 
 def _describe_yaml_error(error: yaml.YAMLError) -> str:
@@ -82,7 +127,7 @@ def parse_pipeline(data: object, source: str = "") -> build_control_pb2.SubmitBu
 
 
 def _parse_document(data: object) -> build_control_pb2.SubmitBuildRequest:
-    document = _mapping(data, "", _PIPELINE_KEYS)
+    document = _mapping(data, "", PIPELINE_KEYS)
     request = build_control_pb2.SubmitBuildRequest(
         pipeline=_name(document.get("pipeline"), "pipeline"),
         cancel_in_progress=_flag(document.get("cancel_in_progress"), "cancel_in_progress"),
@@ -98,7 +143,7 @@ def _parse_document(data: object) -> build_control_pb2.SubmitBuildRequest:
 
 
 def _parse_stage(data: object, where: str) -> build_control_pb2.StageSpec:
-    stage = _mapping(data, where, _STAGE_KEYS)
+    stage = _mapping(data, where, STAGE_KEYS)
     spec = build_control_pb2.StageSpec(name=_name(stage.get("name"), f"{where}.name"))
     seen: set[str] = set()
     for j, job in enumerate(_list(stage.get("jobs"), f"{where}.jobs")):
@@ -111,7 +156,7 @@ def _parse_stage(data: object, where: str) -> build_control_pb2.StageSpec:
 
 
 def _parse_job(data: object, where: str) -> build_control_pb2.JobSpec:
-    job = _mapping(data, where, _JOB_KEYS)
+    job = _mapping(data, where, JOB_KEYS)
     spec = build_control_pb2.JobSpec(
         name=_name(job.get("name"), f"{where}.name"),
         labels=_string_map(job.get("labels"), f"{where}.labels"),
@@ -129,7 +174,7 @@ def _parse_job(data: object, where: str) -> build_control_pb2.JobSpec:
 def _parse_step(data: object, where: str) -> build_control_pb2.StepSpec:
     if isinstance(data, str):
         return build_control_pb2.StepSpec(command=_command(data, where))
-    step = _mapping(data, where, _STEP_KEYS, what="a command string or a mapping")
+    step = _mapping(data, where, STEP_KEYS, what="a command string or a mapping")
     name = step.get("name", "")
     if not isinstance(name, str):
         raise PipelineFileError(f"{where}.name", f"must be a string, not {_kind(name)}")
@@ -184,19 +229,29 @@ def _command(data: object, where: str) -> str:
 
 
 def _flag(data: object, where: str) -> bool:
-    """A YAML boolean; absent is false. Strings like "yes" are refused: YAML 1.1 and 1.2
-    disagree about them, and a cleanup silently off is worse than an error."""
+    """`true` or `false` (YAML 1.2's spellings); absent is false. "yes", "on" and the like
+    are refused: YAML 1.1 and 1.2 disagree about them, and a cleanup silently off is
+    worse than an error."""
     if data is None:
         return False
-    if not isinstance(data, bool):
-        raise PipelineFileError(where, f"must be true or false, not {_kind(data)}")
-    return data
+    if isinstance(data, bool):
+        return data
+    if isinstance(data, str) and data in _TRUE | _FALSE:
+        return data in _TRUE
+    raise PipelineFileError(where, f"must be true or false, not {_kind(data)}")
 
 
 def _seconds(data: object, where: str) -> float:
-    """A positive number of seconds, at most the server's limit."""
-    if isinstance(data, bool) or not isinstance(data, int | float):
+    """A positive number of seconds or a duration (`10m`), at most the server's limit."""
+    if isinstance(data, bool) or not isinstance(data, int | float | str):
         raise PipelineFileError(where, f"must be a number of seconds, not {_kind(data)}")
+    if isinstance(data, str):
+        try:
+            data = parse_duration(data)
+        except ValueError:
+            raise PipelineFileError(
+                where, f"must be a number of seconds or a duration like 10m, not {data!r}"
+            ) from None
     if not 0 < data <= MAX_JOB_TIMEOUT_SECONDS:
         raise PipelineFileError(where, f"must be more than 0 and at most {MAX_JOB_TIMEOUT_SECONDS}")
     return float(data)
@@ -238,6 +293,8 @@ def _scalar_text(value: object, where: str) -> str:
 def _kind(value: object) -> str:
     if value is None:
         return "null"
+    if isinstance(value, str):
+        return repr(value)
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, list):

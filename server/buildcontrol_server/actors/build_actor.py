@@ -5,154 +5,131 @@ each other are applied together). For each it applies the domain function, commi
 the resulting change set (group-committed with other actors' writes), and only after
 the commit answers the caller, pushes stops and assignments to agents and tells
 watchers. If a commit fails the build is reloaded from the store (the source of
-truth) and the caller gets the error."""
+truth) and the caller gets the error.
+
+The actor is supervised: if its loop raises (a bug, or a failed commit whose build
+could not be read back), the error is logged with its traceback and counted, and the
+actor restarts from the store after a backoff: it reloads the build, arms its timers
+again as recovery does (stop deadlines already armed keep their time), holds its
+jobs' agent slots again, and goes on with its inbox and its listeners."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.context import (
     ActorContext,
+    ActorFacts,
     ActorRetired,
+    assignment_of,
     finished_event,
     server_cancel,
+    write_failure,
 )
 from buildcontrol_server.actors.notices import BuildListeners
+from buildcontrol_server.actors.rearm import arm_from_store, job_timeout
+from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.effects import Effects
-from buildcontrol_server.domain.errors import DomainError, Unavailable
-from buildcontrol_server.domain.events import (
-    AssignCommand,
-    AssignedStep,
-    CancelAcceptedEvent,
-    CancelEvent,
-)
-from buildcontrol_server.domain.model import Build, CancelRecord, Job
+from buildcontrol_server.domain.errors import DomainError, Unavailable, VersionConflict
+from buildcontrol_server.domain.events import CancelAcceptedEvent, CancelEvent
+from buildcontrol_server.domain.model import Build, CancelRecord
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
 from buildcontrol_server.observability import cancel_phases
 
 log = logging.getLogger(__name__)
 
-# Most agent reports one actor applies in one commit.
-REPORT_BATCH = 256
+TimerCommand = cmd.JobTimedOut | cmd.CleanupTimedOut | cmd.QueueTimedOut
 
 
-def assignment_of(job: Job) -> AssignCommand:
-    return AssignCommand(
-        build_id=job.build_id,
-        job_id=job.job_id,
-        name=job.name,
-        steps=tuple(AssignedStep(s.index, s.name, s.command, s.run_on_cancel) for s in job.steps),
-        env=dict(job.env),
-    )
-
-
-class BuildActor:
+class BuildActor(SupervisedActor):
     def __init__(self, build: Build, context: ActorContext) -> None:
+        super().__init__(build.build_id)
         self.build = build
         self._ctx = context
-        self._inbox: deque[cmd.Command] = deque()
-        self._mail = asyncio.Event()
-        self._closed = False
         self._listeners = BuildListeners(build.build_id)
-        self._timers = BuildTimers(self.tell, context.clock)
+        self._timers = BuildTimers(self.tell, context.monotonic)
         self._cancel_received_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._admitted = False
+        # The wall clock time the domain was given in this turn: stop deadlines it
+        # computes are turned into delays against it.
+        self._now = 0.0
+        self._stop_sent: dict[str, str] = {}
 
     @property
     def build_id(self) -> str:
         return self.build.build_id
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def start(self, *, admitted: bool) -> None:
         """Run the actor; `admitted`: its jobs may be scheduled now (not waiting for
         its concurrency group)."""
         if self.build.status is BuildStatus.QUEUED:
-            self._timers.queue_timeout(self.build.created_at + self._ctx.settings.queue_timeout)
+            left = self.build.created_at + self._ctx.settings.queue_timeout - self._ctx.clock()
+            self._timers.queue_timeout(left)
+        self._admitted = admitted
         if admitted:
             self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
-        self._task = asyncio.create_task(self._run(), name=f"build-actor-{self.build_id}")
+        self._start_loop()
 
-    def tell(self, command: cmd.Command) -> None:
-        if self._closed:
-            if isinstance(command, cmd.CancelInBatch):
-                command.batch.abstain()
-            command.reply.set_exception(ActorRetired(self.build_id))
-            return
-        self._inbox.append(command)
-        self._mail.set()
+    # ---- supervision (supervision.py runs the loop) ----
 
-    async def ask(self, command: cmd.Command) -> Any:
-        self.tell(command)
-        return await command.reply
+    def _done(self) -> bool:
+        return self.build.terminal
 
-    def depth(self) -> int:
-        return len(self._inbox)
+    def _retire(self) -> None:
+        self._timers.close()
+        self._listeners.close()
+        self._ctx.on_retire(self)
 
-    async def join(self) -> None:
-        if self._task is not None:
-            await self._task
+    async def _restart(self) -> bool:
+        """Reload the build and arm what it needs; False: nothing is left to run."""
+        stored = await self._read_back(lambda: self._ctx.store.get_build(self.build_id))
+        if stored is None:
+            log.error("build %s: gone from the store; its actor stops", self.build_id)
+            return False
+        self.build = stored
+        self._timers.restart()
+        self._hold_slots()
+        arm_from_store(self._timers, stored, self._ctx.settings, self._ctx.clock())
+        if stored.terminal:
+            self._finish()
+            return False
+        if self._admitted:
+            self._ctx.scheduler.enqueue(lifecycle.ready_jobs(stored))
+        log.warning("build %s: actor restarted from the store (%s)", self.build_id, stored.status)
+        return True
 
-    # ---- the loop ----
+    def _hold_slots(self) -> None:
+        """The agent slots of the reloaded build: held for every job on an agent,
+        free for every job that ended (a failed loop may not have released them)."""
+        hub = self._ctx.hub
+        for job in self.build.jobs():
+            if job.agent_id is None:
+                continue
+            if job.on_agent:
+                hub.hold(job.agent_id, job.job_id, self.build_id)
+            elif job.terminal:
+                hub.release(job.agent_id, job.job_id)
 
-    async def _run(self) -> None:
-        try:
-            while True:
-                if not self._inbox:
-                    self._mail.clear()
-                    await self._mail.wait()
-                    continue
-                command = self._inbox.popleft()
-                if isinstance(command, cmd.Shutdown):
-                    command.reply.set_result(None)
-                    return
-                if isinstance(command, cmd.Report):
-                    await self._handle_reports(self._take_reports(command))
-                else:
-                    await self._handle(command)
-                if self.build.terminal and not self._inbox:
-                    return
-        finally:
-            self._closed = True
-            self._timers.close()
-            while self._inbox:  # only after a crash of the loop itself
-                left = self._inbox.popleft()
-                if isinstance(left, cmd.CancelInBatch):
-                    left.batch.abstain()
-                if not left.reply.done():
-                    left.reply.set_exception(ActorRetired(self.build_id))
-            self._listeners.close()
-            self._ctx.on_retire(self)
-
-    def _take_reports(self, first: cmd.Report) -> list[cmd.Report]:
-        """`first` and the reports queued right behind it: one commit for all of them
-        (many agents confirming stops at once cost one transaction, not one each)."""
-        batch = [first]
-        while self._inbox and isinstance(self._inbox[0], cmd.Report) and len(batch) < REPORT_BATCH:
-            report = self._inbox.popleft()
-            assert isinstance(report, cmd.Report)
-            batch.append(report)
-        return batch
+    # ---- handlers of commands ----
 
     async def _handle_reports(self, batch: list[cmd.Report]) -> None:
-        now = self._ctx.clock()
+        now = self._now = self._ctx.clock()
+        times = self._ctx.settings.stop_times
         combined = Effects()
         applied: list[cmd.Report] = []
         for command in batch:
             try:
                 combined.merge(
-                    lifecycle.apply_report(self.build, command.agent_id, command.report, now)
+                    lifecycle.apply_report(self.build, command.agent_id, command.report, now, times)
                 )
             except (DomainError, IllegalTransition) as error:
                 self._refused(command, error)
@@ -160,39 +137,36 @@ class BuildActor:
                 applied.append(command)
         try:
             await self._persist(combined)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, StateLost):
             raise
         except Exception as error:
             for command in applied:
-                command.reply.set_exception(error)
+                command.fail(error)
         else:
             for command in applied:
-                command.reply.set_result(None)
+                command.answer(None)
 
     def _refused(self, command: cmd.Command, error: Exception) -> None:
         log.debug("build %s: %s refused: %s", self.build_id, type(command).__name__, error)
         if isinstance(error, IllegalTransition):
             metrics.TRANSITIONS_REJECTED.labels(entity=error.entity.split(" ")[0]).inc()
-        if not command.reply.done():
-            command.reply.set_exception(error)
+        command.fail(error)
 
     async def _handle(self, command: cmd.Command) -> None:
         try:
             result = await self._dispatch(command)
         except (DomainError, IllegalTransition, ActorRetired) as error:
             self._refused(command, error)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, StateLost):
             raise
         except Exception as error:
             log.exception("build %s: %s failed", self.build_id, type(command).__name__)
-            if not command.reply.done():
-                command.reply.set_exception(error)
+            command.fail(error)
         else:
-            if not command.reply.done():
-                command.reply.set_result(result)
+            command.answer(result)
 
     async def _dispatch(self, command: cmd.Command) -> Any:
-        now = self._ctx.clock()
+        now = self._now = self._ctx.clock()
         times = self._ctx.settings.stop_times
         match command:
             case cmd.Render(render=render):
@@ -208,30 +182,28 @@ class BuildActor:
             case cmd.Cancel():
                 return await self._cancel(command, None, now)
             case cmd.CancelInBatch():
-                return await self._cancel(command, command.batch, now)
+                return await self._cancel(command, command.seat, now)
+            case cmd.Inspect(check=check):
+                armed = frozenset(self._timers.stop_armed())
+                return check(ActorFacts(self.build, armed, dict(self._stop_sent)))
             case cmd.StopDeadlinePassed():
-                fx = cancellation.stop_overdue(self.build, self._timers.overdue(), now)
-                metrics.STOP_DEADLINES_EXPIRED.inc(len(fx.finished_jobs))
-                cancel_phases.deadlines_expired(self.build, fx.finished_jobs, now)
-                if fx.finished_jobs:
-                    self._suspect_agents(fx)
-                await self._persist(fx)
+                await self._stop_deadlines_passed(now)
             case cmd.JobTimedOut(job_id=job_id):
                 job = self.build.job(job_id)
                 if job is not None and job.on_agent:
-                    limit = self._job_timeout(job)
-                    await self._server_cancel(
-                        f"timeout: job {job.name} ran longer than {limit:g} s", now
-                    )
+                    limit = job_timeout(job, self._ctx.settings)
+                    reason = f"timeout: job {job.name} ran longer than {limit:g} s"
+                    await self._timer_effect(command, self._server_cancel(reason, now))
             case cmd.CleanupTimedOut(job_id=job_id):
-                await self._persist(cancellation.cleanup_overdue(self.build, job_id, times, now))
+                fx = cancellation.cleanup_overdue(self.build, job_id, times, now)
+                await self._timer_effect(command, self._persist(fx))
             case cmd.QueueTimedOut():
                 if self.build.status is BuildStatus.QUEUED:
                     waited = self._ctx.settings.queue_timeout
-                    await self._server_cancel(
-                        f"queue timeout: no agent took the build within {waited:g} s", now
-                    )
+                    reason = f"queue timeout: no agent took the build within {waited:g} s"
+                    await self._timer_effect(command, self._server_cancel(reason, now))
             case cmd.Admit():
+                self._admitted = True
                 self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
             case cmd.AgentReconnected(agent_id=agent_id, running=running):
                 await self._agent_reconnected(agent_id, running, now)
@@ -240,6 +212,43 @@ class BuildActor:
             case _:
                 raise TypeError(f"unknown command {command!r}")
         return None
+
+    # ---- timers: a timer's effect is retried until it is committed ----
+
+    async def _stop_deadlines_passed(self, now: float) -> None:
+        due = self._timers.overdue()
+        fx = cancellation.stop_overdue(self.build, due, now)
+        try:
+            await self._persist(fx)
+        except (Unavailable, VersionConflict) as error:
+            delay = self._timers.stop_failed()
+            log.warning(
+                "build %s: FORCED write of overdue stops failed (%s); again in %.2f s",
+                self.build_id,
+                error,
+                delay,
+            )
+            raise
+        self._timers.stop_settled(due)
+        metrics.STOP_DEADLINES_EXPIRED.inc(len(fx.finished_jobs))
+        cancel_phases.deadlines_expired(self.build, fx.finished_jobs, now)
+        if fx.finished_jobs:
+            self._suspect_agents(fx)
+
+    async def _timer_effect(self, command: TimerCommand, effect: Awaitable[None]) -> None:
+        """Run a timer's effect; if its write fails, fire the timer again later."""
+        try:
+            await effect
+        except (Unavailable, VersionConflict) as error:
+            delay = self._timers.retry(replace(command, attempt=command.attempt + 1))
+            log.warning(
+                "build %s: %s failed to commit (%s); again in %.2f s",
+                self.build_id,
+                type(command).__name__,
+                error,
+                delay,
+            )
+            raise
 
     # ---- handlers ----
 
@@ -260,11 +269,9 @@ class BuildActor:
                 job_id, self._ctx.settings.cleanup_timeout, cmd.CleanupTimedOut(job_id=job_id)
             )
         else:
-            self._timers.job_timer(job_id, self._job_timeout(job), cmd.JobTimedOut(job_id=job_id))
+            timeout = job_timeout(job, self._ctx.settings)
+            self._timers.job_timer(job_id, timeout, cmd.JobTimedOut(job_id=job_id))
         return True
-
-    def _job_timeout(self, job: Job) -> float:
-        return job.timeout or self._ctx.settings.job_timeout
 
     async def _cancel(
         self, command: cmd.Cancel | cmd.CancelInBatch, batch: Any, now: float
@@ -335,6 +342,7 @@ class BuildActor:
         times = self._ctx.settings.stop_times
         for stop in cancellation.pending_stops(self.build, agent_id, times, now):
             session.send(stop)
+            self._stop_sent[stop.job_id] = session.session_id
             metrics.STOPS_RESENT.inc()
 
     # ---- commit, then act ----
@@ -355,36 +363,48 @@ class BuildActor:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                await self._reload()
-                if isinstance(error, DomainError):
+                await self._reload(error)
+                failure = write_failure(error, f"build {self.build_id}")
+                if failure is error:
                     raise
-                log.exception("build %s: commit failed", self.build_id)
-                raise Unavailable("the store could not save the change; try again") from error
+                raise failure from error
         elif batch is not None:
             batch.abstain()
         if accepted is not None:
             accepted()
         self._act(fx)
 
-    async def _reload(self) -> None:
-        stored = await self._ctx.store.get_build(self.build_id)
+    async def _reload(self, cause: Exception) -> None:
+        """Read the build back after a failed commit (the domain already changed the
+        actor's copy). If even that fails, the copy is wrong: the loop must restart."""
+        try:
+            stored = await self._ctx.store.get_build(self.build_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise StateLost(f"build {self.build_id}: commit failed ({cause})") from error
         if stored is not None:
             self.build = stored
 
     def _act(self, fx: Effects) -> None:
         hub = self._ctx.hub
         for stop in fx.stops:
-            session = hub.session(stop.agent_id)
-            if session is not None:
-                session.send(stop)
+            if hub.send_stop(stop):
+                session = hub.session(stop.agent_id)
+                if session is not None:
+                    self._stop_sent[stop.job_id] = session.session_id
                 metrics.STOPS_SENT.inc()
-            self._timers.stop_deadline(stop.job_id, stop.deadline)
+            # The domain's deadline is on the wall clock of this turn: armed as a delay.
+            self._timers.stop_deadline(stop.job_id, stop.deadline - self._now)
         if fx.ready:
             self._ctx.scheduler.enqueue(fx.ready)
         for agent_id, job_id in fx.released:
             hub.release(agent_id, job_id)
+        for agent_id, job_id in fx.unconfirmed:
+            hub.keep_unconfirmed(agent_id, job_id)
         for job in fx.finished_jobs:
             self._timers.job_ended(job.job_id)
+            self._stop_sent.pop(job.job_id, None)
             if job.outcome is not None:
                 metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
                 cancel_phases.job_ended(self.build, job, self._cancel_received_at)
@@ -407,14 +427,6 @@ class BuildActor:
         self._listeners.finished(finished_event(self.build))
 
     def recovered(self) -> None:
-        """A build loaded at start: its stops and jobs get fresh deadlines (the time
-        spent down is not counted against them)."""
-        now = self._ctx.clock()
-        times = self._ctx.settings.stop_times
-        for job in self.build.jobs():
-            if job.status is JobStatus.STOPPING and job.agent_id is not None:
-                stop = cancellation.stop_command(self.build, job, times, now)
-                self._timers.stop_deadline(job.job_id, stop.deadline)
-            elif job.on_agent and self.build.status is BuildStatus.RUNNING:
-                timeout = self._job_timeout(job)
-                self._timers.job_timer(job.job_id, timeout, cmd.JobTimedOut(job_id=job.job_id))
+        """A build loaded at start: arm its timers from what the store says (see
+        rearm.py: job timeouts count from the jobs' recorded starts)."""
+        arm_from_store(self._timers, self.build, self._ctx.settings, self._ctx.clock())

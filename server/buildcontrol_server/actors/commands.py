@@ -10,7 +10,7 @@ from typing import Any
 
 from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.domain.events import AgentReport, CancelEvent, WatchChange
-from buildcontrol_server.domain.model import Build, CancelInfo
+from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet
 
 
 def _future() -> asyncio.Future[Any]:
@@ -29,6 +29,19 @@ def _mark_read(future: asyncio.Future[Any]) -> None:
 @dataclass
 class Command:
     reply: asyncio.Future[Any] = field(default_factory=_future, init=False, repr=False)
+
+    # The only ways the actors answer: a reply may already be done when they get to
+    # it (the caller that awaited it was cancelled, which cancels the future), and
+    # resolving a done future raises InvalidStateError inside the actor's loop.
+    def answer(self, result: Any) -> None:
+        """Resolve the reply with `result`, unless it is already done."""
+        if not self.reply.done():
+            self.reply.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        """Resolve the reply with `error`, unless it is already done."""
+        if not self.reply.done():
+            self.reply.set_exception(error)
 
 
 @dataclass
@@ -79,6 +92,14 @@ class StopDeadlinePassed(Command):
 
 
 @dataclass
+class Inspect(Command):
+    """Answer `check(facts)` for the actor's ActorFacts (what the invariant auditor
+    checks), run inside its turn: the build cannot change while it is checked."""
+
+    check: Callable[[Any], Any]
+
+
+@dataclass
 class AgentReconnected(Command):
     """`agent_id` connected again, running `running` (job ids) of this build."""
 
@@ -98,6 +119,27 @@ class Shutdown(Command):
     """Finish the commands before this one, then stop (the build stays live on disk)."""
 
 
+class BatchSeat:
+    """One command's place in a CancelBatch. The batch commits when every command has
+    arrived (contributed or abstained) exactly once; a seat makes a second arrival a
+    no-op, so an actor whose turn failed halfway can always give its seat up."""
+
+    def __init__(self, batch: CancelBatch) -> None:
+        self._batch = batch
+        self.arrived = False
+
+    async def contribute(self, changes: ChangeSet) -> None:
+        if self.arrived:
+            raise RuntimeError("this command already arrived at its batch")
+        self.arrived = True
+        await self._batch.contribute(changes)
+
+    def abstain(self) -> None:
+        if not self.arrived:
+            self.arrived = True
+            self._batch.abstain()
+
+
 @dataclass
 class CancelInBatch(Command):
     """A cancel whose CANCELING write shares one transaction with other builds'
@@ -108,6 +150,11 @@ class CancelInBatch(Command):
     listener: asyncio.Queue[CancelEvent | None]
     batch: CancelBatch
     received_at: float
+    # How the actor takes part in the batch (arrives once, see BatchSeat).
+    seat: BatchSeat = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.seat = BatchSeat(self.batch)
 
 
 @dataclass
@@ -115,6 +162,7 @@ class JobTimedOut(Command):
     """The job ran longer than its timeout."""
 
     job_id: str
+    attempt: int = 0  # retries after its effect failed to commit
 
 
 @dataclass
@@ -122,11 +170,14 @@ class CleanupTimedOut(Command):
     """A cleanup job ran longer than the cleanup timeout."""
 
     job_id: str
+    attempt: int = 0  # retries after its effect failed to commit
 
 
 @dataclass
 class QueueTimedOut(Command):
     """The build waited for an agent longer than the queue timeout."""
+
+    attempt: int = 0  # retries after its effect failed to commit
 
 
 @dataclass

@@ -3,6 +3,7 @@ both use."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,13 +11,21 @@ from typing import TYPE_CHECKING, Protocol
 
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
-from buildcontrol_server.domain.events import CancelFinishedEvent, JobResult
+from buildcontrol_server.domain.errors import DomainError, Unavailable
+from buildcontrol_server.domain.events import (
+    AssignCommand,
+    AssignedStep,
+    CancelFinishedEvent,
+    JobResult,
+)
 from buildcontrol_server.domain.model import Build, CancelInfo, Job
 from buildcontrol_server.effects.base import NoSideEffects, SideEffects
 from buildcontrol_server.store.base import BuildStore
 
 if TYPE_CHECKING:
     from buildcontrol_server.actors.build_actor import BuildActor
+
+log = logging.getLogger(__name__)
 
 
 class JobQueue(Protocol):
@@ -34,7 +43,41 @@ class ActorContext:
     settings: Settings
     on_retire: Callable[[BuildActor], None]
     effects: SideEffects = field(default_factory=NoSideEffects)
+    # Wall clock (epoch seconds): only for times that are stored and shown.
     clock: Callable[[], float] = time.time
+    # Every duration and deadline inside the process: never steps with the wall clock.
+    # Must tick with the event loop's clock (asyncio timers run on it).
+    monotonic: Callable[[], float] = time.monotonic
+
+
+@dataclass(frozen=True)
+class ActorFacts:
+    """What the invariant auditor checks of one actor, taken inside its turn."""
+
+    build: Build
+    stop_armed: frozenset[str]  # jobs with a stop deadline armed
+    stop_sent: dict[str, str]  # job_id → session id its latest StopJob was handed to
+
+
+def assignment_of(job: Job) -> AssignCommand:
+    return AssignCommand(
+        build_id=job.build_id,
+        job_id=job.job_id,
+        name=job.name,
+        steps=tuple(AssignedStep(s.index, s.name, s.command, s.run_on_cancel) for s in job.steps),
+        env=dict(job.env),
+    )
+
+
+def write_failure(error: Exception, what: str) -> DomainError:
+    """What a caller gets when a store write failed: a domain error the store raised
+    as such (a compare-and-set conflict, a closed store) passes as it is; anything
+    else (SQLite refusing, a full disk, I/O errors) is UNAVAILABLE, so every method
+    answers a failed write the same retryable way. The cause goes to the log."""
+    if isinstance(error, DomainError):
+        return error
+    log.error("%s: the store write failed", what, exc_info=error)
+    return Unavailable("the store could not save the change; try again")
 
 
 class ActorRetired(Exception):

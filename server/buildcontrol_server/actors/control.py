@@ -15,17 +15,20 @@ from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.batch import CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
-from buildcontrol_server.actors.context import ActorRetired, finished_event
+from buildcontrol_server.actors.context import ActorRetired, finished_event, write_failure
+from buildcontrol_server.actors.in_flight import InFlight
+from buildcontrol_server.actors.reconciliation import reconcile_hello
 from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.actors.report_intake import ReportIntake
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
-from buildcontrol_server.domain.effects import StopCommand
 from buildcontrol_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
-    PermissionDenied,
+    Unavailable,
+    build_already_finished,
+    build_not_found,
 )
 from buildcontrol_server.domain.events import (
     AgentHello,
@@ -94,6 +97,11 @@ class BuildControl:
         self._hub = hub
         self._settings = settings
         self._clock = clock
+        self.reports = ReportIntake(store, registry, hub)
+        # Cancels under way (from the call to their actors' answers), and whether the
+        # server drains: then new submits and cancels are refused (UNAVAILABLE).
+        self.cancels_in_flight = InFlight()
+        self.draining = False
 
     # ---- builds ----
 
@@ -103,11 +111,22 @@ class BuildControl:
         render: Callable[[Build], T],
         submitted_by: str | None = None,
     ) -> T:
+        self._refuse_if_draining()
         build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
-        changes = ChangeSet(new_build=build)
-        await self._store.commit(changes)
-        rendered = render(build)  # before the actor runs: the caller sees it QUEUED
-        self._registry.spawn(build)
+        # Marked as starting while it is written: the build is in the store before its
+        # actor runs, and the invariant auditor must not take that for a lost actor.
+        with self._registry.starting(build.build_id):
+            try:
+                await self._store.commit(ChangeSet(new_build=build))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                failure = write_failure(error, f"submit of build {build.build_id}")
+                if failure is error:
+                    raise
+                raise failure from error
+            rendered = render(build)  # before the actor runs: the caller sees it QUEUED
+            self._registry.spawn(build)
         if build.cancel_in_progress:
             self._registry.supersede(build)
         return rendered
@@ -131,7 +150,7 @@ class BuildControl:
     async def _stored(self, build_id: str) -> Build:
         build = await self._store.get_build(build_id)
         if build is None:
-            raise NotFound(f"build {build_id} does not exist")
+            raise build_not_found(build_id)
         return build
 
     async def watch(
@@ -156,6 +175,15 @@ class BuildControl:
         grace = self._settings.default_grace_period if grace_period is None else grace_period
         return CancelInfo(reason, requested_by, force, grace, self._clock())
 
+    def begin_drain(self) -> None:
+        """The server shuts down: refuse new submits and cancels from now on (the
+        cancels already under way go on; `cancels_in_flight` says when they settled)."""
+        self.draining = True
+
+    def _refuse_if_draining(self) -> None:
+        if self.draining:
+            raise Unavailable("the server is shutting down; try again (another server)")
+
     async def cancel(
         self,
         build_id: str,
@@ -164,6 +192,22 @@ class BuildControl:
         grace_period: float | None,
         requested_by: str,
         may_cancel: MayCancel = None,
+    ) -> AsyncIterator[CancelEvent]:
+        """`_cancel`, refused while draining, counted in `cancels_in_flight`."""
+        self._refuse_if_draining()
+        with self.cancels_in_flight.track():
+            return await self._cancel(
+                build_id, reason, force, grace_period, requested_by, may_cancel
+            )
+
+    async def _cancel(
+        self,
+        build_id: str,
+        reason: str,
+        force: bool,
+        grace_period: float | None,
+        requested_by: str,
+        may_cancel: MayCancel,
     ) -> AsyncIterator[CancelEvent]:
         """Apply the cancel, then return its events: ACCEPTED (already persisted),
         one per job as it stops, and the terminal one last. Raises before returning
@@ -197,10 +241,7 @@ class BuildControl:
             metrics.CANCELS.labels(result="already_canceled").inc()
             return _prepend(finished_event(build), _nothing())
         metrics.CANCELS.labels(result="refused").inc()
-        raise FailedPrecondition(
-            f"build {build_id} already {build.status.value}; only a running or queued build "
-            "can be cancelled"
-        )
+        raise build_already_finished(build_id, build.status.value)
 
     async def cancel_builds(
         self,
@@ -210,6 +251,23 @@ class BuildControl:
         grace_period: float | None,
         requested_by: str,
         may_cancel: MayCancel = None,
+    ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
+        """`_cancel_builds`, refused while draining, counted in `cancels_in_flight`
+        until every selected actor answered (the events come after)."""
+        self._refuse_if_draining()
+        with self.cancels_in_flight.track():
+            return await self._cancel_builds(
+                selector, reason, force, grace_period, requested_by, may_cancel
+            )
+
+    async def _cancel_builds(
+        self,
+        selector: BuildSelector,
+        reason: str,
+        force: bool,
+        grace_period: float | None,
+        requested_by: str,
+        may_cancel: MayCancel,
     ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
         """Cancel every build the selector names; the CANCELING writes of up to
         BATCH_SIZE builds share one transaction. Yields each build's terminal event
@@ -261,6 +319,11 @@ class BuildControl:
         summary: CancelBuildsSummary,
         received_at: float,
     ) -> AsyncIterator[CancelFinishedEvent | CancelBuildsSummary]:
+        # Started right after cancel_builds returns, with no loop pass in between, so
+        # the count of cancels under way never drops to zero before the writes.
+        with self.cancels_in_flight.track():
+            listener, replies = self._tell_cancels(actors, info, received_at)
+            outcomes = await asyncio.gather(*replies, return_exceptions=True)
         for build in finished:
             if build.status is BuildStatus.CANCELED:
                 summary.canceled += 1
@@ -268,18 +331,6 @@ class BuildControl:
                 yield finished_event(build)
             else:
                 summary.not_cancelable += 1
-        listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
-        replies: list[asyncio.Future[Any]] = []
-        for start in range(0, len(actors), BATCH_SIZE):
-            chunk = actors[start : start + BATCH_SIZE]
-            batch = CancelBatch(self._store, expected=len(chunk))
-            for actor in chunk:
-                command = cmd.CancelInBatch(
-                    info=info, listener=listener, batch=batch, received_at=received_at
-                )
-                actor.tell(command)
-                replies.append(command.reply)
-        outcomes = await asyncio.gather(*replies, return_exceptions=True)
         open_streams = 0
         for outcome in outcomes:
             if isinstance(outcome, CancelAcceptedEvent):
@@ -306,6 +357,24 @@ class BuildControl:
                 yield event
         yield summary
 
+    def _tell_cancels(
+        self, actors: list[BuildActor], info: CancelInfo, received_at: float
+    ) -> tuple[asyncio.Queue[CancelEvent | None], list[asyncio.Future[Any]]]:
+        """Queue the cancel at every actor, BATCH_SIZE CANCELING writes per transaction;
+        their events go to the one listener returned, with the actors' replies."""
+        listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
+        replies: list[asyncio.Future[Any]] = []
+        for start in range(0, len(actors), BATCH_SIZE):
+            chunk = actors[start : start + BATCH_SIZE]
+            batch = CancelBatch(self._store, expected=len(chunk))
+            for actor in chunk:
+                command = cmd.CancelInBatch(
+                    info=info, listener=listener, batch=batch, received_at=received_at
+                )
+                actor.tell(command)
+                replies.append(command.reply)
+        return listener, replies
+
     def agents(self) -> list[AgentView]:
         return [
             AgentView(
@@ -325,54 +394,18 @@ class BuildControl:
         """Apply results re-sent from an earlier stream, then reconcile what the agent
         runs with what the server expects of it."""
         self._hub.connect(session)
-        for report in hello.earlier_reports:
-            applied = self.agent_report(session.agent_id, report)
-            if applied is None:
-                continue
-            try:
-                await applied
-            except (ActorRetired, PermissionDenied, NotFound) as error:
-                log.info("agent %s: re-sent report ignored: %s", session.agent_id, error)
-        expected = self._hub.held(session.agent_id)  # job_id → build_id
-        claimed = {claim.job_id: claim.build_id for claim in hello.running}
-        for job_id, build_id in claimed.items():
-            if expected.get(job_id) != build_id:
-                # Unknown, finished, cancelled or someone else's: it must not run.
-                session.send(self._stop_unexpected(build_id, job_id, session.agent_id))
-        replies = []
-        for build_id in set(expected.values()):
-            actor = self._registry.get(build_id)
-            if actor is None:
-                continue
-            running = frozenset(j for j, b in claimed.items() if b == build_id)
-            command = cmd.AgentReconnected(agent_id=session.agent_id, running=running)
-            actor.tell(command)
-            replies.append(command.reply)
-        await asyncio.gather(*replies, return_exceptions=True)
-
-    def _stop_unexpected(self, build_id: str, job_id: str, agent_id: str) -> StopCommand:
-        metrics.STOPS_SENT.inc()
-        return StopCommand(
-            build_id,
-            job_id,
-            agent_id,
-            "the server does not expect this agent to run this job",
-            grace_period=self._settings.default_grace_period,
-            deadline=self._clock()
-            + self._settings.default_grace_period
-            + self._settings.stop_ack_timeout,
+        await self.reports.apply_earlier(session, hello.earlier_reports)
+        await reconcile_hello(
+            session, hello.running, self._hub, self._registry, self._settings, self._clock()
         )
 
-    def agent_report(self, agent_id: str, report: AgentReport) -> asyncio.Future[Any] | None:
+    def agent_report(
+        self, session: AgentSession, report: AgentReport
+    ) -> asyncio.Future[Any] | None:
         """Queue a report at its build's actor; the future says if it was applied.
-        None: the build is not live (finished or unknown), so nothing of it may change."""
-        actor = self._registry.get(report.build_id)
-        if actor is None:
-            log.debug("agent %s reported on a build that is not live: %s", agent_id, report)
-            return None
-        command = cmd.Report(agent_id=agent_id, report=report)
-        actor.tell(command)
-        return command.reply
+        None: the build is not live (finished or unknown), so nothing of it may change;
+        `reports.settle_not_live` then says whether the agent may forget it."""
+        return self.reports.submit(session, report)
 
     def agent_disconnected(self, session: AgentSession) -> None:
         self._hub.disconnect(session)

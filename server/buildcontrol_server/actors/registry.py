@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 class Registry:
     def __init__(self) -> None:
         self._actors: dict[str, BuildActor] = {}
+        # Builds being written by their submission, whose actor does not run yet.
+        self._starting: set[str] = set()
         self.groups = ConcurrencyGroups()
         self.context: ActorContext | None = None
 
@@ -37,6 +41,20 @@ class Registry:
         actor.start(admitted=admitted)
         metrics.LIVE_ACTORS.set(len(self._actors))
         return actor
+
+    @contextmanager
+    def starting(self, build_id: str) -> Iterator[None]:
+        """While the block runs, `build_id` counts as having its actor (it is being
+        written and spawned)."""
+        self._starting.add(build_id)
+        try:
+            yield
+        finally:
+            self._starting.discard(build_id)
+
+    def accounted_for(self, build_id: str) -> bool:
+        """The build has a live actor, or is about to (see `starting`)."""
+        return build_id in self._actors or build_id in self._starting
 
     def get(self, build_id: str) -> BuildActor | None:
         return self._actors.get(build_id)

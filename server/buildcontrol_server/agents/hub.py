@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from buildcontrol_server import metrics
 from buildcontrol_server.agents.outbox import Outbox
 from buildcontrol_server.domain.effects import StopCommand
-from buildcontrol_server.domain.events import AssignCommand, DrainCommand
+from buildcontrol_server.domain.events import (
+    AssignCommand,
+    DrainCommand,
+    ReportsCommittedCommand,
+)
 
 log = logging.getLogger(__name__)
 
-Outgoing = AssignCommand | StopCommand | DrainCommand
+Outgoing = AssignCommand | StopCommand | DrainCommand | ReportsCommittedCommand
 
 _session_numbers = itertools.count(1)
 
@@ -35,11 +39,37 @@ class AgentSession:
     closed: bool = False
     # Set by the transport: ends the stream when a newer session replaces this one.
     on_replaced: Callable[[], object] | None = None
+    # Report ids committed in this loop pass, sent as one ReportsCommitted at its end
+    # (a batch of results committed together costs one message, not one each).
+    _acknowledged: list[str] = field(default_factory=list)
 
     def send(self, command: Outgoing) -> None:
-        """Queue a command for the stream's writer; never blocks the caller."""
+        """Queue a command for the stream's writer; never blocks the caller. On a
+        closed session nothing is sent: a stop dropped so is counted and logged (the
+        agent gets it again when it reconnects; its deadline covers an agent that
+        never does)."""
         if not self.closed:
             self.outbox.put_nowait(command)
+        elif isinstance(command, StopCommand):
+            stop_dropped(command, "session_closed")
+        else:
+            log.debug("agent %s: %s not sent, session closed", self.agent_id, command)
+
+    def acknowledge(self, report_id: str) -> None:
+        """Tell the agent, soon, that the result `report_id` needs no re-sending. On a
+        closed session this is dropped harmlessly: the agent sends the result again
+        in its next Hello and the server acknowledges it there."""
+        if self.closed:
+            return
+        if not self._acknowledged:
+            asyncio.get_running_loop().call_soon(self._send_acknowledgements)
+        self._acknowledged.append(report_id)
+
+    def _send_acknowledgements(self) -> None:
+        report_ids, self._acknowledged = tuple(self._acknowledged), []
+        if report_ids:
+            self.send(ReportsCommittedCommand(report_ids))
+            metrics.REPORTS_ACKNOWLEDGED.inc(len(report_ids))
 
     def close(self) -> None:
         """End the writer: nothing more is sent on this session."""
@@ -49,6 +79,21 @@ class AgentSession:
 
     def offers(self, labels: dict[str, str]) -> bool:
         return all(self.labels.get(key) == value for key, value in labels.items())
+
+
+def stop_dropped(stop: StopCommand, reason: str) -> None:
+    metrics.STOPS_DROPPED.labels(reason=reason).inc()
+    # An agent away is common (it gets the stop on reconnect); a closed session after
+    # the stop was decided means a shutdown or a stream that just ended.
+    level = logging.INFO if reason == "agent_not_connected" else logging.WARNING
+    log.log(
+        level,
+        "stop of job %s (build %s) not sent to agent %s: %s",
+        stop.job_id,
+        stop.build_id,
+        stop.agent_id,
+        reason.replace("_", " "),
+    )
 
 
 AgentLostHandler = Callable[[str, dict[str, str]], None]  # (agent_id, {job_id: build_id})
@@ -61,9 +106,14 @@ class AgentHub:
         self._sessions: dict[str, AgentSession] = {}
         self._held: dict[str, dict[str, str]] = {}  # agent_id → {job_id: build_id}
         self._lost_timers: dict[str, asyncio.TimerHandle] = {}
-        # Agents that let a stop deadline pass (hung, or ignoring stops). Kept until
-        # the server restarts; an operator sees them in ListAgents.
+        # Agents that let a stop deadline pass (hung, or ignoring stops): they get no
+        # new job until they answer (any job report, or a reconnect); an operator
+        # sees them in ListAgents.
         self._suspects: set[str] = set()
+        # Held jobs finalized FORCED without the agent's word (agent_id → job ids): the
+        # process may still run, so the slot stays held until the agent reports the
+        # job gone or reconnects without it.
+        self._unconfirmed: dict[str, set[str]] = {}
         self._known: dict[str, AgentSession] = {}  # last session of every agent seen
         self._on_agent_lost: AgentLostHandler = lambda agent_id, jobs: None
         self._on_slot_free: Wakeup = lambda: None
@@ -85,6 +135,7 @@ class AgentHub:
         if session.agent_id in self._known:
             metrics.AGENT_RECONNECTS.inc()
         self._known[session.agent_id] = session
+        self._clear_suspect(session.agent_id)  # it answered: it reconnected
         timer = self._lost_timers.pop(session.agent_id, None)
         if timer is not None:
             timer.cancel()
@@ -111,10 +162,23 @@ class AgentHub:
         if agent_id in self._sessions:
             return
         jobs = self._held.pop(agent_id, {})
+        self._unconfirmed.pop(agent_id, None)
         if jobs:
             metrics.AGENTS_LOST.inc()
             log.warning("agent %s lost with %d job(s) held", agent_id, len(jobs))
             self._on_agent_lost(agent_id, jobs)
+
+    def send_stop(self, stop: StopCommand) -> bool:
+        """Queue `stop` on its agent's live session; False (counted, logged) if none."""
+        session = self._sessions.get(stop.agent_id)
+        if session is None:
+            stop_dropped(stop, "agent_not_connected")
+            return False
+        if session.closed:
+            stop_dropped(stop, "session_closed")
+            return False
+        session.send(stop)
+        return True
 
     def session(self, agent_id: str) -> AgentSession | None:
         return self._sessions.get(agent_id)
@@ -127,6 +191,10 @@ class AgentHub:
     def held(self, agent_id: str) -> dict[str, str]:
         return dict(self._held.get(agent_id, {}))
 
+    def holdings(self) -> dict[str, dict[str, str]]:
+        """Every agent's held jobs (agent_id → {job_id: build_id}); a copy."""
+        return {agent_id: dict(jobs) for agent_id, jobs in self._held.items()}
+
     def free_slots(self, session: AgentSession) -> int:
         return session.capacity - len(self._held.get(session.agent_id, {}))
 
@@ -135,6 +203,11 @@ class AgentHub:
         self._held.setdefault(agent_id, {})[job_id] = build_id
 
     def release(self, agent_id: str, job_id: str) -> None:
+        unconfirmed = self._unconfirmed.get(agent_id)
+        if unconfirmed is not None:
+            unconfirmed.discard(job_id)
+            if not unconfirmed:
+                del self._unconfirmed[agent_id]
         jobs = self._held.get(agent_id)
         if jobs is not None and jobs.pop(job_id, None) is not None:
             if not jobs:
@@ -144,21 +217,60 @@ class AgentHub:
                     timer.cancel()
             self._on_slot_free()
 
+    def keep_unconfirmed(self, agent_id: str, job_id: str) -> None:
+        """`job_id` ended FORCED without the agent's word: keep its slot held."""
+        if job_id in self._held.get(agent_id, {}):
+            self._unconfirmed.setdefault(agent_id, set()).add(job_id)
+            log.warning(
+                "agent %s: job %s forced without confirmation; its slot stays held",
+                agent_id,
+                job_id,
+            )
+
+    def unconfirmed(self, agent_id: str) -> frozenset[str]:
+        return frozenset(self._unconfirmed.get(agent_id, ()))
+
+    def answered(self, agent_id: str, job_id: str, gone: bool) -> None:
+        """The agent reported on `job_id` (`gone`: a result, the job no longer runs)."""
+        self._clear_suspect(agent_id)
+        if gone and job_id in self._unconfirmed.get(agent_id, ()):
+            self.release(agent_id, job_id)
+
+    def reconnected_running(self, agent_id: str, running: set[str]) -> None:
+        """The agent came back running `running`: unconfirmed jobs not in it are gone."""
+        for job_id in self.unconfirmed(agent_id) - running:
+            self.release(agent_id, job_id)
+
     def pick(self, labels: dict[str, str]) -> AgentSession | None:
-        """The connected agent offering `labels` with the most free slots."""
+        """The connected, unsuspected agent offering `labels` with the most free slots."""
         best: AgentSession | None = None
         best_free = 0
         for session in self._sessions.values():
             free = self.free_slots(session)
-            if free > best_free and session.offers(labels):
+            if (
+                free > best_free
+                and session.offers(labels)
+                and not self.is_suspect(session.agent_id)
+            ):
                 best, best_free = session, free
         return best
 
     def mark_suspect(self, agent_id: str) -> None:
         if agent_id not in self._suspects:
-            log.warning("agent %s is suspect: it did not confirm a stop in time", agent_id)
+            log.warning(
+                "agent %s is suspect: it did not confirm a stop in time; no new jobs "
+                "until it answers",
+                agent_id,
+            )
             self._suspects.add(agent_id)
             metrics.AGENTS_SUSPECT.set(len(self._suspects))
+
+    def _clear_suspect(self, agent_id: str) -> None:
+        if agent_id in self._suspects:
+            log.info("agent %s answered: no longer suspect", agent_id)
+            self._suspects.discard(agent_id)
+            metrics.AGENTS_SUSPECT.set(len(self._suspects))
+            self._on_slot_free()
 
     def is_suspect(self, agent_id: str) -> bool:
         return agent_id in self._suspects
@@ -177,7 +289,10 @@ class AgentHub:
         ]
 
     def any_free_slot(self) -> bool:
-        return any(self.free_slots(session) > 0 for session in self._sessions.values())
+        return any(
+            self.free_slots(session) > 0 and not self.is_suspect(session.agent_id)
+            for session in self._sessions.values()
+        )
 
     def start_lost_timers(self) -> None:
         """After recovery: agents holding jobs but not connected get the window."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from buildcontrol_server.domain.effects import Effects, StopCommand
-from buildcontrol_server.domain.errors import FailedPrecondition
+from buildcontrol_server.domain.errors import build_already_finished
 from buildcontrol_server.domain.model import Build, CancelInfo, Job
 from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
@@ -37,10 +37,7 @@ def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effe
     if build.status is BuildStatus.CANCELED:
         return Effects(duplicate=True)
     if build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
-        raise FailedPrecondition(
-            f"build {build.build_id} already {build.status.value}; only a running or "
-            "queued build can be cancelled"
-        )
+        raise build_already_finished(build.build_id, build.status.value)
     fx = Effects()
     started = build.status is BuildStatus.RUNNING
     build.cancel = info
@@ -132,11 +129,16 @@ def release_cleanup_jobs(build: Build, fx: Effects) -> None:
 
 
 def stop_overdue(build: Build, job_ids: set[str], now: float) -> Effects:
-    """Agents that did not confirm these stops by their deadline: finalize as FORCED."""
+    """Agents that did not confirm these stops by their deadline: finalize as FORCED.
+    Their slots are not freed (`fx.unconfirmed`): the agent may still run the job."""
     fx = Effects()
     for job in build.jobs():
         if job.job_id in job_ids and job.status is JobStatus.STOPPING:
             finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
+            if job.agent_id is not None:
+                slot = (job.agent_id, job.job_id)
+                fx.released.remove(slot)
+                fx.unconfirmed.append(slot)
     if fx.changes.empty:
         fx.duplicate = True
         return fx

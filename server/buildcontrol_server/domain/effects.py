@@ -32,6 +32,10 @@ class Effects:
     stops: list[StopCommand] = field(default_factory=list)
     ready: list[Job] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # (agent_id, job_id)
+    # Jobs finalized (FORCED) without their agent's word: its process may still run,
+    # so the slot stays counted on the agent until it reports the job gone or comes
+    # back without it. (agent_id, job_id); never also in `released`.
+    unconfirmed: list[tuple[str, str]] = field(default_factory=list)
     # Jobs that became terminal in this event (for cancel streams and watchers).
     finished_jobs: list[Job] = field(default_factory=list)
     # A forced cancel escalated a cancel already under way.
@@ -46,4 +50,5 @@ class Effects:
         self.stops += later.stops
         self.ready += later.ready
         self.released += later.released
+        self.unconfirmed += later.unconfirmed
         self.finished_jobs += later.finished_jobs

@@ -39,6 +39,8 @@ class JobFinishedReport:
     job_id: str
     succeeded: bool
     exit_code: int
+    # The agent's id for this result, named back in ReportsCommitted ("" = none).
+    report_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class JobStoppedReport:
     job_id: str
     outcome: JobOutcome
     exit_code: int | None
+    report_id: str = ""  # as in JobFinishedReport
 
 
 AgentReport = (
@@ -99,6 +102,21 @@ class AssignCommand:
 @dataclass(frozen=True)
 class DrainCommand:
     reason: str
+
+
+@dataclass(frozen=True)
+class ReportsCommittedCommand:
+    """Tell the agent these results (by report id) need no re-sending: stored, or
+    never needed (their build is over or unknown, or the job is not the agent's)."""
+
+    report_ids: tuple[str, ...]
+
+
+def report_id_of(report: AgentReport) -> str:
+    """The report's id if the agent wants it acknowledged ("" otherwise)."""
+    if isinstance(report, (JobFinishedReport, JobStoppedReport)):
+        return report.report_id
+    return ""
 
 
 # ---- server → cancel streams and watchers ------------------------------------------

@@ -11,12 +11,15 @@ cancellation.py.
 from __future__ import annotations
 
 from buildcontrol_server.domain.cancellation import (
+    StopTimes,
+    cleanup_runs,
     finish_cancel_if_done,
     finish_stopped_job,
     release_cleanup_jobs,
+    stop_command,
 )
 from buildcontrol_server.domain.effects import Effects
-from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied
+from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied, Reason
 from buildcontrol_server.domain.events import (
     AgentReport,
     JobAcceptedReport,
@@ -67,7 +70,9 @@ def assign_job(build: Build, job_id: str, agent_id: str, now: float) -> Effects:
 def _reported_job(build: Build, job_id: str, agent_id: str) -> Job:
     job = _job_of(build, job_id)
     if job.agent_id != agent_id:
-        raise PermissionDenied(f"job {job_id} is not assigned to agent {agent_id}")
+        raise PermissionDenied(
+            f"job {job_id} is not assigned to agent {agent_id}", reason=Reason.NOT_YOUR_JOB
+        )
     return job
 
 
@@ -179,8 +184,17 @@ def agent_lost(build: Build, agent_id: str, running: frozenset[str], now: float)
     return fx
 
 
-def apply_report(build: Build, agent_id: str, report: AgentReport, now: float) -> Effects:
-    """Apply one report of an agent (the dispatch of the functions above)."""
+def apply_report(
+    build: Build, agent_id: str, report: AgentReport, now: float, times: StopTimes
+) -> Effects:
+    """Apply one report of an agent (the dispatch of the functions above). A report
+    that a STOPPING job is alive gets a fresh stop (`stop_again_if_alive`)."""
+    fx = _dispatch_report(build, agent_id, report, now)
+    stop_again_if_alive(build, report, fx, times, now)
+    return fx
+
+
+def _dispatch_report(build: Build, agent_id: str, report: AgentReport, now: float) -> Effects:
     match report:
         case JobAcceptedReport(job_id=job_id):
             return job_accepted(build, job_id, agent_id, now)
@@ -192,6 +206,26 @@ def apply_report(build: Build, agent_id: str, report: AgentReport, now: float) -
             return job_finished(build, job_id, agent_id, ok, code, now)
         case JobStoppedReport(job_id=job_id, outcome=outcome, exit_code=code):
             return job_stopped(build, job_id, agent_id, outcome, code, now)
+
+
+def stop_again_if_alive(
+    build: Build, report: AgentReport, fx: Effects, times: StopTimes, now: float
+) -> None:
+    """An agent may ignore a StopJob for a job it does not run yet (the protocol lets
+    it), then accept the job late and start it. A JobAccepted, or a StepStarted of a
+    step that is not a cleanup step allowed to run, for a STOPPING job means exactly
+    that: the job runs although it must not, so its stop goes out again at once, with
+    a budget counted from now (the agent could not act on it before)."""
+    job = build.job(report.job_id)
+    if job is None or job.status is not JobStatus.STOPPING or job.agent_id is None:
+        return
+    if isinstance(report, StepStartedReport):
+        step = job.steps[report.step_index]
+        if step.run_on_cancel and cleanup_runs(build):
+            return  # a cleanup step starting is what a stop asks for
+    elif not isinstance(report, JobAcceptedReport):
+        return
+    fx.stops.append(stop_command(build, job, times, now))
 
 
 # ---- build progress -----------------------------------------------------------------

@@ -54,6 +54,9 @@ class Job:
     # Longest the job may run (seconds) before the server cancels the build; None
     # means the server's default.
     timeout: float | None = None
+    # When the job was handed to an agent (epoch seconds): its timeout counts from
+    # here, across server restarts. None until assigned (and for rows older than v5).
+    started_at: float | None = None
 
     @property
     def terminal(self) -> bool:

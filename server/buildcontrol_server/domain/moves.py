@@ -18,6 +18,8 @@ def move_build(build: Build, target: BuildStatus, fx: Effects, now: float) -> No
 
 def move_job(job: Job, target: JobStatus, fx: Effects, now: float) -> None:
     job.status = transition(f"job {job.job_id}", job.status, target)
+    if target is JobStatus.ASSIGNED:
+        job.started_at = now
     if job.terminal:
         job.finished_at = now
         fx.finished_jobs.append(job)

@@ -1,8 +1,9 @@
 """AgentService.Connect: one bidirectional stream per agent.
 
 The stream's first message must be Hello. A writer task sends what the session's
-outbox holds (assignments, stops, drain); the handler reads the agent's reports and
-hands them to the control. An end of stream without Goodbye is a disconnect."""
+outbox holds (assignments, stops, acknowledgements of results, drain); the handler
+reads the agent's reports and hands them to the control. An end of stream without
+Goodbye is a disconnect. A draining server refuses new streams (UNAVAILABLE)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from buildcontrol_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
+    Unavailable,
 )
 from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.observability import cancel_phases
@@ -57,6 +59,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 context,
                 ResourceExhausted(f"agent streams: {limit} are open, the most allowed"),
             )
+            return
+        if self._control.draining:
+            # Its Drain would follow at once: come back to the next server instead.
+            await abort_with(context, Unavailable("the server is shutting down; reconnect later"))
             return
         self._open_streams += 1
         try:
@@ -144,9 +150,10 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             if report is None:
                 continue
             await in_flight.acquire()
-            applied = self._control.agent_report(session.agent_id, report)
+            applied = self._control.agent_report(session, report)
             if applied is None:
                 in_flight.release()
+                await self._control.reports.settle_not_live(session, report)
             else:
                 applied.add_done_callback(settled)
         return False

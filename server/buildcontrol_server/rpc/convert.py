@@ -25,6 +25,7 @@ from buildcontrol_server.domain.events import (
     JobFinishedReport,
     JobResult,
     JobStoppedReport,
+    ReportsCommittedCommand,
     RunningJobClaim,
     StepChangedEvent,
     StepFinishedReport,
@@ -49,6 +50,8 @@ _STEP_STATUS: dict[StepStatus, Any] = {
 _OUTCOME: dict[JobOutcome, Any] = {
     o: build_pb2.JobOutcome.Value(f"JOB_OUTCOME_{o.value}") for o in JobOutcome
 }
+# Longest report_id an agent may give a result (the reference agent's are ~40).
+MAX_REPORT_ID_LENGTH = 200
 _OUTCOME_FROM_AGENT = {
     build_pb2.JOB_OUTCOME_GRACEFUL: JobOutcome.GRACEFUL,
     build_pb2.JOB_OUTCOME_KILLED: JobOutcome.KILLED,
@@ -278,7 +281,9 @@ def watch_change(event: WatchChange) -> build_control_pb2.WatchBuildResponse:
 # ---- the agent stream ---------------------------------------------------------------
 
 
-def to_agent(command: AssignCommand | StopCommand | DrainCommand) -> agent_pb2.ConnectResponse:
+def to_agent(
+    command: AssignCommand | StopCommand | DrainCommand | ReportsCommittedCommand,
+) -> agent_pb2.ConnectResponse:
     match command:
         case StopCommand():
             return agent_pb2.ConnectResponse(
@@ -312,6 +317,10 @@ def to_agent(command: AssignCommand | StopCommand | DrainCommand) -> agent_pb2.C
             )
         case DrainCommand():
             return agent_pb2.ConnectResponse(drain=agent_pb2.Drain(reason=command.reason))
+        case ReportsCommittedCommand():
+            return agent_pb2.ConnectResponse(
+                reports_committed=agent_pb2.ReportsCommitted(report_ids=command.report_ids)
+            )
 
 
 def welcome(session_id: str, heartbeat_interval: float) -> agent_pb2.ConnectResponse:
@@ -329,9 +338,21 @@ def _job_ref(build_id: str, job_id: str, where: str) -> None:
         raise InvalidArgument(f"{where}.job_id", "must not be empty")
 
 
+def _report_id(report_id: str, where: str) -> str:
+    if len(report_id) > MAX_REPORT_ID_LENGTH:
+        raise InvalidArgument(f"{where}.report_id", f"longer than {MAX_REPORT_ID_LENGTH}")
+    return report_id
+
+
 def _job_finished(message: agent_pb2.JobFinished, where: str) -> JobFinishedReport:
     _job_ref(message.build_id, message.job_id, where)
-    return JobFinishedReport(message.build_id, message.job_id, message.succeeded, message.exit_code)
+    return JobFinishedReport(
+        message.build_id,
+        message.job_id,
+        message.succeeded,
+        message.exit_code,
+        _report_id(message.report_id, where),
+    )
 
 
 def _job_stopped(message: agent_pb2.JobStopped, where: str) -> JobStoppedReport:
@@ -340,7 +361,8 @@ def _job_stopped(message: agent_pb2.JobStopped, where: str) -> JobStoppedReport:
     if how is None:
         raise InvalidArgument(f"{where}.outcome", "must be GRACEFUL or KILLED")
     code = message.exit_code if message.HasField("exit_code") else None
-    return JobStoppedReport(message.build_id, message.job_id, how, code)
+    report_id = _report_id(message.report_id, where)
+    return JobStoppedReport(message.build_id, message.job_id, how, code, report_id)
 
 
 def hello(message: agent_pb2.Hello) -> AgentHello:

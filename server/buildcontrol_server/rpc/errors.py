@@ -1,5 +1,7 @@
 """The one mapping from domain errors to gRPC statuses. Anything unexpected becomes
-INTERNAL with a generic message; its traceback goes to the log, never to the caller."""
+INTERNAL with a generic message; its traceback goes to the log, never to the caller.
+Every status carries google.rpc.Status details (rpc/error_details.py): clients read the
+stable reason instead of parsing messages."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from grpc_status import rpc_status
 
-from buildcontrol_server.domain.errors import DomainError, ErrorCode
+from buildcontrol_server.domain.errors import DomainError, ErrorCode, Reason
 from buildcontrol_server.domain.states import IllegalTransition
+from buildcontrol_server.rpc.error_details import rich_status
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +32,20 @@ STATUS_OF: dict[ErrorCode, grpc.StatusCode] = {
 }
 
 
-def status_of(error: BaseException) -> tuple[grpc.StatusCode, str]:
+def status_of(error: BaseException) -> tuple[grpc.StatusCode, str, Reason]:
     if isinstance(error, DomainError):
-        return STATUS_OF[error.code], error.message
+        return STATUS_OF[error.code], error.message, error.reason
     if isinstance(error, IllegalTransition):
-        return grpc.StatusCode.FAILED_PRECONDITION, str(error)
+        return grpc.StatusCode.FAILED_PRECONDITION, str(error), Reason.ILLEGAL_TRANSITION
     log.error("unexpected error", exc_info=error)
-    return grpc.StatusCode.INTERNAL, "internal error (logged on the server)"
+    return grpc.StatusCode.INTERNAL, "internal error (logged on the server)", Reason.INTERNAL
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: BaseException) -> None:
-    code, message = status_of(error)
-    await context.abort(code, message)
+    code, message, reason = status_of(error)
+    domain_error = error if isinstance(error, DomainError) else None
+    status = rpc_status.to_status(rich_status(code.value[0], message, reason, domain_error))
+    await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[Any]]

@@ -61,6 +61,14 @@ class BuildStore(Protocol):
     async def load_unfinished(self) -> list[Build]:
         """Every build not in a terminal status, complete (for recovery on start)."""
 
+    async def unfinished_build_ids(self) -> list[str]:
+        """The ids of every build not in a terminal status, in id order (cheap: no
+        jobs or steps are read)."""
+
+    async def canceling_since(self) -> dict[str, float]:
+        """Every build in CANCELING as committed: build id → its cancel's requested_at
+        (epoch seconds)."""
+
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
         """Audit records of the given builds (all when None), ordered by build id;
         builds without a record are left out."""

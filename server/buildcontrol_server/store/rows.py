@@ -22,7 +22,8 @@ EntityKey = tuple[Any, ...]
 
 # The v3 columns (run_on_cancel, timeout, concurrency_group, cancel_in_progress) come
 # last in each statement and each SELECT list, so the v1 positions stay as they were;
-# the v4 column (submitted_by) comes after them.
+# the v4 column (submitted_by) comes after them, the v5 one (jobs.started_at) after
+# those.
 INSERT_BUILD = (
     "INSERT INTO builds (build_id, pipeline, stage_names, created_at, status, finished_at,"
     " cancel_reason, cancel_requested_by, cancel_force, cancel_grace_period,"
@@ -31,8 +32,8 @@ INSERT_BUILD = (
 )
 INSERT_JOB = (
     "INSERT INTO jobs (job_id, build_id, stage_index, position, name, labels, env, status,"
-    " outcome, agent_id, exit_code, finished_at, version, run_on_cancel, timeout)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " outcome, agent_id, exit_code, finished_at, version, run_on_cancel, timeout, started_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_STEP = (
     "INSERT INTO steps (job_id, step_index, name, command, status, exit_code, version,"
@@ -47,7 +48,7 @@ UPDATE_BUILD = (
 )
 UPDATE_JOB = (
     "UPDATE jobs SET status = ?, outcome = ?, agent_id = ?, exit_code = ?, finished_at = ?,"
-    " version = ? WHERE job_id = ? AND version = ?"
+    " version = ?, started_at = ? WHERE job_id = ? AND version = ?"
 )
 UPDATE_STEP = (
     "UPDATE steps SET status = ?, exit_code = ?, version = ?"
@@ -64,7 +65,7 @@ BUILD_COLUMNS = (
 JOB_COLUMNS = (
     "jobs.job_id, jobs.build_id, jobs.stage_index, jobs.name, jobs.labels, jobs.env,"
     " jobs.status, jobs.outcome, jobs.agent_id, jobs.exit_code, jobs.finished_at, jobs.version,"
-    " jobs.run_on_cancel, jobs.timeout"
+    " jobs.run_on_cancel, jobs.timeout, jobs.started_at"
 )
 STEP_COLUMNS = (
     "steps.job_id, steps.step_index, steps.name, steps.command, steps.status,"
@@ -95,7 +96,7 @@ class PreparedWrite:
             write.update_builds.append((*_build_state(build), build.build_id, expected))
             write.updated.add(("build", build.build_id))
         for job, expected in changes.jobs.values():
-            write.update_jobs.append((*_job_state(job), job.job_id, expected))
+            write.update_jobs.append((*_job_state(job), job.started_at, job.job_id, expected))
             write.updated.add(("job", job.job_id))
         for step, expected in changes.steps.values():
             write.update_steps.append(
@@ -134,6 +135,7 @@ class PreparedWrite:
                     *_job_state(job),
                     1 if job.run_on_cancel else 0,
                     job.timeout,
+                    job.started_at,
                 )
             )
             self.inserted.add(("job", job.job_id))
@@ -263,6 +265,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         version=row[11],
         run_on_cancel=bool(row[12]),
         timeout=row[13],
+        started_at=row[14],
     )
 
 

@@ -139,6 +139,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE builds ADD COLUMN submitted_by TEXT",
         ),
     ),
+    Migration(
+        5,
+        "when each job started (job timeouts count from it across restarts)",
+        (
+            # Epoch seconds of the job's assignment to an agent; NULL until then. Jobs
+            # of older rows get NULL: after an upgrade their timeout counts from the
+            # server's start, as it did before v5.
+            "ALTER TABLE jobs ADD COLUMN started_at REAL",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

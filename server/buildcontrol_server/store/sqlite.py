@@ -235,6 +235,23 @@ class SqliteStore:
             )
         return rows.assemble(build_rows, job_rows, step_rows)
 
+    async def unfinished_build_ids(self) -> list[str]:
+        async with self._snapshot() as connection:
+            found = await connection.execute_fetchall(
+                f"SELECT build_id FROM builds WHERE {schema.UNFINISHED_WHERE} ORDER BY build_id"
+            )
+        return [str(row[0]) for row in found]
+
+    async def canceling_since(self) -> dict[str, float]:
+        # The UNFINISHED_WHERE condition lets SQLite walk the partial index of live
+        # builds (few) instead of the whole history.
+        async with self._snapshot() as connection:
+            found = await connection.execute_fetchall(
+                "SELECT build_id, cancel_requested_at FROM builds"
+                f" WHERE {schema.UNFINISHED_WHERE} AND status = 'CANCELING'"
+            )
+        return {str(row[0]): float(row[1] or 0.0) for row in found}
+
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
         async with self._snapshot() as connection:
             return await reads.audit_records(connection, build_ids)
@@ -252,7 +269,17 @@ class SqliteStore:
         if connection is None:
             raise StoreClosedError()
         async with self._read_lock:
-            await connection.execute("BEGIN")
+            # BEGIN runs in the connection's thread even if this task is cancelled while
+            # it waits; left open, every later BEGIN would fail ("within a transaction")
+            # until a restart. So wait for it (shielded) and end what it opened.
+            begin = asyncio.ensure_future(connection.execute("BEGIN"))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                await asyncio.wait({begin})
+                if not begin.cancelled() and begin.exception() is None:
+                    await connection.execute("COMMIT")
+                raise
             try:
                 yield connection
             finally:

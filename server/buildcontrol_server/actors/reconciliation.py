@@ -1,0 +1,59 @@
+"""What an agent's Hello says it runs, against what the server expects of it.
+
+Jobs it runs but must not (unknown, finished, cancelled, someone else's, or already
+FORCED because it never confirmed their stop) get a StopJob; jobs the server expects
+but the agent no longer runs end at their actors (FORCED if stopping, else LOST);
+a FORCED job whose slot was kept frees it when the agent comes back without it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from buildcontrol_server import metrics
+from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.agents.hub import AgentHub, AgentSession
+from buildcontrol_server.config import Settings
+from buildcontrol_server.domain.effects import StopCommand
+from buildcontrol_server.domain.events import RunningJobClaim
+
+
+async def reconcile_hello(
+    session: AgentSession,
+    running: tuple[RunningJobClaim, ...],
+    hub: AgentHub,
+    registry: Registry,
+    settings: Settings,
+    now: float,
+) -> None:
+    expected = hub.held(session.agent_id)  # job_id → build_id
+    claimed = {claim.job_id: claim.build_id for claim in running}
+    forced = hub.unconfirmed(session.agent_id)
+    hub.reconnected_running(session.agent_id, set(claimed))
+    for job_id, build_id in claimed.items():
+        if expected.get(job_id) != build_id or job_id in forced:
+            session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
+    replies = []
+    for build_id in set(expected.values()):
+        actor = registry.get(build_id)
+        if actor is None:
+            continue
+        on_agent = frozenset(j for j, b in claimed.items() if b == build_id)
+        command = cmd.AgentReconnected(agent_id=session.agent_id, running=on_agent)
+        actor.tell(command)
+        replies.append(command.reply)
+    await asyncio.gather(*replies, return_exceptions=True)
+
+
+def stop_unexpected(
+    build_id: str, job_id: str, agent_id: str, settings: Settings, now: float
+) -> StopCommand:
+    metrics.STOPS_SENT.inc()
+    return StopCommand(
+        build_id,
+        job_id,
+        agent_id,
+        "the server does not expect this agent to run this job",
+        grace_period=settings.default_grace_period,
+        deadline=now + settings.default_grace_period + settings.stop_ack_timeout,
+    )
