@@ -61,9 +61,16 @@ async def settle_and_check(walk: Walk) -> None:
         await _check_slots_free(walk, builds)
         await _check_auditor(walk)
     finally:
+        walk.note("settle: done, stopping the responders")
         for responder in responders:
             responder.cancel()
-        await asyncio.gather(*responders, return_exceptions=True)
+        _, stuck = await asyncio.wait(responders, timeout=AUDIT_WITHIN) if responders else ((), ())
+        if stuck:
+            where = [
+                " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in task.get_stack(limit=8))
+                for task in stuck
+            ]
+            walk.violations.append(f"agents did not stop when told (waiting in {where})")
 
 
 async def _respond(walk: Walk, agent: ScriptedAgent) -> None:
@@ -303,10 +310,17 @@ async def _check_auditor(walk: Walk) -> None:
     if auditor is None:
         return
     walk.note("settle: auditor check")
-    try:
-        found = await asyncio.wait_for(auditor.check(), AUDIT_WITHIN)
-    except TimeoutError:
-        walk.violations.append(f"auditor.check() did not answer within {AUDIT_WITHIN:g} s")
+    checking = asyncio.ensure_future(auditor.check())
+    done, _ = await asyncio.wait({checking}, timeout=AUDIT_WITHIN)
+    if not done:
+        where = " <- ".join(
+            f"{frame.f_code.co_name}:{frame.f_lineno}" for frame in checking.get_stack(limit=8)
+        )
+        checking.cancel()
+        walk.violations.append(
+            f"auditor.check() did not answer within {AUDIT_WITHIN:g} s (waiting in {where})"
+        )
         return
+    found = checking.result()
     for violation in found or ():
         walk.violations.append(f"auditor: {violation}")

@@ -19,6 +19,8 @@ SCRIPTED = {
     1009: "merged fixes: slot of a FORCED job held for good (as 1004)",
     1021: "merged fixes: slots of FORCED jobs held for good (as 1004)",
     1018: "merged fixes: the run hung (> 90 s) in the settle's auditor check, once",
+    3016: "main with faults-actors and faults-protocol: a GRACEFUL stop re-sent in Hello and"
+    " acknowledged (ReportsCommitted), the job ended FORCED",
 }
 
 REFERENCE = {

@@ -16,18 +16,21 @@ from tests.faults.chaos import run_seeds
 from tests.faults.reference_walk import ReferenceWalk, run_reference_seed
 from tests.faults.walk import Walk
 
-RUNS = int(os.environ.get("FAULTS_RUNS", "80"))
+RUNS = int(os.environ.get("FAULTS_RUNS", "60"))
 REFERENCE_RUNS = int(os.environ.get("FAULTS_REFERENCE_RUNS", "2"))
 CALM_RUNS = int(os.environ.get("FAULTS_CALM_RUNS", "20"))
-PARALLEL = int(os.environ.get("FAULTS_PARALLEL", "6"))
+# One run at a time: with several in-process servers in one event loop, runs have
+# stalled for 90 s (not seen with one; not diagnosed, see docs/testing.md).
+PARALLEL = int(os.environ.get("FAULTS_PARALLEL", "1"))
 FIRST_SEED = int(os.environ.get("FAULTS_FIRST_SEED", str(datetime.date.today().toordinal() * 1000)))
 
 
-def needs(*fix_names: str) -> pytest.MarkDecorator:
+def needs(*fix_names: str, open_defects: bool = False) -> pytest.MarkDecorator:
     absent = fixes.missing(*fix_names)
-    return pytest.mark.xfail(
-        bool(absent), reason=f"finds defects fixed on {', '.join(absent)}", strict=False
-    )
+    reasons = [f"finds defects fixed on {', '.join(absent)}"] if absent else []
+    if open_defects and fixes.OPEN_DEFECTS:
+        reasons.append(f"finds open defects: {'; '.join(fixes.OPEN_DEFECTS)}")
+    return pytest.mark.xfail(bool(reasons), reason=" / ".join(reasons), strict=False)
 
 
 def described(walks: list[Walk] | list[ReferenceWalk]) -> str:
@@ -40,7 +43,7 @@ def described(walks: list[Walk] | list[ReferenceWalk]) -> str:
 
 
 @pytest.mark.timeout(240)
-@needs("faults-actors", "faults-protocol")
+@needs("faults-actors", "faults-protocol", open_defects=True)
 async def test_scripted_walks_keep_every_cancel_result_and_slot() -> None:
     runs, failed = await run_seeds(range(FIRST_SEED, FIRST_SEED + RUNS), PARALLEL, moves=30)
     assert runs == RUNS
@@ -48,7 +51,7 @@ async def test_scripted_walks_keep_every_cancel_result_and_slot() -> None:
 
 
 @pytest.mark.timeout(240)
-@needs("faults-actors", "faults-protocol")
+@needs("faults-actors", "faults-protocol", open_defects=True)
 async def test_seeds_that_failed_once_keep_the_promise() -> None:
     _, failed = await run_seeds(seeds.SCRIPTED, PARALLEL, moves=30)
     assert not failed, described(failed)
