@@ -14,7 +14,7 @@ FUZZ_INPUTS ?= 100000
 FUZZ_SECONDS ?= 7200
 
 .PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
-	package-check test-floor docker-check buf postgres
+	package-check test-floor docker-check buf postgres chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -133,6 +133,12 @@ test-floor: $(STAMP)
 # The container image: built where a container engine answers, else hadolint.
 docker-check: $(STAMP)
 	tools/package/docker_check.sh
+
+# The fault-injection walks of tests/faults, many of them (docs/testing.md): CHAOS_RUNS
+# runs (default 10,000), CHAOS_PARALLEL at a time; prints the runs and failures at the end.
+CHAOS_RUNS ?= 10000
+chaos: proto
+	CHAOS_RUNS=$(CHAOS_RUNS) $(PY) -m tests.faults.chaos
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) $(GEN)/v1 tools/buf/node_modules $(NODE_CLIENT)/node_modules

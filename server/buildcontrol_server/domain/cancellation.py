@@ -57,7 +57,12 @@ def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effe
     ]
     # With nothing on an agent and no cleanup to run: straight to CANCELED.
     busy = bool(to_stop or waiting_cleanup)
-    move_build(build, BuildStatus.CANCELING if busy else BuildStatus.CANCELED, fx, now)
+    if busy or started:
+        # A started build has no direct move to CANCELED (its next stage may wait for
+        # an agent with nothing running): through CANCELING, in the same commit.
+        move_build(build, BuildStatus.CANCELING, fx, now)
+    if not busy:
+        move_build(build, BuildStatus.CANCELED, fx, now)
     for job in build.jobs():
         if job.status is JobStatus.PENDING and not (keep_cleanup and job.run_on_cancel):
             _never_started(job, fx, now)

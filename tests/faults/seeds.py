@@ -1,0 +1,28 @@
+"""Seeds that failed once, kept so they run in every `make test`. A seed fixes the
+sequence of moves, not the interleaving with the server's tasks, so a kept seed finds
+its defect often, not always; the fresh seeds of each run keep looking.
+
+Each entry: seed -> what it found (on which code), so a new failure can be routed."""
+
+from __future__ import annotations
+
+SCRIPTED = {
+    1: "main: SubmitBuild answered INTERNAL during a store outage (defect 9)",
+    22: "main: actor died (InvalidStateError), build stays RUNNING, cancel refused (defect 1)",
+    147: "main: a GRACEFUL stop re-sent in Hello, Welcome seen, ended FORCED (defect 2)",
+    161: "main: actor died, build stays RUNNING with its slots held (defect 1)",
+    180: "main: actor died, build stays CANCELING, Cancel never finishes (defect 1)",
+    1017: "main and merged: a RUNNING build with nothing on an agent refused its cancel"
+    " (RUNNING -> CANCELED is not an allowed move); fixed in domain/cancellation.py",
+    1004: "merged fixes: slot of a FORCED job held for good, its agent had already"
+    " reported it stopped (defect 8's slot release misses that case)",
+    1009: "merged fixes: slot of a FORCED job held for good (as 1004)",
+    1021: "merged fixes: slots of FORCED jobs held for good (as 1004)",
+    1018: "merged fixes: the run hung (> 90 s) in the settle's auditor check, once",
+    3016: "main with faults-actors and faults-protocol: a GRACEFUL stop re-sent in Hello and"
+    " acknowledged (ReportsCommitted), the job ended FORCED",
+}
+
+REFERENCE = {
+    1: "main: a `setsid` child outlives its cancelled job (defect 6)",
+}
