@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -114,3 +115,26 @@ async def test_a_file_that_is_not_sqlite_is_refused_and_left_untouched(tmp_path:
     line = await serve_fails(data)
     assert str(database) in line and "not a SQLite database" in line
     assert digest(database) == before
+
+
+async def test_a_listen_address_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            *BUILDCONTROL, "serve", "--data-dir", str(tmp_path / "data"),
+            "--listen", f"127.0.0.1:{port}", "--metrics-port", "-1", "--auth", "off",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 30)  # it exits, not hangs
+    finally:
+        taken.close()
+    assert process.returncode == 1
+    assert out == b""
+    text = err.decode()
+    assert "Traceback" not in text
+    # grpc's core may log its own line first; ours is the last and names the address.
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("buildcontrol: cannot listen: ") and f"127.0.0.1:{port}" in last

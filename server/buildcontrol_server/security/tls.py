@@ -70,7 +70,21 @@ def agents_need_certificate(settings: SecuritySettings) -> bool:
 
 
 def add_ports(server: grpc.aio.Server, listen: str, settings: SecuritySettings) -> Ports:
-    """Bind the main address (and the agent address, if any); returns the ports."""
+    """Bind the main address (and the agent address, if any); returns the ports.
+    Raises OSError naming the address when one cannot be bound (taken, not local)."""
+    try:
+        return _add_ports(server, listen, settings)
+    except RuntimeError as error:
+        # grpc says only "Failed to bind to address ..." (and logs the cause itself).
+        if "Failed to bind" not in str(error):
+            raise
+        bound = str(error).split(";")[0]
+        raise OSError(
+            f"{bound} (in use by another process, or not an address of this host)"
+        ) from None
+
+
+def _add_ports(server: grpc.aio.Server, listen: str, settings: SecuritySettings) -> Ports:
     tls = settings.tls
     if tls is None:
         main = server.add_insecure_port(listen)
