@@ -34,6 +34,13 @@ exit codes: 0 ok, 1 build FAILED, 2 usage, 3 server unavailable, 4 not found or 
 """
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:9464)")
+    return host.strip("[]"), int(port)
+
+
 def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     defaults = Settings()
     serve = subparsers.add_parser("serve", help="run the server")
@@ -55,6 +62,13 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     serve.add_argument("--listen", default=defaults.listen, help="gRPC host:port")
     serve.add_argument(
         "--metrics-port", type=int, default=defaults.metrics_port, help="0 picks a free port"
+    )
+    serve.add_argument(
+        "--metrics-listen",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="address of /metrics (default 127.0.0.1:--metrics-port); 0.0.0.0:9464 lets a "
+        "remote Prometheus scrape it",
     )
     serve.add_argument(
         "--default-grace",
@@ -165,11 +179,14 @@ def _store_url(text: str) -> str:
 async def _serve(args: argparse.Namespace) -> int:
     from buildcontrol_server.app import serve
 
+    defaults = Settings()
+
     settings = Settings(
         data_dir=args.data_dir,
         store_url=args.store,
         listen=args.listen,
-        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_listen[0] if args.metrics_listen else defaults.metrics_host,
+        metrics_port=args.metrics_listen[1] if args.metrics_listen else args.metrics_port,
         default_grace_period=args.default_grace,
         stop_ack_timeout=args.stop_ack_timeout,
         reconnect_window=args.reconnect_window,

@@ -212,3 +212,23 @@ async def test_cancel_builds_on_a_terminal_asks_before_cancelling_more_than_one(
         code, _, err = await run("cancel-builds", "--pipeline", "sleepy", "--yes", env=env)
         assert code == 0, err
         assert await statuses(env, *ids) == ["BUILD_STATUS_CANCELED"] * 2
+
+
+async def test_metrics_listen_binds_the_address_given_and_serves_build_info(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    async with serve(tmp_path / "data", "--metrics-listen", f"127.0.0.1:{port}"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        body = (await asyncio.wait_for(reader.read(), WAIT)).decode()
+        writer.close()
+    assert body.startswith("HTTP/1.0 200")
+    assert f'buildcontrol_build_info{{version="{version()}"}} 1.0' in body
+
+
+async def test_a_bad_metrics_listen_is_a_usage_error() -> None:
+    code, _, err = await run("serve", "--metrics-listen", "nowhere")
+    assert code == 2
+    assert "is not HOST:PORT" in err
