@@ -26,6 +26,7 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import TypeVar
 
@@ -57,6 +58,16 @@ T = TypeVar("T")
 # jobs that run on (a result, carried by Hello, says all there is about the others).
 _PROGRESS_EVENTS = frozenset({"job_accepted", "step_started", "step_finished"})
 
+
+def _installed_version() -> str:
+    try:
+        return metadata.version("buildcontrol")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
+# Sent in every Hello: ListAgents shows which agents run which version.
+AGENT_VERSION = _installed_version()
 
 # Statuses that no reconnect can cure: the agent stops instead of retrying forever.
 REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
@@ -233,11 +244,12 @@ class Agent:
             heartbeat = welcome.heartbeat_interval.ToTimedelta().total_seconds()
             stream.start(heartbeat if heartbeat > 0 else self._options.heartbeat_seconds)
             log.info(
-                "connected to %s as %s (session %s, %d running jobs)",
+                "connected to %s as %s (session %s, %d running jobs; server %s)",
                 self.server,
                 self.agent_id,
                 welcome.session_id or "?",
                 len(self._jobs),
+                welcome.server_version or "?",
             )
             end = await stream.wait_end(self._shutdown)
             if end is StreamEnd.DRAINED:
@@ -280,6 +292,7 @@ class Agent:
 
     def _hello(self) -> agent_pb2.Hello:
         return agent_pb2.Hello(
+            agent_version=AGENT_VERSION,
             agent_id=self.agent_id,
             labels=self.labels,
             capacity=self.capacity,

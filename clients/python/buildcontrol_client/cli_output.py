@@ -196,6 +196,8 @@ def agent_line(agent: build_control_pb2.Agent) -> str:
         f"capacity={agent.capacity}",
         f"jobs={','.join(agent.job_ids) or '-'}",
     ]
+    if agent.version:
+        parts.append(f"version={clean(agent.version)}")
     if agent.suspect:
         parts.append("suspect")  # missed a stop deadline: hung, or ignoring stops
     if agent.labels:

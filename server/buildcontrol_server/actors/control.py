@@ -76,6 +76,7 @@ class AgentView:
     job_ids: list[str]
     connected: bool
     suspect: bool
+    version: str = ""
 
 
 class BuildControl:
@@ -371,6 +372,7 @@ class BuildControl:
                 jobs,
                 connected,
                 self._hub.is_suspect(s.agent_id),
+                s.version,
             )
             for s, connected, jobs in self._hub.agents()
         ]

@@ -34,6 +34,8 @@ class AgentSession:
     agent_id: str
     labels: dict[str, str]
     capacity: int
+    # The agent's software version, as its Hello says.
+    version: str = ""
     session_id: str = field(default_factory=lambda: f"s{next(_session_numbers)}")
     outbox: Outbox[Outgoing | None] = field(default_factory=Outbox)
     closed: bool = False

@@ -77,6 +77,8 @@ class AgentHello:
     running: tuple[RunningJobClaim, ...]
     # Results re-sent from an earlier stream; applied before reconciling.
     earlier_reports: tuple[AgentReport, ...]
+    # The agent's software version, as it says (shown by ListAgents).
+    version: str = ""
 
 
 # ---- server → agent ----------------------------------------------------------------

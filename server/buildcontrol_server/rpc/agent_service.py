@@ -214,7 +214,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             self._settings.hello_running_jobs_factor,
             self._settings.max_agent_capacity,
         )
-        session = AgentSession(hello.agent_id, hello.labels, hello.capacity)
+        session = AgentSession(hello.agent_id, hello.labels, hello.capacity, hello.version)
         await context.write(convert.welcome(session.session_id, self._settings.heartbeat_interval))
         log.info("agent %s connected (session %s)", session.agent_id, session.session_id)
         return session, hello

@@ -37,6 +37,7 @@ from buildcontrol_server.domain.model import Build, CancelInfo, Job, Step
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 from buildcontrol_server.domain.submission import JobSpec, PipelineSpec, StageSpec, StepSpec
 from buildcontrol_server.rpc.durations import seconds_of
+from buildcontrol_server.version import version
 
 # Proto enum values are ints at run time; the generated stubs type them as their own
 # enum classes, hence Any.
@@ -58,6 +59,9 @@ _OUTCOME_FROM_AGENT = {
     build_pb2.JOB_OUTCOME_GRACEFUL: JobOutcome.GRACEFUL,
     build_pb2.JOB_OUTCOME_KILLED: JobOutcome.KILLED,
 }
+
+# An agent's self-reported version is shown, not trusted: bounded like a name.
+MAX_VERSION_LENGTH = 100
 
 
 def timestamp(epoch: float | None) -> Timestamp | None:
@@ -253,6 +257,7 @@ def agent(view: AgentView) -> build_control_pb2.Agent:
         job_ids=view.job_ids,
         connected=view.connected,
         suspect=view.suspect,
+        version=view.version,
     )
 
 
@@ -353,7 +358,9 @@ def to_agent(
 def welcome(session_id: str, heartbeat_interval: float) -> agent_pb2.ConnectResponse:
     return agent_pb2.ConnectResponse(
         welcome=agent_pb2.Welcome(
-            session_id=session_id, heartbeat_interval=duration(heartbeat_interval)
+            session_id=session_id,
+            heartbeat_interval=duration(heartbeat_interval),
+            server_version=version(),
         )
     )
 
@@ -409,6 +416,7 @@ def hello(message: agent_pb2.Hello) -> AgentHello:
         capacity=message.capacity,
         running=tuple(RunningJobClaim(c.build_id, c.job_id) for c in message.running_jobs),
         earlier_reports=tuple(earlier),
+        version=message.agent_version[:MAX_VERSION_LENGTH],
     )
 
 
