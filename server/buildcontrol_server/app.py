@@ -266,6 +266,7 @@ class ServerApp:
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         self.control.cancel_streams.end_all()
+        self.control.open_watches.end_all()
         await self.server.stop(self.settings.shutdown_grace)
         await self.security.stop_checking()
         await self.scheduler.stop()

@@ -60,7 +60,9 @@ class CancelStreams:
     """The cancel streams now open (Cancel and CancelBuilds), so a shutdown can end
     them with UNAVAILABLE, and the refusal of new cancels once it began."""
 
-    def __init__(self) -> None:
+    def __init__(self, shutdown_message: str = SHUTDOWN_MESSAGE) -> None:
+        # What a stream ended by the shutdown says (UNAVAILABLE).
+        self._message = shutdown_message
         self._closing = False
         self._open: set[asyncio.Queue[Any]] = set()
         self._idle = asyncio.Event()
@@ -77,7 +79,7 @@ class CancelStreams:
     def refuse_if_closing(self) -> None:
         if self._closing:
             metrics.CANCELS.labels(result="refused").inc()
-            raise Unavailable(SHUTDOWN_MESSAGE)
+            raise Unavailable(self._message)
 
     def stop_accepting(self) -> None:
         """Shutdown begins: every new Cancel and CancelBuilds is refused UNAVAILABLE."""
@@ -109,10 +111,9 @@ class CancelStreams:
         if not self._open:
             self._idle.set()
 
-    @staticmethod
-    def check(item: object) -> None:
+    def check(self, item: object) -> None:
         if item is _SHUTDOWN:
-            raise Unavailable(SHUTDOWN_MESSAGE)
+            raise Unavailable(self._message)
 
     async def follow(self, listener: asyncio.Queue[Any]) -> AsyncIterator[Any]:
         """A listener's items until its None; UNAVAILABLE if the server stops first."""

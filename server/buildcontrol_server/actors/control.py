@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BUILD_IDS = 10_000
+# What a WatchBuild ended by the shutdown says (UNAVAILABLE): watch again elsewhere.
+WATCH_SHUTDOWN_MESSAGE = "draining: the server is shutting down; watch again (a fresh snapshot)"
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,10 @@ class BuildControl:
         self.cancels_in_flight = InFlight()
         self.draining = False
         self._submit_keys = SubmitKeys(store)
-        # Open cancel streams, which a shutdown ends with UNAVAILABLE.
+        # Open cancel and watch streams, which a shutdown ends at once with UNAVAILABLE
+        # (a watch would otherwise hold the shutdown for its whole grace).
         self.cancel_streams = CancelStreams()
+        self.open_watches = CancelStreams(WATCH_SHUTDOWN_MESSAGE)
 
     # ---- builds ----
 
@@ -191,7 +195,7 @@ class BuildControl:
             listener: asyncio.Queue[WatchChange | None] = asyncio.Queue()
             try:
                 snapshot: T = await actor.ask(cmd.Watch(render=render, listener=listener))
-                return snapshot, _drain(listener, actor)
+                return snapshot, self._watch_stream(listener, actor)
             except ActorRetired:
                 pass
         return render(await self._stored(build_id)), _nothing()
@@ -351,6 +355,15 @@ class BuildControl:
             raise InvalidArgument("selector", "give ids, a pipeline or a concurrency_group")
         summary.matched = len(actors)
         return actors, []
+
+    async def _watch_stream(
+        self, listener: asyncio.Queue[Any], actor: BuildActor
+    ) -> AsyncIterator[WatchChange]:
+        try:
+            async for item in self.open_watches.follow(listener):
+                yield item
+        finally:
+            actor.tell(cmd.Unsubscribe(listener=listener))
 
     async def _cancel_stream(
         self, listener: asyncio.Queue[Any], actor: BuildActor
