@@ -108,8 +108,10 @@ def cancel_line(event: build_control_pb2.CancelResponse) -> str:
     kind = event.WhichOneof("event")
     if kind == "accepted":
         accepted = event.accepted
+        # A second caller learns that its reason and grace were not the ones used.
+        verb = "joined" if accepted.joined else "accepted"
         return (
-            f"accepted {accepted.build_id} {build_status(accepted.status)}"
+            f"{verb} {accepted.build_id} {build_status(accepted.status)}"
             f" jobs_stopping={accepted.jobs_stopping} {_cancel_info(accepted.cancel)}"
         )
     if kind == "job_stopped":

@@ -301,7 +301,9 @@ class BuildActor(SupervisedActor):
             await self._persist(fx, batch=batch, accepted=lambda: self._accepted(command, fx))
         assert build.cancel is not None
         stopping = sum(1 for job in build.jobs() if job.status is JobStatus.STOPPING)
-        return CancelAcceptedEvent(build.build_id, build.status, build.cancel, stopping)
+        return CancelAcceptedEvent(
+            build.build_id, build.status, build.cancel, stopping, joined=fx.duplicate
+        )
 
     async def _server_cancel(self, reason: str, now: float) -> None:
         """A cancel the server makes itself: the same path, metrics and logs as a

@@ -138,6 +138,8 @@ class CancelAcceptedEvent:
     status: BuildStatus
     cancel: CancelInfo
     jobs_stopping: int
+    # This call found a cancel under way and joined it (its own reason was not used).
+    joined: bool = False
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,7 @@ def cancel_event(event: CancelEvent) -> build_control_pb2.CancelResponse:
                     status=_BUILD_STATUS[event.status],
                     cancel=cancel_info(event.cancel),
                     jobs_stopping=event.jobs_stopping,
+                    joined=event.joined,
                 )
             )
         case JobResult():
