@@ -232,3 +232,15 @@ async def test_a_bad_metrics_listen_is_a_usage_error() -> None:
     code, _, err = await run("serve", "--metrics-listen", "nowhere")
     assert code == 2
     assert "is not HOST:PORT" in err
+
+
+async def test_with_log_format_json_even_the_first_start_banner_is_json(
+    tmp_path: Path,
+) -> None:
+    async with serve(tmp_path / "data", "--auth", "on", "--log-format", "json") as server:
+        server.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.process.wait(), WAIT) == 0
+    records = [json.loads(line) for line in server.log.read_text().splitlines()]
+    banners = [r for r in records if r["logger"] == "buildcontrol.bootstrap"]
+    assert len(banners) == 1
+    assert str(tmp_path / "data" / "admin.token") in banners[0]["message"]

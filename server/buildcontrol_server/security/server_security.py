@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +18,9 @@ from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobAccess, Jo
 from buildcontrol_server.security.principals import JobScope
 from buildcontrol_server.security.settings import SecuritySettings
 from buildcontrol_server.security.tokens import TokenRegistry, TokensFileError, bootstrap
+
+# The first start's note about the tokens it created (stderr, like every log line).
+BOOTSTRAP_LOG = logging.getLogger("buildcontrol.bootstrap")
 
 TOKENS_FILE_NAME = "tokens.json"
 # How often open calls are checked against the tokens file and their jobs. A stat of
@@ -77,8 +80,9 @@ class ServerSecurity:
             if self._explicit_file:
                 raise TokensFileError(f"tokens file {path} does not exist")
             created = bootstrap(path)
-            # The one place the token files are named: stderr of this start, not a log.
-            print(created.hint(), file=sys.stderr, flush=True)
+            # Paths only, never a token: through the log, so that with --log-format json
+            # every line on stderr is JSON, this one included.
+            BOOTSTRAP_LOG.warning("%s", created.hint())
         self.tokens.load()
         if self._live_build is not None:
             self.job_tokens = JobTokens.load_or_create(self._job_key_file)
