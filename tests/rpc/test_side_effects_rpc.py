@@ -64,9 +64,15 @@ async def test_hanging_and_failing_webhooks_do_not_slow_cancels(tmp_path: Path) 
             webhook_breaker_threshold=10_000,
         ) as hooked:
             with_hooks, canceled = await cancel_times(hooked)
-            slower = statistics.median(with_hooks) / statistics.median(without)
-            assert slower <= 2.0, (
-                f"median cancel {statistics.median(with_hooks) * 1000:.2f} ms with webhooks, "
+            # A cancel that waited for a webhook would take at least its request
+            # timeout (0.1 s, and the receiver hangs): far above any cancel that does
+            # not. The ratio to a run without webhooks is bounded loosely on purpose:
+            # the two runs share a loaded 2-core machine, and speed itself is measured
+            # by the benchmarks, not here.
+            median = statistics.median(with_hooks)
+            slower = median / statistics.median(without)
+            assert median < 0.1 and slower <= 5.0, (
+                f"median cancel {median * 1000:.2f} ms with webhooks, "
                 f"{statistics.median(without) * 1000:.2f} ms without"
             )
             effects = hooked.app.effects
