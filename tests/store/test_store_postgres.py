@@ -103,6 +103,9 @@ async def test_migrations_create_the_schema_and_record_its_version(postgres_url:
         "jobs",
         "steps",
         "cancel_audit",
+        "submit_requests",
+        "webhook_outbox",
+        "webhook_deliveries",
     }
     # Reopening applies nothing more.
     async with PostgresStore(postgres_url):

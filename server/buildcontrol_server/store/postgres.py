@@ -26,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
-from buildcontrol_server.store import postgres_schema, rows
+from buildcontrol_server.store import postgres_schema, rows, webhook_rows
 from buildcontrol_server.store import postgres_sql as sql
 from buildcontrol_server.store.audit_records import record_from_json
 from buildcontrol_server.store.base import StoreStats
@@ -180,6 +180,11 @@ class PostgresStore:
             found = await connection.fetch(sql.SELECT_CANCELING_SINCE)
         return {str(row[0]): float(row[1] or 0.0) for row in found}
 
+    async def submit_request(self, submitter: str, request_id: str) -> tuple[str, str] | None:
+        async with self._snapshot() as connection:
+            found = await connection.fetchrow(sql.SELECT_SUBMIT_REQUEST, submitter, request_id)
+        return (str(found[0]), str(found[1])) if found is not None else None
+
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
         async with self._snapshot() as connection:
             if build_ids is None:
@@ -199,6 +204,32 @@ class PostgresStore:
                 sql.SELECT_CANCELED_WITHOUT_AUDIT, after_build_id or "", limit
             )
             return await self._complete(connection, build_rows)
+
+    async def undelivered_webhooks(self, endpoint: str) -> list[webhook_rows.QueuedDelivery]:
+        async with self._snapshot() as connection:
+            found = await connection.fetch(sql.SELECT_UNDELIVERED, endpoint)
+        return [
+            webhook_rows.QueuedDelivery(row[0], record_from_json(row[1]), int(row[2]))
+            for row in found
+        ]
+
+    async def webhook_outbox_entry(
+        self, delivery_id: str
+    ) -> tuple[CancelRecord, dict[str, int]] | None:
+        async with self._snapshot() as connection:
+            payload = await connection.fetchval(sql.SELECT_OUTBOX_PAYLOAD, delivery_id)
+            if payload is None:
+                return None
+            attempts = await connection.fetch(sql.SELECT_DELIVERY_ATTEMPTS, delivery_id)
+        return record_from_json(payload), {row[0]: int(row[1]) for row in attempts}
+
+    async def webhook_deliveries(self, limit: int) -> list[webhook_rows.OutboxListing]:
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, not {limit}")
+        async with self._snapshot() as connection:
+            found = await connection.fetch(sql.SELECT_WEBHOOK_LISTING, limit)
+        # The SQLite module's row reader: the SELECT list is the same on both backends.
+        return [webhook_rows._listing_of(row) for row in found]
 
     @staticmethod
     async def _complete(connection: Any, build_rows: list[Any]) -> list[Build]:

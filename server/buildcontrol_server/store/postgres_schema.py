@@ -125,6 +125,62 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the submitter of each build (authentication, issue 6)",
         ("ALTER TABLE builds ADD COLUMN submitted_by TEXT",),
     ),
+    Migration(
+        5,
+        "when each job started (job timeouts count from it across restarts)",
+        # Epoch seconds of the job's assignment to an agent; NULL until then.
+        ("ALTER TABLE jobs ADD COLUMN started_at DOUBLE PRECISION",),
+    ),
+    Migration(
+        6,
+        "idempotency keys of SubmitBuild (request_id)",
+        (
+            # The primary key makes a second build of one key impossible, even if two
+            # submits of it raced; submitter is '' with authentication off.
+            """CREATE TABLE submit_requests (
+                submitter TEXT COLLATE "C" NOT NULL,
+                request_id TEXT COLLATE "C" NOT NULL,
+                digest TEXT NOT NULL,
+                build_id TEXT COLLATE "C" NOT NULL REFERENCES builds (build_id),
+                PRIMARY KEY (submitter, request_id)
+            )""",
+        ),
+    ),
+    Migration(
+        7,
+        "escalations of a cancel kept beside the first cancel",
+        # JSON list of escalations, in order; NULL for a build never escalated.
+        ("ALTER TABLE builds ADD COLUMN cancel_escalations TEXT",),
+    ),
+    Migration(
+        8,
+        "the webhook outbox and its per-endpoint delivery log",
+        (
+            # Written in the transaction of the event itself; kept after delivery.
+            """CREATE TABLE webhook_outbox (
+                delivery_id TEXT COLLATE "C" PRIMARY KEY,
+                event TEXT NOT NULL,
+                build_id TEXT COLLATE "C" NOT NULL,
+                payload TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            # One row per (delivery, endpoint); endpoint is a digest of the URL.
+            """CREATE TABLE webhook_deliveries (
+                delivery_id TEXT COLLATE "C" NOT NULL,
+                endpoint TEXT COLLATE "C" NOT NULL,
+                endpoint_label TEXT COLLATE "C" NOT NULL,
+                state TEXT NOT NULL,
+                attempts BIGINT NOT NULL,
+                last_status BIGINT,
+                last_error TEXT,
+                last_attempt_at DOUBLE PRECISION,
+                PRIMARY KEY (delivery_id, endpoint)
+            )""",
+            # What is left to deliver at one endpoint: a walk of the unfinished rows.
+            "CREATE INDEX webhook_deliveries_unfinished ON webhook_deliveries (endpoint)"
+            " WHERE state IN ('FAILED', 'PENDING')",
+        ),
+    ),
 )
 
 POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version

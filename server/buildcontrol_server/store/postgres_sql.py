@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from buildcontrol_server.store import rows
+from buildcontrol_server.store import rows, webhook_rows
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ _BUILD_INSERT_COLUMNS = (
     ("concurrency_group", "text"),
     ("cancel_in_progress", "int8"),
     ("submitted_by", "text"),
+    ("cancel_escalations", "text"),
 )
 _JOB_INSERT_COLUMNS = (
     ("job_id", "text"),
@@ -79,6 +80,7 @@ _JOB_INSERT_COLUMNS = (
     ("version", "int8"),
     ("run_on_cancel", "int8"),
     ("timeout", "float8"),
+    ("started_at", "float8"),
 )
 _STEP_INSERT_COLUMNS = (
     ("job_id", "text"),
@@ -90,6 +92,30 @@ _STEP_INSERT_COLUMNS = (
     ("version", "int8"),
     ("run_on_cancel", "int8"),
 )
+_SUBMIT_REQUEST_INSERT_COLUMNS = (
+    ("submitter", "text"),
+    ("request_id", "text"),
+    ("digest", "text"),
+    ("build_id", "text"),
+)
+_OUTBOX_INSERT_COLUMNS = (
+    ("delivery_id", "text"),
+    ("event", "text"),
+    ("build_id", "text"),
+    ("payload", "text"),
+    ("created_at", "float8"),
+)
+_DELIVERY_COLUMNS = (
+    ("delivery_id", "text"),
+    ("endpoint", "text"),
+    ("endpoint_label", "text"),
+    ("state", "text"),
+    ("attempts", "int8"),
+    ("last_status", "int8"),
+    ("last_error", "text"),
+    ("last_attempt_at", "float8"),
+)
+_PENDING_DELIVERY_COLUMNS = _DELIVERY_COLUMNS[:3]
 _AUDIT_INSERT_COLUMNS = (
     ("build_id", "text"),
     ("record", "text"),
@@ -120,6 +146,32 @@ INSERT_AUDIT = ArrayStatement(
     " AS u(build_id, record, requested_at, finished_at)"
     " ON CONFLICT (build_id) DO NOTHING",
     len(_AUDIT_INSERT_COLUMNS),
+)
+# A plain INSERT, as on SQLite: a second row of one key is refused (StoreWriteError).
+INSERT_SUBMIT_REQUESTS = _insert_statement("submit_requests", _SUBMIT_REQUEST_INSERT_COLUMNS)
+# DO NOTHING: the event's id is its key; a second write of one event is a no-op.
+INSERT_OUTBOX = _insert_statement(
+    "webhook_outbox", _OUTBOX_INSERT_COLUMNS, " ON CONFLICT (delivery_id) DO NOTHING"
+)
+# The PENDING row of each endpoint; never overwrites a state a worker already wrote.
+INSERT_PENDING_DELIVERIES = ArrayStatement(
+    "webhook_deliveries",
+    "INSERT INTO webhook_deliveries (delivery_id, endpoint, endpoint_label, state, attempts)"
+    f" SELECT u.*, 'PENDING', 0 FROM unnest({_unnest([k for _, k in _PENDING_DELIVERY_COLUMNS])})"
+    " AS u(delivery_id, endpoint, endpoint_label)"
+    " ON CONFLICT (delivery_id, endpoint) DO NOTHING",
+    len(_PENDING_DELIVERY_COLUMNS),
+)
+# The rows of one statement must name distinct keys (ON CONFLICT DO UPDATE changes a
+# row at most once per statement): postgres_writer.py keeps the last row of each key,
+# which is what SQLite's upserts one after another leave.
+UPSERT_DELIVERIES = _insert_statement(
+    "webhook_deliveries",
+    _DELIVERY_COLUMNS,
+    " ON CONFLICT (delivery_id, endpoint) DO UPDATE SET"
+    " endpoint_label = excluded.endpoint_label, state = excluded.state,"
+    " attempts = excluded.attempts, last_status = excluded.last_status,"
+    " last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at",
 )
 
 
@@ -166,6 +218,7 @@ UPDATE_BUILDS = _update(
         ("cancel_grace_period", "float8"),
         ("cancel_requested_at", "float8"),
         ("version", "int8"),
+        ("cancel_escalations", "text"),
     ),
     (("build_id", "text"),),
 )
@@ -178,6 +231,7 @@ UPDATE_JOBS = _update(
         ("exit_code", "int8"),
         ("finished_at", "float8"),
         ("version", "int8"),
+        ("started_at", "float8"),
     ),
     (("job_id", "text"),),
 )
@@ -260,6 +314,24 @@ SELECT_CANCELED_WITHOUT_AUDIT = (
     " AND builds.build_id > $1"
     " AND NOT EXISTS (SELECT 1 FROM cancel_audit WHERE cancel_audit.build_id = builds.build_id)"
     " ORDER BY builds.build_id LIMIT $2"
+)
+SELECT_SUBMIT_REQUEST = (
+    "SELECT digest, build_id FROM submit_requests WHERE submitter = $1 AND request_id = $2"
+)
+
+
+def numbered(sqlite_sql: str) -> str:
+    """SQLite's text with its `?` parameters numbered `$1, $2, …` (for queries whose
+    text is otherwise the same on both backends and holds no literal `?`)."""
+    parts = sqlite_sql.split("?")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], start=1)) + parts[-1]
+
+
+SELECT_UNDELIVERED = numbered(webhook_rows.UNDELIVERED)
+SELECT_WEBHOOK_LISTING = numbered(webhook_rows.LISTING)
+SELECT_OUTBOX_PAYLOAD = "SELECT payload FROM webhook_outbox WHERE delivery_id = $1"
+SELECT_DELIVERY_ATTEMPTS = (
+    "SELECT endpoint, attempts FROM webhook_deliveries WHERE delivery_id = $1"
 )
 SELECT_BUILD_VERSIONS = "SELECT build_id, version FROM builds WHERE build_id = ANY($1::text[])"
 SELECT_JOB_VERSIONS = "SELECT job_id, version FROM jobs WHERE job_id = ANY($1::text[])"

@@ -95,7 +95,7 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         missed (nothing written: the caller replays it the long way, which finds and
         names the conflict)."""
         write = queued.write
-        if write.insert_builds or write.insert_jobs or write.insert_steps or write.insert_audit:
+        if any(table_rows for _, table_rows in write.inserts()):
             return False
         present = [
             (statement, table_rows, key_length)
@@ -160,11 +160,16 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
                 errors[position] = failure
 
     async def _apply_on(self, connection: Any, write: PreparedWrite) -> None:
+        # The order of rows.py's `inserts()`: parents before children.
         for statement, table_rows in (
             (sql.INSERT_BUILDS, write.insert_builds),
             (sql.INSERT_JOBS, write.insert_jobs),
             (sql.INSERT_STEPS, write.insert_steps),
             (sql.INSERT_AUDIT, write.insert_audit),
+            (sql.INSERT_SUBMIT_REQUESTS, write.insert_requests),
+            (sql.INSERT_OUTBOX, write.insert_outbox),
+            (sql.INSERT_PENDING_DELIVERIES, write.insert_pending_deliveries),
+            (sql.UPSERT_DELIVERIES, last_row_of_each_key(write.upsert_deliveries, 2)),
         ):
             if table_rows:
                 self._statements += 1
@@ -202,6 +207,18 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         # Conflicts found inside the transaction are moot: nothing of it committed.
         for queued in batch:
             _settle(queued.future, failure)
+
+
+def last_row_of_each_key(table_rows: Sequence[Row], key_length: int) -> list[Row]:
+    """The last row of each key (its first `key_length` columns), in the order of those
+    last rows: what upserting the rows one after another would leave, in one statement
+    (an upsert may change a row only once per statement)."""
+    last: dict[tuple[Any, ...], Row] = {}
+    for row in table_rows:
+        key = tuple(row[:key_length])
+        last.pop(key, None)  # re-inserted below: dicts keep insertion order
+        last[key] = row
+    return list(last.values())
 
 
 def distinct_key_waves(table_rows: Sequence[Row], key_length: int) -> list[list[Row]]:
