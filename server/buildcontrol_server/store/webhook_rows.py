@@ -1,4 +1,4 @@
-"""The webhook outbox and delivery log: SQL, rows and reads (schema v6).
+"""The webhook outbox and delivery log: SQL, rows and reads (schema v8).
 
 The outbox row of a cancel, and a PENDING delivery row per endpoint, are inserted
 by the change set that makes the build CANCELED (same transaction); the delivery
