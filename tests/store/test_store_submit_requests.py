@@ -1,4 +1,4 @@
-"""Idempotency keys of SubmitBuild (schema v5), on every backend: stored with their
+"""Idempotency keys of SubmitBuild (schema v6), on every backend: stored with their
 build in one transaction, found again, and never two builds for one key."""
 
 from __future__ import annotations
