@@ -11,6 +11,7 @@ from buildcontrol_server import metrics
 
 from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_watch import jobs_running
 
 WAIT = 10.0
 
@@ -213,6 +214,7 @@ async def test_concurrent_cancels_make_one_transition_and_one_stop_per_job(
     await agent.connect()
     build = await submit(server, jobs=2)
     jobs = [await agent.take_job(), await agent.take_job()]
+    await jobs_running(server.stub, build.build_id, 2)
     accepted_before = metrics.CANCELS.labels(result="accepted")._value.get()
     joined_before = metrics.CANCELS.labels(result="joined")._value.get()
     streams = [

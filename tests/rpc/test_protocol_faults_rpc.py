@@ -12,6 +12,7 @@ from buildcontrol_server.domain.states import BuildStatus, JobStatus
 from tests.rpc.conftest import Running, pipeline
 from tests.rpc.test_cancel_rpc import _store_snapshot, get, rest_of, submit
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_watch import jobs_running
 
 CANCELING = build_pb2.BUILD_STATUS_CANCELING
 CANCELED = build_pb2.BUILD_STATUS_CANCELED
@@ -56,6 +57,7 @@ async def test_a_cleanup_step_starting_during_a_stop_gets_no_second_stop(server:
     job_spec.steps.add(command="echo cleanup", run_on_cancel=True)
     build = (await server.stub.SubmitBuild(request)).build
     job = await agent.take_job()
+    await jobs_running(server.stub, build.build_id, 1)
     cancel = server.stub.Cancel(cancel_request(build.build_id))
     await cancel.read()
     await agent.next("stop_job")
@@ -172,6 +174,7 @@ async def forced_on(server: Running, agent: AgentPeer) -> tuple[str, str]:
     deadline (grace 0 + stop_ack_timeout 2 s). Returns (build id, job id)."""
     build = await submit(server)
     job = await agent.take_job()
+    await jobs_running(server.stub, build.build_id, 1)
     cancel = server.stub.Cancel(cancel_request(build.build_id, grace_period={"seconds": 0}))
     await cancel.read()
     await agent.next("stop_job")  # and ignores it

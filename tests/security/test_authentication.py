@@ -154,7 +154,9 @@ async def test_first_start_creates_an_admin_and_an_agent_token_in_private_files(
         assert admin not in stored and agent not in stored
         assert tokens.token_hash(admin) in stored
         hint = capsys.readouterr()
-        assert str(data / "admin.token") in hint.err and str(data / "agent.token") in hint.err
+        banner = [r.getMessage() for r in caplog.records if r.name == "buildcontrol.bootstrap"]
+        assert len(banner) == 1
+        assert str(data / "admin.token") in banner[0] and str(data / "agent.token") in banner[0]
         for secret in (admin, agent):
             assert secret not in hint.err and secret not in hint.out and secret not in caplog.text
         async with grpc.aio.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}") as channel:

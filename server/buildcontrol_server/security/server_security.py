@@ -82,7 +82,7 @@ class ServerSecurity:
             created = bootstrap(path)
             # Paths only, never a token: through the log, so that with --log-format json
             # every line on stderr is JSON, this one included.
-            BOOTSTRAP_LOG.warning("%s", created.hint())
+            BOOTSTRAP_LOG.info("%s", created.hint())
         self.tokens.load()
         if self._live_build is not None:
             self.job_tokens = JobTokens.load_or_create(self._job_key_file)
