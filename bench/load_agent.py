@@ -39,7 +39,7 @@ MODES = (PUSH, POLL)
 _CANCELLED_BUILD = (build_pb2.BUILD_STATUS_CANCELING, build_pb2.BUILD_STATUS_CANCELED)
 _STOPPING_JOB = (build_pb2.JOB_STATUS_STOPPING, build_pb2.JOB_STATUS_CANCELED)
 
-# Keepalive as CONVENTIONS.md asks of agents on long-lived streams.
+# Keepalive as agents on long-lived streams need it (docs/operations.md).
 CHANNEL_OPTIONS = [
     ("grpc.use_local_subchannel_pool", 1),  # its own connection, not a shared one
     ("grpc.keepalive_time_ms", 30_000),

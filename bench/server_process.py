@@ -104,7 +104,7 @@ def _proc_status_kib(pid: int, key: str) -> int:
 
 
 def _serve_command(loop: str | None) -> list[str]:
-    # The load agents and clients carry no tokens: authentication (issue 6) is off here,
+    # The load agents and clients carry no tokens: authentication is off here,
     # so every caller is the one principal "anonymous", and the per-principal limits
     # (10,000 live builds by default) would be the whole benchmark's: raised far above it.
     command = [sys.executable, "-m", "buildcontrol_server.cli", "serve", "--auth", "off"]

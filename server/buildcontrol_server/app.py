@@ -50,7 +50,7 @@ SERVICE_NAMES = (
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
 )
 
-# Agents ping every 30-60 s (CONVENTIONS.md); allow pings more often than that so the
+# Agents ping every 30-60 s; allow pings more often than that so the
 # server never drops them with "too_many_pings". No max_connection_age: agent streams
 # are meant to live for days.
 GRPC_OPTIONS = [
@@ -126,7 +126,7 @@ class ServerApp:
         fair_limits.limit(
             fair_limits.STREAMS_PER_CONNECTION, settings.max_streams_per_connection
         ).publish()
-        # Tokens, roles, mutual TLS (issue 6). After the metrics interceptor, so refused
+        # Tokens, roles, mutual TLS. After the metrics interceptor, so refused
         # calls are counted with their status too.
         self.security = ServerSecurity(
             settings.security, settings.data_dir, live_build=self._live_build

@@ -56,7 +56,7 @@ class Settings:
     effects_stop_timeout: float = 2.0
     # Bound of SIGTERM drain: agents are told to leave, in-flight RPCs get this long.
     shutdown_grace: float = 5.0
-    # ---- security and limits (issue 6) ----
+    # ---- security and limits ----
     security: SecuritySettings = DEFAULT_SECURITY
     # What one submitted build (or cancel reason, or agent Hello) may carry.
     limits: Limits = DEFAULT_LIMITS

@@ -80,7 +80,7 @@ CANCEL_TERMINAL_SECONDS = Histogram(
     "Cancel request received to CANCELED committed, in seconds.",
     buckets=LATENCY_BUCKETS,
 )
-# ---- observability (issue 5): the two cancel phases between accepted and terminal ----
+# ---- observability: the two cancel phases between accepted and terminal ----
 CANCEL_STOP_DELIVERED_SECONDS = Histogram(
     "buildcontrol_cancel_stop_delivered_seconds",
     "Cancel request received to its StopJob written to the agent's stream, one per stop, in"
@@ -180,7 +180,7 @@ GRPC_SERVER_HANDLING_SECONDS = Histogram(
 )
 # ---- end gRPC server ----
 
-# ---- series exported at 0 from the start (issue 5) ----
+# ---- series exported at 0 from the start ----
 # Every job outcome and cancel result, so increase() and the alert rules see the first
 # one (a series that appears already at 1 shows no increase).
 for _outcome in ("GRACEFUL", "KILLED", "FORCED", "NEVER_STARTED", "LOST"):

@@ -3,7 +3,7 @@
     agent = Agent("127.0.0.1:50051", "a1", {"os": "linux"}, capacity=2)
     await agent.run()          # until agent.request_shutdown()
 
-Rules it keeps (DESIGN.md, "Agent protocol"):
+Rules it keeps (docs/agent-protocol.md):
 - Jobs outlive streams. When the stream drops, jobs keep running; the agent reconnects
   with capped, jittered exponential backoff and its Hello lists the jobs it runs and the
   results the server may have missed. The server answers with the desired state.

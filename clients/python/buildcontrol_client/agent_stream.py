@@ -40,7 +40,7 @@ class AgentStreamError(Exception):
 
 
 def keepalive_options(keepalive_seconds: float) -> list[tuple[str, Any]]:
-    """Keepalive for a stream that may be silent for hours (see CONVENTIONS.md): the
+    """Keepalive for a stream that may be silent for hours (see docs/agent-protocol.md): the
     server's min_ping_interval_without_data must stay below `keepalive_seconds`."""
     return [
         ("grpc.keepalive_time_ms", int(keepalive_seconds * 1000)),

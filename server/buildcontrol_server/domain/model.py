@@ -121,7 +121,7 @@ class Build:
     concurrency_group: str | None = None
     # Submitted with cancel_in_progress: it superseded older builds of its group.
     cancel_in_progress: bool = False
-    # The principal whose token submitted the build (issue 6); None when authentication
+    # The principal whose token submitted the build; None when authentication
     # was off. RESTRICTED pipelines let only this principal (or an admin) cancel it.
     submitted_by: str | None = None
 

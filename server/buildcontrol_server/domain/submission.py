@@ -13,7 +13,7 @@ BUILD_ID_PATTERN = re.compile(r"^b[0-9a-f]{20}$")
 MAX_JOB_TIMEOUT = 7 * 24 * 3600.0
 
 
-# ---- limits (issue 6) ---------------------------------------------------------------
+# ---- limits ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Limits:
     """What one request may carry (`serve --max-*` flags). A breach is refused with

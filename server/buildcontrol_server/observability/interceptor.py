@@ -1,5 +1,5 @@
 """One grpc.aio server interceptor that counts every RPC by service, method, type and
-status code, and times it. py-grpc-prometheus has no aio support (CONVENTIONS.md), and
+status code, and times it. py-grpc-prometheus has no aio support, and
 this is small enough to own.
 
 grpc.aio picks how to run a streaming handler by its kind (a coroutine function writes

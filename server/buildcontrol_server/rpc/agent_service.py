@@ -204,7 +204,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if first.WhichOneof("event") != "hello":
             raise InvalidArgument("hello", "the first message of a stream must be a hello")
         hello = convert.hello(first.hello)
-        # Before any session exists: a refused Hello changes nothing (issue 6).
+        # Before any session exists: a refused Hello changes nothing.
         caller.current().check_agent_id(hello.agent_id)
         submission.check_hello(hello.agent_id, hello.labels, self._settings.limits)
         fair_limits.check_hello_claims(
