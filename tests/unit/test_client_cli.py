@@ -556,7 +556,7 @@ async def test_an_empty_token_file_is_an_error_not_an_anonymous_call(
 def test_agent_json_logs_are_one_object_per_record() -> None:
     import logging
 
-    from buildcontrol_client.cli import JsonLogFormatter
+    from buildcontrol_client.cli_agent import JsonLogFormatter
 
     record = logging.LogRecord(
         "buildcontrol.agent", logging.INFO, __file__, 1, "job %s", ("j1",), None

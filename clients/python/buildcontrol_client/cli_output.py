@@ -8,6 +8,7 @@ piped output stays one event per line.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 
 from buildcontrol.v1 import build_control_pb2, build_pb2
@@ -21,6 +22,11 @@ def to_json(msg: message.Message) -> str:
     every field being there."""
     as_dict = json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
     return json.dumps(as_dict, separators=(",", ":"))
+
+
+def print_error(message: str) -> None:
+    """One line on stderr: `error: CODE: message` (control characters escaped)."""
+    print(f"error: {clean(message)}", file=sys.stderr, flush=True)
 
 
 def clean(text: str) -> str:
