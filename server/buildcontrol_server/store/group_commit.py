@@ -319,3 +319,24 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+class CommitsThroughWriter:
+    """`commit` and `commit_all` of a store whose writes all go through one
+    GroupCommitWriter (SQLite's, or PostgreSQL's subclass of it): the same on every
+    backend, so they are written once."""
+
+    _writer: GroupCommitWriter | None
+
+    async def commit(self, changes: ChangeSet) -> None:
+        [error] = await self._require_writer().submit([changes])
+        if error is not None:
+            raise error
+
+    async def commit_all(self, change_sets: list[ChangeSet]) -> list[BaseException | None]:
+        return await self._require_writer().submit(change_sets)
+
+    def _require_writer(self) -> GroupCommitWriter:
+        if self._writer is None:
+            raise StoreClosedError()
+        return self._writer

@@ -25,13 +25,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
+from buildcontrol_server.domain.model import Build, CancelRecord
 from buildcontrol_server.store import postgres_schema, rows, webhook_rows
 from buildcontrol_server.store import postgres_sql as sql
 from buildcontrol_server.store.audit_records import record_from_json
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.errors import StoreClosedError, StoreOpenError
-from buildcontrol_server.store.group_commit import DEFAULT_MAX_BATCH
+from buildcontrol_server.store.group_commit import DEFAULT_MAX_BATCH, CommitsThroughWriter
 from buildcontrol_server.store.postgres_connections import (
     PoolSize,
     PostgresConnections,
@@ -53,7 +53,7 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}{host}"))
 
 
-class PostgresStore:
+class PostgresStore(CommitsThroughWriter):
     def __init__(
         self,
         url: str,
@@ -127,18 +127,7 @@ class PostgresStore:
 
     # ---- writes -------------------------------------------------------------------
 
-    async def commit(self, changes: ChangeSet) -> None:
-        [error] = await self._require_writer().submit([changes])
-        if error is not None:
-            raise error
-
-    async def commit_all(self, change_sets: list[ChangeSet]) -> list[BaseException | None]:
-        return await self._require_writer().submit(change_sets)
-
-    def _require_writer(self) -> PostgresGroupCommitWriter:
-        if self._writer is None:
-            raise StoreClosedError()
-        return self._writer
+    # commit and commit_all: CommitsThroughWriter (group_commit.py).
 
     # ---- reads --------------------------------------------------------------------
 

@@ -35,11 +35,15 @@ from typing import Literal
 
 import aiosqlite
 
-from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
+from buildcontrol_server.domain.model import Build, CancelRecord
 from buildcontrol_server.store import file_checks, reads, rows, schema, webhook_rows
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.errors import StoreClosedError, StoreOpenError
-from buildcontrol_server.store.group_commit import DEFAULT_MAX_BATCH, GroupCommitWriter
+from buildcontrol_server.store.group_commit import (
+    DEFAULT_MAX_BATCH,
+    CommitsThroughWriter,
+    GroupCommitWriter,
+)
 from buildcontrol_server.store.lock import FileLock
 
 MEMORY = ":memory:"
@@ -48,7 +52,7 @@ BUSY_TIMEOUT_MS = 5_000
 Synchronous = Literal["NORMAL", "FULL"]
 
 
-class SqliteStore:
+class SqliteStore(CommitsThroughWriter):
     def __init__(
         self,
         path: str,
@@ -170,18 +174,7 @@ class SqliteStore:
 
     # ---- writes -------------------------------------------------------------------
 
-    async def commit(self, changes: ChangeSet) -> None:
-        [error] = await self._require_writer().submit([changes])
-        if error is not None:
-            raise error
-
-    async def commit_all(self, change_sets: list[ChangeSet]) -> list[BaseException | None]:
-        return await self._require_writer().submit(change_sets)
-
-    def _require_writer(self) -> GroupCommitWriter:
-        if self._writer is None:
-            raise StoreClosedError()
-        return self._writer
+    # commit and commit_all: CommitsThroughWriter (group_commit.py).
 
     # ---- reads --------------------------------------------------------------------
 
