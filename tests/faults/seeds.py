@@ -24,6 +24,9 @@ SCRIPTED = {
     1022: "merged fixes: slot of a FORCED job held for good (as 1004)",
     1028: "merged fixes: slot of a FORCED job held for good (as 1004)",
     1037: "merged fixes: slot of a FORCED job held for good (as 1004)",
+    200061: "faults3: a GRACEFUL stop acknowledged, the job ended FORCED: the Hello of a"
+    " stream a newer one had overtaken judged a job whose AssignJob went out on the newer"
+    " one; fixed in actors/build_actor.py (tests/rpc/test_cancel_found_by_walks_rpc.py)",
     1015: "faults3: the settle's responder served on for 20 s after being told to stop"
     " (asyncio.wait_for on Python 3.11 swallowed the cancel as the Welcome came);"
     " fixed in scripted_agent.py",

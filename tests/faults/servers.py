@@ -22,7 +22,8 @@ import grpc
 from buildcontrol.v1 import build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 
-from tests.e2e.processes import ServerProc, start_server
+from tests.e2e.processes import ServerProc
+from tests.faults import warm
 from tests.faults.store_outage import StoreOutage
 from tests.rpc.conftest import settings_for
 from tests.support.ports import free_port
@@ -114,8 +115,11 @@ class InProcessServer(WalkServer):
 class ProcessServer(WalkServer):
     killable = True
 
-    def __init__(self, data_dir: Path, timers: Timers) -> None:
+    def __init__(self, data_dir: Path, timers: Timers, spares: warm.Spares | None = None) -> None:
         self._data_dir = data_dir
+        # Started warm (warm.py): a restart after a SIGKILL takes a fraction of a second.
+        self._own_spares = spares is None
+        self._spares = spares or warm.Spares(asyncio.subprocess.PIPE)
         self._flags = (
             "--default-grace",
             str(timers.default_grace),
@@ -130,7 +134,9 @@ class ProcessServer(WalkServer):
         self._channel: grpc.aio.Channel | None = None
 
     async def start(self) -> None:
-        self.proc = await start_server(self._data_dir, *self._flags, port=self._port)
+        self.proc = await warm.start_server(
+            self._spares, self._data_dir, *self._flags, port=self._port
+        )
         if self._channel is None:
             # One channel for the whole run: it reconnects to the restarted server.
             self._channel = grpc.aio.insecure_channel(self.target)
@@ -146,11 +152,15 @@ class ProcessServer(WalkServer):
         await self.start()
 
     async def stop(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-        if self.proc is not None and self.proc.process.returncode is None:
-            code = await self.proc.stop()
-            assert code == 0, f"the server exited {code} on SIGTERM"
+        try:
+            if self._channel is not None:
+                await self._channel.close()
+            if self.proc is not None and self.proc.process.returncode is None:
+                code = await self.proc.stop()
+                assert code == 0, f"the server exited {code} on SIGTERM"
+        finally:
+            if self._own_spares:
+                await self._spares.close()
 
 
 class ServerPool:
@@ -159,6 +169,7 @@ class ServerPool:
     def __init__(self) -> None:
         self._idle: dict[tuple[bool, Timers], tuple[WalkServer, Path]] = {}
         self._dirs: dict[int, Path] = {}
+        self._spares = warm.Spares(asyncio.subprocess.PIPE)
 
     async def take(self, as_process: bool, timers: Timers) -> WalkServer:
         kept = self._idle.pop((as_process, timers), None)
@@ -170,7 +181,9 @@ class ServerPool:
         work = Path(tempfile.mkdtemp(prefix="faults-"))
         data_dir = work / "data"
         server: WalkServer = (
-            ProcessServer(data_dir, timers) if as_process else InProcessServer(data_dir, timers)
+            ProcessServer(data_dir, timers, self._spares)
+            if as_process
+            else InProcessServer(data_dir, timers)
         )
         self._dirs[id(server)] = work
         try:
@@ -194,8 +207,11 @@ class ServerPool:
 
     async def close(self) -> None:
         idle, self._idle = list(self._idle.values()), {}
-        for server, work in idle:
-            await _stop(server, work)
+        try:
+            for server, work in idle:
+                await _stop(server, work)
+        finally:
+            await self._spares.close()
 
 
 async def _stop(server: WalkServer, work: Path) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from buildcontrol.v1 import agent_pb2, build_control_pb2
@@ -277,7 +279,7 @@ async def run_seed(
         server = await servers.take(as_process, timers)
     except Exception as error:  # a failed start is this seed's failure, not the run's
         walk = Walk(seed, WalkServer(), timers, rng, calm=calm)
-        walk.violations.append(f"the server did not start: {error!r}")
+        walk.violations.append(f"the server did not start: {raised(error)}")
         return walk
     walk = Walk(seed, server, timers, rng, calm=calm, labels={"pool": f"faults-{seed}"})
     walk.note(
@@ -291,11 +293,13 @@ async def run_seed(
         for n in range(rng.choice((1, 2, 3)))
     ]
     try:
-        await asyncio.wait_for(_walk_and_check(walk, moves), RUN_LIMIT)
-    except TimeoutError:
-        walk.violations.append(f"the run hung (> {RUN_LIMIT:g} s) after: {walk.trace[-1]}")
+        async with asyncio.timeout(RUN_LIMIT) as limit:
+            await _walk_and_check(walk, moves)
     except Exception as error:  # reported with the seed, so the other seeds still run
-        walk.violations.append(f"the walk raised {error!r} after: {walk.trace[-1]}")
+        if isinstance(error, TimeoutError) and limit.expired():
+            walk.violations.append(f"the run hung (> {RUN_LIMIT:g} s) after: {walk.trace[-1]}")
+        else:
+            walk.violations.append(f"the walk raised {raised(error)} after: {walk.trace[-1]}")
     finally:
         for watch in walk.cancels:
             await watch.stop_following()
@@ -303,6 +307,13 @@ async def run_seed(
         if pool is None:
             await servers.close()
     return walk
+
+
+def raised(error: BaseException) -> str:
+    """The error and where it was raised (the last frames), for the seed's report."""
+    frames = traceback.extract_tb(error.__traceback__)[-3:]
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames))
+    return f"{error!r} at {where}"
 
 
 async def _walk_and_check(walk: Walk, moves: int) -> None:
@@ -322,4 +333,4 @@ async def _close(walk: Walk, pool: ServerPool, server: WalkServer, as_process: b
     except TimeoutError:
         walk.violations.append(f"stopping the agents and server hung (> {STOP_LIMIT:g} s)")
     except Exception as error:
-        walk.violations.append(f"stopping the agents and server raised {error!r}")
+        walk.violations.append(f"stopping the agents and server raised {raised(error)}")
