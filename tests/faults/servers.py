@@ -44,7 +44,7 @@ class Timers:
 
 
 REUSE_WALKS = 100
-READY_WITHIN = 20.0
+READY_WITHIN = 60.0
 
 
 class WalkServer:
@@ -167,14 +167,15 @@ class ServerPool:
     """Servers kept from one walk to the next (see the module's docstring)."""
 
     def __init__(self) -> None:
-        self._idle: dict[tuple[bool, Timers], tuple[WalkServer, Path]] = {}
+        # Idle servers by (is a process, timers): as many as walks ran at once.
+        self._idle: dict[tuple[bool, Timers], list[tuple[WalkServer, Path]]] = {}
         self._dirs: dict[int, Path] = {}
         self._spares = warm.Spares(asyncio.subprocess.PIPE)
 
     async def take(self, as_process: bool, timers: Timers) -> WalkServer:
-        kept = self._idle.pop((as_process, timers), None)
-        if kept is not None:
-            server, work = kept
+        idle = self._idle.get((as_process, timers))
+        if idle:
+            server, work = idle.pop()
             self._dirs[id(server)] = work
             server.begin_walk()
             return server
@@ -200,13 +201,14 @@ class ServerPool:
         """Keep `server` for the next walk if its walk ended `clean`, else stop it."""
         work = self._dirs.pop(id(server))
         key = (as_process, timers)
-        if clean and server.walks < REUSE_WALKS and key not in self._idle:
-            self._idle[key] = (server, work)
+        if clean and server.walks < REUSE_WALKS:
+            self._idle.setdefault(key, []).append((server, work))
             return
         await _stop(server, work)
 
     async def close(self) -> None:
-        idle, self._idle = list(self._idle.values()), {}
+        idle = [kept for servers in self._idle.values() for kept in servers]
+        self._idle = {}
         try:
             for server, work in idle:
                 await _stop(server, work)
