@@ -1,6 +1,6 @@
 """Many walks in a row: `make chaos` (CHAOS_RUNS walks, default 10,000).
 
-    CHAOS_RUNS=200 CHAOS_FIRST_SEED=0 CHAOS_PARALLEL=1 python -m tests.faults.chaos
+    CHAOS_RUNS=200 CHAOS_FIRST_SEED=0 CHAOS_PARALLEL=3 python -m tests.faults.chaos
     CHAOS_SEED=1234 python -m tests.faults.chaos      # one seed, with its whole trace
     CHAOS_IGNORE='SubmitBuild answered|slots'          # leave out known violations
     CHAOS_TRACE=1                                      # print the moves of failing seeds
@@ -78,7 +78,7 @@ def main() -> int:
     else:
         first = int(os.environ.get("CHAOS_FIRST_SEED", "0"))
         count = int(os.environ.get("CHAOS_RUNS", "10000"))
-        parallel = int(os.environ.get("CHAOS_PARALLEL", "1"))
+        parallel = int(os.environ.get("CHAOS_PARALLEL", "3"))
         runs, failed = asyncio.run(
             run_seeds(range(first, first + count), parallel, moves, progress=100)
         )
