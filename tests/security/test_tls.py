@@ -12,11 +12,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_cli.main import build_parser
 from buildcontrol_client import Agent, AgentOptions, BuildControlClient
 from buildcontrol_client.credentials import TlsOptions
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.app import ServerApp
-from buildcontrol_server.cli import build_parser
 from buildcontrol_server.security.settings import SecuritySettings, TlsFiles
 from buildcontrol_server.security.tls import TlsFilesError
 

@@ -2,7 +2,7 @@
 cancel-builds, agents. Their arguments are declared here; what they do is in
 cli_commands.py; the exit codes in cli_exit.py.
 
-The top-level parser (server/buildcontrol_server/cli.py) calls `register(subparsers)` and
+The top-level parser (cli/buildcontrol_cli/main.py) calls `register(subparsers)` and
 then `asyncio.run(args.func(args))`; the coroutine's result is the exit code.
 """
 

@@ -18,12 +18,12 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.message_limits import with_receive_limit
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.credentials import TlsOptions, open_channel
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
-from buildcontrol_client.message_limits import with_receive_limit
 from buildcontrol_client.request_builders import (
     PipelineSpec,
     cancel_builds_request,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 from google.protobuf import duration_pb2
 
 from buildcontrol_client.pipeline_file import parse_pipeline
