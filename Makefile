@@ -88,7 +88,7 @@ proto-check: $(BUF)
 # Rewrite the generated blocks of docs/: the state tables (from domain/states.py) and
 # the serve flags (from the CLI's parser). tests/docs fails while they are stale.
 docs: $(STAMP)
-	$(PY) -m buildcontrol_server.domain.states_doc
+	$(PY) tools/docs/state_tables.py
 	$(PY) tools/docs/serve_flags.py
 	$(PY) tools/docs/pipeline_schema.py
 
