@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -70,7 +71,14 @@ def _installed_version() -> str:
 AGENT_VERSION = _installed_version()
 
 # Statuses that no reconnect can cure: the agent stops instead of retrying forever.
-REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+# ALREADY_EXISTS: another process runs under this agent id (its stream is live).
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
 
 
 class AgentRefused(Exception):
@@ -126,6 +134,9 @@ class Agent:
         self.agent_id = agent_id
         self.labels = dict(labels or {})
         self.capacity = capacity
+        # This process's own id, sent in every Hello: the server lets a reconnect of
+        # this process replace its old stream, and refuses another process's.
+        self.instance_id = uuid.uuid4().hex
         self._options = options or AgentOptions()
         self._jobs: dict[str, JobRun] = {}  # running (or stopping) jobs by job id
         self._job_tasks: set[asyncio.Task[None]] = set()
@@ -294,6 +305,7 @@ class Agent:
         return agent_pb2.Hello(
             agent_version=AGENT_VERSION,
             agent_id=self.agent_id,
+            instance_id=self.instance_id,
             labels=self.labels,
             capacity=self.capacity,
             running_jobs=[
