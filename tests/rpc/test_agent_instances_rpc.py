@@ -97,12 +97,16 @@ async def test_agents_that_send_no_instance_id_replace_each_other_as_before(
     await second.leave()
 
 
-async def test_the_reference_agent_refused_for_a_live_id_exits_naming_it(
+async def test_the_reference_agent_refused_for_a_live_id_gives_up_naming_it(
     server: Running, tmp_path: Path
 ) -> None:
     first = AgentPeer(server.target, "a1", instance_id="process-1")
     await first.connect()
-    options = AgentOptions(backoff=BackoffPolicy(initial=0.02, maximum=0.1), work_dir=tmp_path)
+    options = AgentOptions(
+        backoff=BackoffPolicy(initial=0.02, maximum=0.1),
+        work_dir=tmp_path,
+        id_taken_patience_seconds=0.2,  # refused again and again, then it gives up
+    )
     agent = Agent(server.target, "a1", options=options)
     assert agent.instance_id and agent.instance_id != "process-1"
     try:

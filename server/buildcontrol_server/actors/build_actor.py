@@ -64,6 +64,8 @@ class BuildActor(SupervisedActor):
         # computes are turned into delays against it.
         self._now = 0.0
         self._stop_sent: dict[str, str] = {}
+        # job_id → the session its AssignJob went out on (see _agent_reconnected).
+        self._assigned_on: dict[str, str] = {}
 
     @property
     def build_id(self) -> str:
@@ -206,8 +208,8 @@ class BuildActor(SupervisedActor):
             case cmd.Admit():
                 self._admitted = True
                 self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build), self)
-            case cmd.AgentReconnected(agent_id=agent_id, running=running):
-                await self._agent_reconnected(agent_id, running, now)
+            case cmd.AgentReconnected(agent_id=agent_id, running=running, session_id=session_id):
+                await self._agent_reconnected(agent_id, running, session_id, now)
             case cmd.AgentLost(agent_id=agent_id):
                 await self._persist(lifecycle.agent_lost(self.build, agent_id, frozenset(), now))
             case _:
@@ -263,7 +265,9 @@ class BuildActor(SupervisedActor):
         job = self.build.job(job_id)
         assert job is not None
         # Pending (re-sent from the build's state) if the agent has no stream now.
-        self._ctx.link.assign(agent_id, assignment_of(job))
+        session_id = self._ctx.link.assign(agent_id, assignment_of(job))
+        if session_id is not None:
+            self._assigned_on[job_id] = session_id
         if self.build.status is BuildStatus.CANCELING:
             self._timers.job_timer(
                 job_id, self._ctx.settings.cleanup_timeout, cmd.CleanupTimedOut(job_id=job_id)
@@ -342,25 +346,33 @@ class BuildActor(SupervisedActor):
             if job.agent_id is not None:
                 self._ctx.link.mark_suspect(job.agent_id)
 
-    async def _agent_reconnected(self, agent_id: str, running: frozenset[str], now: float) -> None:
+    async def _agent_reconnected(
+        self, agent_id: str, running: frozenset[str], session_id: str, now: float
+    ) -> None:
         assigned = {
             job.job_id
             for job in self.build.jobs()
             if job.agent_id == agent_id and job.status is JobStatus.ASSIGNED
         }
-        fx = lifecycle.agent_lost(self.build, agent_id, running | assigned, now)
+        # A job whose AssignJob went out on the stream of this very Hello was given
+        # after the Hello was written (it may be STOPPING by now): its absence from
+        # the Hello says nothing, the agent may be about to run it.
+        after_hello = {j for j, s in self._assigned_on.items() if s == session_id}
+        fx = lifecycle.agent_lost(self.build, agent_id, running | assigned | after_hello, now)
         await self._persist(fx)
         link = self._ctx.link
         if not link.connected(agent_id):
             return  # gone again: its next Hello sends this command anew
         for job in self.build.jobs():
             if job.job_id in assigned - running and job.status is JobStatus.ASSIGNED:
-                link.assign(agent_id, assignment_of(job))  # the first may have been lost
+                sent_on = link.assign(agent_id, assignment_of(job))  # the first may be lost
+                if sent_on is not None:
+                    self._assigned_on[job.job_id] = sent_on
         times = self._ctx.settings.stop_times
         for stop in cancellation.pending_stops(self.build, agent_id, times, now):
-            session_id = link.stop(stop)
-            if session_id is not None:
-                self._stop_sent[stop.job_id] = session_id
+            sent_on = link.stop(stop)
+            if sent_on is not None:
+                self._stop_sent[stop.job_id] = sent_on
                 metrics.STOPS_RESENT.inc()
 
     # ---- commit, then act ----
@@ -423,6 +435,7 @@ class BuildActor(SupervisedActor):
         for job in fx.finished_jobs:
             self._timers.job_ended(job.job_id)
             self._stop_sent.pop(job.job_id, None)
+            self._assigned_on.pop(job.job_id, None)
             if job.outcome is not None:
                 metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
                 cancel_phases.job_ended(self.build, job, self._cancel_received_at)
