@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.domain.model import ChangeSet
 

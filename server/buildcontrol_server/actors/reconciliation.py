@@ -14,7 +14,7 @@ from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
-from buildcontrol_server.domain.effects import StopCommand
+from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.events import RunningJobClaim
 
 

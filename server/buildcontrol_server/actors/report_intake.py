@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.context import ActorRetired
+from buildcontrol_server.actors.errors import ActorRetired
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.domain.errors import (
