@@ -3,8 +3,8 @@
 A `buildcontrol` process spends most of its start importing (about a second, several
 on a loaded machine), and a walk that SIGKILLs servers and agents starts many. A spare
 is a Python process that has already imported the CLI and waits on its stdin for the
-arguments; given them it runs exactly what `python -m buildcontrol_server.cli ARGS`
-runs (`cli.main`). The process a walk kills, and the one that takes over, are real
+arguments; given them it runs exactly what `python -m buildcontrol_cli ARGS` runs
+(`buildcontrol_cli.main.main`). The process a walk kills, and the one that takes over, are real
 processes with real signals; only the imports happened before the arguments came.
 One spare of each kind is kept ready: taking it starts the next."""
 
@@ -19,14 +19,14 @@ from tests.e2e.processes import READY, AgentProc, ServerProc
 
 SPARE = (
     "import json, sys\n"
-    "from buildcontrol_server import cli\n"
-    # What `cli.main` imports only once it runs: the server, its store and webhook
+    "from buildcontrol_cli.main import main\n"
+    # What `main` imports only once it runs: the server, its store and webhook
     # client's transport, the agent.
     "import buildcontrol_server.app, buildcontrol_server.store.sqlite\n"
-    "import buildcontrol_client.cli, buildcontrol_client.agent\n"
+    "import buildcontrol_client.agent\n"
     "import anyio, encodings.idna, h2.connection, httpcore\n"
     "line = sys.stdin.readline()\n"
-    "sys.exit(cli.main(json.loads(line)) if line.strip() else 0)\n"
+    "sys.exit(main(json.loads(line)) if line.strip() else 0)\n"
 )
 # A start is a second or two; on a machine loaded tenfold (other suites, chaos runs)
 # it has taken over 20 s, which is slow, not broken.
