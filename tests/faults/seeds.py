@@ -27,6 +27,11 @@ SCRIPTED = {
     200061: "faults3: a GRACEFUL stop acknowledged, the job ended FORCED: the Hello of a"
     " stream a newer one had overtaken judged a job whose AssignJob went out on the newer"
     " one; fixed in actors/build_actor.py (tests/rpc/test_cancel_found_by_walks_rpc.py)",
+    300134: "faults3: slot of a FORCED job held for good, the agent still running it and"
+    " never stopped: its Hello claimed the job while the FORCED write committed, so no"
+    " StopJob went out; fixed in actors/reconciliation.py"
+    " (tests/rpc/test_cancel_found_by_walks_rpc.py)",
+    306766: "faults3: as 300134",
     1015: "faults3: the settle's responder served on for 20 s after being told to stop"
     " (asyncio.wait_for on Python 3.11 swallowed the cancel as the Welcome came);"
     " fixed in scripted_agent.py",

@@ -322,3 +322,30 @@ async def test_a_hello_overtaken_by_a_newer_stream_does_not_force_a_job_given_on
         outcomes = {j.job_id: j.outcome for j in finished.jobs}
         assert outcomes[given.job_id] == build_pb2.JOB_OUTCOME_GRACEFUL
         await newest.leave()
+
+
+async def test_a_reconnect_still_running_a_job_whose_forced_write_commits_stops_it(
+    server: Running,
+) -> None:
+    """Seeds 300134 and 306766 of the scripted walks: the agent came back still
+    running the job while the FORCED write of its deadline was committing. The Hello's
+    claims were read before the job was FORCED, so it got no StopJob, and once FORCED
+    nothing sends one: the job ran on and its slot stayed held for good."""
+    agent = AgentPeer(server.target, "a1", capacity=1)
+    await agent.connect()
+    connected = connects_heard(server)
+    faults, build_id, job_id, stream = await forced_write_held(server, agent)
+    again = AgentPeer(server.target, "a1", capacity=1)
+    await again.connect(running=[(build_id, job_id)])
+    assert await asyncio.wait_for(connected.get(), WAIT) == "a1"
+    faults.release()
+
+    finished = (await rest_of(stream))[-1].finished
+    assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_FORCED]
+    stop = (await again.next("stop_job")).stop_job  # it must not run on
+    assert stop.job_id == job_id
+    assert await listed(server) == {"a1": (False, [job_id])}  # held until it is gone
+    again.stopped(build_id, job_id)
+    queued = await submit(server)
+    assert (await again.next("assign_job")).assign_job.build_id == queued.build_id
+    await again.leave()
