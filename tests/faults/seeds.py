@@ -32,6 +32,71 @@ SCRIPTED = {
     " StopJob went out; fixed in actors/reconciliation.py"
     " (tests/rpc/test_cancel_found_by_walks_rpc.py)",
     306766: "faults3: as 300134",
+    300245: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    300383: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    300497: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    300499: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    300517: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    303494: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    303559: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    303744: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    303943: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    306855: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    307111: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    307329: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    307446: "faults3 chaos: as 300134 (slot of a FORCED job held, no StopJob)",
+    300230: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    300233: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    300439: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    300443: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    300523: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    300538: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    303728: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    306864: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    306901: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    307086: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    307221: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    307351: "faults3 chaos, load average 20-38: a process server took > 60 s to start"
+    " after a SIGKILL (or the run passed 90 s); passes on a quieter machine",
+    300370: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    300408: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    303710: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    303714: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    303716: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    303735: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    303741: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    303986: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    303988: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    306949: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    307123: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    307232: "faults3 chaos, load average 20-38: RPCs took seconds (GetBuild > 10 s),"
+    " a cancel missed its deadline + 8 s slack; passes on a quieter machine",
+    300427: "faults3 chaos, OPEN: SubmitBuild ran past its 10 s deadline under load and"
+    " the auditor found its build non-terminal in the store with no actor: a submit"
+    " cancelled while its commit is in flight may leave the committed build without"
+    " an actor until a restart (not fixed yet)",
     1015: "faults3: the settle's responder served on for 20 s after being told to stop"
     " (asyncio.wait_for on Python 3.11 swallowed the cancel as the Welcome came);"
     " fixed in scripted_agent.py",

@@ -50,7 +50,7 @@ async def test_scripted_walks_keep_every_cancel_result_and_slot() -> None:
     assert not failed, described(failed)
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)
 @needs("faults-actors", "faults-protocol", open_defects=True)
 async def test_seeds_that_failed_once_keep_the_promise() -> None:
     _, failed = await run_seeds(seeds.SCRIPTED, PARALLEL, moves=30)
