@@ -13,7 +13,7 @@ NODE_CLIENT := clients/node
 FUZZ_INPUTS ?= 100000
 FUZZ_SECONDS ?= 7200
 
-.PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
+.PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench bench-quick clean node-test proto-check docs \
 	package-check test-floor docker-check buf postgres chaos
 
 $(STAMP): pyproject.toml
@@ -113,6 +113,17 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 BACKEND ?= sqlite
 bench: proto $(BENCH_STAMP)
 	$(PY) bench/run.py --backend $(BACKEND) $(BENCH_ARGS)
+
+# Every scenario once with small numbers, the floor before and after, and the
+# PostgreSQL comparison where PostgreSQL is installed: numbers printed, not judged
+# (bench/results/quick*.json). CI runs it, so a benchmark that breaks is caught then.
+bench-quick: proto $(BENCH_STAMP) postgres
+	$(PY) bench/run.py --quick
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then \
+	    $(PY) bench/run.py --quick --backend postgresql; \
+	else \
+	    echo "bench-quick: no PostgreSQL (make postgres): its comparison not run"; \
+	fi
 
 # The sdist and the wheel as a release builds them, the wheel installed into a clean venv
 # outside the repository, and a cancel end to end with the installed `buildcontrol`.
