@@ -184,7 +184,8 @@ def comparison_table(compared: Mapping[str, Any]) -> str:
     lines = [
         f"store backends side by side — machine: {machine['cores']} cores, "
         f"Python {machine['python']}; burst: {compared['burst']};"
-        f" {len(compared['rounds'])} rounds (median, ± spread)",
+        f" {len(compared['rounds'])} round(s) (median, ± spread)"
+        + ("" if compared["judged"] else "; quick run: not judged"),
         "targets: PostgreSQL latency ≤"
         f"{LATENCY_RATIO_MAX}x SQLite's, throughput ≥{THROUGHPUT_RATIO_MIN:.0%} of it",
         "",
@@ -195,7 +196,8 @@ def comparison_table(compared: Mapping[str, Any]) -> str:
         line = f"  {label:<30}{_number(row['sqlite']):>9}{row['sqlite_spread']:>5.0%}"
         for name in others:
             ratio = row[f"{name}_ratio"]
-            mark = {True: " ", False: "!", None: " "}[row[f"{name}_met"]]
+            met = row[f"{name}_met"] if compared["judged"] else None
+            mark = {True: " ", False: "!", None: " "}[met]
             shown = f"{ratio:.2f}{mark}" if ratio is not None else "-"
             line += f"{_number(row[name]):>14}{row[f'{name}_spread']:>5.0%}{shown:>7}"
         lines.append(line)
@@ -209,7 +211,7 @@ def _floor_lines(compared: Mapping[str, Any]) -> list[str]:
     lines = ["", "each backend over its own floor (unary RTT + one bare commit of it):"]
     for name, found in compared["comparison"]["floor_targets"].items():
         for key, outcome in found.items():
-            met = {True: "met", False: "MISSED", None: ""}[outcome["met"]]
+            met = {True: "met", False: "MISSED", None: ""}[outcome["met"] and compared["judged"]]
             lines.append(
                 f"  {_TITLES.get(name, 'SQLite'):<12}{key:<13}{outcome['median']:>8.2f} ms"
                 f" ÷ {outcome['floor']:.2f} ms = {outcome['ratio']:.2f}x"

@@ -138,10 +138,11 @@ async def pg_notifies(url: str, count: int) -> list[float]:
         samples = []
         for number in range(count):
             token = str(number)
-            arrived[token] = loop.create_future()
+            arrival = arrived[token] = loop.create_future()
             started = time.monotonic()
             await notifier.execute("SELECT pg_notify('floor', $1)", token)
-            samples.append(await asyncio.wait_for(arrived.pop(token), 30) - started)
+            samples.append(await asyncio.wait_for(arrival, 30) - started)
+            del arrived[token]
     finally:
         await listener.close()
         await notifier.close()

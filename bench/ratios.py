@@ -105,8 +105,10 @@ def evaluate_all(
 
 
 def limit_text(outcome: Mapping[str, Any]) -> str:
-    """'≤2.5x', '≥0.4x', or '' when not judged."""
+    """'≤2.5x' (a multiple of a floor, or a ratio), '≥50' (a plain number), or ''
+    when not judged."""
     if outcome["limit"] is None:
         return ""
     sign = "≤" if outcome["at_most"] else "≥"
-    return f"{sign}{outcome['limit']:g}x"
+    times = "x" if outcome["floor_of"] or outcome["unit"] == "x" else ""
+    return f"{sign}{outcome['limit']:g}{times}"

@@ -38,7 +38,7 @@ def _header(outcome: dict[str, Any]) -> list[str]:
         f" {machine['cores']} cores, Python {machine['python']}, {machine['platform']}",
         f"server loop: {outcome['server_loop']}; load generators' loop: "
         f"{outcome['load_loop']}; agents in their own process;"
-        f" {len(outcome['rounds'])} rounds of each scenario, interleaved",
+        f" {len(outcome['rounds'])} round(s) of each scenario, interleaved",
         machine_load.describe(outcome["load"]),
     ]
 
@@ -81,21 +81,30 @@ def _target_lines(outcome: dict[str, Any]) -> list[str]:
         f"  {'limit':<7}{'' if judged else '(quick run: not judged)'}",
     ]
     for outcome_of in outcome["targets"].values():
-        floor = (
-            f"{outcome_of['floor_of'].replace('_ms', '')} {outcome_of['floor']:.2f}"
-            if outcome_of["floor"] is not None
-            else ""
+        floor = outcome_of["floor"]
+        floor_text = (
+            "" if floor is None else f"{floor_name(outcome_of['floor_of'])} {_number(floor)}"
         )
-        ratio = outcome_of["ratio"]
+        ratio = outcome_of["ratio"] if floor is not None else None
         verdict = {True: "met", False: "MISSED", None: ""}[outcome_of["met"]] if judged else ""
         lines.append(
             f"  {outcome_of['label']:<46}{_number(outcome_of['median']):>9}"
-            f"{outcome_of['spread']:>8.0%}  {floor:<28}"
-            f"{'-' if ratio is None else f'{ratio:.2f}x':>8}"
+            f"{outcome_of['spread']:>8.0%}  {floor_text:<28}"
+            f"{'' if ratio is None else f'{ratio:.2f}x':>8}"
             f"  {ratios.limit_text(outcome_of):<7}{verdict}"
         )
     lines.append("  (spread: (max - min) / median of the rounds; every round is in the JSON)")
     return lines
+
+
+def floor_name(keys: str) -> str:
+    """'unary_rtt_p50_ms' → 'unary RTT p50'; sums keep their ' + '."""
+    for long, short in (
+        ("_per_server_cpu_s", "/CPU-s"), ("_per_s", "/s"), ("_p50_ms", " p50"),
+        ("_p99_ms", " p99"), ("unary_rtt", "unary RTT"), ("_", " "),
+    ):  # fmt: skip
+        keys = keys.replace(long, short)
+    return keys
 
 
 def _number(value: float) -> str:
