@@ -211,7 +211,9 @@ def _floor_lines(compared: Mapping[str, Any]) -> list[str]:
     lines = ["", "each backend over its own floor (unary RTT + one bare commit of it):"]
     for name, found in compared["comparison"]["floor_targets"].items():
         for key, outcome in found.items():
-            met = {True: "met", False: "MISSED", None: ""}[outcome["met"] and compared["judged"]]
+            met = {True: "met", False: "MISSED", None: ""}[
+                outcome["met"] if compared["judged"] else None
+            ]
             lines.append(
                 f"  {_TITLES.get(name, 'SQLite'):<12}{key:<13}{outcome['median']:>8.2f} ms"
                 f" ÷ {outcome['floor']:.2f} ms = {outcome['ratio']:.2f}x"
