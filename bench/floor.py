@@ -31,6 +31,12 @@ from server_process import cpu_seconds_of
 from stats import summary_ms
 
 FLOOR_SERVER = Path(__file__).with_name("floor_server.py")
+# What every run measures (a target may name any of these); PostgreSQL's NAME_commit_*
+# and NAME_notify_* only when `measure` is given that backend's URL.
+BASE_MEASURES = (
+    "unary_rtt_p50_ms", "unary_rtt_p99_ms", "unary_calls_per_s", "unary_calls_per_server_cpu_s",
+    "push_p50_ms", "push_p99_ms", "sqlite_commit_p50_ms", "sqlite_commit_p99_ms",
+)  # fmt: skip
 WARM_UP_CALLS = 50
 
 

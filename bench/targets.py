@@ -222,3 +222,5 @@ LOOPS = (
         unit="x",
     ),
 )
+
+ALL = LATENCY + THROUGHPUT + BURST + POLL + MEMORY + AGENT_STOP + LOOPS
