@@ -27,7 +27,9 @@ def table(outcome: dict[str, Any], chosen: Sequence[Scenario]) -> str:
     for scenario in chosen:
         if scenario.details is not None:
             lines += scenario.details(last)
+    seconds = ", ".join(f"{name} {value:.0f}" for name, value in last["seconds"].items())
     lines.append(f"\nwall time of the whole run: {outcome['wall_seconds']:.0f} s")
+    lines.append(f"seconds per scenario (round {len(outcome['rounds'])}): {seconds}")
     return "\n".join(lines)
 
 

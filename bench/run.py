@@ -154,9 +154,11 @@ async def run_rounds(
     rounds: list[dict[str, Any]] = []
     for number in range(args.rounds):
         print(f"== round {number + 1} of {args.rounds}", flush=True)
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {"seconds": {}}
         for scenario in chosen:
+            started = time.monotonic()
             await scenario.run(args, results)
+            results["seconds"]["+".join(scenario.names)] = time.monotonic() - started
         rounds.append(results)
     after = await measure_floor(args, "after", postgres or {})
     return {

@@ -204,7 +204,7 @@ def test_the_table_shows_floor_ratio_and_verdict_of_each_target() -> None:
     summary = {"n": 3, "p50_ms": 2.0, "p99_ms": 7.0, "max_ms": 9.0}
     latency = {"builds": 10, "cancels": 3, "cancel_to_stop": summary,
                "cancel_to_accepted": summary, "cancel_to_terminal": summary}  # fmt: skip
-    rounds = [{"latency_push": latency}, {"latency_push": latency}, {"latency_push": latency}]
+    rounds = [{"latency_push": latency, "seconds": {"latency": 1.0}}] * 3
     load = {"loadavg_before": [1.0, 1.0, 1.0], "loadavg_after": [2.0, 2.0, 2.0],
             "steal_share": 0.0}  # fmt: skip
     outcome = {
