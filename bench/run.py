@@ -155,10 +155,12 @@ async def run_rounds(
     for number in range(args.rounds):
         print(f"== round {number + 1} of {args.rounds}", flush=True)
         results: dict[str, Any] = {"seconds": {}}
+        round_load = machine_load.snapshot()
         for scenario in chosen:
             started = time.monotonic()
             await scenario.run(args, results)
             results["seconds"]["+".join(scenario.names)] = time.monotonic() - started
+        results["load"] = machine_load.between(round_load, machine_load.snapshot())
         rounds.append(results)
     after = await measure_floor(args, "after", postgres or {})
     return {

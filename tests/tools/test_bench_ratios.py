@@ -223,3 +223,22 @@ def test_the_table_shows_floor_ratio_and_verdict_of_each_target() -> None:
     assert "unary RTT p50 1.00" in stop and "2.00x" in stop and stop.endswith("met")
     p99 = next(line for line in text.splitlines() if "StopJob received p99" in line)
     assert "7.00x" in p99 and p99.endswith("MISSED")  # limit 6x
+
+
+def test_a_history_row_lists_each_ratio_with_its_spread() -> None:
+    import history
+
+    stop = ratios.evaluate(STOP, [{"stop": 1.8}, {"stop": 2.0}, {"stop": 2.2}], {
+        "unary_rtt_p50_ms": 1.0
+    })  # fmt: skip
+    outcome = {
+        "version": "0.2.0", "at": "2026-12-01T22:00:00Z",
+        "load": {"loadavg_before": [3.0, 0, 0], "loadavg_after": [5.25, 0, 0]},
+        "floor": {"used": {"unary_rtt_p50_ms": 0.8}}, "targets": {"stop_p50": stop},
+    }  # fmt: skip
+
+    assert history.row(outcome) == (
+        "| 0.2.0 | 2026-12-01 | 3.0 → 5.2 | 0.80 | 2.00 (±20%) | - | - | - | - | - | - |"
+    )
+    for line in history.header().splitlines():  # the title and the --- line
+        assert line.count("|") == history.row(outcome).count("|")
