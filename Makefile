@@ -101,9 +101,9 @@ fuzz: proto
 	BUILDCONTROL_FUZZ_INPUTS=$(FUZZ_INPUTS) BUILDCONTROL_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -s \
 	    tests/security/test_fuzz.py
 
-# Benchmarks (bench/run.py; never part of `make test`): a few minutes on 2 cores. The
-# `bench` extra adds matplotlib (the plot), uvloop and py-spy. BENCH_ARGS=--quick for
-# a smoke run; `$(PY) bench/run.py --help` for the rest.
+# Benchmarks (bench/run.py; never part of `make test`): the floor, 3 rounds of every
+# scenario, the floor again; ~15 minutes on 2 loaded cores. The `bench` extra adds
+# matplotlib (the plot), uvloop and py-spy. `$(PY) bench/run.py --help` for the rest.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
