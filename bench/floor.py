@@ -19,7 +19,7 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,8 @@ class FloorSizes:
 
 
 QUICK_SIZES = FloorSizes(
-    rtt_calls=200, unary_calls=500, unary_concurrency=16, streams=20, pushes=100, commits=100,
-    notifies=50,
+    rtt_calls=100, unary_calls=300, unary_concurrency=16, streams=10, pushes=50, commits=50,
+    notifies=30,
 )  # fmt: skip
 
 
@@ -174,4 +174,4 @@ async def measure(
             _add(measures, samples, f"{name}_notify", notifies)
     finally:
         await server.stop()
-    return {"measures": measures, "samples_ms": samples}
+    return {"measures": measures, "sizes": asdict(sizes), "samples_ms": samples}

@@ -13,7 +13,7 @@ from scenarios import Round, Scenario
 KIB = 1024
 FLOOR_ROWS = (
     ("unary_rtt", "bare grpc.aio unary RTT (health Check)"),
-    ("push", "bare push: StopJob on 1 of N streams → agent"),
+    ("push", "bare push: StopJob on 1 of {streams} streams → agent"),
     ("sqlite_commit", "bare SQLite commit (WAL, NORMAL)"),
 )
 
@@ -47,6 +47,7 @@ def _header(outcome: dict[str, Any]) -> list[str]:
 
 def _floor_lines(floor: dict[str, Any]) -> list[str]:
     before, after = floor["before"]["measures"], floor["after"]["measures"]
+    sizes = floor["before"].get("sizes", {"streams": "N", "unary_concurrency": "N"})
     lines = [
         "",
         f"  {'floor, measured before and after':<50}{'before':>16}{'after':>16}",
@@ -62,11 +63,13 @@ def _floor_lines(floor: dict[str, Any]) -> list[str]:
     names += [(key, f"bare {key.replace('_', ' ')}") for key in postgres]
     for key, label in names:
         if f"{key}_p50_ms" in before:
+            label = label.format(**sizes)
             lines.append(f"  {label:<50}{_pair(before, key):>16}{_pair(after, key):>16}")
     for key, label in (
-        ("unary_calls_per_s", "bare unary calls/s (64 at once)"),
+        ("unary_calls_per_s", "bare unary calls/s ({unary_concurrency} at once)"),
         ("unary_calls_per_server_cpu_s", "bare unary calls per server CPU-s"),
     ):
+        label = label.format(**sizes)
         lines.append(f"  {label:<50}{before[key]:>16.0f}{after[key]:>16.0f}")
     return lines
 

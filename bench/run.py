@@ -127,12 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.name == "cancel_bench":
             # bench/results/.gitignore keeps them out of commits
             args.name = "quick" if args.backend == "sqlite" else "quick_backends"
-        args.agents, args.capacity, args.builds, args.cancels = 20, 50, 100, 50
-        args.poll_pace_ms = 20.0
-        args.levels = args.loop_levels = _levels("1:50,16:200")
-        args.burst_builds, args.memory_agents, args.memory_builds = 200, 50, 500
-        args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 10, 10, 1
-        args.idle_processes, args.rounds = 30, 1
+        # Every scenario and the floor once, in well under a minute (CI runs it).
+        args.agents, args.capacity, args.builds, args.cancels = 10, 50, 50, 20
+        args.poll_interval, args.poll_pace_ms = 0.5, 10.0
+        args.levels = args.loop_levels = _levels("1:20,16:100")
+        args.burst_builds, args.memory_agents, args.memory_builds = 100, 20, 200
+        args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 5, 5, 1
+        args.idle_processes, args.rounds = 10, 1
     args.floor_sizes = floor.QUICK_SIZES if args.quick else floor.FloorSizes()
     return args
 
