@@ -1,4 +1,6 @@
-"""Benchmarks of issue 8 against the real server process on 127.0.0.1.
+"""The benchmarks, against the real server process on 127.0.0.1: the floor before and
+after, every chosen scenario once per round (3 rounds, interleaved), every target a
+ratio to the floor (scenarios.py registers them, report.py prints the table).
 
   1 latency     200 agents, 1,000 running builds, 500 single cancels one after another:
                 Cancel sent → StopJob received, Cancel sent → terminal message
