@@ -132,7 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # Every scenario and the floor once, in well under a minute (CI runs it).
         args.agents, args.capacity, args.builds, args.cancels = 10, 50, 50, 20
         args.poll_interval, args.poll_pace_ms = 0.5, 10.0
-        args.levels = args.loop_levels = _levels("1:20,16:100")
+        args.levels, args.loop_levels = _levels("1:20,16:100"), _levels("16:50")
         args.burst_builds, args.memory_agents, args.memory_builds = 100, 20, 200
         args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 5, 5, 1
         args.idle_processes, args.rounds = 10, 1
