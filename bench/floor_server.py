@@ -36,7 +36,7 @@ from typing import Any
 import aiosqlite
 import asyncpg
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 from buildcontrol_server.app import GRPC_OPTIONS
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
