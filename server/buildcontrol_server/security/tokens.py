@@ -4,7 +4,11 @@ principal name and a role (or the agent id of an agent token).
     {"tokens": [
       {"name": "admin",   "role": "admin",    "sha256": "9f86d0…"},
       {"name": "alice",   "role": "operator", "sha256": "…"},
-      {"name": "agent-1", "role": "agent",    "agent_id": "agent-1", "sha256": "…"}]}
+      {"name": "agent-1", "role": "agent",    "agent_id": "agent-1", "sha256": "…"},
+      {"name": "hosts",   "role": "agent",    "agent_id": "%hostname|%hostname-*", …}]}
+
+An agent token's `agent_id` is a pattern of the ids it may connect as
+(agent_id_patterns.py): an exact id, or alternatives with `*` and `%hostname`.
 
 The file is JSON as written by the server; YAML is read too (JSON is YAML), for people
 who edit it by hand. A plain SHA-256 is enough because every token is 256 random bits:
@@ -35,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from buildcontrol_server.security import agent_id_patterns
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.principals import TOKEN_ROLES, Principal, Role
 
@@ -42,7 +47,11 @@ log = logging.getLogger(__name__)
 
 # A prefix makes a leaked token recognizable (secret scanners, log reviews).
 TOKEN_PREFIX = "bct_"
-BOOTSTRAP_AGENT_ID = "agent-1"
+# The name of the first-start agent token, and the agent ids it accepts: any agent
+# started on the server's host without --agent-id (its default id is derived from the
+# host name), with no other setup.
+BOOTSTRAP_AGENT_NAME = "bootstrap-agent"
+BOOTSTRAP_AGENT_IDS = agent_id_patterns.BOOTSTRAP_PATTERN
 ADMIN_TOKEN_FILE = "admin.token"
 AGENT_TOKEN_FILE = "agent.token"
 SECRET_FILE_MODE = 0o600
@@ -81,6 +90,9 @@ def _entry(raw: Any, position: int) -> TokenEntry:
     if role is Role.AGENT:
         if not isinstance(agent_id, str) or not agent_id:
             raise TokensFileError(f"{where}.agent_id: an agent token needs its agent id")
+        problem = agent_id_patterns.problem(agent_id)
+        if problem is not None:
+            raise TokensFileError(f"{where}.agent_id: {problem}")
     elif agent_id is not None:
         raise TokensFileError(f"{where}.agent_id: only agent tokens have one")
     if not isinstance(digest, str) or len(digest) != 64:
@@ -202,19 +214,19 @@ class Bootstrapped:
     tokens_file: Path
     admin_token_file: Path
     agent_token_file: Path
-    agent_id: str
+    # The pattern of agent ids the agent token accepts (agent_id_patterns.py).
+    agent_ids: str
 
     def hint(self) -> str:
         return (
             f"buildcontrol: authentication is on and there was no tokens file, so one was "
             f"created: {self.tokens_file} (hashes only).\n"
             f"  admin token:  {self.admin_token_file}\n"
-            f"  agent token:  {self.agent_token_file} (connects as agent id "
-            f"{self.agent_id!r})\n"
+            f"  agent token:  {self.agent_token_file} (connects as an agent id matching "
+            f"{self.agent_ids!r}: an agent on this host with its default id)\n"
             f"  (both mode 0600; shown nowhere else). Use them with --token-file FILE or "
             f"the BUILDCONTROL_TOKEN variable, e.g.\n"
-            f"    buildcontrol agent --agent-id {self.agent_id} --token-file "
-            f"{self.agent_token_file}\n"
+            f"    buildcontrol agent --token-file {self.agent_token_file}\n"
             f"    BUILDCONTROL_TOKEN=$(cat {self.admin_token_file}) buildcontrol list"
         )
 
@@ -234,11 +246,12 @@ def bootstrap(tokens_file: Path) -> Bootstrapped:
         [
             TokenEntry(Principal("admin", Role.ADMIN), token_hash(admin)),
             TokenEntry(
-                Principal(BOOTSTRAP_AGENT_ID, Role.AGENT, BOOTSTRAP_AGENT_ID), token_hash(agent)
+                Principal(BOOTSTRAP_AGENT_NAME, Role.AGENT, BOOTSTRAP_AGENT_IDS),
+                token_hash(agent),
             ),
         ],
     )
-    return Bootstrapped(tokens_file, admin_file, agent_file, BOOTSTRAP_AGENT_ID)
+    return Bootstrapped(tokens_file, admin_file, agent_file, BOOTSTRAP_AGENT_IDS)
 
 
 class TokenRegistry:
