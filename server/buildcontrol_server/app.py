@@ -129,7 +129,7 @@ class ServerApp:
         # Tokens, roles, mutual TLS. After the metrics interceptor, so refused
         # calls are counted with their status too.
         self.security = ServerSecurity(
-            settings.security, settings.data_dir, live_build=self._live_build
+            settings.security, settings.data_dir, self._live_build, settings.store_url
         )
         self.server = grpc.aio.server(
             interceptors=[MetricsInterceptor(), self.security.interceptor],
@@ -167,7 +167,7 @@ class ServerApp:
             data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
         # After the store: a data directory the store refuses is reported alone,
         # before any tokens file is created in it.
-        self.security.prepare()
+        await self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
             BuildControlServicer(

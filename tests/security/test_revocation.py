@@ -32,7 +32,7 @@ async def revoke(server: SecureServer, name: str) -> float:
         "token",
         "revoke",
         "--tokens-file",
-        str(server.app.security.tokens.path),  # type: ignore[union-attr]
+        str(server.app.security.tokens.source.path),  # type: ignore[union-attr]
         "--name",
         name,
         stdout=asyncio.subprocess.PIPE,
@@ -81,7 +81,7 @@ async def test_a_revoked_agents_report_is_refused_and_changes_nothing(
     build_id, agent = await running_build(server, "alice")
     job_id = (await server.stored(build_id)).jobs()[0].job_id
     before = await server.snapshot(build_id)
-    path = server.app.security.tokens.path  # type: ignore[union-attr]
+    path = server.app.security.tokens.source.path  # type: ignore[union-attr]
     kept = [e for e in tokens.read(path) if e.principal.name != "agent-a"]
     tokens.write(path, kept)
     # At once, before any check of the server's could run: a forged success.
@@ -138,7 +138,7 @@ async def test_a_token_whose_role_changes_ends_its_open_calls(server: SecureServ
     build_id, agent = await running_build(server, "alice")
     alices = watch(server, build_id, "alice")
     assert (await alices.read()).HasField("snapshot")
-    path = server.app.security.tokens.path  # type: ignore[union-attr]
+    path = server.app.security.tokens.source.path  # type: ignore[union-attr]
     demoted = [
         tokens.TokenEntry(Principal("alice", Role.VIEWER), e.sha256)
         if e.principal.name == "alice"

@@ -38,7 +38,7 @@ async def token_command(path: Path, *args: str) -> tuple[int, str, str]:
 
 def tokens_path(server: SecureServer) -> Path:
     assert server.app.security.tokens is not None
-    return server.app.security.tokens.path
+    return server.app.security.tokens.source.path  # type: ignore[attr-defined,no-any-return]
 
 
 def names_in(path: Path) -> list[str]:

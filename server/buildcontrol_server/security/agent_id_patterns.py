@@ -23,9 +23,7 @@ ALTERNATIVES = "|"
 WILDCARD = "*"
 # The first-start agent token: the documented example ids, and an agent on the
 # server's host with its default id (the host name, maybe with a suffix).
-BOOTSTRAP_PATTERN = ALTERNATIVES.join(
-    (f"agent-{WILDCARD}", HOSTNAME, f"{HOSTNAME}-{WILDCARD}")
-)
+BOOTSTRAP_PATTERN = ALTERNATIVES.join((f"agent-{WILDCARD}", HOSTNAME, f"{HOSTNAME}-{WILDCARD}"))
 
 
 @lru_cache(maxsize=256)
@@ -37,9 +35,7 @@ def _compiled(pattern: str, hostname: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{alternative})" for alternative in alternatives))
 
 
-def matches(
-    pattern: str, agent_id: str, hostname: Callable[[], str] = socket.gethostname
-) -> bool:
+def matches(pattern: str, agent_id: str, hostname: Callable[[], str] = socket.gethostname) -> bool:
     """True if `agent_id` is one of the ids `pattern` names."""
     if ALTERNATIVES not in pattern and WILDCARD not in pattern and HOSTNAME not in pattern:
         return pattern == agent_id  # the common case: one exact id

@@ -43,7 +43,8 @@ from buildcontrol_server.security.open_calls import (
     run_until_ended,
 )
 from buildcontrol_server.security.principals import ANONYMOUS, Principal
-from buildcontrol_server.security.tokens import TokenRegistry, token_hash
+from buildcontrol_server.security.token_registry import TokenRegistry
+from buildcontrol_server.security.tokens import token_hash
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
@@ -135,7 +136,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _revoked(self, call: OpenCall) -> Callable[[], str | None]:
         def revoked() -> str | None:
             if self._tokens is not None:
-                self._tokens.refresh()  # one stat; a changed file ends calls at once
+                self._tokens.refresh()  # a changed tokens file ends calls at once
             finished = self._job_finished(call)
             if finished is not None:
                 call.end(finished)

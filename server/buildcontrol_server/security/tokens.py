@@ -17,21 +17,18 @@ milliseconds to every RPC. Lookups hash the presented token and compare it with 
 entry in constant time (`hmac.compare_digest`, no early exit), so the time taken does
 not tell how much of a hash matched.
 
-The file is re-read when it changes (mtime, size or inode): `buildcontrol token create`
-and `revoke` take effect on the next call without a restart. A file broken by an edit
-is logged and ignored; the tokens read before stay in force."""
+Where the tokens live (this file, or the database on PostgreSQL) is token_sources.py;
+the tokens in force, re-read when they change, token_registry.py."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import hmac
 import json
-import logging
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +39,6 @@ import yaml
 from buildcontrol_server.security import agent_id_patterns
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.principals import TOKEN_ROLES, Principal, Role
-
-log = logging.getLogger(__name__)
 
 # A prefix makes a leaked token recognizable (secret scanners, log reviews).
 TOKEN_PREFIX = "bct_"
@@ -113,7 +108,12 @@ def parse(text: str) -> list[TokenEntry]:
         return []
     if not isinstance(document, dict) or not isinstance(document.get("tokens", []), list):
         raise TokensFileError('expected {"tokens": [...]}')
-    entries = [_entry(raw, n) for n, raw in enumerate(document.get("tokens", []))]
+    return entries_of(document.get("tokens", []))
+
+
+def entries_of(raw_entries: list[Any]) -> list[TokenEntry]:
+    """Entries from their raw mappings (a file's list, a database's rows), checked."""
+    entries = [_entry(raw, n) for n, raw in enumerate(raw_entries)]
     seen: set[str] = set()
     for n, entry in enumerate(entries):
         if entry.sha256 in seen:
@@ -205,112 +205,3 @@ def check_new_name(name: str, role: Role, entries: Iterable[TokenEntry]) -> None
         raise TokensFileError(f"name {name!r} imitates the role {imitated.value!r}")
     if any(entry.principal.name.casefold() == folded for entry in entries):
         raise TokensFileError(f"a token named {name!r} exists already (revoke it first)")
-
-
-@dataclass(frozen=True)
-class Bootstrapped:
-    """What a first start created; the paths are safe to print, their contents not."""
-
-    tokens_file: Path
-    admin_token_file: Path
-    agent_token_file: Path
-    # The pattern of agent ids the agent token accepts (agent_id_patterns.py).
-    agent_ids: str
-
-    def hint(self) -> str:
-        return (
-            f"buildcontrol: authentication is on and there was no tokens file, so one was "
-            f"created: {self.tokens_file} (hashes only).\n"
-            f"  admin token:  {self.admin_token_file}\n"
-            f"  agent token:  {self.agent_token_file} (connects as an agent id matching "
-            f"{self.agent_ids!r}: an agent on this host with its default id)\n"
-            f"  (both mode 0600; shown nowhere else). Use them with --token-file FILE or "
-            f"the BUILDCONTROL_TOKEN variable, e.g.\n"
-            f"    buildcontrol agent --token-file {self.agent_token_file}\n"
-            f"    BUILDCONTROL_TOKEN=$(cat {self.admin_token_file}) buildcontrol list"
-        )
-
-
-def bootstrap(tokens_file: Path) -> Bootstrapped:
-    """Create a tokens file with one admin and one agent token, their plaintext in
-    0600 files next to it. The tokens file is written last: a crash before leaves no
-    tokens file, so the next start simply bootstraps again."""
-    directory = tokens_file.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    admin, agent = new_token(), new_token()
-    admin_file, agent_file = directory / ADMIN_TOKEN_FILE, directory / AGENT_TOKEN_FILE
-    write_private(admin_file, admin + "\n")
-    write_private(agent_file, agent + "\n")
-    write(
-        tokens_file,
-        [
-            TokenEntry(Principal("admin", Role.ADMIN), token_hash(admin)),
-            TokenEntry(
-                Principal(BOOTSTRAP_AGENT_NAME, Role.AGENT, BOOTSTRAP_AGENT_IDS),
-                token_hash(agent),
-            ),
-        ],
-    )
-    return Bootstrapped(tokens_file, admin_file, agent_file, BOOTSTRAP_AGENT_IDS)
-
-
-class TokenRegistry:
-    """The tokens in force, read from the tokens file and re-read when it changes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._entries: list[TokenEntry] = []
-        self._stamp: tuple[int, int, int] | None = None
-        # Called after every reload that changed the tokens in force (open_calls.py
-        # ends the calls whose token is gone).
-        self.on_change: Callable[[], object] | None = None
-
-    def load(self) -> None:
-        """Read the file now; raises TokensFileError (used at start, where a broken
-        file must stop the server rather than lock everyone out)."""
-        stamp = self._file_stamp()
-        self._entries = read(self.path)
-        self._stamp = stamp
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            status = os.stat(self.path)
-        except OSError:
-            return None
-        return (status.st_mtime_ns, status.st_size, status.st_ino)
-
-    def refresh(self) -> None:
-        """Re-read the file if it changed (one stat when it did not)."""
-        stamp = self._file_stamp()
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        if stamp is None:
-            log.error("tokens file %s is gone; keeping the tokens read before", self.path)
-            return
-        try:
-            entries = read(self.path)
-        except TokensFileError as error:
-            log.error("tokens file not reloaded, keeping the tokens read before: %s", error)
-            return
-        changed = entries != self._entries
-        self._entries = entries
-        log.info("tokens file %s reloaded: %d token(s)", self.path, len(entries))
-        if changed and self.on_change is not None:
-            self.on_change()
-
-    def principal_of(self, digest: str) -> Principal | None:
-        """The principal whose token hashes to `digest` now, or None (revoked)."""
-        found: Principal | None = None
-        for entry in self._entries:
-            if hmac.compare_digest(entry.sha256, digest):
-                found = entry.principal
-        return found
-
-    def principals_by_digest(self) -> dict[str, Principal]:
-        return {entry.sha256: entry.principal for entry in self._entries}
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal of `token`, or None. Compares with every entry, always."""
-        self.refresh()
-        return self.principal_of(token_hash(token))

@@ -11,9 +11,13 @@ BuildStore and sees the same errors from both.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from buildcontrol_server.store.base import BuildStore
+
+if TYPE_CHECKING:
+    from buildcontrol_server.store.postgres_tokens import PostgresTokenTable
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 STORE_ENV = "BUILDCONTROL_STORE"
@@ -48,3 +52,15 @@ def build_store(url: str | None, database_path: Path) -> BuildStore:
     from buildcontrol_server.store.postgres import PostgresStore
 
     return PostgresStore(url)
+
+
+def token_table(url: str | None) -> PostgresTokenTable | None:
+    """The access token table of the database at `url`; None for SQLite, whose
+    tokens stay in the tokens file beside the database."""
+    if not url:
+        return None
+    check_url(url)
+    from buildcontrol_server.store.postgres import redacted
+    from buildcontrol_server.store.postgres_tokens import PostgresTokenTable
+
+    return PostgresTokenTable(url, redacted(url))
