@@ -60,6 +60,10 @@ class Refusal:
     audited: bool = True
 
 
+# A bearer token that is not among the tokens in force (as far as this server knows).
+UNKNOWN_TOKEN = Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+
+
 def _bearer_token(metadata: Any) -> str | Refusal:
     values = [value for key, value in metadata or () if key == "authorization"]
     if not values:
@@ -144,6 +148,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return revoked
 
+    async def _tokens_changed(self) -> bool:
+        """For a source that cannot be looked at per call: re-read it now (shared
+        with other unknown tokens: one query at a time). True if it changed."""
+        if self._tokens is None or self._tokens.source.sees_changes_per_call:
+            return False
+        return await self._tokens.poll_now()
+
     # ---- admission ----
 
     def _decide(self, method: str, token: str | Refusal | None) -> Caller | Refusal:
@@ -156,7 +167,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         assert self._tokens is not None
         principal = self._tokens.authenticate(token)
         if principal is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+            return UNKNOWN_TOKEN
         needed = REQUIRED_ROLE.get(method)
         if needed is None:
             return Refusal(
@@ -352,6 +363,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler  # unknown: grpc answers UNIMPLEMENTED; open: health, reflection
         metadata = handler_call_details.invocation_metadata
         decision, digest = self._decision_of(method, metadata)
+        if decision is UNKNOWN_TOKEN and await self._tokens_changed():
+            # A token made a moment ago on another host (the database's tokens): the
+            # caller should not have to wait for the server's next poll to use it.
+            decision, digest = self._decision_of(method, metadata)
         for attribute, factory in _SHAPES:
             behavior = getattr(handler, attribute)
             if behavior is not None:

@@ -8,6 +8,7 @@ logged and the tokens read before stay in force."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -37,6 +38,10 @@ class TokenRegistry:
         # Called after every reload that changed the tokens in force (open_calls.py
         # ends the calls whose token is gone).
         self.on_change: Callable[[], object] | None = None
+        # poll_now(): the poll that starts after the current one, shared by every
+        # caller that arrives before it starts; and the one-at-a-time slot.
+        self._next_poll: asyncio.Future[bool] | None = None
+        self._poll_slot = asyncio.Lock()
 
     async def load(self) -> None:
         """Read the tokens now and follow their changes; raises TokensFileError (at
@@ -63,6 +68,21 @@ class TokenRegistry:
         """Look for changes the source cannot see by itself, then take them."""
         await self.source.poll()
         self.refresh()
+
+    async def poll_now(self) -> bool:
+        """A poll that starts after this call (so it sees every change committed
+        before it), shared with the callers that come while it waits; True if the
+        tokens changed. At most one runs and one waits, however many ask."""
+        if self._next_poll is None:
+            self._next_poll = asyncio.ensure_future(self._run_next_poll())
+        return await asyncio.shield(self._next_poll)
+
+    async def _run_next_poll(self) -> bool:
+        async with self._poll_slot:
+            self._next_poll = None  # who comes now needs a poll that starts later
+            before = self._entries
+            await self.poll()
+            return self._entries is not before
 
     def principal_of(self, digest: str) -> Principal | None:
         """The principal whose token hashes to `digest` now, or None (revoked)."""

@@ -38,6 +38,9 @@ Edit = Callable[[list[TokenEntry], bool], Sequence[TokenEntry] | None]
 class TokenSource(Protocol):
     # What messages name: the file's path, or the database URL without its password.
     description: str
+    # True if take_fresh() alone sees every change (the file's stat); False if it
+    # needs poll() (the database).
+    sees_changes_per_call: bool
 
     async def open(self, on_fresh: Callable[[], object]) -> None:
         """Start following changes; `on_fresh` is called when take_fresh() has news."""
@@ -64,6 +67,7 @@ class FileTokenSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = f"tokens file {path}"
+        self.sees_changes_per_call = True
         self._stamp: tuple[int, int, int] | None = None
 
     async def open(self, on_fresh: Callable[[], object]) -> None:
@@ -119,11 +123,14 @@ class DatabaseTokenSource:
     def __init__(self, table: PostgresTokenTable) -> None:
         self._table = table
         self.description = f"tokens in {table.shown_url}"
+        self.sees_changes_per_call = False
         self._generation: int | None = None
         self._fresh: list[TokenEntry] | None = None
         self._on_fresh: Callable[[], object] | None = None
         self._polls: set[asyncio.Task[None]] = set()
         self._opened = False
+        # One poll at a time: a NOTIFY's and the checker's may overlap.
+        self._polling = asyncio.Lock()
 
     async def open(self, on_fresh: Callable[[], object]) -> None:
         self._on_fresh = on_fresh
@@ -170,6 +177,10 @@ class DatabaseTokenSource:
     async def poll(self) -> None:
         """Read the tokens if their generation moved. A lost database keeps the
         tokens read before in force (logged), as a broken tokens file does."""
+        async with self._polling:
+            await self._poll()
+
+    async def _poll(self) -> None:
         try:
             generation = await self._table.generation()
             if generation == self._generation:

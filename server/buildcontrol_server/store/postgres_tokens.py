@@ -12,6 +12,7 @@ security package's business, not the store's."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,9 @@ class PostgresTokenTable:
         self.shown_url = shown_url
         self._connection: asyncpg.Connection | None = None
         self._on_change: Callable[[], object] | None = None
+        # One operation at a time on the one connection (a NOTIFY's re-read, the
+        # checker's poll and a change may overlap).
+        self._busy = asyncio.Lock()
 
     async def open(self, on_change: Callable[[], object] | None = None) -> None:
         """Connect (and LISTEN if `on_change`). Raises TokenTableMissing, or the
@@ -73,9 +77,10 @@ class PostgresTokenTable:
             self._on_change()
 
     async def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and not connection.is_closed():
-            await connection.close()
+        async with self._busy:
+            connection, self._connection = self._connection, None
+            if connection is not None and not connection.is_closed():
+                await connection.close()
 
     async def _live(self) -> asyncpg.Connection:
         """The connection, reopened if it was lost (a restarted database)."""
@@ -85,14 +90,17 @@ class PostgresTokenTable:
         return self._connection
 
     async def generation(self) -> int:
-        return int(await (await self._live()).fetchval("SELECT generation FROM access_token_state"))
+        async with self._busy:
+            connection = await self._live()
+            return int(await connection.fetchval("SELECT generation FROM access_token_state"))
 
     async def read(self) -> tuple[int, list[TokenRow], bool]:
         """(generation, rows, bootstrapped), read in one snapshot."""
-        connection = await self._live()
-        async with connection.transaction(isolation="repeatable_read", readonly=True):
-            state = await connection.fetchrow(_STATE)
-            rows = await connection.fetch(_ROWS)
+        async with self._busy:
+            connection = await self._live()
+            async with connection.transaction(isolation="repeatable_read", readonly=True):
+                state = await connection.fetchrow(_STATE)
+                rows = await connection.fetch(_ROWS)
         return int(state[0]), [_row(row) for row in rows], bool(state[1])
 
     async def change(
@@ -100,6 +108,12 @@ class PostgresTokenTable:
     ) -> int | None:
         """Replace the rows with `edit(rows, bootstrapped)` (None: change nothing), as
         one transaction; marks the table bootstrapped. The new generation, or None."""
+        async with self._busy:
+            return await self._change(edit)
+
+    async def _change(
+        self, edit: Callable[[list[TokenRow], bool], Sequence[TokenRow] | None]
+    ) -> int | None:
         connection = await self._live()
         async with connection.transaction():
             state = await connection.fetchrow(f"{_STATE} FOR UPDATE")
