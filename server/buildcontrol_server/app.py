@@ -29,6 +29,7 @@ from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhook_admin import WebhookAdmin
+from buildcontrol_server.effects.webhook_signing import load_secrets
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
@@ -96,6 +97,7 @@ class ServerApp:
             breaker_threshold=settings.webhook_breaker_threshold,
             breaker_cooldown=settings.webhook_breaker_cooldown,
             queue_size=settings.webhook_queue_size,
+            secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
             store=self.store,
         )
         self.effects = SideEffectsRunner(
@@ -303,7 +305,12 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     data_at_rest.restrict_process_umask()
-    app = ServerApp(settings)
+    try:
+        app = ServerApp(settings)
+    except ValueError as error:
+        # A webhook URL or secret the server cannot use (the message holds neither).
+        print(f"buildcontrol: {error}", file=sys.stderr)
+        return 1
     try:
         endpoints = await app.start()
     except data_at_rest.UnsafeDataDir as error:

@@ -120,6 +120,14 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="POST every finished cancel to URL (repeatable; durable outbox, at least once)",
     )
     serve.add_argument(
+        "--webhook-secret",
+        action="append",
+        default=[],
+        metavar="N=file:PATH|N=env:NAME",
+        help="sign the requests to webhook N (0: the first --webhook-url) with HMAC-SHA256 "
+        "of this secret (header X-Buildcontrol-Signature-256; repeatable)",
+    )
+    serve.add_argument(
         "--webhook-max-attempts",
         type=int,
         default=defaults.webhook_max_attempts,
@@ -196,6 +204,7 @@ async def _serve(args: argparse.Namespace) -> int:
         audit_interval=args.audit_interval,
         **serve_flags.settings_of(args),
         webhook_urls=tuple(args.webhook_url),
+        webhook_secrets=tuple(args.webhook_secret),
         webhook_max_attempts=args.webhook_max_attempts,
         webhook_base_delay=args.webhook_retry_delay,
         webhook_request_timeout=args.webhook_timeout,

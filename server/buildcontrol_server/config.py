@@ -43,6 +43,9 @@ class Settings:
     audit_interval: float = 5.0
     # Webhooks told of every finished cancel (durable outbox, delivered at least once).
     webhook_urls: tuple[str, ...] = ()
+    # Where each signed endpoint's secret is ("N=file:PATH", "N=env:NAME"), never the
+    # secret itself (effects/webhook_signing.py reads them at start).
+    webhook_secrets: tuple[str, ...] = ()
     webhook_max_attempts: int = 5
     # First retry delay; doubles per attempt (with full jitter) up to 10 s.
     webhook_base_delay: float = 0.2
