@@ -88,7 +88,9 @@ class ServerApp:
         clocks = clocks or Clocks()
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
-        self.store = build_store(settings.store_url, settings.database_path)
+        self.store = build_store(
+            settings.store_url, settings.database_path, settings.sqlite_synchronous
+        )
         self.notifier = WebhookNotifier(
             list(settings.webhook_urls),
             max_attempts=settings.webhook_max_attempts,

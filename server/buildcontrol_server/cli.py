@@ -59,6 +59,13 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help=f"postgresql://USER@HOST:PORT/DB to store builds in PostgreSQL (also ${STORE_ENV});"
         " none: SQLite under --data-dir",
     )
+    serve.add_argument(
+        "--sqlite-synchronous",
+        choices=("NORMAL", "FULL"),
+        default=defaults.sqlite_synchronous,
+        help="SQLite: NORMAL (a commit survives a crash of the server, maybe not a power "
+        "loss) or FULL (an fsync per commit: it survives a power loss too)",
+    )
     serve.add_argument("--listen", default=defaults.listen, help="gRPC host:port")
     serve.add_argument(
         "--metrics-port", type=int, default=defaults.metrics_port, help="0 picks a free port"
@@ -192,6 +199,7 @@ async def _serve(args: argparse.Namespace) -> int:
     settings = Settings(
         data_dir=args.data_dir,
         store_url=args.store,
+        sqlite_synchronous=args.sqlite_synchronous,
         listen=args.listen,
         metrics_host=args.metrics_listen[0] if args.metrics_listen else defaults.metrics_host,
         metrics_port=args.metrics_listen[1] if args.metrics_listen else args.metrics_port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.deliveries import Endpoint, endpoints_of
@@ -18,6 +19,8 @@ class Settings:
     # Where builds are stored: None for SQLite under data_dir, or a postgresql:// URL
     # (store/factory.py).
     store_url: str | None = None
+    # SQLite's `synchronous` (store/sqlite.py): NORMAL, or FULL for an fsync per commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     listen: str = "127.0.0.1:50051"
     # 0 picks a free port; the chosen one is printed at start.
     metrics_port: int = 9464

@@ -11,7 +11,7 @@ BuildStore and sees the same errors from both.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from buildcontrol_server.store.base import BuildStore
@@ -42,12 +42,14 @@ def check_url(url: str) -> str:
     return url
 
 
-def build_store(url: str | None, database_path: Path) -> BuildStore:
+def build_store(
+    url: str | None, database_path: Path, sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+) -> BuildStore:
     """The store for `url`, or SQLite at `database_path` when there is none."""
     if not url:
         from buildcontrol_server.store.sqlite import SqliteStore
 
-        return SqliteStore(str(database_path))
+        return SqliteStore(str(database_path), synchronous=sqlite_synchronous)
     check_url(url)
     from buildcontrol_server.store.postgres import PostgresStore
 
