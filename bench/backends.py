@@ -134,6 +134,8 @@ def comparison_table(compared: dict[str, Any], machine: dict[str, Any], burst: s
     header = f"  {'':<30}{'SQLite':>9}"
     for name in others:
         header += f"{_TITLES[name]:>14}{'ratio':>7}"
+    if "sqlite-full" in others and "postgresql" in others:
+        header += f"{'PG/FULL':>10}"
     lines = [
         f"store backends side by side — machine: {machine['cores']} cores, "
         f"Python {machine['python']}; burst: {burst}",
