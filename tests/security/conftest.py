@@ -20,7 +20,7 @@ from buildcontrol_server.security.settings import SecuritySettings
 from buildcontrol_server.security.token_sources import token_source
 from buildcontrol_server.store.postgres import PostgresStore
 
-from tests.rpc.conftest import settings_for, store_url  # noqa: F401 (a fixture)
+from tests.rpc.conftest import settings_for
 from tests.security.agent_client import ScriptedAgent, bearer
 from tests.support.agent_peer import AgentPeer
 
@@ -197,11 +197,19 @@ async def server(tmp_path: Path) -> AsyncIterator[SecureServer]:
         yield running
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def token_backend(request: pytest.FixtureRequest) -> str | None:
+    """Each backend: None for SQLite (a tokens file), else a PostgreSQL schema's URL."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
-async def stored_server(tmp_path: Path, store_url: str | None) -> AsyncIterator[SecureServer]:
+async def stored_server(tmp_path: Path, token_backend: str | None) -> AsyncIterator[SecureServer]:
     """`server` on every backend: its tokens in the tokens file (SQLite) or in the
     database (PostgreSQL)."""
-    async with secure_server(tmp_path, store_url=store_url) as running:
+    async with secure_server(tmp_path, store_url=token_backend) as running:
         yield running
 
 

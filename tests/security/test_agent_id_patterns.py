@@ -4,7 +4,9 @@ host, the documented example ids, and nothing else."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +18,9 @@ from buildcontrol_server.security.settings import SecuritySettings
 
 from tests.rpc.conftest import settings_for
 from tests.security.agent_client import ScriptedAgent
+from tests.security.conftest import SecureServer
+
+CLI = str(Path(sys.executable).with_name("buildcontrol"))
 
 
 def host() -> str:
@@ -107,3 +112,59 @@ async def test_the_bootstrap_agent_token_is_refused_as_another_hosts_id(
     agent = ScriptedAgent(channel, "agent-1", token)
     await agent.connect()
     await agent.leave()
+
+
+async def test_a_pattern_token_made_with_the_cli_connects_as_its_ids_only(
+    stored_server: SecureServer,
+) -> None:
+    server = stored_server
+    process = await asyncio.create_subprocess_exec(
+        CLI,
+        "token",
+        "create",
+        *server.token_flags(),
+        "--name",
+        "ci-pool",
+        "--role",
+        "agent",
+        "--agent-id",
+        "ci-*|%hostname",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    token = out.decode().strip()
+
+    for agent_id in ("ci-linux-1", socket.gethostname()):
+        agent = ScriptedAgent(server.channel, agent_id, token)
+        await agent.connect()
+        await agent.leave()
+    code, details = await ScriptedAgent(server.channel, "agent-a", token).refused()
+    assert code is grpc.StatusCode.PERMISSION_DENIED and "ci-pool" in details
+    assert server.app.hub.sessions() == []
+
+
+async def test_the_cli_refuses_a_pattern_with_an_empty_alternative(
+    stored_server: SecureServer,
+) -> None:
+    server = stored_server
+    before = await server.app.security.tokens.source.read()  # type: ignore[union-attr]
+    process = await asyncio.create_subprocess_exec(
+        CLI,
+        "token",
+        "create",
+        *server.token_flags(),
+        "--name",
+        "typo",
+        "--role",
+        "agent",
+        "--agent-id",
+        "ci-*|",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert (process.returncode, out) == (1, b"")
+    assert "empty alternative" in err.decode()
+    assert await server.app.security.tokens.source.read() == before  # type: ignore[union-attr]

@@ -12,16 +12,24 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role
 from google.protobuf.duration_pb2 import Duration
 
 from tests.security.conftest import SecureServer
-from tests.security.conftest import stored_server as server  # noqa: F401 (a fixture)
 from tests.security.scripted import running_build
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
+
+
+@pytest.fixture
+def server(stored_server: SecureServer) -> SecureServer:
+    """Every test on both backends (conftest's `server` is SQLite's only)."""
+    return stored_server
+
+
 # The promise: an open call ends within a second of the file's change.
 WITHIN = 1.0
 WAIT = 10.0

@@ -12,9 +12,8 @@ import grpc
 import pytest
 from buildcontrol.v1 import build_control_pb2
 from buildcontrol_server.cli import build_parser
-from buildcontrol_server.security import tokens
 
-from tests.security.conftest import SecureServer, stored_server  # noqa: F401 (a fixture)
+from tests.security.conftest import SecureServer
 from tests.support.agent_peer import bearer
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
@@ -65,7 +64,9 @@ async def test_parallel_creates_all_land_and_every_printed_token_works(
         )
     )
     assert [code for code, _, _ in results] == [0] * PARALLEL, [err for _, _, err in results]
-    assert sorted(await names_in(server)) == sorted([*before, *(f"user{n}" for n in range(PARALLEL))])
+    assert sorted(await names_in(server)) == sorted(
+        [*before, *(f"user{n}" for n in range(PARALLEL))]
+    )
     for _, printed, _ in results:
         assert await lists_builds(server, printed.strip()) is grpc.StatusCode.OK
 
