@@ -16,6 +16,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from buildcontrol_server.config_rules import Rule, RuleError
+
 SIGNATURE_HEADER = "x-buildcontrol-signature-256"
 SIGNATURE_PREFIX = "sha256="
 SOURCES = ("file", "env")
@@ -42,6 +44,21 @@ class WebhookSecret:
 
 class WebhookSecretError(ValueError):
     """A --webhook-secret that cannot be used; the message never holds a secret."""
+
+
+def _source(text: str) -> str:
+    """The shape of a --webhook-secret (where the secret is; read at start)."""
+    index, _, source = text.partition("=")
+    kind, _, where = source.partition(":")
+    if not index.isdigit() or kind not in SOURCES or not where:
+        raise RuleError("N=file:PATH or N=env:NAME (N: the webhook's position, from 0)")
+    return text
+
+
+# No value shown in errors: a secret typed in place of its source must not be echoed.
+SECRET_SOURCE = Rule(
+    "N=file:PATH or N=env:NAME", _source, "N=file:PATH|N=env:NAME", secret=True
+)
 
 
 def load_secrets(

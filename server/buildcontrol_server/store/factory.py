@@ -11,7 +11,7 @@ BuildStore and sees the same errors from both.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from buildcontrol_server.store.base import BuildStore
@@ -43,13 +43,14 @@ def check_url(url: str) -> str:
 
 
 def build_store(
-    url: str | None, database_path: Path, sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    url: str | None, database_path: Path, sqlite_synchronous: str = "NORMAL"
 ) -> BuildStore:
-    """The store for `url`, or SQLite at `database_path` when there is none."""
+    """The store for `url`, or SQLite at `database_path` (with `sqlite_synchronous`,
+    NORMAL or FULL: SqliteStore refuses anything else) when there is none."""
     if not url:
         from buildcontrol_server.store.sqlite import SqliteStore
 
-        return SqliteStore(str(database_path), synchronous=sqlite_synchronous)
+        return SqliteStore(str(database_path), synchronous=cast(Any, sqlite_synchronous))
     check_url(url)
     from buildcontrol_server.store.postgres import PostgresStore
 
