@@ -56,9 +56,7 @@ def _source(text: str) -> str:
 
 
 # No value shown in errors: a secret typed in place of its source must not be echoed.
-SECRET_SOURCE = Rule(
-    "N=file:PATH or N=env:NAME", _source, "N=file:PATH|N=env:NAME", secret=True
-)
+SECRET_SOURCE = Rule("N=file:PATH or N=env:NAME", _source, "N=file:PATH|N=env:NAME", secret=True)
 
 
 def load_secrets(
