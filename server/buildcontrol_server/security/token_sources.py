@@ -131,6 +131,8 @@ class DatabaseTokenSource:
         self._opened = False
         # One poll at a time: a NOTIFY's and the checker's may overlap.
         self._polling = asyncio.Lock()
+        # The last poll failed (the database away): logged once, not per poll.
+        self._failing = False
 
     async def open(self, on_fresh: Callable[[], object]) -> None:
         self._on_fresh = on_fresh
@@ -181,19 +183,28 @@ class DatabaseTokenSource:
             await self._poll()
 
     async def _poll(self) -> None:
+        entries: list[TokenEntry] | None = None
         try:
             generation = await self._table.generation()
-            if generation == self._generation:
-                return
-            generation, rows, _ = await self._table.read()
-            entries = _entries(rows, self.description)
+            if generation != self._generation:
+                generation, rows, _ = await self._table.read()
+                entries = _entries(rows, self.description)
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            log.error(
-                "%s not reloaded, keeping the tokens read before: %s", self.description, error
-            )
+            if not self._failing:  # once per outage, not every half second
+                log.error(
+                    "%s not reloaded, keeping the tokens read before: %s",
+                    self.description,
+                    error,
+                )
+            self._failing = True
             await self._table.close()  # reopened by the next poll
+            return
+        if self._failing:
+            log.info("%s readable again", self.description)
+            self._failing = False
+        if entries is None:
             return
         self._generation = generation
         self._fresh = entries
