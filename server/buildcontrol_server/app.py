@@ -36,6 +36,7 @@ from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhook_admin import WebhookAdmin
+from buildcontrol_server.effects.webhook_signing import load_secrets
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
@@ -94,7 +95,9 @@ class ServerApp:
         clocks = clocks or Clocks()
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
-        self.store = build_store(settings.store_url, settings.database_path)
+        self.store = build_store(
+            settings.store_url, settings.database_path, settings.sqlite_synchronous
+        )
         self.notifier = WebhookNotifier(
             list(settings.webhook_urls),
             max_attempts=settings.webhook_max_attempts,
@@ -103,6 +106,7 @@ class ServerApp:
             breaker_threshold=settings.webhook_breaker_threshold,
             breaker_cooldown=settings.webhook_breaker_cooldown,
             queue_size=settings.webhook_queue_size,
+            secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
             store=self.store,
         )
         self.effects = SideEffectsRunner(
@@ -139,7 +143,7 @@ class ServerApp:
         # Tokens, roles, mutual TLS. After the metrics interceptor, so refused
         # calls are counted with their status too.
         self.security = ServerSecurity(
-            settings.security, settings.data_dir, live_build=self._live_build
+            settings.security, settings.data_dir, self._live_build, settings.store_url
         )
         self.server = grpc.aio.server(
             interceptors=[MetricsInterceptor(), self.security.interceptor],
@@ -177,7 +181,7 @@ class ServerApp:
             data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
         # After the store: a data directory the store refuses is reported alone,
         # before any tokens file is created in it.
-        self.security.prepare()
+        await self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
             BuildControlServicer(
@@ -313,7 +317,12 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     data_at_rest.restrict_process_umask()
-    app = ServerApp(settings)
+    try:
+        app = ServerApp(settings)
+    except ValueError as error:
+        # A webhook URL or secret the server cannot use (the message holds neither).
+        print(f"buildcontrol: {error}", file=sys.stderr)
+        return 1
     try:
         endpoints = await app.start()
     except data_at_rest.UnsafeDataDir as error:

@@ -22,6 +22,7 @@ from buildcontrol_server.config_rules import (
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.deliveries import Endpoint, endpoints_of
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS, Limits
+from buildcontrol_server.effects.webhook_signing import SECRET_SOURCE
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySettings
 
@@ -66,6 +67,13 @@ class Settings:
         "--data-dir",
         STORE_URL,
         flag="--store",
+    )
+    # SQLite's `synchronous` (store/sqlite.py): NORMAL, or FULL for an fsync per commit.
+    sqlite_synchronous: str = option(
+        "NORMAL",
+        "SQLite: NORMAL (a commit survives a crash of the server, maybe not a power loss) "
+        "or FULL (an fsync per commit: it survives a power loss too)",
+        choice("NORMAL", "FULL"),
     )
     listen: str = option("127.0.0.1:50051", "gRPC host:port", ADDRESS)
     # 0 picks a free port; the chosen one is printed at start. -1: no /metrics.
@@ -126,6 +134,16 @@ class Settings:
         "POST every finished cancel to URL (repeatable; durable outbox, at least once)",
         HTTP_URL,
         flag="--webhook-url",
+        repeat=True,
+    )
+    # Where each signed endpoint's secret is ("N=file:PATH", "N=env:NAME"), never the
+    # secret itself (effects/webhook_signing.py reads them at start).
+    webhook_secrets: tuple[str, ...] = option(
+        (),
+        "sign the requests to webhook N (0: the first --webhook-url) with HMAC-SHA256 of "
+        "this secret (header X-Buildcontrol-Signature-256)",
+        SECRET_SOURCE,
+        flag="--webhook-secret",
         repeat=True,
     )
     webhook_max_attempts: int = option(

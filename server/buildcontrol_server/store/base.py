@@ -27,7 +27,9 @@ class StoreStats:
     `batch_sizes` holds the number of change sets of each commit (failed ones
     included), in order, the most recent 10,000; `rows` counts rows inserted or
     updated by committed change sets; `isolated_batches` counts batches replayed
-    change set by change set because one of them failed."""
+    change set by change set because one of them failed; `round_trips` (PostgreSQL
+    only; SQLite runs in the process) counts the requests write batches sent to the
+    database, BEGIN, SAVEPOINT, RELEASE and COMMIT included."""
 
     commits: int = 0
     writes: int = 0
@@ -36,6 +38,7 @@ class StoreStats:
     batch_sizes: list[int] = field(default_factory=list)
     rows: int = 0
     isolated_batches: int = 0
+    round_trips: int = 0
 
 
 class BuildStore(Protocol):

@@ -214,6 +214,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WHERE state IN ('FAILED', 'PENDING')",
         ),
     ),
+    Migration(
+        9,
+        "access tokens in the database (PostgreSQL; SQLite keeps its tokens file)",
+        # Nothing on SQLite: one server on one host reads the tokens file beside its
+        # database (docs/security.md says why); the step keeps the versions aligned.
+        (),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
