@@ -11,7 +11,12 @@ time.monotonic() (one clock for every process of the machine):
 - 50 builds on the one agent, 50 Cancels sent at once: when the last process died and
   the last build was reported CANCELED (all must);
 - the agent's own share, from its log line per stop: StopJob received → signal sent →
-  process dead → JobStopped queued.
+  process dead → JobStopped queued;
+- then, on the same server once the real agent has left, one CancelBuilds for 5,000
+  running builds x 2 jobs on load agents (cancel_builds_stop.py): first StopJob at an
+  agent, all 10,000 jobs CANCELED.
+
+`issue_table` puts the measures next to the targets, from one run.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 import grpc
 from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from google.protobuf.duration_pb2 import Duration
+import cancel_builds_stop
 from server_process import ServerProcess
 from stats import summary_ms
 
@@ -238,7 +244,9 @@ async def run(
     burst_rounds: int,
     idle: int,
     client: Path | None = None,
+    bulk: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
+    """`bulk`: (builds, jobs) for the CancelBuilds row, run after the real agent left."""
     work = Path(tempfile.mkdtemp(prefix="buildcontrol-bench-agent-stop-"))
     pids = work / "pids"
     pids.mkdir()
@@ -262,7 +270,9 @@ async def run(
             await process.wait()
     log = work / "agent.log"
     agent_shares(log, single + [stop for burst in bursts for stop in burst])
+    bulk_result = None if bulk is None else await cancel_builds_stop.run(server, *bulk)
     return {
+        "bulk": bulk_result,
         "agent": "ours" if client is None else f"baseline from {client}",
         "idle_processes": idle,
         "containment": "cgroups" if "own cgroup" in log.read_text() else "process groups",
@@ -327,4 +337,37 @@ def table(result: dict[str, Any]) -> str:
                 f" dead→JobStopped {share['gone_to_reported']['p50_ms']:.2f}/"
                 f"{share['gone_to_reported']['max_ms']:.2f}"
             )
+    if result.get("bulk"):
+        lines += cancel_builds_stop.lines(result["bulk"])
     return "\n".join(lines)
+
+
+# The measures of the issue and their targets on this machine, in its table's order.
+TARGETS = (
+    ("1 build, grace 0: request → dead, p50 / p99", "≤ 3 / ≤ 8 ms"),
+    ("1 build: request → CANCELED reported, p50", "≤ 5 ms"),
+    ("50 builds on one agent at once: all dead", "≤ 30 ms"),
+    ("50 builds: all reported CANCELED", "≤ 50 ms"),
+    ("5,000 builds x 2 jobs, one CancelBuilds: first StopJob at an agent", "≤ 20 ms"),
+    ("same: all 10,000 jobs CANCELED", "≤ 2 s"),
+)
+
+
+def issue_table(result: dict[str, Any]) -> str:
+    """The measures of this run next to their targets (50 at once: each round)."""
+    single, bursts, bulk = result["single"], result["bursts"], result.get("bulk")
+    dead = single["sent_to_dead"]
+    measured = [
+        f"{dead['p50_ms']:.2f} / {dead['p99_ms']:.2f} ms",
+        f"{single['sent_to_canceled']['p50_ms']:.2f} ms",
+        " / ".join(f"{b['all_dead_ms']:.0f}" for b in bursts) + " ms" if bursts else "-",
+        " / ".join(f"{b['all_canceled_ms']:.0f}" for b in bursts) + " ms" if bursts else "-",
+        f"{bulk['first_stop_ms']:.1f} ms" if bulk else "-",
+        f"{bulk['all_canceled_ms'] / 1000:.2f} s" if bulk else "-",
+    ]
+    rows = [f"  {'measure':<70}{'this run':>22}   target"]
+    rows += [
+        f"  {name:<70}{value:>22}   {target}"
+        for (name, target), value in zip(TARGETS, measured, strict=True)
+    ]
+    return "\n".join(rows)

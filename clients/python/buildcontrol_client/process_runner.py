@@ -22,6 +22,7 @@ from typing import IO
 from buildcontrol_client.job_processes import JobProcesses
 from buildcontrol_client.process_exit import wait_until_empty
 from buildcontrol_client.process_tree import STEP_LEADERS
+from buildcontrol_client.stop_signal import FirstSignal
 from buildcontrol_client.step_environment import StepUser
 
 log = logging.getLogger("buildcontrol.agent")
@@ -106,9 +107,15 @@ class JobTerminator:
     may shorten. `signalled_at` and `gone_at` (time.monotonic()) say when the first
     signal went out and when the last process was seen gone."""
 
-    def __init__(self, processes: JobProcesses, grace_seconds: float) -> None:
+    def __init__(
+        self, processes: JobProcesses, grace_seconds: float, first: FirstSignal | None = None
+    ) -> None:
         self._processes = processes
-        self._kill_at = time.monotonic() + max(0.0, grace_seconds)
+        # A signal the stop already sent when its message arrived (stop_signal.py):
+        # the grace counts from it.
+        self._first = first or FirstSignal()
+        start = self._first.at if self._first.sent else time.monotonic()
+        self._kill_at = start + max(0.0, grace_seconds)
         self._rescheduled = asyncio.Event()
         self.signalled_at = math.nan
         self.gone_at = math.nan
@@ -121,6 +128,8 @@ class JobTerminator:
             self._rescheduled.set()
 
     async def run(self) -> StopOutcome:
+        if self._first.sent:
+            return await self._after_first_signal()
         if not self._processes.members():
             return StopOutcome.GRACEFUL  # nothing left to stop: it ended by itself
         if self._kill_at > time.monotonic():
@@ -131,6 +140,14 @@ class JobTerminator:
                 return StopOutcome.GRACEFUL
         if math.isnan(self.signalled_at):
             self.signalled_at = time.monotonic()
+        await self._kill()
+        return StopOutcome.KILLED
+
+    async def _after_first_signal(self) -> StopOutcome:
+        self.signalled_at = self._first.at
+        if not self._first.killed and await self._wait_for_grace():
+            self.gone_at = time.monotonic()
+            return StopOutcome.GRACEFUL
         await self._kill()
         return StopOutcome.KILLED
 
