@@ -252,9 +252,12 @@ class JobRun:
         if not stop.by_server:
             self._finish(succeeded=False, exit_code=exit_code or TERMINATED_EXIT_CODE)
             return
+        started = len(self._started)
         if stop.runs_cleanup:
             await self._run_cleanup(stop)
-        await self._kill_leftovers()
+        if len(self._started) > started:
+            # The terminator saw the job empty; only a cleanup step may have left some.
+            await self._kill_leftovers()
         if stop.forced:
             # Checked last: a forced stop may arrive during the grace or the cleanup.
             outcome = StopOutcome.KILLED

@@ -30,6 +30,8 @@ log = logging.getLogger("buildcontrol.agent")
 # After SIGKILL a process only lingers while stuck in the kernel (state D, e.g. on a dead
 # NFS mount). We do not wait forever for those: the stop is reported as KILLED anyway.
 KILL_WAIT_SECONDS = 10.0
+# Without cgroup.kill a process may fork while being killed: kill again this often.
+KILL_RETRY_SECONDS = 0.5
 
 
 class StopOutcome(enum.Enum):
@@ -145,7 +147,12 @@ class JobTerminator:
 
     async def _after_first_signal(self) -> StopOutcome:
         self.signalled_at = self._first.at
-        if not self._first.killed and await self._wait_for_grace():
+        if self._first.killed:
+            # SIGKILL is out already: wait for it before sending it again.
+            if await wait_until_empty(self._processes, time.monotonic() + KILL_RETRY_SECONDS):
+                self.gone_at = time.monotonic()
+                return StopOutcome.KILLED
+        elif await self._wait_for_grace():
             self.gone_at = time.monotonic()
             return StopOutcome.GRACEFUL
         await self._kill()
@@ -156,7 +163,8 @@ class JobTerminator:
         while True:
             # Again after each wake: without cgroup.kill, a process may fork meanwhile.
             self._processes.kill()
-            if await wait_until_empty(self._processes, min(deadline, time.monotonic() + 0.5)):
+            retry = min(deadline, time.monotonic() + KILL_RETRY_SECONDS)
+            if await wait_until_empty(self._processes, retry):
                 self.gone_at = time.monotonic()
                 return
             if time.monotonic() >= deadline:
