@@ -11,6 +11,7 @@ clock for the machine), so the call's start can be subtracted from it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from server_process import ServerProcess
 COMMITS = "buildcontrol_store_commits_total"
 AGENTS = 200
 PIPELINE = "bench-cancel-builds"
+QUIET_FOR = 0.5
 
 
 async def run(server: ServerProcess, builds: int, jobs: int) -> dict[str, Any]:
@@ -35,6 +37,7 @@ async def run(server: ServerProcess, builds: int, jobs: int) -> dict[str, Any]:
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = build_control_pb2_grpc.BuildControlStub(channel)
             held = await running(stub, fleet, builds, PIPELINE, jobs=jobs)
+            await quiet(server)
             commits = server.metric(COMMITS)
             request = build_control_pb2.CancelBuildsRequest(pipeline=PIPELINE, reason="bench")
             started = time.monotonic()
@@ -69,6 +72,20 @@ async def run(server: ServerProcess, builds: int, jobs: int) -> dict[str, Any]:
         "all_canceled_ms": (ended - started) * 1000,
         "commits": commits,
     }
+
+
+async def quiet(server: ServerProcess, seconds: float = 60) -> None:
+    """Setup, not measured: wait until the server has written the agents' last
+    JobAccepted/StepStarted (its commit count holds still for QUIET_FOR seconds), so
+    the CancelBuilds does not queue behind the tail of the setup."""
+    deadline = time.monotonic() + seconds
+    last = server.metric(COMMITS)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(QUIET_FOR)
+        now = server.metric(COMMITS)
+        if now == last:
+            return
+        last = now
 
 
 def lines(result: dict[str, Any]) -> list[str]:

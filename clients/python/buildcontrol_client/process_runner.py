@@ -22,8 +22,8 @@ from typing import IO
 from buildcontrol_client.job_processes import JobProcesses
 from buildcontrol_client.process_exit import wait_until_empty
 from buildcontrol_client.process_tree import STEP_LEADERS
-from buildcontrol_client.stop_signal import FirstSignal
 from buildcontrol_client.step_environment import StepUser
+from buildcontrol_client.stop_signal import FirstSignal
 
 log = logging.getLogger("buildcontrol.agent")
 

@@ -14,6 +14,7 @@ own SAVEPOINT, as before.
 from __future__ import annotations
 
 import sqlite3
+
 import aiosqlite
 
 from buildcontrol_server.store.rows import PreparedWrite
@@ -26,7 +27,9 @@ async def commit_merged(connection: aiosqlite.Connection, write: PreparedWrite) 
     # aiosqlite's own queue to its thread (the path its execute() takes), given the
     # whole transaction instead of one statement; `_conn` is the sqlite3 connection
     # that lives on that thread.
-    outcome: tuple[bool, int] = await connection._execute(_transaction, connection._conn, write)
+    outcome: tuple[bool, int] = await connection._execute(  # type: ignore[no-untyped-call]
+        _transaction, connection._conn, write
+    )
     return outcome
 
 
