@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 from buildcontrol_server.actors import bulk_cancel
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
