@@ -16,7 +16,7 @@ time.monotonic() (one clock for every process of the machine):
   running builds x 2 jobs on load agents (cancel_builds_stop.py): first StopJob at an
   agent, all 10,000 jobs CANCELED.
 
-`issue_table` puts the measures next to the targets, from one run.
+`targets_table` puts the measures next to their targets, from one run.
 """
 
 from __future__ import annotations
@@ -373,7 +373,7 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# The measures of the issue and their targets on this machine, in its table's order.
+# The stop path's measures and their targets on this machine.
 TARGETS = (
     ("1 build, grace 0: request → dead, p50 / p99", "≤ 3 / ≤ 8 ms"),
     ("1 build: request → CANCELED reported, p50", "≤ 5 ms"),
@@ -384,7 +384,7 @@ TARGETS = (
 )
 
 
-def issue_table(result: dict[str, Any]) -> str:
+def targets_table(result: dict[str, Any]) -> str:
     """The measures of this run next to their targets (50 at once: each round)."""
     single, bursts, bulk = result["single"], result["bursts"], result.get("bulk")
     dead = single["sent_to_dead"]

@@ -340,7 +340,7 @@ if __name__ == "__main__":
         if key in outcome:
             print(agent_stop.table(outcome[key]))
     if "agent_stop" in outcome:
-        print(agent_stop.issue_table(outcome["agent_stop"]))
+        print(agent_stop.targets_table(outcome["agent_stop"]))
     json_path = write_json(arguments.name, outcome)
     png_path = latency_plot(outcome, RESULTS / f"{arguments.name}_latency.png")
     print(f"\nresults: {json_path}" + (f"\nplot:    {png_path}" if png_path else ""))
