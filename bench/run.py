@@ -215,6 +215,7 @@ async def agent_stop_scenario(args: argparse.Namespace, results: dict[str, Any])
                 args.stop_burst_rounds,
                 args.idle_processes,
                 client,
+                bulk=None if client else (args.burst_builds, args.burst_jobs),
             )
         finally:
             await server.stop()
@@ -338,6 +339,8 @@ if __name__ == "__main__":
     for key in ("agent_stop_baseline", "agent_stop"):
         if key in outcome:
             print(agent_stop.table(outcome[key]))
+    if "agent_stop" in outcome:
+        print(agent_stop.targets_table(outcome["agent_stop"]))
     json_path = write_json(arguments.name, outcome)
     png_path = latency_plot(outcome, RESULTS / f"{arguments.name}_latency.png")
     print(f"\nresults: {json_path}" + (f"\nplot:    {png_path}" if png_path else ""))
