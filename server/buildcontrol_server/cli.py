@@ -13,6 +13,7 @@ from pathlib import Path
 
 from buildcontrol_server.cli_environment import apply_environment
 from buildcontrol_server.config import Settings
+from buildcontrol_server.housekeeping import serve_flags as housekeeping_flags
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.observability.logs import configure as configure_logging
 from buildcontrol_server.security import serve_flags, token_cli
@@ -162,6 +163,7 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="seconds the audit and webhooks get to flush at shutdown",
     )
     serve_flags.add_arguments(serve, defaults)  # --auth, --tokens-file, --tls-*, --max-*
+    housekeeping_flags.add_arguments(serve, defaults)  # --retain-*, --housekeeping-*
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="text", help="json: one object per line"
@@ -195,6 +197,7 @@ async def _serve(args: argparse.Namespace) -> int:
         queue_timeout=args.queue_timeout,
         audit_interval=args.audit_interval,
         **serve_flags.settings_of(args),
+        **housekeeping_flags.settings_of(args),
         webhook_urls=tuple(args.webhook_url),
         webhook_max_attempts=args.webhook_max_attempts,
         webhook_base_delay=args.webhook_retry_delay,

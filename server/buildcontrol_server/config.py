@@ -8,6 +8,7 @@ from pathlib import Path
 
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.deliveries import Endpoint, endpoints_of
+from buildcontrol_server.domain.retention import RetentionPolicy
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS, Limits
 from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySettings
 
@@ -82,6 +83,29 @@ class Settings:
     # HTTP/2 streams (calls) open at once on one connection (grpc.max_concurrent_streams);
     # a client past it waits for one of its calls to end.
     max_streams_per_connection: int = 1_000
+    # ---- retention and housekeeping (housekeeping/) ----
+    # Days finished builds are kept (with jobs, steps, submit keys and logs); None:
+    # for ever. Builds that are not finished are never deleted.
+    retain_builds_days: float | None = 90.0
+    # At most this many finished builds are kept, the oldest deleted first; None: no cap.
+    retain_builds_max: int | None = None
+    # Days cancel audit records are kept (and only once their build is gone).
+    retain_audit_days: float | None = 365.0
+    # Days finished webhook deliveries (outbox entries and their log) are kept.
+    retain_deliveries_days: float | None = 30.0
+    # Seconds between housekeeping passes (purge, compaction, size gauges); 0: off.
+    housekeeping_interval: float = 300.0
+    # Seconds between two purge transactions (each at most 1,000 rows).
+    housekeeping_pause: float = 0.05
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            builds_days=self.retain_builds_days,
+            builds_max=self.retain_builds_max,
+            audit_days=self.retain_audit_days,
+            deliveries_days=self.retain_deliveries_days,
+        )
 
     @property
     def stop_times(self) -> StopTimes:

@@ -65,7 +65,7 @@ async def test_a_file_whose_rewrite_was_interrupted_is_rewritten_at_the_next_ope
 async def test_compaction_returns_the_pages_of_purged_builds(db_file: str) -> None:
     async with SqliteStore(db_file) as store:
         for n in range(300):
-            build, change_sets = canceled(wide_spec(4, 5), now=T0 + n)
+            _, change_sets = canceled(wide_spec(4, 5), now=T0 + n)
             for changes in change_sets:
                 await store.commit(changes)
         full = await store.retention.sizes()

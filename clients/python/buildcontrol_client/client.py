@@ -18,7 +18,13 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol.v1 import (
+    build_control_pb2,
+    build_control_pb2_grpc,
+    build_pb2,
+    housekeeping_pb2,
+    housekeeping_pb2_grpc,
+)
 
 from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.credentials import TlsOptions, open_channel
@@ -222,6 +228,23 @@ class BuildControlClient:
                 request, timeout=self._timeout, metadata=self._metadata
             )
         return builtins.list(response.endpoints)
+
+    async def purge(
+        self, before: float | None = None, *, dry_run: bool = False
+    ) -> housekeeping_pb2.PurgeResponse:
+        """Delete (or with `dry_run` count) what is past the server's retention policy,
+        or what finished before `before` (epoch seconds). Admins only. No deadline: a
+        purge of a long history takes minutes (closing the client stops it)."""
+        request = housekeeping_pb2.PurgeRequest(dry_run=dry_run)
+        if before is not None:
+            request.before.FromNanoseconds(int(before * 1e9))
+        self._connect()
+        stub = housekeeping_pb2_grpc.HousekeepingStub(self._channel)
+        with translated_rpc_errors():
+            response: housekeeping_pb2.PurgeResponse = await stub.Purge(
+                request, metadata=self._metadata
+            )
+        return response
 
     def _connect(self) -> Any:
         if self._stub is None:
