@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,7 +22,7 @@ from buildcontrol.v1 import (
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.store.base import BuildStore
 
-from tests.rpc.conftest import Running, pipeline
+from tests.rpc.conftest import Running, pipeline, running_server
 from tests.store.store_samples import T0, canceled, wide_spec
 from tests.support.agent_peer import AgentPeer
 
@@ -182,3 +183,26 @@ async def test_a_purge_during_cancels_loses_none_of_them(stored_server: Running)
         assert stored is not None and stored.status.value == "CANCELED", build_id
     assert (await server.app.store.retention.sizes()).rows["builds"] == 12
     await agent.leave()
+
+
+async def test_the_server_purges_past_its_policy_by_itself_every_interval(
+    tmp_path: Path,
+) -> None:
+    async with running_server(
+        tmp_path / "data", housekeeping_interval=0.5, housekeeping_pause=0.0
+    ) as server:
+        old = await prefill(server.app.store, 10)
+        live = await server.stub.SubmitBuild(pipeline(labels={"os": "plan9"}), timeout=WAIT)
+        deleted: list[str] = []
+        all_gone = asyncio.Event()
+
+        async def delete_logs(build_ids: Sequence[str]) -> None:
+            deleted.extend(build_ids)
+            if len(deleted) == len(old):
+                all_gone.set()
+
+        server.app.housekeeper.on_builds_deleted = delete_logs
+        await asyncio.wait_for(all_gone.wait(), WAIT)
+        assert sorted(deleted) == sorted(b.build_id for b in old)
+        [kept] = await server.app.store.list_builds(10)
+        assert kept.build_id == live.build.build_id
