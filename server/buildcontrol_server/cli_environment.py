@@ -1,6 +1,6 @@
-"""Every flag of every `buildcontrol` command can also come from the environment:
-`--reconnect-for` is BUILDCONTROL_RECONNECT_FOR, `--stop-ack-timeout`
-BUILDCONTROL_STOP_ACK_TIMEOUT. The command line wins over the environment, which wins
+"""Every flag of every client `buildcontrol` command can also come from the environment:
+`--reconnect-for` is BUILDCONTROL_RECONNECT_FOR (`serve` reads its own variables, with
+its config file: config_sources.py). The command line wins over the environment, which wins
 over the built-in default. A value the flag's own type refuses is a usage error that
 names the variable (exit 2)."""
 
@@ -15,6 +15,9 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 # Variables that already mean something else: the token itself (not --token-file's
 # path) is BUILDCONTROL_TOKEN, and the client's server address BUILDCONTROL_ADDR.
 _SKIP = frozenset({"--help", "--version"})
+# A command whose parser has this default reads its variables itself (`serve`, with its
+# config file: config_sources.py).
+OWN_ENVIRONMENT = "reads_own_environment"
 
 
 def variable_of(action: argparse.Action) -> str | None:
@@ -33,7 +36,7 @@ def _actions(parser: argparse.ArgumentParser, argv: list[str]) -> Iterator[Owned
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             chosen = action.choices.get(words[0]) if words else None
-            if chosen is not None:
+            if chosen is not None and not chosen.get_default(OWN_ENVIRONMENT):
                 yield from _actions(chosen, argv[argv.index(words[0]) + 1 :])
         else:
             yield parser, action

@@ -38,8 +38,6 @@ def missing(*needed: str) -> list[str]:
 # main with faults-actors and faults-protocol merged). The scripted walks are expected
 # to fail (xfail) while this lists any; remove an entry once its fix is merged.
 OPEN_DEFECTS = [
-    "a Hello that re-sends a JobStopped for a STOPPING job and no longer lists it"
-    " running gets the job FORCED, and the result acknowledged (seed 3016)",
     "the slot of a FORCED job stays held after its agent reported it stopped or"
     " reconnected without it (seeds 1004, 1009, 1021)",
 ]

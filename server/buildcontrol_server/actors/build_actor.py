@@ -63,6 +63,8 @@ class BuildActor(SupervisedActor):
         # computes are turned into delays against it.
         self._now = 0.0
         self._stop_sent: dict[str, str] = {}
+        # job_id → the session its AssignJob went out on (see _agent_reconnected).
+        self._assigned_on: dict[str, str] = {}
 
     @property
     def build_id(self) -> str:
@@ -205,8 +207,8 @@ class BuildActor(SupervisedActor):
             case cmd.Admit():
                 self._admitted = True
                 self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
-            case cmd.AgentReconnected(agent_id=agent_id, running=running):
-                await self._agent_reconnected(agent_id, running, now)
+            case cmd.AgentReconnected(agent_id=agent_id, running=running, session_id=session_id):
+                await self._agent_reconnected(agent_id, running, session_id, now)
             case cmd.AgentLost(agent_id=agent_id):
                 await self._persist(lifecycle.agent_lost(self.build, agent_id, frozenset(), now))
             case _:
@@ -264,6 +266,7 @@ class BuildActor(SupervisedActor):
         session = self._ctx.hub.session(agent_id)
         if session is not None:
             session.send(assignment_of(job))
+            self._assigned_on[job_id] = session.session_id
         if self.build.status is BuildStatus.CANCELING:
             self._timers.job_timer(
                 job_id, self._ctx.settings.cleanup_timeout, cmd.CleanupTimedOut(job_id=job_id)
@@ -327,13 +330,19 @@ class BuildActor(SupervisedActor):
             if job.agent_id is not None:
                 self._ctx.hub.mark_suspect(job.agent_id)
 
-    async def _agent_reconnected(self, agent_id: str, running: frozenset[str], now: float) -> None:
+    async def _agent_reconnected(
+        self, agent_id: str, running: frozenset[str], session_id: str, now: float
+    ) -> None:
         assigned = {
             job.job_id
             for job in self.build.jobs()
             if job.agent_id == agent_id and job.status is JobStatus.ASSIGNED
         }
-        fx = lifecycle.agent_lost(self.build, agent_id, running | assigned, now)
+        # A job whose AssignJob went out on the stream of this very Hello was given
+        # after the Hello was written (it may be STOPPING by now): its absence from
+        # the Hello says nothing, the agent may be about to run it.
+        after_hello = {j for j, s in self._assigned_on.items() if s == session_id}
+        fx = lifecycle.agent_lost(self.build, agent_id, running | assigned | after_hello, now)
         await self._persist(fx)
         session = self._ctx.hub.session(agent_id)
         if session is None:
@@ -341,6 +350,7 @@ class BuildActor(SupervisedActor):
         for job in self.build.jobs():
             if job.job_id in assigned - running and job.status is JobStatus.ASSIGNED:
                 session.send(assignment_of(job))  # the first AssignJob may have been lost
+                self._assigned_on[job.job_id] = session.session_id
         times = self._ctx.settings.stop_times
         for stop in cancellation.pending_stops(self.build, agent_id, times, now):
             session.send(stop)
@@ -411,6 +421,7 @@ class BuildActor(SupervisedActor):
         for job in fx.finished_jobs:
             self._timers.job_ended(job.job_id)
             self._stop_sent.pop(job.job_id, None)
+            self._assigned_on.pop(job.job_id, None)
             if job.outcome is not None:
                 metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
                 cancel_phases.job_ended(self.build, job, self._cancel_received_at)

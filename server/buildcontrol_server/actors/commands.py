@@ -101,10 +101,12 @@ class Inspect(Command):
 
 @dataclass
 class AgentReconnected(Command):
-    """`agent_id` connected again, running `running` (job ids) of this build."""
+    """`agent_id` connected again, running `running` (job ids) of this build, as
+    the Hello of session `session_id` says."""
 
     agent_id: str
     running: frozenset[str]
+    session_id: str = ""
 
 
 @dataclass

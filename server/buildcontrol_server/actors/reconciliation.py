@@ -39,7 +39,9 @@ async def reconcile_hello(
         if actor is None:
             continue
         on_agent = frozenset(j for j, b in claimed.items() if b == build_id)
-        command = cmd.AgentReconnected(agent_id=session.agent_id, running=on_agent)
+        command = cmd.AgentReconnected(
+            agent_id=session.agent_id, running=on_agent, session_id=session.session_id
+        )
         actor.tell(command)
         replies.append(command.reply)
     await asyncio.gather(*replies, return_exceptions=True)
