@@ -27,7 +27,7 @@ import grpc
 from buildcontrol.v1 import build_control_pb2_grpc, housekeeping_pb2, housekeeping_pb2_grpc
 from buildcontrol_server.domain import cancellation
 from buildcontrol_server.domain.cancellation import StopTimes
-from buildcontrol_server.domain.model import CancelInfo, ChangeSet
+from buildcontrol_server.domain.model import CancelInfo, CancelRecord, ChangeSet
 from buildcontrol_server.domain.submission import (
     JobSpec,
     PipelineSpec,
@@ -70,6 +70,9 @@ async def _template(path: str) -> str:
     async with SqliteStore(path) as store:
         await store.commit(insert)
         await store.commit(cancel)
+        # Its audit record too: a CANCELED build without one would be written again by
+        # the server's start-up audit sweep (200,000 of them: minutes before serving).
+        await store.commit(ChangeSet(audit=[CancelRecord.of(build)]))
     return build.build_id
 
 
@@ -81,7 +84,9 @@ def _copies(connection: sqlite3.Connection, table: str, template: str, count: in
     expressions = {
         "build_id": new_id,
         "job_id": f"{new_id} || substr(job_id, 22)",
+        "record": f"replace(record, '{template}', {new_id})",
         "finished_at": "finished_at + n.i * 0.001",
+        "requested_at": "requested_at + n.i * 0.001",
     }
     select = ", ".join(expressions.get(c, c) for c in columns)
     where = "build_id = ?" if table != "steps" else "substr(job_id, 1, 21) = ?"
@@ -99,7 +104,7 @@ async def prefilled(path: str, count: int) -> float:
     connection = sqlite3.connect(path, isolation_level=None)
     try:
         connection.execute("BEGIN")
-        for table in ("builds", "jobs", "steps"):
+        for table in ("builds", "jobs", "steps", "cancel_audit"):
             _copies(connection, table, template, count)
         connection.execute("COMMIT")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
