@@ -222,9 +222,10 @@ class Settings:
     housekeeping_interval: float = option(
         300.0, "seconds between retention purges and compactions (0: off)", seconds()
     )
-    # Seconds between two purge transactions (each at most 1,000 rows).
+    # Seconds between two purge transactions (each at most 500 rows), and at least
+    # three times what the last one took.
     housekeeping_pause: float = option(
-        0.05, "seconds between two purge transactions (at most 1,000 rows each)", seconds()
+        0.05, "seconds between two purge transactions (at most 500 rows each)", seconds()
     )
     # ---- logs of the process ----
     log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR", choice(*LOG_LEVELS))

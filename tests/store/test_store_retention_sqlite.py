@@ -86,7 +86,6 @@ async def test_the_purge_statements_walk_indexes_not_tables(db_file: str) -> Non
         retention_sql.OLDEST_FINISHED.replace("?", "10"),
         dialect(retention_sql.DELETE_AUDIT).replace("?", "1", 1).replace("?", "10"),
         dialect(retention_sql.OLD_OUTBOX).replace("?", "1", 1).replace("?", "10"),
-        *(dialect(query).replace("?", "'[]'") for query in retention_sql.ROWS_PER_BUILD),
         *(dialect(query).replace("?", "'[]'") for _, query in retention_sql.DELETE_BUILDS),
     ):
         plan = query_plan(db_file, statement)

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from buildcontrol_server import metrics
 from buildcontrol_server.domain.retention import Cutoffs, PurgeCounts, RetentionPolicy
@@ -29,6 +30,11 @@ from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.retention import DEFAULT_MAX_ROWS, Retention, StoreSizes
 
 log = logging.getLogger("buildcontrol.housekeeping")
+
+T = TypeVar("T")
+
+# A pause between two purge transactions lasts at least this many times the last one.
+PAUSE_FACTOR = 3.0
 
 # Called with the ids of each batch of deleted builds, after its commit.
 BuildsDeleted = Callable[[Sequence[str]], Awaitable[None]]
@@ -42,7 +48,8 @@ class HousekeepingSettings:
     policy: RetentionPolicy = DEFAULT_POLICY
     # Seconds between two passes (purge, compaction, gauges); 0: no background passes.
     interval: float = 300.0
-    # Seconds between two purge transactions of one pass.
+    # Seconds between two purge transactions of one pass (at least PAUSE_FACTOR x the
+    # last one's time).
     pause: float = 0.05
     # Rows one purge transaction may delete.
     max_rows: int = DEFAULT_MAX_ROWS
@@ -69,6 +76,7 @@ class Housekeeper:
         # One purge at a time: a manual purge waits for the background pass.
         self._purging = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._last_batch_seconds = 0.0
 
     @property
     def policy(self) -> RetentionPolicy:
@@ -114,15 +122,19 @@ class Housekeeper:
         """Delete everything past `cutoffs`, batch after batch; rows per table."""
         counts = PurgeCounts()
         async with self._purging:
-            while batch := await self._retention.purge_builds_batch(cutoffs, self._max_rows):
+            while batch := await self._timed(
+                self._retention.purge_builds_batch(cutoffs, self._max_rows)
+            ):
                 self._count(counts, batch.rows)
                 await self._builds_deleted(batch.build_ids)
                 await self._pause()
-            while audit := await self._retention.purge_audit_batch(cutoffs, self._max_rows):
+            while audit := await self._timed(
+                self._retention.purge_audit_batch(cutoffs, self._max_rows)
+            ):
                 self._count(counts, {"cancel_audit": audit})
                 await self._pause()
-            while deliveries := await self._retention.purge_deliveries_batch(
-                cutoffs, self._max_rows // 4
+            while deliveries := await self._timed(
+                self._retention.purge_deliveries_batch(cutoffs, self._max_rows // 4)
             ):
                 self._count(counts, deliveries)
                 await self._pause()
@@ -154,8 +166,19 @@ class Housekeeper:
             metrics.HOUSEKEEPING_FAILURES.labels("builds_deleted_hook").inc()
             log.exception("deleting the logs of %d purged builds failed", len(build_ids))
 
+    async def _timed(self, step: Awaitable[T]) -> T:
+        started = time.monotonic()
+        try:
+            return await step
+        finally:
+            self._last_batch_seconds = time.monotonic() - started
+
     async def _pause(self) -> None:
-        await asyncio.sleep(self._settings.pause)
+        """The configured pause, and at least PAUSE_FACTOR times what the last batch
+        took: on a slow or loaded machine the purge slows down with it, so it never
+        takes more than about a quarter of the database's (and the CPU's) time."""
+        pause = max(self._settings.pause, PAUSE_FACTOR * self._last_batch_seconds)
+        await asyncio.sleep(pause)
 
     async def compact_if_quiet(self) -> int:
         """Compact when no write committed for `quiet_seconds`; what compact freed."""
