@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2_grpc, housekeeping_pb2, housekeeping_pb2_grpc
+from buildcontrol_proto.v1 import build_control_pb2_grpc, housekeeping_pb2, housekeeping_pb2_grpc
 from buildcontrol_server.domain import cancellation
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.model import CancelInfo, CancelRecord, ChangeSet

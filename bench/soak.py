@@ -33,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
 from builds import build_request
 from fleet_control import Fleet
 from load_agent import PUSH

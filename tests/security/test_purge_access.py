@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import housekeeping_pb2, housekeeping_pb2_grpc
 from buildcontrol_client.cli import register
+from buildcontrol_proto.v1 import housekeeping_pb2, housekeeping_pb2_grpc
 
 from tests.rpc.conftest import pipeline
 from tests.rpc.test_housekeeping_rpc import prefill

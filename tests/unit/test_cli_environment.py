@@ -7,8 +7,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from buildcontrol_server.cli import build_parser, main
-from buildcontrol_server.cli_environment import apply_environment
+from buildcontrol_cli.environment import apply_environment
+from buildcontrol_cli.main import build_parser, main
 from buildcontrol_server.config_sources import settings_of
 
 from tests.e2e.processes import BUILDCONTROL

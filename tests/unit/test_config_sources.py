@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from buildcontrol_server.cli import build_parser
+from buildcontrol_cli.main import build_parser
 from buildcontrol_server.config import Settings
 from buildcontrol_server.config_sources import options, settings_of
 

@@ -4,7 +4,7 @@ variable, and refusals of what is not a policy (exit 2 naming the source)."""
 from __future__ import annotations
 
 import pytest
-from buildcontrol_server.cli import build_parser
+from buildcontrol_cli.main import build_parser
 from buildcontrol_server.config import Settings
 from buildcontrol_server.config_sources import settings_of
 from buildcontrol_server.domain.retention import RetentionPolicy

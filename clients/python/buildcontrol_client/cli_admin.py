@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from buildcontrol.v1 import housekeeping_pb2
+from buildcontrol_proto.v1 import housekeeping_pb2
 
 from buildcontrol_client.cli_commands import connect, emit
 from buildcontrol_client.cli_exit import EXIT_OK

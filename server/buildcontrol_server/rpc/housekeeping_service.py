@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-from buildcontrol.v1 import housekeeping_pb2, housekeeping_pb2_grpc
+from buildcontrol_proto.v1 import housekeeping_pb2, housekeeping_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from buildcontrol_server.domain.errors import InvalidArgument

@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Mapping
 
+from buildcontrol_server.cli import OWN_ENVIRONMENT
+
 PREFIX = "BUILDCONTROL_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 # Variables that already mean something else: the token itself (not --token-file's
 # path) is BUILDCONTROL_TOKEN, and the client's server address BUILDCONTROL_ADDR.
 _SKIP = frozenset({"--help", "--version"})
-# A command whose parser has this default reads its variables itself (`serve`, with its
-# config file: config_sources.py).
-OWN_ENVIRONMENT = "reads_own_environment"
 
 
 def variable_of(action: argparse.Action) -> str | None:
