@@ -201,16 +201,11 @@ class BuildControlClient(ClientBase):
         """Delete (or with `dry_run` count) what is past the server's retention policy,
         or what finished before `before` (epoch seconds). Admins only. No deadline: a
         purge of a long history takes minutes (closing the client stops it)."""
-        request = housekeeping_pb2.PurgeRequest(dry_run=dry_run)
-        if before is not None:
-            request.before.FromNanoseconds(int(before * 1e9))
+        request = requests.purge_request(before, dry_run)
         self._connect()
         stub = housekeeping_pb2_grpc.HousekeepingStub(self._channel)
         with translated_rpc_errors():
-            # No deadline (self._unary would give the client's timeout).
-            response: housekeeping_pb2.PurgeResponse = await stub.Purge(
-                request, metadata=self._metadata
-            )
+            response: housekeeping_pb2.PurgeResponse = await stub.Purge(request, **self._stream)
         return response
 
     def _connect(self) -> Any:
