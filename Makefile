@@ -15,7 +15,7 @@ FUZZ_INPUTS ?= 100000
 FUZZ_SECONDS ?= 7200
 
 .PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
-	package-check test-floor docker-check buf postgres chaos
+	package-check test-floor docker-check buf postgres chaos soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -107,6 +107,13 @@ BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
+
+# The soak (bench/soak.py): a server under steady load with retention on for
+# SOAK_MINUTES (default 30), sampled every minute (RSS, open fds, live actors, database
+# size); exit 1 when something grows past its bound after the warm-up.
+SOAK_MINUTES ?= 30
+soak: proto
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # BACKEND=postgresql: the key scenarios on SQLite and PostgreSQL, side by side.
 BACKEND ?= sqlite

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
+from buildcontrol_server.store.retention import Retention
 from buildcontrol_server.store.webhook_rows import OutboxListing, QueuedDelivery
 
 
@@ -58,6 +59,10 @@ class BuildStore(Protocol):
 
     async def close(self) -> None:
         """Finish every queued write, then close connections and release the lock."""
+
+    @property
+    def retention(self) -> Retention:
+        """Purge past a retention policy, its dry run, sizes (store/retention.py)."""
 
     async def commit(self, changes: ChangeSet) -> None:
         """Persist one change set atomically, sharing a transaction with whatever

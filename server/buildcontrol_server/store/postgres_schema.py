@@ -204,6 +204,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "INSERT INTO access_token_state (generation, bootstrapped) VALUES (0, 0)",
         ),
     ),
+    Migration(
+        10,
+        "retention: indexes of the purge, incremental vacuum",
+        (
+            # The purge walks the oldest finished builds; live ones stay out of it.
+            "CREATE INDEX builds_finished ON builds (finished_at, build_id)"
+            " WHERE status IN ('SUCCEEDED', 'FAILED', 'CANCELED')",
+            "CREATE INDEX submit_requests_by_build ON submit_requests (build_id)",
+            "CREATE INDEX cancel_audit_by_finished ON cancel_audit (finished_at)",
+            "CREATE INDEX webhook_outbox_by_created ON webhook_outbox (created_at)",
+            # No vacuum step: PostgreSQL's autovacuum reclaims the deleted rows
+            # (docs/operations.md names the settings that matter).
+        ),
+    ),
 )
 
 POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version
