@@ -12,8 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
-from buildcontrol_client.message_limits import MAX_RESPONSE_BYTES
+from buildcontrol_proto.message_limits import MAX_RESPONSE_BYTES
+from buildcontrol_proto.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    build_control_pb2,
+    build_control_pb2_grpc,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server

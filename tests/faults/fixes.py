@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import buildcontrol_client
-from buildcontrol.v1 import agent_pb2
+from buildcontrol_proto.v1 import agent_pb2
 from buildcontrol_server import metrics
 
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.domain.model import ChangeSet
 
 from tests.rpc.conftest import Running, running_server
 from tests.rpc.test_actor_faults_rpc import cancel
 from tests.rpc.test_cancel_rpc import get, rest_of, submit, wait_status
+from tests.rpc.test_protocol_faults_rpc import listed
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_watch import jobs_running
+from tests.support.store_faults import StoreFaults
 
 WAIT = 10.0
 
@@ -156,3 +161,102 @@ async def test_a_job_whose_assignment_goes_out_after_a_hello_is_not_forced_by_th
         assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_GRACEFUL]
         assert (await get(server, first.build_id)).status == build_pb2.BUILD_STATUS_SUCCEEDED
         await again.leave()
+
+
+def reports_heard(server: Running) -> asyncio.Queue[str]:
+    """The job id of each report as the server takes it in (before its actor has it)."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    hub = server.app.hub
+    original = hub.answered
+
+    def answered(agent_id: str, job_id: str, gone: bool) -> None:
+        original(agent_id, job_id, gone)
+        heard.put_nowait(job_id)
+
+    hub.answered = answered  # type: ignore[method-assign]
+    return heard
+
+
+def connects_heard(server: Running) -> asyncio.Queue[str]:
+    """The agent id of each stream the server takes as its agent's session."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    hub = server.app.hub
+    original = hub.connect
+
+    def connect(session: AgentSession) -> AgentSession | None:
+        previous = original(session)
+        heard.put_nowait(session.agent_id)
+        return previous
+
+    hub.connect = connect  # type: ignore[method-assign]
+    return heard
+
+
+async def forced_write_held(server: Running, agent: AgentPeer) -> tuple[StoreFaults, str, str, Any]:
+    """A job `agent` runs, cancelled with grace 0 and its stop ignored, until the
+    FORCED write of its deadline waits at the held store. Returns (faults, build id,
+    job id, the Cancel stream)."""
+    faults = StoreFaults(server.app.store)
+    build = await submit(server)
+    job = await agent.take_job()
+    await jobs_running(server.stub, build.build_id, 1)
+    stream = cancel(server, build.build_id, grace_period={"seconds": 0})
+    assert (await stream.read()).WhichOneof("event") == "accepted"
+    await agent.next("stop_job")  # and ignores it
+    faults.hold_writes()
+    await asyncio.wait_for(faults.holding.wait(), WAIT)  # the deadline's FORCED write
+    return faults, build.build_id, job.job_id, stream
+
+
+async def test_a_stop_reported_while_its_forced_write_commits_frees_the_slot(
+    server: Running,
+) -> None:
+    """Seeds 1004, 1009, 1021 of the scripted walks: the agent's JobStopped reached
+    the server while the FORCED write of the job's deadline was committing. The
+    report freed nothing (the job was not FORCED yet), then the FORCED write kept the
+    slot for an agent that had already said the job is gone: held for good, and the
+    agent suspect although it had answered."""
+    agent = AgentPeer(server.target, "a1", capacity=1)
+    await agent.connect()
+    heard = reports_heard(server)
+    faults, build_id, job_id, stream = await forced_write_held(server, agent)
+    stopped = agent_pb2.JobStopped(
+        build_id=build_id, job_id=job_id, outcome=build_pb2.JOB_OUTCOME_GRACEFUL, report_id="r1"
+    )
+    agent.send(job_stopped=stopped)
+    assert await asyncio.wait_for(heard.get(), WAIT) == job_id  # taken in, not yet applied
+    faults.release()
+
+    finished = (await rest_of(stream))[-1].finished
+    assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_FORCED]
+    acknowledged = (await agent.next("reports_committed")).reports_committed
+    assert list(acknowledged.report_ids) == ["r1"]
+    assert await listed(server) == {"a1": (False, [])}, "the slot is free, a1 answered"
+    queued = await submit(server)
+    assert (await agent.next("assign_job")).assign_job.build_id == queued.build_id
+    await agent.leave()
+
+
+async def test_a_reconnect_without_a_job_whose_forced_write_commits_frees_the_slot(
+    server: Running,
+) -> None:
+    """Seeds 1022 and 1028 of the scripted walks: the agent came back without the job
+    while the FORCED write of its deadline was committing. The reconnect freed
+    nothing (the job was not FORCED yet), then the FORCED write kept the slot for an
+    agent that had already said it no longer runs the job."""
+    agent = AgentPeer(server.target, "a1", capacity=1)
+    await agent.connect()
+    connected = connects_heard(server)
+    faults, _, _, stream = await forced_write_held(server, agent)
+    again = AgentPeer(server.target, "a1", capacity=1)
+    await again.connect()  # its Hello runs nothing
+    assert await asyncio.wait_for(connected.get(), WAIT) == "a1"
+    faults.release()
+
+    finished = (await rest_of(stream))[-1].finished
+    assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_FORCED]
+    queued = await submit(server)
+    assign = (await again.next("assign_job")).assign_job  # capacity 1: the slot was freed
+    assert assign.build_id == queued.build_id
+    assert await listed(server) == {"a1": (False, [assign.job_id])}
+    await again.leave()

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 
 WAIT = 10.0
 

@@ -1,5 +1,5 @@
 """No module over MAX_MODULE_LINES lines and no function over MAX_FUNCTION_LINES lines in
-the server and the Python client (generated stubs excluded): a file or a function that
+the server, the Python client and the CLI (generated stubs excluded): a file or a function that
 grows past them is asking to be split by job. The few known exceptions are listed with
 the reason they stay, and the list itself is checked, so it shrinks as they are split."""
 
@@ -9,22 +9,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = (ROOT / "server", ROOT / "clients" / "python")
-GENERATED = ROOT / "clients" / "python" / "buildcontrol"  # protoc's stubs
+CHECKED = (ROOT / "server", ROOT / "clients" / "python", ROOT / "cli")
+GENERATED = ROOT / "stubs"  # protoc's stubs (not under CHECKED; kept out all the same)
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 # path (from the repository root) or "path::function" → why it is allowed for now.
 ALLOWED = {
-    "server/buildcontrol_server/cli.py::_serve_parser": (
-        "the serve flags are declared by hand; they are to be generated from the one"
-        " settings declaration, which removes this function"
-    ),
-    "clients/python/buildcontrol_client/cli.py::register": (
-        "one add_argument block per subcommand; to be split per subcommand"
-    ),
     "clients/python/buildcontrol_client/job_runner.py": (
-        "402 lines; its internals are being changed elsewhere, split it after that"
+        "402 lines; its internals are being changed by the agent's own work (signals,"
+        " drain), split it by job once that settles"
     ),
 }
 

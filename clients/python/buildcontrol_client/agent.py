@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from buildcontrol.v1 import agent_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from buildcontrol_client.agent_refusals import Refusals
 from buildcontrol_client.agent_stream import (

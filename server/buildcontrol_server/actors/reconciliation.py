@@ -29,7 +29,6 @@ async def reconcile_hello(
     expected = hub.held(session.agent_id)  # job_id → build_id
     claimed = {claim.job_id: claim.build_id for claim in running}
     forced = hub.unconfirmed(session.agent_id)
-    hub.reconnected_running(session.agent_id, set(claimed))
     for job_id, build_id in claimed.items():
         if expected.get(job_id) != build_id or job_id in forced:
             session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
@@ -45,6 +44,9 @@ async def reconcile_hello(
         actor.tell(command)
         replies.append(command.reply)
     await asyncio.gather(*replies, return_exceptions=True)
+    # Once the actors had the Hello: a FORCED write in flight when it came has
+    # kept its job's slot by now, and a job the agent no longer runs frees it.
+    hub.reconnected_running(session.agent_id, set(claimed))
 
 
 def stop_unexpected(

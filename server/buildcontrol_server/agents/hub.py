@@ -265,7 +265,9 @@ class AgentHub:
             self.release(agent_id, job_id)
 
     def reconnected_running(self, agent_id: str, running: set[str]) -> None:
-        """The agent came back running `running`: unconfirmed jobs not in it are gone."""
+        """The agent came back running `running`: unconfirmed jobs not in it are gone
+        (and a reconnect is an answer, also to a verdict made while it came back)."""
+        self._clear_suspect(agent_id)
         for job_id in self.unconfirmed(agent_id) - running:
             self.release(agent_id, job_id)
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from buildcontrol.v1 import agent_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from buildcontrol_server.domain.agent_commands import (
     AssignCommand,

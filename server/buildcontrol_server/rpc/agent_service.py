@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors.control import BuildControl

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
