@@ -34,10 +34,10 @@ from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.agent_commands import assignment_of
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import DomainError, Unavailable, VersionConflict
 from buildcontrol_server.domain.events import finished_event
 from buildcontrol_server.domain.model import Build, CancelRecord
+from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
 from buildcontrol_server.observability import cancel_phases
 
@@ -123,7 +123,7 @@ class BuildActor(CancelTurn, SupervisedActor):
     async def _handle_reports(self, batch: list[cmd.Report]) -> None:
         now = self._now = self._ctx.clock()
         times = self._ctx.settings.stop_times
-        combined = Effects()
+        combined = Outcome()
         applied: list[cmd.Report] = []
         for command in batch:
             try:
@@ -284,11 +284,11 @@ class BuildActor(CancelTurn, SupervisedActor):
 
     # ---- commit, then act ----
 
-    async def _persist(self, fx: Effects) -> None:
+    async def _persist(self, fx: Outcome) -> None:
         await self._commit(fx)
         self._act(fx)
 
-    async def _commit(self, fx: Effects, seat: cmd.BatchSeat | None = None) -> None:
+    async def _commit(self, fx: Outcome, seat: cmd.BatchSeat | None = None) -> None:
         """Commit `fx`'s changes, alone or in `seat`'s batch; on failure read the
         build back and raise what the caller should get."""
         # The webhook outbox row of a cancel that ends here commits with it.
@@ -322,7 +322,7 @@ class BuildActor(CancelTurn, SupervisedActor):
         if stored is not None:
             self.build = stored
 
-    def _act(self, fx: Effects) -> None:
+    def _act(self, fx: Outcome) -> None:
         """The committed change's effects: stops and slots to the agents (through the
         link), ready jobs to the scheduler, timers, listeners."""
         link = self._ctx.link

@@ -18,10 +18,10 @@ from buildcontrol_server.actors.context import ActorContext
 from buildcontrol_server.actors.notices import BuildListeners
 from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.domain import cancellation
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import Unavailable, VersionConflict
 from buildcontrol_server.domain.events import CancelAcceptedEvent, CancelEvent, finished_event
 from buildcontrol_server.domain.model import Build
+from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
 from buildcontrol_server.observability import cancel_phases
 
@@ -43,13 +43,13 @@ class CancelTurn:
     def build_id(self) -> str:
         return self.build.build_id
 
-    async def _commit(self, fx: Effects, seat: cmd.BatchSeat | None = None) -> None:
+    async def _commit(self, fx: Outcome, seat: cmd.BatchSeat | None = None) -> None:
         raise NotImplementedError
 
-    async def _persist(self, fx: Effects) -> None:
+    async def _persist(self, fx: Outcome) -> None:
         raise NotImplementedError
 
-    def _act(self, fx: Effects) -> None:
+    def _act(self, fx: Outcome) -> None:
         raise NotImplementedError
 
     async def _cancel(
@@ -75,7 +75,7 @@ class CancelTurn:
         self._act(fx)
         return first
 
-    def _accept_cancel(self, command: cmd.Cancel | cmd.CancelInBatch, fx: Effects) -> CancelEvent:
+    def _accept_cancel(self, command: cmd.Cancel | cmd.CancelInBatch, fx: Outcome) -> CancelEvent:
         """CANCELING is committed: from here the cancel survives a crash. Count it,
         stamp the stops it causes with the request's arrival (so the stream writer
         can measure their delivery), log it, and listen for the rest of its events
@@ -138,7 +138,7 @@ class CancelTurn:
         if fx.finished_jobs:
             self._suspect_agents(fx)
 
-    def _suspect_agents(self, fx: Effects) -> None:
+    def _suspect_agents(self, fx: Outcome) -> None:
         for job in fx.finished_jobs:
             if job.agent_id is not None:
                 self._ctx.link.mark_suspect(job.agent_id)
