@@ -36,7 +36,10 @@ BACKENDS = ("sqlite", "postgresql")
 # PostgreSQL with synchronous_commit=off (no fsync per commit, like SQLite's NORMAL:
 # a crash of the *database* may lose the last ~0.6 s of commits; a crash of the
 # buildcontrol server still loses nothing).
-COMPARED = ("sqlite", "postgresql", "postgresql-async-commit")
+# And SQLite with synchronous=FULL (an fsync per commit): the durability PostgreSQL
+# has as shipped, so "sqlite-full" against "postgresql" is the comparison at equal
+# durability (a commit survives a power loss on both).
+COMPARED = ("sqlite", "sqlite-full", "postgresql", "postgresql-async-commit")
 DATABASE = "bench"
 # PostgreSQL / SQLite: at most this for latency, at least this for throughput.
 LATENCY_RATIO_MAX = 1.5
@@ -68,6 +71,8 @@ def store_flags(server: PostgresServer, backend: str) -> list[str]:
     empty); query parameters of the URL are session settings."""
     if backend == "sqlite":
         return []
+    if backend == "sqlite-full":
+        return ["--sqlite-synchronous", "FULL"]
     name = f"run_{next(_schemas)}"
     server.psql(f"CREATE SCHEMA {name}", DATABASE)
     url = f"{server.url(DATABASE)}?search_path={name}"
@@ -78,7 +83,11 @@ def store_flags(server: PostgresServer, backend: str) -> list[str]:
 
 def floor_urls(server: PostgresServer) -> dict[str, str]:
     """Each PostgreSQL backend's URL (a fresh schema) for its bare commit floor."""
-    return {backend: store_flags(server, backend)[1] for backend in COMPARED if backend != "sqlite"}
+    return {
+        backend: store_flags(server, backend)[1]
+        for backend in COMPARED
+        if not backend.startswith("sqlite")
+    }
 
 
 def scenario(server: PostgresServer, backend: str) -> scenarios.Scenario:
@@ -126,7 +135,8 @@ FLOOR_TARGETS = (("stop_p50_ms", "p50", 2.5), ("stop_p99_ms", "p99", 6.0))
 
 
 def floor_keys(backend: str, percentile: str) -> tuple[str, str]:
-    commit = "sqlite_commit" if backend == "sqlite" else f"{backend}_commit"
+    # The bare SQLite commit is measured with NORMAL; FULL's floor is the same commit.
+    commit = "sqlite_commit" if backend.startswith("sqlite") else f"{backend}_commit"
     return (f"unary_rtt_{percentile}_ms", f"{commit}_{percentile}_ms")
 
 
@@ -170,6 +180,10 @@ def comparison(
             limit = {"latency": LATENCY_RATIO_MAX, "throughput": THROUGHPUT_RATIO_MIN}.get(kind)
             row[f"{name}_ratio"] = ratio
             row[f"{name}_met"] = ratios.verdict(ratio, limit, kind != "throughput")
+        full, postgres = row.get("sqlite-full"), row.get("postgresql")
+        if full and postgres is not None:
+            # At equal durability: PostgreSQL as shipped against SQLite FULL.
+            row["postgresql_vs_full_ratio"] = postgres / full
         rows[key] = row
     floors = {name: backend_floor_targets(name, by_backend[name], floor) for name in by_backend}
     return {"rows": rows, "floor_targets": floors}
@@ -181,6 +195,8 @@ def comparison_table(compared: Mapping[str, Any]) -> str:
     header = f"  {'':<30}{'SQLite':>9}{'±':>5}"
     for name in others:
         header += f"{_TITLES[name]:>14}{'±':>5}{'ratio':>7}"
+    if "sqlite-full" in others and "postgresql" in others:
+        header += f"{'PG/FULL':>10}"
     lines = [
         f"store backends side by side — machine: {machine['cores']} cores, "
         f"Python {machine['python']}; burst: {compared['burst']};"
@@ -200,8 +216,14 @@ def comparison_table(compared: Mapping[str, Any]) -> str:
             mark = {True: " ", False: "!", None: " "}[met]
             shown = f"{ratio:.2f}{mark}" if ratio is not None else "-"
             line += f"{_number(row[name]):>14}{row[f'{name}_spread']:>5.0%}{shown:>7}"
+        equal = row.get("postgresql_vs_full_ratio")
+        if equal is not None:
+            line += f"{equal:>10.2f}"
         lines.append(line)
-    lines.append("  (! : target missed; ± : (max - min) / median of the rounds)")
+    lines.append(
+        "  (! : target missed; ± : (max - min) / median of the rounds;"
+        " PG/FULL: PostgreSQL / SQLite FULL, equal durability)"
+    )
     lines += _floor_lines(compared)
     return "\n".join(lines)
 
@@ -226,7 +248,11 @@ def _floor_lines(compared: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-_TITLES = {"postgresql": "PostgreSQL", "postgresql-async-commit": "PG async-c."}
+_TITLES = {
+    "sqlite-full": "SQLite FULL",
+    "postgresql": "PostgreSQL",
+    "postgresql-async-commit": "PG async-c.",
+}
 
 
 def _number(value: float | None) -> str:

@@ -16,6 +16,8 @@ ratio to the floor (scenarios.py registers them, report.py prints the table).
                 once, with the agent's own share (agent_stop.py)
   loops         scenarios 1 and 2 (fewer levels) on a server running asyncio's event
                 loop and one running uvloop, in turn → is uvloop worth adopting
+  purge         single cancels while a retention purge of 200,000 finished builds runs,
+                beside the same cancels on the quiet server → ratio (purge.py)
 
 --backend postgresql: scenarios 1-3 on SQLite, then on PostgreSQL, one table of both
 (backends.py); `make bench BACKEND=postgresql`.
@@ -123,6 +125,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample the server with py-spy during each measured phase; collapsed stacks"
         " go to DIR/PHASE.txt",
     )
+    parser.add_argument("--purge-builds", type=int, default=200_000, help="(purge) history")
+    parser.add_argument("--purge-cancels", type=int, default=300, help="(purge) per phase")
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -136,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.burst_builds, args.memory_agents, args.memory_builds = 100, 20, 200
         args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 5, 5, 1
         args.idle_processes, args.rounds = 10, 1
+        args.purge_builds, args.purge_cancels = 5_000, 30
     args.floor_sizes = floor.QUICK_SIZES if args.quick else floor.FloorSizes()
     return args
 

@@ -21,6 +21,7 @@ import agent_stop
 import burst
 import latency
 import memory
+import purge
 import targets
 import throughput
 from fleet_control import Fleet
@@ -111,6 +112,7 @@ async def agent_stop_scenario(args: argparse.Namespace, results: Round) -> None:
             results[key] = await agent_stop.run(
                 server, args.stop_rounds, args.stop_burst, args.stop_burst_rounds,
                 args.idle_processes, client,
+                bulk=None if client else (args.burst_builds, args.burst_jobs),
             )  # fmt: skip
         finally:
             await server.stop()
@@ -146,11 +148,36 @@ async def loop_comparison(args: argparse.Namespace, results: Round) -> None:
 
 
 def _agent_stop_details(results: Round) -> list[str]:
-    return [
+    lines = [
         agent_stop.table(results[key])
         for key in ("agent_stop_baseline", "agent_stop")
         if key in results
     ]
+    return [*lines, agent_stop.targets_table(results["agent_stop"])]
+
+
+async def purge_scenario(args: argparse.Namespace, results: Round) -> None:
+    print(f"purge: {args.purge_builds} finished builds, {args.purge_cancels} x 2 cancels")
+    results["purge"] = await purge.run(
+        args.purge_builds, args.purge_cancels, args.agents, args.capacity
+    )
+
+
+def purge_worst_ratio(results: Round) -> float | None:
+    """The worst of the cancel latencies during the purge over the same without it
+    (a ratio within the round: the quiet server is its floor)."""
+    found = results.get("purge")
+    if found is None:
+        return None
+    return max(ratio for measure in found["ratio"].values() for ratio in measure.values())
+
+
+PURGE_TARGETS = (
+    Target(
+        "purge_worst_ratio", "purge: cancel latency during ÷ quiet (worst)",
+        purge_worst_ratio, (), purge.TARGET_RATIO, unit="x",
+    ),
+)  # fmt: skip
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -163,6 +190,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(("memory",), memory_scenarios, targets.MEMORY),
     Scenario(("agentstop",), agent_stop_scenario, targets.AGENT_STOP, _agent_stop_details),
     Scenario(("loops",), loop_comparison, targets.LOOPS),
+    Scenario(("purge",), purge_scenario, PURGE_TARGETS, lambda r: [purge.table(r["purge"])]),
 )
 
 NAMES = tuple(name for scenario in SCENARIOS for name in scenario.names)
