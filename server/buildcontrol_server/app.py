@@ -52,6 +52,7 @@ from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
+from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.factory import build_store
 
@@ -93,6 +94,20 @@ class Endpoints:
     agent_port: int | None = None
 
 
+def webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
+    return WebhookNotifier(
+        list(settings.webhook_urls),
+        max_attempts=settings.webhook_max_attempts,
+        base_delay=settings.webhook_base_delay,
+        request_timeout=settings.webhook_request_timeout,
+        breaker_threshold=settings.webhook_breaker_threshold,
+        breaker_cooldown=settings.webhook_breaker_cooldown,
+        queue_size=settings.webhook_queue_size,
+        secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
+        store=store,
+    )
+
+
 class ServerApp:
     def __init__(self, settings: Settings, clocks: Clocks | None = None) -> None:
         """`clocks`: the wall and monotonic clocks the server runs on (tests step
@@ -104,17 +119,7 @@ class ServerApp:
         self.store = build_store(
             settings.store_url, settings.database_path, settings.sqlite_synchronous
         )
-        self.notifier = WebhookNotifier(
-            list(settings.webhook_urls),
-            max_attempts=settings.webhook_max_attempts,
-            base_delay=settings.webhook_base_delay,
-            request_timeout=settings.webhook_request_timeout,
-            breaker_threshold=settings.webhook_breaker_threshold,
-            breaker_cooldown=settings.webhook_breaker_cooldown,
-            queue_size=settings.webhook_queue_size,
-            secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
-            store=self.store,
-        )
+        self.notifier = webhook_notifier(settings, self.store)
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
@@ -133,16 +138,7 @@ class ServerApp:
         self.security = ServerSecurity(
             settings.security, settings.data_dir, self._live_build, settings.store_url
         )
-        self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(), self.security.interceptor],
-            options=[
-                *GRPC_OPTIONS,
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
-                # What the Python clients accept (a build at the limits is ~10 MiB).
-                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
-            ],
-        )
+        self.server = self._grpc_server()
         # Builds in CANCELING and the oldest one's age (from the store), inbox depth.
         self.live_gauges = LiveBuildGauges(
             self.registry.live, self.store, clocks.wall, clocks.monotonic
@@ -168,6 +164,18 @@ class ServerApp:
         self._started = False
         self._stopping = False
         self._health_update: asyncio.Task[None] | None = None
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        return grpc.aio.server(
+            interceptors=[MetricsInterceptor(), self.security.interceptor],
+            options=[
+                *GRPC_OPTIONS,
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                ("grpc.max_concurrent_streams", self.settings.max_streams_per_connection),
+                # What the Python clients accept (a build at the limits is ~10 MiB).
+                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+            ],
+        )
 
     def _actors(self, clocks: Clocks) -> tuple[AgentHub, Scheduler, Registry]:
         """Made in the order the arrows point (docs/architecture.md): the hub first, the

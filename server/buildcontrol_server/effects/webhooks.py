@@ -44,13 +44,13 @@ from buildcontrol_server.domain.deliveries import (
 )
 from buildcontrol_server.domain.errors import NotFound
 from buildcontrol_server.domain.model import CancelRecord
+from buildcontrol_server.effects import webhook_http
 from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
 from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
 from buildcontrol_server.effects.delivery_store import DeliveryStore
 from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
 from buildcontrol_server.effects.webhook_signing import WebhookSecret
-from buildcontrol_server.store.webhook_rows import QueuedDelivery
 
 log = logging.getLogger(__name__)
 
@@ -390,17 +390,7 @@ class WebhookNotifier:
                 state=state,
                 attempts=item.attempts,
                 last_status=answer.status if answer is not None else None,
-                last_error=_error_of(answer),
+                last_error=webhook_http.error_of(answer),
                 last_attempt_at=self._wall_clock() if answer is not None else None,
             )
         )
-
-
-def _error_of(answer: Answer | None) -> str | None:
-    if answer is None:
-        return "breaker open: not sent"
-    if answer.error is not None:
-        return answer.error
-    if answer.result is Result.DELIVERED:
-        return None
-    return f"HTTP {answer.status}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -30,6 +30,13 @@ from buildcontrol_server.domain.errors import (
     InvalidArgument,
     PermissionDenied,
     Unauthenticated,
+)
+from buildcontrol_server.rpc.auth_refusals import (
+    UNKNOWN_TOKEN,
+    Refusal,
+    bearer_token,
+    code_of,
+    has_client_certificate,
 )
 from buildcontrol_server.rpc.errors import STATUS_OF, abort_with
 from buildcontrol_server.security import audit, certificate_identity, header_check, undecodable
@@ -49,53 +56,13 @@ from buildcontrol_server.security.open_calls import (
     iterate_until_ended,
     run_until_ended,
 )
-from buildcontrol_server.security.principals import ANONYMOUS, Principal
+from buildcontrol_server.security.principals import ANONYMOUS
 from buildcontrol_server.security.token_registry import TokenRegistry
 from buildcontrol_server.security.tokens import token_hash
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 _AUDITED_CODES = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
-
-
-@dataclass(frozen=True)
-class Refusal:
-    # What the caller is told (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT).
-    error: DomainError
-    principal: Principal | None = None
-    # False for refusals that must not cost a log line each (header_check.py).
-    audited: bool = True
-
-
-# A bearer token that is not among the tokens in force (as far as this server knows).
-UNKNOWN_TOKEN = Refusal(Unauthenticated("unknown or revoked token"))
-
-
-def _bearer_token(metadata: Any) -> str | Refusal:
-    values = [value for key, value in metadata or () if key == "authorization"]
-    if not values:
-        return Refusal(Unauthenticated("authorization: a bearer token is required"))
-    if len(values) > 1 or not isinstance(values[0], str):
-        return Refusal(Unauthenticated("authorization: give exactly one token"))
-    scheme, _, token = values[0].strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return Refusal(Unauthenticated("authorization: expected 'Bearer <token>'"))
-    return token
-
-
-def _has_client_certificate(context: grpc.aio.ServicerContext) -> bool:
-    # Present only when the TLS handshake verified a client certificate against the
-    # client CA (grpc sets the x509 properties of the peer from it).
-    return bool(context.auth_context().get("x509_pem_cert"))
-
-
-def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode) or code is None:
-        return code
-    # Some grpc versions report the raw integer of the status.
-    return next((c for c in grpc.StatusCode if c.value[0] == code), None)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -231,7 +198,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             or not self._agents_need_certificate
         ):
             return decision
-        if not _has_client_certificate(context):
+        if not has_client_certificate(context):
             return Refusal(
                 Unauthenticated("agents must present a client certificate (mutual TLS)"),
                 decision.principal,
@@ -263,7 +230,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return decision
 
     def _after(self, caller: Caller, method: str, context: grpc.aio.ServicerContext) -> None:
-        code = _code_of(context)
+        code = code_of(context)
         if code in _AUDITED_CODES:
             details = context.details() if hasattr(context, "details") else ""
             audit.refused(
@@ -395,7 +362,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 else InvalidArgument(header, header_check.PROBLEM)
             )
             return Refusal(error, audited=False), None
-        token = None if self._tokens is None else _bearer_token(metadata)
+        token = None if self._tokens is None else bearer_token(metadata)
         digest = token_hash(token) if isinstance(token, str) and not is_job_token(token) else None
         return self._decide(method, token), digest
 
