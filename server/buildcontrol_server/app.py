@@ -118,25 +118,7 @@ class ServerApp:
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
-        # Made in the order the arrows point (docs/architecture.md): the hub first, the
-        # actors' ports on it, then the registry; what the hub has to say goes up as
-        # events its subscribers receive.
-        agent_events = AgentEvents()
-        self.hub = AgentHub(settings.reconnect_window, agent_events)
-        self.scheduler = Scheduler(self.hub)
-        self.registry = Registry(
-            ActorContext(
-                self.store,
-                LocalAgentLink(self.hub),
-                self.scheduler,
-                settings,
-                effects=self.effects,
-                clock=clocks.wall,
-                monotonic=clocks.monotonic,
-            )
-        )
-        agent_events.subscribe(self.registry.agent_event)
-        agent_events.subscribe(self.scheduler.agent_event)
+        self.hub, self.scheduler, self.registry = self._actors(clocks)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(
@@ -186,6 +168,27 @@ class ServerApp:
         self._started = False
         self._stopping = False
         self._health_update: asyncio.Task[None] | None = None
+
+    def _actors(self, clocks: Clocks) -> tuple[AgentHub, Scheduler, Registry]:
+        """Made in the order the arrows point (docs/architecture.md): the hub first, the
+        actors' ports on it, then the registry; what the hub has to say goes up as
+        events its subscribers receive."""
+        agent_events = AgentEvents()
+        hub = AgentHub(self.settings.reconnect_window, agent_events)
+        scheduler = Scheduler(hub)
+        context = ActorContext(
+            self.store,
+            LocalAgentLink(hub),
+            scheduler,
+            self.settings,
+            effects=self.effects,
+            clock=clocks.wall,
+            monotonic=clocks.monotonic,
+        )
+        registry = Registry(context)
+        agent_events.subscribe(registry.agent_event)
+        agent_events.subscribe(scheduler.agent_event)
+        return hub, scheduler, registry
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""

@@ -89,6 +89,7 @@ class Settings:
         HOST_PORT_PAIR,
         flag="--metrics-listen",
         spread=_metrics_address,
+        shown_default="127.0.0.1:--metrics-port",
     )
     # Grace between SIGTERM and SIGKILL when a cancel gives none.
     default_grace_period: float = option(

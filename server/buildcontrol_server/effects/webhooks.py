@@ -32,7 +32,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 
@@ -44,10 +43,11 @@ from buildcontrol_server.domain.deliveries import (
     endpoint_of,
 )
 from buildcontrol_server.domain.errors import NotFound
-from buildcontrol_server.domain.model import CancelRecord, ChangeSet
+from buildcontrol_server.domain.model import CancelRecord
 from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
 from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
+from buildcontrol_server.effects.delivery_store import DeliveryStore
 from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
 from buildcontrol_server.effects.webhook_signing import WebhookSecret
 from buildcontrol_server.store.webhook_rows import QueuedDelivery
@@ -58,18 +58,6 @@ __all__ = ["EVENT", "HEADERS", "DeliveryStore", "WebhookNotifier", "payload"]
 
 # After `stop()`'s timeout, how long cancelled workers get to unwind (closing sockets).
 CANCEL_GRACE = 0.1
-
-
-class DeliveryStore(Protocol):
-    """The part of BuildStore the notifier uses (small, so tests can wrap it)."""
-
-    async def commit(self, changes: ChangeSet) -> None: ...
-
-    async def undelivered_webhooks(self, endpoint: str) -> list[QueuedDelivery]: ...
-
-    async def webhook_outbox_entry(
-        self, delivery_id: str
-    ) -> tuple[CancelRecord, dict[str, int]] | None: ...
 
 
 @dataclass

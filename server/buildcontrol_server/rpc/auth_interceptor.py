@@ -1,4 +1,6 @@
-"""The one interceptor that decides who may call what.
+"""The one interceptor that decides who may call what (it lives with rpc/ because it
+answers with gRPC statuses; every one of them comes from the error catalog,
+rpc/errors.py, like the handlers' own).
 
 For every RPC except health and reflection: read `authorization: Bearer <token>` from
 the metadata, find the token's principal, check the method's role (access_rules.py),
@@ -23,8 +25,13 @@ from typing import Any
 
 import grpc
 
-from buildcontrol_server.domain.errors import InvalidArgument
-from buildcontrol_server.rpc.errors import abort_with
+from buildcontrol_server.domain.errors import (
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
+from buildcontrol_server.rpc.errors import STATUS_OF, abort_with
 from buildcontrol_server.security import audit, certificate_identity, header_check, undecodable
 from buildcontrol_server.security.access_rules import (
     AGENT_CONNECT,
@@ -53,27 +60,27 @@ _AUDITED_CODES = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTIC
 
 @dataclass(frozen=True)
 class Refusal:
-    code: grpc.StatusCode
-    message: str
+    # What the caller is told (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT).
+    error: DomainError
     principal: Principal | None = None
     # False for refusals that must not cost a log line each (header_check.py).
     audited: bool = True
 
 
 # A bearer token that is not among the tokens in force (as far as this server knows).
-UNKNOWN_TOKEN = Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+UNKNOWN_TOKEN = Refusal(Unauthenticated("unknown or revoked token"))
 
 
 def _bearer_token(metadata: Any) -> str | Refusal:
     values = [value for key, value in metadata or () if key == "authorization"]
     if not values:
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "authorization: a bearer token is required")
+        return Refusal(Unauthenticated("authorization: a bearer token is required"))
     if len(values) > 1 or not isinstance(values[0], str):
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "authorization: give exactly one token")
+        return Refusal(Unauthenticated("authorization: give exactly one token"))
     scheme, _, token = values[0].strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "authorization: expected 'Bearer <token>'")
+        return Refusal(Unauthenticated("authorization: expected 'Bearer <token>'"))
     return token
 
 
@@ -170,14 +177,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return UNKNOWN_TOKEN
         needed = REQUIRED_ROLE.get(method)
         if needed is None:
-            return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED, f"{method} is open to nobody", principal
-            )
+            return Refusal(PermissionDenied(f"{method} is open to nobody"), principal)
         if not principal.at_least(needed):
             return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{principal.name} ({principal.role}) may not call {method.rsplit('/', 1)[-1]}"
-                f" (needs {needed})",
+                PermissionDenied(
+                    f"{principal.name} ({principal.role}) may not call"
+                    f" {method.rsplit('/', 1)[-1]} (needs {needed})"
+                ),
                 principal,
             )
         return Caller(principal, self._rules)
@@ -185,18 +191,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _decide_job(self, method: str, token: str, jobs: JobAccess) -> Caller | Refusal:
         scope = jobs.tokens.verify(token)
         if scope is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+            return Refusal(Unauthenticated("unknown or revoked token"))
         principal = job_principal(scope)
         if not jobs.is_live(scope):
             return Refusal(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"job token of {scope.job_id}: the job has finished",
-                principal,
+                Unauthenticated(f"job token of {scope.job_id}: the job has finished"), principal
             )
         if method not in JOB_METHODS:
             return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"a job token may only read its own build, not call {method.rsplit('/', 1)[-1]}",
+                PermissionDenied(
+                    f"a job token may only read its own build, not call {method.rsplit('/', 1)[-1]}"
+                ),
                 principal,
             )
         return Caller(principal, self._rules)
@@ -209,9 +214,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         build_id = getattr(request, "build_id", None)
         if build_id != decision.principal.job.build_id:
             return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"a job token of build {decision.principal.job.build_id} may not read "
-                f"another build",
+                PermissionDenied(
+                    f"a job token of build {decision.principal.job.build_id} may not read "
+                    "another build"
+                ),
                 decision.principal,
             )
         return decision
@@ -227,8 +233,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return decision
         if not _has_client_certificate(context):
             return Refusal(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "agents must present a client certificate (mutual TLS)",
+                Unauthenticated("agents must present a client certificate (mutual TLS)"),
                 decision.principal,
             )
         ids = certificate_identity.agent_ids(context.auth_context())
@@ -246,11 +251,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     who.name if who else "-",
                     who.role.value if who else "-",
                     method,
-                    decision.code.name,
+                    STATUS_OF[decision.error.code].name,
                     context.peer(),
-                    decision.message,
+                    decision.error.message,
                 )
-            await context.abort(decision.code, decision.message)
+            await abort_with(context, decision.error)
         assert isinstance(decision, Caller)
         if decision.principal.authenticated:
             # With auth off there is nobody to name; the cancel path logs its own lines.
@@ -329,7 +334,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for response in messages:
                         yield response
                 except CallEnded as ended:
-                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
+                    await abort_with(context, Unauthenticated(ended.reason))
                 finally:
                     if call is not None:
                         self.open_calls.remove(call)
@@ -344,7 +349,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     return await behavior(request, context)
                 return await run_until_ended(behavior(request, context), call)
             except CallEnded as ended:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
+                await abort_with(context, Unauthenticated(ended.reason))
             finally:
                 if call is not None:
                     self.open_calls.remove(call)
@@ -383,13 +388,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if bad_header is not None:
             # Refused before authentication, without an audit line per request: the
             # rate-limited warning of header_check is all the log gets.
-            code = (
-                grpc.StatusCode.UNAUTHENTICATED
+            header = f"request header {bad_header!r}"
+            error: DomainError = (
+                Unauthenticated(f"{header}: {header_check.PROBLEM}")
                 if bad_header == "authorization"
-                else grpc.StatusCode.INVALID_ARGUMENT
+                else InvalidArgument(header, header_check.PROBLEM)
             )
-            message = f"request header {bad_header!r}: {header_check.PROBLEM}"
-            return Refusal(code, message, audited=False), None
+            return Refusal(error, audited=False), None
         token = None if self._tokens is None else _bearer_token(metadata)
         digest = token_hash(token) if isinstance(token, str) and not is_job_token(token) else None
         return self._decide(method, token), digest
