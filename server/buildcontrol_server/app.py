@@ -52,6 +52,7 @@ from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
+from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.factory import build_store
 
@@ -101,23 +102,7 @@ class ServerApp:
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
         self._wall_clock = clocks.wall
-        self.store = build_store(
-            settings.store_url, settings.database_path, settings.sqlite_synchronous
-        )
-        self.notifier = WebhookNotifier(
-            list(settings.webhook_urls),
-            max_attempts=settings.webhook_max_attempts,
-            base_delay=settings.webhook_base_delay,
-            request_timeout=settings.webhook_request_timeout,
-            breaker_threshold=settings.webhook_breaker_threshold,
-            breaker_cooldown=settings.webhook_breaker_cooldown,
-            queue_size=settings.webhook_queue_size,
-            secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
-            store=self.store,
-        )
-        self.effects = SideEffectsRunner(
-            AuditLog(self.store, batch=settings.audit_batch), self.notifier
-        )
+        self.store, self.notifier, self.effects = _store_and_effects(settings)
         self.hub, self.scheduler, self.registry = self._actors(clocks)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
         self.health = health.aio.HealthServicer()
@@ -379,3 +364,27 @@ async def serve(settings: Settings) -> int:
     await app.stop()
     log.info("stopped")
     return 0
+
+
+def _store_and_effects(
+    settings: Settings,
+) -> tuple[BuildStore, WebhookNotifier, SideEffectsRunner]:
+    """The store, the webhook workers and the side effects (audit, webhooks) on it;
+    ValueError for a webhook URL or secret the workers cannot use."""
+    store = build_store(settings.store_url, settings.database_path, settings.sqlite_synchronous)
+    notifier = _webhook_notifier(settings, store)
+    return store, notifier, SideEffectsRunner(AuditLog(store, batch=settings.audit_batch), notifier)
+
+
+def _webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
+    return WebhookNotifier(
+        list(settings.webhook_urls),
+        max_attempts=settings.webhook_max_attempts,
+        base_delay=settings.webhook_base_delay,
+        request_timeout=settings.webhook_request_timeout,
+        breaker_threshold=settings.webhook_breaker_threshold,
+        breaker_cooldown=settings.webhook_breaker_cooldown,
+        queue_size=settings.webhook_queue_size,
+        secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
+        store=store,
+    )
