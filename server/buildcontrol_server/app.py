@@ -387,3 +387,4 @@ async def serve(settings: Settings) -> int:
     await app.stop()
     log.info("stopped")
     return 0
+

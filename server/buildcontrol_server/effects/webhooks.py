@@ -81,8 +81,7 @@ class _Endpoint:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"webhook #{index} is not an http(s) URL with a host")
         self.url = url
-        # Signs every body sent here (webhook_signing.py); None: unsigned.
-        self.secret = secret
+        self.secret = secret  # signs every body sent here; None: unsigned
         # The outbox's key and label of the endpoint (the same the actors write).
         identity = endpoint_of(index, url)
         self.label = identity.label
@@ -127,8 +126,7 @@ class WebhookNotifier:
     ) -> None:
         """`store`: the outbox and delivery log (None: memory only, nothing survives a
         restart). `clock` (monotonic seconds) times the breakers' cooldowns; tests
-        move it. `wall_clock` stamps the delivery log (shown, never timed). `secrets`:
-        endpoint position → the secret its requests are signed with."""
+        move it. `wall_clock` stamps the delivery log. `secrets`: position → signer."""
         if max_attempts < 1 or queue_size < 1 or request_timeout <= 0:
             raise ValueError("max_attempts, queue_size and request_timeout must be positive")
         self._max_attempts = max_attempts
@@ -139,13 +137,9 @@ class WebhookNotifier:
         self._store = store
         self._wall_clock = wall_clock
         self._endpoints = [
-            _Endpoint(
-                n,
-                url,
-                CircuitBreaker(breaker_threshold, breaker_cooldown, clock),
-                (secrets or {}).get(n),
-            )
+            _Endpoint(n, url, CircuitBreaker(breaker_threshold, breaker_cooldown, clock), key)
             for n, url in enumerate(urls)
+            for key in [(secrets or {}).get(n)]
         ]
         self._client: httpx.AsyncClient | None = None
         self._stopped = False

@@ -122,13 +122,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return revoked
 
-    async def _tokens_changed(self) -> bool:
-        """For a source that cannot be looked at per call: re-read it now (shared
-        with other unknown tokens: one query at a time). True if it changed."""
-        if self._tokens is None or self._tokens.source.sees_changes_per_call:
-            return False
-        return await self._tokens.poll_now()
-
     # ---- admission ----
 
     def _decide(self, method: str, token: str | Refusal | None) -> Caller | Refusal:
@@ -335,10 +328,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler  # unknown: grpc answers UNIMPLEMENTED; open: health, reflection
         metadata = handler_call_details.invocation_metadata
         decision, digest = self._decision_of(method, metadata)
-        if decision is UNKNOWN_TOKEN and await self._tokens_changed():
-            # A token made a moment ago on another host (the database's tokens): the
-            # caller should not have to wait for the server's next poll to use it.
-            decision, digest = self._decision_of(method, metadata)
+        if decision is UNKNOWN_TOKEN and self._tokens and await self._tokens.changed_since():
+            decision, digest = self._decision_of(method, metadata)  # made a moment ago
         for attribute, factory in _SHAPES:
             behavior = getattr(handler, attribute)
             if behavior is not None:
