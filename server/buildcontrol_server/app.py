@@ -18,6 +18,8 @@ from buildcontrol_proto.v1 import (
     agent_pb2_grpc,
     build_control_pb2,
     build_control_pb2_grpc,
+    housekeeping_pb2,
+    housekeeping_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -36,17 +38,21 @@ from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhook_admin import WebhookAdmin
+from buildcontrol_server.effects.webhook_signing import load_secrets
 from buildcontrol_server.effects.webhooks import WebhookNotifier
+from buildcontrol_server.housekeeping.housekeeper import Housekeeper, HousekeepingSettings
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
+from buildcontrol_server.rpc.housekeeping_service import HousekeepingServicer
 from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
+from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.factory import build_store
 
@@ -55,6 +61,7 @@ log = logging.getLogger("buildcontrol")
 SERVICE_NAMES = (
     build_control_pb2.DESCRIPTOR.services_by_name["BuildControl"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    housekeeping_pb2.DESCRIPTOR.services_by_name["Housekeeping"].full_name,
 )
 
 # Agents ping every 30-60 s; allow pings more often than that so the
@@ -87,6 +94,20 @@ class Endpoints:
     agent_port: int | None = None
 
 
+def webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
+    return WebhookNotifier(
+        list(settings.webhook_urls),
+        max_attempts=settings.webhook_max_attempts,
+        base_delay=settings.webhook_base_delay,
+        request_timeout=settings.webhook_request_timeout,
+        breaker_threshold=settings.webhook_breaker_threshold,
+        breaker_cooldown=settings.webhook_breaker_cooldown,
+        queue_size=settings.webhook_queue_size,
+        secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
+        store=store,
+    )
+
+
 class ServerApp:
     def __init__(self, settings: Settings, clocks: Clocks | None = None) -> None:
         """`clocks`: the wall and monotonic clocks the server runs on (tests step
@@ -94,39 +115,15 @@ class ServerApp:
         clocks = clocks or Clocks()
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
-        self.store = build_store(settings.store_url, settings.database_path)
-        self.notifier = WebhookNotifier(
-            list(settings.webhook_urls),
-            max_attempts=settings.webhook_max_attempts,
-            base_delay=settings.webhook_base_delay,
-            request_timeout=settings.webhook_request_timeout,
-            breaker_threshold=settings.webhook_breaker_threshold,
-            breaker_cooldown=settings.webhook_breaker_cooldown,
-            queue_size=settings.webhook_queue_size,
-            store=self.store,
+        self._wall_clock = clocks.wall
+        self.store = build_store(
+            settings.store_url, settings.database_path, settings.sqlite_synchronous
         )
+        self.notifier = webhook_notifier(settings, self.store)
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
-        # Made in the order the arrows point (docs/architecture.md): the hub first, the
-        # actors' ports on it, then the registry; what the hub has to say goes up as
-        # events its subscribers receive.
-        agent_events = AgentEvents()
-        self.hub = AgentHub(settings.reconnect_window, agent_events)
-        self.scheduler = Scheduler(self.hub)
-        self.registry = Registry(
-            ActorContext(
-                self.store,
-                LocalAgentLink(self.hub),
-                self.scheduler,
-                settings,
-                effects=self.effects,
-                clock=clocks.wall,
-                monotonic=clocks.monotonic,
-            )
-        )
-        agent_events.subscribe(self.registry.agent_event)
-        agent_events.subscribe(self.scheduler.agent_event)
+        self.hub, self.scheduler, self.registry = self._actors(clocks)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(
@@ -139,18 +136,9 @@ class ServerApp:
         # Tokens, roles, mutual TLS. After the metrics interceptor, so refused
         # calls are counted with their status too.
         self.security = ServerSecurity(
-            settings.security, settings.data_dir, live_build=self._live_build
+            settings.security, settings.data_dir, self._live_build, settings.store_url
         )
-        self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(), self.security.interceptor],
-            options=[
-                *GRPC_OPTIONS,
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
-                # What the Python clients accept (a build at the limits is ~10 MiB).
-                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
-            ],
-        )
+        self.server = self._grpc_server()
         # Builds in CANCELING and the oldest one's age (from the store), inbox depth.
         self.live_gauges = LiveBuildGauges(
             self.registry.live, self.store, clocks.wall, clocks.monotonic
@@ -159,11 +147,56 @@ class ServerApp:
         # Tests call `await app.auditor.check()`; the server runs it every interval.
         self.auditor = InvariantAuditor(self.store, self.registry, self.hub)
         self._audits: asyncio.Task[None] | None = None
+        # Retention purges, compaction, size gauges. Logs of purged builds: pass the
+        # log store's delete_logs as on_builds_deleted once there is one.
+        self.housekeeper = Housekeeper(
+            self.store.retention,
+            self.store.stats,
+            HousekeepingSettings(
+                policy=settings.retention_policy,
+                interval=settings.housekeeping_interval,
+                pause=settings.housekeeping_pause,
+            ),
+            clock=clocks.wall,
+        )
         self._metrics_server: object | None = None
         # Availability changes move health only between start's SERVING and stop.
         self._started = False
         self._stopping = False
         self._health_update: asyncio.Task[None] | None = None
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        return grpc.aio.server(
+            interceptors=[MetricsInterceptor(), self.security.interceptor],
+            options=[
+                *GRPC_OPTIONS,
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                ("grpc.max_concurrent_streams", self.settings.max_streams_per_connection),
+                # What the Python clients accept (a build at the limits is ~10 MiB).
+                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+            ],
+        )
+
+    def _actors(self, clocks: Clocks) -> tuple[AgentHub, Scheduler, Registry]:
+        """Made in the order the arrows point (docs/architecture.md): the hub first, the
+        actors' ports on it, then the registry; what the hub has to say goes up as
+        events its subscribers receive."""
+        agent_events = AgentEvents()
+        hub = AgentHub(self.settings.reconnect_window, agent_events)
+        scheduler = Scheduler(hub)
+        context = ActorContext(
+            self.store,
+            LocalAgentLink(hub),
+            scheduler,
+            self.settings,
+            effects=self.effects,
+            clock=clocks.wall,
+            monotonic=clocks.monotonic,
+        )
+        registry = Registry(context)
+        agent_events.subscribe(registry.agent_event)
+        agent_events.subscribe(scheduler.agent_event)
+        return hub, scheduler, registry
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
@@ -177,7 +210,7 @@ class ServerApp:
             data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
         # After the store: a data directory the store refuses is reported alone,
         # before any tokens file is created in it.
-        self.security.prepare()
+        await self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
             BuildControlServicer(
@@ -187,6 +220,9 @@ class ServerApp:
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.control, self.settings, self.security.job_tokens), self.server
+        )
+        housekeeping_pb2_grpc.add_HousekeepingServicer_to_server(
+            HousekeepingServicer(self.housekeeper, self._wall_clock), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -205,6 +241,7 @@ class ServerApp:
                 audit_every(self.settings.audit_interval, self.auditor, self.live_gauges),
                 name="invariant-audits",
             )
+        self.housekeeper.start()
         self._started = True
         # Unless the database went away during recovery (its return sets SERVING).
         if self.store.available:
@@ -273,6 +310,7 @@ class ServerApp:
         if self._audits is not None:
             self._audits.cancel()
             await asyncio.gather(self._audits, return_exceptions=True)
+        await self.housekeeper.stop()
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         self.control.cancel_streams.end_all()
@@ -313,7 +351,12 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     data_at_rest.restrict_process_umask()
-    app = ServerApp(settings)
+    try:
+        app = ServerApp(settings)
+    except ValueError as error:
+        # A webhook URL or secret the server cannot use (the message holds neither).
+        print(f"buildcontrol: {error}", file=sys.stderr)
+        return 1
     try:
         endpoints = await app.start()
     except data_at_rest.UnsafeDataDir as error:
@@ -344,3 +387,4 @@ async def serve(settings: Settings) -> int:
     await app.stop()
     log.info("stopped")
     return 0
+

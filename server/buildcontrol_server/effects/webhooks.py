@@ -30,9 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 
@@ -44,12 +43,14 @@ from buildcontrol_server.domain.deliveries import (
     endpoint_of,
 )
 from buildcontrol_server.domain.errors import NotFound
-from buildcontrol_server.domain.model import CancelRecord, ChangeSet
+from buildcontrol_server.domain.model import CancelRecord
+from buildcontrol_server.effects import webhook_http
 from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
 from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
+from buildcontrol_server.effects.delivery_store import DeliveryStore
 from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
-from buildcontrol_server.store.webhook_rows import QueuedDelivery
+from buildcontrol_server.effects.webhook_signing import WebhookSecret
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,6 @@ __all__ = ["EVENT", "HEADERS", "DeliveryStore", "WebhookNotifier", "payload"]
 
 # After `stop()`'s timeout, how long cancelled workers get to unwind (closing sockets).
 CANCEL_GRACE = 0.1
-
-
-class DeliveryStore(Protocol):
-    """The part of BuildStore the notifier uses (small, so tests can wrap it)."""
-
-    async def commit(self, changes: ChangeSet) -> None: ...
-
-    async def undelivered_webhooks(self, endpoint: str) -> list[QueuedDelivery]: ...
-
-    async def webhook_outbox_entry(
-        self, delivery_id: str
-    ) -> tuple[CancelRecord, dict[str, int]] | None: ...
 
 
 @dataclass
@@ -81,7 +70,9 @@ class _Item:
 class _Endpoint:
     """One receiver: its queue, breaker, worker task and metric children."""
 
-    def __init__(self, index: int, url: str, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, index: int, url: str, breaker: CircuitBreaker, secret: WebhookSecret | None
+    ) -> None:
         # The messages leave the URL out: it may hold a secret (see the module doc).
         try:
             parsed = httpx.URL(url)
@@ -90,6 +81,7 @@ class _Endpoint:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"webhook #{index} is not an http(s) URL with a host")
         self.url = url
+        self.secret = secret  # signs every body sent here; None: unsigned
         # The outbox's key and label of the endpoint (the same the actors write).
         identity = endpoint_of(index, url)
         self.label = identity.label
@@ -127,13 +119,14 @@ class WebhookNotifier:
         breaker_cooldown: float = 30.0,
         queue_size: int = 10_000,
         *,
+        secrets: Mapping[int, WebhookSecret] | None = None,
         store: DeliveryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """`store`: the outbox and delivery log (None: memory only, nothing survives a
         restart). `clock` (monotonic seconds) times the breakers' cooldowns; tests
-        move it. `wall_clock` stamps the delivery log (shown, never timed)."""
+        move it. `wall_clock` stamps the delivery log. `secrets`: position → signer."""
         if max_attempts < 1 or queue_size < 1 or request_timeout <= 0:
             raise ValueError("max_attempts, queue_size and request_timeout must be positive")
         self._max_attempts = max_attempts
@@ -144,8 +137,9 @@ class WebhookNotifier:
         self._store = store
         self._wall_clock = wall_clock
         self._endpoints = [
-            _Endpoint(n, url, CircuitBreaker(breaker_threshold, breaker_cooldown, clock))
+            _Endpoint(n, url, CircuitBreaker(breaker_threshold, breaker_cooldown, clock), key)
             for n, url in enumerate(urls)
+            for key in [(secrets or {}).get(n)]
         ]
         self._client: httpx.AsyncClient | None = None
         self._stopped = False
@@ -314,6 +308,7 @@ class WebhookNotifier:
 
     async def _deliver(self, endpoint: _Endpoint, item: _Item) -> None:
         body = payload(item.record)
+        signature = endpoint.secret.signature(body) if endpoint.secret is not None else None
         breaker = endpoint.breaker
         for attempt in range(1, self._max_attempts + 1):
             if not breaker.allow():
@@ -330,6 +325,7 @@ class WebhookNotifier:
                 endpoint.label,
                 endpoint.seconds,
                 self._request_timeout,
+                signature,
             )
             item.attempts += 1
             if answer.result is not Result.FAILED:
@@ -388,17 +384,7 @@ class WebhookNotifier:
                 state=state,
                 attempts=item.attempts,
                 last_status=answer.status if answer is not None else None,
-                last_error=_error_of(answer),
+                last_error=webhook_http.error_of(answer),
                 last_attempt_at=self._wall_clock() if answer is not None else None,
             )
         )
-
-
-def _error_of(answer: Answer | None) -> str | None:
-    if answer is None:
-        return "breaker open: not sent"
-    if answer.error is not None:
-        return answer.error
-    if answer.result is Result.DELIVERED:
-        return None
-    return f"HTTP {answer.status}"

@@ -22,6 +22,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     _CONTROL + "ListWebhookDeliveries": Role.ADMIN,
     _CONTROL + "RedeliverWebhook": Role.ADMIN,
     "/buildcontrol.v1.AgentService/Connect": Role.AGENT,
+    # A purge deletes history for everyone: admins only (its dry run too, for one rule).
+    "/buildcontrol.v1.Housekeeping/Purge": Role.ADMIN,
 }
 
 AGENT_CONNECT = "/buildcontrol.v1.AgentService/Connect"
