@@ -76,6 +76,10 @@ class FakeLink:
     def connected(self, agent_id: str) -> bool:
         return agent_id not in self.away
 
+    def is_latest(self, agent_id: str, session_id: str) -> bool:
+        # One stream per agent here: a Hello always comes from it (or names none).
+        return session_id in ("", f"session-of-{agent_id}")
+
     def assign(self, agent_id: str, command: AssignCommand) -> str | None:
         if agent_id in self.away:
             self.pending.append(command)
