@@ -387,4 +387,3 @@ async def serve(settings: Settings) -> int:
     await app.stop()
     log.info("stopped")
     return 0
-
