@@ -30,12 +30,15 @@ from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhook_admin import WebhookAdmin
 from buildcontrol_server.effects.webhooks import WebhookNotifier
+from buildcontrol_server.logs import retention
+from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
+from buildcontrol_server.rpc.log_upload import job_state_of
 from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
@@ -118,6 +121,14 @@ class ServerApp:
         )
         self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
+        # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
+        self.logs = JobLogs(
+            retention.log_store_for(settings),
+            job_state_of(self.control.get),
+            settings.log_limit_bytes,
+        )
+        self._clocks = clocks
+        self._retention: asyncio.Task[None] | None = None
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(
             fair_limits.limit(fair_limits.WATCH_STREAMS, settings.max_watch_streams_per_principal)
@@ -162,6 +173,7 @@ class ServerApp:
         if self._file_backed():
             data_at_rest.prepare_directory(self.settings.data_dir)
         await self.store.open()
+        await self.logs.store.open()
         self.store.watch_availability(self._store_availability_changed)
         if self._file_backed():
             data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
@@ -171,12 +183,16 @@ class ServerApp:
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
             BuildControlServicer(
-                self.control, WebhookAdmin(self.store, self.notifier), self.watch_streams
+                self.control,
+                WebhookAdmin(self.store, self.notifier),
+                self.watch_streams,
+                self.logs,
             ),
             self.server,
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.control, self.settings, self.security.job_tokens), self.server
+            AgentServicer(self.control, self.settings, self.security.job_tokens, self.logs),
+            self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -195,6 +211,12 @@ class ServerApp:
                 audit_every(self.settings.audit_interval, self.auditor, self.live_gauges),
                 name="invariant-audits",
             )
+        self._retention = asyncio.create_task(
+            retention.keep_retention(
+                self.logs.store, self.settings.log_retention_days, self._clocks.wall
+            ),
+            name="log-retention",
+        )
         self._started = True
         # Unless the database went away during recovery (its return sets SERVING).
         if self.store.available:
@@ -260,9 +282,10 @@ class ServerApp:
         if self._health_update is not None:
             await self._health_update
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self._audits is not None:
-            self._audits.cancel()
-            await asyncio.gather(self._audits, return_exceptions=True)
+        for task in (self._audits, self._retention):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         self.control.cancel_streams.end_all()
@@ -274,6 +297,7 @@ class ServerApp:
         await self.effects.stop(self.settings.effects_stop_timeout)
         self.hub.stop_timers()
         await self.store.close()
+        await self.logs.store.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
             self._metrics_server.server_close()  # type: ignore[attr-defined]

@@ -161,6 +161,20 @@ def _serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         default=defaults.effects_stop_timeout,
         help="seconds the audit and webhooks get to flush at shutdown",
     )
+    serve.add_argument(
+        "--log-limit",
+        type=int,
+        default=defaults.log_limit_bytes,
+        metavar="BYTES",
+        help="most bytes of step output kept per job; past it one line says how much was dropped",
+    )
+    serve.add_argument(
+        "--log-retention",
+        type=float,
+        default=defaults.log_retention_days,
+        metavar="DAYS",
+        help="days a job's log is kept after its last byte (0: forever)",
+    )
     serve_flags.add_arguments(serve, defaults)  # --auth, --tokens-file, --tls-*, --max-*
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     serve.add_argument(
@@ -204,6 +218,8 @@ async def _serve(args: argparse.Namespace) -> int:
         webhook_queue_size=args.webhook_queue_size,
         audit_batch=args.audit_batch,
         effects_stop_timeout=args.effects_stop_timeout,
+        log_limit_bytes=args.log_limit,
+        log_retention_days=args.log_retention,
     )
     return await serve(settings)
 

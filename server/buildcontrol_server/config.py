@@ -56,6 +56,11 @@ class Settings:
     effects_stop_timeout: float = 2.0
     # Bound of SIGTERM drain: agents are told to leave, in-flight RPCs get this long.
     shutdown_grace: float = 5.0
+    # ---- step logs (docs/logs.md) ----
+    # Bytes of step output kept per job; the agent drops the rest and says how much.
+    log_limit_bytes: int = 64 * 1024 * 1024
+    # Days a job's log is kept after its last write; 0 keeps logs forever.
+    log_retention_days: float = 30.0
     # ---- security and limits ----
     security: SecuritySettings = DEFAULT_SECURITY
     # What one submitted build (or cancel reason, or agent Hello) may carry.
@@ -91,6 +96,11 @@ class Settings:
     def webhook_endpoints(self) -> tuple[Endpoint, ...]:
         """The webhook URLs as the outbox keys them (computed once, not per cancel)."""
         return endpoints_of(self.webhook_urls)
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the SQLite backend keeps job logs (when store_url is None)."""
+        return self.data_dir / "logs"
 
     @property
     def database_path(self) -> Path:

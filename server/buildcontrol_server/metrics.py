@@ -280,3 +280,13 @@ LIMIT_REFUSED = Counter(
     "Calls refused with RESOURCE_EXHAUSTED because they would pass a limit.",
     ["limit"],
 )
+
+# ---- step logs ----
+LOG_BYTES_RECEIVED = Counter(
+    "buildcontrol_log_received_bytes_total",
+    "Bytes of step output received from agents (UploadLogs), resent bytes included.",
+)
+LOGS_DELETED = Counter(
+    "buildcontrol_logs_deleted_total",
+    "Job logs deleted, by retention (--log-retention) or with their deleted builds.",
+)

@@ -24,6 +24,8 @@ class StopCommand:
     # so the stream writer can measure delivery (observability/cancel_phases.py). None:
     # not measured (a stop re-sent on reconnect, or one the server made on its own).
     requested_at: float | None = None
+    # Who asked for the cancel, for the stop line at the end of the job's log.
+    requested_by: str = ""
 
 
 @dataclass

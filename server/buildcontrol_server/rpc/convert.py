@@ -328,6 +328,7 @@ def to_agent(
                     deadline=timestamp(command.deadline),
                     skip_cleanup=command.skip_cleanup,
                     cleanup_timeout=duration(command.cleanup_timeout),
+                    requested_by=command.requested_by,
                 )
             )
         case AssignCommand():
