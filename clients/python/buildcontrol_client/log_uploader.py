@@ -1,0 +1,205 @@
+"""Uploading a job's log to the server (AgentService.UploadLogs), apart from the agent
+stream so that no amount of output can delay a StopJob or a result.
+
+One uploader per job reads the job's local copy (job_output.py: the spill, so memory
+stays flat however far the upload is behind) and sends it in chunks with their offsets,
+authenticated with the job's token. A stream ends when it has caught up (or after
+STREAM_BYTES), and the server's answer is its stored size: the next stream starts
+there. After a failure the next stream starts again at the last acknowledged offset;
+the server skips what it already has, so nothing is lost or doubled. The job's result
+waits for the last byte (bounded by the stop's deadline, or FINISH_SECONDS)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+import grpc
+from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+
+from buildcontrol_client.auth import auth_metadata
+from buildcontrol_client.backoff import Backoff, BackoffPolicy
+from buildcontrol_client.credentials import TlsOptions, open_channel
+from buildcontrol_client.job_output import JobOutput, stop_line
+from buildcontrol_client.process_runner import JobTerminator, StopOutcome
+
+log = logging.getLogger("buildcontrol.agent")
+
+CHUNK_BYTES = 256 * 1024
+STREAM_BYTES = 8 * 1024 * 1024
+# Longest a job's result waits for its log to reach the server when no stop deadline
+# bounds it (a job that ended by itself).
+FINISH_SECONDS = 10.0
+# Kept from the stop's deadline so that the result still arrives before it.
+DEADLINE_MARGIN_SECONDS = 1.0
+# Refusals that another attempt cannot change.
+_FINAL_CODES = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+
+
+class LogUplink:
+    """The agent's one channel for log uploads (made on first use)."""
+
+    def __init__(self, server: str, tls: TlsOptions | None = None) -> None:
+        self._server = server
+        self._tls = tls
+        self._channel: grpc.aio.Channel | None = None
+
+    def stub(self) -> agent_pb2_grpc.AgentServiceStub:
+        if self._channel is None:
+            self._channel = open_channel(self._server, tls=self._tls, sends_token=True)
+        return agent_pb2_grpc.AgentServiceStub(self._channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+
+class JobLog:
+    """A job's output and its upload; without an uplink the output is only kept locally."""
+
+    def __init__(
+        self, assignment: agent_pb2.AssignJob, work_dir: Path | None, uplink: LogUplink | None
+    ) -> None:
+        secret_names = set(assignment.secret_env_names)
+        self.output = JobOutput(
+            work_dir,
+            assignment.job_id,
+            assignment.log_limit_bytes,
+            [value for name, value in assignment.env.items() if name in secret_names],
+        )
+        self._build_id = assignment.build_id
+        self._job_id = assignment.job_id
+        self._metadata = auth_metadata(assignment.job_token or None)
+        self._uplink = uplink
+        self._task: asyncio.Task[None] | None = None
+        # Set once the server acknowledged a stream that carried the final flag.
+        self._final_sent = False
+        # Who stopped the job and why (from the StopJob), and the monotonic time by
+        # which its result must be out.
+        self._stopped_by = ""
+        self._stop_reason = ""
+        self._deadline = float("inf")
+
+    async def step_pipe(self, index: int, title: str) -> IO[bytes]:
+        if self._uplink is not None and self._task is None:
+            self._task = asyncio.create_task(self._upload(), name=f"log-{self._job_id}")
+        return await self.output.step_pipe(f"--- step {index}: {title}\n")
+
+    def stop_received(self, stop: agent_pb2.StopJob) -> None:
+        self._stopped_by = stop.requested_by
+        self._stop_reason = stop.reason
+        if stop.HasField("deadline"):
+            left = stop.deadline.ToDatetime().timestamp() - time.time()
+            self._deadline = min(self._deadline, time.monotonic() + left)
+
+    def stopped(self, outcome: StopOutcome, terminator: JobTerminator, received_at: float) -> None:
+        """`--- stopped: SIGTERM after 2.0 s by alice: wrong branch ---` at the log's end:
+        the signal that ended the job, and how long after the first signal."""
+        signalled = terminator.signalled_at
+        if math.isnan(signalled):
+            signalled = received_at  # nothing was left to signal
+        gone = terminator.gone_at if not math.isnan(terminator.gone_at) else time.monotonic()
+        name = "SIGTERM" if outcome is StopOutcome.GRACEFUL else "SIGKILL"
+        seconds = max(0.0, gone - signalled)
+        self.output.note_stop_line(stop_line(name, seconds, self._stopped_by, self._stop_reason))
+
+    async def finish(self) -> None:
+        """Read the steps' pipes to their end, then upload the rest, within the stop's
+        deadline (less a margin) or FINISH_SECONDS; what is not sent by then stays in
+        the local copy only."""
+        budget = min(FINISH_SECONDS, self._deadline - DEADLINE_MARGIN_SECONDS - time.monotonic())
+        started = time.monotonic()
+        await self.output.drain(max(0.0, budget / 2))
+        self.output.finish()
+        task = self._task
+        if task is not None:
+            left = max(0.0, budget - (time.monotonic() - started))
+            done, _ = await asyncio.wait({task}, timeout=left)
+            if not done:
+                log.warning(
+                    "job %s: log upload not done in %.1fs: the rest stays local",
+                    self._job_id,
+                    budget,
+                )
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.output.close()
+
+    async def _upload(self) -> None:
+        assert self._uplink is not None
+        backoff = Backoff(BackoffPolicy())
+        acked = 0
+        while True:
+            try:
+                call = self._uplink.stub().UploadLogs(
+                    self._requests(acked), metadata=self._metadata
+                )
+                acked = (await call).stored_size
+                backoff.reset()
+                if self._final_sent:
+                    return
+            except grpc.aio.AioRpcError as error:
+                if error.code() in _FINAL_CODES:
+                    log.warning(
+                        "job %s: log upload refused: %s: %s",
+                        self._job_id,
+                        error.code().name,
+                        error.details(),
+                    )
+                    return
+                if error.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                    # The server has less than it acknowledged (its log was deleted or
+                    # lost): send everything again; it keeps only what it lacks.
+                    acked = 0
+                delay = backoff.next_delay()
+                log.info(
+                    "job %s: log upload failed (%s); again in %.2fs",
+                    self._job_id,
+                    error.code().name,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _requests(self, offset: int) -> AsyncIterator[agent_pb2.UploadLogsRequest]:
+        output = self.output
+        sent = 0
+        while True:
+            output.grew.clear()
+            if offset < output.size:
+                data = output.read(offset, CHUNK_BYTES)
+                final = output.complete and offset + len(data) == output.size
+                yield self._request(offset, data, final)
+                offset += len(data)
+                sent += len(data)
+                if final:
+                    self._final_sent = True
+                    return
+                if sent >= STREAM_BYTES:
+                    return
+                continue
+            if output.complete:
+                yield self._request(offset, b"", True)
+                self._final_sent = True
+                return
+            if sent:
+                return  # caught up: end the stream, so its answer acknowledges the bytes
+            await output.grew.wait()
+
+    def _request(self, offset: int, data: bytes, final: bool) -> agent_pb2.UploadLogsRequest:
+        return agent_pb2.UploadLogsRequest(
+            build_id=self._build_id, job_id=self._job_id, offset=offset, data=data, final=final
+        )
