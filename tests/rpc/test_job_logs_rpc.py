@@ -5,6 +5,7 @@ for a cancel (with the stop line), cut at the limit with one marker line."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,9 +14,12 @@ import grpc
 import pytest
 from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_client import Agent, AgentOptions
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.rpc.conftest import Running, pipeline, running_server
 from tests.support.build_watch import jobs_running
+from tests.support.tcp_proxy import TcpProxy
 
 WAIT = 30.0
 KNOWN = "".join(f"line {i}\n" for i in range(2000))
@@ -201,3 +205,87 @@ async def test_an_unknown_build_is_not_found(server: Running) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await server.stub.GetJobLog(request)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_connection_cut_in_mid_upload_loses_and_doubles_nothing(
+    server: Running, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="buildcontrol.agent")
+    proxy = TcpProxy(int(server.target.rsplit(":", 1)[1]))
+    target = await proxy.start()
+    agent = Agent(target, "agent-cut", options=AgentOptions(work_dir=tmp_path / "work"))
+    task = asyncio.create_task(agent.run())
+    try:
+        # About 4.8 MB, printed as fast as the agent reads it.
+        build_id, job_id = await submit(server, "seq 1 700000")
+        follow = server.stub.FollowJobLog(
+            build_control_pb2.FollowJobLogRequest(build_id=build_id, job_id=job_id), timeout=WAIT
+        )
+        seen = 0
+        async for message in follow:
+            seen += len(message.data)
+            if seen > 1_000_000:
+                break
+        follow.cancel()
+        proxy.cut()  # the agent stream and the upload in flight drop at once
+        assert (await ended(server, build_id)).status == build_pb2.BUILD_STATUS_SUCCEEDED
+    finally:
+        agent.request_shutdown()
+        await asyncio.wait_for(task, WAIT)
+        await proxy.close()
+    assert proxy.connections >= 2
+    # The upload did fail on the cut, and was taken up again from its acknowledged offset.
+    assert any("log upload failed" in r.getMessage() for r in caplog.records)
+    printed = "".join(f"{i}\n" for i in range(1, 700_001)).encode()
+    stored = b""
+    while True:
+        page = await server.stub.GetJobLog(
+            build_control_pb2.GetJobLogRequest(build_id=build_id, job_id=job_id, offset=len(stored))
+        )
+        if not page.data:
+            break
+        stored += page.data
+    assert stored == b"--- step 0: seq 1 700000\n" + printed
+
+
+async def test_reflection_alone_describes_and_calls_the_log_methods(
+    server: Running, tmp_path: Path
+) -> None:
+    """What grpcurl and `buf curl` do: learn the methods from the server, then call one
+    with messages built from what it said (no generated code)."""
+    async with agent_for(server, tmp_path / "work"):
+        build_id, job_id = await submit(server, "echo reflected")
+        await ended(server, build_id)
+    stub = reflection_pb2_grpc.ServerReflectionStub(server.channel)
+    pool = descriptor_pool.DescriptorPool()
+    wanted = ["buildcontrol.v1.BuildControl", "buildcontrol.v1.AgentService"]
+    requests = [reflection_pb2.ServerReflectionRequest(file_containing_symbol=s) for s in wanted]
+    files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+    async for response in stub.ServerReflectionInfo(iter(requests)):
+        for raw in response.file_descriptor_response.file_descriptor_proto:
+            proto = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            files[proto.name] = proto
+    for name in ("google/protobuf/duration.proto", "google/protobuf/timestamp.proto"):
+        files.pop(name, None)
+        pool.AddSerializedFile(
+            descriptor_pool.Default().FindFileByName(name).serialized_pb  # type: ignore[attr-defined]
+        )
+    while files:  # dependencies first
+        for name, proto in list(files.items()):
+            if all(d not in files for d in proto.dependency):
+                pool.Add(proto)
+                del files[name]
+    control = pool.FindServiceByName("buildcontrol.v1.BuildControl")
+    assert {"GetJobLog", "FollowJobLog"} <= {m.name for m in control.methods}
+    upload = pool.FindServiceByName("buildcontrol.v1.AgentService").methods_by_name["UploadLogs"]
+    assert upload.client_streaming and not upload.server_streaming
+    method = control.methods_by_name["GetJobLog"]
+    request_class = message_factory.GetMessageClass(method.input_type)
+    response_class = message_factory.GetMessageClass(method.output_type)
+    call = server.channel.unary_unary(
+        "/buildcontrol.v1.BuildControl/GetJobLog",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=response_class.FromString,
+    )
+    answer = await call(request_class(build_id=build_id, job_id=job_id))
+    assert answer.data.endswith(b"reflected\n")
