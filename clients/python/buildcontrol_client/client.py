@@ -223,6 +223,34 @@ class BuildControlClient:
             )
         return builtins.list(response.endpoints)
 
+    async def get_job_log(
+        self, build_id: str, job_id: str, offset: int = 0, limit: int = 0
+    ) -> build_control_pb2.GetJobLogResponse:
+        """Up to `limit` bytes (0: the server's page, 1 MiB) of a job's log from `offset`."""
+        request = build_control_pb2.GetJobLogRequest(
+            build_id=build_id, job_id=job_id, offset=offset, limit=limit
+        )
+        with translated_rpc_errors():
+            response: build_control_pb2.GetJobLogResponse = await self._connect().GetJobLog(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        return response
+
+    async def follow_job_log(
+        self, build_id: str, job_id: str, from_offset: int = 0
+    ) -> AsyncGenerator[build_control_pb2.FollowJobLogResponse, None]:
+        """A job's log from `from_offset`, as it grows, until the job is terminal."""
+        request = build_control_pb2.FollowJobLogRequest(
+            build_id=build_id, job_id=job_id, from_offset=from_offset
+        )
+        call = self._connect().FollowJobLog(request, metadata=self._metadata)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
+
     def _connect(self) -> Any:
         if self._stub is None:
             self._channel = open_channel(
