@@ -289,3 +289,37 @@ async def test_reflection_alone_describes_and_calls_the_log_methods(
     )
     answer = await call(request_class(build_id=build_id, job_id=job_id))
     assert answer.data.endswith(b"reflected\n")
+
+
+async def test_secret_env_values_are_masked_in_the_log_and_never_returned(
+    server: Running, tmp_path: Path
+) -> None:
+    secret = "hunter2-very-secret"
+    request = pipeline(command='echo "token=$TOKEN plain=$PLAIN"; printf "%s" "$TOKEN" | fold -w 4')
+    request.stages[0].jobs[0].env["PLAIN"] = "visible"
+    request.stages[0].jobs[0].secret_env["TOKEN"] = secret
+    build = (await server.stub.SubmitBuild(request)).build
+    job_id = build.stages[0].jobs[0].job_id
+    async with agent_for(server, tmp_path / "work"):
+        await ended(server, build.build_id)
+    log = await whole_log(server, build.build_id, job_id)
+    assert b"token=*** plain=visible\n" in log.data
+    assert secret.encode() not in log.data
+    assert secret.encode() not in (tmp_path / "work" / f"{job_id}.log").read_bytes()
+    got = await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build.build_id))
+    assert secret.encode() not in got.SerializeToString()
+    assert secret.encode() not in build.SerializeToString()
+
+
+async def test_a_name_in_env_and_secret_env_is_refused_and_nothing_is_made(
+    server: Running,
+) -> None:
+    request = pipeline()
+    request.stages[0].jobs[0].env["TOKEN"] = "a"
+    request.stages[0].jobs[0].secret_env["TOKEN"] = "b"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await server.stub.SubmitBuild(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "secret_env" in (raised.value.details() or "")
+    listing = await server.stub.ListBuilds(build_control_pb2.ListBuildsRequest())
+    assert not listing.builds

@@ -70,6 +70,7 @@ class _PipeReader(asyncio.Protocol):
         self._output = output
         self.closed = asyncio.get_running_loop().create_future()
         self.transport: asyncio.BaseTransport | None = None
+        self.connecting: asyncio.Task[object] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -136,16 +137,19 @@ class JobOutput:
         self._file.seek(offset)
         return self._file.read(min(most, self.size - offset))
 
-    async def step_pipe(self, header: str) -> IO[bytes]:
-        """The write end of a new pipe for a step's stdout and stderr (the caller
-        closes it once the step started: the child holds its own copy). The previous
-        step's output is read to its end first, so steps never interleave."""
-        await self.drain(PIPE_DRAIN_SECONDS)
+    def step_pipe(self, header: str) -> IO[bytes]:
+        """The write end of a new pipe for a step's stdout and stderr, after the
+        step's header line (the caller closes it once the step started: the child holds
+        its own copy). Not a coroutine: a step starts in the same turn as its
+        StepStarted, and the pipe holds what the step writes until the reader, made in
+        the next turn, reads it. Call `drain` first, so steps never interleave."""
         self.write(header.encode())
         read_fd, write_fd = os.pipe()
         reader = _PipeReader(self)
         loop = asyncio.get_running_loop()
-        await loop.connect_read_pipe(lambda: reader, os.fdopen(read_fd, "rb", buffering=0))
+        reader.connecting = loop.create_task(
+            loop.connect_read_pipe(lambda: reader, os.fdopen(read_fd, "rb", buffering=0))
+        )
         self._readers.append(reader)
         return os.fdopen(write_fd, "wb", buffering=0)
 
@@ -177,6 +181,8 @@ class JobOutput:
     def close(self) -> None:
         """Stop reading (a process the job left may still hold a pipe) and close."""
         for reader in self._readers:
+            if reader.connecting is not None:
+                reader.connecting.cancel()
             if reader.transport is not None:
                 reader.transport.close()
         self._file.close()

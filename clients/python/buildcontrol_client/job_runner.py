@@ -170,6 +170,8 @@ class JobRun:
         exit_code = 0
         running: StepProcess | None = None
         for step in self._assignment.steps:
+            if self._stop is None:
+                await self.log.previous_step_read()  # steps' output never interleaves
             if self._stop is not None:
                 break
             process = await self._start_step(step)
@@ -216,7 +218,7 @@ class JobRun:
             # call the server with this, never with the agent's token.
             job_token=self._assignment.job_token,
         )
-        output = await self.log.step_pipe(step.index, step.name or step.command)
+        output = self.log.step_pipe(step.index, step.name or step.command)
         try:
             process = await StepProcess.start(
                 step.command,
@@ -301,6 +303,7 @@ class JobRun:
         self._cleanup_deadline = min(self._cleanup_deadline, time.monotonic() + budget)
         log.info("job %s: %d cleanup steps, at most %gs", self.job_id, len(steps), budget)
         for step in steps:
+            await self.log.previous_step_read()
             if not stop.runs_cleanup or time.monotonic() >= self._cleanup_deadline:
                 # Forced, the agent is leaving, or the budget is spent.
                 log.info("job %s: cleanup cut short before step %d", self.job_id, step.index)

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import IO
 
@@ -26,7 +26,7 @@ from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
 from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.backoff import Backoff, BackoffPolicy
 from buildcontrol_client.credentials import TlsOptions, open_channel
-from buildcontrol_client.job_output import JobOutput, stop_line
+from buildcontrol_client.job_output import PIPE_DRAIN_SECONDS, JobOutput, stop_line
 from buildcontrol_client.process_runner import JobTerminator, StopOutcome
 
 log = logging.getLogger("buildcontrol.agent")
@@ -36,8 +36,13 @@ STREAM_BYTES = 8 * 1024 * 1024
 # Longest a job's result waits for its log to reach the server when no stop deadline
 # bounds it (a job that ended by itself).
 FINISH_SECONDS = 10.0
+# How long a job's end waits for its pipes to end.
+FINISH_DRAIN_SECONDS = 1.0
 # Kept from the stop's deadline so that the result still arrives before it.
 DEADLINE_MARGIN_SECONDS = 1.0
+# A job whose log could not be sent by its end (the server unreachable) goes on
+# uploading after its result for at most this long (until its token dies with it).
+LINGER_SECONDS = 60.0
 # Refusals that another attempt cannot change.
 _FINAL_CODES = {
     grpc.StatusCode.UNAUTHENTICATED,
@@ -55,6 +60,24 @@ class LogUplink:
         self._server = server
         self._tls = tls
         self._channel: grpc.aio.Channel | None = None
+        # Uploads that go on after their job's result (LINGER_SECONDS).
+        self._lingering: set[asyncio.Task[None]] = set()
+
+    def linger(self, upload: asyncio.Task[None], then: Callable[[], None]) -> None:
+        """Let `upload` go on for LINGER_SECONDS at most, then run `then`."""
+
+        async def lingering() -> None:
+            try:
+                await asyncio.wait({upload}, timeout=LINGER_SECONDS)
+            finally:
+                upload.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upload
+                then()
+
+        task = asyncio.create_task(lingering(), name=f"{upload.get_name()}-linger")
+        self._lingering.add(task)
+        task.add_done_callback(self._lingering.discard)
 
     def stub(self) -> agent_pb2_grpc.AgentServiceStub:
         if self._channel is None:
@@ -62,6 +85,10 @@ class LogUplink:
         return agent_pb2_grpc.AgentServiceStub(self._channel)
 
     async def close(self) -> None:
+        for task in list(self._lingering):
+            task.cancel()
+        if self._lingering:
+            await asyncio.wait(set(self._lingering))
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
@@ -87,16 +114,24 @@ class JobLog:
         self._task: asyncio.Task[None] | None = None
         # Set once the server acknowledged a stream that carried the final flag.
         self._final_sent = False
+        # Set while uploads fail (the server unreachable): the job's end does not wait.
+        self._failing = asyncio.Event()
         # Who stopped the job and why (from the StopJob), and the monotonic time by
         # which its result must be out.
         self._stopped_by = ""
         self._stop_reason = ""
         self._deadline = float("inf")
 
-    async def step_pipe(self, index: int, title: str) -> IO[bytes]:
+    def step_pipe(self, index: int, title: str) -> IO[bytes]:
+        """The write end of a new pipe for a step's output (see JobOutput.step_pipe)."""
         if self._uplink is not None and self._task is None:
             self._task = asyncio.create_task(self._upload(), name=f"log-{self._job_id}")
-        return await self.output.step_pipe(f"--- step {index}: {title}\n")
+        return self.output.step_pipe(f"--- step {index}: {title}\n")
+
+    async def previous_step_read(self) -> None:
+        """Until the steps' pipes so far are read to their end (at most
+        PIPE_DRAIN_SECONDS: something a step left running may hold its pipe)."""
+        await self.output.drain(PIPE_DRAIN_SECONDS)
 
     def stop_received(self, stop: agent_pb2.StopJob) -> None:
         self._stopped_by = stop.requested_by
@@ -122,21 +157,23 @@ class JobLog:
         the local copy only."""
         budget = min(FINISH_SECONDS, self._deadline - DEADLINE_MARGIN_SECONDS - time.monotonic())
         started = time.monotonic()
-        await self.output.drain(max(0.0, budget / 2))
+        # The job's processes are gone by now: its pipes end at once, unless something
+        # escaped the stop and holds one (then its output after this is not kept).
+        await self.output.drain(max(0.0, min(FINISH_DRAIN_SECONDS, budget / 2)))
         self.output.finish()
         task = self._task
-        if task is not None:
+        if task is not None and not task.done():
             left = max(0.0, budget - (time.monotonic() - started))
-            done, _ = await asyncio.wait({task}, timeout=left)
-            if not done:
+            failing = asyncio.ensure_future(self._failing.wait())
+            await asyncio.wait({task, failing}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            failing.cancel()
+            if not task.done() and self._uplink is not None:
                 log.warning(
-                    "job %s: log upload not done in %.1fs: the rest stays local",
+                    "job %s: its log is not all uploaded by its end: going on after it",
                     self._job_id,
-                    budget,
                 )
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                self._uplink.linger(task, self.output.close)
+                return
         self.output.close()
 
     async def _upload(self) -> None:
@@ -150,6 +187,7 @@ class JobLog:
                 )
                 acked = (await call).stored_size
                 backoff.reset()
+                self._failing.clear()
                 if self._final_sent:
                     return
             except grpc.aio.AioRpcError as error:
@@ -165,6 +203,7 @@ class JobLog:
                     # The server has less than it acknowledged (its log was deleted or
                     # lost): send everything again; it keeps only what it lacks.
                     acked = 0
+                self._failing.set()
                 delay = backoff.next_delay()
                 log.info(
                     "job %s: log upload failed (%s); again in %.2fs",

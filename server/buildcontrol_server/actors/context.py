@@ -71,6 +71,7 @@ def assignment_of(job: Job) -> AssignCommand:
         name=job.name,
         steps=tuple(AssignedStep(s.index, s.name, s.command, s.run_on_cancel) for s in job.steps),
         env=dict(job.env),
+        secret_env_names=job.secret_env_names,
     )
 
 

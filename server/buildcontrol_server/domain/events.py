@@ -99,6 +99,8 @@ class AssignCommand:
     name: str
     steps: tuple[AssignedStep, ...]
     env: dict[str, str]
+    # The env entries the agent masks as *** in the job's log.
+    secret_env_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WHERE state IN ('FAILED', 'PENDING')",
         ),
     ),
+    Migration(
+        9,
+        "which env entries of a job are secret",
+        # JSON list of names; '[]' for every job before v9.
+        ("ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",),
+    ),
 )
 
 POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version
