@@ -12,6 +12,7 @@
   agentstop     6: a real agent with real `sleep` steps and a few hundred idle processes:
                 Cancel → step process dead (pidfd) and → CANCELED, 1 build and 50 at
                 once, with the agent's own share (agent_stop.py)
+  logflood      50 jobs flooding output, 200 idle cancelled in turn (log_flood.py)
   loops         scenarios 1 and 2 (fewer levels) on a server running asyncio's event
                 loop and one running uvloop, in turn → is uvloop worth adopting
 
@@ -40,6 +41,7 @@ import agent_stop
 import backends
 import burst
 import latency
+import log_flood
 import memory
 import throughput
 from fleet_control import Fleet
@@ -50,7 +52,9 @@ from report import checks, loop_ratio, table
 from server_process import start_server
 from stats import RESULTS, machine, write_json
 
-SCENARIOS = ("latency", "throughput", "burst", "poll", "memory", "agentstop", "loops")
+SCENARIOS = (
+    "latency", "throughput", "burst", "poll", "memory", "agentstop", "loops", "logflood"
+)  # fmt: skip
 
 
 def _levels(text: str) -> list[tuple[int, int]]:
@@ -313,6 +317,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await memory_scenarios(args, results)
     await agent_stop_scenario(args, results)
     await loop_comparison(args, results)
+    await log_flood.scenario(args, results)
     results["wall_seconds"] = time.monotonic() - started
     results["targets"] = checks(results)
     return results

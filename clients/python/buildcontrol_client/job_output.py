@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -22,6 +23,13 @@ from buildcontrol_client.job_workspace import safe_file_name
 log = logging.getLogger("buildcontrol.agent")
 
 DEFAULT_LIMIT_BYTES = 64 * 1024 * 1024
+# What the agent reads of all its jobs' pipes together, per second (and in one burst).
+# The pipes are read on the event loop that also handles StopJob: unpaced, a few steps
+# printing as fast as they can (`yes`) keep it busy and every stop waits behind them.
+# Paced, a flooding step blocks on its full pipe (as it would on a slow terminal) and
+# costs no CPU meanwhile; ordinary output is far below the rate.
+READ_BYTES_PER_SECOND = 8 * 1024 * 1024
+READ_BURST_BYTES = 1024 * 1024
 SECRET_MASK = b"***"
 # How long a step's pipe may stay open after the step's own process exited (something
 # it left in the background holds it) before the next step's output is let in anyway.
@@ -65,6 +73,30 @@ class SecretMask:
         return data
 
 
+class ReadPacer:
+    """A token bucket shared by every pipe of the agent: how long a pipe that just
+    read `n` bytes pauses before it reads again."""
+
+    def __init__(
+        self, rate: float = READ_BYTES_PER_SECOND, burst: float = READ_BURST_BYTES
+    ) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._at = time.monotonic()
+
+    def spend(self, count: int) -> float:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        self._tokens -= count
+        return max(0.0, -self._tokens / self._rate)
+
+
+# One per agent process: the pacing is of the one event loop that reads the pipes.
+PACER = ReadPacer()
+
+
 class _PipeReader(asyncio.Protocol):
     def __init__(self, output: JobOutput) -> None:
         self._output = output
@@ -77,6 +109,14 @@ class _PipeReader(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._output.write(data)
+        pause = PACER.spend(len(data))
+        if pause > 0 and isinstance(self.transport, asyncio.ReadTransport):
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(pause, self._resume)
+
+    def _resume(self) -> None:
+        if isinstance(self.transport, asyncio.ReadTransport) and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():

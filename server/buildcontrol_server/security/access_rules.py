@@ -24,8 +24,9 @@ REQUIRED_ROLE: dict[str, Role] = {
     _CONTROL + "ListWebhookDeliveries": Role.ADMIN,
     _CONTROL + "RedeliverWebhook": Role.ADMIN,
     "/buildcontrol.v1.AgentService/Connect": Role.AGENT,
-    # UploadLogs has no role: only a job token may call it (JOB_METHODS), for its own
-    # job, so that no other credential can write into a job's log.
+    # Only a job token, for its own job (JOB_METHODS): no other credential, not even an
+    # admin's or the agent's own, can write into a job's log.
+    "/buildcontrol.v1.AgentService/UploadLogs": Role.JOB,
 }
 
 AGENT_CONNECT = "/buildcontrol.v1.AgentService/Connect"
