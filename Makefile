@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-GEN := clients/python/buildcontrol
+STUBS := stubs
+GEN := $(STUBS)/buildcontrol_proto
 PROTOS := $(wildcard protos/buildcontrol/v1/*.proto)
 BUF := tools/buf/node_modules/.bin/buf
 NODE_CLIENT := clients/node
@@ -22,15 +23,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Python stubs (with .pyi, typed gRPC stubs by mypy-protobuf) from protos/; generated,
-# never edited, never committed.
-$(GEN)/v1/.stamp: $(PROTOS) $(STAMP)
-	rm -rf $(GEN)/v1 && mkdir -p $(GEN)/v1
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=clients/python --pyi_out=clients/python \
-	    --grpc_python_out=clients/python \
-	    --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc --mypy_grpc_out=clients/python \
-	    $(PROTOS)
-	touch $(GEN)/v1/__init__.py $(GEN)/v1/.stamp
+# Python stubs (with .pyi, typed gRPC stubs by mypy-protobuf) from protos/ into the
+# package buildcontrol_proto (tools/proto/generate.py, which the wheel's build hook runs
+# too); generated, never edited, never committed. Their old place under clients/ goes.
+$(GEN)/v1/.stamp: $(PROTOS) $(STAMP) tools/proto/generate.py
+	rm -rf clients/python/buildcontrol
+	$(PY) tools/proto/generate.py $(STUBS) --mypy-grpc $(VENV)/bin/protoc-gen-mypy_grpc
+	touch $(GEN)/v1/.stamp
 
 proto: $(GEN)/v1/.stamp
 
@@ -65,8 +64,8 @@ node-test: proto $(NODE_CLIENT)/node_modules/.installed
 	cd $(NODE_CLIENT) && node --test test/
 
 lint: proto proto-lint
-	$(VENV)/bin/ruff check server clients/python/buildcontrol_client tests bench tools
-	$(VENV)/bin/ruff format --check server clients/python/buildcontrol_client tests bench tools
+	$(VENV)/bin/ruff check server clients/python/buildcontrol_client tests bench tools stubs cli
+	$(VENV)/bin/ruff format --check server clients/python/buildcontrol_client tests bench tools stubs cli
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy tools/docs
 
@@ -89,7 +88,7 @@ proto-check: $(BUF)
 # Rewrite the generated blocks of docs/: the state tables (from domain/states.py) and
 # the serve flags (from the CLI's parser). tests/docs fails while they are stale.
 docs: $(STAMP)
-	$(PY) -m buildcontrol_server.domain.states_doc
+	$(PY) tools/docs/state_tables.py
 	$(PY) tools/docs/serve_flags.py
 	$(PY) tools/docs/pipeline_schema.py
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from google.protobuf.duration_pb2 import Duration
 from server_process import ServerProcess
 from stats import summary_ms
@@ -117,7 +117,7 @@ async def start_agent(
     if client is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(client), env.get("PYTHONPATH")]))
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "buildcontrol_server.cli", "agent", "--server", target,
+        sys.executable, "-m", "buildcontrol_cli", "agent", "--server", target,
         "--agent-id", f"bench-stop-{uuid.uuid4().hex[:8]}", "--labels", "bench=stop",
         "--capacity", str(capacity), "--work-dir", str(work / "jobs"),
         "--reconnect-max", "0.5",

@@ -13,7 +13,7 @@ import signal
 from collections.abc import AsyncIterator
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 from buildcontrol_server.app import GRPC_OPTIONS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from fleet_control import Fleet
 
 SUBMITS_IN_FLIGHT = 64

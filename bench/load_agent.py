@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-from buildcontrol.v1 import (
+from buildcontrol_proto.v1 import (
     agent_pb2,
     agent_pb2_grpc,
     build_control_pb2,

@@ -32,7 +32,7 @@ from typing import Any
 
 import grpc
 from agent_stop import TIMING
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from google.protobuf.duration_pb2 import Duration
 from server_process import ServerProcess, _proc_status_kib, start_server
 from stats import machine, summary_ms, write_json

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
 from builds import build_request, submit
 from fleet_control import Fleet
 from server_process import ServerProcess, start_server

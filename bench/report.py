@@ -83,8 +83,17 @@ def _row(label: str, summary: dict[str, float], target: str, verdict: str) -> st
 
 def table(results: dict[str, Any]) -> str:
     found = checks(results)
+    lines = _header(results)
+    for section in (_latency, _throughput, _burst, _memory, _loops):
+        lines += section(results, found)
+    lines.append(f"\nwall time of the whole run: {results['wall_seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    """The machine, the loops, and the latency columns."""
     machine = results["machine"]
-    lines = [
+    return [
         f"buildcontrol benchmarks on 127.0.0.1 — machine: {machine['cores']} cores, "
         f"Python {machine['python']}, {machine['platform']}",
         f"server loop: {results['server_loop']}; load generators' loop: "
@@ -92,6 +101,11 @@ def table(results: dict[str, Any]) -> str:
         "",
         f"  {'latency (ms)':<44}{'p50':>10}{'p99':>10}{'max':>10}   {'target':<22}",
     ]
+
+
+def _latency(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """Scenarios 1 (push) and 4 (poll), and their ratio."""
+    lines: list[str] = []
     push = results.get("latency_push")
     if push:
         lines.append(
@@ -131,6 +145,12 @@ def table(results: dict[str, Any]) -> str:
             f"{ratio['terminal']:.0f}x{'':<11}≥300x (stop){'':<11}"
             f"{_verdict(found['poll_ratio']['met'])}"
         )
+    return lines
+
+
+def _throughput(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """Scenario 2: cancels per second by concurrency."""
+    lines: list[str] = []
     throughput = results.get("throughput")
     if throughput:
         lines += [
@@ -154,6 +174,12 @@ def table(results: dict[str, Any]) -> str:
             f"{throughput['best_level']['concurrency']}{'':<24}≥1000/s{'':<16}"
             f"{_verdict(found['cancels_per_s']['met'])}"
         )
+    return lines
+
+
+def _burst(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """Scenario 3: one CancelBuilds over many running builds."""
+    lines: list[str] = []
     burst = results.get("burst")
     if burst:
         ok = found["burst_seconds"]["met"] and found["builds_per_commit"]["met"]
@@ -166,6 +192,12 @@ def table(results: dict[str, Any]) -> str:
             f"{burst['commits']:.0f} commits = {burst['builds_per_commit']:.0f} builds per commit"
             f"   ≤5 s, ≥50 builds/commit   {_verdict(ok)}",
         ]
+    return lines
+
+
+def _memory(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """Scenario 5: server memory per agent stream and per live build."""
+    lines: list[str] = []
     memory = results.get("memory", {})
     if memory:
         lines += ["", "5 memory: server RSS (VmRSS), fresh server each, after a warm-up"]
@@ -191,6 +223,12 @@ def table(results: dict[str, Any]) -> str:
             f"{builds['bytes_per_live_build'] / KIB:.1f} KiB per build"
             f"{'':<10}≤20 KiB{'':<8}{_verdict(found['live_build_kib']['met'])}"
         )
+    return lines
+
+
+def _loops(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """asyncio against uvloop, when both ran."""
+    lines: list[str] = []
     loops = results.get("loops")
     if loops:
         levels = ", ".join(f"{c}" for c, _ in results["loop_levels"])
@@ -213,5 +251,4 @@ def table(results: dict[str, Any]) -> str:
             f"server CPU-s x{ratio['cancels_per_server_cpu_s']:.2f}, stop p50 "
             f"x{ratio['stop_p50_ms']:.2f}, terminal p50 x{ratio['terminal_p50_ms']:.2f}"
         )
-    lines.append(f"\nwall time of the whole run: {results['wall_seconds']:.0f} s")
-    return "\n".join(lines)
+    return lines

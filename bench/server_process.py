@@ -107,7 +107,7 @@ def _serve_command(loop: str | None) -> list[str]:
     # The load agents and clients carry no tokens: authentication is off here,
     # so every caller is the one principal "anonymous", and the per-principal limits
     # (10,000 live builds by default) would be the whole benchmark's: raised far above it.
-    command = [sys.executable, "-m", "buildcontrol_server.cli", "serve", "--auth", "off"]
+    command = [sys.executable, "-m", "buildcontrol_cli", "serve", "--auth", "off"]
     command += ["--max-live-builds-per-principal", "1000000"]
     command += ["--max-watch-streams-per-principal", "1000000"]
     return command if loop is None else [*command, "--loop", loop]

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2_grpc, build_pb2
 from builds import running
 from fleet_control import Fleet
 from latency import cancel_once

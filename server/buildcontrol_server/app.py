@@ -12,17 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_control_pb2_grpc
-from buildcontrol_client.message_limits import MAX_RESPONSE_BYTES
+from buildcontrol_proto.message_limits import MAX_RESPONSE_BYTES
+from buildcontrol_proto.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    build_control_pb2,
+    build_control_pb2_grpc,
+)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from buildcontrol_server import garbage_collection
+from buildcontrol_server.actors.agent_link import LocalAgentLink
 from buildcontrol_server.actors.context import ActorContext
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.scheduler import Scheduler
+from buildcontrol_server.agents.events import AgentEvents
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.model import Build
@@ -104,22 +111,25 @@ class ServerApp:
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
-        self.hub = AgentHub(settings.reconnect_window)
-        self.registry = Registry()
-        self.scheduler = Scheduler(self.hub, self.registry.get)
-        self.registry.bind(
+        # Made in the order the arrows point (docs/architecture.md): the hub first, the
+        # actors' ports on it, then the registry; what the hub has to say goes up as
+        # events its subscribers receive.
+        agent_events = AgentEvents()
+        self.hub = AgentHub(settings.reconnect_window, agent_events)
+        self.scheduler = Scheduler(self.hub)
+        self.registry = Registry(
             ActorContext(
                 self.store,
-                self.hub,
+                LocalAgentLink(self.hub),
                 self.scheduler,
                 settings,
-                self.registry.retire,
                 effects=self.effects,
                 clock=clocks.wall,
                 monotonic=clocks.monotonic,
             )
         )
-        self.hub.bind(on_agent_lost=self.registry.agent_lost, on_slot_free=self.scheduler.wake)
+        agent_events.subscribe(self.registry.agent_event)
+        agent_events.subscribe(self.scheduler.agent_event)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
         # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
         self.logs = JobLogs(

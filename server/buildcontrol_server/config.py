@@ -1,4 +1,6 @@
-"""Server settings with their defaults (the CLI's `serve` flags fill them)."""
+"""Server settings with their defaults. Each field a person may set is declared here
+once, with its flag, help and rule (config_options.py): the `serve` flags, the
+BUILDCONTROL_* variables, the config-file keys and docs/operations.md's table come from it."""
 
 from __future__ import annotations
 
@@ -6,87 +8,215 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from buildcontrol_server.config_options import Option, group, option
+from buildcontrol_server.config_rules import (
+    ADDRESS,
+    DAYS,
+    HOST_PORT_PAIR,
+    HTTP_URL,
+    PATH,
+    STORE_URL,
+    choice,
+    integer,
+    seconds,
+)
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.deliveries import Endpoint, endpoints_of
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS, Limits
+from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySettings
+
+LOOPS = ("asyncio", "uvloop")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+POSITIVE = integer(1)
+
+# What one submitted build (or cancel reason, or agent Hello) may carry: domain's
+# Limits knows nothing of flags, so its options are declared here.
+_LIMIT_OPTIONS = {
+    "max_stages": Option("stages per build", POSITIVE),
+    "max_jobs": Option("jobs per build", POSITIVE),
+    "max_steps": Option("steps per build", POSITIVE),
+    "max_name_length": Option(
+        "characters of a name (pipeline, stage, job, step, group, agent id, label, env name)",
+        POSITIVE,
+    ),
+    "max_command_length": Option("characters of a step's command", POSITIVE),
+    "max_env_vars": Option("environment variables per job", POSITIVE),
+    "max_env_value_length": Option("characters of an env value", POSITIVE),
+    "max_labels": Option("labels per job or agent", POSITIVE),
+    "max_reason_length": Option("characters of a cancel reason", POSITIVE),
+}
+
+
+def _metrics_address(pair: tuple[str, int]) -> dict[str, object]:
+    return {"metrics_host": pair[0], "metrics_port": pair[1]}
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("data")
+    data_dir: Path = option(
+        Path("data"),
+        "directory of the SQLite database (buildcontrol.sqlite3) and the tokens",
+        PATH,
+    )
     # Where builds are stored: None for SQLite under data_dir, or a postgresql:// URL
-    # (store/factory.py).
-    store_url: str | None = None
-    listen: str = "127.0.0.1:50051"
-    # 0 picks a free port; the chosen one is printed at start.
-    metrics_port: int = 9464
-    metrics_host: str = "127.0.0.1"
+    # (store/factory.py). Best given by its variable: a password stays out of `ps`.
+    store_url: str | None = option(
+        None,
+        "postgresql://USER@HOST:PORT/DB to store builds in PostgreSQL; none: SQLite under "
+        "--data-dir",
+        STORE_URL,
+        flag="--store",
+    )
+    listen: str = option("127.0.0.1:50051", "gRPC host:port", ADDRESS)
+    # 0 picks a free port; the chosen one is printed at start. -1: no /metrics.
+    metrics_port: int = option(
+        9464, "0 picks a free port, -1 serves no metrics", integer(-1, 65535, "PORT")
+    )
+    metrics_host: str = option(
+        "127.0.0.1",
+        "address of /metrics (default 127.0.0.1:--metrics-port); 0.0.0.0:9464 lets a "
+        "remote Prometheus scrape it",
+        HOST_PORT_PAIR,
+        flag="--metrics-listen",
+        spread=_metrics_address,
+    )
     # Grace between SIGTERM and SIGKILL when a cancel gives none.
-    default_grace_period: float = 10.0
+    default_grace_period: float = option(
+        10.0,
+        "seconds between SIGTERM and SIGKILL when a cancel gives none",
+        seconds(),
+        flag="--default-grace",
+    )
     # Time an agent has, after the grace period, to confirm a stop before the server
     # finalizes the job as FORCED.
-    stop_ack_timeout: float = 5.0
+    stop_ack_timeout: float = option(
+        5.0, "seconds an agent has after the grace to confirm a stop, else FORCED", seconds()
+    )
     # Longest the cleanup (run_on_cancel) steps of a job, or one cleanup job, may run.
-    cleanup_timeout: float = 60.0
+    cleanup_timeout: float = option(
+        60.0,
+        "seconds the cleanup (run_on_cancel) steps of a job, or a cleanup job, may run",
+        seconds(above=True),
+    )
     # Longest a job may run when its pipeline gives no timeout; then the build is
     # cancelled with reason "timeout".
-    job_timeout: float = 3600.0
+    job_timeout: float = option(3600.0, "seconds (default 1 h)", seconds(above=True))
     # Longest a build may wait QUEUED for an agent; then it is cancelled with reason
     # "queue timeout".
-    queue_timeout: float = 24 * 3600.0
+    queue_timeout: float = option(24 * 3600.0, "seconds (default 24 h)", seconds(above=True))
     # How long jobs of a disconnected agent wait for it to come back.
-    reconnect_window: float = 30.0
+    reconnect_window: float = option(
+        30.0, "seconds a dropped agent's jobs wait for it before they end LOST/FORCED", seconds()
+    )
     heartbeat_interval: float = 10.0
     # Seconds between rounds of the invariant auditor (which also refreshes the
     # stuck-cancel gauges from the store); 0 turns the rounds off.
-    audit_interval: float = 5.0
+    audit_interval: float = option(
+        5.0,
+        "seconds between invariant audits and stuck-cancel gauge refreshes (0: off)",
+        seconds(),
+    )
+    # The event loop of the process (uvloop: pip install uvloop).
+    loop: str = option(
+        "asyncio", "event loop: asyncio, or uvloop (pip install uvloop)", choice(*LOOPS)
+    )
     # Webhooks told of every finished cancel (durable outbox, delivered at least once).
-    webhook_urls: tuple[str, ...] = ()
-    webhook_max_attempts: int = 5
+    webhook_urls: tuple[str, ...] = option(
+        (),
+        "POST every finished cancel to URL (repeatable; durable outbox, at least once)",
+        HTTP_URL,
+        flag="--webhook-url",
+        repeat=True,
+    )
+    webhook_max_attempts: int = option(
+        5,
+        "tries in a row per delivery before it is parked (resent when the endpoint is back)",
+        POSITIVE,
+    )
     # First retry delay; doubles per attempt (with full jitter) up to 10 s.
-    webhook_base_delay: float = 0.2
-    webhook_request_timeout: float = 5.0
-    webhook_breaker_threshold: int = 5
-    webhook_breaker_cooldown: float = 30.0
-    webhook_queue_size: int = 10_000
+    webhook_base_delay: float = option(
+        0.2,
+        "seconds before the first retry; doubles per attempt",
+        seconds(),
+        flag="--webhook-retry-delay",
+    )
+    webhook_request_timeout: float = option(
+        5.0, "seconds", seconds(above=True), flag="--webhook-timeout"
+    )
+    webhook_breaker_threshold: int = option(
+        5, "failures in a row that open an endpoint's circuit breaker", POSITIVE
+    )
+    webhook_breaker_cooldown: float = option(30.0, "seconds", seconds())
+    webhook_queue_size: int = option(
+        10_000,
+        "deliveries held in memory per endpoint; past it the oldest waits in the outbox",
+        POSITIVE,
+    )
     # Audit records written per transaction.
-    audit_batch: int = 500
+    audit_batch: int = option(500, "audit records written per transaction", POSITIVE)
     # Bound of the audit and webhook flush at shutdown (on top of shutdown_grace).
-    effects_stop_timeout: float = 2.0
+    effects_stop_timeout: float = option(
+        2.0, "seconds the audit and webhooks get to flush at shutdown", seconds()
+    )
     # Bound of SIGTERM drain: agents are told to leave, in-flight RPCs get this long.
     shutdown_grace: float = 5.0
     # ---- step logs (docs/logs.md) ----
     # Bytes of step output kept per job; the agent drops the rest and says how much.
-    log_limit_bytes: int = 64 * 1024 * 1024
+    log_limit_bytes: int = option(
+        64 * 1024 * 1024,
+        "bytes of step output kept per job; past it one line says how much was dropped",
+        integer(1, metavar="BYTES"),
+        flag="--log-limit",
+    )
     # Days a job's log is kept after its last write; 0 keeps logs forever.
-    log_retention_days: float = 30.0
+    log_retention_days: float = option(
+        30.0,
+        "days a job's log is kept after its last byte (0: forever)",
+        DAYS,
+        flag="--log-retention",
+    )
     # ---- security and limits ----
-    security: SecuritySettings = DEFAULT_SECURITY
-    # What one submitted build (or cancel reason, or agent Hello) may carry.
-    limits: Limits = DEFAULT_LIMITS
+    security: SecuritySettings = group(DEFAULT_SECURITY, "authentication and TLS")
     # Largest message the server accepts (grpc answers RESOURCE_EXHAUSTED past it).
-    max_message_bytes: int = 4 * 1024 * 1024
+    max_message_bytes: int = option(4 * 1024 * 1024, "largest gRPC message accepted", POSITIVE)
     # An agent stream whose first message is not a Hello by then is ended.
-    hello_timeout: float = 5.0
+    hello_timeout: float = option(
+        5.0, "seconds an agent stream has to send its Hello", seconds(above=True)
+    )
     # Open AgentService.Connect streams (Hello or not yet); past it RESOURCE_EXHAUSTED.
     # Above any real fleet: it bounds what a flood of connections can hold.
-    max_agent_streams: int = 2_000
+    max_agent_streams: int = option(2_000, "agent streams open at once", POSITIVE)
+    # What one submitted build (or cancel reason, or agent Hello) may carry.
+    limits: Limits = group(DEFAULT_LIMITS, "limits", options=_LIMIT_OPTIONS)
     # ---- fair limits: what one principal may hold (security/fair_limits.py) ----
     # Open WatchBuild streams of one principal.
-    max_watch_streams_per_principal: int = 1_000
+    max_watch_streams_per_principal: int = option(
+        1_000, "WatchBuild streams one principal may have open", POSITIVE
+    )
     # Live (not terminal) builds submitted by one principal.
-    max_live_builds_per_principal: int = 10_000
+    max_live_builds_per_principal: int = option(
+        10_000, "queued or running builds one principal may have submitted", POSITIVE
+    )
     # Open AgentService.Connect streams of one agent token (one agent holds one, two
     # for a moment while it reconnects).
-    max_agent_streams_per_token: int = 8
+    max_agent_streams_per_token: int = option(
+        8, "agent streams one agent token may have open", POSITIVE
+    )
     # A Hello may claim at most capacity x this many running jobs; more is refused.
-    hello_running_jobs_factor: int = 4
+    hello_running_jobs_factor: int = option(
+        4, "a Hello may claim at most capacity x this many running jobs", POSITIVE
+    )
     # Largest capacity a Hello may claim.
-    max_agent_capacity: int = 1_024
+    max_agent_capacity: int = option(1_024, "largest capacity a Hello may claim", POSITIVE)
     # HTTP/2 streams (calls) open at once on one connection (grpc.max_concurrent_streams);
     # a client past it waits for one of its calls to end.
-    max_streams_per_connection: int = 1_000
+    max_streams_per_connection: int = option(
+        1_000, "calls open at once on one connection (HTTP/2 streams)", POSITIVE
+    )
+    # ---- logs of the process ----
+    log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR", choice(*LOG_LEVELS))
+    log_format: str = option("text", "json: one object per line", choice(*LOG_FORMATS))
 
     @property
     def stop_times(self) -> StopTimes:

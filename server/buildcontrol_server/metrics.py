@@ -121,6 +121,11 @@ STOPS_DROPPED = Counter(
     " sent again when the agent reconnects, or its deadline finalizes the job).",
     ["reason"],
 )
+ASSIGNS_PENDING = Counter(
+    "buildcontrol_assign_jobs_pending_total",
+    "AssignJob messages not queued because the agent had no live stream; each is sent"
+    " again from the build's state when the agent reconnects (count).",
+)
 STOP_DEADLINES_EXPIRED = Counter(
     "buildcontrol_stop_deadlines_expired_total",
     "Jobs finalized as FORCED because their agent did not confirm the stop in time.",

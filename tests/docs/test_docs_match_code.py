@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from buildcontrol_client.cli_exit import EXIT_CODES
-from buildcontrol_server.domain import states_doc
 from buildcontrol_server.domain.states import (
     BUILD_TRANSITIONS,
     JOB_TRANSITIONS,
@@ -20,7 +19,7 @@ from buildcontrol_server.domain.states import (
     StepStatus,
 )
 
-from tools.docs import serve_flags
+from tools.docs import serve_flags, state_tables
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 ROW = re.compile(r"^\| `(\w+)` \| (.*?) \| (yes)? \|$")
@@ -29,10 +28,10 @@ ROW = re.compile(r"^\| `(\w+)` \| (.*?) \| (yes)? \|$")
 def test_the_state_tables_in_the_docs_are_the_generated_ones() -> None:
     text = (DOCS / "cancel-semantics.md").read_text()
 
-    assert states_doc.current_block(text) == states_doc.render(), (
+    assert state_tables.current_block(text) == state_tables.render(), (
         "docs/cancel-semantics.md is stale: run `make docs`"
     )
-    assert states_doc.main([str(DOCS / "cancel-semantics.md"), "--check"]) == 0
+    assert state_tables.main([str(DOCS / "cancel-semantics.md"), "--check"]) == 0
 
 
 Table = tuple[set[str], set[tuple[str, str]], set[str]]  # rows, moves, terminal statuses
@@ -42,7 +41,7 @@ def parsed_tables(text: str) -> dict[str, Table]:
     """Read the docs' tables back: per entity, its rows, (from, to) moves and terminals."""
     tables: dict[str, Table] = {}
     entity = ""
-    for line in states_doc.current_block(text).splitlines():
+    for line in state_tables.current_block(text).splitlines():
         if line.startswith("#### "):
             entity = line.split()[1]
             tables[entity] = (set(), set(), set())
@@ -75,11 +74,11 @@ def test_the_docs_tables_read_back_as_exactly_the_code_tables() -> None:
 
 def test_a_stale_block_is_detected_and_rewritten(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
-    doc.write_text(f"intro\n{states_doc.BEGIN}\n| `OLD` | x |  |\n{states_doc.END}\noutro\n")
+    doc.write_text(f"intro\n{state_tables.BEGIN}\n| `OLD` | x |  |\n{state_tables.END}\noutro\n")
 
-    assert states_doc.main([str(doc), "--check"]) == 1
-    assert states_doc.main([str(doc)]) == 0
-    assert states_doc.main([str(doc), "--check"]) == 0
+    assert state_tables.main([str(doc), "--check"]) == 1
+    assert state_tables.main([str(doc)]) == 0
+    assert state_tables.main([str(doc), "--check"]) == 0
     text = doc.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n")
     assert "OLD" not in text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.support.step_processes import marked_processes
 
-BUILDCONTROL = [sys.executable, "-m", "buildcontrol_server.cli"]
+BUILDCONTROL = [sys.executable, "-m", "buildcontrol_cli"]
 READY = re.compile(r"serving gRPC on (\S+):(\d+), metrics on http://(\S+):(\d+)/metrics")
 WAIT = 20.0
 

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.e2e.processes import (
     BUILDCONTROL,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.processes import AgentProc, alive, job_pids, start_agent, start_server

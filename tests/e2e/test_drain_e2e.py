@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import grpc
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_control_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_control_pb2_grpc
 
 from tests.e2e.processes import start_server
 from tests.rpc.conftest import pipeline

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from tests.e2e.processes import (
     AgentProc,

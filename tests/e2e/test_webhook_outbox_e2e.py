@@ -8,7 +8,7 @@ import asyncio
 from pathlib import Path
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from tests.e2e.processes import start_server
 from tests.effects.receiver import Receiver

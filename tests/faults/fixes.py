@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import buildcontrol_client
-from buildcontrol.v1 import agent_pb2
+from buildcontrol_proto.v1 import agent_pb2
 from buildcontrol_server import metrics
 
 
@@ -38,8 +38,6 @@ def missing(*needed: str) -> list[str]:
 # main with faults-actors and faults-protocol merged). The scripted walks are expected
 # to fail (xfail) while this lists any; remove an entry once its fix is merged.
 OPEN_DEFECTS = [
-    "a Hello that re-sends a JobStopped for a STOPPING job and no longer lists it"
-    " running gets the job FORCED, and the result acknowledged (seed 3016)",
     "the slot of a FORCED job stays held after its agent reported it stopped or"
     " reconnected without it (seeds 1004, 1009, 1021)",
 ]

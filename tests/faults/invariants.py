@@ -18,7 +18,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.faults.cancels import CancelWatch
 from tests.faults.scripted_agent import Result, ScriptedAgent

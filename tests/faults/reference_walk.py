@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.e2e.processes import AgentProc, process_command, start_agent, wait_gone
 from tests.faults.cancels import CancelWatch

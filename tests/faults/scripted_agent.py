@@ -13,7 +13,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
-from buildcontrol.v1 import agent_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from tests.support.agent_peer import AgentPeer
 

@@ -19,8 +19,10 @@ SCRIPTED = {
     1009: "merged fixes: slot of a FORCED job held for good (as 1004)",
     1021: "merged fixes: slots of FORCED jobs held for good (as 1004)",
     1018: "merged fixes: the run hung (> 90 s) in the settle's auditor check, once",
-    3016: "main with faults-actors and faults-protocol: a GRACEFUL stop re-sent in Hello and"
-    " acknowledged (ReportsCommitted), the job ended FORCED",
+    3016: "main with faults-actors and faults-protocol: a GRACEFUL stop acknowledged"
+    " (ReportsCommitted), the job ended FORCED: its AssignJob went out on a new stream"
+    " after that stream's Hello, whose reconciliation took the job for lost; fixed in"
+    " actors/build_actor.py (tests/rpc/test_cancel_found_by_walks_rpc.py)",
 }
 
 REFERENCE = {

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2_grpc
+from buildcontrol_proto.v1 import build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 
 from tests.e2e.processes import ServerProc, start_server

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from buildcontrol.v1 import agent_pb2, build_control_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2
 
 from tests.faults.cancels import CancelWatch
 from tests.faults.scripted_agent import LABELS, ScriptedAgent

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import yaml
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.observability.conftest import (
     ALERTS,

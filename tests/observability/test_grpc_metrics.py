@@ -7,7 +7,7 @@ import asyncio
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
 
 from tests.observability.conftest import Observed, delta
 from tests.rpc.conftest import pipeline

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from buildcontrol_server.cli import build_parser
+from buildcontrol_cli.main import build_parser
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

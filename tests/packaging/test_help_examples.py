@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from buildcontrol_server.cli import EXAMPLES
+from buildcontrol_cli.main import EXAMPLES
 
 from tests.e2e.processes import BUILDCONTROL
 from tests.support.ports import free_port

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.app import Clocks, ServerApp
 from buildcontrol_server.config import Settings
 from buildcontrol_server.security.settings import SecuritySettings

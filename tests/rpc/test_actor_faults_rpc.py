@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.domain import lifecycle
 from prometheus_client import REGISTRY
 

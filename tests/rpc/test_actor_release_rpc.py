@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer

@@ -6,7 +6,7 @@ import asyncio
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server import metrics
 
 from tests.rpc.conftest import Running, pipeline

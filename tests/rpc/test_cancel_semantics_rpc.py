@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.rpc.conftest import Running, pipeline, running_server
 from tests.rpc.test_cancel_rpc import get, rest_of, submit, wait_status

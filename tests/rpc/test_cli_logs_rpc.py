@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import build_control_pb2
 from buildcontrol_client.cli import register
+from buildcontrol_proto.v1 import build_control_pb2
 
 from tests.rpc.conftest import Running
 from tests.rpc.test_job_logs_rpc import agent_for, ended

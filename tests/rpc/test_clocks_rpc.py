@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.app import Clocks
 from prometheus_client import REGISTRY
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.rpc.conftest import Running, pipeline
 from tests.rpc.test_cancel_rpc import rest_of

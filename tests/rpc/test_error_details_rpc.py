@@ -9,9 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_client.errors import FailedPrecondition, InvalidArgument, NotFound
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.domain.errors import Reason
 from google.rpc import error_details_pb2, status_pb2
 

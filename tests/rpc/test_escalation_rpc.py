@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from buildcontrol.v1 import build_pb2
+from buildcontrol_proto.v1 import build_pb2
 
 from tests.effects.receiver import Receiver
 from tests.rpc.conftest import running_server

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.actors import commands as cmd
 from prometheus_client import REGISTRY
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_client import Agent, AgentOptions
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 

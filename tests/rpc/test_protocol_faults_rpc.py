@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
 
 from tests.rpc.conftest import Running, pipeline

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -108,7 +108,7 @@ async def test_watch_sends_a_snapshot_then_every_change_until_terminal(server: R
 
 
 async def test_a_stream_that_does_not_start_with_hello_is_refused(server: Running) -> None:
-    from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+    from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 
     stub = agent_pb2_grpc.AgentServiceStub(server.channel)
     call = stub.Connect(iter([agent_pb2.ConnectRequest(heartbeat=agent_pb2.Heartbeat())]))

@@ -8,7 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.effects.receiver import Receiver
 from tests.rpc.conftest import Running, pipeline, running_server

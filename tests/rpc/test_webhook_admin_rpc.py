@@ -11,8 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2
 from buildcontrol_client.cli import register
+from buildcontrol_proto.v1 import build_control_pb2
 
 from tests.effects.receiver import Receiver
 from tests.security.conftest import SecureServer, secure_server

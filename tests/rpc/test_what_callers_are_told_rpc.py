@@ -4,8 +4,8 @@ package's); a second Cancel learns that it joined the first one, and whose it is
 
 from __future__ import annotations
 
-from buildcontrol.v1 import build_control_pb2
 from buildcontrol_client.agent import AGENT_VERSION
+from buildcontrol_proto.v1 import build_control_pb2
 from buildcontrol_server.rpc.convert import MAX_VERSION_LENGTH
 from buildcontrol_server.version import version
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.app import ServerApp
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security import tokens

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.security.conftest import SecureServer
 from tests.support.agent_peer import AgentPeer

@@ -4,7 +4,7 @@ on jobs assigned to it; one live session per agent id."""
 from __future__ import annotations
 
 import grpc
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 
 from tests.security.conftest import SecureServer
 from tests.security.scripted import running_build

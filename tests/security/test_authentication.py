@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 from buildcontrol_server.app import ServerApp
 from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.domain.errors import PermissionDenied
 from buildcontrol_server.security.access_rules import REQUIRED_ROLE
 from buildcontrol_server.security.cancel_policy import CancelPolicy, CancelRules

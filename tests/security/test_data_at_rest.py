@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 
 import grpc
-from buildcontrol.v1 import build_control_pb2_grpc
+from buildcontrol_proto.v1 import build_control_pb2_grpc
 
 from tests.e2e.processes import BUILDCONTROL, start_server
 from tests.security.conftest import pipeline

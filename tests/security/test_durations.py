@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 from google.protobuf.duration_pb2 import Duration
 
 from tests.security.conftest import SecureServer, pipeline

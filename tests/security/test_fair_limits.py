@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from prometheus_client import REGISTRY
 
 from tests.security.conftest import SecureServer, cancel_all, secure_server

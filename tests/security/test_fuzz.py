@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_pb2
 
 from tests.security.conftest import SecureServer
 from tests.security.test_job_tokens import assigned, refusal

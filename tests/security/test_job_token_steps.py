@@ -11,9 +11,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_client import Agent, AgentOptions
 from buildcontrol_client.cli_exit import EXIT_DENIED, EXIT_OK
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.security.conftest import SecureServer
 from tests.support.agent_peer import bearer

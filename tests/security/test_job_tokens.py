@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.security.conftest import SecureServer, pipeline
 from tests.security.scripted import settled

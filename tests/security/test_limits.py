@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
 from buildcontrol_server.domain.submission import Limits
 
 from tests.security.conftest import SecureServer, pipeline, secure_server

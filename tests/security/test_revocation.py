@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role
 from google.protobuf.duration_pb2 import Duration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from tests.e2e.processes import BUILDCONTROL, ServerProc, start_server
 

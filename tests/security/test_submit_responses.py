@@ -15,9 +15,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_client.sync_client import SyncBuildControlClient
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS
 
 from tests.e2e.processes import BUILDCONTROL, start_server

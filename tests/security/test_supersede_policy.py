@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.domain import submission
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store.sqlite import SqliteStore

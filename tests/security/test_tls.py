@@ -12,11 +12,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_cli.main import build_parser
 from buildcontrol_client import Agent, AgentOptions, BuildControlClient
 from buildcontrol_client.credentials import TlsOptions
+from buildcontrol_client.errors import Unavailable
+from buildcontrol_client.sync_client import SyncBuildControlClient
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.app import ServerApp
-from buildcontrol_server.cli import build_parser
 from buildcontrol_server.security.settings import SecuritySettings, TlsFiles
 from buildcontrol_server.security.tls import TlsFilesError
 
@@ -257,3 +259,23 @@ async def test_with_auth_off_the_certificate_still_names_the_agent(
         code, _ = await agent_over(server, pki, pki.agent, "agent-b", "agent-b")
         assert code is grpc.StatusCode.PERMISSION_DENIED
         assert await agent_over(server, pki, pki.agent, "agent-a", "agent-a") == (None, "")
+
+
+async def test_the_blocking_client_speaks_tls_too(tmp_path: Path, pki: Pki) -> None:
+    async with tls_server(tmp_path, pki, mutual=False) as server:
+        build = await server.submit("alice")
+        token = server.tokens["alice"]
+
+        def over_tls() -> str:
+            tls = TlsOptions(ca_file=pki.ca.cert)
+            with SyncBuildControlClient(server.target, token=token, tls=tls) as client:
+                return client.get(build.build_id).pipeline
+
+        def in_plaintext() -> None:
+            with SyncBuildControlClient(server.target, token=token, timeout=5) as client:
+                client.get(build.build_id)
+
+        # The blocking calls run off the loop that serves them.
+        assert await asyncio.to_thread(over_tls) == "web"
+        with pytest.raises(Unavailable):
+            await asyncio.to_thread(in_plaintext)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2
-from buildcontrol_server.cli import build_parser
+from buildcontrol_cli.main import build_parser
+from buildcontrol_proto.v1 import build_control_pb2
 from buildcontrol_server.security import tokens
 
 from tests.security.conftest import SecureServer

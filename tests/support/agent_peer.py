@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 
 WAIT = 10.0
 
@@ -27,13 +27,16 @@ class AgentPeer:
         *,
         channel: grpc.aio.Channel | None = None,
         token: str | None = None,
+        instance_id: str = "",
     ) -> None:
         """Connect to `target` on a channel of its own, or use the test's `channel`
-        (TLS, say); `token` goes in the metadata as a bearer token."""
+        (TLS, say); `token` goes in the metadata as a bearer token; `instance_id` is
+        the agent process the Hello says it comes from ("": an agent too old to say)."""
         assert (target is None) != (channel is None), "give a target or a channel"
         self.agent_id = agent_id
         self.labels = labels or {}
         self.capacity = capacity
+        self.instance_id = instance_id
         self._owns_channel = channel is None
         self._channel = channel or grpc.aio.insecure_channel(target or "")
         self._token = token
@@ -46,10 +49,13 @@ class AgentPeer:
         self.closed = asyncio.Event()
         self.status: grpc.StatusCode | None = None
         self.details = ""
+        # The error the stream ended with (its trailers carry the rich status).
+        self.error: grpc.aio.AioRpcError | None = None
 
     def hello(self, running: list[tuple[str, str]] | None = None) -> agent_pb2.Hello:
         return agent_pb2.Hello(
             agent_id=self.agent_id,
+            instance_id=self.instance_id,
             labels=self.labels,
             capacity=self.capacity,
             running_jobs=[agent_pb2.RunningJob(build_id=b, job_id=j) for b, j in running or []],
@@ -89,6 +95,7 @@ class AgentPeer:
                 self.received.put_nowait(message)
         except grpc.aio.AioRpcError as error:
             self.status, self.details = error.code(), error.details() or ""
+            self.error = error
         else:
             self.status = grpc.StatusCode.OK
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 WAIT = 20.0
 

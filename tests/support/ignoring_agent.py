@@ -9,7 +9,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 
 
 async def main(target: str, agent_id: str, label: str) -> None:

@@ -7,8 +7,7 @@ import logging
 
 import pytest
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
-from buildcontrol_server.domain.effects import StopCommand
-from buildcontrol_server.domain.events import DrainCommand
+from buildcontrol_server.domain.agent_commands import DrainCommand, StopCommand
 from prometheus_client import REGISTRY
 
 

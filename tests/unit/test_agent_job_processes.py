@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from buildcontrol.v1 import agent_pb2, build_pb2
 from buildcontrol_client.job_cgroup import CgroupTree
 from buildcontrol_client.job_processes import ProcessHost
 from buildcontrol_client.job_records import JobRecord, RunningJobRecords
@@ -23,6 +22,7 @@ from buildcontrol_client.job_runner import JobRun
 from buildcontrol_client.job_runtime import JobRuntime
 from buildcontrol_client.process_privileges import become_child_subreaper
 from buildcontrol_client.step_environment import step_environment
+from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from tests.support.step_processes import Fifo, at_least, marked_processes
 from tests.unit.test_agent_job_runner import Recorder, make_job

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import agent_pb2, build_pb2
 from buildcontrol_client.job_runner import JobRun
+from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from tests.support.step_processes import Fifo, at_least, marked_processes
 

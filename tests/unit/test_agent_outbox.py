@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from buildcontrol.v1 import agent_pb2, build_pb2
 from buildcontrol_client import outbox
 from buildcontrol_client.backoff import Backoff, BackoffPolicy
 from buildcontrol_client.outbox import Outbox, ResultLog
+from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 
 def finished(job_id: str) -> agent_pb2.ConnectRequest:

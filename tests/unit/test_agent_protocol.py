@@ -17,9 +17,9 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 from buildcontrol_client.agent import Agent, AgentOptions
 from buildcontrol_client.backoff import BackoffPolicy
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 from google.protobuf import duration_pb2
 
 BUILD_ID = "b00000000000000000001"
@@ -401,7 +401,7 @@ async def test_the_agent_keeps_trying_until_the_server_is_up() -> None:
             await late.stop()
 
 
-# How the top-level CLI runs a client subcommand (server/buildcontrol_server/cli.py).
+# How the top-level CLI runs a client subcommand (cli/buildcontrol_cli/main.py).
 CLI_MAIN = """
 import argparse, asyncio, sys
 from buildcontrol_client.cli import register

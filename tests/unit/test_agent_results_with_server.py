@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_client import Agent, AgentOptions, BuildControlClient
 from buildcontrol_client.backoff import BackoffPolicy
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import JobStatus
 from buildcontrol_server.store.base import BuildStore

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_client import Agent, AgentOptions, BuildControlClient
 from buildcontrol_client.backoff import BackoffPolicy
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.rpc.conftest import running_server
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from buildcontrol_server.cli import build_parser, main
-from buildcontrol_server.cli_environment import apply_environment
+from buildcontrol_cli.environment import apply_environment
+from buildcontrol_cli.main import build_parser, main
+from buildcontrol_server.config_sources import settings_of
 
 from tests.e2e.processes import BUILDCONTROL
 
@@ -29,7 +30,7 @@ def test_flags_come_from_the_environment_and_the_command_line_wins() -> None:
 
 def test_serve_and_agent_flags_too() -> None:
     env = {"BUILDCONTROL_STOP_ACK_TIMEOUT": "7", "BUILDCONTROL_LABELS": "os=linux,arch=arm64"}
-    assert parsed(["serve"], env).stop_ack_timeout == 7.0  # type: ignore[attr-defined]
+    assert settings_of(parsed(["serve"], env), env).stop_ack_timeout == 7.0  # type: ignore[arg-type]
     labels = parsed(["agent"], env).labels  # type: ignore[attr-defined]
     assert labels == [{"os": "linux"}, {"arch": "arm64"}]
 

@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_client.cli_live import BuildProgress, LiveView
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from rich.console import Console
 
 from tests.unit.test_client_cli import BUILD_ID, EXAMPLES, FakeBuildControl, stocked, watch
 
-CLI = [sys.executable, "-m", "buildcontrol_server.cli"]
+CLI = [sys.executable, "-m", "buildcontrol_cli"]
 # Anything below space but the newline, and DEL: what could move a cursor or recolor.
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 EVIL = "name\x1b[2J\x1b[31m\r\x07"

@@ -11,10 +11,10 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_client import errors
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_client.pipeline_file import PipelineFileError
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 BUILD_ID = "b00000000000000000001"
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_client.cli import register
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 BUILD_ID = "b00000000000000000001"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import grpc_testing
 import pytest
-from buildcontrol.v1 import build_control_pb2, build_pb2
 from buildcontrol_client import errors
 from buildcontrol_client.sync_client import SyncBuildControlClient
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 SERVICE = build_control_pb2.DESCRIPTOR.services_by_name["BuildControl"]
 BUILD_ID = "b00000000000000000001"

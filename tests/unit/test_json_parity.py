@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol.v1 import build_control_pb2_grpc
+from buildcontrol_proto.v1 import build_control_pb2_grpc
 
 from tests.e2e.processes import BUILDCONTROL
 from tests.observability.test_serve_process import serve

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import build_control_pb2
 from buildcontrol_client.pipeline_file import PipelineFileError, load_pipeline_file, parse_pipeline
+from buildcontrol_proto.v1 import build_control_pb2
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -11,8 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from buildcontrol.v1 import build_control_pb2
 from buildcontrol_client.pipeline_file import PipelineFileError, load_pipeline_file
+from buildcontrol_proto.v1 import build_control_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "tests" / "pipelines"

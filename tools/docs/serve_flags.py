@@ -1,5 +1,6 @@
-"""The flags table of docs/operations.md, generated from `buildcontrol serve`'s own
-argument parser, so the docs list exactly the flags (and defaults) the server takes.
+"""The settings table of docs/operations.md, generated from the one declaration of the
+server's settings (buildcontrol_server/config.py), so the docs list exactly the flags,
+variables, defaults and rules the server takes.
 
     .venv/bin/python tools/docs/serve_flags.py            # rewrite the marked block
     .venv/bin/python tools/docs/serve_flags.py --check    # exit 1 if it is stale
@@ -11,47 +12,38 @@ import argparse
 import sys
 from pathlib import Path
 
-from buildcontrol_server.cli import build_parser
-from buildcontrol_server.cli_environment import variable_of
+from buildcontrol_server.config_sources import CONFIG_FLAG, CONFIG_VARIABLE, options
 
 BEGIN = "<!-- BEGIN GENERATED serve flags: tools/docs/serve_flags.py -->"
 END = "<!-- END GENERATED serve flags -->"
 DEFAULT_DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
-def serve_parser() -> argparse.ArgumentParser:
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            parser: argparse.ArgumentParser = action.choices["serve"]
-            return parser
-    raise LookupError("the CLI has no `serve` command")
-
-
 def render() -> str:
     lines = [
-        "<!-- Do not edit by hand: `make docs` rewrites this block from the serve parser. -->",
+        "<!-- Do not edit by hand: `make docs` rewrites this block from config.py. -->",
         "",
-        "| flag | variable | default | meaning |",
-        "| --- | --- | --- | --- |",
+        "| flag | variable | default | value | meaning |",
+        "| --- | --- | --- | --- | --- |",
+        f"| `{CONFIG_FLAG} FILE` | `{CONFIG_VARIABLE}` | — | a TOML file | settings by key "
+        "(the flag without `--`) |",
     ]
-    for action in serve_parser()._actions:
-        if not action.option_strings or isinstance(action, argparse._HelpAction):
-            continue
-        flag = max(action.option_strings, key=len)
-        if action.choices:
-            flag += " {" + ",".join(str(choice) for choice in action.choices) + "}"
-        elif action.nargs != 0:
-            flag += f" {action.metavar or action.dest.upper()}"
-        variable = variable_of(action) or ""
+    for item in options():
+        flag = f"{item.flag} {item.option.rule.metavar}"
+        if item.option.repeat:
+            flag += " ..."
         lines.append(
-            f"| `{flag}` | `{variable}` | {_default(action.default)} | {_cell(action.help or '')} |"
+            f"| `{flag}` | `{item.variable}` | {_default(item.default)} "
+            f"| {_cell(item.option.rule.words)} | {_cell(item.option.help)} |"
         )
     return "\n".join(lines)
 
 
 def _default(value: object) -> str:
-    if value is None or value == [] or value is argparse.SUPPRESS or value is False:
+    if value is None or value == ():
         return "—"
+    if isinstance(value, bool):
+        return "`on`" if value else "`off`"
     return f"`{value}`"
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from buildcontrol.v1 import agent_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from buildcontrol_client.agent_stream import (
     AgentStream,
@@ -109,6 +111,10 @@ class AgentOptions:
     subreaper: bool = False
     # Run steps as this user (the agent must be root); None: as the agent's user.
     step_user: StepUser | None = None
+    # Another process's stream under this agent id is live (ALREADY_EXISTS): keep
+    # trying this long, since a predecessor killed a moment ago may not be noticed by
+    # the server yet, then exit refused (AgentRefused) instead of trying forever.
+    id_taken_patience_seconds: float = 60.0
 
 
 class Agent:
@@ -127,6 +133,11 @@ class Agent:
         self.agent_id = agent_id
         self.labels = dict(labels or {})
         self.capacity = capacity
+        # This process's own id, sent in every Hello: the server lets a reconnect of
+        # this process replace its old stream, and refuses another process's.
+        self.instance_id = uuid.uuid4().hex
+        # When the server first refused this id as taken, in a row (monotonic).
+        self._id_taken_since: float | None = None
         self._options = options or AgentOptions()
         self._jobs: dict[str, JobRun] = {}  # running (or stopping) jobs by job id
         self._job_tasks: set[asyncio.Task[None]] = set()
@@ -245,6 +256,7 @@ class Agent:
             # The Welcome says nothing about the results the Hello carried: each is
             # forgotten only when a ReportsCommitted names it (_on_server_message).
             backoff.reset()
+            self._id_taken_since = None
             heartbeat = welcome.heartbeat_interval.ToTimedelta().total_seconds()
             stream.start(heartbeat if heartbeat > 0 else self._options.heartbeat_seconds)
             log.info(
@@ -272,6 +284,8 @@ class Agent:
             if isinstance(error, grpc.aio.AioRpcError) and error.code() in REFUSALS:
                 # A wrong or revoked token, or an id it may not use: retrying cannot help.
                 raise AgentRefused(describe_error(error)) from error
+            if isinstance(error, grpc.aio.AioRpcError):
+                self._check_id_taken(error)
             return describe_error(error)
         except Exception as error:
             # A bug here must not take the jobs down with the agent: log it and reconnect.
@@ -279,6 +293,18 @@ class Agent:
             return f"unexpected {type(error).__name__}"
         finally:
             await stream.close()
+
+    def _check_id_taken(self, error: grpc.aio.AioRpcError) -> None:
+        """Raise AgentRefused once the server refused this agent id as taken by another
+        process for longer than the patience allows."""
+        if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
+            self._id_taken_since = None
+            return
+        now = time.monotonic()
+        if self._id_taken_since is None:
+            self._id_taken_since = now
+        if now - self._id_taken_since >= self._options.id_taken_patience_seconds:
+            raise AgentRefused(describe_error(error)) from error
 
     async def _until_shutdown(self, work: Coroutine[object, object, T]) -> T | None:
         """The result of `work`, or None if shutdown was requested first (`work` is then
@@ -298,6 +324,7 @@ class Agent:
         return agent_pb2.Hello(
             agent_version=AGENT_VERSION,
             agent_id=self.agent_id,
+            instance_id=self.instance_id,
             labels=self.labels,
             capacity=self.capacity,
             running_jobs=[

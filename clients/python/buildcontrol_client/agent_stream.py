@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 
 from buildcontrol_client.auth import Metadata
 from buildcontrol_client.credentials import TlsOptions, open_channel

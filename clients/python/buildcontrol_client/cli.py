@@ -2,7 +2,7 @@
 cancel-builds, agents. Their arguments are declared here; what they do is in
 cli_commands.py; the exit codes in cli_exit.py.
 
-The top-level parser (server/buildcontrol_server/cli.py) calls `register(subparsers)` and
+The top-level parser (cli/buildcontrol_cli/main.py) calls `register(subparsers)` and
 then `asyncio.run(args.func(args))`; the coroutine's result is the exit code.
 """
 
@@ -75,7 +75,13 @@ _OUTPUT_NOTE = (
 def register(subparsers: Subparsers) -> None:
     """Add the client subcommands; each sets `args.func`."""
     cli_agent.register(subparsers, _command)
+    _register_submit(subparsers)
+    _register_reads(subparsers)
+    _register_cancels(subparsers)
+    _register_fleet(subparsers)
 
+
+def _register_submit(subparsers: Subparsers) -> None:
     submit = _command(
         subparsers,
         "submit",
@@ -94,6 +100,9 @@ def register(subparsers: Subparsers) -> None:
     )
     submit.set_defaults(func=_reports_errors(cli_commands.submit))
 
+
+def _register_reads(subparsers: Subparsers) -> None:
+    """get, list, watch."""
     get = _command(
         subparsers,
         "get",
@@ -133,6 +142,9 @@ def register(subparsers: Subparsers) -> None:
 
     cli_logs.add_command(subparsers, _command, _reports_errors)
 
+
+def _register_cancels(subparsers: Subparsers) -> None:
+    """cancel, cancel-builds."""
     cancel = _command(
         subparsers,
         "cancel",
@@ -165,6 +177,9 @@ def register(subparsers: Subparsers) -> None:
     )
     batch.set_defaults(func=_reports_errors(cli_commands.cancel_builds))
 
+
+def _register_fleet(subparsers: Subparsers) -> None:
+    """agents, health, webhooks."""
     agents = _command(
         subparsers,
         "agents",

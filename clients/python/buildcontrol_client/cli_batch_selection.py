@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from buildcontrol.v1 import build_pb2
+from buildcontrol_proto.v1 import build_pb2
 
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_client.errors import NotFound

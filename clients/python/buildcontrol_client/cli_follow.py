@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import aclosing, nullcontext
 
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 
 from buildcontrol_client import cli_output
 from buildcontrol_client.backoff import Backoff, BackoffPolicy

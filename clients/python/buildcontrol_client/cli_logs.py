@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Callable
 
-from buildcontrol.v1 import build_pb2
+from buildcontrol_proto.v1 import build_pb2
 
 from buildcontrol_client import cli_commands
 from buildcontrol_client.cli_commands import connect

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from google.protobuf import json_format, message, timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 

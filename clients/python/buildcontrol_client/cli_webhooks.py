@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 
 from buildcontrol_client.arg_types import positive_int
 from buildcontrol_client.cli_commands import connect, emit

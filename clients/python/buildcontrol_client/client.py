@@ -18,47 +18,25 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from buildcontrol_client.auth import auth_metadata
-from buildcontrol_client.credentials import TlsOptions, open_channel
+from buildcontrol_client import request_builders as requests
+from buildcontrol_client.client_base import DEFAULT_TIMEOUT_SECONDS, ClientBase
+from buildcontrol_client.credentials import open_channel
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
-from buildcontrol_client.message_limits import with_receive_limit
-from buildcontrol_client.request_builders import (
-    PipelineSpec,
-    cancel_builds_request,
-    cancel_request,
-    submit_request,
-)
+from buildcontrol_client.request_builders import PipelineSpec
 
-DEFAULT_TIMEOUT_SECONDS = 30.0
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "BuildControlClient"]
 
 
-class BuildControlClient:
-    """One channel to a server. Use as `async with`, or call `close()` when done."""
+class BuildControlClient(ClientBase):
+    """One channel to a server. Use as `async with`, or call `close()` when done.
+    Arguments: ClientBase's (target, timeout, channel_options, token, tls)."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
-        channel_options: Sequence[tuple[str, Any]] = (),
-        token: str | None = None,
-        tls: TlsOptions | None = None,
-    ) -> None:
-        """`timeout` bounds each unary call; streams run until they end or are closed.
-        `token` is sent as `authorization: Bearer TOKEN` with every call; `tls` secures
-        the channel (credentials.py)."""
-        self.target = target
-        self._timeout = timeout
-        self._metadata = auth_metadata(token)
-        self._tls = tls
-        # Builds at the server's limits are larger than gRPC's default 4 MiB.
-        self._channel_options = with_receive_limit(channel_options)
-        # The channel binds to the running event loop, so it is made on first use rather
-        # than here (a client may be constructed before asyncio.run starts the loop).
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: Any = None
+    # The channel binds to the running event loop, so it is made on first use rather
+    # than in the constructor (a client may be made before asyncio.run starts the loop).
+    _channel: grpc.aio.Channel | None = None
+    _stub: Any = None
 
     async def __aenter__(self) -> BuildControlClient:
         self._connect()
@@ -81,20 +59,16 @@ class BuildControlClient:
         """Queue a build from a SubmitBuildRequest or a pipeline document (a dict).
         `request_id`: an idempotency key; a retry with the same one returns the build
         the first attempt made instead of making another."""
-        request = submit_request(spec, request_id)
+        request = requests.submit_request(spec, request_id)
         with translated_rpc_errors():
-            response = await self._connect().SubmitBuild(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = await self._connect().SubmitBuild(request, **self._unary)
         build: build_pb2.Build = response.build
         return build
 
     async def get(self, build_id: str) -> build_pb2.Build:
-        request = build_control_pb2.GetBuildRequest(build_id=build_id)
+        request = requests.get_request(build_id)
         with translated_rpc_errors():
-            response = await self._connect().GetBuild(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = await self._connect().GetBuild(request, **self._unary)
         build: build_pb2.Build = response.build
         return build
 
@@ -102,21 +76,17 @@ class BuildControlClient:
         self, page_size: int = 0, page_token: str = "", pipeline: str = ""
     ) -> tuple[builtins.list[build_pb2.Build], str]:
         """One page of builds, newest first, and the token of the next page ("" at the end)."""
-        request = build_control_pb2.ListBuildsRequest(
-            page_size=page_size, page_token=page_token, pipeline=pipeline
-        )
+        request = requests.list_request(page_size, page_token, pipeline)
         with translated_rpc_errors():
-            response = await self._connect().ListBuilds(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = await self._connect().ListBuilds(request, **self._unary)
         return builtins.list(response.builds), str(response.next_page_token)
 
     async def watch(
         self, build_id: str
     ) -> AsyncGenerator[build_control_pb2.WatchBuildResponse, None]:
         """A snapshot, then every change, until the build is terminal."""
-        request = build_control_pb2.WatchBuildRequest(build_id=build_id)
-        call = self._connect().WatchBuild(request, metadata=self._metadata)
+        request = requests.watch_request(build_id)
+        call = self._connect().WatchBuild(request, **self._stream)
         try:
             with translated_rpc_errors():
                 async for response in call:
@@ -136,8 +106,10 @@ class BuildControlClient:
 
         Closing the stream early does not abort the cancel: it only stops the reporting.
         """
-        request = cancel_request(build_id, reason, force, grace_period_seconds, requested_by)
-        call = self._connect().Cancel(request, metadata=self._metadata)
+        request = requests.cancel_request(
+            build_id, reason, force, grace_period_seconds, requested_by
+        )
+        call = self._connect().Cancel(request, **self._stream)
         try:
             with translated_rpc_errors():
                 async for response in call:
@@ -177,7 +149,7 @@ class BuildControlClient:
 
         As with `cancel`, closing the stream early does not abort the cancels.
         """
-        request = cancel_builds_request(
+        request = requests.cancel_builds_request(
             build_ids,
             pipeline,
             concurrency_group,
@@ -186,7 +158,7 @@ class BuildControlClient:
             grace_period_seconds,
             requested_by,
         )
-        call = self._connect().CancelBuilds(request, metadata=self._metadata)
+        call = self._connect().CancelBuilds(request, **self._stream)
         try:
             with translated_rpc_errors():
                 async for response in call:
@@ -196,43 +168,35 @@ class BuildControlClient:
 
     async def list_agents(self) -> builtins.list[build_control_pb2.Agent]:
         """Connected agents, and disconnected ones whose jobs still wait for them."""
-        request = build_control_pb2.ListAgentsRequest()
+        request = requests.list_agents_request()
         with translated_rpc_errors():
-            response = await self._connect().ListAgents(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = await self._connect().ListAgents(request, **self._unary)
         return builtins.list(response.agents)
 
     async def list_webhook_deliveries(
         self, limit: int = 0
     ) -> builtins.list[build_control_pb2.WebhookDelivery]:
         """The newest webhook deliveries with their state per endpoint (admins only)."""
-        request = build_control_pb2.ListWebhookDeliveriesRequest(limit=limit)
+        request = requests.list_webhook_deliveries_request(limit)
         with translated_rpc_errors():
-            response = await self._connect().ListWebhookDeliveries(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = await self._connect().ListWebhookDeliveries(request, **self._unary)
         return builtins.list(response.deliveries)
 
     async def redeliver_webhook(self, delivery_id: str) -> builtins.list[str]:
         """Queue one delivery again for every endpoint (admins only); their labels."""
-        request = build_control_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
+        request = requests.redeliver_webhook_request(delivery_id)
         with translated_rpc_errors():
-            response = await self._connect().RedeliverWebhook(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = await self._connect().RedeliverWebhook(request, **self._unary)
         return builtins.list(response.endpoints)
 
     async def get_job_log(
         self, build_id: str, job_id: str, offset: int = 0, limit: int = 0
     ) -> build_control_pb2.GetJobLogResponse:
         """Up to `limit` bytes (0: the server's page, 1 MiB) of a job's log from `offset`."""
-        request = build_control_pb2.GetJobLogRequest(
-            build_id=build_id, job_id=job_id, offset=offset, limit=limit
-        )
+        request = requests.get_job_log_request(build_id, job_id, offset, limit)
         with translated_rpc_errors():
             response: build_control_pb2.GetJobLogResponse = await self._connect().GetJobLog(
-                request, timeout=self._timeout, metadata=self._metadata
+                request, **self._unary
             )
         return response
 
@@ -240,10 +204,8 @@ class BuildControlClient:
         self, build_id: str, job_id: str, from_offset: int = 0
     ) -> AsyncGenerator[build_control_pb2.FollowJobLogResponse, None]:
         """A job's log from `from_offset`, as it grows, until the job is terminal."""
-        request = build_control_pb2.FollowJobLogRequest(
-            build_id=build_id, job_id=job_id, from_offset=from_offset
-        )
-        call = self._connect().FollowJobLog(request, metadata=self._metadata)
+        request = requests.follow_job_log_request(build_id, job_id, from_offset)
+        call = self._connect().FollowJobLog(request, **self._stream)
         try:
             with translated_rpc_errors():
                 async for response in call:
@@ -254,7 +216,7 @@ class BuildControlClient:
     def _connect(self) -> Any:
         if self._stub is None:
             self._channel = open_channel(
-                self.target, self._channel_options, self._tls, sends_token=bool(self._metadata)
+                self.target, self._channel_options, self._tls, self._sends_token
             )
             # The generated stub has no annotations; the methods above give the types.
             self._stub = build_control_pb2_grpc.BuildControlStub(self._channel)

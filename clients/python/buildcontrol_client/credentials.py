@@ -58,17 +58,41 @@ def tls_options(
     return TlsOptions(ca_file, cert_file, key_file)
 
 
+def channel_credentials(
+    target: str, tls: TlsOptions | None, sends_token: bool
+) -> grpc.ChannelCredentials | None:
+    """The credentials of a channel to `target` (None: plaintext), for the async and the
+    blocking channel alike; warns when a token would cross the network in plaintext."""
+    if tls is not None:
+        return tls.channel_credentials()
+    if sends_token and not target.startswith(_LOOPBACK):
+        log.warning("sending a bearer token to %s without TLS: it can be read on the way", target)
+    return None
+
+
 def open_channel(
     target: str,
     options: Sequence[tuple[str, Any]] = (),
     tls: TlsOptions | None = None,
     sends_token: bool = False,
 ) -> grpc.aio.Channel:
-    if tls is not None:
-        return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
-    if sends_token and not target.startswith(_LOOPBACK):
-        log.warning("sending a bearer token to %s without TLS: it can be read on the way", target)
+    credentials = channel_credentials(target, tls, sends_token)
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=options)
     return grpc.aio.insecure_channel(target, options=options)
+
+
+def open_blocking_channel(
+    target: str,
+    options: Sequence[tuple[str, Any]] = (),
+    tls: TlsOptions | None = None,
+    sends_token: bool = False,
+) -> grpc.Channel:
+    """open_channel's twin for the blocking client (grpc's own synchronous channel)."""
+    credentials = channel_credentials(target, tls, sends_token)
+    if credentials is not None:
+        return grpc.secure_channel(target, credentials, options=options)
+    return grpc.insecure_channel(target, options=options)
 
 
 def _read(path: Path | None, what: str) -> bytes | None:

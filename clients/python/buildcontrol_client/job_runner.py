@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from buildcontrol.v1 import agent_pb2
+from buildcontrol_proto.v1 import agent_pb2
 
 from buildcontrol_client.job_records import JobRecord
 from buildcontrol_client.job_runtime import JobRuntime

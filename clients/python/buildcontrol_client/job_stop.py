@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buildcontrol.v1 import build_pb2
+from buildcontrol_proto.v1 import build_pb2
 
 from buildcontrol_client.process_runner import StopOutcome
 

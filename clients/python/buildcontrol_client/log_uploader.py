@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 
 from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.backoff import Backoff, BackoffPolicy
@@ -38,6 +38,10 @@ STREAM_BYTES = 8 * 1024 * 1024
 FINISH_SECONDS = 10.0
 # How long a job's end waits for its pipes to end.
 FINISH_DRAIN_SECONDS = 1.0
+# What the job's end gives its pipes and upload even when the stop's deadline is (about
+# to be) past: a stop that reached a slow agent late still gets its last lines read and
+# sent (a result after the deadline is ignored by the server; the log is not).
+FINISH_FLOOR_SECONDS = 0.25
 # Kept from the stop's deadline so that the result still arrives before it.
 DEADLINE_MARGIN_SECONDS = 1.0
 # A job whose log could not be sent by its end (the server unreachable) goes on
@@ -159,11 +163,11 @@ class JobLog:
         started = time.monotonic()
         # The job's processes are gone by now: its pipes end at once, unless something
         # escaped the stop and holds one (then its output after this is not kept).
-        await self.output.drain(max(0.0, min(FINISH_DRAIN_SECONDS, budget / 2)))
+        await self.output.drain(max(FINISH_FLOOR_SECONDS, min(FINISH_DRAIN_SECONDS, budget / 2)))
         self.output.finish()
         task = self._task
         if task is not None and not task.done():
-            left = max(0.0, budget - (time.monotonic() - started))
+            left = max(FINISH_FLOOR_SECONDS, budget - (time.monotonic() - started))
             failing = asyncio.ensure_future(self._failing.wait())
             await asyncio.wait({task, failing}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             failing.cancel()

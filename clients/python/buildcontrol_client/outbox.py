@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from buildcontrol.v1 import agent_pb2
+from buildcontrol_proto.v1 import agent_pb2
 
 log = logging.getLogger("buildcontrol.agent")
 

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 
 from buildcontrol_client.arg_types import parse_duration
 

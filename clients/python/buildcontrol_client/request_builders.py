@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from buildcontrol.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2
 from google.protobuf import duration_pb2
 
 from buildcontrol_client.pipeline_file import parse_pipeline
@@ -77,3 +77,49 @@ def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
     duration = duration_pb2.Duration()
     duration.FromNanoseconds(round(seconds * 1e9))
     return duration
+
+
+def get_request(build_id: str) -> build_control_pb2.GetBuildRequest:
+    return build_control_pb2.GetBuildRequest(build_id=build_id)
+
+
+def list_request(
+    page_size: int = 0, page_token: str = "", pipeline: str = ""
+) -> build_control_pb2.ListBuildsRequest:
+    return build_control_pb2.ListBuildsRequest(
+        page_size=page_size, page_token=page_token, pipeline=pipeline
+    )
+
+
+def watch_request(build_id: str) -> build_control_pb2.WatchBuildRequest:
+    return build_control_pb2.WatchBuildRequest(build_id=build_id)
+
+
+def list_agents_request() -> build_control_pb2.ListAgentsRequest:
+    return build_control_pb2.ListAgentsRequest()
+
+
+def list_webhook_deliveries_request(
+    limit: int = 0,
+) -> build_control_pb2.ListWebhookDeliveriesRequest:
+    return build_control_pb2.ListWebhookDeliveriesRequest(limit=limit)
+
+
+def redeliver_webhook_request(delivery_id: str) -> build_control_pb2.RedeliverWebhookRequest:
+    return build_control_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
+
+
+def get_job_log_request(
+    build_id: str, job_id: str, offset: int = 0, limit: int = 0
+) -> build_control_pb2.GetJobLogRequest:
+    return build_control_pb2.GetJobLogRequest(
+        build_id=build_id, job_id=job_id, offset=offset, limit=limit
+    )
+
+
+def follow_job_log_request(
+    build_id: str, job_id: str, from_offset: int = 0
+) -> build_control_pb2.FollowJobLogRequest:
+    return build_control_pb2.FollowJobLogRequest(
+        build_id=build_id, job_id=job_id, from_offset=from_offset
+    )

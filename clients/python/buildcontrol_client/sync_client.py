@@ -12,21 +12,16 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from buildcontrol_client.auth import auth_metadata
-from buildcontrol_client.client import DEFAULT_TIMEOUT_SECONDS
+from buildcontrol_client import request_builders as requests
+from buildcontrol_client.client_base import DEFAULT_TIMEOUT_SECONDS, ClientBase
+from buildcontrol_client.credentials import TlsOptions, open_blocking_channel
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
-from buildcontrol_client.message_limits import with_receive_limit
-from buildcontrol_client.request_builders import (
-    PipelineSpec,
-    cancel_builds_request,
-    cancel_request,
-    submit_request,
-)
+from buildcontrol_client.request_builders import PipelineSpec
 
 
-class SyncBuildControlClient:
+class SyncBuildControlClient(ClientBase):
     """Same methods as BuildControlClient, blocking. Streams are plain iterators."""
 
     def __init__(
@@ -35,18 +30,19 @@ class SyncBuildControlClient:
         *,
         timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
         channel_options: Sequence[tuple[str, Any]] = (),
-        channel: grpc.Channel | None = None,
         token: str | None = None,
+        tls: TlsOptions | None = None,
+        channel: grpc.Channel | None = None,
     ) -> None:
-        """`channel` replaces the one made from `target` (tests pass a grpc_testing channel);
-        `token` is sent as `authorization: Bearer TOKEN` with every call."""
-        self.target = target
-        self._timeout = timeout
-        self._metadata = auth_metadata(token)
-        # Builds at the server's limits are larger than gRPC's default 4 MiB.
-        self._channel = channel or grpc.insecure_channel(
-            target, options=with_receive_limit(channel_options)
+        """As BuildControlClient's; `channel` replaces the one made from `target` (tests
+        pass a grpc_testing channel)."""
+        super().__init__(
+            target, timeout=timeout, channel_options=channel_options, token=token, tls=tls
         )
+        self._channel = channel or open_blocking_channel(
+            target, self._channel_options, tls, self._sends_token
+        )
+        # The generated stub has no annotations; the methods below give the types.
         self._stub: Any = build_control_pb2_grpc.BuildControlStub(self._channel)
 
     def __enter__(self) -> SyncBuildControlClient:
@@ -66,33 +62,29 @@ class SyncBuildControlClient:
     def submit(self, spec: PipelineSpec, request_id: str = "") -> build_pb2.Build:
         with translated_rpc_errors():
             response = self._stub.SubmitBuild(
-                submit_request(spec, request_id), timeout=self._timeout, metadata=self._metadata
+                requests.submit_request(spec, request_id), **self._unary
             )
         build: build_pb2.Build = response.build
         return build
 
     def get(self, build_id: str) -> build_pb2.Build:
-        request = build_control_pb2.GetBuildRequest(build_id=build_id)
+        request = requests.get_request(build_id)
         with translated_rpc_errors():
-            response = self._stub.GetBuild(request, timeout=self._timeout, metadata=self._metadata)
+            response = self._stub.GetBuild(request, **self._unary)
         build: build_pb2.Build = response.build
         return build
 
     def list(
         self, page_size: int = 0, page_token: str = "", pipeline: str = ""
     ) -> tuple[builtins.list[build_pb2.Build], str]:
-        request = build_control_pb2.ListBuildsRequest(
-            page_size=page_size, page_token=page_token, pipeline=pipeline
-        )
+        request = requests.list_request(page_size, page_token, pipeline)
         with translated_rpc_errors():
-            response = self._stub.ListBuilds(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = self._stub.ListBuilds(request, **self._unary)
         return builtins.list(response.builds), str(response.next_page_token)
 
     def watch(self, build_id: str) -> Generator[build_control_pb2.WatchBuildResponse, None, None]:
-        request = build_control_pb2.WatchBuildRequest(build_id=build_id)
-        call = self._stub.WatchBuild(request, metadata=self._metadata)
+        request = requests.watch_request(build_id)
+        call = self._stub.WatchBuild(request, **self._stream)
         try:
             with translated_rpc_errors():
                 yield from call
@@ -107,8 +99,10 @@ class SyncBuildControlClient:
         grace_period_seconds: float | None = None,
         requested_by: str = "",
     ) -> Generator[build_control_pb2.CancelResponse, None, None]:
-        request = cancel_request(build_id, reason, force, grace_period_seconds, requested_by)
-        call = self._stub.Cancel(request, metadata=self._metadata)
+        request = requests.cancel_request(
+            build_id, reason, force, grace_period_seconds, requested_by
+        )
+        call = self._stub.Cancel(request, **self._stream)
         try:
             with translated_rpc_errors():
                 yield from call
@@ -143,7 +137,7 @@ class SyncBuildControlClient:
         grace_period_seconds: float | None = None,
         requested_by: str = "",
     ) -> Generator[build_control_pb2.CancelBuildsResponse, None, None]:
-        request = cancel_builds_request(
+        request = requests.cancel_builds_request(
             build_ids,
             pipeline,
             concurrency_group,
@@ -152,7 +146,7 @@ class SyncBuildControlClient:
             grace_period_seconds,
             requested_by,
         )
-        call = self._stub.CancelBuilds(request, metadata=self._metadata)
+        call = self._stub.CancelBuilds(request, **self._stream)
         try:
             with translated_rpc_errors():
                 yield from call
@@ -160,9 +154,42 @@ class SyncBuildControlClient:
             call.cancel()
 
     def list_agents(self) -> builtins.list[build_control_pb2.Agent]:
-        request = build_control_pb2.ListAgentsRequest()
+        request = requests.list_agents_request()
         with translated_rpc_errors():
-            response = self._stub.ListAgents(
-                request, timeout=self._timeout, metadata=self._metadata
-            )
+            response = self._stub.ListAgents(request, **self._unary)
         return builtins.list(response.agents)
+
+    def list_webhook_deliveries(
+        self, limit: int = 0
+    ) -> builtins.list[build_control_pb2.WebhookDelivery]:
+        request = requests.list_webhook_deliveries_request(limit)
+        with translated_rpc_errors():
+            response = self._stub.ListWebhookDeliveries(request, **self._unary)
+        return builtins.list(response.deliveries)
+
+    def redeliver_webhook(self, delivery_id: str) -> builtins.list[str]:
+        request = requests.redeliver_webhook_request(delivery_id)
+        with translated_rpc_errors():
+            response = self._stub.RedeliverWebhook(request, **self._unary)
+        return builtins.list(response.endpoints)
+
+    def get_job_log(
+        self, build_id: str, job_id: str, offset: int = 0, limit: int = 0
+    ) -> build_control_pb2.GetJobLogResponse:
+        request = requests.get_job_log_request(build_id, job_id, offset, limit)
+        with translated_rpc_errors():
+            response: build_control_pb2.GetJobLogResponse = self._stub.GetJobLog(
+                request, **self._unary
+            )
+        return response
+
+    def follow_job_log(
+        self, build_id: str, job_id: str, from_offset: int = 0
+    ) -> Generator[build_control_pb2.FollowJobLogResponse, None, None]:
+        request = requests.follow_job_log_request(build_id, job_id, from_offset)
+        call = self._stub.FollowJobLog(request, **self._stream)
+        try:
+            with translated_rpc_errors():
+                yield from call
+        finally:
+            call.cancel()

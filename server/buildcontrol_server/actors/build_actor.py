@@ -18,32 +18,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.context import (
-    ActorContext,
-    ActorFacts,
-    ActorRetired,
-    assignment_of,
-    finished_event,
-    server_cancel,
-    write_failure,
-)
+from buildcontrol_server.actors.cancel_requests import server_cancel
+from buildcontrol_server.actors.context import ActorContext
+from buildcontrol_server.actors.errors import ActorRetired, write_failure
+from buildcontrol_server.actors.facts import ActorFacts
 from buildcontrol_server.actors.notices import BuildListeners
 from buildcontrol_server.actors.rearm import arm_from_store, job_timeout
 from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.domain import cancellation, lifecycle
+from buildcontrol_server.domain.agent_commands import assignment_of
 from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import DomainError, Unavailable, VersionConflict
-from buildcontrol_server.domain.events import CancelAcceptedEvent, CancelEvent
+from buildcontrol_server.domain.events import CancelAcceptedEvent, CancelEvent, finished_event
 from buildcontrol_server.domain.model import Build, CancelRecord
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
 from buildcontrol_server.observability import cancel_phases
+
+if TYPE_CHECKING:
+    from buildcontrol_server.actors.router import BuildRouter
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +50,12 @@ TimerCommand = cmd.JobTimedOut | cmd.CleanupTimedOut | cmd.QueueTimedOut
 
 
 class BuildActor(SupervisedActor):
-    def __init__(self, build: Build, context: ActorContext) -> None:
+    def __init__(self, build: Build, context: ActorContext, router: BuildRouter) -> None:
+        """`router`: where the actor lives; told when it retires."""
         super().__init__(build.build_id)
         self.build = build
         self._ctx = context
+        self._router = router
         self._listeners = BuildListeners(build.build_id)
         self._timers = BuildTimers(self.tell, context.monotonic)
         self._cancel_received_at: float | None = None
@@ -63,6 +64,8 @@ class BuildActor(SupervisedActor):
         # computes are turned into delays against it.
         self._now = 0.0
         self._stop_sent: dict[str, str] = {}
+        # job_id → the session its AssignJob went out on (see _agent_reconnected).
+        self._assigned_on: dict[str, str] = {}
 
     @property
     def build_id(self) -> str:
@@ -76,7 +79,7 @@ class BuildActor(SupervisedActor):
             self._timers.queue_timeout(left)
         self._admitted = admitted
         if admitted:
-            self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
+            self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build), self)
         self._start_loop()
 
     # ---- supervision (supervision.py runs the loop) ----
@@ -87,7 +90,7 @@ class BuildActor(SupervisedActor):
     def _retire(self) -> None:
         self._timers.close()
         self._listeners.close()
-        self._ctx.on_retire(self)
+        self._router.retired(self)
 
     async def _restart(self) -> bool:
         """Reload the build and arm what it needs; False: nothing is left to run."""
@@ -103,21 +106,21 @@ class BuildActor(SupervisedActor):
             self._finish()
             return False
         if self._admitted:
-            self._ctx.scheduler.enqueue(lifecycle.ready_jobs(stored))
+            self._ctx.scheduler.enqueue(lifecycle.ready_jobs(stored), self)
         log.warning("build %s: actor restarted from the store (%s)", self.build_id, stored.status)
         return True
 
     def _hold_slots(self) -> None:
         """The agent slots of the reloaded build: held for every job on an agent,
         free for every job that ended (a failed loop may not have released them)."""
-        hub = self._ctx.hub
+        link = self._ctx.link
         for job in self.build.jobs():
             if job.agent_id is None:
                 continue
             if job.on_agent:
-                hub.hold(job.agent_id, job.job_id, self.build_id)
+                link.hold(job.agent_id, job.job_id, self.build_id)
             elif job.terminal:
-                hub.release(job.agent_id, job.job_id)
+                link.release(job.agent_id, job.job_id)
 
     # ---- handlers of commands ----
 
@@ -181,8 +184,8 @@ class BuildActor(SupervisedActor):
                 return await self._assign(job_id, agent_id, now)
             case cmd.Cancel():
                 return await self._cancel(command, None, now)
-            case cmd.CancelInBatch():
-                return await self._cancel(command, command.seat, now)
+            case cmd.CancelInBatch(seat=seat):
+                return await self._cancel(command, seat, now)
             case cmd.Inspect(check=check):
                 armed = frozenset(self._timers.stop_armed())
                 return check(ActorFacts(self.build, armed, dict(self._stop_sent)))
@@ -204,9 +207,9 @@ class BuildActor(SupervisedActor):
                     await self._timer_effect(command, self._server_cancel(reason, now))
             case cmd.Admit():
                 self._admitted = True
-                self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build))
-            case cmd.AgentReconnected(agent_id=agent_id, running=running):
-                await self._agent_reconnected(agent_id, running, now)
+                self._ctx.scheduler.enqueue(lifecycle.ready_jobs(self.build), self)
+            case cmd.AgentReconnected(agent_id=agent_id, running=running, session_id=session_id):
+                await self._agent_reconnected(agent_id, running, session_id, now)
             case cmd.AgentLost(agent_id=agent_id):
                 await self._persist(lifecycle.agent_lost(self.build, agent_id, frozenset(), now))
             case _:
@@ -257,13 +260,14 @@ class BuildActor(SupervisedActor):
             fx = lifecycle.assign_job(self.build, job_id, agent_id, now)
             await self._persist(fx)
         except DomainError:
-            self._ctx.hub.release(agent_id, job_id)
+            self._ctx.link.release(agent_id, job_id)
             return False
         job = self.build.job(job_id)
         assert job is not None
-        session = self._ctx.hub.session(agent_id)
-        if session is not None:
-            session.send(assignment_of(job))
+        # Pending (re-sent from the build's state) if the agent has no stream now.
+        session_id = self._ctx.link.assign(agent_id, assignment_of(job))
+        if session_id is not None:
+            self._assigned_on[job_id] = session_id
         if self.build.status is BuildStatus.CANCELING:
             self._timers.job_timer(
                 job_id, self._ctx.settings.cleanup_timeout, cmd.CleanupTimedOut(job_id=job_id)
@@ -274,36 +278,61 @@ class BuildActor(SupervisedActor):
         return True
 
     async def _cancel(
-        self, command: cmd.Cancel | cmd.CancelInBatch, batch: Any, now: float
+        self, command: cmd.Cancel | cmd.CancelInBatch, seat: cmd.BatchSeat | None, now: float
     ) -> CancelEvent:
+        """The cancel turn: apply it, commit CANCELING (alone, or in `seat`'s batch),
+        accept it, then act on it. A CancelInBatch's seat is settled when its reply
+        is (commands.py): a cancel that writes nothing never holds up its batch."""
         build = self.build
         if build.status is BuildStatus.CANCELED:
-            if batch is not None:
-                batch.abstain()
             metrics.CANCELS.labels(result="already_canceled").inc()
-            command.listener.put_nowait(None)
-            return finished_event(build)
-        try:
-            fx = cancellation.cancel(build, command.info, self._ctx.settings.stop_times, now)
-        except Exception:
-            # Refused (or a bug): the batch must not wait for this build's write.
-            if batch is not None:
-                batch.abstain()
-            raise
+            return self._first_event(command, finished_event(build), last=True)
+        fx = cancellation.cancel(build, command.info, self._ctx.settings.stop_times, now)
         if fx.duplicate:
-            if batch is not None:
-                batch.abstain()
             metrics.CANCELS.labels(result="joined").inc()
+            first = self._first_event(command, self._accepted_event(joined=True))
             self._listeners.cancel_joined(command.listener)
-        else:
-            if not fx.escalated:
-                self._cancel_received_at = command.received_at
-            await self._persist(fx, batch=batch, accepted=lambda: self._accepted(command, fx))
+            return first
+        if not fx.escalated:
+            self._cancel_received_at = command.received_at
+        await self._commit(fx, seat)
+        first = self._accept_cancel(command, fx)
+        self._act(fx)
+        return first
+
+    def _accept_cancel(self, command: cmd.Cancel | cmd.CancelInBatch, fx: Effects) -> CancelEvent:
+        """CANCELING is committed: from here the cancel survives a crash. Count it,
+        stamp the stops it causes with the request's arrival (so the stream writer
+        can measure their delivery), log it, and listen for the rest of its events
+        before the effects run (jobs that never started end in this same turn)."""
+        result = "escalated" if fx.escalated else "accepted"
+        metrics.CANCELS.labels(result=result).inc()
+        metrics.CANCEL_ACCEPTED_SECONDS.observe(time.perf_counter() - command.received_at)
+        fx.stops[:] = [replace(stop, requested_at=command.received_at) for stop in fx.stops]
+        cancel_phases.cancel_accepted(self.build, fx, command.received_at)
+        first = self._first_event(command, self._accepted_event(joined=False))
+        self._listeners.cancel_joined(command.listener)
+        self._timers.queue_left()
+        return first
+
+    def _accepted_event(self, *, joined: bool) -> CancelAcceptedEvent:
+        build = self.build
         assert build.cancel is not None
         stopping = sum(1 for job in build.jobs() if job.status is JobStatus.STOPPING)
-        return CancelAcceptedEvent(
-            build.build_id, build.status, build.cancel, stopping, joined=fx.duplicate
-        )
+        return CancelAcceptedEvent(build.build_id, build.status, build.cancel, stopping, joined)
+
+    @staticmethod
+    def _first_event(
+        command: cmd.Cancel | cmd.CancelInBatch, first: CancelEvent, *, last: bool = False
+    ) -> CancelEvent:
+        """A Cancel's stream reads every event from its listener, this first one
+        too; a CancelInBatch's listener is shared by its whole batch, which counts the
+        replies instead. `last`: nothing follows (the build is already over)."""
+        if isinstance(command, cmd.Cancel):
+            command.listener.put_nowait(first)
+        if last:
+            command.listener.put_nowait(None)
+        return first
 
     async def _server_cancel(self, reason: str, now: float) -> None:
         """A cancel the server makes itself: the same path, metrics and logs as a
@@ -312,58 +341,57 @@ class BuildActor(SupervisedActor):
         command = cmd.Cancel(info=info, listener=asyncio.Queue(), received_at=time.perf_counter())
         await self._cancel(command, None, now)
 
-    def _accepted(self, command: cmd.Cancel | cmd.CancelInBatch, fx: Effects) -> None:
-        """CANCELING is committed: from here the cancel survives a crash."""
-        result = "escalated" if fx.escalated else "accepted"
-        metrics.CANCELS.labels(result=result).inc()
-        metrics.CANCEL_ACCEPTED_SECONDS.observe(time.perf_counter() - command.received_at)
-        cancel_phases.cancel_accepted(self.build, fx, command.received_at)  # stamps fx.stops
-        # Listen before the effects run: jobs that never started end in this same turn.
-        self._listeners.cancel_joined(command.listener)
-        self._timers.queue_left()
-
     def _suspect_agents(self, fx: Effects) -> None:
         for job in fx.finished_jobs:
             if job.agent_id is not None:
-                self._ctx.hub.mark_suspect(job.agent_id)
+                self._ctx.link.mark_suspect(job.agent_id)
 
-    async def _agent_reconnected(self, agent_id: str, running: frozenset[str], now: float) -> None:
+    async def _agent_reconnected(
+        self, agent_id: str, running: frozenset[str], session_id: str, now: float
+    ) -> None:
         assigned = {
             job.job_id
             for job in self.build.jobs()
             if job.agent_id == agent_id and job.status is JobStatus.ASSIGNED
         }
-        fx = lifecycle.agent_lost(self.build, agent_id, running | assigned, now)
+        # A job whose AssignJob went out on the stream of this very Hello was given
+        # after the Hello was written (it may be STOPPING by now): its absence from
+        # the Hello says nothing, the agent may be about to run it.
+        after_hello = {j for j, s in self._assigned_on.items() if s == session_id}
+        fx = lifecycle.agent_lost(self.build, agent_id, running | assigned | after_hello, now)
         await self._persist(fx)
-        session = self._ctx.hub.session(agent_id)
-        if session is None:
-            return
+        link = self._ctx.link
+        if not link.connected(agent_id):
+            return  # gone again: its next Hello sends this command anew
         for job in self.build.jobs():
             if job.job_id in assigned - running and job.status is JobStatus.ASSIGNED:
-                session.send(assignment_of(job))  # the first AssignJob may have been lost
+                sent_on = link.assign(agent_id, assignment_of(job))  # the first may be lost
+                if sent_on is not None:
+                    self._assigned_on[job.job_id] = sent_on
         times = self._ctx.settings.stop_times
         for stop in cancellation.pending_stops(self.build, agent_id, times, now):
-            session.send(stop)
-            self._stop_sent[stop.job_id] = session.session_id
-            metrics.STOPS_RESENT.inc()
+            sent_on = link.stop(stop)
+            if sent_on is not None:
+                self._stop_sent[stop.job_id] = sent_on
+                metrics.STOPS_RESENT.inc()
 
     # ---- commit, then act ----
 
-    async def _persist(
-        self,
-        fx: Effects,
-        *,
-        batch: Any = None,
-        accepted: Callable[[], None] | None = None,
-    ) -> None:
+    async def _persist(self, fx: Effects) -> None:
+        await self._commit(fx)
+        self._act(fx)
+
+    async def _commit(self, fx: Effects, seat: cmd.BatchSeat | None = None) -> None:
+        """Commit `fx`'s changes, alone or in `seat`'s batch; on failure read the
+        build back and raise what the caller should get."""
         # The webhook outbox row of a cancel that ends here commits with it.
         cancellation.queue_notification(
             self.build, fx.changes, self._ctx.settings.webhook_endpoints
         )
         if not fx.changes.empty:
             try:
-                if batch is not None:
-                    await batch.contribute(fx.changes)
+                if seat is not None:
+                    await seat.contribute(fx.changes)
                 else:
                     await self._ctx.store.commit(fx.changes)
             except asyncio.CancelledError:
@@ -374,11 +402,6 @@ class BuildActor(SupervisedActor):
                 if failure is error:
                     raise
                 raise failure from error
-        elif batch is not None:
-            batch.abstain()
-        if accepted is not None:
-            accepted()
-        self._act(fx)
 
     async def _reload(self, cause: Exception) -> None:
         """Read the build back after a failed commit (the domain already changed the
@@ -393,24 +416,26 @@ class BuildActor(SupervisedActor):
             self.build = stored
 
     def _act(self, fx: Effects) -> None:
-        hub = self._ctx.hub
+        """The committed change's effects: stops and slots to the agents (through the
+        link), ready jobs to the scheduler, timers, listeners."""
+        link = self._ctx.link
         for stop in fx.stops:
-            if hub.send_stop(stop):
-                session = hub.session(stop.agent_id)
-                if session is not None:
-                    self._stop_sent[stop.job_id] = session.session_id
+            session_id = link.stop(stop)
+            if session_id is not None:
+                self._stop_sent[stop.job_id] = session_id
                 metrics.STOPS_SENT.inc()
             # The domain's deadline is on the wall clock of this turn: armed as a delay.
             self._timers.stop_deadline(stop.job_id, stop.deadline - self._now)
         if fx.ready:
-            self._ctx.scheduler.enqueue(fx.ready)
+            self._ctx.scheduler.enqueue(fx.ready, self)
         for agent_id, job_id in fx.released:
-            hub.release(agent_id, job_id)
+            link.release(agent_id, job_id)
         for agent_id, job_id in fx.unconfirmed:
-            hub.keep_unconfirmed(agent_id, job_id)
+            link.keep_unconfirmed(agent_id, job_id)
         for job in fx.finished_jobs:
             self._timers.job_ended(job.job_id)
             self._stop_sent.pop(job.job_id, None)
+            self._assigned_on.pop(job.job_id, None)
             if job.outcome is not None:
                 metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
                 cancel_phases.job_ended(self.build, job, self._cancel_received_at)

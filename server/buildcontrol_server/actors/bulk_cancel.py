@@ -13,10 +13,14 @@ from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.batch import BatchStore, CancelBatch
 from buildcontrol_server.actors.build_actor import BuildActor
-from buildcontrol_server.actors.context import ActorRetired, finished_event
+from buildcontrol_server.actors.errors import ActorRetired
 from buildcontrol_server.actors.in_flight import InFlight
 from buildcontrol_server.domain.errors import FailedPrecondition, Unavailable
-from buildcontrol_server.domain.events import CancelAcceptedEvent, CancelFinishedEvent
+from buildcontrol_server.domain.events import (
+    CancelAcceptedEvent,
+    CancelFinishedEvent,
+    finished_event,
+)
 from buildcontrol_server.domain.model import Build, CancelInfo
 from buildcontrol_server.domain.states import BuildStatus
 

@@ -101,10 +101,12 @@ class Inspect(Command):
 
 @dataclass
 class AgentReconnected(Command):
-    """`agent_id` connected again, running `running` (job ids) of this build."""
+    """`agent_id` connected again, running `running` (job ids) of this build, as
+    the Hello of session `session_id` says."""
 
     agent_id: str
     running: frozenset[str]
+    session_id: str = ""
 
 
 @dataclass
@@ -155,6 +157,17 @@ class CancelInBatch(Command):
 
     def __post_init__(self) -> None:
         self.seat = BatchSeat(self.batch)
+
+    # The one place a member settles its seat: whoever answers the command (the actor
+    # after its turn, a retired actor, a failed loop) also gives up a seat it did not
+    # take, so the batch never waits for a build that will not write.
+    def answer(self, result: Any) -> None:
+        self.seat.abstain()
+        super().answer(result)
+
+    def fail(self, error: BaseException) -> None:
+        self.seat.abstain()
+        super().fail(error)
 
 
 @dataclass

@@ -21,16 +21,18 @@ from buildcontrol_server.actors.bulk_cancel import (
     CancelStreams,
     run_cancel_builds,
 )
-from buildcontrol_server.actors.context import (
-    ActorRetired,
-    MayCancel,
-    finished_event,
-    write_failure,
-)
+from buildcontrol_server.actors.cancel_requests import MayCancel
+from buildcontrol_server.actors.errors import ActorRetired, write_failure
 from buildcontrol_server.actors.in_flight import InFlight
 from buildcontrol_server.actors.reconciliation import reconcile_hello
 from buildcontrol_server.actors.registry import Registry, Superseded
 from buildcontrol_server.actors.report_intake import ReportIntake
+from buildcontrol_server.actors.router import (
+    BuildRouter,
+    LocalActor,
+    OwnedElsewhere,
+    owned_elsewhere,
+)
 from buildcontrol_server.actors.submit_keys import RequestKey, SubmitKeys, Submitted
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
@@ -47,6 +49,7 @@ from buildcontrol_server.domain.events import (
     AgentReport,
     CancelEvent,
     WatchChange,
+    finished_event,
 )
 from buildcontrol_server.domain.model import Build, CancelInfo, ChangeSet, SubmitRequest
 from buildcontrol_server.domain.states import BuildStatus
@@ -92,6 +95,8 @@ class BuildControl:
     ) -> None:
         self._store = store
         self._registry = registry
+        # Where each build lives (the registry is the local router).
+        self._router: BuildRouter = registry
         self._hub = hub
         self._settings = settings
         self._clock = clock
@@ -165,21 +170,34 @@ class BuildControl:
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         submission.check_build_id(build_id)
-        actor = self._registry.get(build_id)
-        if actor is not None:
+        found = await self._route(build_id)
+        if isinstance(found, BuildActor):
             try:
-                result: T = await actor.ask(cmd.Render(render=render))
+                result: T = await found.ask(cmd.Render(render=render))
                 return result
             except ActorRetired:
-                pass
-        return render(await self._stored(build_id))
+                found = await self._stored(build_id)
+        return render(found)
 
     async def list_builds(
         self, limit: int, before: str | None, pipeline: str | None
     ) -> list[Build]:
         return await self._store.list_builds(limit, before, pipeline)
 
+    async def _route(self, build_id: str) -> BuildActor | Build:
+        """The build's actor here, or the build as the store has it (finished). Raises
+        NOT_FOUND for no such build, UNAVAILABLE for one another server runs."""
+        route = await self._router.route(build_id)
+        if isinstance(route, LocalActor):
+            return route.actor
+        if isinstance(route, OwnedElsewhere):
+            raise owned_elsewhere(build_id, route)
+        if route.build is None:
+            raise build_not_found(build_id)
+        return route.build
+
     async def _stored(self, build_id: str) -> Build:
+        """The build after its actor retired: finished, read from the store."""
         build = await self._store.get_build(build_id)
         if build is None:
             raise build_not_found(build_id)
@@ -190,15 +208,15 @@ class BuildControl:
     ) -> tuple[T, AsyncIterator[WatchChange]]:
         """The build now, then its changes until it is terminal."""
         submission.check_build_id(build_id)
-        actor = self._registry.get(build_id)
-        if actor is not None:
+        found = await self._route(build_id)
+        if isinstance(found, BuildActor):
             listener: asyncio.Queue[WatchChange | None] = asyncio.Queue()
             try:
-                snapshot: T = await actor.ask(cmd.Watch(render=render, listener=listener))
-                return snapshot, self._watch_stream(listener, actor)
+                snapshot: T = await found.ask(cmd.Watch(render=render, listener=listener))
+                return snapshot, self._watch_stream(listener, found)
             except ActorRetired:
-                pass
-        return render(await self._stored(build_id)), _nothing()
+                found = await self._stored(build_id)
+        return render(found), _nothing()
 
     def _cancel_info(
         self, reason: str, force: bool, grace_period: float | None, requested_by: str
@@ -250,25 +268,25 @@ class BuildControl:
         submission.check_build_id(build_id)
         info = self._cancel_info(reason, force, grace_period, requested_by)
         self.cancel_streams.refuse_if_closing()
-        actor = self._registry.get(build_id)
-        if actor is not None and may_cancel is not None:
-            # Pipeline and submitter never change after submission: reading them here,
-            # outside the actor's turn, cannot race with the actor.
-            may_cancel(actor.build)
-        if actor is not None:
+        found = await self._route(build_id)
+        if isinstance(found, BuildActor):
+            if may_cancel is not None:
+                # Pipeline and submitter never change after submission: reading them
+                # here, outside the actor's turn, cannot race with the actor.
+                may_cancel(found.build)
+            # Every event of the stream, the first one too, comes through `listener`;
+            # the reply only says whether the actor took the cancel.
             listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
             try:
-                first: CancelEvent = await actor.ask(
-                    cmd.Cancel(info=info, listener=listener, received_at=received_at)
-                )
+                await found.ask(cmd.Cancel(info=info, listener=listener, received_at=received_at))
             except ActorRetired:
-                pass
+                found = await self._stored(build_id)
             except FailedPrecondition:
                 metrics.CANCELS.labels(result="refused").inc()
                 raise
             else:
-                return _prepend(first, self._cancel_stream(listener, actor))
-        build = await self._stored(build_id)
+                return self._cancel_stream(listener, found)
+        build = found
         if may_cancel is not None:
             may_cancel(build)
         if build.status is BuildStatus.CANCELED:
@@ -337,11 +355,13 @@ class BuildControl:
             actors, finished = [], []
             for position, build_id in enumerate(dict.fromkeys(selector.build_ids)):
                 submission.check_build_id(build_id, f"ids.build_ids[{position}]")
-                actor = self._registry.get(build_id)
-                if actor is not None:
-                    actors.append(actor)
-                elif (stored := await self._store.get_build(build_id)) is not None:
-                    finished.append(stored)
+                route = await self._router.route(build_id)
+                if isinstance(route, LocalActor):
+                    actors.append(route.actor)
+                elif isinstance(route, OwnedElsewhere):
+                    raise owned_elsewhere(build_id, route)
+                elif route.build is not None:
+                    finished.append(route.build)
                 else:
                     summary.not_found += 1
             summary.matched = len(actors) + len(finished)
@@ -409,16 +429,12 @@ class BuildControl:
         `reports.settle_not_live` then says whether the agent may forget it."""
         return self.reports.submit(session, report)
 
+    def check_agent_instance(self, session: AgentSession) -> None:
+        """Refuse (ALREADY_EXISTS) a stream of a second process under a live agent id."""
+        self._hub.check_instance(session)
+
     def agent_disconnected(self, session: AgentSession) -> None:
         self._hub.disconnect(session)
-
-
-async def _drain(queue: asyncio.Queue[Any], actor: BuildActor) -> AsyncIterator[Any]:
-    try:
-        while (item := await queue.get()) is not None:
-            yield item
-    finally:
-        actor.tell(cmd.Unsubscribe(listener=queue))
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:

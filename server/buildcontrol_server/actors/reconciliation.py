@@ -14,7 +14,7 @@ from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
-from buildcontrol_server.domain.effects import StopCommand
+from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.events import RunningJobClaim
 
 
@@ -29,7 +29,6 @@ async def reconcile_hello(
     expected = hub.held(session.agent_id)  # job_id → build_id
     claimed = {claim.job_id: claim.build_id for claim in running}
     forced = hub.unconfirmed(session.agent_id)
-    hub.reconnected_running(session.agent_id, set(claimed))
     for job_id, build_id in claimed.items():
         if expected.get(job_id) != build_id or job_id in forced:
             session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
@@ -39,10 +38,15 @@ async def reconcile_hello(
         if actor is None:
             continue
         on_agent = frozenset(j for j, b in claimed.items() if b == build_id)
-        command = cmd.AgentReconnected(agent_id=session.agent_id, running=on_agent)
+        command = cmd.AgentReconnected(
+            agent_id=session.agent_id, running=on_agent, session_id=session.session_id
+        )
         actor.tell(command)
         replies.append(command.reply)
     await asyncio.gather(*replies, return_exceptions=True)
+    # Once the actors had the Hello: a FORCED write in flight when it came has
+    # kept its job's slot by now, and a job the agent no longer runs frees it.
+    hub.reconnected_running(session.agent_id, set(claimed))
 
 
 def stop_unexpected(

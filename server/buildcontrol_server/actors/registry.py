@@ -1,5 +1,6 @@
 """The registry of live build actors, their concurrency groups, and the server's
-recovery of them on start."""
+recovery of them on start. It is the local BuildRouter (router.py): a build without
+an actor here is finished, and the store says how."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from dataclasses import dataclass
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.build_actor import BuildActor
+from buildcontrol_server.actors.cancel_requests import MayCancel, server_cancel
 from buildcontrol_server.actors.concurrency import ConcurrencyGroups
-from buildcontrol_server.actors.context import ActorContext, MayCancel, server_cancel
+from buildcontrol_server.actors.context import ActorContext
+from buildcontrol_server.actors.router import Finished, LocalActor, Route
+from buildcontrol_server.agents.events import AgentEvent, AgentLost
 from buildcontrol_server.domain.errors import PermissionDenied
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security import fair_limits
@@ -38,17 +42,13 @@ class Superseded:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, context: ActorContext) -> None:
+        self.context = context
         self._actors: dict[str, BuildActor] = {}
         # Builds being written by their submission, whose actor does not run yet.
         self._starting: set[str] = set()
         self.groups = ConcurrencyGroups()
-        self.context: ActorContext | None = None
         # Live builds per submitter (--max-live-builds-per-principal).
-        self.live_builds = HeldCounts(fair_limits.limit(fair_limits.LIVE_BUILDS, 0))
-
-    def bind(self, context: ActorContext) -> None:
-        self.context = context
         maximum = context.settings.max_live_builds_per_principal
         self.live_builds = HeldCounts(fair_limits.limit(fair_limits.LIVE_BUILDS, maximum))
 
@@ -56,10 +56,9 @@ class Registry:
         """Start the actor of a build that is not terminal; a build of a concurrency
         group is scheduled only when its turn comes. `reserved`: the submit already
         counted it under its submitter's live builds."""
-        assert self.context is not None, "bind() the registry first"
         if not reserved:
             self.live_builds.add(fair_limits.holder_of(build.submitted_by))
-        actor = BuildActor(build, self.context)
+        actor = BuildActor(build, self.context, router=self)
         self._actors[build.build_id] = actor
         group = build.concurrency_group
         admitted = True if group is None else self.groups.join(group, build.build_id)
@@ -84,10 +83,21 @@ class Registry:
     def get(self, build_id: str) -> BuildActor | None:
         return self._actors.get(build_id)
 
+    # ---- the BuildRouter port ----
+
+    def local(self, build_id: str) -> BuildActor | None:
+        return self._actors.get(build_id)
+
+    async def route(self, build_id: str) -> Route:
+        actor = self._actors.get(build_id)
+        if actor is not None:
+            return LocalActor(actor)
+        return Finished(await self.context.store.get_build(build_id))
+
     def live(self) -> list[BuildActor]:
         return list(self._actors.values())
 
-    def retire(self, actor: BuildActor) -> None:
+    def retired(self, actor: BuildActor) -> None:
         if self._actors.get(actor.build_id) is not actor:
             return
         del self._actors[actor.build_id]
@@ -104,7 +114,7 @@ class Registry:
         older builds of its group, with reason "superseded by <id>", as far as the
         cancel policy lets them (`may_cancel`). A build they may not cancel is left
         alone: the new build waits for it like any other member of the group."""
-        assert self.context is not None and build.concurrency_group is not None
+        assert build.concurrency_group is not None
         info = server_cancel(
             f"superseded by {build.build_id}",
             self.context.settings,
@@ -138,29 +148,31 @@ class Registry:
     def max_inbox_depth(self) -> int:
         return max((actor.depth() for actor in self._actors.values()), default=0)
 
-    def agent_lost(self, agent_id: str, jobs: dict[str, str]) -> None:
-        """The hub gave up on `agent_id`: each build that had a job there is told."""
-        for build_id in set(jobs.values()):
+    def agent_event(self, event: AgentEvent) -> None:
+        """The hub gave up on an agent (AgentLost): each build that had a job there is
+        told."""
+        if not isinstance(event, AgentLost):
+            return
+        for build_id in set(event.jobs.values()):
             actor = self._actors.get(build_id)
             if actor is not None:
-                actor.tell(cmd.AgentLost(agent_id=agent_id))
+                actor.tell(cmd.AgentLost(agent_id=event.agent_id))
 
     def recover(self, builds: list[Build], supersede_check: SupersedeCheck | None = None) -> None:
         """Give every unfinished build loaded from the store its actor again, oldest
         first (so concurrency groups keep their order). A superseding build's cancels
         obey the same cancel policy as at submit (`supersede_check`)."""
-        assert self.context is not None
-        hub = self.context.hub
+        link = self.context.link
         for build in sorted(builds, key=lambda b: b.build_id):
             for job in build.jobs():
                 if job.on_agent and job.agent_id is not None:
-                    hub.hold(job.agent_id, job.job_id, build.build_id)
+                    link.hold(job.agent_id, job.job_id, build.build_id)
             self.spawn(build).recovered()
         # A superseding build whose cancels did not reach the disk before a crash.
         for build in builds:
             if build.cancel_in_progress and build.concurrency_group is not None:
                 self.supersede(build, supersede_check(build) if supersede_check else None)
-        hub.start_lost_timers()
+        link.recovered()
         log.info("recovered %d unfinished build(s)", len(builds))
 
     async def shutdown(self) -> None:

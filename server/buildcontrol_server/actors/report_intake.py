@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.context import ActorRetired
+from buildcontrol_server.actors.errors import ActorRetired
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.domain.errors import (
@@ -64,14 +64,19 @@ class ReportIntake:
             return None
         command = cmd.Report(agent_id=session.agent_id, report=report)
         actor.tell(command)
-        if report_id_of(report):
+        if gone or report_id_of(report):
             command.reply.add_done_callback(lambda reply: self._settled(session, report, reply))
         return command.reply
 
     def _settled(
         self, session: AgentSession, report: AgentReport, reply: asyncio.Future[Any]
     ) -> None:
-        if reply.cancelled():
+        if isinstance(report, (JobFinishedReport, JobStoppedReport)):
+            # Again now that the actor has had the result: a FORCED write that was in
+            # flight when it arrived has kept the job's slot since (the agent's word
+            # that the job is gone came first, and must still free it).
+            self._hub.answered(session.agent_id, report.job_id, True)
+        if reply.cancelled() or not report_id_of(report):
             return
         error = reply.exception()
         if error is None or isinstance(error, _SETTLED):

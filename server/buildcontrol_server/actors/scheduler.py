@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.agents.events import AgentEvent, SlotFree
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.model import Job
 
@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class Actor(Protocol):
+    @property
+    def closed(self) -> bool: ...
     def tell(self, command: cmd.Command) -> None: ...
 
 
@@ -29,12 +31,12 @@ class ReadyJob:
     build_id: str
     job_id: str
     labels: dict[str, str]
+    actor: Actor  # the build's actor, which enqueued the job
 
 
 class Scheduler:
-    def __init__(self, hub: AgentHub, actor_of: Callable[[str], Actor | None]) -> None:
+    def __init__(self, hub: AgentHub) -> None:
         self._hub = hub
-        self._actor_of = actor_of
         self._queue: dict[str, ReadyJob] = {}  # insertion order is the queue's order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -51,9 +53,16 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    def enqueue(self, jobs: list[Job]) -> None:
+    def agent_event(self, event: AgentEvent) -> None:
+        """A slot may be free (SlotFree): look for work in the next round."""
+        if isinstance(event, SlotFree):
+            self._wake.set()
+
+    def enqueue(self, jobs: list[Job], actor: Actor) -> None:
+        """`actor` (the build's) has these jobs ready to run."""
         for job in jobs:
-            self._queue.setdefault(job.job_id, ReadyJob(job.build_id, job.job_id, job.labels))
+            ready = ReadyJob(job.build_id, job.job_id, job.labels, actor)
+            self._queue.setdefault(job.job_id, ready)
         self._wake.set()
 
     def drop_build(self, build_id: str) -> None:
@@ -76,9 +85,9 @@ class Scheduler:
             session = self._hub.pick(ready.labels)
             if session is None:
                 continue
-            actor = self._actor_of(ready.build_id)
+            actor = ready.actor
             del self._queue[job_id]
-            if actor is None:
+            if actor.closed:
                 continue  # the build ended meanwhile
             self._hub.hold(session.agent_id, job_id, ready.build_id)
             actor.tell(cmd.Assign(job_id=job_id, agent_id=session.agent_id))

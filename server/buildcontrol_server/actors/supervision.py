@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.context import ActorRetired
+from buildcontrol_server.actors.errors import ActorRetired
 from buildcontrol_server.domain.errors import Unavailable
 from buildcontrol_server.effects.backoff import capped_exponential
 
@@ -84,9 +84,7 @@ class SupervisedActor:
 
     def tell(self, command: cmd.Command) -> None:
         if self._closed:
-            if isinstance(command, cmd.CancelInBatch):
-                command.seat.abstain()
-            command.fail(ActorRetired(self.name))
+            command.fail(ActorRetired(self.name))  # a CancelInBatch gives its seat up
             return
         self._inbox.append(command)
         self._mail.set()
@@ -118,8 +116,6 @@ class SupervisedActor:
             self._closed = True
             while self._inbox:  # only when the actor could not be restarted
                 left = self._inbox.popleft()
-                if isinstance(left, cmd.CancelInBatch):
-                    left.seat.abstain()
                 if isinstance(left, cmd.Shutdown):
                     left.answer(None)
                 left.fail(ActorRetired(self.name))
@@ -137,8 +133,6 @@ class SupervisedActor:
             log.exception("actor %s: its loop failed; restarting it from the store", self.name)
             metrics.ACTOR_RESTARTS.inc()
             for command in self._in_hand:
-                if isinstance(command, cmd.CancelInBatch):
-                    command.seat.abstain()  # the batch must not wait for this one
                 command.fail(Unavailable(f"the actor of {self.name} failed; try again"))
             self._in_hand = []
             return False

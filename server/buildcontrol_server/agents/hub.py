@@ -10,21 +10,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from buildcontrol_server import metrics
+from buildcontrol_server.agents.events import SLOT_FREE, AgentEvents, AgentLost
 from buildcontrol_server.agents.outbox import Outbox
-from buildcontrol_server.domain.effects import StopCommand
-from buildcontrol_server.domain.events import (
-    AssignCommand,
+from buildcontrol_server.domain.agent_commands import (
+    AgentCommand,
     DrainCommand,
     ReportsCommittedCommand,
+    StopCommand,
 )
+from buildcontrol_server.domain.errors import agent_already_connected
 
 log = logging.getLogger(__name__)
 
-Outgoing = AssignCommand | StopCommand | DrainCommand | ReportsCommittedCommand
+Outgoing = AgentCommand
 
 _session_numbers = itertools.count(1)
 
@@ -36,11 +37,15 @@ class AgentSession:
     capacity: int
     # The agent's software version, as its Hello says.
     version: str = ""
+    # The agent process's own id, as its Hello says ("": an older agent).
+    instance_id: str = ""
     session_id: str = field(default_factory=lambda: f"s{next(_session_numbers)}")
     outbox: Outbox[Outgoing | None] = field(default_factory=Outbox)
     closed: bool = False
-    # Set by the transport: ends the stream when a newer session replaces this one.
-    on_replaced: Callable[[], object] | None = None
+    # The event that a newer session of the agent replaced this one (see `replaced`);
+    # made on first use, so an idle session costs no future.
+    _replaced: asyncio.Future[None] | None = field(default=None, repr=False)
+    _was_replaced: bool = field(default=False, repr=False)
     # Report ids committed in this loop pass, sent as one ReportsCommitted at its end
     # (a batch of results committed together costs one message, not one each).
     _acknowledged: list[str] = field(default_factory=list)
@@ -79,6 +84,28 @@ class AgentSession:
             self.closed = True
             self.outbox.put_nowait(None)
 
+    def replaced(self) -> asyncio.Future[None]:
+        """Done once a newer stream of the same agent replaced this session: the
+        transport then ends this stream."""
+        if self._replaced is None:
+            self._replaced = asyncio.get_running_loop().create_future()
+            if self._was_replaced:
+                self._replaced.set_result(None)
+        return self._replaced
+
+    def replace(self) -> None:
+        """A newer session of the agent took over: close, and tell the transport."""
+        self.close()
+        self._was_replaced = True
+        if self._replaced is not None and not self._replaced.done():
+            self._replaced.set_result(None)
+
+    def same_process(self, other: AgentSession) -> bool:
+        """Both sessions come from one agent process (or an agent that does not say)."""
+        return (
+            not self.instance_id or not other.instance_id or self.instance_id == other.instance_id
+        )
+
     def offers(self, labels: dict[str, str]) -> bool:
         return all(self.labels.get(key) == value for key, value in labels.items())
 
@@ -98,12 +125,8 @@ def stop_dropped(stop: StopCommand, reason: str) -> None:
     )
 
 
-AgentLostHandler = Callable[[str, dict[str, str]], None]  # (agent_id, {job_id: build_id})
-Wakeup = Callable[[], None]
-
-
 class AgentHub:
-    def __init__(self, reconnect_window: float) -> None:
+    def __init__(self, reconnect_window: float, events: AgentEvents | None = None) -> None:
         self.reconnect_window = reconnect_window
         self._sessions: dict[str, AgentSession] = {}
         self._held: dict[str, dict[str, str]] = {}  # agent_id → {job_id: build_id}
@@ -117,22 +140,25 @@ class AgentHub:
         # job gone or reconnects without it.
         self._unconfirmed: dict[str, set[str]] = {}
         self._known: dict[str, AgentSession] = {}  # last session of every agent seen
-        self._on_agent_lost: AgentLostHandler = lambda agent_id, jobs: None
-        self._on_slot_free: Wakeup = lambda: None
-
-    def bind(self, on_agent_lost: AgentLostHandler, on_slot_free: Wakeup) -> None:
-        self._on_agent_lost = on_agent_lost
-        self._on_slot_free = on_slot_free
+        # AgentLost and SlotFree go to whoever subscribed (the registry, the scheduler).
+        self.events = events if events is not None else AgentEvents()
 
     # ---- sessions ----
 
+    def check_instance(self, session: AgentSession) -> None:
+        """Refuse (ALREADY_EXISTS) a session of another agent process under an id
+        whose live session is not replaced by it: two processes must not take turns."""
+        previous = self._sessions.get(session.agent_id)
+        if previous is not None and not previous.closed and not previous.same_process(session):
+            raise agent_already_connected(session.agent_id)
+
     def connect(self, session: AgentSession) -> AgentSession | None:
-        """Make `session` the agent's one live session; return the one it replaces."""
+        """Make `session` the agent's one live session; return the one it replaces.
+        Raises ALREADY_EXISTS for another process's session (`check_instance`)."""
+        self.check_instance(session)
         previous = self._sessions.get(session.agent_id)
         if previous is not None:
-            previous.close()
-            if previous.on_replaced is not None:
-                previous.on_replaced()
+            previous.replace()
         self._sessions[session.agent_id] = session
         if session.agent_id in self._known:
             metrics.AGENT_RECONNECTS.inc()
@@ -143,7 +169,7 @@ class AgentHub:
             timer.cancel()
         metrics.AGENT_CONNECTS.inc()
         metrics.AGENTS_CONNECTED.set(len(self._sessions))
-        self._on_slot_free()
+        self.events.publish(SLOT_FREE)
         return previous
 
     def disconnect(self, session: AgentSession) -> None:
@@ -168,7 +194,7 @@ class AgentHub:
         if jobs:
             metrics.AGENTS_LOST.inc()
             log.warning("agent %s lost with %d job(s) held", agent_id, len(jobs))
-            self._on_agent_lost(agent_id, jobs)
+            self.events.publish(AgentLost(agent_id, jobs))
 
     def send_stop(self, stop: StopCommand) -> bool:
         """Queue `stop` on its agent's live session; False (counted, logged) if none."""
@@ -217,7 +243,7 @@ class AgentHub:
                 timer = self._lost_timers.pop(agent_id, None)
                 if timer is not None:
                     timer.cancel()
-            self._on_slot_free()
+            self.events.publish(SLOT_FREE)
 
     def keep_unconfirmed(self, agent_id: str, job_id: str) -> None:
         """`job_id` ended FORCED without the agent's word: keep its slot held."""
@@ -239,7 +265,9 @@ class AgentHub:
             self.release(agent_id, job_id)
 
     def reconnected_running(self, agent_id: str, running: set[str]) -> None:
-        """The agent came back running `running`: unconfirmed jobs not in it are gone."""
+        """The agent came back running `running`: unconfirmed jobs not in it are gone
+        (and a reconnect is an answer, also to a verdict made while it came back)."""
+        self._clear_suspect(agent_id)
         for job_id in self.unconfirmed(agent_id) - running:
             self.release(agent_id, job_id)
 
@@ -272,7 +300,7 @@ class AgentHub:
             log.info("agent %s answered: no longer suspect", agent_id)
             self._suspects.discard(agent_id)
             metrics.AGENTS_SUSPECT.set(len(self._suspects))
-            self._on_slot_free()
+            self.events.publish(SLOT_FREE)
 
     def is_suspect(self, agent_id: str) -> bool:
         return agent_id in self._suspects

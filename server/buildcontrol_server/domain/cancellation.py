@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.deliveries import Endpoint, OutboxEntry
-from buildcontrol_server.domain.effects import Effects, StopCommand
+from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import build_already_finished
 from buildcontrol_server.domain.model import (
     Build,

@@ -4,28 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# StopCommand lives in agent_commands.py; the name stays importable from here.
+from buildcontrol_server.domain.agent_commands import StopCommand as StopCommand
 from buildcontrol_server.domain.model import ChangeSet, Job
-
-
-@dataclass(frozen=True)
-class StopCommand:
-    """Tell `agent_id` to stop `job_id`: SIGTERM, `grace_period` s, then SIGKILL."""
-
-    build_id: str
-    job_id: str
-    agent_id: str
-    reason: str
-    grace_period: float
-    deadline: float
-    # A forced stop: no cleanup steps, and SIGKILL at once even if already stopping.
-    skip_cleanup: bool = False
-    cleanup_timeout: float = 0.0
-    # perf_counter() of the Cancel request that caused this stop, stamped by the actor
-    # so the stream writer can measure delivery (observability/cancel_phases.py). None:
-    # not measured (a stop re-sent on reconnect, or one the server made on its own).
-    requested_at: float | None = None
-    # Who asked for the cancel, for the stop line at the end of the job's log.
-    requested_by: str = ""
 
 
 @dataclass

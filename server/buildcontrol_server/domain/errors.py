@@ -35,6 +35,8 @@ class Reason(StrEnum):
     NOT_YOUR_JOB = "NOT_YOUR_JOB"
     UNAVAILABLE = "UNAVAILABLE"
     VERSION_CONFLICT = "VERSION_CONFLICT"
+    AGENT_ALREADY_CONNECTED = "AGENT_ALREADY_CONNECTED"
+    STREAM_REPLACED = "STREAM_REPLACED"
     # Not a caller's mistake: a bug, logged on the server with its traceback.
     INTERNAL = "INTERNAL"
 
@@ -134,6 +136,22 @@ def build_not_found(build_id: str) -> NotFound:
         f"build {build_id} does not exist",
         reason=Reason.BUILD_NOT_FOUND,
         resource=Resource("buildcontrol.v1.Build", build_id),
+    )
+
+
+class StreamReplaced(DomainError):
+    """An agent stream ended because a newer stream of the same agent took over."""
+
+    code = ErrorCode.CONFLICT
+    default_reason = Reason.STREAM_REPLACED
+
+
+def agent_already_connected(agent_id: str) -> AlreadyExists:
+    """A Hello from a second agent process under an id whose first process is live."""
+    return AlreadyExists(
+        f"agent {agent_id} is already connected from another process; run one agent"
+        " process per agent id (or give this one another --agent-id)",
+        reason=Reason.AGENT_ALREADY_CONNECTED,
     )
 
 

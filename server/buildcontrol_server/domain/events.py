@@ -1,12 +1,12 @@
-"""Messages between the parts of the server, as plain data: what agents report, what is
-sent to agents, and what cancel streams and watchers are told. rpc/convert.py turns
-them into protobuf messages and back."""
+"""Messages between the parts of the server, as plain data: what agents report, and
+what cancel streams and watchers are told (what is sent to agents is in
+agent_commands.py). rpc/convert.py turns them into protobuf messages and back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from buildcontrol_server.domain.model import CancelInfo
+from buildcontrol_server.domain.model import Build, CancelInfo, Job
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 
 # ---- agent → server ----------------------------------------------------------------
@@ -79,41 +79,11 @@ class AgentHello:
     earlier_reports: tuple[AgentReport, ...]
     # The agent's software version, as it says (shown by ListAgents).
     version: str = ""
+    # The agent process's own id ("": an agent too old to send one).
+    instance_id: str = ""
 
 
-# ---- server → agent ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AssignedStep:
-    index: int
-    name: str
-    command: str
-    run_on_cancel: bool = False
-
-
-@dataclass(frozen=True)
-class AssignCommand:
-    build_id: str
-    job_id: str
-    name: str
-    steps: tuple[AssignedStep, ...]
-    env: dict[str, str]
-    # The env entries the agent masks as *** in the job's log.
-    secret_env_names: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DrainCommand:
-    reason: str
-
-
-@dataclass(frozen=True)
-class ReportsCommittedCommand:
-    """Tell the agent these results (by report id) need no re-sending: stored, or
-    never needed (their build is over or unknown, or the job is not the agent's)."""
-
-    report_ids: tuple[str, ...]
+# (The commands sent to agents live in agent_commands.py.)
 
 
 def report_id_of(report: AgentReport) -> str:
@@ -153,6 +123,17 @@ class CancelFinishedEvent:
 
 
 CancelEvent = CancelAcceptedEvent | JobResult | CancelFinishedEvent
+
+
+def job_result(job: Job) -> JobResult:
+    return JobResult(job.build_id, job.job_id, job.status, job.outcome)
+
+
+def finished_event(build: Build) -> CancelFinishedEvent:
+    """A cancel stream's last event: the build as it ended."""
+    return CancelFinishedEvent(
+        build.build_id, build.status, build.cancel, tuple(job_result(j) for j in build.jobs())
+    )
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The tables are the contract: `transition()` accepts exactly the pairs listed and raises
 `IllegalTransition` for every other, terminal states included. docs/cancel-semantics.md
-is generated from these tables (`python -m buildcontrol_server.domain.states_doc`).
+is generated from these tables (`tools/docs/state_tables.py`, `make docs`).
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from buildcontrol_server import metrics
-from buildcontrol_server.domain.effects import Effects, StopCommand
+from buildcontrol_server.domain.agent_commands import StopCommand
+from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.model import Build, CancelInfo, Job
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome
 from buildcontrol_server.observability.logs import event
@@ -50,10 +50,8 @@ def _who_why(cancel: CancelInfo) -> dict[str, Any]:
 
 def cancel_accepted(build: Build, fx: Effects, received_at: float) -> None:
     """CANCELING (or CANCELED, with nothing on an agent) is committed for a Cancel that
-    arrived at `received_at` (perf_counter). Stamps the stops this request causes with
-    that time, so the stream writer can measure their delivery, and logs the event.
-    Called before the stops are handed to the agents' outboxes."""
-    fx.stops[:] = [replace(stop, requested_at=received_at) for stop in fx.stops]
+    arrived at `received_at` (perf_counter): log the event. Only observes (the actor
+    stamps the stops with `received_at` itself, for `stop_written` to measure)."""
     assert build.cancel is not None
     event(
         log,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.context import ActorFacts
+from buildcontrol_server.actors.facts import ActorFacts
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.cancellation import cleanup_runs

@@ -13,21 +13,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from buildcontrol.v1 import agent_pb2, agent_pb2_grpc
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
+from buildcontrol_server.domain.agent_commands import AssignCommand
 from buildcontrol_server.domain.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
+    StreamReplaced,
     Unavailable,
 )
-from buildcontrol_server.domain.events import AgentHello, AssignCommand
+from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.observability import cancel_phases
 from buildcontrol_server.rpc import convert, log_upload
@@ -121,30 +123,22 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         if opened is None:
             return
         session, hello = opened
-        # Set when the stream must end early: replaced by a newer stream of the same
-        # agent (None), or a report the server refused (the error).
+        # Set when a report the server refused must end the stream early.
         ended: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-
-        def replaced() -> None:
-            if not ended.done():
-                ended.set_result(None)
-
-        session.on_replaced = replaced
+        # Done when a newer stream of the same agent process replaced this one.
+        replaced = session.replaced()
         writer = asyncio.create_task(self._write(session, context))
         reader = asyncio.create_task(self._read(session, hello, request_iterator, ended))
         try:
-            either: set[asyncio.Future[Any]] = {reader, ended}
+            either: set[asyncio.Future[Any]] = {reader, ended, replaced}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            if ended.done():
+            if ended.done() or replaced.done():
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
-                refused = ended.result()
+                refused = ended.result() if ended.done() else None
                 if refused is not None:
                     raise refused
-                await context.abort(
-                    grpc.StatusCode.ABORTED,
-                    f"replaced by a newer stream of agent {session.agent_id}",
-                )
+                raise StreamReplaced(f"replaced by a newer stream of agent {session.agent_id}")
             goodbye = reader.result()
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -221,7 +215,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             self._settings.hello_running_jobs_factor,
             self._settings.max_agent_capacity,
         )
-        session = AgentSession(hello.agent_id, hello.labels, hello.capacity, hello.version)
+        session = AgentSession(
+            hello.agent_id, hello.labels, hello.capacity, hello.version, hello.instance_id
+        )
+        # Before the Welcome: another process's Hello under a live id changes nothing.
+        self._control.check_agent_instance(session)
         await context.write(convert.welcome(session.session_id, self._settings.heartbeat_interval))
         log.info("agent %s connected (session %s)", session.agent_id, session.session_id)
         return session, hello

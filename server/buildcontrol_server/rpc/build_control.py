@@ -8,7 +8,7 @@ import binascii
 from collections.abc import AsyncIterator
 
 import grpc
-from buildcontrol.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
 from buildcontrol_server.actors.control import BuildControl

@@ -4,29 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from buildcontrol.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
 from buildcontrol_server.actors.control import AgentView, BuildSelector
-from buildcontrol_server.domain.effects import StopCommand
+from buildcontrol_server.domain.agent_commands import (
+    AssignCommand,
+    DrainCommand,
+    ReportsCommittedCommand,
+    StopCommand,
+)
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.events import (
     AgentHello,
     AgentReport,
-    AssignCommand,
     BuildChangedEvent,
     CancelAcceptedEvent,
     CancelEvent,
     CancelFinishedEvent,
-    DrainCommand,
     JobAcceptedReport,
     JobChangedEvent,
     JobFinishedReport,
     JobResult,
     JobStoppedReport,
-    ReportsCommittedCommand,
     RunningJobClaim,
     StepChangedEvent,
     StepFinishedReport,
@@ -421,6 +423,7 @@ def hello(message: agent_pb2.Hello) -> AgentHello:
         running=tuple(RunningJobClaim(c.build_id, c.job_id) for c in message.running_jobs),
         earlier_reports=tuple(earlier),
         version=message.agent_version[:MAX_VERSION_LENGTH],
+        instance_id=message.instance_id[:MAX_VERSION_LENGTH],
     )
 
 

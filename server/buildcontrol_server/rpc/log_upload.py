@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
-from buildcontrol.v1 import agent_pb2, build_control_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2
 
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.model import Build

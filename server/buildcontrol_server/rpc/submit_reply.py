@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from buildcontrol.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from buildcontrol_server.actors.submit_keys import RequestKey, Submitted
 from buildcontrol_server.domain.errors import InvalidArgument

@@ -1,8 +1,8 @@
 """The state tables of docs/cancel-semantics.md, generated from the code's own tables
 (states.py), so the docs cannot drift from what `transition()` accepts.
 
-    python -m buildcontrol_server.domain.states_doc            # rewrite the marked block
-    python -m buildcontrol_server.domain.states_doc --check    # exit 1 if it is stale
+    .venv/bin/python tools/docs/state_tables.py            # rewrite the marked block
+    .venv/bin/python tools/docs/state_tables.py --check    # exit 1 if it is stale
 
 Only the text between the two markers is rewritten; everything around it is prose.
 """
@@ -28,9 +28,9 @@ from buildcontrol_server.domain.states import (
     StepStatus,
 )
 
-BEGIN = "<!-- BEGIN GENERATED state tables: python -m buildcontrol_server.domain.states_doc -->"
+BEGIN = "<!-- BEGIN GENERATED state tables: tools/docs/state_tables.py -->"
 END = "<!-- END GENERATED state tables -->"
-DEFAULT_DOC = Path(__file__).resolve().parents[3] / "docs" / "cancel-semantics.md"
+DEFAULT_DOC = Path(__file__).resolve().parents[2] / "docs" / "cancel-semantics.md"
 
 # (title, statuses in declaration order, allowed moves, terminal statuses)
 _ENTITIES: tuple[tuple[str, type[Enum], frozenset[tuple[Enum, Enum]], frozenset[Enum]], ...] = (

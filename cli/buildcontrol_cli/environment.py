@@ -1,6 +1,6 @@
-"""Every flag of every `buildcontrol` command can also come from the environment:
-`--reconnect-for` is BUILDCONTROL_RECONNECT_FOR, `--stop-ack-timeout`
-BUILDCONTROL_STOP_ACK_TIMEOUT. The command line wins over the environment, which wins
+"""Every flag of every client `buildcontrol` command can also come from the environment:
+`--reconnect-for` is BUILDCONTROL_RECONNECT_FOR (`serve` reads its own variables, with
+its config file: config_sources.py). The command line wins over the environment, which wins
 over the built-in default. A value the flag's own type refuses is a usage error that
 names the variable (exit 2)."""
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator, Mapping
+
+from buildcontrol_server.cli import OWN_ENVIRONMENT
 
 PREFIX = "BUILDCONTROL_"
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -33,7 +35,7 @@ def _actions(parser: argparse.ArgumentParser, argv: list[str]) -> Iterator[Owned
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             chosen = action.choices.get(words[0]) if words else None
-            if chosen is not None:
+            if chosen is not None and not chosen.get_default(OWN_ENVIRONMENT):
                 yield from _actions(chosen, argv[argv.index(words[0]) + 1 :])
         else:
             yield parser, action

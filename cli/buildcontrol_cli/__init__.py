@@ -1,0 +1,1 @@
+"""The `buildcontrol` command, which puts the server's and the clients' commands together."""
