@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from buildcontrol_client.job_output import JobOutput, SecretMask, limit_line, stop_line
+from buildcontrol_client.job_output import (
+    JobOutput,
+    ReadPacer,
+    SecretMask,
+    limit_line,
+    stop_line,
+)
 
 
 def test_a_secret_split_across_reads_is_still_masked() -> None:
@@ -38,3 +44,11 @@ async def test_the_limit_keeps_exactly_limit_bytes_then_one_marker(tmp_path: Pat
 
 def test_the_stop_line_leaves_out_what_it_does_not_know() -> None:
     assert stop_line("SIGTERM", 0.25, "", "") == b"--- stopped: SIGTERM after 0.2 s ---\n"
+
+
+def test_the_read_pacer_pauses_once_its_burst_is_spent() -> None:
+    pacer = ReadPacer(rate=1_000_000, burst=100_000)
+    assert pacer.spend(100_000) == 0.0  # the burst itself passes at once
+    pause = pacer.spend(500_000)
+    # 500 kB over the burst at 1 MB/s: about half a second (less the time since).
+    assert 0.45 < pause <= 0.5

@@ -30,6 +30,11 @@ DEFAULT_LIMIT_BYTES = 64 * 1024 * 1024
 # costs no CPU meanwhile; ordinary output is far below the rate.
 READ_BYTES_PER_SECOND = 8 * 1024 * 1024
 READ_BURST_BYTES = 1024 * 1024
+# Only a read at least this large (the pipe had more than a few lines waiting: a step
+# printing faster than it is read) can pause its pipe; smaller reads spend from the
+# bucket but never wait, so a step printing a line now and then is not held up behind
+# the floods (its lines reach a follower at once).
+PACED_READ_BYTES = 16 * 1024
 SECRET_MASK = b"***"
 # How long a step's pipe may stay open after the step's own process exited (something
 # it left in the background holds it) before the next step's output is let in anyway.
@@ -110,7 +115,11 @@ class _PipeReader(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._output.write(data)
         pause = PACER.spend(len(data))
-        if pause > 0 and isinstance(self.transport, asyncio.ReadTransport):
+        if (
+            pause > 0
+            and len(data) >= PACED_READ_BYTES
+            and isinstance(self.transport, asyncio.ReadTransport)
+        ):
             self.transport.pause_reading()
             asyncio.get_running_loop().call_later(pause, self._resume)
 
