@@ -11,7 +11,12 @@ time.monotonic() (one clock for every process of the machine):
 - 50 builds on the one agent, 50 Cancels sent at once: when the last process died and
   the last build was reported CANCELED (all must);
 - the agent's own share, from its log line per stop: StopJob received → signal sent →
-  process dead → JobStopped queued.
+  process dead → JobStopped queued;
+- then, on the same server once the real agent has left, one CancelBuilds for 5,000
+  running builds x 2 jobs on load agents (cancel_builds_stop.py): first StopJob at an
+  agent, all 10,000 jobs CANCELED.
+
+`targets_table` puts the measures next to their targets, from one run.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cancel_builds_stop
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from google.protobuf.duration_pb2 import Duration
@@ -211,21 +217,47 @@ async def single_rounds(stub: Stub, watcher: Watcher, pids: Path, rounds: int) -
     return stops
 
 
-async def burst_round(stub: Stub, watcher: Watcher, pids: Path, builds: int) -> list[Stop]:
-    """`builds` running builds on the one agent, all cancelled at once."""
+async def cancel_at_once(stub: Stub, stops: list[Stop]) -> None:
+    """One CancelBuilds naming every build: one call instead of one per build."""
+    request = build_control_pb2.CancelBuildsRequest(
+        ids=build_control_pb2.BuildIds(build_ids=[stop.build_id for stop in stops]),
+        reason="bench",
+        grace_period=Duration(seconds=0),
+    )
+    by_build = {stop.build_id: stop for stop in stops}
+    sent = time.monotonic()
+    for stop in stops:
+        stop.sent = sent
+    async for message in stub.CancelBuilds(request):
+        if message.WhichOneof("event") == "build":
+            stop = by_build[message.build.build_id]
+            stop.terminal = time.monotonic()
+            stop.status = message.build.status
+            stop.outcome = message.build.jobs[0].outcome if message.build.jobs else 0
+
+
+async def burst_round(
+    stub: Stub, watcher: Watcher, pids: Path, builds: int, one_call: bool = False
+) -> list[Stop]:
+    """`builds` running builds on the one agent, all cancelled at once: a Cancel each,
+    or (`one_call`) one CancelBuilds naming them all."""
     stops = list(await asyncio.gather(*(running_sleep(stub, pids) for _ in range(builds))))
     for stop in stops:
         await watcher.watch(stop.pid)
-    await asyncio.gather(*(cancel(stub, stop) for stop in stops))
+    if one_call:
+        await cancel_at_once(stub, stops)
+    else:
+        await asyncio.gather(*(cancel(stub, stop) for stop in stops))
     for stop in stops:
         stop.dead = await watcher.dead_at(stop.pid)
     return stops
 
 
-def burst_summary(stops: list[Stop]) -> dict[str, Any]:
+def burst_summary(stops: list[Stop], one_call: bool = False) -> dict[str, Any]:
     started = min(s.sent for s in stops)
     return {
         **summarize(stops),
+        "one_call": one_call,
         "all_dead_ms": (max(s.dead for s in stops) - started) * 1000,
         "all_canceled_ms": (max(s.terminal for s in stops) - started) * 1000,
     }
@@ -238,7 +270,9 @@ async def run(
     burst_rounds: int,
     idle: int,
     client: Path | None = None,
+    bulk: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
+    """`bulk`: (builds, jobs) for the CancelBuilds row, run after the real agent left."""
     work = Path(tempfile.mkdtemp(prefix="buildcontrol-bench-agent-stop-"))
     pids = work / "pids"
     pids.mkdir()
@@ -249,8 +283,11 @@ async def run(
         async with grpc.aio.insecure_channel(server.target) as channel:
             stub = Stub(channel)
             single = await single_rounds(stub, watcher, pids, rounds)
+            # Each round twice: 50 Cancels, then one CancelBuilds naming the 50.
             bursts = [
-                await burst_round(stub, watcher, pids, burst_builds) for _ in range(burst_rounds)
+                (await burst_round(stub, watcher, pids, burst_builds, one_call), one_call)
+                for _ in range(burst_rounds)
+                for one_call in (False, True)
             ]
     finally:
         agent.send_signal(signal.SIGTERM)
@@ -261,13 +298,15 @@ async def run(
             process.kill()
             await process.wait()
     log = work / "agent.log"
-    agent_shares(log, single + [stop for burst in bursts for stop in burst])
+    agent_shares(log, single + [stop for burst, _ in bursts for stop in burst])
+    bulk_result = None if bulk is None else await cancel_builds_stop.run(server, *bulk)
     return {
+        "bulk": bulk_result,
         "agent": "ours" if client is None else f"baseline from {client}",
         "idle_processes": idle,
         "containment": "cgroups" if "own cgroup" in log.read_text() else "process groups",
         "single": summarize(single),
-        "bursts": [burst_summary(burst) for burst in bursts],
+        "bursts": [burst_summary(burst, one_call) for burst, one_call in bursts],
         "agent_log": str(log),
     }
 
@@ -303,8 +342,10 @@ def table(result: dict[str, Any]) -> str:
         if name in single["agent_share"]:
             lines.append(row(label, single["agent_share"][name]))
     for number, burst in enumerate(result["bursts"], 1):
+        how = "one CancelBuilds" if burst.get("one_call") else f"{burst['builds']} Cancels"
         lines.append(
-            f"  {burst['builds']} builds on one agent, cancelled at once (round {number}):"
+            f"  {burst['builds']} builds on one agent, cancelled at once by {how}"
+            f" (burst {number}):"
             f" all dead {burst['all_dead_ms']:.1f} ms"
             f" ({'all' if burst['all_dead'] else 'NOT all'}),"
             f" all CANCELED {burst['all_canceled_ms']:.1f} ms"
@@ -327,4 +368,48 @@ def table(result: dict[str, Any]) -> str:
                 f" dead→JobStopped {share['gone_to_reported']['p50_ms']:.2f}/"
                 f"{share['gone_to_reported']['max_ms']:.2f}"
             )
+    if result.get("bulk"):
+        lines += cancel_builds_stop.lines(result["bulk"])
     return "\n".join(lines)
+
+
+# The stop path's measures and their targets on this machine.
+TARGETS = (
+    ("1 build, grace 0: request → dead, p50 / p99", "≤ 3 / ≤ 8 ms"),
+    ("1 build: request → CANCELED reported, p50", "≤ 5 ms"),
+    ("50 builds on one agent at once: all dead", "≤ 30 ms"),
+    ("50 builds: all reported CANCELED", "≤ 50 ms"),
+    ("5,000 builds x 2 jobs, one CancelBuilds: first StopJob at an agent", "≤ 20 ms"),
+    ("same: all 10,000 jobs CANCELED", "≤ 2 s"),
+)
+
+
+def targets_table(result: dict[str, Any]) -> str:
+    """The measures of this run next to their targets (50 at once: each round)."""
+    single, bursts, bulk = result["single"], result["bursts"], result.get("bulk")
+    dead = single["sent_to_dead"]
+
+    def rounds(key: str) -> str:
+        """Each burst's value: 50 Cancels | one CancelBuilds, round after round."""
+        by_how = [
+            [b[key] for b in bursts if bool(b.get("one_call")) is how] for how in (False, True)
+        ]
+        return " | ".join(" / ".join(f"{v:.0f}" for v in values) for values in by_how) + " ms"
+
+    measured = [
+        f"{dead['p50_ms']:.2f} / {dead['p99_ms']:.2f} ms",
+        f"{single['sent_to_canceled']['p50_ms']:.2f} ms",
+        rounds("all_dead_ms") if bursts else "-",
+        rounds("all_canceled_ms") if bursts else "-",
+        f"{bulk['first_stop_ms']:.1f} ms" if bulk else "-",
+        f"{bulk['all_canceled_ms'] / 1000:.2f} s" if bulk else "-",
+    ]
+    rows = [
+        f"  {'measure (50 at once: each round by 50 Cancels | by one CancelBuilds)':<70}"
+        f"{'this run':>22}   target"
+    ]
+    rows += [
+        f"  {name:<70}{value:>22}   {target}"
+        for (name, target), value in zip(TARGETS, measured, strict=True)
+    ]
+    return "\n".join(rows)

@@ -30,7 +30,10 @@ BACKENDS = ("sqlite", "postgresql")
 # PostgreSQL with synchronous_commit=off (no fsync per commit, like SQLite's NORMAL:
 # a crash of the *database* may lose the last ~0.6 s of commits; a crash of the
 # buildcontrol server still loses nothing).
-COMPARED = ("sqlite", "postgresql", "postgresql-async-commit")
+# And SQLite with synchronous=FULL (an fsync per commit): the durability PostgreSQL
+# has as shipped, so "sqlite-full" against "postgresql" is the comparison at equal
+# durability (a commit survives a power loss on both).
+COMPARED = ("sqlite", "sqlite-full", "postgresql", "postgresql-async-commit")
 DATABASE = "bench"
 # PostgreSQL / SQLite: at most this for latency, at least this for throughput.
 LATENCY_RATIO_MAX = 1.5
@@ -62,6 +65,8 @@ def store_flags(server: PostgresServer, backend: str) -> list[str]:
     empty); query parameters of the URL are session settings."""
     if backend == "sqlite":
         return []
+    if backend == "sqlite-full":
+        return ["--sqlite-synchronous", "FULL"]
     name = f"run_{next(_schemas)}"
     server.psql(f"CREATE SCHEMA {name}", DATABASE)
     url = f"{server.url(DATABASE)}?search_path={name}"
@@ -112,6 +117,10 @@ def comparison(by_backend: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 met = ratio >= THROUGHPUT_RATIO_MIN
             row[f"{name}_ratio"] = ratio
             row[f"{name}_met"] = met
+        full, postgres = numbers.get("sqlite-full", {}).get(key), numbers.get("postgresql", {})
+        if full and postgres.get(key) is not None:
+            # At equal durability: PostgreSQL as shipped against SQLite FULL.
+            row["postgresql_vs_full_ratio"] = postgres[key] / full
         rows[key] = row
     return rows
 
@@ -125,6 +134,8 @@ def comparison_table(compared: dict[str, Any], machine: dict[str, Any], burst: s
     header = f"  {'':<30}{'SQLite':>9}"
     for name in others:
         header += f"{_TITLES[name]:>14}{'ratio':>7}"
+    if "sqlite-full" in others and "postgresql" in others:
+        header += f"{'PG/FULL':>10}"
     lines = [
         f"store backends side by side — machine: {machine['cores']} cores, "
         f"Python {machine['python']}; burst: {burst}",
@@ -141,12 +152,19 @@ def comparison_table(compared: dict[str, Any], machine: dict[str, Any], burst: s
             mark = {True: " ", False: "!", None: " "}[row[f"{name}_met"]]
             shown = f"{ratio:.2f}{mark}" if ratio is not None else "-"
             line += f"{_number(row[name]):>14}{shown:>7}"
+        equal = row.get("postgresql_vs_full_ratio")
+        if equal is not None:
+            line += f"{equal:>10.2f}"
         lines.append(line)
-    lines.append("  (! : target missed)")
+    lines.append("  (! : target missed; last column: PostgreSQL / SQLite FULL, equal durability)")
     return "\n".join(lines)
 
 
-_TITLES = {"postgresql": "PostgreSQL", "postgresql-async-commit": "PG async-c."}
+_TITLES = {
+    "sqlite-full": "SQLite FULL",
+    "postgresql": "PostgreSQL",
+    "postgresql-async-commit": "PG async-c.",
+}
 
 
 def _number(value: float | None) -> str:

@@ -15,6 +15,8 @@
   logflood      50 jobs flooding output, 200 idle cancelled in turn (log_flood.py)
   loops         scenarios 1 and 2 (fewer levels) on a server running asyncio's event
                 loop and one running uvloop, in turn → is uvloop worth adopting
+  purge         single cancels while a retention purge of 200,000 finished builds runs,
+                beside the same cancels on the quiet server → ratio (purge.py)
 
 --backend postgresql: scenarios 1-3 on SQLite, then on PostgreSQL, one table of both
 (backends.py); `make bench BACKEND=postgresql`.
@@ -43,6 +45,7 @@ import burst
 import latency
 import log_flood
 import memory
+import purge
 import throughput
 from fleet_control import Fleet
 from load_agent import POLL, PUSH
@@ -53,7 +56,8 @@ from server_process import start_server
 from stats import RESULTS, machine, write_json
 
 SCENARIOS = (
-    "latency", "throughput", "burst", "poll", "memory", "agentstop", "loops", "logflood"
+    "latency", "throughput", "burst", "poll", "memory", "agentstop", "loops", "purge",
+    "logflood",
 )  # fmt: skip
 
 
@@ -130,6 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="sample the server with py-spy during each measured phase; collapsed stacks"
         " go to DIR/PHASE.txt",
     )
+    parser.add_argument("--purge-builds", type=int, default=200_000, help="(purge) history")
+    parser.add_argument("--purge-cancels", type=int, default=300, help="(purge) per phase")
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -140,6 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.levels = args.loop_levels = _levels("1:50,16:200")
         args.burst_builds, args.memory_agents, args.memory_builds = 200, 50, 500
         args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 10, 10, 1
+        args.purge_builds, args.purge_cancels = 5_000, 30
     return args
 
 
@@ -219,6 +226,7 @@ async def agent_stop_scenario(args: argparse.Namespace, results: dict[str, Any])
                 args.stop_burst_rounds,
                 args.idle_processes,
                 client,
+                bulk=None if client else (args.burst_builds, args.burst_jobs),
             )
         finally:
             await server.stop()
@@ -317,6 +325,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await memory_scenarios(args, results)
     await agent_stop_scenario(args, results)
     await loop_comparison(args, results)
+    if "purge" in args.only:
+        print(f"purge: {args.purge_builds} finished builds, {args.purge_cancels} x 2 cancels")
+        results["purge"] = await purge.run(
+            args.purge_builds, args.purge_cancels, args.agents, args.capacity
+        )
     await log_flood.scenario(args, results)
     results["wall_seconds"] = time.monotonic() - started
     results["targets"] = checks(results)
@@ -343,6 +356,10 @@ if __name__ == "__main__":
     for key in ("agent_stop_baseline", "agent_stop"):
         if key in outcome:
             print(agent_stop.table(outcome[key]))
+    if "agent_stop" in outcome:
+        print(agent_stop.targets_table(outcome["agent_stop"]))
+    if "purge" in outcome:
+        print(purge.table(outcome["purge"]))
     json_path = write_json(arguments.name, outcome)
     png_path = latency_plot(outcome, RESULTS / f"{arguments.name}_latency.png")
     print(f"\nresults: {json_path}" + (f"\nplot:    {png_path}" if png_path else ""))

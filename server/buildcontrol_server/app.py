@@ -18,6 +18,8 @@ from buildcontrol_proto.v1 import (
     agent_pb2_grpc,
     build_control_pb2,
     build_control_pb2_grpc,
+    housekeeping_pb2,
+    housekeeping_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -36,7 +38,9 @@ from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhook_admin import WebhookAdmin
+from buildcontrol_server.effects.webhook_signing import load_secrets
 from buildcontrol_server.effects.webhooks import WebhookNotifier
+from buildcontrol_server.housekeeping.housekeeper import Housekeeper, HousekeepingSettings
 from buildcontrol_server.logs import retention
 from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
@@ -45,6 +49,7 @@ from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
+from buildcontrol_server.rpc.housekeeping_service import HousekeepingServicer
 from buildcontrol_server.rpc.log_upload import job_state_of
 from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
@@ -58,6 +63,7 @@ log = logging.getLogger("buildcontrol")
 SERVICE_NAMES = (
     build_control_pb2.DESCRIPTOR.services_by_name["BuildControl"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+    housekeeping_pb2.DESCRIPTOR.services_by_name["Housekeeping"].full_name,
 )
 
 # Agents ping every 30-60 s; allow pings more often than that so the
@@ -97,7 +103,10 @@ class ServerApp:
         clocks = clocks or Clocks()
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
-        self.store = build_store(settings.store_url, settings.database_path)
+        self._wall_clock = clocks.wall
+        self.store = build_store(
+            settings.store_url, settings.database_path, settings.sqlite_synchronous
+        )
         self.notifier = WebhookNotifier(
             list(settings.webhook_urls),
             max_attempts=settings.webhook_max_attempts,
@@ -106,6 +115,7 @@ class ServerApp:
             breaker_threshold=settings.webhook_breaker_threshold,
             breaker_cooldown=settings.webhook_breaker_cooldown,
             queue_size=settings.webhook_queue_size,
+            secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
             store=self.store,
         )
         self.effects = SideEffectsRunner(
@@ -150,7 +160,7 @@ class ServerApp:
         # Tokens, roles, mutual TLS. After the metrics interceptor, so refused
         # calls are counted with their status too.
         self.security = ServerSecurity(
-            settings.security, settings.data_dir, live_build=self._live_build
+            settings.security, settings.data_dir, self._live_build, settings.store_url
         )
         self.server = grpc.aio.server(
             interceptors=[MetricsInterceptor(), self.security.interceptor],
@@ -170,6 +180,18 @@ class ServerApp:
         # Tests call `await app.auditor.check()`; the server runs it every interval.
         self.auditor = InvariantAuditor(self.store, self.registry, self.hub)
         self._audits: asyncio.Task[None] | None = None
+        # Retention purges, compaction, size gauges; the logs of purged builds go too.
+        self.housekeeper = Housekeeper(
+            self.store.retention,
+            self.store.stats,
+            HousekeepingSettings(
+                policy=settings.retention_policy,
+                interval=settings.housekeeping_interval,
+                pause=settings.housekeeping_pause,
+            ),
+            clock=clocks.wall,
+            on_builds_deleted=retention.deleting_logs_of(self.logs.store),
+        )
         self._metrics_server: object | None = None
         # Availability changes move health only between start's SERVING and stop.
         self._started = False
@@ -189,7 +211,7 @@ class ServerApp:
             data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
         # After the store: a data directory the store refuses is reported alone,
         # before any tokens file is created in it.
-        self.security.prepare()
+        await self.security.prepare()
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
             BuildControlServicer(
@@ -203,6 +225,9 @@ class ServerApp:
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentServicer(self.control, self.settings, self.security.job_tokens, self.logs),
             self.server,
+        )
+        housekeeping_pb2_grpc.add_HousekeepingServicer_to_server(
+            HousekeepingServicer(self.housekeeper, self._wall_clock), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -227,6 +252,7 @@ class ServerApp:
             ),
             name="log-retention",
         )
+        self.housekeeper.start()
         self._started = True
         # Unless the database went away during recovery (its return sets SERVING).
         if self.store.available:
@@ -296,6 +322,7 @@ class ServerApp:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await self.housekeeper.stop()
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         self.control.cancel_streams.end_all()
@@ -337,7 +364,12 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     data_at_rest.restrict_process_umask()
-    app = ServerApp(settings)
+    try:
+        app = ServerApp(settings)
+    except ValueError as error:
+        # A webhook URL or secret the server cannot use (the message holds neither).
+        print(f"buildcontrol: {error}", file=sys.stderr)
+        return 1
     try:
         endpoints = await app.start()
     except data_at_rest.UnsafeDataDir as error:

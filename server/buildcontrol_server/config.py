@@ -22,7 +22,9 @@ from buildcontrol_server.config_rules import (
 )
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.deliveries import Endpoint, endpoints_of
+from buildcontrol_server.domain.retention import RetentionPolicy
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS, Limits
+from buildcontrol_server.effects.webhook_signing import SECRET_SOURCE
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySettings
 
@@ -68,6 +70,13 @@ class Settings:
         STORE_URL,
         flag="--store",
     )
+    # SQLite's `synchronous` (store/sqlite.py): NORMAL, or FULL for an fsync per commit.
+    sqlite_synchronous: str = option(
+        "NORMAL",
+        "SQLite: NORMAL (a commit survives a crash of the server, maybe not a power loss) "
+        "or FULL (an fsync per commit: it survives a power loss too)",
+        choice("NORMAL", "FULL"),
+    )
     listen: str = option("127.0.0.1:50051", "gRPC host:port", ADDRESS)
     # 0 picks a free port; the chosen one is printed at start. -1: no /metrics.
     metrics_port: int = option(
@@ -80,6 +89,7 @@ class Settings:
         HOST_PORT_PAIR,
         flag="--metrics-listen",
         spread=_metrics_address,
+        shown_default="127.0.0.1:--metrics-port",
     )
     # Grace between SIGTERM and SIGKILL when a cancel gives none.
     default_grace_period: float = option(
@@ -129,6 +139,16 @@ class Settings:
         flag="--webhook-url",
         repeat=True,
     )
+    # Where each signed endpoint's secret is ("N=file:PATH", "N=env:NAME"), never the
+    # secret itself (effects/webhook_signing.py reads them at start).
+    webhook_secrets: tuple[str, ...] = option(
+        (),
+        "sign the requests to webhook N (0: the first --webhook-url) with HMAC-SHA256 of "
+        "this secret (header X-Buildcontrol-Signature-256)",
+        SECRET_SOURCE,
+        flag="--webhook-secret",
+        repeat=True,
+    )
     webhook_max_attempts: int = option(
         5,
         "tries in a row per delivery before it is parked (resent when the endpoint is back)",
@@ -170,7 +190,7 @@ class Settings:
         flag="--log-limit",
     )
     # Days a job's log is kept after its last write; 0 keeps logs forever.
-    log_retention_days: float = option(
+    log_retention_days: float | None = option(
         30.0,
         "days a job's log is kept after its last byte (0: forever)",
         DAYS,
@@ -214,9 +234,45 @@ class Settings:
     max_streams_per_connection: int = option(
         1_000, "calls open at once on one connection (HTTP/2 streams)", POSITIVE
     )
+    # ---- retention and housekeeping (housekeeping/) ----
+    # Days finished builds are kept (with jobs, steps, submit keys and logs); None:
+    # for ever. Builds that are not finished are never deleted.
+    retain_builds_days: float | None = option(
+        90.0, "days finished builds are kept, with their jobs, steps and logs", DAYS
+    )
+    # At most this many finished builds are kept, the oldest deleted first; None: no cap.
+    retain_builds_max: int | None = option(
+        None, "most finished builds kept; the oldest go first (default: no cap)", POSITIVE
+    )
+    # Days cancel audit records are kept (and only once their build is gone).
+    retain_audit_days: float | None = option(
+        365.0, "days cancel audit records are kept, once their build is gone", DAYS
+    )
+    # Days finished webhook deliveries (outbox entries and their log) are kept.
+    retain_deliveries_days: float | None = option(
+        30.0, "days finished webhook deliveries are kept", DAYS
+    )
+    # Seconds between housekeeping passes (purge, compaction, size gauges); 0: off.
+    housekeeping_interval: float = option(
+        300.0, "seconds between retention purges and compactions (0: off)", seconds()
+    )
+    # Seconds between two purge transactions (each at most 500 rows), and at least
+    # three times what the last one took.
+    housekeeping_pause: float = option(
+        0.05, "seconds between two purge transactions (at most 500 rows each)", seconds()
+    )
     # ---- logs of the process ----
     log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR", choice(*LOG_LEVELS))
     log_format: str = option("text", "json: one object per line", choice(*LOG_FORMATS))
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        return RetentionPolicy(
+            builds_days=self.retain_builds_days,
+            builds_max=self.retain_builds_max,
+            audit_days=self.retain_audit_days,
+            deliveries_days=self.retain_deliveries_days,
+        )
 
     @property
     def stop_times(self) -> StopTimes:

@@ -33,6 +33,8 @@ class Option:
     # Sets fields of its dataclass from the parsed value instead of its own field, after
     # (so over) the others: --metrics-listen HOST:PORT sets metrics_host and metrics_port.
     spread: Callable[[Any], dict[str, Any]] | None = None
+    # The default as the docs show it, where the field's own default would mislead.
+    shown_default: str | None = None
 
 
 @dataclass(frozen=True)

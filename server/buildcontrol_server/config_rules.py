@@ -54,14 +54,16 @@ def seconds(minimum: float = 0.0, *, above: bool = False) -> Rule:
     return Rule(words, parse, "SECONDS")
 
 
-def _days(text: str) -> float:
-    value = float(_number(text, float, "a number of days >= 0"))
+def _days(text: str) -> float | None:
+    """Days, 0 meaning for ever (None: nothing is deleted by age)."""
+    words = "a number of days >= 0 (0: for ever)"
+    value = float(_number(text, float, words))
     if value < 0:
-        raise RuleError("a number of days >= 0")
-    return value
+        raise RuleError(words)
+    return value or None
 
 
-DAYS = Rule("a number of days >= 0", _days, "DAYS")
+DAYS = Rule("a number of days >= 0 (0: for ever)", _days, "DAYS")
 
 
 def integer(minimum: int = 1, maximum: int | None = None, metavar: str = "N") -> Rule:

@@ -295,3 +295,29 @@ LOGS_DELETED = Counter(
     "buildcontrol_logs_deleted_total",
     "Job logs deleted, by retention (--log-retention) or with their deleted builds.",
 )
+# ---- housekeeping (housekeeping/housekeeper.py) ----
+STORE_TABLE_ROWS = Gauge(
+    "buildcontrol_store_table_rows",
+    "Rows in each table of the store (counted at each housekeeping pass).",
+    ["table"],
+)
+STORE_DATABASE_BYTES = Gauge(
+    "buildcontrol_store_database_bytes",
+    "Bytes the database takes: SQLite's file and WAL, or PostgreSQL's pg_database_size"
+    " (at each housekeeping pass).",
+)
+RETENTION_PURGED_ROWS = Counter(
+    "buildcontrol_retention_purged_rows_total",
+    "Rows deleted past the retention policy or by a manual purge, per table.",
+    ["table"],
+)
+RETENTION_OLDEST_FINISHED_AGE_SECONDS = Gauge(
+    "buildcontrol_retention_oldest_finished_build_age_seconds",
+    "Seconds since the oldest finished build still stored finished (0: none stored).",
+)
+HOUSEKEEPING_FAILURES = Counter(
+    "buildcontrol_housekeeping_failures_total",
+    "Housekeeping steps that failed and were logged (a pass, or the hook that deletes"
+    " the logs of purged builds).",
+    ["step"],
+)

@@ -1,6 +1,6 @@
 """Many walks in a row: `make chaos` (CHAOS_RUNS walks, default 10,000).
 
-    CHAOS_RUNS=200 CHAOS_FIRST_SEED=0 CHAOS_PARALLEL=1 python -m tests.faults.chaos
+    CHAOS_RUNS=200 CHAOS_FIRST_SEED=0 CHAOS_PARALLEL=3 python -m tests.faults.chaos
     CHAOS_SEED=1234 python -m tests.faults.chaos      # one seed, with its whole trace
     CHAOS_IGNORE='SubmitBuild answered|slots'          # leave out known violations
     CHAOS_TRACE=1                                      # print the moves of failing seeds
@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterable
 
+from tests.faults.servers import ServerPool
 from tests.faults.walk import Walk, run_seed
 
 
@@ -34,12 +35,13 @@ async def run_seeds(
     trace = os.environ.get("CHAOS_TRACE") == "1"
     failed: list[Walk] = []
     runs = 0
+    pool = ServerPool()
 
     async def worker() -> None:
         nonlocal runs
         while queue:
             seed = queue.pop(0)
-            walk = await run_seed(seed, moves, processes, calm)
+            walk = await run_seed(seed, moves, processes, calm, pool)
             runs += 1
             ignored = [part for part in os.environ.get("CHAOS_IGNORE", "").split("|") if part]
             walk.violations = [v for v in walk.violations if not any(part in v for part in ignored)]
@@ -50,7 +52,10 @@ async def run_seeds(
             if progress and runs % progress == 0:
                 print(f"chaos: {runs} runs, {len(failed)} failed so far", flush=True)
 
-    await asyncio.gather(*(worker() for _ in range(parallel)))
+    try:
+        await asyncio.gather(*(worker() for _ in range(parallel)))
+    finally:
+        await pool.close()
     return runs, failed
 
 
@@ -73,7 +78,7 @@ def main() -> int:
     else:
         first = int(os.environ.get("CHAOS_FIRST_SEED", "0"))
         count = int(os.environ.get("CHAOS_RUNS", "10000"))
-        parallel = int(os.environ.get("CHAOS_PARALLEL", "1"))
+        parallel = int(os.environ.get("CHAOS_PARALLEL", "3"))
         runs, failed = asyncio.run(
             run_seeds(range(first, first + count), parallel, moves, progress=100)
         )

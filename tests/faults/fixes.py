@@ -37,7 +37,4 @@ def missing(*needed: str) -> list[str]:
 # Defects the scripted walks still find with every fix above in the code (found on
 # main with faults-actors and faults-protocol merged). The scripted walks are expected
 # to fail (xfail) while this lists any; remove an entry once its fix is merged.
-OPEN_DEFECTS = [
-    "the slot of a FORCED job stays held after its agent reported it stopped or"
-    " reconnected without it (seeds 1004, 1009, 1021)",
-]
+OPEN_DEFECTS: list[str] = []

@@ -92,7 +92,7 @@ async def _respond(walk: Walk, agent: ScriptedAgent) -> None:
                 closing.cancel()
                 if not getting.done():
                     getting.cancel()
-            if not getting.cancelled():
+            if getting.done() and not getting.cancelled():
                 agent.settle(getting.result())
         walk.note(f"{agent.agent_id} stream ended at settle: {peer.status} {peer.details}")
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.e2e.processes import AgentProc, process_command, start_agent, wait_gone
+from tests.e2e.processes import AgentProc, process_command, wait_gone
+from tests.faults import warm
 from tests.faults.cancels import CancelWatch
 from tests.faults.invariants import SLACK, TERMINAL, name
 from tests.faults.servers import ProcessServer, Timers
@@ -45,12 +46,19 @@ GONE_WITHIN = 5.0
 class RealAgent:
     agent_id: str
     work: Path
+    spares: warm.Spares
     proc: AgentProc | None = None
 
     async def start(self, target: str) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        self.proc = await start_agent(
-            target, self.agent_id, self.work, "os=linux", 2, "--work-dir", str(self.work / "jobs")
+        self.proc = await warm.start_agent(
+            self.spares,
+            target,
+            self.agent_id,
+            self.work,
+            "os=linux",
+            "--work-dir",
+            str(self.work / "jobs"),
         )
 
     async def kill(self) -> None:
@@ -141,7 +149,7 @@ class ReferenceWalk:
 
     async def pause(self) -> None:
         # A random gap so steps start and timers fire between moves; nothing waits on it.
-        await asyncio.sleep(round(self.rng.uniform(0.1, 1.0), 2))
+        await asyncio.sleep(round(self.rng.uniform(0.05, 0.5), 2))
 
     async def run(self, moves: int) -> None:
         rules = [
@@ -262,17 +270,21 @@ class ReferenceWalk:
 
 async def run_reference_seed(seed: int, moves: int = 10) -> ReferenceWalk:
     rng = random.Random(seed)
+    spares = warm.Spares(asyncio.subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="faults-ref-") as work:
         server = ProcessServer(Path(work) / "data", TIMERS)
-        await server.start()
-        walk = ReferenceWalk(seed, server, rng)
-        walk.note(f"reference seed {seed}")
-        walk.agents = [RealAgent(f"ref-{n}", Path(work) / f"ref-{n}") for n in range(2)]
         try:
-            for agent in walk.agents:
-                await agent.start(server.target)
-            await walk.run(moves)
-            await walk.settle_and_check()
+            await server.start()
+            walk = ReferenceWalk(seed, server, rng)
+            walk.note(f"reference seed {seed}")
+            walk.agents = [RealAgent(f"ref-{n}", Path(work) / f"ref-{n}", spares) for n in range(2)]
+            try:
+                for agent in walk.agents:
+                    await agent.start(server.target)
+                await walk.run(moves)
+                await walk.settle_and_check()
+            finally:
+                await walk.clean_up()
         finally:
-            await walk.clean_up()
+            await spares.close()
     return walk

@@ -57,6 +57,8 @@ class ScriptedAgent:
     agent_id: str
     target: str
     capacity: int = 2
+    # The walk's own labels: walks that share a server never take each other's jobs.
+    labels: dict[str, str] = field(default_factory=lambda: dict(LABELS))
     peer: AgentPeer | None = None
     held: dict[str, Held] = field(default_factory=dict)
     unconfirmed: list[Result] = field(default_factory=list)
@@ -80,7 +82,7 @@ class ScriptedAgent:
         ]
         return agent_pb2.Hello(
             agent_id=self.agent_id,
-            labels=LABELS,
+            labels=self.labels,
             capacity=self.capacity,
             running_jobs=running,
             finished_jobs=finished,
@@ -92,14 +94,18 @@ class ScriptedAgent:
         "drop-after-welcome". Returns what happened."""
         await self.drop()
         resent = list(self.unconfirmed)
-        peer = AgentPeer(self.target, self.agent_id, LABELS, self.capacity)
+        peer = AgentPeer(self.target, self.agent_id, self.labels, self.capacity)
         self.peer = peer
         peer.open(self.hello())
         if how == "drop-before-welcome":
             await peer.drop()
             return "dropped before welcome"
         try:
-            first = await asyncio.wait_for(peer.received.get(), 10.0)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+            # comes as the Welcome arrives (returns the Welcome instead), and the
+            # settle's responders, told to stop right then, served on for good.
+            async with asyncio.timeout(10.0):
+                first = await peer.received.get()
         except TimeoutError:
             await peer.drop()
             return "no welcome"

@@ -1,8 +1,19 @@
 """The server a walk drives: in this process (fast, and its store can be made to fail)
-or as a process of its own (so it can be SIGKILLed and restarted on the same port)."""
+or as a process of its own (so it can be SIGKILLed and restarted on the same port).
+
+Starting a server costs more than most walks (a process: seconds on a loaded
+machine), so `ServerPool` keeps servers across walks: one per kind and timers, handed
+to the next walk of that kind when the last one ended clean (every build terminal,
+every slot free, the auditor quiet), replaced when it did not, and renewed every
+REUSE_WALKS walks so a long chaos run does not grow one store without bound. Walks
+on one server stay apart by their agents' ids and labels (see walk.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +22,8 @@ import grpc
 from buildcontrol_proto.v1 import build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 
-from tests.e2e.processes import ServerProc, start_server
+from tests.e2e.processes import ServerProc
+from tests.faults import warm
 from tests.faults.store_outage import StoreOutage
 from tests.rpc.conftest import settings_for
 from tests.support.ports import free_port
@@ -31,6 +43,10 @@ class Timers:
         return self.stop_ack_timeout < 5
 
 
+REUSE_WALKS = 100
+READY_WITHIN = 60.0
+
+
 class WalkServer:
     """What a walk needs from either kind of server."""
 
@@ -39,6 +55,15 @@ class WalkServer:
     outage: StoreOutage | None = None
     killable = False
     down_seconds = 0.0
+    walks = 0  # walks this server has served
+
+    def begin_walk(self) -> None:
+        """A new walk: the fault time of the last one is not this one's."""
+        self.walks += 1
+        self.down_seconds = 0.0
+        if self.outage is not None:
+            self.outage.heal()
+            self.outage.seconds = 0.0
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -90,8 +115,11 @@ class InProcessServer(WalkServer):
 class ProcessServer(WalkServer):
     killable = True
 
-    def __init__(self, data_dir: Path, timers: Timers) -> None:
+    def __init__(self, data_dir: Path, timers: Timers, spares: warm.Spares | None = None) -> None:
         self._data_dir = data_dir
+        # Started warm (warm.py): a restart after a SIGKILL takes a fraction of a second.
+        self._own_spares = spares is None
+        self._spares = spares or warm.Spares(asyncio.subprocess.PIPE)
         self._flags = (
             "--default-grace",
             str(timers.default_grace),
@@ -106,11 +134,17 @@ class ProcessServer(WalkServer):
         self._channel: grpc.aio.Channel | None = None
 
     async def start(self) -> None:
-        self.proc = await start_server(self._data_dir, *self._flags, port=self._port)
+        self.proc = await warm.start_server(
+            self._spares, self._data_dir, *self._flags, port=self._port
+        )
         if self._channel is None:
             # One channel for the whole run: it reconnects to the restarted server.
             self._channel = grpc.aio.insecure_channel(self.target)
             self.stub = build_control_pb2_grpc.BuildControlStub(self._channel)
+        # After a restart the channel may sit in its reconnect backoff, failing calls
+        # at once (UNAVAILABLE, "connection refused"): the walk goes on once it is up.
+        async with asyncio.timeout(READY_WITHIN):
+            await self._channel.channel_ready()
 
     async def kill_and_restart(self) -> None:
         assert self.proc is not None
@@ -118,8 +152,73 @@ class ProcessServer(WalkServer):
         await self.start()
 
     async def stop(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-        if self.proc is not None and self.proc.process.returncode is None:
-            code = await self.proc.stop()
-            assert code == 0, f"the server exited {code} on SIGTERM"
+        try:
+            if self._channel is not None:
+                await self._channel.close()
+            if self.proc is not None and self.proc.process.returncode is None:
+                code = await self.proc.stop()
+                assert code == 0, f"the server exited {code} on SIGTERM"
+        finally:
+            if self._own_spares:
+                await self._spares.close()
+
+
+class ServerPool:
+    """Servers kept from one walk to the next (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        # Idle servers by (is a process, timers): as many as walks ran at once.
+        self._idle: dict[tuple[bool, Timers], list[tuple[WalkServer, Path]]] = {}
+        self._dirs: dict[int, Path] = {}
+        self._spares = warm.Spares(asyncio.subprocess.PIPE)
+
+    async def take(self, as_process: bool, timers: Timers) -> WalkServer:
+        idle = self._idle.get((as_process, timers))
+        if idle:
+            server, work = idle.pop()
+            self._dirs[id(server)] = work
+            server.begin_walk()
+            return server
+        work = Path(tempfile.mkdtemp(prefix="faults-"))
+        data_dir = work / "data"
+        server: WalkServer = (
+            ProcessServer(data_dir, timers, self._spares)
+            if as_process
+            else InProcessServer(data_dir, timers)
+        )
+        self._dirs[id(server)] = work
+        try:
+            await server.start()
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        server.begin_walk()
+        return server
+
+    async def give_back(
+        self, server: WalkServer, as_process: bool, timers: Timers, clean: bool
+    ) -> None:
+        """Keep `server` for the next walk if its walk ended `clean`, else stop it."""
+        work = self._dirs.pop(id(server))
+        key = (as_process, timers)
+        if clean and server.walks < REUSE_WALKS:
+            self._idle.setdefault(key, []).append((server, work))
+            return
+        await _stop(server, work)
+
+    async def close(self) -> None:
+        idle = [kept for servers in self._idle.values() for kept in servers]
+        self._idle = {}
+        try:
+            for server, work in idle:
+                await _stop(server, work)
+        finally:
+            await self._spares.close()
+
+
+async def _stop(server: WalkServer, work: Path) -> None:
+    try:
+        await server.stop()
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(work)

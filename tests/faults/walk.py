@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import tempfile
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +18,10 @@ import grpc
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2
 
 from tests.faults.cancels import CancelWatch
-from tests.faults.scripted_agent import LABELS, ScriptedAgent
-from tests.faults.servers import InProcessServer, ProcessServer, Timers, WalkServer
+from tests.faults.scripted_agent import ScriptedAgent
+from tests.faults.servers import ServerPool, Timers, WalkServer
 
-SHORT = Timers(stop_ack_timeout=0.5, reconnect_window=0.6)
+SHORT = Timers(stop_ack_timeout=0.3, reconnect_window=0.4)
 LONG = Timers(stop_ack_timeout=30.0, reconnect_window=30.0)
 # Bounds of one run and of stopping its server: past them the run failed (it hung).
 RUN_LIMIT = 90.0
@@ -49,6 +49,8 @@ class Walk:
     # Builds whose Cancel was refused FAILED_PRECONDITION: fine only if they are terminal.
     refused_as_finished: set[str] = field(default_factory=set)
     calm: bool = False
+    # The labels of this walk's jobs and agents (walks may share a server).
+    labels: dict[str, str] = field(default_factory=dict)
 
     def note(self, what: str) -> None:
         """A line of the trace, with the seconds since the run started."""
@@ -69,7 +71,7 @@ class Walk:
                     jobs=[
                         build_control_pb2.JobSpec(
                             name=f"j{i}",
-                            labels=LABELS,
+                            labels=self.labels,
                             steps=[build_control_pb2.StepSpec(command="sleep 600")],
                         )
                         for i in range(jobs)
@@ -212,7 +214,7 @@ class Walk:
     async def pause(self) -> None:
         # A random gap so timers and in-flight work interleave with the next move; not a
         # synchronization (nothing waits for anything to happen).
-        seconds = round(self.rng.uniform(0, 0.2), 3)
+        seconds = round(self.rng.uniform(0, 0.1), 3)
         await asyncio.sleep(seconds)
 
     def rules(self) -> list[tuple[Callable[[], Awaitable[None]], float]]:
@@ -262,36 +264,56 @@ def choose_setup(seed: int, processes: bool) -> tuple[random.Random, Timers, boo
     return rng, timers, as_process
 
 
-async def run_seed(seed: int, moves: int = 30, processes: bool = True, calm: bool = False) -> Walk:
-    """Walk, settle, check; the returned walk holds the trace and the violations."""
+async def run_seed(
+    seed: int,
+    moves: int = 30,
+    processes: bool = True,
+    calm: bool = False,
+    pool: ServerPool | None = None,
+) -> Walk:
+    """Walk, settle, check; the returned walk holds the trace and the violations.
+    With a `pool` the server may be one an earlier walk left clean (servers.py)."""
     rng, timers, as_process = choose_setup(seed, processes)
-    with tempfile.TemporaryDirectory(prefix="faults-") as work:
-        data_dir = Path(work) / "data"
-        server: WalkServer = (
-            ProcessServer(data_dir, timers) if as_process else InProcessServer(data_dir, timers)
+    servers = pool or ServerPool()
+    try:
+        server = await servers.take(as_process, timers)
+    except Exception as error:  # a failed start is this seed's failure, not the run's
+        walk = Walk(seed, WalkServer(), timers, rng, calm=calm)
+        walk.violations.append(f"the server did not start: {raised(error)}")
+        return walk
+    walk = Walk(seed, server, timers, rng, calm=calm, labels={"pool": f"faults-{seed}"})
+    walk.note(
+        f"seed {seed}: {'process' if as_process else 'in-process'} server,"
+        f" {'short' if timers.short else 'long'} timers{', no faults' if calm else ''}"
+    )
+    walk.agents = [
+        ScriptedAgent(
+            f"{seed}-agent-{n}", server.target, capacity=rng.choice((1, 2, 3)), labels=walk.labels
         )
-        await server.start()
-        walk = Walk(seed, server, timers, rng, calm=calm)
-        walk.note(
-            f"seed {seed}: {'process' if as_process else 'in-process'} server,"
-            f" {'short' if timers.short else 'long'} timers{', no faults' if calm else ''}"
-        )
-        walk.agents = [
-            ScriptedAgent(f"agent-{n}", server.target, capacity=rng.choice((1, 2, 3)))
-            for n in range(rng.choice((1, 2, 3)))
-        ]
-        try:
-            await asyncio.wait_for(_walk_and_check(walk, moves), RUN_LIMIT)
-        except TimeoutError:
+        for n in range(rng.choice((1, 2, 3)))
+    ]
+    try:
+        async with asyncio.timeout(RUN_LIMIT) as limit:
+            await _walk_and_check(walk, moves)
+    except Exception as error:  # reported with the seed, so the other seeds still run
+        if isinstance(error, TimeoutError) and limit.expired():
             walk.violations.append(f"the run hung (> {RUN_LIMIT:g} s) after: {walk.trace[-1]}")
-        finally:
-            for watch in walk.cancels:
-                await watch.stop_following()
-            try:
-                await asyncio.wait_for(_close(walk), STOP_LIMIT)
-            except TimeoutError:
-                walk.violations.append(f"stopping the agents and server hung (> {STOP_LIMIT:g} s)")
+        else:
+            walk.violations.append(f"the walk raised {raised(error)} after: {walk.trace[-1]}")
+    finally:
+        for watch in walk.cancels:
+            await watch.stop_following()
+        await _close(walk, servers, server, as_process)
+        if pool is None:
+            await servers.close()
     return walk
+
+
+def raised(error: BaseException) -> str:
+    """The error and where it was raised (the last frames), for the seed's report."""
+    frames = traceback.extract_tb(error.__traceback__)[-3:]
+    where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames))
+    return f"{error!r} at {where}"
 
 
 async def _walk_and_check(walk: Walk, moves: int) -> None:
@@ -301,7 +323,14 @@ async def _walk_and_check(walk: Walk, moves: int) -> None:
     await settle_and_check(walk)
 
 
-async def _close(walk: Walk) -> None:
-    for agent in walk.agents:
-        await agent.drop()
-    await walk.server.stop()
+async def _close(walk: Walk, pool: ServerPool, server: WalkServer, as_process: bool) -> None:
+    """Drop the agents; hand the server back (kept only if the walk was clean)."""
+    try:
+        async with asyncio.timeout(STOP_LIMIT):
+            for agent in walk.agents:
+                await agent.drop()
+            await pool.give_back(server, as_process, walk.timers, clean=not walk.violations)
+    except TimeoutError:
+        walk.violations.append(f"stopping the agents and server hung (> {STOP_LIMIT:g} s)")
+    except Exception as error:
+        walk.violations.append(f"stopping the agents and server raised {raised(error)}")

@@ -260,3 +260,92 @@ async def test_a_reconnect_without_a_job_whose_forced_write_commits_frees_the_sl
     assert assign.build_id == queued.build_id
     assert await listed(server) == {"a1": (False, [assign.job_id])}
     await again.leave()
+
+
+def commands_told(server: Running, build_id: str) -> asyncio.Queue[str]:
+    """The name of each command the build's actor is told, as it is queued."""
+    told: asyncio.Queue[str] = asyncio.Queue()
+    actor = server.app.registry.get(build_id)
+    assert actor is not None
+    original = actor.tell
+
+    def tell(command: Any) -> None:
+        original(command)
+        told.put_nowait(type(command).__name__)
+
+    actor.tell = tell  # type: ignore[method-assign]
+    return told
+
+
+async def told_until(told: asyncio.Queue[str], name: str) -> None:
+    async with asyncio.timeout(WAIT):
+        while await told.get() != name:
+            pass
+
+
+async def test_a_hello_overtaken_by_a_newer_stream_does_not_force_a_job_given_on_that_stream(
+    tmp_path: Path,
+) -> None:
+    """Seed 200061 of the scripted walks: an agent reconnects three times while its
+    build's actor is busy. A job's AssignJob goes out on the newest stream; then a
+    cancel, queued before the second stream's Hello, makes it STOPPING; that Hello,
+    written before the newest stream existed, cannot list the job, and its
+    reconciliation took the job for lost (FORCED) although the agent ran it."""
+    async with running_server(tmp_path, stop_ack_timeout=30.0, reconnect_window=30.0) as server:
+        first = AgentPeer(server.target, "a1", capacity=1)
+        await first.connect()
+        build = await submit(server, jobs=2)
+        await first.next("assign_job")  # one job on the first stream, never taken
+        told = commands_told(server, build.build_id)
+        held = HeldBuildWrites(server, passing=set())
+
+        second = AgentPeer(server.target, "a1", capacity=2)
+        await second.connect()  # a free slot: the other job is given, its commit waits
+        await told_until(told, "Assign")
+        await held.holding(build.build_id)
+        stream = cancel(server, build.build_id)
+        await told_until(told, "Cancel")
+        third = AgentPeer(server.target, "a1", capacity=2)
+        await third.connect()
+        await told_until(told, "AgentReconnected")
+        newest = AgentPeer(server.target, "a1", capacity=2)
+        await newest.connect()
+        await told_until(told, "AgentReconnected")
+        held.release(build.build_id)
+
+        given = (await newest.next("assign_job")).assign_job  # on the newest stream
+        while (await newest.next("stop_job")).stop_job.job_id != given.job_id:
+            pass
+        newest.stopped(given.build_id, given.job_id)
+        finished = (await rest_of(stream))[-1].finished
+        assert finished.status == build_pb2.BUILD_STATUS_CANCELED
+        outcomes = {j.job_id: j.outcome for j in finished.jobs}
+        assert outcomes[given.job_id] == build_pb2.JOB_OUTCOME_GRACEFUL
+        await newest.leave()
+
+
+async def test_a_reconnect_still_running_a_job_whose_forced_write_commits_stops_it(
+    server: Running,
+) -> None:
+    """Seeds 300134 and 306766 of the scripted walks: the agent came back still
+    running the job while the FORCED write of its deadline was committing. The Hello's
+    claims were read before the job was FORCED, so it got no StopJob, and once FORCED
+    nothing sends one: the job ran on and its slot stayed held for good."""
+    agent = AgentPeer(server.target, "a1", capacity=1)
+    await agent.connect()
+    connected = connects_heard(server)
+    faults, build_id, job_id, stream = await forced_write_held(server, agent)
+    again = AgentPeer(server.target, "a1", capacity=1)
+    await again.connect(running=[(build_id, job_id)])
+    assert await asyncio.wait_for(connected.get(), WAIT) == "a1"
+    faults.release()
+
+    finished = (await rest_of(stream))[-1].finished
+    assert [j.outcome for j in finished.jobs] == [build_pb2.JOB_OUTCOME_FORCED]
+    stop = (await again.next("stop_job")).stop_job  # it must not run on
+    assert stop.job_id == job_id
+    assert await listed(server) == {"a1": (False, [job_id])}  # held until it is gone
+    again.stopped(build_id, job_id)
+    queued = await submit(server)
+    assert (await again.next("assign_job")).assign_job.build_id == queued.build_id
+    await again.leave()

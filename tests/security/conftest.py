@@ -3,7 +3,7 @@ by the test, and helpers to call it as one principal or another."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,8 @@ from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role
 from buildcontrol_server.security.settings import SecuritySettings
+from buildcontrol_server.security.token_sources import token_source
+from buildcontrol_server.store.postgres import PostgresStore
 
 from tests.rpc.conftest import settings_for
 from tests.security.agent_client import ScriptedAgent, bearer
@@ -34,16 +36,34 @@ PRINCIPALS: dict[str, tuple[Role, str | None]] = {
 RESTRICTED = "release-*"
 
 
+def principal_tokens() -> tuple[dict[str, str], list[tokens.TokenEntry]]:
+    """One token per principal: name → plaintext token, and the entries to store."""
+    plain = {name: tokens.new_token() for name in PRINCIPALS}
+    entries = [
+        tokens.TokenEntry(Principal(name, role, agent_id), tokens.token_hash(plain[name]))
+        for name, (role, agent_id) in PRINCIPALS.items()
+    ]
+    return plain, entries
+
+
 def write_tokens_file(path: Path) -> dict[str, str]:
     """A tokens file with one token per principal; returns name → plaintext token."""
-    plain = {name: tokens.new_token() for name in PRINCIPALS}
-    tokens.write(
-        path,
-        [
-            tokens.TokenEntry(Principal(name, role, agent_id), tokens.token_hash(plain[name]))
-            for name, (role, agent_id) in PRINCIPALS.items()
-        ],
-    )
+    plain, entries = principal_tokens()
+    tokens.write(path, entries)
+    return plain
+
+
+async def write_tokens_database(url: str) -> dict[str, str]:
+    """The same tokens in the database at `url` (migrated first, as a server would),
+    so that the server's first start finds tokens and creates none."""
+    async with PostgresStore(url):
+        pass
+    plain, entries = principal_tokens()
+    source = token_source(None, Path("unused"), url)
+    try:
+        await source.change(lambda _, __: entries)
+    finally:
+        await source.close()
     return plain
 
 
@@ -55,6 +75,8 @@ class SecureServer:
     tokens: dict[str, str]
     # The agents-only address, when the server has one (--agent-listen).
     agent_target: str | None = None
+    # The PostgreSQL store (whose database holds the tokens); None: SQLite and a file.
+    store_url: str | None = None
     stub: build_control_pb2_grpc.BuildControlStub = field(init=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +116,22 @@ class SecureServer:
         shown = (await self.get(build_id)).SerializeToString(deterministic=True)
         return shown, stored.version, [job.version for job in stored.jobs()]
 
+    def token_flags(self) -> list[str]:
+        """The flags that point `buildcontrol token` at this server's tokens."""
+        if self.store_url is not None:
+            return ["--store", self.store_url]
+        source = self.app.security.tokens.source  # type: ignore[union-attr]
+        return ["--tokens-file", str(source.path)]  # type: ignore[attr-defined]
+
+    async def rewrite_tokens(
+        self, edit: Callable[[list[tokens.TokenEntry]], list[tokens.TokenEntry]]
+    ) -> None:
+        """Change the tokens behind the server's back, as an editor or another server's
+        `buildcontrol token` would."""
+        registry = self.app.security.tokens
+        assert registry is not None
+        await registry.source.change(lambda entries, _: edit(entries))
+
 
 def pipeline(
     name: str = "web", jobs: int = 1, command: str = "sleep 600", **options: Any
@@ -120,16 +158,25 @@ async def secure_server(
     tmp_path: Path,
     security: SecuritySettings | None = None,
     channel_credentials: grpc.ChannelCredentials | None = None,
+    store_url: str | None = None,
     **overrides: object,
 ) -> AsyncIterator[SecureServer]:
     """`security` replaces the default (auth on, tokens file at tmp_path/tokens.json,
-    RESTRICTED pipelines); the shared channel uses `channel_credentials` (TLS) if given."""
+    or the database's on `store_url`, RESTRICTED pipelines); the shared channel uses
+    `channel_credentials` (TLS) if given."""
     tokens_file = tmp_path / "tokens.json"
-    plain = write_tokens_file(tokens_file)
+    if store_url is None:
+        plain = write_tokens_file(tokens_file)
+    else:
+        plain = await write_tokens_database(store_url)
     security = security or SecuritySettings(
-        auth=True, tokens_file=tokens_file, restricted_pipelines=(RESTRICTED,)
+        auth=True,
+        tokens_file=tokens_file if store_url is None else None,
+        restricted_pipelines=(RESTRICTED,),
     )
-    app = ServerApp(settings_for(tmp_path / "data", security=security, **overrides))
+    app = ServerApp(
+        settings_for(tmp_path / "data", security=security, store_url=store_url, **overrides)
+    )
     endpoints = await app.start()
     target = f"127.0.0.1:{endpoints.grpc_port}"
     agent_target = f"127.0.0.1:{endpoints.agent_port}" if endpoints.agent_port else None
@@ -138,7 +185,7 @@ async def secure_server(
     else:
         channel = grpc.aio.secure_channel(target, channel_credentials)
     try:
-        yield SecureServer(app, target, channel, plain, agent_target)
+        yield SecureServer(app, target, channel, plain, agent_target, store_url)
     finally:
         await channel.close()
         await app.stop()
@@ -147,6 +194,22 @@ async def secure_server(
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[SecureServer]:
     async with secure_server(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def token_backend(request: pytest.FixtureRequest) -> str | None:
+    """Each backend: None for SQLite (a tokens file), else a PostgreSQL schema's URL."""
+    if request.param == "sqlite":
+        return None
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def stored_server(tmp_path: Path, token_backend: str | None) -> AsyncIterator[SecureServer]:
+    """`server` on every backend: its tokens in the tokens file (SQLite) or in the
+    database (PostgreSQL)."""
+    async with secure_server(tmp_path, store_url=token_backend) as running:
         yield running
 
 

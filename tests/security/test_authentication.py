@@ -14,6 +14,8 @@ from buildcontrol_server.app import ServerApp
 from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role
 from buildcontrol_server.security.settings import SecuritySettings
+from buildcontrol_server.security.token_registry import TokenRegistry
+from buildcontrol_server.security.token_sources import FileTokenSource
 from buildcontrol_server.security.tokens import TokensFileError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -207,7 +209,7 @@ def test_a_tokens_file_may_be_yaml() -> None:
     assert entries == [tokens.TokenEntry(Principal("ci", Role.OPERATOR), digest)]
 
 
-def test_lookup_finds_the_token_among_many(tmp_path: Path) -> None:
+async def test_lookup_finds_the_token_among_many(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     secrets_by_name = {f"user{n}": tokens.new_token() for n in range(50)}
     tokens.write(
@@ -217,8 +219,8 @@ def test_lookup_finds_the_token_among_many(tmp_path: Path) -> None:
             for name, secret in secrets_by_name.items()
         ],
     )
-    registry = tokens.TokenRegistry(path)
-    registry.load()
+    registry = TokenRegistry(FileTokenSource(path))
+    await registry.load()
     for name, secret in secrets_by_name.items():
         found = registry.authenticate(secret)
         assert found is not None and found.name == name

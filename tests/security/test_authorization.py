@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2, housekeeping_pb2
 from buildcontrol_server.domain.errors import PermissionDenied
 from buildcontrol_server.security.access_rules import REQUIRED_ROLE
 from buildcontrol_server.security.cancel_policy import CancelPolicy, CancelRules
@@ -192,6 +192,7 @@ def test_every_rpc_of_ours_has_an_access_rule() -> None:
     services = [
         build_control_pb2.DESCRIPTOR.services_by_name["BuildControl"],
         agent_pb2.DESCRIPTOR.services_by_name["AgentService"],
+        housekeeping_pb2.DESCRIPTOR.services_by_name["Housekeeping"],
     ]
     methods = {f"/{s.full_name}/{m.name}" for s in services for m in s.methods}
     assert methods == set(REQUIRED_ROLE)

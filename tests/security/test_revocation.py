@@ -1,7 +1,8 @@
 """Revocation reaches open calls: after `buildcontrol token revoke` (or any change of
-the tokens file) every open call of that token ends with UNAUTHENTICATED within a
-second — agent streams, WatchBuild, Cancel streams — and a revoked agent's reports
-change nothing. Other principals' calls go on."""
+the tokens) every open call of that token ends with UNAUTHENTICATED within a second —
+agent streams, WatchBuild, Cancel streams — and a revoked agent's reports change
+nothing. Other principals' calls go on. Every test runs on both backends: the tokens
+file beside SQLite, the database's tokens on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role
@@ -20,6 +22,14 @@ from tests.security.conftest import SecureServer
 from tests.security.scripted import running_build
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
+
+
+@pytest.fixture
+def server(stored_server: SecureServer) -> SecureServer:
+    """Every test on both backends (conftest's `server` is SQLite's only)."""
+    return stored_server
+
+
 # The promise: an open call ends within a second of the file's change.
 WITHIN = 1.0
 WAIT = 10.0
@@ -31,8 +41,7 @@ async def revoke(server: SecureServer, name: str) -> float:
         CLI,
         "token",
         "revoke",
-        "--tokens-file",
-        str(server.app.security.tokens.path),  # type: ignore[union-attr]
+        *server.token_flags(),
         "--name",
         name,
         stdout=asyncio.subprocess.PIPE,
@@ -81,9 +90,12 @@ async def test_a_revoked_agents_report_is_refused_and_changes_nothing(
     build_id, agent = await running_build(server, "alice")
     job_id = (await server.stored(build_id)).jobs()[0].job_id
     before = await server.snapshot(build_id)
-    path = server.app.security.tokens.path  # type: ignore[union-attr]
-    kept = [e for e in tokens.read(path) if e.principal.name != "agent-a"]
-    tokens.write(path, kept)
+    await server.rewrite_tokens(lambda now: [e for e in now if e.principal.name != "agent-a"])
+    if server.store_url is not None:
+        # The database tells the server by NOTIFY (or its 0.5 s poll), not at the next
+        # call as the file's stat does: the report below comes once the server has the
+        # change, which is what "after the revocation" means there.
+        await server.app.security.tokens.poll()  # type: ignore[union-attr]
     # At once, before any check of the server's could run: a forged success.
     agent.finished(build_id, job_id)
     code, _ = await agent.ended()
@@ -138,14 +150,14 @@ async def test_a_token_whose_role_changes_ends_its_open_calls(server: SecureServ
     build_id, agent = await running_build(server, "alice")
     alices = watch(server, build_id, "alice")
     assert (await alices.read()).HasField("snapshot")
-    path = server.app.security.tokens.path  # type: ignore[union-attr]
-    demoted = [
-        tokens.TokenEntry(Principal("alice", Role.VIEWER), e.sha256)
-        if e.principal.name == "alice"
-        else e
-        for e in tokens.read(path)
-    ]
-    tokens.write(path, demoted)
+    await server.rewrite_tokens(
+        lambda now: [
+            tokens.TokenEntry(Principal("alice", Role.VIEWER), e.sha256)
+            if e.principal.name == "alice"
+            else e
+            for e in now
+        ]
+    )
     code, _, _ = await ended(alices)
     assert code is grpc.StatusCode.UNAUTHENTICATED
     await agent.drop()

@@ -12,7 +12,6 @@ import grpc
 import pytest
 from buildcontrol_cli.main import build_parser
 from buildcontrol_proto.v1 import build_control_pb2
-from buildcontrol_server.security import tokens
 
 from tests.security.conftest import SecureServer
 from tests.support.agent_peer import bearer
@@ -21,13 +20,12 @@ CLI = str(Path(sys.executable).with_name("buildcontrol"))
 PARALLEL = 8
 
 
-async def token_command(path: Path, *args: str) -> tuple[int, str, str]:
+async def token_command(server: SecureServer, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         CLI,
         "token",
         *args,
-        "--tokens-file",
-        str(path),
+        *server.token_flags(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -38,11 +36,12 @@ async def token_command(path: Path, *args: str) -> tuple[int, str, str]:
 
 def tokens_path(server: SecureServer) -> Path:
     assert server.app.security.tokens is not None
-    return server.app.security.tokens.path
+    return server.app.security.tokens.source.path  # type: ignore[attr-defined,no-any-return]
 
 
-def names_in(path: Path) -> list[str]:
-    return [entry.principal.name for entry in tokens.read(path)]
+async def names_in(server: SecureServer) -> list[str]:
+    assert server.app.security.tokens is not None
+    return [entry.principal.name for entry in await server.app.security.tokens.source.read()]
 
 
 async def lists_builds(server: SecureServer, token: str) -> grpc.StatusCode:
@@ -54,34 +53,36 @@ async def lists_builds(server: SecureServer, token: str) -> grpc.StatusCode:
 
 
 async def test_parallel_creates_all_land_and_every_printed_token_works(
-    server: SecureServer,
+    stored_server: SecureServer,
 ) -> None:
-    path = tokens_path(server)
-    before = names_in(path)
+    server = stored_server
+    before = await names_in(server)
     results = await asyncio.gather(
         *(
-            token_command(path, "create", "--name", f"user{n}", "--role", "viewer")
+            token_command(server, "create", "--name", f"user{n}", "--role", "viewer")
             for n in range(PARALLEL)
         )
     )
     assert [code for code, _, _ in results] == [0] * PARALLEL, [err for _, _, err in results]
-    assert sorted(names_in(path)) == sorted([*before, *(f"user{n}" for n in range(PARALLEL))])
+    assert sorted(await names_in(server)) == sorted(
+        [*before, *(f"user{n}" for n in range(PARALLEL))]
+    )
     for _, printed, _ in results:
         assert await lists_builds(server, printed.strip()) is grpc.StatusCode.OK
 
 
-async def test_parallel_revokes_and_creates_all_hold(server: SecureServer) -> None:
-    path = tokens_path(server)
+async def test_parallel_revokes_and_creates_all_hold(stored_server: SecureServer) -> None:
+    server = stored_server
     revoked = ["alice", "bob", "victor", "agent-b"]
     results = await asyncio.gather(
-        *(token_command(path, "revoke", "--name", name) for name in revoked),
+        *(token_command(server, "revoke", "--name", name) for name in revoked),
         *(
-            token_command(path, "create", "--name", f"new{n}", "--role", "operator")
+            token_command(server, "create", "--name", f"new{n}", "--role", "operator")
             for n in range(len(revoked))
         ),
     )
     assert [code for code, _, _ in results] == [0] * len(results), [e for _, _, e in results]
-    names = names_in(path)
+    names = await names_in(server)
     assert not set(revoked) & set(names)
     assert {f"new{n}" for n in range(len(revoked))} <= set(names)
     for name in revoked:
@@ -129,6 +130,6 @@ async def test_a_confusing_name_is_refused_and_the_file_is_unchanged(
 async def test_a_confusing_name_is_refused_by_the_real_command_too(server: SecureServer) -> None:
     path = tokens_path(server)
     before = path.read_bytes()
-    code, out, err = await token_command(path, "create", "--name", "root\x07", "--role", "admin")
+    code, out, err = await token_command(server, "create", "--name", "root\x07", "--role", "admin")
     assert (code, out) == (1, "") and "letters, digits" in err
     assert path.read_bytes() == before

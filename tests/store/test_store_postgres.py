@@ -106,6 +106,8 @@ async def test_migrations_create_the_schema_and_record_its_version(postgres_url:
         "submit_requests",
         "webhook_outbox",
         "webhook_deliveries",
+        "access_tokens",
+        "access_token_state",
     }
     # Reopening applies nothing more.
     async with PostgresStore(postgres_url):

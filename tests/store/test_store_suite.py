@@ -213,6 +213,33 @@ async def test_cancel_of_20_jobs_with_5_steps_is_one_commit(
     assert loaded is not None and loaded.status is BuildStatus.CANCELING
 
 
+async def test_a_batch_of_concurrent_cancels_is_one_round_trip_on_postgresql(
+    store: BuildStore, backend: str
+) -> None:
+    builds = [submitted(now=T0 + n) for n in range(20)]
+    await store.commit_all([changes for _, changes in builds])
+    for build, _ in builds:
+        await store.commit(start_first_job(build))
+    before_commits, before_trips = store.stats.commits, store.stats.round_trips
+
+    results = await store.commit_all(
+        [
+            cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 50).changes
+            for build, _ in builds
+        ]
+    )
+
+    assert results == [None] * 20
+    assert store.stats.commits == before_commits + 1
+    assert store.stats.isolated_batches == 0
+    if backend == "postgresql":
+        # One self-checking UPDATE of builds, jobs and steps, in autocommit: one round
+        # trip for the batch, not BEGIN, SAVEPOINT, UPDATE, RELEASE, COMMIT.
+        assert store.stats.round_trips == before_trips + 1
+    for build, _ in builds:
+        assert await store.get_build(build.build_id) == build
+
+
 async def test_commit_all_puts_every_change_set_in_one_transaction(store: BuildStore) -> None:
     builds = [submitted(now=T0 + n) for n in range(50)]
     await store.commit_all([changes for _, changes in builds])

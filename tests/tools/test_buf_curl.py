@@ -64,6 +64,17 @@ async def test_buf_curl_lists_the_services_by_reflection(server: ServerProc) -> 
     assert "grpc.health.v1.Health" in services
 
 
+async def test_buf_curl_with_its_default_protocol_falls_back_to_v1alpha(
+    server: ServerProc,
+) -> None:
+    # buf curl's default asks reflection v1 first; the server answers UNIMPLEMENTED
+    # (grpcio-reflection has no v1), and buf goes on with v1alpha: no flag needed.
+    result = await buf(*CURL, "--list-services", f"http://{server.target}")
+
+    assert result.returncode == 0, result.stderr
+    assert "buildcontrol.v1.BuildControl" in result.stdout.split()
+
+
 async def test_buf_curl_calls_get_build_by_reflection_alone(server: ServerProc) -> None:
     pipeline = {
         "pipeline": "curl",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import uuid
 from collections.abc import Iterator
@@ -192,6 +193,37 @@ async def test_a_job_ignoring_sigterm_does_not_delay_another_jobs_stop(
         await asyncio.wait_for(stubborn_task, 20)
     assert stubborn_out.last().job_stopped.outcome == build_pb2.JOB_OUTCOME_KILLED
     assert marked_processes(stubborn_id) == []
+
+
+@pytest.mark.parametrize(
+    ("grace", "outcome"),
+    [(0.0, build_pb2.JOB_OUTCOME_KILLED), (5.0, build_pb2.JOB_OUTCOME_GRACEFUL)],
+)
+async def test_a_stop_signals_the_jobs_processes_before_the_agent_does_anything_else(
+    job_id: str, fifo: Fifo, runtime: JobRuntime, grace: float, outcome: int
+) -> None:
+    emitted = Recorder()
+    job = JobRun(
+        make_job(job_id, f"echo ready > {fifo.path}; exec sleep 600"),
+        emitted,
+        "a1",
+        runtime=runtime,
+    )
+    running = job.start()
+    assert await fifo.read_line() == "ready"
+    (pid,) = await at_least(job_id, 1)
+    descriptor = os.pidfd_open(pid)
+    try:
+        job.request_stop(grace)
+        # No await since the stop: the job's own task has not run, yet the step got
+        # its signal (SIGKILL with no grace, SIGTERM otherwise) and died of it.
+        readable, _, _ = select.select([descriptor], [], [], 20)
+    finally:
+        os.close(descriptor)
+    assert readable == [descriptor]
+    await asyncio.wait_for(running, 20)
+    assert emitted.last().job_stopped.outcome == outcome
+    assert marked_processes(job_id) == []
 
 
 async def test_a_running_job_is_recorded_in_the_work_dir_until_its_result(

@@ -32,8 +32,9 @@ def render() -> str:
         flag = f"{item.flag} {item.option.rule.metavar}"
         if item.option.repeat:
             flag += " ..."
+        default = _default(item.option.shown_default or item.default)
         lines.append(
-            f"| `{flag}` | `{item.variable}` | {_default(item.default)} "
+            f"| `{flag}` | `{item.variable}` | {default} "
             f"| {_cell(item.option.rule.words)} | {_cell(item.option.help)} |"
         )
     return "\n".join(lines)

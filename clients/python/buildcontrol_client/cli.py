@@ -21,6 +21,7 @@ from typing import TypeAlias
 import grpc
 
 from buildcontrol_client import (
+    cli_admin,
     cli_agent,
     cli_commands,
     cli_health,
@@ -203,6 +204,12 @@ def _register_fleet(subparsers: Subparsers) -> None:
         description="The webhook outbox and its delivery log, through the admin RPCs.",
     )
     cli_webhooks.add_commands(webhooks, _command, _reports_errors)
+    admin = subparsers.add_parser(
+        "admin",
+        help="housekeeping of the server's database: purge (admins)",
+        description="Housekeeping of the server's database, through its admin RPCs.",
+    )
+    cli_admin.add_commands(admin, _command, _reports_errors)
 
 
 def _command(

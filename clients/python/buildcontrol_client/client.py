@@ -18,7 +18,13 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import (
+    build_control_pb2,
+    build_control_pb2_grpc,
+    build_pb2,
+    housekeeping_pb2,
+    housekeeping_pb2_grpc,
+)
 
 from buildcontrol_client import request_builders as requests
 from buildcontrol_client.client_base import DEFAULT_TIMEOUT_SECONDS, ClientBase
@@ -212,6 +218,19 @@ class BuildControlClient(ClientBase):
                     yield response
         finally:
             call.cancel()
+
+    async def purge(
+        self, before: float | None = None, *, dry_run: bool = False
+    ) -> housekeeping_pb2.PurgeResponse:
+        """Delete (or with `dry_run` count) what is past the server's retention policy,
+        or what finished before `before` (epoch seconds). Admins only. No deadline: a
+        purge of a long history takes minutes (closing the client stops it)."""
+        request = requests.purge_request(before, dry_run)
+        self._connect()
+        stub = housekeeping_pb2_grpc.HousekeepingStub(self._channel)
+        with translated_rpc_errors():
+            response: housekeeping_pb2.PurgeResponse = await stub.Purge(request, **self._stream)
+        return response
 
     def _connect(self) -> Any:
         if self._stub is None:

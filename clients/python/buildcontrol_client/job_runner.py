@@ -35,6 +35,7 @@ from buildcontrol_client.job_workspace import JobWorkspace
 from buildcontrol_client.log_uploader import JobLog
 from buildcontrol_client.process_runner import JobTerminator, StepProcess, StopOutcome
 from buildcontrol_client.step_environment import step_environment
+from buildcontrol_client.stop_signal import FirstSignal
 
 log = logging.getLogger("buildcontrol.agent")
 
@@ -83,6 +84,7 @@ class JobRun:
         # When the first StopJob arrived (time.monotonic()), for the stop's timing line.
         self._stop_received_at = math.nan
         self._terminator: JobTerminator | None = None
+        self._first_signal = FirstSignal()
         # Indexes of the steps started so far: a cleanup step that already ran as an
         # ordinary step is not run again after a stop.
         self._started: set[int] = set()
@@ -139,6 +141,8 @@ class JobRun:
                 agent_leaving=not by_server,
             )
             self._stop_requested.set()
+            # Now, not when the job's task wakes: see stop_signal.py.
+            self._first_signal.send(self._processes, grace_seconds)
             return True
         stop.by_server = stop.by_server or by_server
         stop.forced = stop.forced or skip_cleanup
@@ -249,7 +253,7 @@ class JobRun:
         return exited.result() if exited.done() and not exited.cancelled() else None
 
     async def _finish_stopped(self, stop: StopRequest, running: StepProcess | None) -> None:
-        self._terminator = JobTerminator(self._processes, stop.grace_seconds)
+        self._terminator = JobTerminator(self._processes, stop.grace_seconds, self._first_signal)
         outcome = await self._terminator.run()
         exit_code = await self._exit_status(running)
         self.log.stopped(outcome, self._terminator, self._stop_received_at)
@@ -257,9 +261,12 @@ class JobRun:
             await self.log.finish()
             self._finish(succeeded=False, exit_code=exit_code or TERMINATED_EXIT_CODE)
             return
+        started = len(self._started)
         if stop.runs_cleanup:
             await self._run_cleanup(stop)
-        await self._kill_leftovers()
+        if len(self._started) > started:
+            # The terminator saw the job empty; only a cleanup step may have left some.
+            await self._kill_leftovers()
         if stop.forced:
             # Checked last: a forced stop may arrive during the grace or the cleanup.
             outcome = StopOutcome.KILLED

@@ -23,12 +23,15 @@ from buildcontrol_client.job_processes import JobProcesses
 from buildcontrol_client.process_exit import wait_until_empty
 from buildcontrol_client.process_tree import STEP_LEADERS
 from buildcontrol_client.step_environment import StepUser
+from buildcontrol_client.stop_signal import FirstSignal
 
 log = logging.getLogger("buildcontrol.agent")
 
 # After SIGKILL a process only lingers while stuck in the kernel (state D, e.g. on a dead
 # NFS mount). We do not wait forever for those: the stop is reported as KILLED anyway.
 KILL_WAIT_SECONDS = 10.0
+# Without cgroup.kill a process may fork while being killed: kill again this often.
+KILL_RETRY_SECONDS = 0.5
 
 
 class StopOutcome(enum.Enum):
@@ -106,9 +109,15 @@ class JobTerminator:
     may shorten. `signalled_at` and `gone_at` (time.monotonic()) say when the first
     signal went out and when the last process was seen gone."""
 
-    def __init__(self, processes: JobProcesses, grace_seconds: float) -> None:
+    def __init__(
+        self, processes: JobProcesses, grace_seconds: float, first: FirstSignal | None = None
+    ) -> None:
         self._processes = processes
-        self._kill_at = time.monotonic() + max(0.0, grace_seconds)
+        # A signal the stop already sent when its message arrived (stop_signal.py):
+        # the grace counts from it.
+        self._first = first or FirstSignal()
+        start = self._first.at if self._first.sent else time.monotonic()
+        self._kill_at = start + max(0.0, grace_seconds)
         self._rescheduled = asyncio.Event()
         self.signalled_at = math.nan
         self.gone_at = math.nan
@@ -121,6 +130,8 @@ class JobTerminator:
             self._rescheduled.set()
 
     async def run(self) -> StopOutcome:
+        if self._first.sent:
+            return await self._after_first_signal()
         if not self._processes.members():
             return StopOutcome.GRACEFUL  # nothing left to stop: it ended by itself
         if self._kill_at > time.monotonic():
@@ -134,12 +145,26 @@ class JobTerminator:
         await self._kill()
         return StopOutcome.KILLED
 
+    async def _after_first_signal(self) -> StopOutcome:
+        self.signalled_at = self._first.at
+        if self._first.killed:
+            # SIGKILL is out already: wait for it before sending it again.
+            if await wait_until_empty(self._processes, time.monotonic() + KILL_RETRY_SECONDS):
+                self.gone_at = time.monotonic()
+                return StopOutcome.KILLED
+        elif await self._wait_for_grace():
+            self.gone_at = time.monotonic()
+            return StopOutcome.GRACEFUL
+        await self._kill()
+        return StopOutcome.KILLED
+
     async def _kill(self) -> None:
         deadline = time.monotonic() + KILL_WAIT_SECONDS
         while True:
             # Again after each wake: without cgroup.kill, a process may fork meanwhile.
             self._processes.kill()
-            if await wait_until_empty(self._processes, min(deadline, time.monotonic() + 0.5)):
+            retry = min(deadline, time.monotonic() + KILL_RETRY_SECONDS)
+            if await wait_until_empty(self._processes, retry):
                 self.gone_at = time.monotonic()
                 return
             if time.monotonic() >= deadline:

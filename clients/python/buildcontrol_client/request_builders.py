@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from buildcontrol_proto.v1 import build_control_pb2
+from buildcontrol_proto.v1 import build_control_pb2, housekeeping_pb2
 from google.protobuf import duration_pb2
 
 from buildcontrol_client.pipeline_file import parse_pipeline
@@ -123,3 +123,11 @@ def follow_job_log_request(
     return build_control_pb2.FollowJobLogRequest(
         build_id=build_id, job_id=job_id, from_offset=from_offset
     )
+
+
+def purge_request(before: float | None, dry_run: bool) -> housekeeping_pb2.PurgeRequest:
+    """`before`: epoch seconds; None: the server's retention policy."""
+    request = housekeeping_pb2.PurgeRequest(dry_run=dry_run)
+    if before is not None:
+        request.before.FromNanoseconds(int(before * 1e9))
+    return request

@@ -12,7 +12,13 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import (
+    build_control_pb2,
+    build_control_pb2_grpc,
+    build_pb2,
+    housekeeping_pb2,
+    housekeeping_pb2_grpc,
+)
 
 from buildcontrol_client import request_builders as requests
 from buildcontrol_client.client_base import DEFAULT_TIMEOUT_SECONDS, ClientBase
@@ -193,3 +199,14 @@ class SyncBuildControlClient(ClientBase):
                 yield from call
         finally:
             call.cancel()
+
+    def purge(
+        self, before: float | None = None, *, dry_run: bool = False
+    ) -> housekeeping_pb2.PurgeResponse:
+        """As BuildControlClient.purge: no deadline (a long history takes minutes)."""
+        stub = housekeeping_pb2_grpc.HousekeepingStub(self._channel)
+        with translated_rpc_errors():
+            response: housekeeping_pb2.PurgeResponse = stub.Purge(
+                requests.purge_request(before, dry_run), **self._stream
+            )
+        return response

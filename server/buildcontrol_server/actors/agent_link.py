@@ -33,6 +33,11 @@ class AgentLink(Protocol):
         """The agent has a live stream now."""
         ...
 
+    def is_latest(self, agent_id: str, session_id: str) -> bool:
+        """`session_id` is the newest stream the agent opened (live or not): a Hello
+        of an older one speaks for an agent that has since said more."""
+        ...
+
     def assign(self, agent_id: str, command: AssignCommand) -> str | None:
         """Hand an AssignJob to the agent: the id of the session it was queued on, or
         None when it stays pending until the agent reconnects (counted, logged)."""
@@ -71,6 +76,9 @@ class LocalAgentLink:
 
     def connected(self, agent_id: str) -> bool:
         return self._hub.session(agent_id) is not None
+
+    def is_latest(self, agent_id: str, session_id: str) -> bool:
+        return self._hub.is_latest(agent_id, session_id)
 
     def assign(self, agent_id: str, command: AssignCommand) -> str | None:
         session = self._hub.session(agent_id)

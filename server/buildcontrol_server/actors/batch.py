@@ -3,7 +3,11 @@
 Each build's actor applies the cancel to its own state, then hands its change set
 to the batch and waits. When every actor of the batch has either contributed or
 abstained (nothing to write: already cancelling, finished, or gone), the batch
-commits all change sets at once and tells each actor how its write went."""
+commits all change sets at once and tells each actor how its write went.
+
+`arrived` is set at that moment (the commit is under way): CancelBuilds then tells
+the next batch's actors, so one batch's domain work runs on the event loop while the
+previous one is written by the store."""
 
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ class CancelBatch:
         self._changes: list[ChangeSet] = []
         self._results: list[asyncio.Future[BaseException | None]] = []
         self.commits = 0
+        # Set once every actor of the batch contributed or abstained.
+        self.arrived = asyncio.Event()
+        if expected == 0:
+            self.arrived.set()
 
     async def contribute(self, changes: ChangeSet) -> None:
         """Add a change set and wait for the batch's commit; raise its error, if any."""
@@ -41,7 +49,9 @@ class CancelBatch:
     def _arrived(self) -> None:
         self._waiting -= 1
         if self._waiting == 0:
+            # The commit's first step is queued before the next batch's actors wake.
             asyncio.get_running_loop().create_task(self._commit())
+            self.arrived.set()
 
     async def _commit(self) -> None:
         if not self._changes:

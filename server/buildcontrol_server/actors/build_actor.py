@@ -349,6 +349,10 @@ class BuildActor(SupervisedActor):
     async def _agent_reconnected(
         self, agent_id: str, running: frozenset[str], session_id: str, now: float
     ) -> None:
+        if not self._ctx.link.is_latest(agent_id, session_id):
+            # A newer stream of the agent came since this Hello (assignments may have
+            # gone out on it): the newer stream's own Hello, queued behind, judges.
+            return
         assigned = {
             job.job_id
             for job in self.build.jobs()

@@ -5,6 +5,7 @@ bookkeeping of open cancel streams that a shutdown ends with UNAVAILABLE."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +25,19 @@ from buildcontrol_server.domain.events import (
 from buildcontrol_server.domain.model import Build, CancelInfo
 from buildcontrol_server.domain.states import BuildStatus
 
-# CANCELING writes of this many builds share one transaction in CancelBuilds.
+# CANCELING writes of at most this many builds share one transaction in CancelBuilds.
 BATCH_SIZE = 500
+# The first batch is this small and each next one BATCH_GROWTH times larger (up
+# to BATCH_SIZE): the first StopJobs leave after a few builds' write, not after 500.
+FIRST_BATCH_SIZE = 8
+BATCH_GROWTH = 4
+# How long the next batch waits for the previous one's actors to arrive at it (its
+# commit then starts) before its own actors are told anyway: an actor busy with a
+# long turn (a store retry) must not hold up every later batch.
+NEXT_BATCH_WAIT_SECONDS = 0.05
+
+# The CancelBuilds calls still telling their actors (a strong reference to each task).
+_TELLING: set[asyncio.Future[list[Any]]] = set()
 
 # Put into a cancel stream's listener when the server stops: the stream ends with
 # UNAVAILABLE (retry against the restarted server), not with a silent cut.
@@ -151,11 +163,14 @@ async def run_cancel_builds(
     listener: asyncio.Queue[Any] = asyncio.Queue()
     streams.opened(listener)
     try:
-        # Counted as under way until every actor answered: a drain waits for these
-        # CANCELING writes (and so their StopJobs) before it tells agents to leave.
-        with in_flight.track():
-            replies = _tell_cancels(store, actors, info, listener, received_at)
-            outcomes = await asyncio.gather(*replies, return_exceptions=True)
+        # A task of its own: a caller that goes away while the batches are being told
+        # does not leave the later builds uncancelled (shielded, it runs to its end).
+        telling = asyncio.ensure_future(
+            _cancel_all(store, in_flight, actors, info, listener, received_at)
+        )
+        _TELLING.add(telling)
+        telling.add_done_callback(_TELLING.discard)
+        outcomes = await asyncio.shield(telling)
         open_streams, committed = _count_outcomes(outcomes, info, summary, ended)
         yield CancelBuildsAccepted(
             summary.matched,
@@ -182,17 +197,53 @@ async def run_cancel_builds(
         streams.closed(listener)
 
 
-def _tell_cancels(
+async def _cancel_all(
+    store: BatchStore,
+    in_flight: InFlight,
+    actors: list[BuildActor],
+    info: CancelInfo,
+    listener: asyncio.Queue[Any],
+    received_at: float,
+) -> list[Any]:
+    """Every actor's answer (or error) to the cancel."""
+    # Counted as under way until every actor answered: a drain waits for these
+    # CANCELING writes (and so their StopJobs) before it tells agents to leave.
+    with in_flight.track():
+        replies = await _tell_cancels(store, actors, info, listener, received_at)
+        return await asyncio.gather(*replies, return_exceptions=True)
+
+
+def batch_sizes(count: int) -> list[int]:
+    """How `count` builds are split into batches: small first, growing to BATCH_SIZE."""
+    sizes: list[int] = []
+    size = FIRST_BATCH_SIZE
+    while count > 0:
+        sizes.append(min(size, count, BATCH_SIZE))
+        count -= sizes[-1]
+        size *= BATCH_GROWTH
+    return sizes
+
+
+async def _tell_cancels(
     store: BatchStore,
     actors: list[BuildActor],
     info: CancelInfo,
     listener: asyncio.Queue[Any],
     received_at: float,
 ) -> list[asyncio.Future[Any]]:
-    """Queue the cancel at every actor, BATCH_SIZE CANCELING writes per transaction."""
+    """Queue the cancel at every actor, batch by batch (batch_sizes). A batch's actors
+    are told once the previous batch's have all arrived (its commit is under way), so
+    the first batch commits, and its StopJobs leave, before later builds' cancels are
+    even applied; and while one batch is written the next is prepared."""
     replies: list[asyncio.Future[Any]] = []
-    for start in range(0, len(actors), BATCH_SIZE):
-        chunk = actors[start : start + BATCH_SIZE]
+    start = 0
+    previous: CancelBatch | None = None
+    for size in batch_sizes(len(actors)):
+        if previous is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(previous.arrived.wait(), NEXT_BATCH_WAIT_SECONDS)
+        chunk = actors[start : start + size]
+        start += size
         batch = CancelBatch(store, expected=len(chunk))
         for actor in chunk:
             command = cmd.CancelInBatch(
@@ -200,6 +251,7 @@ def _tell_cancels(
             )
             actor.tell(command)
             replies.append(command.reply)
+        previous = batch
     return replies
 
 

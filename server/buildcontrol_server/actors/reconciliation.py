@@ -44,8 +44,13 @@ async def reconcile_hello(
         actor.tell(command)
         replies.append(command.reply)
     await asyncio.gather(*replies, return_exceptions=True)
-    # Once the actors had the Hello: a FORCED write in flight when it came has
-    # kept its job's slot by now, and a job the agent no longer runs frees it.
+    # Once the actors had the Hello, a FORCED write in flight when it came has kept
+    # its job's slot by now: a job the agent still runs gets its stop (it was not
+    # FORCED yet when the claims were read), one it no longer runs frees the slot.
+    for job_id in hub.unconfirmed(session.agent_id) - forced:
+        if job_id in claimed:
+            build_id = claimed[job_id]
+            session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
     hub.reconnected_running(session.agent_id, set(claimed))
 
 

@@ -211,6 +211,11 @@ class AgentHub:
     def session(self, agent_id: str) -> AgentSession | None:
         return self._sessions.get(agent_id)
 
+    def is_latest(self, agent_id: str, session_id: str) -> bool:
+        """Whether `session_id` is the newest session the agent opened (live or not)."""
+        last = self._known.get(agent_id)
+        return last is not None and last.session_id == session_id
+
     def sessions(self) -> list[AgentSession]:
         return list(self._sessions.values())
 

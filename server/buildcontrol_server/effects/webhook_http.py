@@ -15,6 +15,7 @@ from prometheus_client import Histogram
 
 from buildcontrol_server.domain.deliveries import CANCELED_EVENT
 from buildcontrol_server.domain.model import CancelRecord
+from buildcontrol_server.effects.webhook_signing import SIGNATURE_HEADER
 from buildcontrol_server.store.audit_records import record_to_dict
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,14 @@ async def post(
     label: str,
     seconds: Histogram,
     timeout: float,  # noqa: ASYNC109 - the per-request bound, passed to asyncio.timeout
+    signature: str | None = None,
 ) -> Answer:
-    """POST `body` once; never raises for the receiver's troubles (those are answers)."""
+    """POST `body` once; never raises for the receiver's troubles (those are answers).
+    `signature`: the endpoint's signature header value of `body`, if it has a secret."""
     started = time.perf_counter()
     headers = {**HEADERS, DELIVERY_HEADER: delivery_id}
+    if signature is not None:
+        headers[SIGNATURE_HEADER] = signature
     try:
         async with (
             asyncio.timeout(timeout),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +49,7 @@ from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
 from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
 from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
+from buildcontrol_server.effects.webhook_signing import WebhookSecret
 from buildcontrol_server.store.webhook_rows import QueuedDelivery
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ class _Item:
 class _Endpoint:
     """One receiver: its queue, breaker, worker task and metric children."""
 
-    def __init__(self, index: int, url: str, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self, index: int, url: str, breaker: CircuitBreaker, secret: WebhookSecret | None
+    ) -> None:
         # The messages leave the URL out: it may hold a secret (see the module doc).
         try:
             parsed = httpx.URL(url)
@@ -90,6 +93,8 @@ class _Endpoint:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"webhook #{index} is not an http(s) URL with a host")
         self.url = url
+        # Signs every body sent here (webhook_signing.py); None: unsigned.
+        self.secret = secret
         # The outbox's key and label of the endpoint (the same the actors write).
         identity = endpoint_of(index, url)
         self.label = identity.label
@@ -127,13 +132,15 @@ class WebhookNotifier:
         breaker_cooldown: float = 30.0,
         queue_size: int = 10_000,
         *,
+        secrets: Mapping[int, WebhookSecret] | None = None,
         store: DeliveryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """`store`: the outbox and delivery log (None: memory only, nothing survives a
         restart). `clock` (monotonic seconds) times the breakers' cooldowns; tests
-        move it. `wall_clock` stamps the delivery log (shown, never timed)."""
+        move it. `wall_clock` stamps the delivery log (shown, never timed). `secrets`:
+        endpoint position → the secret its requests are signed with."""
         if max_attempts < 1 or queue_size < 1 or request_timeout <= 0:
             raise ValueError("max_attempts, queue_size and request_timeout must be positive")
         self._max_attempts = max_attempts
@@ -144,7 +151,12 @@ class WebhookNotifier:
         self._store = store
         self._wall_clock = wall_clock
         self._endpoints = [
-            _Endpoint(n, url, CircuitBreaker(breaker_threshold, breaker_cooldown, clock))
+            _Endpoint(
+                n,
+                url,
+                CircuitBreaker(breaker_threshold, breaker_cooldown, clock),
+                (secrets or {}).get(n),
+            )
             for n, url in enumerate(urls)
         ]
         self._client: httpx.AsyncClient | None = None
@@ -314,6 +326,7 @@ class WebhookNotifier:
 
     async def _deliver(self, endpoint: _Endpoint, item: _Item) -> None:
         body = payload(item.record)
+        signature = endpoint.secret.signature(body) if endpoint.secret is not None else None
         breaker = endpoint.breaker
         for attempt in range(1, self._max_attempts + 1):
             if not breaker.allow():
@@ -330,6 +343,7 @@ class WebhookNotifier:
                 endpoint.label,
                 endpoint.seconds,
                 self._request_timeout,
+                signature,
             )
             item.attempts += 1
             if answer.result is not Result.FAILED:

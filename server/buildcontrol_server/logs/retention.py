@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from buildcontrol_server import metrics
 from buildcontrol_server.config import Settings
@@ -27,9 +27,9 @@ def log_store_for(settings: Settings) -> LogStore:
     return FileLogStore(settings.log_dir)
 
 
-async def delete_expired(store: LogStore, retention_days: float, now: float) -> int:
+async def delete_expired(store: LogStore, retention_days: float | None, now: float) -> int:
     """One round of retention; how many jobs' logs were deleted."""
-    if retention_days <= 0:
+    if retention_days is None or retention_days <= 0:
         return 0
     deleted = await store.delete_older_than(now - retention_days * DAY_SECONDS)
     if deleted:
@@ -39,7 +39,7 @@ async def delete_expired(store: LogStore, retention_days: float, now: float) -> 
 
 
 async def keep_retention(
-    store: LogStore, retention_days: float, clock: Callable[[], float]
+    store: LogStore, retention_days: float | None, clock: Callable[[], float]
 ) -> None:
     """Rounds of retention until cancelled; a failing round is logged and retried."""
     while True:
@@ -48,3 +48,13 @@ async def keep_retention(
         except (OSError, RuntimeError) as error:
             log.warning("log retention failed (retried in an hour): %s", error)
         await asyncio.sleep(RETENTION_ROUND_SECONDS)
+
+
+def deleting_logs_of(store: LogStore) -> Callable[[Sequence[str]], Awaitable[None]]:
+    """What the purge of builds calls after each commit: delete those builds' logs."""
+
+    async def builds_deleted(build_ids: Sequence[str]) -> None:
+        deleted = await store.delete_logs(build_ids)
+        metrics.LOGS_DELETED.inc(deleted)
+
+    return builds_deleted

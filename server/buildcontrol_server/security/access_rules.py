@@ -27,6 +27,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     # Only a job token, for its own job (JOB_METHODS): no other credential, not even an
     # admin's or the agent's own, can write into a job's log.
     "/buildcontrol.v1.AgentService/UploadLogs": Role.JOB,
+    # A purge deletes history for everyone: admins only (its dry run too, for one rule).
+    "/buildcontrol.v1.Housekeeping/Purge": Role.ADMIN,
 }
 
 AGENT_CONNECT = "/buildcontrol.v1.AgentService/Connect"

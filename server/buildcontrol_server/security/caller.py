@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from buildcontrol_server.domain.errors import PermissionDenied, Unauthenticated
 from buildcontrol_server.domain.model import Build
+from buildcontrol_server.security.agent_id_patterns import matches
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.principals import Principal, Role
 
@@ -63,7 +64,8 @@ class Caller:
         principal = self.principal
         if not principal.authenticated:
             return
-        if principal.role is not Role.AGENT or principal.agent_id != agent_id:
+        allowed = principal.agent_id
+        if principal.role is not Role.AGENT or allowed is None or not matches(allowed, agent_id):
             raise PermissionDenied(
                 f"hello.agent_id: the token of {principal.name!r} may not connect as "
                 f"agent {agent_id[:200]!r}"

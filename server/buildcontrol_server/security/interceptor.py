@@ -43,7 +43,8 @@ from buildcontrol_server.security.open_calls import (
     run_until_ended,
 )
 from buildcontrol_server.security.principals import ANONYMOUS, Principal
-from buildcontrol_server.security.tokens import TokenRegistry, token_hash
+from buildcontrol_server.security.token_registry import TokenRegistry
+from buildcontrol_server.security.tokens import token_hash
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
@@ -57,6 +58,10 @@ class Refusal:
     principal: Principal | None = None
     # False for refusals that must not cost a log line each (header_check.py).
     audited: bool = True
+
+
+# A bearer token that is not among the tokens in force (as far as this server knows).
+UNKNOWN_TOKEN = Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
 
 
 def _bearer_token(metadata: Any) -> str | Refusal:
@@ -135,13 +140,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _revoked(self, call: OpenCall) -> Callable[[], str | None]:
         def revoked() -> str | None:
             if self._tokens is not None:
-                self._tokens.refresh()  # one stat; a changed file ends calls at once
+                self._tokens.refresh()  # a changed tokens file ends calls at once
             finished = self._job_finished(call)
             if finished is not None:
                 call.end(finished)
             return call.reason if call.ended.is_set() else None
 
         return revoked
+
+    async def _tokens_changed(self) -> bool:
+        """For a source that cannot be looked at per call: re-read it now (shared
+        with other unknown tokens: one query at a time). True if it changed."""
+        if self._tokens is None or self._tokens.source.sees_changes_per_call:
+            return False
+        return await self._tokens.poll_now()
 
     # ---- admission ----
 
@@ -155,7 +167,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         assert self._tokens is not None
         principal = self._tokens.authenticate(token)
         if principal is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+            return UNKNOWN_TOKEN
         needed = REQUIRED_ROLE.get(method)
         if needed is None:
             return Refusal(
@@ -351,6 +363,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler  # unknown: grpc answers UNIMPLEMENTED; open: health, reflection
         metadata = handler_call_details.invocation_metadata
         decision, digest = self._decision_of(method, metadata)
+        if decision is UNKNOWN_TOKEN and await self._tokens_changed():
+            # A token made a moment ago on another host (the database's tokens): the
+            # caller should not have to wait for the server's next poll to use it.
+            decision, digest = self._decision_of(method, metadata)
         for attribute, factory in _SHAPES:
             behavior = getattr(handler, attribute)
             if behavior is not None:

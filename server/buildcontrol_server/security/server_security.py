@@ -17,16 +17,20 @@ from buildcontrol_server.security.interceptor import AuthInterceptor
 from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobAccess, JobTokens
 from buildcontrol_server.security.principals import JobScope
 from buildcontrol_server.security.settings import SecuritySettings
-from buildcontrol_server.security.tokens import TokenRegistry, TokensFileError, bootstrap
+from buildcontrol_server.security.token_registry import TokenRegistry, bootstrap
+from buildcontrol_server.security.token_sources import FileTokenSource, token_source
+from buildcontrol_server.security.tokens import TokensFileError
 
 # The first start's note about the tokens it created (stderr, like every log line).
 BOOTSTRAP_LOG = logging.getLogger("buildcontrol.bootstrap")
 
 TOKENS_FILE_NAME = "tokens.json"
-# How often open calls are checked against the tokens file and their jobs. A stat of
-# the file is all it costs; the file is changed by another process (the token CLI, an
-# editor, configuration management) that cannot notify the server, and no file-change
-# notification (inotify) exists in the standard library. Every new call checks it too.
+# How often open calls are checked against the tokens and their jobs. On the tokens
+# file a stat is all it costs; the file is changed by another process (the token CLI,
+# an editor, configuration management) that cannot notify the server, and no
+# file-change notification (inotify) exists in the standard library; every new call
+# checks it too. In the database it is one query of a generation number, a backstop
+# for the NOTIFY that every change sends (a listener that reconnects misses those).
 OPEN_CALLS_CHECK_SECONDS = 0.5
 
 # The live build of an id, if there is one (the registry's actors).
@@ -48,12 +52,24 @@ def _job_is_live(live_build: LiveBuild) -> Callable[[JobScope], bool]:
 
 class ServerSecurity:
     def __init__(
-        self, settings: SecuritySettings, data_dir: Path, live_build: LiveBuild | None = None
+        self,
+        settings: SecuritySettings,
+        data_dir: Path,
+        live_build: LiveBuild | None = None,
+        store_url: str | None = None,
     ) -> None:
+        """`store_url`: the store's (None: SQLite); on PostgreSQL the tokens are the
+        database's."""
         self.settings = settings
         self._explicit_file = settings.tokens_file is not None
-        path = settings.tokens_file or default_tokens_file(data_dir)
-        self.tokens = TokenRegistry(path) if settings.auth else None
+        self._data_dir = data_dir
+        self.tokens = (
+            TokenRegistry(
+                token_source(settings.tokens_file, default_tokens_file(data_dir), store_url)
+            )
+            if settings.auth
+            else None
+        )
         self._job_key_file = data_dir / KEY_FILE_NAME
         self._live_build = live_build
         # Made in prepare(), from the key file; None with auth off (no job tokens).
@@ -67,23 +83,38 @@ class ServerSecurity:
         self._checker: asyncio.Task[None] | None = None
         header_check.quiet_grpc_encoding_errors()
 
-    def prepare(self) -> None:
-        """Read the tokens file, or on a first start create it. Raises
+    async def prepare(self) -> None:
+        """Read the tokens, or on a first start create them. Raises
         SecuritySetupError. A named (--tokens-file) file that does not exist is an
         error, not a first start: a typo must not mint a new admin token."""
         if self.settings.tls is not None:
             tls.check_files(self.settings.tls)  # named here, not as "Failed to bind"
         if self.tokens is None:
             return
-        path = self.tokens.path
-        if not path.exists():
-            if self._explicit_file:
-                raise TokensFileError(f"tokens file {path} does not exist")
-            created = bootstrap(path)
-            # Paths only, never a token: through the log, so that with --log-format json
-            # every line on stderr is JSON, this one included.
-            BOOTSTRAP_LOG.info("%s", created.hint())
-        self.tokens.load()
+        source = self.tokens.source
+        if self._explicit_file and not isinstance(source, FileTokenSource):
+            raise TokensFileError(
+                "--tokens-file: on PostgreSQL the tokens live in the database (manage "
+                "them with `buildcontrol token ... --store URL`)"
+            )
+        try:
+            explicit = isinstance(source, FileTokenSource) and self._explicit_file
+            if explicit and not await source.exists():
+                assert isinstance(source, FileTokenSource)
+                raise TokensFileError(f"tokens file {source.path} does not exist")
+            created = await bootstrap(source, self._data_dir)
+            if created is not None:
+                # Paths only, never a token: through the log, so that with --log-format
+                # json every line on stderr is JSON, this one included.
+                BOOTSTRAP_LOG.info("%s", created.hint())
+            await self.tokens.load()
+        except BaseException as error:
+            await source.close()
+            if isinstance(error, Exception) and not isinstance(error, TokensFileError):
+                # The database refused or went away (the file's problems are
+                # TokensFileError already): the server must not start without tokens.
+                raise TokensFileError(f"{source.description}: cannot be read: {error}") from None
+            raise
         if self._live_build is not None:
             self.job_tokens = JobTokens.load_or_create(self._job_key_file)
             self.interceptor.admit_jobs(JobAccess(self.job_tokens, _job_is_live(self._live_build)))
@@ -99,12 +130,14 @@ class ServerSecurity:
             self._checker.cancel()
             await asyncio.gather(self._checker, return_exceptions=True)
             self._checker = None
+        if self.tokens is not None:
+            await self.tokens.close()
 
     async def _check_open_calls(self) -> None:
         assert self.tokens is not None
         while True:
             await asyncio.sleep(OPEN_CALLS_CHECK_SECONDS)
-            self.tokens.refresh()  # a change ends the calls of revoked tokens itself
+            await self.tokens.poll()  # a change ends the calls of revoked tokens itself
             self.interceptor.end_finished_job_calls()
 
     def supersede_check(self, newer: Build) -> Callable[[Build], None] | None:
@@ -126,5 +159,10 @@ class ServerSecurity:
         if self.settings.tls is not None:
             mutual = " (agents: client certificates)" if self.settings.tls.client_ca else ""
             parts.append(f"TLS{mutual}")
-        parts.append(f"auth on ({self.tokens.path})" if self.tokens is not None else "auth off")
+        if self.tokens is None:
+            parts.append("auth off")
+        elif isinstance(self.tokens.source, FileTokenSource):
+            parts.append(f"auth on ({self.tokens.source.path})")
+        else:
+            parts.append(f"auth on ({self.tokens.source.description})")
         return "".join(f", {part}" for part in parts)

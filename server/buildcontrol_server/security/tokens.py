@@ -4,7 +4,11 @@ principal name and a role (or the agent id of an agent token).
     {"tokens": [
       {"name": "admin",   "role": "admin",    "sha256": "9f86d0…"},
       {"name": "alice",   "role": "operator", "sha256": "…"},
-      {"name": "agent-1", "role": "agent",    "agent_id": "agent-1", "sha256": "…"}]}
+      {"name": "agent-1", "role": "agent",    "agent_id": "agent-1", "sha256": "…"},
+      {"name": "hosts",   "role": "agent",    "agent_id": "%hostname|%hostname-*", …}]}
+
+An agent token's `agent_id` is a pattern of the ids it may connect as
+(agent_id_patterns.py): an exact id, or alternatives with `*` and `%hostname`.
 
 The file is JSON as written by the server; YAML is read too (JSON is YAML), for people
 who edit it by hand. A plain SHA-256 is enough because every token is 256 random bits:
@@ -13,21 +17,18 @@ milliseconds to every RPC. Lookups hash the presented token and compare it with 
 entry in constant time (`hmac.compare_digest`, no early exit), so the time taken does
 not tell how much of a hash matched.
 
-The file is re-read when it changes (mtime, size or inode): `buildcontrol token create`
-and `revoke` take effect on the next call without a restart. A file broken by an edit
-is logged and ignored; the tokens read before stay in force."""
+Where the tokens live (this file, or the database on PostgreSQL) is token_sources.py;
+the tokens in force, re-read when they change, token_registry.py."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import hmac
 import json
-import logging
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +36,17 @@ from typing import Any
 
 import yaml
 
+from buildcontrol_server.security import agent_id_patterns
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.principals import TOKEN_ROLES, Principal, Role
 
-log = logging.getLogger(__name__)
-
 # A prefix makes a leaked token recognizable (secret scanners, log reviews).
 TOKEN_PREFIX = "bct_"
-BOOTSTRAP_AGENT_ID = "agent-1"
+# The name of the first-start agent token, and the agent ids it accepts: any agent
+# started on the server's host without --agent-id (its default id is derived from the
+# host name), with no other setup.
+BOOTSTRAP_AGENT_NAME = "bootstrap-agent"
+BOOTSTRAP_AGENT_IDS = agent_id_patterns.BOOTSTRAP_PATTERN
 ADMIN_TOKEN_FILE = "admin.token"
 AGENT_TOKEN_FILE = "agent.token"
 SECRET_FILE_MODE = 0o600
@@ -81,6 +85,9 @@ def _entry(raw: Any, position: int) -> TokenEntry:
     if role is Role.AGENT:
         if not isinstance(agent_id, str) or not agent_id:
             raise TokensFileError(f"{where}.agent_id: an agent token needs its agent id")
+        problem = agent_id_patterns.problem(agent_id)
+        if problem is not None:
+            raise TokensFileError(f"{where}.agent_id: {problem}")
     elif agent_id is not None:
         raise TokensFileError(f"{where}.agent_id: only agent tokens have one")
     if not isinstance(digest, str) or len(digest) != 64:
@@ -101,7 +108,12 @@ def parse(text: str) -> list[TokenEntry]:
         return []
     if not isinstance(document, dict) or not isinstance(document.get("tokens", []), list):
         raise TokensFileError('expected {"tokens": [...]}')
-    entries = [_entry(raw, n) for n, raw in enumerate(document.get("tokens", []))]
+    return entries_of(document.get("tokens", []))
+
+
+def entries_of(raw_entries: list[Any]) -> list[TokenEntry]:
+    """Entries from their raw mappings (a file's list, a database's rows), checked."""
+    entries = [_entry(raw, n) for n, raw in enumerate(raw_entries)]
     seen: set[str] = set()
     for n, entry in enumerate(entries):
         if entry.sha256 in seen:
@@ -193,111 +205,3 @@ def check_new_name(name: str, role: Role, entries: Iterable[TokenEntry]) -> None
         raise TokensFileError(f"name {name!r} imitates the role {imitated.value!r}")
     if any(entry.principal.name.casefold() == folded for entry in entries):
         raise TokensFileError(f"a token named {name!r} exists already (revoke it first)")
-
-
-@dataclass(frozen=True)
-class Bootstrapped:
-    """What a first start created; the paths are safe to print, their contents not."""
-
-    tokens_file: Path
-    admin_token_file: Path
-    agent_token_file: Path
-    agent_id: str
-
-    def hint(self) -> str:
-        return (
-            f"buildcontrol: authentication is on and there was no tokens file, so one was "
-            f"created: {self.tokens_file} (hashes only).\n"
-            f"  admin token:  {self.admin_token_file}\n"
-            f"  agent token:  {self.agent_token_file} (connects as agent id "
-            f"{self.agent_id!r})\n"
-            f"  (both mode 0600; shown nowhere else). Use them with --token-file FILE or "
-            f"the BUILDCONTROL_TOKEN variable, e.g.\n"
-            f"    buildcontrol agent --agent-id {self.agent_id} --token-file "
-            f"{self.agent_token_file}\n"
-            f"    BUILDCONTROL_TOKEN=$(cat {self.admin_token_file}) buildcontrol list"
-        )
-
-
-def bootstrap(tokens_file: Path) -> Bootstrapped:
-    """Create a tokens file with one admin and one agent token, their plaintext in
-    0600 files next to it. The tokens file is written last: a crash before leaves no
-    tokens file, so the next start simply bootstraps again."""
-    directory = tokens_file.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    admin, agent = new_token(), new_token()
-    admin_file, agent_file = directory / ADMIN_TOKEN_FILE, directory / AGENT_TOKEN_FILE
-    write_private(admin_file, admin + "\n")
-    write_private(agent_file, agent + "\n")
-    write(
-        tokens_file,
-        [
-            TokenEntry(Principal("admin", Role.ADMIN), token_hash(admin)),
-            TokenEntry(
-                Principal(BOOTSTRAP_AGENT_ID, Role.AGENT, BOOTSTRAP_AGENT_ID), token_hash(agent)
-            ),
-        ],
-    )
-    return Bootstrapped(tokens_file, admin_file, agent_file, BOOTSTRAP_AGENT_ID)
-
-
-class TokenRegistry:
-    """The tokens in force, read from the tokens file and re-read when it changes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._entries: list[TokenEntry] = []
-        self._stamp: tuple[int, int, int] | None = None
-        # Called after every reload that changed the tokens in force (open_calls.py
-        # ends the calls whose token is gone).
-        self.on_change: Callable[[], object] | None = None
-
-    def load(self) -> None:
-        """Read the file now; raises TokensFileError (used at start, where a broken
-        file must stop the server rather than lock everyone out)."""
-        stamp = self._file_stamp()
-        self._entries = read(self.path)
-        self._stamp = stamp
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            status = os.stat(self.path)
-        except OSError:
-            return None
-        return (status.st_mtime_ns, status.st_size, status.st_ino)
-
-    def refresh(self) -> None:
-        """Re-read the file if it changed (one stat when it did not)."""
-        stamp = self._file_stamp()
-        if stamp == self._stamp:
-            return
-        self._stamp = stamp
-        if stamp is None:
-            log.error("tokens file %s is gone; keeping the tokens read before", self.path)
-            return
-        try:
-            entries = read(self.path)
-        except TokensFileError as error:
-            log.error("tokens file not reloaded, keeping the tokens read before: %s", error)
-            return
-        changed = entries != self._entries
-        self._entries = entries
-        log.info("tokens file %s reloaded: %d token(s)", self.path, len(entries))
-        if changed and self.on_change is not None:
-            self.on_change()
-
-    def principal_of(self, digest: str) -> Principal | None:
-        """The principal whose token hashes to `digest` now, or None (revoked)."""
-        found: Principal | None = None
-        for entry in self._entries:
-            if hmac.compare_digest(entry.sha256, digest):
-                found = entry.principal
-        return found
-
-    def principals_by_digest(self) -> dict[str, Principal]:
-        return {entry.sha256: entry.principal for entry in self._entries}
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The principal of `token`, or None. Compares with every entry, always."""
-        self.refresh()
-        return self.principal_of(token_hash(token))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
+from buildcontrol_server.store.retention import Retention
 from buildcontrol_server.store.webhook_rows import OutboxListing, QueuedDelivery
 
 
@@ -27,7 +28,9 @@ class StoreStats:
     `batch_sizes` holds the number of change sets of each commit (failed ones
     included), in order, the most recent 10,000; `rows` counts rows inserted or
     updated by committed change sets; `isolated_batches` counts batches replayed
-    change set by change set because one of them failed."""
+    change set by change set because one of them failed; `round_trips` (PostgreSQL
+    only; SQLite runs in the process) counts the requests write batches sent to the
+    database, BEGIN, SAVEPOINT, RELEASE and COMMIT included."""
 
     commits: int = 0
     writes: int = 0
@@ -36,6 +39,7 @@ class StoreStats:
     batch_sizes: list[int] = field(default_factory=list)
     rows: int = 0
     isolated_batches: int = 0
+    round_trips: int = 0
 
 
 class BuildStore(Protocol):
@@ -55,6 +59,10 @@ class BuildStore(Protocol):
 
     async def close(self) -> None:
         """Finish every queued write, then close connections and release the lock."""
+
+    @property
+    def retention(self) -> Retention:
+        """Purge past a retention policy, its dry run, sizes (store/retention.py)."""
 
     async def commit(self, changes: ChangeSet) -> None:
         """Persist one change set atomically, sharing a transaction with whatever

@@ -11,9 +11,13 @@ BuildStore and sees the same errors from both.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from buildcontrol_server.store.base import BuildStore
+
+if TYPE_CHECKING:
+    from buildcontrol_server.store.postgres_tokens import PostgresTokenTable
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 STORE_ENV = "BUILDCONTROL_STORE"
@@ -38,13 +42,28 @@ def check_url(url: str) -> str:
     return url
 
 
-def build_store(url: str | None, database_path: Path) -> BuildStore:
-    """The store for `url`, or SQLite at `database_path` when there is none."""
+def build_store(
+    url: str | None, database_path: Path, sqlite_synchronous: str = "NORMAL"
+) -> BuildStore:
+    """The store for `url`, or SQLite at `database_path` (with `sqlite_synchronous`,
+    NORMAL or FULL: SqliteStore refuses anything else) when there is none."""
     if not url:
         from buildcontrol_server.store.sqlite import SqliteStore
 
-        return SqliteStore(str(database_path))
+        return SqliteStore(str(database_path), synchronous=cast(Any, sqlite_synchronous))
     check_url(url)
     from buildcontrol_server.store.postgres import PostgresStore
 
     return PostgresStore(url)
+
+
+def token_table(url: str | None) -> PostgresTokenTable | None:
+    """The access token table of the database at `url`; None for SQLite, whose
+    tokens stay in the tokens file beside the database."""
+    if not url:
+        return None
+    check_url(url)
+    from buildcontrol_server.store.postgres import redacted
+    from buildcontrol_server.store.postgres_tokens import PostgresTokenTable
+
+    return PostgresTokenTable(url, redacted(url))

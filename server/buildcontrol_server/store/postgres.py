@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import cached_property
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +39,8 @@ from buildcontrol_server.store.postgres_connections import (
     is_connection_loss,
 )
 from buildcontrol_server.store.postgres_writer import PostgresGroupCommitWriter
+from buildcontrol_server.store.retention import Retention
+from buildcontrol_server.store.retention_postgres import PostgresRetentionSession
 from buildcontrol_server.store.schema import SchemaTooNew
 
 
@@ -128,6 +131,19 @@ class PostgresStore(CommitsThroughWriter):
     # ---- writes -------------------------------------------------------------------
 
     # commit and commit_all: CommitsThroughWriter (group_commit.py).
+
+    # ---- retention (retention_postgres.py) ------------------------------------------
+
+    @cached_property
+    def retention(self) -> Retention:
+        return Retention(PostgresRetentionSession(self._snapshot, self._pooled))
+
+    @asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[Any]:
+        if self._writer is None:
+            raise StoreClosedError()
+        async with self._connections.acquire() as connection:
+            yield connection
 
     # ---- reads --------------------------------------------------------------------
 

@@ -183,8 +183,45 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         9,
+        "access tokens in the database (PostgreSQL; SQLite keeps its tokens file)",
+        (
+            # One row per token, as SHA-256 only; position keeps the order they were
+            # created in (`token list`). agent_id: an id pattern, for agent tokens only.
+            """CREATE TABLE access_tokens (
+                sha256 TEXT COLLATE "C" PRIMARY KEY,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                agent_id TEXT,
+                position BIGINT NOT NULL
+            )""",
+            # generation: bumped by every change (servers re-read on a new one);
+            # bootstrapped: 1 once a first start created tokens, so a table emptied
+            # by revocations is not filled with a fresh admin token by the next start.
+            """CREATE TABLE access_token_state (
+                generation BIGINT NOT NULL,
+                bootstrapped BIGINT NOT NULL
+            )""",
+            "INSERT INTO access_token_state (generation, bootstrapped) VALUES (0, 0)",
+        ),
+    ),
+    Migration(
+        10,
+        "retention: indexes of the purge, incremental vacuum",
+        (
+            # The purge walks the oldest finished builds; live ones stay out of it.
+            "CREATE INDEX builds_finished ON builds (finished_at, build_id)"
+            " WHERE status IN ('SUCCEEDED', 'FAILED', 'CANCELED')",
+            "CREATE INDEX submit_requests_by_build ON submit_requests (build_id)",
+            "CREATE INDEX cancel_audit_by_finished ON cancel_audit (finished_at)",
+            "CREATE INDEX webhook_outbox_by_created ON webhook_outbox (created_at)",
+            # No vacuum step: PostgreSQL's autovacuum reclaims the deleted rows
+            # (docs/operations.md names the settings that matter).
+        ),
+    ),
+    Migration(
+        11,
         "which env entries of a job are secret",
-        # JSON list of names; '[]' for every job before v9.
+        # JSON list of names; '[]' for every job before v11.
         ("ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",),
     ),
 )

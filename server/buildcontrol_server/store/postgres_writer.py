@@ -4,10 +4,11 @@ The queue, the gathering of a burst, the batch cap and the accounting are the SQ
 writer's (group_commit.py); only the transaction differs. One batch is one
 transaction on one pool connection:
 
-- a batch of one change set of updates only (one cancel, one agent report: the
-  latency path) is one self-checking statement in autocommit, one round trip: its
-  CTEs update every table and `buildcontrol_check_versions` aborts the statement
-  unless each compare-and-set matched; on a miss it is replayed as below;
+- a batch of updates only (one cancel or agent report alone: the latency path; or
+  many, merged: concurrent cancels and the reports of a burst) is one self-checking
+  statement in autocommit, one round trip: its CTEs update every table and
+  `buildcontrol_check_versions` aborts the statement unless each compare-and-set
+  matched; on a miss nothing is written and the batch is replayed as below;
 - otherwise first all change sets merged, in one SAVEPOINT: one INSERT per table and
   one UPDATE of all tables (`unnest` arrays, postgres_sql.py); if any compare-and-set
   misses or PostgreSQL refuses a row, the savepoint is rolled back and the batch
@@ -24,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
@@ -64,18 +66,15 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         started = time.perf_counter()
         errors: list[BaseException | None] = [None] * len(batch)
         self._statements = 0
+        self._round_trips = 0
         try:
             async with self._connections.acquire() as connection:
-                if len(batch) == 1 and await self._updates_alone(connection, batch[0]):
-                    pass
-                elif len(batch) == 1:
-                    # Alone, the change set's own transaction needs no SAVEPOINT inside.
-                    await self._isolated_on(connection, batch, errors)
+                if len(batch) == 1:
+                    if not await self._updates_alone(connection, batch[0].write):
+                        # Alone, its own transaction needs no SAVEPOINT inside.
+                        await self._isolated_on(connection, batch, errors)
                 else:
-                    async with connection.transaction():
-                        merged = _mergeable(batch)
-                        if not (merged and await self._merged_on(connection, batch)):
-                            await self._isolated_on(connection, batch, errors)
+                    await self._many_on(connection, batch, errors)
         except asyncio.CancelledError:
             # Cancelled mid-transaction (shutdown gone wrong): tell every caller.
             for queued in batch:
@@ -84,18 +83,44 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         except Exception as error:
             self._fail_batch(batch, error)
             return
+        self._stats.round_trips += self._round_trips
         self._record(batch, errors, self._statements, time.perf_counter() - started)
         for queued, failure in zip(batch, errors, strict=True):
             _settle(queued.future, failure)
 
-    async def _updates_alone(self, connection: Any, queued: _QueuedWrite) -> bool:
-        """A change set of updates only (a cancel, an agent's report), alone in its
-        batch: one self-checking statement in autocommit, one round trip instead of
-        BEGIN, UPDATE, COMMIT. False if it is not such a change set or a version
-        missed (nothing written: the caller replays it the long way, which finds and
-        names the conflict)."""
-        write = queued.write
-        if any(table_rows for _, table_rows in write.inserts()):
+    @asynccontextmanager
+    async def _counted_transaction(self, connection: Any) -> AsyncIterator[None]:
+        """connection.transaction(), counted: BEGIN (or SAVEPOINT) and its end."""
+        self._round_trips += 2
+        async with connection.transaction():
+            yield
+
+    async def _many_on(
+        self, connection: Any, batch: list[_QueuedWrite], errors: list[BaseException | None]
+    ) -> None:
+        """Concurrent cancels and reports (updates only): one round trip for all of
+        them, not BEGIN, SAVEPOINT, UPDATE, RELEASE, COMMIT. Anything else: merged in
+        one SAVEPOINT; change set by change set if that misses."""
+        merged = _mergeable(batch)
+        write = _merged(batch) if merged else None
+        tried = write is not None and _updates_only(write)
+        if tried and write is not None and await self._updates_alone(connection, write):
+            return
+        async with self._counted_transaction(connection):
+            if tried:
+                # It missed: merging again in a SAVEPOINT would miss the same way.
+                self._stats.isolated_batches += 1
+                await self._isolated_on(connection, batch, errors)
+            elif not (merged and await self._merged_on(connection, batch)):
+                await self._isolated_on(connection, batch, errors)
+
+    async def _updates_alone(self, connection: Any, write: PreparedWrite) -> bool:
+        """Updates only (a cancel, an agent's report, or a batch of them merged): one
+        self-checking statement in autocommit, one round trip instead of BEGIN,
+        UPDATE, COMMIT. False if `write` is not updates only or a version missed
+        (nothing written: the caller replays it the long way, which finds and names
+        the conflict, change set by change set)."""
+        if not _updates_only(write):
             return False
         present = [
             (statement, table_rows, key_length)
@@ -106,17 +131,12 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
             )
             if table_rows
         ]
-        # An entity moved twice in one change set needs ordered statements.
-        if not present or any(
-            len(distinct_key_waves(table_rows, key_length)) > 1
-            for _, table_rows, key_length in present
-        ):
-            return False
         arguments: list[Any] = []
         for statement, table_rows, _ in present:
             arguments += statement.arguments(table_rows)
         arguments.append([len(table_rows) for _, table_rows, _ in present])
         self._statements += 1
+        self._round_trips += 1
         query = sql.update_all_checked(tuple(statement for statement, _, _ in present))
         try:
             await connection.execute(query, *arguments)
@@ -128,11 +148,9 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
 
     async def _merged_on(self, connection: Any, batch: list[_QueuedWrite]) -> bool:
         """All change sets in one SAVEPOINT; False (nothing of it kept) on any miss."""
-        merged = PreparedWrite()
-        for queued in batch:
-            merged.extend(queued.write)
+        merged = _merged(batch)
         try:
-            async with connection.transaction():
+            async with self._counted_transaction(connection):
                 await self._apply_on(connection, merged)
         except (_CasMismatch, asyncpg.PostgresError) as error:
             if is_connection_loss(error):
@@ -148,7 +166,7 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         """Each change set in its own SAVEPOINT (or its own transaction, outside one)."""
         for position, queued in enumerate(batch):
             try:
-                async with connection.transaction():
+                async with self._counted_transaction(connection):
                     await self._apply_on(connection, queued.write)
             except _CasMismatch as mismatch:
                 errors[position] = await _describe_conflict(connection, mismatch)
@@ -173,6 +191,7 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         ):
             if table_rows:
                 self._statements += 1
+                self._round_trips += 1
                 await connection.execute(statement.sql, *statement.arguments(table_rows))
         tables = (
             (sql.UPDATE_BUILDS, distinct_key_waves(write.update_builds, 1)),
@@ -186,6 +205,7 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
             for statement, wave_rows in present:
                 arguments += statement.arguments(wave_rows)
             self._statements += 1
+            self._round_trips += 1
             query = sql.update_all(tuple(statement for statement, _ in present))
             matched = await connection.fetchrow(query, *arguments)
             # Keys are distinct within a wave: all matched iff the counts are the sizes.
@@ -207,6 +227,25 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         # Conflicts found inside the transaction are moot: nothing of it committed.
         for queued in batch:
             _settle(queued.future, failure)
+
+
+def _updates_only(write: PreparedWrite) -> bool:
+    """Updates and nothing else, each entity moved once (one that moves twice needs
+    ordered statements): what one checked statement can write."""
+    if any(table_rows for _, table_rows in write.inserts()):
+        return False
+    tables = ((write.update_builds, 1), (write.update_jobs, 1), (write.update_steps, 2))
+    return any(table_rows for table_rows, _ in tables) and all(
+        len(distinct_key_waves(table_rows, key_length)) <= 1 for table_rows, key_length in tables
+    )
+
+
+def _merged(batch: list[_QueuedWrite]) -> PreparedWrite:
+    """Every change set of the batch as one write (inserts first: _mergeable holds)."""
+    merged = PreparedWrite()
+    for queued in batch:
+        merged.extend(queued.write)
+    return merged
 
 
 def last_row_of_each_key(table_rows: Sequence[Row], key_length: int) -> list[Row]:

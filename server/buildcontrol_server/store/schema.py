@@ -25,6 +25,9 @@ class Migration:
     version: int
     summary: str
     statements: tuple[str, ...]
+    # SQLite only: VACUUM once after this step's commit (a VACUUM cannot run inside a
+    # transaction), for a file setting that only a rewrite applies (auto_vacuum).
+    vacuum_after: bool = False
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -216,10 +219,39 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         9,
+        "access tokens in the database (PostgreSQL; SQLite keeps its tokens file)",
+        # Nothing on SQLite: one server on one host reads the tokens file beside its
+        # database (docs/security.md says why); the step keeps the versions aligned.
+        (),
+    ),
+    Migration(
+        10,
+        "retention: indexes of the purge, incremental vacuum",
+        (
+            # The purge walks the oldest finished builds, a few hundred at a time;
+            # live builds are never purged and stay out of this index. Queries
+            # repeat TERMINAL_WHERE of retention_sql.py for SQLite to use it.
+            "CREATE INDEX builds_finished ON builds (finished_at, build_id)"
+            " WHERE status IN ('SUCCEEDED', 'FAILED', 'CANCELED')",
+            # A purged build takes its submit keys along: found by build, not by a scan.
+            "CREATE INDEX submit_requests_by_build ON submit_requests (build_id)",
+            # Audit records and outbox entries past their own windows, oldest first.
+            "CREATE INDEX cancel_audit_by_finished ON cancel_audit (finished_at)",
+            "CREATE INDEX webhook_outbox_by_created ON webhook_outbox (created_at)",
+            # Freed pages go back to the file system in small steps at quiet moments
+            # (PRAGMA incremental_vacuum) instead of staying in the file for good.
+            # A file made before v10 is rewritten once (vacuum_after) for it to apply:
+            # about the time of copying the file; new files have it from the start.
+            "PRAGMA auto_vacuum = INCREMENTAL",
+        ),
+        vacuum_after=True,
+    ),
+    Migration(
+        11,
         "which env entries of a job are secret",
         (
             # JSON list of names of the job's env entries whose values are secret
-            # (masked as *** in its log); '[]' for every job before v9.
+            # (masked as *** in its log); '[]' for every job before v11.
             "ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",
         ),
     ),
@@ -231,6 +263,8 @@ LATEST_VERSION = MIGRATIONS[-1].version
 UNFINISHED_WHERE = "status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
 # The condition of the builds_canceled partial index (v3).
 CANCELED_WHERE = "status = 'CANCELED'"
+# What `PRAGMA auto_vacuum` reads in INCREMENTAL mode.
+INCREMENTAL_AUTO_VACUUM = 2
 
 
 async def read_version(connection: aiosqlite.Connection) -> int:
@@ -288,3 +322,16 @@ async def migrate(connection: aiosqlite.Connection, target: int = LATEST_VERSION
                 await connection.execute("ROLLBACK")
             raise
         applied.append(migration.version)
+        if migration.vacuum_after:
+            await _vacuum_unless_incremental(connection)
+
+
+async def _vacuum_unless_incremental(connection: aiosqlite.Connection) -> None:
+    """Rewrite the file once so auto_vacuum=INCREMENTAL applies; a crash before the
+    rewrite leaves it as it was (freed pages reused, not returned), which is safe.
+    A new file already has the mode (set before its first table), so no rewrite."""
+    rows = list(await connection.execute_fetchall("PRAGMA auto_vacuum"))
+    if int(rows[0][0]) == INCREMENTAL_AUTO_VACUUM:
+        return
+    await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    await connection.execute("VACUUM")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import cached_property
 from types import TracebackType
 from typing import Literal
 
@@ -45,6 +46,8 @@ from buildcontrol_server.store.group_commit import (
     GroupCommitWriter,
 )
 from buildcontrol_server.store.lock import FileLock
+from buildcontrol_server.store.retention import Retention
+from buildcontrol_server.store.retention_sqlite import SqliteRetentionSession
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5_000
@@ -151,6 +154,9 @@ class SqliteStore(CommitsThroughWriter):
                 await connection.execute("PRAGMA query_only = ON")
                 return connection
             await connection.execute("PRAGMA foreign_keys = ON")
+            # Takes effect only on a new, empty database, and only before WAL mode is
+            # set (which writes the header); older files are converted by schema v10.
+            await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
             if not self._memory:
                 mode = list(await connection.execute_fetchall("PRAGMA journal_mode = WAL"))
                 if str(mode[0][0]).lower() != "wal":
@@ -175,6 +181,21 @@ class SqliteStore(CommitsThroughWriter):
     # ---- writes -------------------------------------------------------------------
 
     # commit and commit_all: CommitsThroughWriter (group_commit.py).
+
+    # ---- retention (retention_sqlite.py) --------------------------------------------
+
+    @cached_property
+    def retention(self) -> Retention:
+        return Retention(SqliteRetentionSession(self.path, self._snapshot, self._between_batches))
+
+    @asynccontextmanager
+    async def _between_batches(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer connection, held between two group-commit batches."""
+        connection = self._write_connection
+        if connection is None or self._writer is None:
+            raise StoreClosedError()
+        async with self._write_lock:
+            yield connection
 
     # ---- reads --------------------------------------------------------------------
 

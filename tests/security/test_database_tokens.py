@@ -1,0 +1,117 @@
+"""On PostgreSQL the tokens live in the database: what one server (or the token CLI on
+another host) stores, every server of that database sees; a first start creates tokens
+once per database, not once per server; a tokens file beside it is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
+from buildcontrol_server.app import ServerApp
+from buildcontrol_server.security.errors import SecuritySetupError
+from buildcontrol_server.security.settings import SecuritySettings
+from buildcontrol_server.security.tokens import ADMIN_TOKEN_FILE
+
+from tests.rpc.conftest import settings_for
+from tests.support.agent_peer import bearer
+
+CLI = str(Path(sys.executable).with_name("buildcontrol"))
+
+
+async def token_command(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        CLI, "token", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def lists_builds(target: str, token: str) -> grpc.StatusCode:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = build_control_pb2_grpc.BuildControlStub(channel)
+        try:
+            await stub.ListBuilds(build_control_pb2.ListBuildsRequest(), metadata=bearer(token))
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def server_on(data_dir: Path, url: str, **security: object) -> ServerApp:
+    settings = SecuritySettings(auth=True, **security)  # type: ignore[arg-type]
+    return ServerApp(settings_for(data_dir, security=settings, store_url=url))
+
+
+async def test_the_first_start_makes_tokens_once_per_database_and_another_server_sees_them(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    first = server_on(tmp_path / "one", postgres_url)
+    endpoints = await first.start()
+    try:
+        admin = (tmp_path / "one" / ADMIN_TOKEN_FILE).read_text().strip()
+        assert await lists_builds(f"127.0.0.1:{endpoints.grpc_port}", admin) == grpc.StatusCode.OK
+        assert not (tmp_path / "one" / "tokens.json").exists()  # hashes are in the database
+        code, made, err = await token_command(
+            "create", "--store", postgres_url, "--name", "ci", "--role", "viewer"
+        )
+        assert code == 0, err
+    finally:
+        await first.stop()
+
+    # Another server of the database (another host: another data directory) finds
+    # the tokens there, creates none, and accepts both.
+    second = server_on(tmp_path / "two", postgres_url)
+    endpoints = await second.start()
+    try:
+        assert not (tmp_path / "two" / ADMIN_TOKEN_FILE).exists()
+        target = f"127.0.0.1:{endpoints.grpc_port}"
+        assert await lists_builds(target, admin) == grpc.StatusCode.OK
+        assert await lists_builds(target, made.strip()) == grpc.StatusCode.OK
+        code, listed, _ = await token_command("list", "--store", postgres_url)
+        assert code == 0
+        assert listed.split("\n")[:3] == [
+            "admin admin",
+            "bootstrap-agent agent agent_id=agent-*|%hostname|%hostname-*",
+            "ci viewer",
+        ]
+    finally:
+        await second.stop()
+
+
+async def test_revoking_every_token_does_not_make_the_next_start_mint_an_admin(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    first = server_on(tmp_path / "one", postgres_url)
+    await first.start()
+    await first.stop()
+    for name in ("admin", "bootstrap-agent"):
+        code, _, err = await token_command("revoke", "--store", postgres_url, "--name", name)
+        assert code == 0, err
+    second = server_on(tmp_path / "two", postgres_url)
+    await second.start()
+    try:
+        assert not (tmp_path / "two" / ADMIN_TOKEN_FILE).exists()
+        code, listed, _ = await token_command("list", "--store", postgres_url)
+        assert (code, listed) == (0, "")
+    finally:
+        await second.stop()
+
+
+async def test_a_tokens_file_on_postgresql_is_refused_at_start(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    app = server_on(tmp_path / "data", postgres_url, tokens_file=tmp_path / "tokens.json")
+    with pytest.raises(SecuritySetupError, match="tokens live in the database"):
+        await app.start()
+    await app.store.close()
+    assert not (tmp_path / "data" / ADMIN_TOKEN_FILE).exists()
+
+
+async def test_the_token_cli_on_a_database_no_server_set_up_says_so(postgres_url: str) -> None:
+    code, out, err = await token_command("list", "--store", postgres_url)
+    assert (code, out) == (1, "")
+    assert "no access token tables" in err and "start a buildcontrol server" in err
