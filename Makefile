@@ -14,7 +14,7 @@ NODE_CLIENT := clients/node
 FUZZ_INPUTS ?= 100000
 FUZZ_SECONDS ?= 7200
 
-.PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench clean node-test proto-check docs \
+.PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench bench-quick clean node-test proto-check docs \
 	package-check test-floor docker-check buf postgres chaos soak
 
 $(STAMP): pyproject.toml
@@ -100,9 +100,9 @@ fuzz: proto
 	BUILDCONTROL_FUZZ_INPUTS=$(FUZZ_INPUTS) BUILDCONTROL_FUZZ_SECONDS=$(FUZZ_SECONDS) $(PY) -m pytest -q -p no:cacheprovider -s \
 	    tests/security/test_fuzz.py
 
-# Benchmarks (bench/run.py; never part of `make test`): a few minutes on 2 cores. The
-# `bench` extra adds matplotlib (the plot), uvloop and py-spy. BENCH_ARGS=--quick for
-# a smoke run; `$(PY) bench/run.py --help` for the rest.
+# Benchmarks (bench/run.py; never part of `make test`): the floor, 3 rounds of every
+# scenario, the floor again; ~25 minutes on 2 cores at load 10. The `bench` extra adds
+# matplotlib (the plot), uvloop and py-spy. `$(PY) bench/run.py --help` for the rest.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): pyproject.toml $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
@@ -119,6 +119,17 @@ soak: proto
 BACKEND ?= sqlite
 bench: proto $(BENCH_STAMP)
 	$(PY) bench/run.py --backend $(BACKEND) $(BENCH_ARGS)
+
+# Every scenario once with small numbers, the floor before and after, and the
+# PostgreSQL comparison where PostgreSQL is installed: numbers printed, not judged
+# (bench/results/quick*.json). CI runs it, so a benchmark that breaks is caught then.
+bench-quick: proto $(BENCH_STAMP) postgres
+	$(PY) bench/run.py --quick
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then \
+	    $(PY) bench/run.py --quick --backend postgresql; \
+	else \
+	    echo "bench-quick: no PostgreSQL (make postgres): its comparison not run"; \
+	fi
 
 # The sdist and the wheel as a release builds them, the wheel installed into a clean venv
 # outside the repository, and a cancel end to end with the installed `buildcontrol`.

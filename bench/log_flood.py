@@ -251,13 +251,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def scenario(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """The entry point of bench/run.py (`--only logflood`)."""
-    if "logflood" in args.only:
-        results["logflood"] = await run(parse_args(["--quick"] if args.quick else []))
-        print_report(results["logflood"])
-
-
 if __name__ == "__main__":
     arguments = parse_args()
     outcome = asyncio.run(run(arguments))

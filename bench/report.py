@@ -1,254 +1,220 @@
-"""The results table, with each target of issue 8 checked: met or MISSED."""
+"""The results table: the floor, every target as a ratio to it (median of the rounds,
+their spread, met or MISSED), then the details of the last round."""
 
 from __future__ import annotations
 
-import statistics
+from collections.abc import Sequence
 from typing import Any
 
+import machine_load
+import ratios
+from scenarios import Round, Scenario
+
 KIB = 1024
-
-# (name, limit) of each target; the checks below say how each is compared.
-TARGETS = {
-    "stop_p50_ms": 2.0,
-    "stop_p99_ms": 10.0,
-    "terminal_p50_ms": 5.0,
-    "cancels_per_s": 1000.0,
-    "burst_seconds": 5.0,
-    "builds_per_commit": 50.0,
-    "poll_ratio": 300.0,
-    "agent_stream_kib": 50.0,
-    "live_build_kib": 20.0,
-}
+FLOOR_ROWS = (
+    ("unary_rtt", "bare grpc.aio unary RTT (health Check)"),
+    ("push", "bare push: StopJob on 1 of {streams} streams → agent"),
+    ("sqlite_commit", "bare SQLite commit (WAL, NORMAL)"),
+)
 
 
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def checks(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each target: its value, its limit, met or not (only for scenarios that ran)."""
-    found: dict[str, dict[str, Any]] = {}
-
-    def check(name: str, value: float | None, ok: bool) -> None:
-        found[name] = {"value": value, "target": TARGETS[name], "met": ok}
-
-    push = results.get("latency_push")
-    if push:
-        stop, terminal = push["cancel_to_stop"], push["cancel_to_terminal"]
-        check("stop_p50_ms", stop["p50_ms"], stop["p50_ms"] <= TARGETS["stop_p50_ms"])
-        check("stop_p99_ms", stop["p99_ms"], stop["p99_ms"] <= TARGETS["stop_p99_ms"])
-        check(
-            "terminal_p50_ms",
-            terminal["p50_ms"],
-            terminal["p50_ms"] <= TARGETS["terminal_p50_ms"],
-        )
-    if results.get("throughput"):
-        best = results["throughput"]["best_cancels_per_s"]
-        check("cancels_per_s", best, best >= TARGETS["cancels_per_s"])
-    burst = results.get("burst")
-    if burst:
-        seconds = burst["seconds_to_all_canceled"]
-        check("burst_seconds", seconds, seconds <= TARGETS["burst_seconds"])
-        per_commit = burst["builds_per_commit"] or float("inf")
-        check("builds_per_commit", per_commit, per_commit >= TARGETS["builds_per_commit"])
-    ratio = results.get("poll_ratio")
-    if ratio:
-        check("poll_ratio", ratio["stop"], ratio["stop"] >= TARGETS["poll_ratio"])
-    memory = results.get("memory", {})
-    if "agents" in memory:
-        kib = memory["agents"]["bytes_per_agent_stream"] / KIB
-        check("agent_stream_kib", kib, kib <= TARGETS["agent_stream_kib"])
-    if "builds" in memory:
-        kib = memory["builds"]["bytes_per_live_build"] / KIB
-        check("live_build_kib", kib, kib <= TARGETS["live_build_kib"])
-    return found
-
-
-def loop_ratio(loops: dict[str, list[dict[str, float]]]) -> dict[str, float]:
-    """uvloop's median over asyncio's, per measure of the loop comparison."""
-    return {
-        key: statistics.median(r[key] for r in loops["uvloop"])
-        / statistics.median(r[key] for r in loops["asyncio"])
-        for key in loops["asyncio"][0]
-        if key != "best_concurrency"
-    }
-
-
-def _row(label: str, summary: dict[str, float], target: str, verdict: str) -> str:
-    return (
-        f"  {label:<44}{summary['p50_ms']:>10.2f}{summary['p99_ms']:>10.2f}"
-        f"{summary['max_ms']:>10.2f}   {target:<22}{verdict}"
-    )
-
-
-def table(results: dict[str, Any]) -> str:
-    found = checks(results)
-    lines = _header(results)
-    for section in (_latency, _throughput, _burst, _memory, _loops):
-        lines += section(results, found)
-    lines.append(f"\nwall time of the whole run: {results['wall_seconds']:.0f} s")
+def table(outcome: dict[str, Any], chosen: Sequence[Scenario]) -> str:
+    lines = _header(outcome) + _floor_lines(outcome["floor"]) + _target_lines(outcome)
+    last = outcome["rounds"][-1]
+    lines += ["", f"details of round {len(outcome['rounds'])} (absolute; read the ratios above)"]
+    lines += _latency_lines(last, outcome) + _throughput_lines(last) + _burst_lines(last)
+    lines += _memory_lines(last) + _loop_lines(last)
+    for scenario in chosen:
+        if scenario.details is not None:
+            lines += scenario.details(last)
+    seconds = ", ".join(f"{name} {value:.0f}" for name, value in last["seconds"].items())
+    lines.append(f"\nwall time of the whole run: {outcome['wall_seconds']:.0f} s")
+    lines.append(f"seconds per scenario (round {len(outcome['rounds'])}): {seconds}")
     return "\n".join(lines)
 
 
-def _header(results: dict[str, Any]) -> list[str]:
-    """The machine, the loops, and the latency columns."""
-    machine = results["machine"]
+def _header(outcome: dict[str, Any]) -> list[str]:
+    machine = outcome["machine"]
     return [
-        f"buildcontrol benchmarks on 127.0.0.1 — machine: {machine['cores']} cores, "
-        f"Python {machine['python']}, {machine['platform']}",
-        f"server loop: {results['server_loop']}; load generators' loop: "
-        f"{results['load_loop']}; agents in their own process",
-        "",
-        f"  {'latency (ms)':<44}{'p50':>10}{'p99':>10}{'max':>10}   {'target':<22}",
+        f"buildcontrol {outcome['version']} benchmarks on 127.0.0.1 — machine:"
+        f" {machine['cores']} cores, Python {machine['python']}, {machine['platform']}",
+        f"server loop: {outcome['server_loop']}; load generators' loop: "
+        f"{outcome['load_loop']}; agents in their own process;"
+        f" {len(outcome['rounds'])} round(s) of each scenario, interleaved",
+        machine_load.describe(outcome["load"]),
     ]
 
 
-def _latency(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """Scenarios 1 (push) and 4 (poll), and their ratio."""
-    lines: list[str] = []
+def _floor_lines(floor: dict[str, Any]) -> list[str]:
+    before, after = floor["before"]["measures"], floor["after"]["measures"]
+    sizes = floor["before"].get("sizes", {"streams": "N", "unary_concurrency": "N"})
+    lines = [
+        "",
+        f"  {'floor, measured before and after':<50}{'before':>16}{'after':>16}",
+        f"  {'':<50}{'p50 / p99 ms':>16}{'p50 / p99 ms':>16}",
+    ]
+    names = list(FLOOR_ROWS)
+    # PostgreSQL's floors, named after their backend: NAME_commit, NAME_notify.
+    postgres = [
+        key.removesuffix("_p50_ms")
+        for key in before
+        if key.startswith("postgresql") and key.endswith("_p50_ms")
+    ]
+    names += [(key, f"bare {key.replace('_', ' ')}") for key in postgres]
+    for key, label in names:
+        if f"{key}_p50_ms" in before:
+            label = label.format(**sizes)
+            lines.append(f"  {label:<50}{_pair(before, key):>16}{_pair(after, key):>16}")
+    for key, label in (
+        ("unary_calls_per_s", "bare unary calls/s ({unary_concurrency} at once)"),
+        ("unary_calls_per_server_cpu_s", "bare unary calls per server CPU-s"),
+    ):
+        label = label.format(**sizes)
+        lines.append(f"  {label:<50}{before[key]:>16.0f}{after[key]:>16.0f}")
+    return lines
+
+
+def _pair(measures: dict[str, float], key: str) -> str:
+    return f"{measures[f'{key}_p50_ms']:.2f} / {measures[f'{key}_p99_ms']:.2f}"
+
+
+def _target_lines(outcome: dict[str, Any]) -> list[str]:
+    judged = outcome["judged"]
+    lines = [
+        "",
+        f"  {'target':<46}{'median':>9}{'spread':>8}  {'÷ floor':<28}{'ratio':>8}"
+        f"  {'limit':<7}{'' if judged else '(quick run: not judged)'}",
+    ]
+    for outcome_of in outcome["targets"].values():
+        floor = outcome_of["floor"]
+        floor_text = (
+            "" if floor is None else f"{floor_name(outcome_of['floor_of'])} {_number(floor)}"
+        )
+        ratio = outcome_of["ratio"] if floor is not None else None
+        verdict = {True: "met", False: "MISSED", None: ""}[outcome_of["met"]] if judged else ""
+        lines.append(
+            f"  {outcome_of['label']:<46}{_number(outcome_of['median']):>9}"
+            f"{outcome_of['spread']:>8.0%}  {floor_text:<28}"
+            f"{'' if ratio is None else f'{ratio:.2f}x':>8}"
+            f"  {ratios.limit_text(outcome_of):<7}{verdict}"
+        )
+    lines.append("  (spread: (max - min) / median of the rounds; every round is in the JSON)")
+    return lines
+
+
+def floor_name(keys: str) -> str:
+    """'unary_rtt_p50_ms' → 'unary RTT p50'; sums keep their ' + '."""
+    for long, short in (
+        ("_per_server_cpu_s", "/CPU-s"), ("_per_s", "/s"), ("_p50_ms", " p50"),
+        ("_p99_ms", " p99"), ("unary_rtt", "unary RTT"), ("_", " "),
+    ):  # fmt: skip
+        keys = keys.replace(long, short)
+    return keys
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
+def _row(label: str, summary: dict[str, float]) -> str:
+    return (
+        f"  {label:<44}{summary['p50_ms']:>10.2f}{summary['p99_ms']:>10.2f}"
+        f"{summary['max_ms']:>10.2f}"
+    )
+
+
+def _latency_lines(results: Round, outcome: dict[str, Any]) -> list[str]:
+    lines = [f"  {'latency (ms)':<44}{'p50':>10}{'p99':>10}{'max':>10}"]
     push = results.get("latency_push")
     if push:
-        lines.append(
-            f"1 push: {push['builds']} running builds on {results['agents']} agents, "
-            f"{push['cancels']} cancels one after another"
-        )
-        ok = found["stop_p50_ms"]["met"] and found["stop_p99_ms"]["met"]
-        lines.append(
-            _row(
-                "Cancel sent → StopJob received",
-                push["cancel_to_stop"],
-                "p50≤2 p99≤10",
-                _verdict(ok),
-            )
-        )
-        lines.append(_row("Cancel sent → ACCEPTED", push["cancel_to_accepted"], "", ""))
-        lines.append(
-            _row(
-                "Cancel sent → terminal (CANCELED)",
-                push["cancel_to_terminal"],
-                "p50≤5",
-                _verdict(found["terminal_p50_ms"]["met"]),
-            )
-        )
+        lines += [
+            f"1 push: {push['builds']} running builds on {outcome['agents']} agents, "
+            f"{push['cancels']} cancels one after another",
+            _row("Cancel sent → StopJob received", push["cancel_to_stop"]),
+            _row("Cancel sent → ACCEPTED", push["cancel_to_accepted"]),
+            _row("Cancel sent → terminal (CANCELED)", push["cancel_to_terminal"]),
+        ]
     poll = results.get("latency_poll")
     if poll:
-        lines.append(
-            f"4 poll: same, agents poll GetBuild every {results['poll_interval']:g} s and ignore "
-            f"pushed stops; a cancel every {poll['pace_ms']:g} ms"
-        )
-        lines.append(_row("Cancel sent → poll answer says stop", poll["cancel_to_stop"], "", ""))
-        lines.append(_row("Cancel sent → terminal (CANCELED)", poll["cancel_to_terminal"], "", ""))
-    ratio = results.get("poll_ratio")
-    if ratio:
-        lines.append(
-            f"  ratio of medians, poll ÷ push: stop {ratio['stop']:.0f}x, terminal "
-            f"{ratio['terminal']:.0f}x{'':<11}≥300x (stop){'':<11}"
-            f"{_verdict(found['poll_ratio']['met'])}"
-        )
-    return lines
+        lines += [
+            f"4 poll: same, agents poll GetBuild every {outcome['poll_interval']:g} s and"
+            f" ignore pushed stops; a cancel every {poll['pace_ms']:g} ms",
+            _row("Cancel sent → poll answer says stop", poll["cancel_to_stop"]),
+            _row("Cancel sent → terminal (CANCELED)", poll["cancel_to_terminal"]),
+        ]
+    return lines if len(lines) > 1 else []
 
 
-def _throughput(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """Scenario 2: cancels per second by concurrency."""
-    lines: list[str] = []
+def _throughput_lines(results: Round) -> list[str]:
     throughput = results.get("throughput")
-    if throughput:
-        lines += [
-            "",
-            "2 throughput: workers each cancel running builds one after another (to terminal)",
-            f"  {'concurrency':>11}{'cancels':>9}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'per commit':>12}   CPU cores used: server / agents / client",
-        ]
-        for row in throughput["levels"]:
-            cpu = row["cpu_share"]
-            per_commit = row["cancels_per_commit"]
-            lines.append(
-                f"  {row['concurrency']:>11}{row['cancels']:>9}{row['cancels_per_s']:>9.0f}"
-                f"{row['cancel_to_terminal']['p50_ms']:>9.1f}"
-                f"{row['cancel_to_terminal']['p99_ms']:>9.1f}"
-                f"{per_commit if per_commit is None else f'{per_commit:.1f}':>12}"
-                f"   {cpu['server']:.2f} / {cpu['agents']:.2f} / {cpu['client']:.2f}"
-            )
+    if not throughput:
+        return []
+    lines = [
+        "",
+        "2 throughput: workers each cancel running builds one after another (to terminal)",
+        f"  {'concurrency':>11}{'cancels':>9}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'per commit':>12}   CPU cores used: server / agents / client",
+    ]
+    for row in throughput["levels"]:
+        cpu, per_commit = row["cpu_share"], row["cancels_per_commit"]
         lines.append(
-            f"  best: {throughput['best_cancels_per_s']:.0f} cancels/s at concurrency "
-            f"{throughput['best_level']['concurrency']}{'':<24}≥1000/s{'':<16}"
-            f"{_verdict(found['cancels_per_s']['met'])}"
+            f"  {row['concurrency']:>11}{row['cancels']:>9}{row['cancels_per_s']:>9.0f}"
+            f"{row['cancel_to_terminal']['p50_ms']:>9.1f}"
+            f"{row['cancel_to_terminal']['p99_ms']:>9.1f}"
+            f"{per_commit if per_commit is None else f'{per_commit:.1f}':>12}"
+            f"   {cpu['server']:.2f} / {cpu['agents']:.2f} / {cpu['client']:.2f}"
         )
     return lines
 
 
-def _burst(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """Scenario 3: one CancelBuilds over many running builds."""
-    lines: list[str] = []
+def _burst_lines(results: Round) -> list[str]:
     burst = results.get("burst")
-    if burst:
-        ok = found["burst_seconds"]["met"] and found["builds_per_commit"]["met"]
-        lines += [
-            "",
-            f"3 burst: {burst['builds']} running builds x {burst['jobs'] // burst['builds']} jobs, "
-            "one CancelBuilds (by pipeline)",
-            f"  all {burst['jobs']} jobs CANCELED in {burst['seconds_to_all_canceled']:.2f} s "
-            f"(first build after {burst['seconds_to_first_canceled'] * 1000:.0f} ms); "
-            f"{burst['commits']:.0f} commits = {burst['builds_per_commit']:.0f} builds per commit"
-            f"   ≤5 s, ≥50 builds/commit   {_verdict(ok)}",
-        ]
-    return lines
+    if not burst:
+        return []
+    return [
+        "",
+        f"3 burst: {burst['builds']} running builds x {burst['jobs'] // burst['builds']} jobs, "
+        "one CancelBuilds (by pipeline)",
+        f"  all {burst['jobs']} jobs CANCELED in {burst['seconds_to_all_canceled']:.2f} s "
+        f"(first build after {burst['seconds_to_first_canceled'] * 1000:.0f} ms); "
+        f"{burst['commits']:.0f} commits = {burst['builds_per_commit']:.0f} builds per commit",
+    ]
 
 
-def _memory(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """Scenario 5: server memory per agent stream and per live build."""
-    lines: list[str] = []
+def _memory_lines(results: Round) -> list[str]:
     memory = results.get("memory", {})
-    if memory:
-        lines += ["", "5 memory: server RSS (VmRSS), fresh server each, after a warm-up"]
-    if "agents" in memory:
-        agents = memory["agents"]
-        lines.append(
-            f"  {agents['agents']} idle agent streams: {agents['rss_before_bytes'] / KIB / KIB:.1f}"
-            f" → {agents['rss_after_bytes'] / KIB / KIB:.1f} MiB = "
-            f"{agents['bytes_per_agent_stream'] / KIB:.1f} KiB per stream"
-            f"{'':<8}≤50 KiB{'':<8}{_verdict(found['agent_stream_kib']['met'])}"
-        )
-    if "bare_agents" in memory:
-        bare = memory["bare_agents"]
-        lines.append(
-            f"    of which grpc.aio's own (a bare Connect servicer, bare_agent_server.py): "
-            f"{bare['bytes_per_agent_stream'] / KIB:.1f} KiB per stream"
-        )
-    if "builds" in memory:
-        builds = memory["builds"]
-        lines.append(
-            f"  {builds['builds']} live builds: {builds['rss_before_bytes'] / KIB / KIB:.1f}"
-            f" → {builds['rss_after_bytes'] / KIB / KIB:.1f} MiB = "
-            f"{builds['bytes_per_live_build'] / KIB:.1f} KiB per build"
-            f"{'':<10}≤20 KiB{'':<8}{_verdict(found['live_build_kib']['met'])}"
-        )
+    if not memory:
+        return []
+    lines = ["", "5 memory: server RSS (VmRSS), fresh server each, after a warm-up"]
+    agents, bare, builds = memory["agents"], memory["bare_agents"], memory["builds"]
+    lines += [
+        f"  {agents['agents']} idle agent streams: {agents['rss_before_bytes'] / KIB / KIB:.1f}"
+        f" → {agents['rss_after_bytes'] / KIB / KIB:.1f} MiB ="
+        f" {agents['bytes_per_agent_stream'] / KIB:.1f} KiB per stream",
+        "    of which grpc.aio's own (a bare Connect servicer, bare_agent_server.py): "
+        f"{bare['bytes_per_agent_stream'] / KIB:.1f} KiB per stream",
+        f"  {builds['builds']} live builds: {builds['rss_before_bytes'] / KIB / KIB:.1f}"
+        f" → {builds['rss_after_bytes'] / KIB / KIB:.1f} MiB ="
+        f" {builds['bytes_per_live_build'] / KIB:.1f} KiB per build",
+    ]
     return lines
 
 
-def _loops(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
-    """asyncio against uvloop, when both ran."""
-    lines: list[str] = []
+def _loop_lines(results: Round) -> list[str]:
     loops = results.get("loops")
-    if loops:
-        levels = ", ".join(f"{c}" for c, _ in results["loop_levels"])
-        lines += [
-            "",
-            f"event loop of the server: scenario 1, then 2 at concurrency {levels} (its best)",
-            f"  {'loop':<10}{'stop p50':>10}{'stop p99':>10}{'term. p50':>11}"
-            f"{'cancels/s':>11}{'per server CPU-s':>18}",
-        ]
-        for loop, rows in loops.items():
-            for row in rows:
-                lines.append(
-                    f"  {loop:<10}{row['stop_p50_ms']:>10.2f}{row['stop_p99_ms']:>10.2f}"
-                    f"{row['terminal_p50_ms']:>11.2f}{row['best_cancels_per_s']:>11.0f}"
-                    f"{row['cancels_per_server_cpu_s']:>18.0f}"
-                )
-        ratio = loop_ratio(loops)
-        lines.append(
-            f"  uvloop ÷ asyncio (medians): cancels/s x{ratio['best_cancels_per_s']:.2f}, per "
-            f"server CPU-s x{ratio['cancels_per_server_cpu_s']:.2f}, stop p50 "
-            f"x{ratio['stop_p50_ms']:.2f}, terminal p50 x{ratio['terminal_p50_ms']:.2f}"
-        )
+    if not loops:
+        return []
+    lines = [
+        "",
+        "event loop of the server: scenario 1, then 2 at the loop levels (its best)",
+        f"  {'loop':<10}{'stop p50':>10}{'stop p99':>10}{'term. p50':>11}"
+        f"{'cancels/s':>11}{'per server CPU-s':>18}",
+    ]
+    for loop, rows in loops.items():
+        for row in rows:
+            lines.append(
+                f"  {loop:<10}{row['stop_p50_ms']:>10.2f}{row['stop_p99_ms']:>10.2f}"
+                f"{row['terminal_p50_ms']:>11.2f}{row['best_cancels_per_s']:>11.0f}"
+                f"{row['cancels_per_server_cpu_s']:>18.0f}"
+            )
     return lines

@@ -1,4 +1,6 @@
-"""Benchmarks of issue 8 against the real server process on 127.0.0.1.
+"""The benchmarks, against the real server process on 127.0.0.1: the floor before and
+after, every chosen scenario once per round (3 rounds, interleaved), every target a
+ratio to the floor (scenarios.py registers them, report.py prints the table).
 
   1 latency     200 agents, 1,000 running builds, 500 single cancels one after another:
                 Cancel sent → StopJob received, Cancel sent → terminal message
@@ -12,7 +14,6 @@
   agentstop     6: a real agent with real `sleep` steps and a few hundred idle processes:
                 Cancel → step process dead (pidfd) and → CANCELED, 1 build and 50 at
                 once, with the agent's own share (agent_stop.py)
-  logflood      50 jobs flooding output, 200 idle cancelled in turn (log_flood.py)
   loops         scenarios 1 and 2 (fewer levels) on a server running asyncio's event
                 loop and one running uvloop, in turn → is uvloop worth adopting
   purge         single cancels while a retention purge of 200,000 finished builds runs,
@@ -39,26 +40,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import agent_stop
 import backends
-import burst
-import latency
-import log_flood
-import memory
-import purge
-import throughput
-from fleet_control import Fleet
-from load_agent import POLL, PUSH
+import floor
+import machine_load
+import ratios
+import scenarios
+from buildcontrol_server.version import version
 from loops import LOOPS, install_loop
 from plot import latency_plot
-from report import checks, loop_ratio, table
-from server_process import start_server
+from report import table
 from stats import RESULTS, machine, write_json
-
-SCENARIOS = (
-    "latency", "throughput", "burst", "poll", "memory", "agentstop", "loops", "purge",
-    "logflood",
-)  # fmt: skip
 
 
 def _levels(text: str) -> list[tuple[int, int]]:
@@ -72,7 +63,7 @@ def _levels(text: str) -> list[tuple[int, int]]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--only", nargs="+", choices=scenarios.NAMES, default=list(scenarios.NAMES))
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--capacity", type=int, default=50, help="job slots per agent")
     parser.add_argument("--builds", type=int, default=1000, help="running builds (1, 4)")
@@ -98,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(loops) throughput levels run on each event loop",
     )
     parser.add_argument(
-        "--loop-rounds", type=int, default=1, help="(loops) asyncio, uvloop: this many times"
+        "--rounds", type=int, default=3, help="rounds of every scenario, interleaved"
     )
     parser.add_argument("--burst-builds", type=int, default=5000)
     parser.add_argument("--burst-jobs", type=int, default=2)
@@ -140,200 +131,99 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         if args.name == "cancel_bench":
-            args.name = "quick"  # bench/results/.gitignore keeps it out of commits
-        args.agents, args.capacity, args.builds, args.cancels = 20, 50, 100, 50
-        args.poll_pace_ms = 20.0
-        args.levels = args.loop_levels = _levels("1:50,16:200")
-        args.burst_builds, args.memory_agents, args.memory_builds = 200, 50, 500
-        args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 10, 10, 1
+            # bench/results/.gitignore keeps them out of commits
+            args.name = "quick" if args.backend == "sqlite" else "quick_backends"
+        # Every scenario and the floor once, in well under a minute (CI runs it).
+        args.agents, args.capacity, args.builds, args.cancels = 10, 50, 50, 20
+        args.poll_interval, args.poll_pace_ms = 0.5, 10.0
+        args.levels, args.loop_levels = _levels("1:20,16:100"), _levels("16:50")
+        args.burst_builds, args.memory_agents, args.memory_builds = 100, 20, 200
+        args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 5, 5, 1
+        args.idle_processes, args.rounds = 10, 1
         args.purge_builds, args.purge_cancels = 5_000, 30
+    args.floor_sizes = floor.QUICK_SIZES if args.quick else floor.FloorSizes()
     return args
 
 
-async def push_scenarios(
-    args: argparse.Namespace, results: dict[str, Any], store: list[str] | None = None
-) -> None:
-    """1, 2, 3 on one server and one fleet of push agents, in turn. `store`: the
-    server's --store flags (none: SQLite)."""
-    wanted = set(args.only)
-    if not wanted & {"latency", "throughput", "burst"}:
-        return
-    slots = args.agents * args.capacity
-    needed = max(
-        args.builds,
-        sum(count for _, count in args.levels),
-        args.burst_builds * args.burst_jobs,
-    )
-    assert slots >= needed, f"{slots} agent slots, a scenario needs {needed}"
-    server = await start_server(*(store or []), loop=args.loop, profile_dir=args.profile_dir)
-    fleet = await Fleet.start(server.target, args.load_loop)
-    try:
-        await fleet.connect(args.agents, args.capacity, PUSH, "push")
-        if "latency" in wanted:
-            print(f"1 latency: {args.builds} builds, {args.cancels} cancels (push) ...", flush=True)
-            results["latency_push"] = await latency.run(
-                server, fleet, PUSH, args.builds, args.cancels, pace=None
-            )
-        if "throughput" in wanted:
-            print(f"2 throughput: levels {args.levels} ...", flush=True)
-            results["throughput"] = await throughput.run(server, fleet, args.levels)
-        if "burst" in wanted:
-            print(f"3 burst: {args.burst_builds} x {args.burst_jobs} jobs ...", flush=True)
-            results["burst"] = await burst.run(server, fleet, args.burst_builds, args.burst_jobs)
-    finally:
-        await fleet.close()
-        await server.stop()
+async def measure_floor(args: argparse.Namespace, when: str, postgres: dict[str, str]) -> Any:
+    print(f"floor ({when} the scenarios): bare grpc.aio, SQLite ...", flush=True)
+    return await floor.measure(args.floor_sizes, args.load_loop, postgres)
 
 
-async def poll_scenario(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    if "poll" not in args.only:
-        return
-    print(f"4 poll: {args.builds} builds, {args.cancels} cancels (poll) ...", flush=True)
-    server = await start_server(loop=args.loop, profile_dir=args.profile_dir)
-    fleet = await Fleet.start(server.target, args.load_loop)
-    try:
-        await fleet.connect(args.agents, args.capacity, POLL, "poll", args.poll_interval)
-        results["latency_poll"] = await latency.run(
-            server,
-            fleet,
-            POLL,
-            args.builds,
-            args.cancels,
-            pace=args.poll_pace_ms / 1000,
-            free_slots=False,
-        )
-    finally:
-        await fleet.close()
-        await server.stop()
-
-
-async def agent_stop_scenario(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    if "agentstop" not in args.only:
-        return
-    print(
-        f"6 agent stop: {args.stop_rounds} single cancels, {args.stop_burst_rounds} x"
-        f" {args.stop_burst} at once, {args.idle_processes} idle processes ...",
-        flush=True,
-    )
-    runs = [("agent_stop_baseline", args.stop_baseline)] if args.stop_baseline else []
-    for key, client in [*runs, ("agent_stop", None)]:
-        server = await start_server(loop=args.loop)
-        try:
-            results[key] = await agent_stop.run(
-                server,
-                args.stop_rounds,
-                args.stop_burst,
-                args.stop_burst_rounds,
-                args.idle_processes,
-                client,
-                bulk=None if client else (args.burst_builds, args.burst_jobs),
-            )
-        finally:
-            await server.stop()
-
-
-async def loop_comparison(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    """Scenario 1 and a few levels of 2 on each event loop, one server after the other
-    (side by side in one run: the machine is shared, ratios hold better than times)."""
-    if "loops" not in args.only:
-        return
-    rounds: dict[str, list[dict[str, Any]]] = {loop: [] for loop in LOOPS}
-    for round_number in range(args.loop_rounds):
-        for loop in LOOPS:
-            print(f"loops: round {round_number + 1}, server on {loop} ...", flush=True)
-            server = await start_server(loop=loop)
-            fleet = await Fleet.start(server.target, args.load_loop)
-            try:
-                await fleet.connect(args.agents, args.capacity, PUSH, f"loop-{loop}")
-                single = await latency.run(
-                    server, fleet, PUSH, args.builds, args.cancels, pace=None
-                )
-                rising = await throughput.run(server, fleet, args.loop_levels)
-            finally:
-                await fleet.close()
-                await server.stop()
-            best = rising["best_level"]
-            rounds[loop].append(
-                {
-                    "stop_p50_ms": single["cancel_to_stop"]["p50_ms"],
-                    "stop_p99_ms": single["cancel_to_stop"]["p99_ms"],
-                    "terminal_p50_ms": single["cancel_to_terminal"]["p50_ms"],
-                    "best_cancels_per_s": best["cancels_per_s"],
-                    "best_concurrency": best["concurrency"],
-                    # Cancels per second of server CPU: fairer than the rate on a
-                    # machine whose other users take a varying share of the cores.
-                    "cancels_per_server_cpu_s": best["cancels_per_s"] / best["cpu_share"]["server"],
-                }
-            )
-    results["loops"] = rounds
-    results["loop_ratio"] = loop_ratio(rounds)
-
-
-async def memory_scenarios(args: argparse.Namespace, results: dict[str, Any]) -> None:
-    if "memory" not in args.only:
-        return
-    print(
-        f"5 memory: {args.memory_agents} idle agents, {args.memory_builds} live builds ...",
-        flush=True,
-    )
-    results["memory"] = {
-        "agents": await memory.per_agent_stream(args.memory_agents, args.loop, args.load_loop),
-        "bare_agents": await memory.per_bare_agent_stream(args.memory_agents, args.load_loop),
-        "builds": await memory.per_live_build(args.memory_builds, args.loop),
-    }
-
-
-async def backend_comparison(args: argparse.Namespace) -> dict[str, Any]:
-    """Scenarios 1-3 on each backend in turn, then the table of both."""
-    args.only = [name for name in args.only if name in ("latency", "throughput", "burst")]
-    by_backend: dict[str, dict[str, Any]] = {}
-    with backends.postgres_server() as postgres:
-        for backend in backends.COMPARED:
-            print(f"== backend {backend}", flush=True)
-            results: dict[str, Any] = {}
-            await push_scenarios(args, results, backends.store_flags(postgres, backend))
-            by_backend[backend] = results
+async def run_rounds(
+    args: argparse.Namespace,
+    chosen: list[scenarios.Scenario],
+    postgres: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The floor, every chosen scenario once per round (interleaved: round 1 of each,
+    then round 2 of each, ...), the floor again; the machine's load around it all."""
+    load = machine_load.snapshot()
+    before = await measure_floor(args, "before", postgres or {})
+    rounds: list[dict[str, Any]] = []
+    for number in range(args.rounds):
+        print(f"== round {number + 1} of {args.rounds}", flush=True)
+        results: dict[str, Any] = {"seconds": {}}
+        round_load = machine_load.snapshot()
+        for scenario in chosen:
+            started = time.monotonic()
+            await scenario.run(args, results)
+            results["seconds"]["+".join(scenario.names)] = time.monotonic() - started
+        results["load"] = machine_load.between(round_load, machine_load.snapshot())
+        rounds.append(results)
+    after = await measure_floor(args, "after", postgres or {})
     return {
-        "machine": machine(),
-        "agents": args.agents,
-        "burst": f"{args.burst_builds} builds x {args.burst_jobs} jobs",
-        "backends": by_backend,
-        "comparison": backends.comparison(by_backend),
+        "load": machine_load.between(load, machine_load.snapshot()),
+        "floor": {
+            "before": before,
+            "after": after,
+            "used": ratios.combine_floors(before["measures"], after["measures"]),
+            "drift": ratios.drift(before["measures"], after["measures"]),
+        },
+        "rounds": rounds,
     }
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
-    started = time.monotonic()
-    results: dict[str, Any] = {
+def describe_run(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "version": version(),
         "machine": machine(),
         "server_loop": args.loop or "server default",
         "load_loop": args.load_loop,
         "agents": args.agents,
         "poll_interval": args.poll_interval,
         "loop_levels": args.loop_levels,
+        "judged": not args.quick,
     }
-    await push_scenarios(args, results)
-    await poll_scenario(args, results)
-    if "latency_push" in results and "latency_poll" in results:
-        push, poll = results["latency_push"], results["latency_poll"]
-        results["poll_ratio"] = {
-            measure: poll[measure]["p50_ms"] / push[measure]["p50_ms"]
-            for measure in ("cancel_to_stop", "cancel_to_terminal")
-        }
-        results["poll_ratio"]["stop"] = results["poll_ratio"].pop("cancel_to_stop")
-        results["poll_ratio"]["terminal"] = results["poll_ratio"].pop("cancel_to_terminal")
-    await memory_scenarios(args, results)
-    await agent_stop_scenario(args, results)
-    await loop_comparison(args, results)
-    if "purge" in args.only:
-        print(f"purge: {args.purge_builds} finished builds, {args.purge_cancels} x 2 cancels")
-        results["purge"] = await purge.run(
-            args.purge_builds, args.purge_cancels, args.agents, args.capacity
-        )
-    await log_flood.scenario(args, results)
-    results["wall_seconds"] = time.monotonic() - started
-    results["targets"] = checks(results)
-    return results
+
+
+async def backend_comparison(args: argparse.Namespace) -> dict[str, Any]:
+    """Scenarios 1-3 on each backend in turn, round after round, with the PostgreSQL
+    floors (bare commit, NOTIFY → LISTEN) measured before and after; then the table."""
+    args.only = [name for name in args.only if name in ("latency", "throughput", "burst")]
+    started = time.monotonic()
+    with backends.postgres_server() as postgres:
+        urls = backends.floor_urls(postgres)
+        chosen = [backends.scenario(postgres, name) for name in backends.COMPARED]
+        outcome = await run_rounds(args, chosen, urls)
+    by_backend = backends.by_backend(outcome["rounds"])
+    return {
+        **describe_run(args),
+        "burst": f"{args.burst_builds} builds x {args.burst_jobs} jobs",
+        **outcome,
+        "comparison": backends.comparison(by_backend, outcome["floor"]["used"]),
+        "wall_seconds": time.monotonic() - started,
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    chosen = scenarios.selected(args.only)
+    outcome = {**describe_run(args), **await run_rounds(args, chosen)}
+    outcome["targets"] = ratios.evaluate_all(
+        scenarios.all_targets(chosen), outcome["rounds"], outcome["floor"]["used"]
+    )
+    outcome["wall_seconds"] = time.monotonic() - started
+    return outcome
 
 
 if __name__ == "__main__":
@@ -342,24 +232,14 @@ if __name__ == "__main__":
     if arguments.backend == "postgresql":
         compared = asyncio.run(backend_comparison(arguments))
         print()
-        print(
-            backends.comparison_table(
-                compared["comparison"], compared["machine"], compared["burst"]
-            )
-        )
+        print(backends.comparison_table(compared))
         name = "backends" if arguments.name == "cancel_bench" else arguments.name
         print(f"\nresults: {write_json(name, compared)}")
         sys.exit(0)
     outcome = asyncio.run(main(arguments))
     print()
-    print(table(outcome))
-    for key in ("agent_stop_baseline", "agent_stop"):
-        if key in outcome:
-            print(agent_stop.table(outcome[key]))
-    if "agent_stop" in outcome:
-        print(agent_stop.targets_table(outcome["agent_stop"]))
-    if "purge" in outcome:
-        print(purge.table(outcome["purge"]))
+    print(table(outcome, scenarios.selected(arguments.only)))
     json_path = write_json(arguments.name, outcome)
-    png_path = latency_plot(outcome, RESULTS / f"{arguments.name}_latency.png")
+    last = {**outcome, **outcome["rounds"][-1]}
+    png_path = latency_plot(last, RESULTS / f"{arguments.name}_latency.png")
     print(f"\nresults: {json_path}" + (f"\nplot:    {png_path}" if png_path else ""))

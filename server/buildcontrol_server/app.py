@@ -55,6 +55,7 @@ from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
+from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.factory import build_store
 
@@ -96,6 +97,20 @@ class Endpoints:
     agent_port: int | None = None
 
 
+def webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
+    return WebhookNotifier(
+        list(settings.webhook_urls),
+        max_attempts=settings.webhook_max_attempts,
+        base_delay=settings.webhook_base_delay,
+        request_timeout=settings.webhook_request_timeout,
+        breaker_threshold=settings.webhook_breaker_threshold,
+        breaker_cooldown=settings.webhook_breaker_cooldown,
+        queue_size=settings.webhook_queue_size,
+        secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
+        store=store,
+    )
+
+
 class ServerApp:
     def __init__(self, settings: Settings, clocks: Clocks | None = None) -> None:
         """`clocks`: the wall and monotonic clocks the server runs on (tests step
@@ -107,39 +122,11 @@ class ServerApp:
         self.store = build_store(
             settings.store_url, settings.database_path, settings.sqlite_synchronous
         )
-        self.notifier = WebhookNotifier(
-            list(settings.webhook_urls),
-            max_attempts=settings.webhook_max_attempts,
-            base_delay=settings.webhook_base_delay,
-            request_timeout=settings.webhook_request_timeout,
-            breaker_threshold=settings.webhook_breaker_threshold,
-            breaker_cooldown=settings.webhook_breaker_cooldown,
-            queue_size=settings.webhook_queue_size,
-            secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
-            store=self.store,
-        )
+        self.notifier = webhook_notifier(settings, self.store)
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
-        # Made in the order the arrows point (docs/architecture.md): the hub first, the
-        # actors' ports on it, then the registry; what the hub has to say goes up as
-        # events its subscribers receive.
-        agent_events = AgentEvents()
-        self.hub = AgentHub(settings.reconnect_window, agent_events)
-        self.scheduler = Scheduler(self.hub)
-        self.registry = Registry(
-            ActorContext(
-                self.store,
-                LocalAgentLink(self.hub),
-                self.scheduler,
-                settings,
-                effects=self.effects,
-                clock=clocks.wall,
-                monotonic=clocks.monotonic,
-            )
-        )
-        agent_events.subscribe(self.registry.agent_event)
-        agent_events.subscribe(self.scheduler.agent_event)
+        self.hub, self.scheduler, self.registry = self._actors(clocks)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
         # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
         self.logs = JobLogs(
@@ -162,16 +149,7 @@ class ServerApp:
         self.security = ServerSecurity(
             settings.security, settings.data_dir, self._live_build, settings.store_url
         )
-        self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(), self.security.interceptor],
-            options=[
-                *GRPC_OPTIONS,
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
-                # What the Python clients accept (a build at the limits is ~10 MiB).
-                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
-            ],
-        )
+        self.server = self._grpc_server()
         # Builds in CANCELING and the oldest one's age (from the store), inbox depth.
         self.live_gauges = LiveBuildGauges(
             self.registry.live, self.store, clocks.wall, clocks.monotonic
@@ -197,6 +175,39 @@ class ServerApp:
         self._started = False
         self._stopping = False
         self._health_update: asyncio.Task[None] | None = None
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        return grpc.aio.server(
+            interceptors=[MetricsInterceptor(), self.security.interceptor],
+            options=[
+                *GRPC_OPTIONS,
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                ("grpc.max_concurrent_streams", self.settings.max_streams_per_connection),
+                # What the Python clients accept (a build at the limits is ~10 MiB).
+                ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+            ],
+        )
+
+    def _actors(self, clocks: Clocks) -> tuple[AgentHub, Scheduler, Registry]:
+        """Made in the order the arrows point (docs/architecture.md): the hub first, the
+        actors' ports on it, then the registry; what the hub has to say goes up as
+        events its subscribers receive."""
+        agent_events = AgentEvents()
+        hub = AgentHub(self.settings.reconnect_window, agent_events)
+        scheduler = Scheduler(hub)
+        context = ActorContext(
+            self.store,
+            LocalAgentLink(hub),
+            scheduler,
+            self.settings,
+            effects=self.effects,
+            clock=clocks.wall,
+            monotonic=clocks.monotonic,
+        )
+        registry = Registry(context)
+        agent_events.subscribe(registry.agent_event)
+        agent_events.subscribe(scheduler.agent_event)
+        return hub, scheduler, registry
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""

@@ -31,12 +31,18 @@ def no_cycle_collector() -> Iterator[None]:
             gc.enable()
 
 
-async def _retired(server: Running, build_id: str) -> None:
-    for _ in range(200):
-        if server.app.registry.get(build_id) is None:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the actor of {build_id} did not retire")
+def freed(thing: object) -> tuple[weakref.ref[object], asyncio.Event]:
+    """A weak reference to `thing` and an event set the moment `thing` is freed (by
+    reference counting: the cycle collector is off in these tests)."""
+    gone = asyncio.Event()
+    return weakref.ref(thing, lambda _: gone.set()), gone
+
+
+async def wait_freed(gone: asyncio.Event, what: str) -> None:
+    try:
+        await asyncio.wait_for(gone.wait(), WAIT)
+    except TimeoutError:
+        raise AssertionError(f"{what} is only reachable through a cycle") from None
 
 
 async def test_cancelled_running_build_is_freed_without_the_cycle_collector(
@@ -48,7 +54,8 @@ async def test_cancelled_running_build_is_freed_without_the_cycle_collector(
     assign = await agent.take_job()
     actor = server.app.registry.get(build.build_id)
     assert actor is not None
-    actor_ref, build_ref = weakref.ref(actor), weakref.ref(actor.build)
+    actor_ref, actor_gone = freed(actor)
+    build_ref, build_gone = freed(actor.build)
     del actor
     calls = server.stub.Cancel(
         build_control_pb2.CancelRequest(build_id=build.build_id), timeout=WAIT
@@ -58,10 +65,10 @@ async def test_cancelled_running_build_is_freed_without_the_cycle_collector(
     messages = [message async for message in calls]
     assert messages[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
     assert assign.job_id == stop.job_id
-    await _retired(server, build.build_id)
-    await asyncio.sleep(0.05)  # the Cancel stream's own task lets go of its events
-    assert actor_ref() is None, "the retired actor is only reachable through a cycle"
-    assert build_ref() is None
+    await wait_freed(actor_gone, "the retired actor")
+    await wait_freed(build_gone, "the finished build")
+    assert actor_ref() is None and build_ref() is None
+    assert server.app.registry.get(build.build_id) is None
     await agent.leave()
 
 
@@ -71,11 +78,11 @@ async def test_cancelled_queued_build_is_freed_without_the_cycle_collector(
     build = (await server.stub.SubmitBuild(pipeline())).build
     actor = server.app.registry.get(build.build_id)
     assert actor is not None
-    actor_ref = weakref.ref(actor)
+    actor_ref, actor_gone = freed(actor)
     del actor
     request = build_control_pb2.CancelRequest(build_id=build.build_id)
     messages = [m async for m in server.stub.Cancel(request, timeout=WAIT)]
     assert messages[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
-    await _retired(server, build.build_id)
-    await asyncio.sleep(0.05)
-    assert actor_ref() is None, "the retired actor is only reachable through a cycle"
+    await wait_freed(actor_gone, "the retired actor")
+    assert actor_ref() is None
+    assert server.app.registry.get(build.build_id) is None

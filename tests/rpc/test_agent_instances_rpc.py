@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 from buildcontrol_client import Agent, AgentOptions
-from buildcontrol_client.agent import AgentRefused
+from buildcontrol_client.agent_refusals import AgentRefused
 from buildcontrol_client.backoff import BackoffPolicy
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from grpc_status import rpc_status

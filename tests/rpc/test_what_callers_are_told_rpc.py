@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from buildcontrol_client.agent import AGENT_VERSION
 from buildcontrol_proto.v1 import build_control_pb2
-from buildcontrol_server.rpc.convert import MAX_VERSION_LENGTH
+from buildcontrol_server.rpc.agent_convert import MAX_VERSION_LENGTH
 from buildcontrol_server.version import version
 
 from tests.rpc.conftest import Running, pipeline

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import TypeVar
 import grpc
 from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
+from buildcontrol_client.agent_refusals import Refusals
 from buildcontrol_client.agent_stream import (
     AgentStream,
     AgentStreamError,
@@ -71,13 +71,6 @@ def _installed_version() -> str:
 
 # Sent in every Hello: ListAgents shows which agents run which version.
 AGENT_VERSION = _installed_version()
-
-# Statuses that no reconnect can cure: the agent stops instead of retrying forever.
-REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
-
-
-class AgentRefused(Exception):
-    """The server refused this agent's credentials or id ("CODE: message")."""
 
 
 @dataclass(frozen=True)
@@ -136,9 +129,8 @@ class Agent:
         # This process's own id, sent in every Hello: the server lets a reconnect of
         # this process replace its old stream, and refuses another process's.
         self.instance_id = uuid.uuid4().hex
-        # When the server first refused this id as taken, in a row (monotonic).
-        self._id_taken_since: float | None = None
         self._options = options or AgentOptions()
+        self._refusals = Refusals(self._options.id_taken_patience_seconds)
         self._jobs: dict[str, JobRun] = {}  # running (or stopping) jobs by job id
         self._job_tasks: set[asyncio.Task[None]] = set()
         self._results = ResultLog()
@@ -256,7 +248,7 @@ class Agent:
             # The Welcome says nothing about the results the Hello carried: each is
             # forgotten only when a ReportsCommitted names it (_on_server_message).
             backoff.reset()
-            self._id_taken_since = None
+            self._refusals.connected()
             heartbeat = welcome.heartbeat_interval.ToTimedelta().total_seconds()
             stream.start(heartbeat if heartbeat > 0 else self._options.heartbeat_seconds)
             log.info(
@@ -281,11 +273,7 @@ class Agent:
         except TimeoutError:
             return f"no Welcome within {self._options.welcome_timeout_seconds:g}s"
         except (grpc.RpcError, AgentStreamError, asyncio.InvalidStateError) as error:
-            if isinstance(error, grpc.aio.AioRpcError) and error.code() in REFUSALS:
-                # A wrong or revoked token, or an id it may not use: retrying cannot help.
-                raise AgentRefused(describe_error(error)) from error
-            if isinstance(error, grpc.aio.AioRpcError):
-                self._check_id_taken(error)
+            self._refusals.check(error)  # raises AgentRefused when retrying cannot help
             return describe_error(error)
         except Exception as error:
             # A bug here must not take the jobs down with the agent: log it and reconnect.
@@ -293,18 +281,6 @@ class Agent:
             return f"unexpected {type(error).__name__}"
         finally:
             await stream.close()
-
-    def _check_id_taken(self, error: grpc.aio.AioRpcError) -> None:
-        """Raise AgentRefused once the server refused this agent id as taken by another
-        process for longer than the patience allows."""
-        if error.code() is not grpc.StatusCode.ALREADY_EXISTS:
-            self._id_taken_since = None
-            return
-        now = time.monotonic()
-        if self._id_taken_since is None:
-            self._id_taken_since = now
-        if now - self._id_taken_since >= self._options.id_taken_patience_seconds:
-            raise AgentRefused(describe_error(error)) from error
 
     async def _until_shutdown(self, work: Coroutine[object, object, T]) -> T | None:
         """The result of `work`, or None if shutdown was requested first (`work` is then

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TypeAlias
 
 from buildcontrol_client import cli_output
-from buildcontrol_client.agent import Agent, AgentOptions, AgentRefused
+from buildcontrol_client.agent import Agent, AgentOptions
+from buildcontrol_client.agent_refusals import AgentRefused
 from buildcontrol_client.arg_types import non_negative_duration, positive_duration, positive_int
 from buildcontrol_client.auth import TokenFileError, read_token
 from buildcontrol_client.backoff import BackoffPolicy

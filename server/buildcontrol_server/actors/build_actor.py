@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
-from buildcontrol_server.actors.cancel_requests import server_cancel
+from buildcontrol_server.actors.cancel_turn import CancelTurn
 from buildcontrol_server.actors.context import ActorContext
 from buildcontrol_server.actors.errors import ActorRetired, write_failure
 from buildcontrol_server.actors.facts import ActorFacts
@@ -34,10 +34,10 @@ from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.agent_commands import assignment_of
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import DomainError, Unavailable, VersionConflict
-from buildcontrol_server.domain.events import CancelAcceptedEvent, CancelEvent, finished_event
+from buildcontrol_server.domain.events import finished_event
 from buildcontrol_server.domain.model import Build, CancelRecord
+from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
 from buildcontrol_server.observability import cancel_phases
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 TimerCommand = cmd.JobTimedOut | cmd.CleanupTimedOut | cmd.QueueTimedOut
 
 
-class BuildActor(SupervisedActor):
+class BuildActor(CancelTurn, SupervisedActor):
     def __init__(self, build: Build, context: ActorContext, router: BuildRouter) -> None:
         """`router`: where the actor lives; told when it retires."""
         super().__init__(build.build_id)
@@ -66,10 +66,6 @@ class BuildActor(SupervisedActor):
         self._stop_sent: dict[str, str] = {}
         # job_id → the session its AssignJob went out on (see _agent_reconnected).
         self._assigned_on: dict[str, str] = {}
-
-    @property
-    def build_id(self) -> str:
-        return self.build.build_id
 
     def start(self, *, admitted: bool) -> None:
         """Run the actor; `admitted`: its jobs may be scheduled now (not waiting for
@@ -127,7 +123,7 @@ class BuildActor(SupervisedActor):
     async def _handle_reports(self, batch: list[cmd.Report]) -> None:
         now = self._now = self._ctx.clock()
         times = self._ctx.settings.stop_times
-        combined = Effects()
+        combined = Outcome()
         applied: list[cmd.Report] = []
         for command in batch:
             try:
@@ -218,26 +214,6 @@ class BuildActor(SupervisedActor):
 
     # ---- timers: a timer's effect is retried until it is committed ----
 
-    async def _stop_deadlines_passed(self, now: float) -> None:
-        due = self._timers.overdue()
-        fx = cancellation.stop_overdue(self.build, due, now)
-        try:
-            await self._persist(fx)
-        except (Unavailable, VersionConflict) as error:
-            delay = self._timers.stop_failed()
-            log.warning(
-                "build %s: FORCED write of overdue stops failed (%s); again in %.2f s",
-                self.build_id,
-                error,
-                delay,
-            )
-            raise
-        self._timers.stop_settled(due)
-        metrics.STOP_DEADLINES_EXPIRED.inc(len(fx.finished_jobs))
-        cancel_phases.deadlines_expired(self.build, fx.finished_jobs, now)
-        if fx.finished_jobs:
-            self._suspect_agents(fx)
-
     async def _timer_effect(self, command: TimerCommand, effect: Awaitable[None]) -> None:
         """Run a timer's effect; if its write fails, fire the timer again later."""
         try:
@@ -277,75 +253,6 @@ class BuildActor(SupervisedActor):
             self._timers.job_timer(job_id, timeout, cmd.JobTimedOut(job_id=job_id))
         return True
 
-    async def _cancel(
-        self, command: cmd.Cancel | cmd.CancelInBatch, seat: cmd.BatchSeat | None, now: float
-    ) -> CancelEvent:
-        """The cancel turn: apply it, commit CANCELING (alone, or in `seat`'s batch),
-        accept it, then act on it. A CancelInBatch's seat is settled when its reply
-        is (commands.py): a cancel that writes nothing never holds up its batch."""
-        build = self.build
-        if build.status is BuildStatus.CANCELED:
-            metrics.CANCELS.labels(result="already_canceled").inc()
-            return self._first_event(command, finished_event(build), last=True)
-        fx = cancellation.cancel(build, command.info, self._ctx.settings.stop_times, now)
-        if fx.duplicate:
-            metrics.CANCELS.labels(result="joined").inc()
-            first = self._first_event(command, self._accepted_event(joined=True))
-            self._listeners.cancel_joined(command.listener)
-            return first
-        if not fx.escalated:
-            self._cancel_received_at = command.received_at
-        await self._commit(fx, seat)
-        first = self._accept_cancel(command, fx)
-        self._act(fx)
-        return first
-
-    def _accept_cancel(self, command: cmd.Cancel | cmd.CancelInBatch, fx: Effects) -> CancelEvent:
-        """CANCELING is committed: from here the cancel survives a crash. Count it,
-        stamp the stops it causes with the request's arrival (so the stream writer
-        can measure their delivery), log it, and listen for the rest of its events
-        before the effects run (jobs that never started end in this same turn)."""
-        result = "escalated" if fx.escalated else "accepted"
-        metrics.CANCELS.labels(result=result).inc()
-        metrics.CANCEL_ACCEPTED_SECONDS.observe(time.perf_counter() - command.received_at)
-        fx.stops[:] = [replace(stop, requested_at=command.received_at) for stop in fx.stops]
-        cancel_phases.cancel_accepted(self.build, fx, command.received_at)
-        first = self._first_event(command, self._accepted_event(joined=False))
-        self._listeners.cancel_joined(command.listener)
-        self._timers.queue_left()
-        return first
-
-    def _accepted_event(self, *, joined: bool) -> CancelAcceptedEvent:
-        build = self.build
-        assert build.cancel is not None
-        stopping = sum(1 for job in build.jobs() if job.status is JobStatus.STOPPING)
-        return CancelAcceptedEvent(build.build_id, build.status, build.cancel, stopping, joined)
-
-    @staticmethod
-    def _first_event(
-        command: cmd.Cancel | cmd.CancelInBatch, first: CancelEvent, *, last: bool = False
-    ) -> CancelEvent:
-        """A Cancel's stream reads every event from its listener, this first one
-        too; a CancelInBatch's listener is shared by its whole batch, which counts the
-        replies instead. `last`: nothing follows (the build is already over)."""
-        if isinstance(command, cmd.Cancel):
-            command.listener.put_nowait(first)
-        if last:
-            command.listener.put_nowait(None)
-        return first
-
-    async def _server_cancel(self, reason: str, now: float) -> None:
-        """A cancel the server makes itself: the same path, metrics and logs as a
-        user's, with nobody listening to its stream."""
-        info = server_cancel(reason, self._ctx.settings, now)
-        command = cmd.Cancel(info=info, listener=asyncio.Queue(), received_at=time.perf_counter())
-        await self._cancel(command, None, now)
-
-    def _suspect_agents(self, fx: Effects) -> None:
-        for job in fx.finished_jobs:
-            if job.agent_id is not None:
-                self._ctx.link.mark_suspect(job.agent_id)
-
     async def _agent_reconnected(
         self, agent_id: str, running: frozenset[str], session_id: str, now: float
     ) -> None:
@@ -381,11 +288,11 @@ class BuildActor(SupervisedActor):
 
     # ---- commit, then act ----
 
-    async def _persist(self, fx: Effects) -> None:
+    async def _persist(self, fx: Outcome) -> None:
         await self._commit(fx)
         self._act(fx)
 
-    async def _commit(self, fx: Effects, seat: cmd.BatchSeat | None = None) -> None:
+    async def _commit(self, fx: Outcome, seat: cmd.BatchSeat | None = None) -> None:
         """Commit `fx`'s changes, alone or in `seat`'s batch; on failure read the
         build back and raise what the caller should get."""
         # The webhook outbox row of a cancel that ends here commits with it.
@@ -419,7 +326,7 @@ class BuildActor(SupervisedActor):
         if stored is not None:
             self.build = stored
 
-    def _act(self, fx: Effects) -> None:
+    def _act(self, fx: Outcome) -> None:
         """The committed change's effects: stops and slots to the agents (through the
         link), ready jobs to the scheduler, timers, listeners."""
         link = self._ctx.link

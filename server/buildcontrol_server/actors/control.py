@@ -9,11 +9,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.agent_views import AgentView, agent_views
 from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.bulk_cancel import (
     CancelBuildsEvent,
@@ -33,13 +33,13 @@ from buildcontrol_server.actors.router import (
     OwnedElsewhere,
     owned_elsewhere,
 )
+from buildcontrol_server.actors.selection import BuildSelector, select_builds
 from buildcontrol_server.actors.submit_keys import RequestKey, SubmitKeys, Submitted
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import submission
 from buildcontrol_server.domain.errors import (
     FailedPrecondition,
-    InvalidArgument,
     Unavailable,
     build_already_finished,
     build_not_found,
@@ -59,29 +59,8 @@ from buildcontrol_server.store.base import BuildStore
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_BUILD_IDS = 10_000
 # What a WatchBuild ended by the shutdown says (UNAVAILABLE): watch again elsewhere.
 WATCH_SHUTDOWN_MESSAGE = "draining: the server is shutting down; watch again (a fresh snapshot)"
-
-
-@dataclass(frozen=True)
-class BuildSelector:
-    """Which builds CancelBuilds cancels: exactly one of these is set."""
-
-    build_ids: list[str] | None = None
-    pipeline: str = ""
-    concurrency_group: str = ""
-
-
-@dataclass(frozen=True)
-class AgentView:
-    agent_id: str
-    labels: dict[str, str]
-    capacity: int
-    job_ids: list[str]
-    connected: bool
-    suspect: bool
-    version: str = ""
 
 
 class BuildControl:
@@ -330,7 +309,7 @@ class BuildControl:
         info = self._cancel_info(reason, force, grace_period, requested_by)
         self.cancel_streams.refuse_if_closing()
         summary = CancelBuildsSummary()
-        actors, finished = await self._select(selector, summary)
+        actors, finished = await select_builds(selector, self._router, self._registry, summary)
         if may_cancel is not None:
             for build in [actor.build for actor in actors] + finished:
                 may_cancel(build)
@@ -344,37 +323,6 @@ class BuildControl:
             summary,
             received_at,
         )
-
-    async def _select(
-        self, selector: BuildSelector, summary: CancelBuildsSummary
-    ) -> tuple[list[BuildActor], list[Build]]:
-        """Live actors to cancel, and finished builds named by id (answered from disk)."""
-        if selector.build_ids is not None:
-            if len(selector.build_ids) > MAX_BUILD_IDS:
-                raise InvalidArgument("ids.build_ids", f"more than {MAX_BUILD_IDS}")
-            actors, finished = [], []
-            for position, build_id in enumerate(dict.fromkeys(selector.build_ids)):
-                submission.check_build_id(build_id, f"ids.build_ids[{position}]")
-                route = await self._router.route(build_id)
-                if isinstance(route, LocalActor):
-                    actors.append(route.actor)
-                elif isinstance(route, OwnedElsewhere):
-                    raise owned_elsewhere(build_id, route)
-                elif route.build is not None:
-                    finished.append(route.build)
-                else:
-                    summary.not_found += 1
-            summary.matched = len(actors) + len(finished)
-            return actors, finished
-        if selector.pipeline:
-            actors = [a for a in self._registry.live() if a.build.pipeline == selector.pipeline]
-        elif selector.concurrency_group:
-            group = selector.concurrency_group
-            actors = [a for a in self._registry.live() if a.build.concurrency_group == group]
-        else:
-            raise InvalidArgument("selector", "give ids, a pipeline or a concurrency_group")
-        summary.matched = len(actors)
-        return actors, []
 
     async def _watch_stream(
         self, listener: asyncio.Queue[Any], actor: BuildActor
@@ -396,21 +344,10 @@ class BuildControl:
         finally:
             actor.tell(cmd.Unsubscribe(listener=listener))
 
-    def agents(self) -> list[AgentView]:
-        return [
-            AgentView(
-                s.agent_id,
-                dict(s.labels),
-                s.capacity,
-                jobs,
-                connected,
-                self._hub.is_suspect(s.agent_id),
-                s.version,
-            )
-            for s, connected, jobs in self._hub.agents()
-        ]
-
     # ---- agents ----
+
+    def agents(self) -> list[AgentView]:
+        return agent_views(self._hub)
 
     async def agent_connected(self, session: AgentSession, hello: AgentHello) -> None:
         """Apply results re-sent from an earlier stream, then reconcile what the agent

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.events import (
     BuildChangedEvent,
     CancelEvent,
@@ -17,9 +16,10 @@ from buildcontrol_server.domain.events import (
     StepChangedEvent,
     WatchChange,
 )
+from buildcontrol_server.domain.outcome import Outcome
 
 
-def watch_changes(build_id: str, fx: Effects) -> list[WatchChange]:
+def watch_changes(build_id: str, fx: Outcome) -> list[WatchChange]:
     """Steps, then jobs, then the build: a watcher sees the build's terminal status last."""
     changes: list[WatchChange] = [
         StepChangedEvent(build_id, step.job_id, step.index, step.status, step.exit_code)
@@ -52,7 +52,7 @@ class BuildListeners:
         self._watchers = [q for q in self._watchers if q is not listener]
         self._cancels = [q for q in self._cancels if q is not listener]
 
-    def changed(self, fx: Effects) -> None:
+    def changed(self, fx: Outcome) -> None:
         if self._watchers:
             changes = watch_changes(self._build_id, fx)
             for watcher in self._watchers:

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.deliveries import Endpoint, OutboxEntry
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import build_already_finished
 from buildcontrol_server.domain.model import (
     Build,
@@ -19,6 +18,7 @@ from buildcontrol_server.domain.model import (
     Job,
 )
 from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
+from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 
 
@@ -35,19 +35,19 @@ def cleanup_runs(build: Build) -> bool:
     return build.cancel is not None and not build.cancel.forced
 
 
-def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effects:
+def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Outcome:
     """Apply a cancel. A second cancel joins the first (`duplicate`, no change) unless
     it is forced and the first was not: then it escalates. A finished build refuses."""
     if build.status is BuildStatus.CANCELING:
         assert build.cancel is not None
         if info.force and not build.cancel.forced:
             return escalate(build, info, times, now)
-        return Effects(duplicate=True)
+        return Outcome(duplicate=True)
     if build.status is BuildStatus.CANCELED:
-        return Effects(duplicate=True)
+        return Outcome(duplicate=True)
     if build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
         raise build_already_finished(build.build_id, build.status.value)
-    fx = Effects()
+    fx = Outcome()
     started = build.status is BuildStatus.RUNNING
     build.cancel = info
     # Cleanup needs something to clean up after: a build that never started has none.
@@ -73,11 +73,11 @@ def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effe
     return fx
 
 
-def escalate(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Effects:
+def escalate(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Outcome:
     """A forced cancel on a CANCELING build: SIGKILL at once, skip every cleanup.
     The first cancel stays as it was; `info` is added as an escalation of it."""
     assert build.cancel is not None
-    fx = Effects(escalated=True)
+    fx = Outcome(escalated=True)
     escalation = CancelEscalation(info.requested_by, info.reason, info.requested_at, force=True)
     build.cancel = build.cancel.escalated(escalation)
     fx.changes.mark(build)
@@ -90,13 +90,13 @@ def escalate(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Ef
     return fx
 
 
-def _never_started(job: Job, fx: Effects, now: float) -> None:
+def _never_started(job: Job, fx: Outcome, now: float) -> None:
     job.outcome = JobOutcome.NEVER_STARTED
     close_steps(job, StepStatus.CANCELED, StepStatus.CANCELED, fx)
     move_job(job, JobStatus.CANCELED, fx, now)
 
 
-def _stop(build: Build, job: Job, fx: Effects, times: StopTimes, now: float) -> None:
+def _stop(build: Build, job: Job, fx: Outcome, times: StopTimes, now: float) -> None:
     """Move a job on an agent to STOPPING (again, when escalating) and queue its stop."""
     assert build.cancel is not None and job.agent_id is not None
     cleanup = cleanup_runs(build)
@@ -131,7 +131,7 @@ def stop_command(build: Build, job: Job, times: StopTimes, now: float) -> StopCo
     )
 
 
-def release_cleanup_jobs(build: Build, fx: Effects) -> None:
+def release_cleanup_jobs(build: Build, fx: Outcome) -> None:
     """Once every other job has stopped, the cleanup jobs may run."""
     if build.status is not BuildStatus.CANCELING or not cleanup_runs(build):
         return
@@ -140,10 +140,10 @@ def release_cleanup_jobs(build: Build, fx: Effects) -> None:
     fx.ready += [j for j in build.jobs() if j.run_on_cancel and j.status is JobStatus.PENDING]
 
 
-def stop_overdue(build: Build, job_ids: set[str], now: float) -> Effects:
+def stop_overdue(build: Build, job_ids: set[str], now: float) -> Outcome:
     """Agents that did not confirm these stops by their deadline: finalize as FORCED.
     Their slots are not freed (`fx.unconfirmed`): the agent may still run the job."""
-    fx = Effects()
+    fx = Outcome()
     for job in build.jobs():
         if job.job_id in job_ids and job.status is JobStatus.STOPPING:
             finish_stopped_job(job, JobOutcome.FORCED, None, fx, now)
@@ -159,9 +159,9 @@ def stop_overdue(build: Build, job_ids: set[str], now: float) -> Effects:
     return fx
 
 
-def cleanup_overdue(build: Build, job_id: str, times: StopTimes, now: float) -> Effects:
+def cleanup_overdue(build: Build, job_id: str, times: StopTimes, now: float) -> Outcome:
     """A cleanup job ran past the cleanup timeout: stop it like a forced one."""
-    fx = Effects()
+    fx = Outcome()
     job = build.job(job_id)
     if build.status is not BuildStatus.CANCELING or job is None or not job.on_agent:
         fx.duplicate = True
@@ -201,7 +201,7 @@ def pending_stops(build: Build, agent_id: str, times: StopTimes, now: float) -> 
 
 
 def finish_stopped_job(
-    job: Job, outcome: JobOutcome, exit_code: int | None, fx: Effects, now: float
+    job: Job, outcome: JobOutcome, exit_code: int | None, fx: Outcome, now: float
 ) -> None:
     job.outcome = outcome
     job.exit_code = exit_code
@@ -209,7 +209,7 @@ def finish_stopped_job(
     move_job(job, JobStatus.CANCELED, fx, now)
 
 
-def finish_cancel_if_done(build: Build, fx: Effects, now: float) -> None:
+def finish_cancel_if_done(build: Build, fx: Outcome, now: float) -> None:
     if build.status is BuildStatus.CANCELING and all(job.terminal for job in build.jobs()):
         move_build(build, BuildStatus.CANCELED, fx, now)
 

@@ -32,6 +32,7 @@ class Reason(StrEnum):
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     NOT_YOUR_JOB = "NOT_YOUR_JOB"
     UNAVAILABLE = "UNAVAILABLE"
     VERSION_CONFLICT = "VERSION_CONFLICT"
@@ -113,6 +114,7 @@ class Unauthenticated(DomainError):
     """The caller's credential no longer holds (revoked, or its job finished)."""
 
     code = ErrorCode.UNAUTHENTICATED
+    default_reason = Reason.UNAUTHENTICATED
 
 
 class AlreadyExists(DomainError):

@@ -1,7 +1,7 @@
 """What each event does to a build: pure functions over the entities of model.py.
 
 Each function applies one event to a build, records every entity it changed in the
-returned `Effects.changes`, and lists what the caller (the build's actor) must do
+returned `Outcome.changes`, and lists what the caller (the build's actor) must do
 outside the domain: stops to push to agents, jobs that became ready to schedule,
 agent slots that were freed. The caller persists `changes` in one transaction and
 only then acts on the rest; if the commit fails it reloads the build. Cancels are in
@@ -18,7 +18,6 @@ from buildcontrol_server.domain.cancellation import (
     release_cleanup_jobs,
     stop_command,
 )
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.errors import FailedPrecondition, PermissionDenied, Reason
 from buildcontrol_server.domain.events import (
     AgentReport,
@@ -30,6 +29,7 @@ from buildcontrol_server.domain.events import (
 )
 from buildcontrol_server.domain.model import Build, Job, Step
 from buildcontrol_server.domain.moves import close_steps, move_build, move_job, move_step
+from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus, StepStatus
 
 # ---- scheduling ---------------------------------------------------------------------
@@ -39,7 +39,7 @@ def ready_jobs(build: Build) -> list[Job]:
     """PENDING jobs that may go to an agent now: those of the first unfinished stage,
     or, while a cancel runs, the cleanup jobs once everything else stopped."""
     if build.status is BuildStatus.CANCELING:
-        fx = Effects()
+        fx = Outcome()
         release_cleanup_jobs(build, fx)
         return fx.ready
     if build.status not in (BuildStatus.QUEUED, BuildStatus.RUNNING):
@@ -51,9 +51,9 @@ def ready_jobs(build: Build) -> list[Job]:
     return []
 
 
-def assign_job(build: Build, job_id: str, agent_id: str, now: float) -> Effects:
+def assign_job(build: Build, job_id: str, agent_id: str, now: float) -> Outcome:
     """The scheduler picked `agent_id` for `job_id`. Refused unless the job is ready."""
-    fx = Effects()
+    fx = Outcome()
     job = _job_of(build, job_id)
     if job not in ready_jobs(build):
         raise FailedPrecondition(f"job {job_id} is {job.status.value}, not ready to assign")
@@ -76,8 +76,8 @@ def _reported_job(build: Build, job_id: str, agent_id: str) -> Job:
     return job
 
 
-def job_accepted(build: Build, job_id: str, agent_id: str, now: float) -> Effects:
-    fx = Effects()
+def job_accepted(build: Build, job_id: str, agent_id: str, now: float) -> Outcome:
+    fx = Outcome()
     job = _reported_job(build, job_id, agent_id)
     if job.status is JobStatus.ASSIGNED:
         move_job(job, JobStatus.RUNNING, fx, now)
@@ -86,8 +86,8 @@ def job_accepted(build: Build, job_id: str, agent_id: str, now: float) -> Effect
     return fx
 
 
-def step_started(build: Build, job_id: str, agent_id: str, index: int, now: float) -> Effects:
-    fx = Effects()
+def step_started(build: Build, job_id: str, agent_id: str, index: int, now: float) -> Outcome:
+    fx = Outcome()
     job = _reported_job(build, job_id, agent_id)
     step = _step_of(job, index)
     if job.status is JobStatus.ASSIGNED:
@@ -103,8 +103,8 @@ def step_started(build: Build, job_id: str, agent_id: str, index: int, now: floa
 
 def step_finished(
     build: Build, job_id: str, agent_id: str, index: int, exit_code: int, now: float
-) -> Effects:
-    fx = Effects()
+) -> Outcome:
+    fx = Outcome()
     job = _reported_job(build, job_id, agent_id)
     step = _step_of(job, index)
     if step.status is StepStatus.RUNNING:
@@ -118,9 +118,9 @@ def step_finished(
 
 def job_finished(
     build: Build, job_id: str, agent_id: str, succeeded: bool, exit_code: int, now: float
-) -> Effects:
+) -> Outcome:
     """The agent says the job ended by itself."""
-    fx = Effects()
+    fx = Outcome()
     job = _reported_job(build, job_id, agent_id)
     if job.status is JobStatus.STOPPING:
         # The cancel was applied first: the actor's order decides, so it is CANCELED.
@@ -146,9 +146,9 @@ def job_stopped(
     outcome: JobOutcome,
     exit_code: int | None,
     now: float,
-) -> Effects:
+) -> Outcome:
     """The agent confirms a stop. A report for a job already over is a repeat."""
-    fx = Effects()
+    fx = Outcome()
     job = _reported_job(build, job_id, agent_id)
     if job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
         # Stopped by the agent itself (e.g. an agent restarted where it had died killed
@@ -168,10 +168,10 @@ def job_stopped(
     return fx
 
 
-def agent_lost(build: Build, agent_id: str, running: frozenset[str], now: float) -> Effects:
+def agent_lost(build: Build, agent_id: str, running: frozenset[str], now: float) -> Outcome:
     """`agent_id` is gone, or came back running only `running`: every job of this
     build it held but no longer runs ends now (FORCED if stopping, else FAILED/LOST)."""
-    fx = Effects()
+    fx = Outcome()
     for job in build.jobs():
         if job.agent_id != agent_id or not job.on_agent or job.job_id in running:
             continue
@@ -188,7 +188,7 @@ def agent_lost(build: Build, agent_id: str, running: frozenset[str], now: float)
 
 def apply_report(
     build: Build, agent_id: str, report: AgentReport, now: float, times: StopTimes
-) -> Effects:
+) -> Outcome:
     """Apply one report of an agent (the dispatch of the functions above). A report
     that a STOPPING job is alive gets a fresh stop (`stop_again_if_alive`)."""
     fx = _dispatch_report(build, agent_id, report, now)
@@ -196,7 +196,7 @@ def apply_report(
     return fx
 
 
-def _dispatch_report(build: Build, agent_id: str, report: AgentReport, now: float) -> Effects:
+def _dispatch_report(build: Build, agent_id: str, report: AgentReport, now: float) -> Outcome:
     match report:
         case JobAcceptedReport(job_id=job_id):
             return job_accepted(build, job_id, agent_id, now)
@@ -211,7 +211,7 @@ def _dispatch_report(build: Build, agent_id: str, report: AgentReport, now: floa
 
 
 def stop_again_if_alive(
-    build: Build, report: AgentReport, fx: Effects, times: StopTimes, now: float
+    build: Build, report: AgentReport, fx: Outcome, times: StopTimes, now: float
 ) -> None:
     """An agent may ignore a StopJob for a job it does not run yet (the protocol lets
     it), then accept the job late and start it. A JobAccepted, or a StepStarted of a
@@ -233,7 +233,7 @@ def stop_again_if_alive(
 # ---- build progress -----------------------------------------------------------------
 
 
-def _after_job_ended(build: Build, fx: Effects, now: float) -> None:
+def _after_job_ended(build: Build, fx: Outcome, now: float) -> None:
     if build.status is BuildStatus.CANCELING:
         release_cleanup_jobs(build, fx)
         finish_cancel_if_done(build, fx, now)
@@ -241,7 +241,7 @@ def _after_job_ended(build: Build, fx: Effects, now: float) -> None:
         _advance(build, fx, now)
 
 
-def _advance(build: Build, fx: Effects, now: float) -> None:
+def _advance(build: Build, fx: Outcome, now: float) -> None:
     """After a job ended on its own: open the next stage, or end the build."""
     if build.status is not BuildStatus.RUNNING:
         return

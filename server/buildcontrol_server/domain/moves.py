@@ -4,19 +4,19 @@ agent's slot)."""
 
 from __future__ import annotations
 
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.model import Build, Job, Step
+from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, JobStatus, StepStatus, transition
 
 
-def move_build(build: Build, target: BuildStatus, fx: Effects, now: float) -> None:
+def move_build(build: Build, target: BuildStatus, fx: Outcome, now: float) -> None:
     build.status = transition(f"build {build.build_id}", build.status, target)
     if build.terminal:
         build.finished_at = now
     fx.changes.mark(build)
 
 
-def move_job(job: Job, target: JobStatus, fx: Effects, now: float) -> None:
+def move_job(job: Job, target: JobStatus, fx: Outcome, now: float) -> None:
     job.status = transition(f"job {job.job_id}", job.status, target)
     if target is JobStatus.ASSIGNED:
         job.started_at = now
@@ -28,12 +28,12 @@ def move_job(job: Job, target: JobStatus, fx: Effects, now: float) -> None:
     fx.changes.mark(job)
 
 
-def move_step(step: Step, target: StepStatus, fx: Effects) -> None:
+def move_step(step: Step, target: StepStatus, fx: Outcome) -> None:
     step.status = transition(f"step {step.job_id}#{step.index}", step.status, target)
     fx.changes.mark(step)
 
 
-def close_steps(job: Job, running_to: StepStatus, pending_to: StepStatus, fx: Effects) -> None:
+def close_steps(job: Job, running_to: StepStatus, pending_to: StepStatus, fx: Outcome) -> None:
     """End every unfinished step of a job that is ending."""
     for step in job.steps:
         if step.status is StepStatus.RUNNING and running_to is StepStatus.CANCELED:

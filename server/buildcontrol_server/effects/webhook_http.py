@@ -105,3 +105,14 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds >= 0 else None
+
+
+def error_of(answer: Answer | None) -> str | None:
+    """What the delivery log says went wrong with `answer` (None: delivered)."""
+    if answer is None:
+        return "breaker open: not sent"
+    if answer.error is not None:
+        return answer.error
+    if answer.result is Result.DELIVERED:
+        return None
+    return f"HTTP {answer.status}"

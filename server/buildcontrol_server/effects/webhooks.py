@@ -32,7 +32,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 import httpx
 
@@ -44,13 +43,14 @@ from buildcontrol_server.domain.deliveries import (
     endpoint_of,
 )
 from buildcontrol_server.domain.errors import NotFound
-from buildcontrol_server.domain.model import CancelRecord, ChangeSet
+from buildcontrol_server.domain.model import CancelRecord
+from buildcontrol_server.effects import webhook_http
 from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
 from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
+from buildcontrol_server.effects.delivery_store import DeliveryStore
 from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
 from buildcontrol_server.effects.webhook_signing import WebhookSecret
-from buildcontrol_server.store.webhook_rows import QueuedDelivery
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +58,6 @@ __all__ = ["EVENT", "HEADERS", "DeliveryStore", "WebhookNotifier", "payload"]
 
 # After `stop()`'s timeout, how long cancelled workers get to unwind (closing sockets).
 CANCEL_GRACE = 0.1
-
-
-class DeliveryStore(Protocol):
-    """The part of BuildStore the notifier uses (small, so tests can wrap it)."""
-
-    async def commit(self, changes: ChangeSet) -> None: ...
-
-    async def undelivered_webhooks(self, endpoint: str) -> list[QueuedDelivery]: ...
-
-    async def webhook_outbox_entry(
-        self, delivery_id: str
-    ) -> tuple[CancelRecord, dict[str, int]] | None: ...
 
 
 @dataclass
@@ -93,8 +81,7 @@ class _Endpoint:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ValueError(f"webhook #{index} is not an http(s) URL with a host")
         self.url = url
-        # Signs every body sent here (webhook_signing.py); None: unsigned.
-        self.secret = secret
+        self.secret = secret  # signs every body sent here; None: unsigned
         # The outbox's key and label of the endpoint (the same the actors write).
         identity = endpoint_of(index, url)
         self.label = identity.label
@@ -139,8 +126,7 @@ class WebhookNotifier:
     ) -> None:
         """`store`: the outbox and delivery log (None: memory only, nothing survives a
         restart). `clock` (monotonic seconds) times the breakers' cooldowns; tests
-        move it. `wall_clock` stamps the delivery log (shown, never timed). `secrets`:
-        endpoint position → the secret its requests are signed with."""
+        move it. `wall_clock` stamps the delivery log. `secrets`: position → signer."""
         if max_attempts < 1 or queue_size < 1 or request_timeout <= 0:
             raise ValueError("max_attempts, queue_size and request_timeout must be positive")
         self._max_attempts = max_attempts
@@ -151,13 +137,9 @@ class WebhookNotifier:
         self._store = store
         self._wall_clock = wall_clock
         self._endpoints = [
-            _Endpoint(
-                n,
-                url,
-                CircuitBreaker(breaker_threshold, breaker_cooldown, clock),
-                (secrets or {}).get(n),
-            )
+            _Endpoint(n, url, CircuitBreaker(breaker_threshold, breaker_cooldown, clock), key)
             for n, url in enumerate(urls)
+            for key in [(secrets or {}).get(n)]
         ]
         self._client: httpx.AsyncClient | None = None
         self._stopped = False
@@ -402,17 +384,7 @@ class WebhookNotifier:
                 state=state,
                 attempts=item.attempts,
                 last_status=answer.status if answer is not None else None,
-                last_error=_error_of(answer),
+                last_error=webhook_http.error_of(answer),
                 last_attempt_at=self._wall_clock() if answer is not None else None,
             )
         )
-
-
-def _error_of(answer: Answer | None) -> str | None:
-    if answer is None:
-        return "breaker open: not sent"
-    if answer.error is not None:
-        return answer.error
-    if answer.result is Result.DELIVERED:
-        return None
-    return f"HTTP {answer.status}"

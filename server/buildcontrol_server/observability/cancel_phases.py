@@ -20,8 +20,8 @@ from typing import Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.domain.agent_commands import StopCommand
-from buildcontrol_server.domain.effects import Effects
 from buildcontrol_server.domain.model import Build, CancelInfo, Job
+from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome
 from buildcontrol_server.observability.logs import event
 
@@ -48,7 +48,7 @@ def _who_why(cancel: CancelInfo) -> dict[str, Any]:
     return who_why
 
 
-def cancel_accepted(build: Build, fx: Effects, received_at: float) -> None:
+def cancel_accepted(build: Build, fx: Outcome, received_at: float) -> None:
     """CANCELING (or CANCELED, with nothing on an agent) is committed for a Cancel that
     arrived at `received_at` (perf_counter): log the event. Only observes (the actor
     stamps the stops with `received_at` itself, for `stop_written` to measure)."""

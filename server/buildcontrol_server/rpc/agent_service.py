@@ -32,7 +32,7 @@ from buildcontrol_server.domain.errors import (
 from buildcontrol_server.domain.events import AgentHello
 from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.observability import cancel_phases
-from buildcontrol_server.rpc import convert, log_upload
+from buildcontrol_server.rpc import agent_convert, log_upload
 from buildcontrol_server.rpc.errors import abort_with
 from buildcontrol_server.security import caller, fair_limits
 from buildcontrol_server.security.fair_limits import HeldCounts
@@ -176,7 +176,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 return True
             if kind == "hello":
                 raise FailedPrecondition("hello: only the first message may be a hello")
-            report = convert.report(message)
+            report = agent_convert.report(message)
             if report is None:
                 continue
             caller.current().check_still_valid()  # a revoked agent's reports count no more
@@ -204,7 +204,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             ) from None
         if first.WhichOneof("event") != "hello":
             raise InvalidArgument("hello", "the first message of a stream must be a hello")
-        hello = convert.hello(first.hello)
+        hello = agent_convert.hello(first.hello)
         # Before any session exists: a refused Hello changes nothing.
         caller.current().check_agent_id(hello.agent_id)
         submission.check_hello(hello.agent_id, hello.labels, self._settings.limits)
@@ -220,13 +220,15 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         )
         # Before the Welcome: another process's Hello under a live id changes nothing.
         self._control.check_agent_instance(session)
-        await context.write(convert.welcome(session.session_id, self._settings.heartbeat_interval))
+        await context.write(
+            agent_convert.welcome(session.session_id, self._settings.heartbeat_interval)
+        )
         log.info("agent %s connected (session %s)", session.agent_id, session.session_id)
         return session, hello
 
     async def _write(self, session: AgentSession, context: grpc.aio.ServicerContext) -> None:
         while (command := await session.outbox.get()) is not None:
-            message = convert.to_agent(command)
+            message = agent_convert.to_agent(command)
             if isinstance(command, AssignCommand):
                 caller.current().check_still_valid()  # no job for a revoked agent
                 message.assign_job.log_limit_bytes = self._settings.log_limit_bytes

@@ -10,10 +10,10 @@ from pathlib import Path
 import grpc
 
 from buildcontrol_server.domain.model import Build
+from buildcontrol_server.rpc.auth_interceptor import AuthInterceptor
 from buildcontrol_server.security import header_check, tls
 from buildcontrol_server.security.caller import submitter_of
 from buildcontrol_server.security.cancel_policy import CancelRules
-from buildcontrol_server.security.interceptor import AuthInterceptor
 from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobAccess, JobTokens
 from buildcontrol_server.security.principals import JobScope
 from buildcontrol_server.security.settings import SecuritySettings

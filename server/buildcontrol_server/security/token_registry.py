@@ -69,6 +69,15 @@ class TokenRegistry:
         await self.source.poll()
         self.refresh()
 
+    async def changed_since(self) -> bool:
+        """For an unknown token: did the tokens change since they were read? On a
+        source that cannot be looked at per call (the database) a token made a moment
+        ago on another host must not wait for the next poll: re-read now (shared with
+        other unknown tokens: one query at a time). The file: no (its stat is done)."""
+        if self.source.sees_changes_per_call:
+            return False
+        return await self.poll_now()
+
     async def poll_now(self) -> bool:
         """A poll that starts after this call (so it sees every change committed
         before it), shared with the callers that come while it waits; True if the

@@ -1,4 +1,6 @@
-"""The one interceptor that decides who may call what.
+"""The one interceptor that decides who may call what (it lives with rpc/ because it
+answers with gRPC statuses; every one of them comes from the error catalog,
+rpc/errors.py, like the handlers' own).
 
 For every RPC except health and reflection: read `authorization: Bearer <token>` from
 the metadata, find the token's principal, check the method's role (access_rules.py),
@@ -18,13 +20,25 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
-from buildcontrol_server.domain.errors import InvalidArgument
-from buildcontrol_server.rpc.errors import abort_with
+from buildcontrol_server.domain.errors import (
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+)
+from buildcontrol_server.rpc.auth_refusals import (
+    UNKNOWN_TOKEN,
+    Refusal,
+    bearer_token,
+    code_of,
+    has_client_certificate,
+)
+from buildcontrol_server.rpc.errors import STATUS_OF, abort_with
 from buildcontrol_server.security import audit, certificate_identity, header_check, undecodable
 from buildcontrol_server.security.access_rules import (
     AGENT_CONNECT,
@@ -42,53 +56,13 @@ from buildcontrol_server.security.open_calls import (
     iterate_until_ended,
     run_until_ended,
 )
-from buildcontrol_server.security.principals import ANONYMOUS, Principal
+from buildcontrol_server.security.principals import ANONYMOUS
 from buildcontrol_server.security.token_registry import TokenRegistry
 from buildcontrol_server.security.tokens import token_hash
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 _AUDITED_CODES = {grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED}
-
-
-@dataclass(frozen=True)
-class Refusal:
-    code: grpc.StatusCode
-    message: str
-    principal: Principal | None = None
-    # False for refusals that must not cost a log line each (header_check.py).
-    audited: bool = True
-
-
-# A bearer token that is not among the tokens in force (as far as this server knows).
-UNKNOWN_TOKEN = Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
-
-
-def _bearer_token(metadata: Any) -> str | Refusal:
-    values = [value for key, value in metadata or () if key == "authorization"]
-    if not values:
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "authorization: a bearer token is required")
-    if len(values) > 1 or not isinstance(values[0], str):
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "authorization: give exactly one token")
-    scheme, _, token = values[0].strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "authorization: expected 'Bearer <token>'")
-    return token
-
-
-def _has_client_certificate(context: grpc.aio.ServicerContext) -> bool:
-    # Present only when the TLS handshake verified a client certificate against the
-    # client CA (grpc sets the x509 properties of the peer from it).
-    return bool(context.auth_context().get("x509_pem_cert"))
-
-
-def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode) or code is None:
-        return code
-    # Some grpc versions report the raw integer of the status.
-    return next((c for c in grpc.StatusCode if c.value[0] == code), None)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -148,13 +122,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return revoked
 
-    async def _tokens_changed(self) -> bool:
-        """For a source that cannot be looked at per call: re-read it now (shared
-        with other unknown tokens: one query at a time). True if it changed."""
-        if self._tokens is None or self._tokens.source.sees_changes_per_call:
-            return False
-        return await self._tokens.poll_now()
-
     # ---- admission ----
 
     def _decide(self, method: str, token: str | Refusal | None) -> Caller | Refusal:
@@ -170,14 +137,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return UNKNOWN_TOKEN
         needed = REQUIRED_ROLE.get(method)
         if needed is None:
-            return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED, f"{method} is open to nobody", principal
-            )
+            return Refusal(PermissionDenied(f"{method} is open to nobody"), principal)
         if not principal.at_least(needed):
             return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{principal.name} ({principal.role}) may not call {method.rsplit('/', 1)[-1]}"
-                f" (needs {needed})",
+                PermissionDenied(
+                    f"{principal.name} ({principal.role}) may not call"
+                    f" {method.rsplit('/', 1)[-1]} (needs {needed})"
+                ),
                 principal,
             )
         return Caller(principal, self._rules)
@@ -185,18 +151,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _decide_job(self, method: str, token: str, jobs: JobAccess) -> Caller | Refusal:
         scope = jobs.tokens.verify(token)
         if scope is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked token")
+            return Refusal(Unauthenticated("unknown or revoked token"))
         principal = job_principal(scope)
         if not jobs.is_live(scope):
             return Refusal(
-                grpc.StatusCode.UNAUTHENTICATED,
-                f"job token of {scope.job_id}: the job has finished",
-                principal,
+                Unauthenticated(f"job token of {scope.job_id}: the job has finished"), principal
             )
         if method not in JOB_METHODS:
             return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"a job token may only read its own build, not call {method.rsplit('/', 1)[-1]}",
+                PermissionDenied(
+                    f"a job token may only read its own build, not call {method.rsplit('/', 1)[-1]}"
+                ),
                 principal,
             )
         return Caller(principal, self._rules)
@@ -209,9 +174,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         build_id = getattr(request, "build_id", None)
         if build_id != decision.principal.job.build_id:
             return Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"a job token of build {decision.principal.job.build_id} may not read "
-                f"another build",
+                PermissionDenied(
+                    f"a job token of build {decision.principal.job.build_id} may not read "
+                    "another build"
+                ),
                 decision.principal,
             )
         return decision
@@ -225,10 +191,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             or not self._agents_need_certificate
         ):
             return decision
-        if not _has_client_certificate(context):
+        if not has_client_certificate(context):
             return Refusal(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "agents must present a client certificate (mutual TLS)",
+                Unauthenticated("agents must present a client certificate (mutual TLS)"),
                 decision.principal,
             )
         ids = certificate_identity.agent_ids(context.auth_context())
@@ -246,11 +211,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     who.name if who else "-",
                     who.role.value if who else "-",
                     method,
-                    decision.code.name,
+                    STATUS_OF[decision.error.code].name,
                     context.peer(),
-                    decision.message,
+                    decision.error.message,
                 )
-            await context.abort(decision.code, decision.message)
+            await abort_with(context, decision.error)
         assert isinstance(decision, Caller)
         if decision.principal.authenticated:
             # With auth off there is nobody to name; the cancel path logs its own lines.
@@ -258,7 +223,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return decision
 
     def _after(self, caller: Caller, method: str, context: grpc.aio.ServicerContext) -> None:
-        code = _code_of(context)
+        code = code_of(context)
         if code in _AUDITED_CODES:
             details = context.details() if hasattr(context, "details") else ""
             audit.refused(
@@ -329,7 +294,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for response in messages:
                         yield response
                 except CallEnded as ended:
-                    await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
+                    await abort_with(context, Unauthenticated(ended.reason))
                 finally:
                     if call is not None:
                         self.open_calls.remove(call)
@@ -344,7 +309,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     return await behavior(request, context)
                 return await run_until_ended(behavior(request, context), call)
             except CallEnded as ended:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, ended.reason)
+                await abort_with(context, Unauthenticated(ended.reason))
             finally:
                 if call is not None:
                     self.open_calls.remove(call)
@@ -363,10 +328,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler  # unknown: grpc answers UNIMPLEMENTED; open: health, reflection
         metadata = handler_call_details.invocation_metadata
         decision, digest = self._decision_of(method, metadata)
-        if decision is UNKNOWN_TOKEN and await self._tokens_changed():
-            # A token made a moment ago on another host (the database's tokens): the
-            # caller should not have to wait for the server's next poll to use it.
-            decision, digest = self._decision_of(method, metadata)
+        if decision is UNKNOWN_TOKEN and self._tokens and await self._tokens.changed_since():
+            decision, digest = self._decision_of(method, metadata)  # made a moment ago
         for attribute, factory in _SHAPES:
             behavior = getattr(handler, attribute)
             if behavior is not None:
@@ -383,14 +346,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if bad_header is not None:
             # Refused before authentication, without an audit line per request: the
             # rate-limited warning of header_check is all the log gets.
-            code = (
-                grpc.StatusCode.UNAUTHENTICATED
+            header = f"request header {bad_header!r}"
+            error: DomainError = (
+                Unauthenticated(f"{header}: {header_check.PROBLEM}")
                 if bad_header == "authorization"
-                else grpc.StatusCode.INVALID_ARGUMENT
+                else InvalidArgument(header, header_check.PROBLEM)
             )
-            message = f"request header {bad_header!r}: {header_check.PROBLEM}"
-            return Refusal(code, message, audited=False), None
-        token = None if self._tokens is None else _bearer_token(metadata)
+            return Refusal(error, audited=False), None
+        token = None if self._tokens is None else bearer_token(metadata)
         digest = token_hash(token) if isinstance(token, str) and not is_job_token(token) else None
         return self._decide(method, token), digest
 

@@ -1,16 +1,18 @@
-"""What applying one event asks of the world outside the domain."""
+"""The outcome of applying one event to a build: what changed (to commit) and what
+that asks of the world outside the domain (stops to send, jobs to schedule, slots to
+free). Not to be confused with effects/ (audit records and webhooks, which run after
+a commit)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# StopCommand lives in agent_commands.py; the name stays importable from here.
-from buildcontrol_server.domain.agent_commands import StopCommand as StopCommand
+from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.model import ChangeSet, Job
 
 
 @dataclass
-class Effects:
+class Outcome:
     changes: ChangeSet = field(default_factory=ChangeSet)
     stops: list[StopCommand] = field(default_factory=list)
     ready: list[Job] = field(default_factory=list)
@@ -27,7 +29,7 @@ class Effects:
     # cancel): nothing changed, and that is not an error.
     duplicate: bool = False
 
-    def merge(self, later: Effects) -> None:
+    def merge(self, later: Outcome) -> None:
         """Add the effects of an event applied after this one (one commit for both)."""
         self.changes.merge(later.changes)
         self.stops += later.stops
