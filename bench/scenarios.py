@@ -20,6 +20,7 @@ from typing import Any
 import agent_stop
 import burst
 import latency
+import log_flood
 import memory
 import purge
 import targets
@@ -180,6 +181,12 @@ PURGE_TARGETS = (
 )  # fmt: skip
 
 
+async def log_flood_scenario(args: argparse.Namespace, results: Round) -> None:
+    """Floods of step output beside cancels, on one real agent (log_flood.py)."""
+    results["logflood"] = await log_flood.run(log_flood.parse_args(["--quick"] * args.quick))
+    log_flood.print_report(results["logflood"])
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         ("latency", "throughput", "burst"),
@@ -191,6 +198,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(("agentstop",), agent_stop_scenario, targets.AGENT_STOP, _agent_stop_details),
     Scenario(("loops",), loop_comparison, targets.LOOPS),
     Scenario(("purge",), purge_scenario, PURGE_TARGETS, lambda r: [purge.table(r["purge"])]),
+    Scenario(("logflood",), log_flood_scenario),
 )
 
 NAMES = tuple(name for scenario in SCENARIOS for name in scenario.names)

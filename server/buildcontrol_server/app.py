@@ -41,6 +41,8 @@ from buildcontrol_server.effects.webhook_admin import WebhookAdmin
 from buildcontrol_server.effects.webhook_signing import load_secrets
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.housekeeping.housekeeper import Housekeeper, HousekeepingSettings
+from buildcontrol_server.logs import retention
+from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
@@ -48,6 +50,7 @@ from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
 from buildcontrol_server.rpc.housekeeping_service import HousekeepingServicer
+from buildcontrol_server.rpc.log_upload import job_state_of
 from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
@@ -125,6 +128,14 @@ class ServerApp:
         )
         self.hub, self.scheduler, self.registry = self._actors(clocks)
         self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
+        # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
+        self.logs = JobLogs(
+            retention.log_store_for(settings),
+            job_state_of(self.control.get),
+            settings.log_limit_bytes,
+        )
+        self._clocks = clocks
+        self._retention: asyncio.Task[None] | None = None
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(
             fair_limits.limit(fair_limits.WATCH_STREAMS, settings.max_watch_streams_per_principal)
@@ -147,8 +158,7 @@ class ServerApp:
         # Tests call `await app.auditor.check()`; the server runs it every interval.
         self.auditor = InvariantAuditor(self.store, self.registry, self.hub)
         self._audits: asyncio.Task[None] | None = None
-        # Retention purges, compaction, size gauges. Logs of purged builds: pass the
-        # log store's delete_logs as on_builds_deleted once there is one.
+        # Retention purges, compaction, size gauges; the logs of purged builds go too.
         self.housekeeper = Housekeeper(
             self.store.retention,
             self.store.stats,
@@ -158,6 +168,7 @@ class ServerApp:
                 pause=settings.housekeeping_pause,
             ),
             clock=clocks.wall,
+            on_builds_deleted=retention.deleting_logs_of(self.logs.store),
         )
         self._metrics_server: object | None = None
         # Availability changes move health only between start's SERVING and stop.
@@ -205,6 +216,7 @@ class ServerApp:
         if self._file_backed():
             data_at_rest.prepare_directory(self.settings.data_dir)
         await self.store.open()
+        await self.logs.store.open()
         self.store.watch_availability(self._store_availability_changed)
         if self._file_backed():
             data_at_rest.narrow_files(data_at_rest.database_files(self.settings.database_path))
@@ -214,12 +226,16 @@ class ServerApp:
         await self.effects.start()
         build_control_pb2_grpc.add_BuildControlServicer_to_server(
             BuildControlServicer(
-                self.control, WebhookAdmin(self.store, self.notifier), self.watch_streams
+                self.control,
+                WebhookAdmin(self.store, self.notifier),
+                self.watch_streams,
+                self.logs,
             ),
             self.server,
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentServicer(self.control, self.settings, self.security.job_tokens), self.server
+            AgentServicer(self.control, self.settings, self.security.job_tokens, self.logs),
+            self.server,
         )
         housekeeping_pb2_grpc.add_HousekeepingServicer_to_server(
             HousekeepingServicer(self.housekeeper, self._wall_clock), self.server
@@ -241,6 +257,12 @@ class ServerApp:
                 audit_every(self.settings.audit_interval, self.auditor, self.live_gauges),
                 name="invariant-audits",
             )
+        self._retention = asyncio.create_task(
+            retention.keep_retention(
+                self.logs.store, self.settings.log_retention_days, self._clocks.wall
+            ),
+            name="log-retention",
+        )
         self.housekeeper.start()
         self._started = True
         # Unless the database went away during recovery (its return sets SERVING).
@@ -307,9 +329,10 @@ class ServerApp:
         if self._health_update is not None:
             await self._health_update
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self._audits is not None:
-            self._audits.cancel()
-            await asyncio.gather(self._audits, return_exceptions=True)
+        for task in (self._audits, self._retention):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await self.housekeeper.stop()
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
@@ -322,6 +345,7 @@ class ServerApp:
         await self.effects.stop(self.settings.effects_stop_timeout)
         self.hub.stop_timers()
         await self.store.close()
+        await self.logs.store.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()  # type: ignore[attr-defined]
             self._metrics_server.server_close()  # type: ignore[attr-defined]

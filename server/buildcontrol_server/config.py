@@ -181,6 +181,21 @@ class Settings:
     )
     # Bound of SIGTERM drain: agents are told to leave, in-flight RPCs get this long.
     shutdown_grace: float = 5.0
+    # ---- step logs (docs/logs.md) ----
+    # Bytes of step output kept per job; the agent drops the rest and says how much.
+    log_limit_bytes: int = option(
+        64 * 1024 * 1024,
+        "bytes of step output kept per job; past it one line says how much was dropped",
+        integer(1, metavar="BYTES"),
+        flag="--log-limit",
+    )
+    # Days a job's log is kept after its last write; 0 keeps logs forever.
+    log_retention_days: float | None = option(
+        30.0,
+        "days a job's log is kept after its last byte (0: forever)",
+        DAYS,
+        flag="--log-retention",
+    )
     # ---- security and limits ----
     security: SecuritySettings = group(DEFAULT_SECURITY, "authentication and TLS")
     # Largest message the server accepts (grpc answers RESOURCE_EXHAUSTED past it).
@@ -267,6 +282,11 @@ class Settings:
     def webhook_endpoints(self) -> tuple[Endpoint, ...]:
         """The webhook URLs as the outbox keys them (computed once, not per cancel)."""
         return endpoints_of(self.webhook_urls)
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the SQLite backend keeps job logs (when store_url is None)."""
+        return self.data_dir / "logs"
 
     @property
     def database_path(self) -> Path:

@@ -286,6 +286,15 @@ LIMIT_REFUSED = Counter(
     ["limit"],
 )
 
+# ---- step logs ----
+LOG_BYTES_RECEIVED = Counter(
+    "buildcontrol_log_received_bytes_total",
+    "Bytes of step output received from agents (UploadLogs), resent bytes included.",
+)
+LOGS_DELETED = Counter(
+    "buildcontrol_logs_deleted_total",
+    "Job logs deleted, by retention (--log-retention) or with their deleted builds.",
+)
 # ---- housekeeping (housekeeping/housekeeper.py) ----
 STORE_TABLE_ROWS = Gauge(
     "buildcontrol_store_table_rows",

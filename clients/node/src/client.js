@@ -5,6 +5,7 @@
 //   const build = await client.submit(pipelineRequest(doc));
 //   for await (const event of client.watch(build.build_id)) { ... }
 //   for await (const event of client.cancel(build.build_id, { reason: "x" })) { ... }
+//   for await (const piece of client.followJobLog(build.build_id, jobId)) { ... }
 //   client.close();
 //
 // Messages are plain objects with the .proto's field names (snake_case), enums as their
@@ -101,6 +102,23 @@ export class BuildControlClient {
   /** A snapshot, then every change, until the build is terminal. */
   watch(buildId) {
     return this._stream("WatchBuild", { build_id: buildId });
+  }
+
+  /**
+   * Up to `limit` bytes (0: the server's page, 1 MiB) of a job's log from `offset`:
+   * {data: Buffer, offset, size, complete} (offset and size as strings).
+   */
+  async getJobLog(buildId, jobId, { offset = 0, limit = 0 } = {}) {
+    return this._unary("GetJobLog", { build_id: buildId, job_id: jobId, offset, limit });
+  }
+
+  /**
+   * A job's log from `fromOffset`: what is stored, then new output as it arrives, until
+   * the job is terminal. Each message is {data: Buffer, offset}; bytes are as the step
+   * printed them (`data.toString()` shows non-UTF-8 bytes as replacement characters).
+   */
+  followJobLog(buildId, jobId, { fromOffset = 0 } = {}) {
+    return this._stream("FollowJobLog", { build_id: buildId, job_id: jobId, from_offset: fromOffset });
   }
 
   /** Accepted first, one message per job as it stops, finished last. */

@@ -68,6 +68,7 @@ function jobSpec(job, where) {
     name: job.name,
     labels: textValues(job.labels),
     env: textValues(job.env),
+    secret_env: textValues(job.secret_env),
     run_on_cancel: flag(job.run_on_cancel, `${where}.run_on_cancel`),
     steps: (job.steps ?? []).map((step, k) =>
       typeof step === "string"

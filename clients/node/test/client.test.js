@@ -44,6 +44,25 @@ describe("BuildControlClient against a live server", () => {
     );
   });
 
+  test("followJobLog streams what the step printed and ends with the job", async () => {
+    const submitted = await client.submit(oneJob("for i in 1 2 3; do echo line $i; done"));
+    const jobId = submitted.stages[0].jobs[0].job_id;
+    const pieces = [];
+    for await (const piece of client.followJobLog(submitted.build_id, jobId)) {
+      pieces.push(piece.data);
+    }
+    const text = Buffer.concat(pieces).toString();
+    assert.ok(text.includes("line 1\nline 2\nline 3\n"), text);
+    const page = await client.getJobLog(submitted.build_id, jobId, { offset: 0 });
+    assert.equal(page.data.toString(), text);
+    assert.equal(page.complete, true);
+    const tail = [];
+    for await (const piece of client.followJobLog(submitted.build_id, jobId, { fromOffset: 5 })) {
+      tail.push(piece.data);
+    }
+    assert.equal(Buffer.concat(tail).toString(), text.slice(5));
+  });
+
   test("watch streams a snapshot first and ends once the build succeeded", async () => {
     // The step waits for a gate the test opens once the snapshot arrived: otherwise a
     // fast agent can finish the build before the watch starts (then the snapshot alone

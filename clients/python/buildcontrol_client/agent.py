@@ -49,6 +49,7 @@ from buildcontrol_client.job_processes import ProcessHost
 from buildcontrol_client.job_records import RESTART_REASON, RunningJobRecords, kill_leftovers
 from buildcontrol_client.job_runner import DEFAULT_CLEANUP_SECONDS, JobRun
 from buildcontrol_client.job_runtime import JobRuntime
+from buildcontrol_client.log_uploader import LogUplink
 from buildcontrol_client.outbox import Outbox, ResultLog, is_result, job_id_of
 from buildcontrol_client.process_privileges import become_child_subreaper
 from buildcontrol_client.step_environment import StepUser
@@ -180,6 +181,8 @@ class Agent:
             await self._stop_all_jobs()
             if self._runtime.host.cgroups is not None:
                 self._runtime.host.cgroups.remove()
+            if self._runtime.uplink is not None:
+                await self._runtime.uplink.close()
             if self._results.unsent():
                 log.warning("exiting with %d job results never sent", self._results.unsent())
         log.info("agent %s stopped", self.agent_id)
@@ -194,6 +197,7 @@ class Agent:
             ProcessHost(cgroups, subreaper=subreaper),
             options.step_user,
             RunningJobRecords(options.work_dir),
+            LogUplink(self.server, options.tls),
         )
 
     async def _recover(self) -> None:
@@ -354,6 +358,7 @@ class Agent:
             else DEFAULT_CLEANUP_SECONDS
         )
         forced = " (forced: no cleanup)" if stop.skip_cleanup else ""
+        job.log.stop_received(stop)  # who and why, for the log's stop line
         if job.request_stop(
             grace, by_server=True, skip_cleanup=stop.skip_cleanup, cleanup_seconds=cleanup
         ):

@@ -25,6 +25,7 @@ from buildcontrol_client import (
     cli_agent,
     cli_commands,
     cli_health,
+    cli_logs,
     cli_output,
     cli_webhooks,
 )
@@ -133,7 +134,14 @@ def _register_reads(subparsers: Subparsers) -> None:
     )
     watch.add_argument("build_id")
     _add_reconnect_for(watch)
-    watch.set_defaults(func=_reports_errors(cli_commands.watch))
+    watch.add_argument(
+        "--logs",
+        action="store_true",
+        help="interleave the jobs' output (prefixed by job) with the state changes",
+    )
+    watch.set_defaults(func=_reports_errors(cli_logs.watch_command))
+
+    cli_logs.add_command(subparsers, _command, _reports_errors)
 
 
 def _register_cancels(subparsers: Subparsers) -> None:

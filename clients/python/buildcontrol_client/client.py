@@ -195,6 +195,30 @@ class BuildControlClient(ClientBase):
             response = await self._connect().RedeliverWebhook(request, **self._unary)
         return builtins.list(response.endpoints)
 
+    async def get_job_log(
+        self, build_id: str, job_id: str, offset: int = 0, limit: int = 0
+    ) -> build_control_pb2.GetJobLogResponse:
+        """Up to `limit` bytes (0: the server's page, 1 MiB) of a job's log from `offset`."""
+        request = requests.get_job_log_request(build_id, job_id, offset, limit)
+        with translated_rpc_errors():
+            response: build_control_pb2.GetJobLogResponse = await self._connect().GetJobLog(
+                request, **self._unary
+            )
+        return response
+
+    async def follow_job_log(
+        self, build_id: str, job_id: str, from_offset: int = 0
+    ) -> AsyncGenerator[build_control_pb2.FollowJobLogResponse, None]:
+        """A job's log from `from_offset`, as it grows, until the job is terminal."""
+        request = requests.follow_job_log_request(build_id, job_id, from_offset)
+        call = self._connect().FollowJobLog(request, **self._stream)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
+
     async def purge(
         self, before: float | None = None, *, dry_run: bool = False
     ) -> housekeeping_pb2.PurgeResponse:

@@ -32,6 +32,7 @@ from buildcontrol_client.job_records import JobRecord
 from buildcontrol_client.job_runtime import JobRuntime
 from buildcontrol_client.job_stop import OUTCOME_ON_WIRE, StopRequest
 from buildcontrol_client.job_workspace import JobWorkspace
+from buildcontrol_client.log_uploader import JobLog
 from buildcontrol_client.process_runner import JobTerminator, StepProcess, StopOutcome
 from buildcontrol_client.step_environment import step_environment
 from buildcontrol_client.stop_signal import FirstSignal
@@ -75,6 +76,9 @@ class JobRun:
             work_dir, self.job_id, owner=None if user is None else (user.uid, user.gid)
         )
         self._processes = self._runtime.host.for_job(self.job_id)
+        # The steps' output: kept (bounded) in the work dir and uploaded apart from
+        # the agent stream (log_uploader.py).
+        self.log = JobLog(assignment, work_dir, self._runtime.uplink)
         self._stop: StopRequest | None = None
         self._stop_requested = asyncio.Event()
         # When the first StopJob arrived (time.monotonic()), for the stop's timing line.
@@ -163,12 +167,15 @@ class JobRun:
             # A bug in the agent must not leave the server waiting for a result forever.
             log.exception("job %s: the agent failed while running it", self.job_id)
             await JobTerminator(self._processes, 0).run()
+            await self.log.finish()
             self._finish(succeeded=False, exit_code=AGENT_ERROR_EXIT_CODE)
 
     async def _run_steps(self) -> None:
         exit_code = 0
         running: StepProcess | None = None
         for step in self._assignment.steps:
+            if self._stop is None:
+                await self.log.previous_step_read()  # steps' output never interleaves
             if self._stop is not None:
                 break
             process = await self._start_step(step)
@@ -191,6 +198,7 @@ class JobRun:
             await self._finish_stopped(self._stop, running)
         else:
             await self._kill_leftovers()
+            await self.log.finish()
             self._finish(succeeded=exit_code == 0, exit_code=exit_code)
 
     async def _start_step(self, step: agent_pb2.AssignedStep) -> StepProcess | None:
@@ -214,7 +222,7 @@ class JobRun:
             # call the server with this, never with the agent's token.
             job_token=self._assignment.job_token,
         )
-        output = self._workspace.open_log(step.index, step.name or step.command)
+        output = self.log.step_pipe(step.index, step.name or step.command)
         try:
             process = await StepProcess.start(
                 step.command,
@@ -228,8 +236,7 @@ class JobRun:
             log.error("job %s: step %d could not start: %s", self.job_id, step.index, error)
             return None
         finally:
-            if output is not None:
-                output.close()  # the child holds its own copy of the descriptor
+            output.close()  # the child holds its own copy of the descriptor
         self._record()
         return process
 
@@ -249,7 +256,9 @@ class JobRun:
         self._terminator = JobTerminator(self._processes, stop.grace_seconds, self._first_signal)
         outcome = await self._terminator.run()
         exit_code = await self._exit_status(running)
+        self.log.stopped(outcome, self._terminator, self._stop_received_at)
         if not stop.by_server:
+            await self.log.finish()
             self._finish(succeeded=False, exit_code=exit_code or TERMINATED_EXIT_CODE)
             return
         started = len(self._started)
@@ -273,6 +282,7 @@ class JobRun:
         )
         if exit_code is not None:
             stopped.exit_code = exit_code
+        await self.log.finish()  # output up to the kill reaches the server first
         self._emit(agent_pb2.ConnectRequest(job_stopped=stopped))
         self._log_stop_timing(self._terminator)
         self._forget()
@@ -300,6 +310,7 @@ class JobRun:
         self._cleanup_deadline = min(self._cleanup_deadline, time.monotonic() + budget)
         log.info("job %s: %d cleanup steps, at most %gs", self.job_id, len(steps), budget)
         for step in steps:
+            await self.log.previous_step_read()
             if not stop.runs_cleanup or time.monotonic() >= self._cleanup_deadline:
                 # Forced, the agent is leaving, or the budget is spent.
                 log.info("job %s: cleanup cut short before step %d", self.job_id, step.index)

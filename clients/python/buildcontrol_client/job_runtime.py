@@ -8,6 +8,7 @@ from pathlib import Path
 
 from buildcontrol_client.job_processes import ProcessHost
 from buildcontrol_client.job_records import RunningJobRecords
+from buildcontrol_client.log_uploader import LogUplink
 from buildcontrol_client.step_environment import StepUser
 
 
@@ -16,6 +17,8 @@ class JobRuntime:
     host: ProcessHost = field(default_factory=ProcessHost)
     step_user: StepUser | None = None
     records: RunningJobRecords = field(default_factory=lambda: RunningJobRecords(None))
+    # Where jobs' logs are uploaded; None keeps them in the work dir only.
+    uplink: LogUplink | None = None
 
     @classmethod
     def plain(cls, work_dir: Path | None = None) -> JobRuntime:

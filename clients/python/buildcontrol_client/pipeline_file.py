@@ -55,7 +55,7 @@ class PipelineFileError(ValueError):
 
 PIPELINE_KEYS = frozenset({"pipeline", "stages", "concurrency_group", "cancel_in_progress"})
 STAGE_KEYS = frozenset({"name", "jobs"})
-JOB_KEYS = frozenset({"name", "labels", "env", "steps", "run_on_cancel", "timeout"})
+JOB_KEYS = frozenset({"name", "labels", "env", "secret_env", "steps", "run_on_cancel", "timeout"})
 STEP_KEYS = frozenset({"name", "command", "run_on_cancel"})
 # The server's own bound (7 days); checked here too, for an error that names the key.
 MAX_JOB_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -161,6 +161,7 @@ def _parse_job(data: object, where: str) -> build_control_pb2.JobSpec:
         name=_name(job.get("name"), f"{where}.name"),
         labels=_string_map(job.get("labels"), f"{where}.labels"),
         env=_env_map(job.get("env"), f"{where}.env"),
+        secret_env=_env_map(job.get("secret_env"), f"{where}.secret_env"),
         run_on_cancel=_flag(job.get("run_on_cancel"), f"{where}.run_on_cancel"),
     )
     timeout = job.get("timeout")

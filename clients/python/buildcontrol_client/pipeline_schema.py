@@ -42,6 +42,12 @@ _JOB_PROPERTIES = {
         "propertyNames": {"pattern": "^[^=\\u0000]+$"},
         "additionalProperties": _SCALAR,
     },
+    "secret_env": {
+        "type": "object",
+        "description": "like env, but the values are masked as *** in the job's log",
+        "propertyNames": {"pattern": "^[^=\\u0000]+$"},
+        "additionalProperties": _SCALAR,
+    },
     "steps": {
         "type": "array",
         "minItems": 1,

@@ -109,6 +109,22 @@ def redeliver_webhook_request(delivery_id: str) -> build_control_pb2.RedeliverWe
     return build_control_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
 
 
+def get_job_log_request(
+    build_id: str, job_id: str, offset: int = 0, limit: int = 0
+) -> build_control_pb2.GetJobLogRequest:
+    return build_control_pb2.GetJobLogRequest(
+        build_id=build_id, job_id=job_id, offset=offset, limit=limit
+    )
+
+
+def follow_job_log_request(
+    build_id: str, job_id: str, from_offset: int = 0
+) -> build_control_pb2.FollowJobLogRequest:
+    return build_control_pb2.FollowJobLogRequest(
+        build_id=build_id, job_id=job_id, from_offset=from_offset
+    )
+
+
 def purge_request(before: float | None, dry_run: bool) -> housekeeping_pb2.PurgeRequest:
     """`before`: epoch seconds; None: the server's retention policy."""
     request = housekeeping_pb2.PurgeRequest(dry_run=dry_run)

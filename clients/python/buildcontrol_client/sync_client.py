@@ -179,6 +179,27 @@ class SyncBuildControlClient(ClientBase):
             response = self._stub.RedeliverWebhook(request, **self._unary)
         return builtins.list(response.endpoints)
 
+    def get_job_log(
+        self, build_id: str, job_id: str, offset: int = 0, limit: int = 0
+    ) -> build_control_pb2.GetJobLogResponse:
+        request = requests.get_job_log_request(build_id, job_id, offset, limit)
+        with translated_rpc_errors():
+            response: build_control_pb2.GetJobLogResponse = self._stub.GetJobLog(
+                request, **self._unary
+            )
+        return response
+
+    def follow_job_log(
+        self, build_id: str, job_id: str, from_offset: int = 0
+    ) -> Generator[build_control_pb2.FollowJobLogResponse, None, None]:
+        request = requests.follow_job_log_request(build_id, job_id, from_offset)
+        call = self._stub.FollowJobLog(request, **self._stream)
+        try:
+            with translated_rpc_errors():
+                yield from call
+        finally:
+            call.cancel()
+
     def purge(
         self, before: float | None = None, *, dry_run: bool = False
     ) -> housekeeping_pb2.PurgeResponse:

@@ -24,6 +24,8 @@ class AssignCommand:
     name: str
     steps: tuple[AssignedStep, ...]
     env: dict[str, str]
+    # The env entries the agent masks as *** in the job's log.
+    secret_env_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class StopCommand:
     # so the stream writer can measure delivery (observability/cancel_phases.py). None:
     # not measured (a stop re-sent on reconnect, or one the server made on its own).
     requested_at: float | None = None
+    # Who asked for the cancel, for the stop line at the end of the job's log.
+    requested_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,4 +72,5 @@ def assignment_of(job: Job) -> AssignCommand:
         name=job.name,
         steps=tuple(AssignedStep(s.index, s.name, s.command, s.run_on_cancel) for s in job.steps),
         env=dict(job.env),
+        secret_env_names=job.secret_env_names,
     )

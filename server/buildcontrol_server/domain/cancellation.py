@@ -127,6 +127,7 @@ def stop_command(build: Build, job: Job, times: StopTimes, now: float) -> StopCo
         deadline=now + budget,
         skip_cleanup=not cleanup,
         cleanup_timeout=times.cleanup_timeout if cleanup else 0.0,
+        requested_by=build.cancel.requested_by,
     )
 
 

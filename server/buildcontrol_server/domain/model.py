@@ -58,6 +58,9 @@ class Job:
     # When the job was handed to an agent (epoch seconds): its timeout counts from
     # here, across server restarts. None until assigned (and for rows older than v5).
     started_at: float | None = None
+    # Names of the `env` entries whose values are secret (masked in the job's log;
+    # no read returns env).
+    secret_env_names: tuple[str, ...] = ()
 
     @property
     def terminal(self) -> bool:

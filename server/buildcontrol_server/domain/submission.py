@@ -52,6 +52,8 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     run_on_cancel: bool = False
     timeout: float | None = None
+    # Secret environment variables (values masked in the job's log).
+    secret_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,12 @@ def validate(spec: PipelineSpec, limits: Limits = DEFAULT_LIMITS) -> None:
                 raise InvalidArgument(f"{where}.timeout", "must be between 0 and 7 days")
             check_labels(job.labels, f"{where}.labels", limits)
             _check_env(job.env, f"{where}.env", limits)
+            _check_env(job.secret_env, f"{where}.secret_env", limits)
+            both = sorted(set(job.env) & set(job.secret_env))
+            if both:
+                raise InvalidArgument(f"{where}.secret_env", f"{both[0]!r} is in env too")
+            if len(job.env) + len(job.secret_env) > limits.max_env_vars:
+                raise InvalidArgument(f"{where}.env", f"more than {limits.max_env_vars} variables")
             _check_count(job.steps, f"{where}.steps", limits.max_steps)
             for k, step in enumerate(job.steps):
                 command = f"{where}.steps[{k}].command"
@@ -206,7 +214,8 @@ def new_build(
                     stage_index=s,
                     name=job_spec.name,
                     labels=dict(job_spec.labels),
-                    env=dict(job_spec.env),
+                    env={**job_spec.env, **job_spec.secret_env},
+                    secret_env_names=tuple(sorted(job_spec.secret_env)),
                     steps=steps,
                     run_on_cancel=job_spec.run_on_cancel,
                     timeout=job_spec.timeout,

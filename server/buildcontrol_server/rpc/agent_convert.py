@@ -51,6 +51,7 @@ def to_agent(
                     deadline=timestamp(command.deadline),
                     skip_cleanup=command.skip_cleanup,
                     cleanup_timeout=duration(command.cleanup_timeout),
+                    requested_by=command.requested_by,
                 )
             )
         case AssignCommand():
@@ -69,6 +70,7 @@ def to_agent(
                         for s in command.steps
                     ],
                     env=command.env,
+                    secret_env_names=command.secret_env_names,
                 )
             )
         case DrainCommand():

@@ -30,8 +30,9 @@ from buildcontrol_server.domain.errors import (
     Unavailable,
 )
 from buildcontrol_server.domain.events import AgentHello
+from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.observability import cancel_phases
-from buildcontrol_server.rpc import agent_convert
+from buildcontrol_server.rpc import agent_convert, log_upload
 from buildcontrol_server.rpc.errors import abort_with
 from buildcontrol_server.security import caller, fair_limits
 from buildcontrol_server.security.fair_limits import HeldCounts
@@ -44,9 +45,15 @@ REPORTS_IN_FLIGHT = 256
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
-        self, control: BuildControl, settings: Settings, job_tokens: JobTokens | None = None
+        self,
+        control: BuildControl,
+        settings: Settings,
+        job_tokens: JobTokens | None = None,
+        logs: JobLogs | None = None,
     ) -> None:
         self._control = control
+        # Where UploadLogs streams go (None: the method answers UNIMPLEMENTED).
+        self._logs = logs
         self._settings = settings
         # Mints each AssignJob's job token; None with authentication off.
         self._job_tokens = job_tokens
@@ -224,9 +231,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             message = agent_convert.to_agent(command)
             if isinstance(command, AssignCommand):
                 caller.current().check_still_valid()  # no job for a revoked agent
+                message.assign_job.log_limit_bytes = self._settings.log_limit_bytes
                 if self._job_tokens is not None:
                     message.assign_job.job_token = self._job_tokens.mint(
                         command.build_id, command.job_id
                     )
             await context.write(message)
             cancel_phases.stop_written(command)  # measures delivery of a stop, logs it
+
+    async def UploadLogs(
+        self,
+        request_iterator: AsyncIterator[agent_pb2.UploadLogsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> agent_pb2.UploadLogsResponse:
+        return await log_upload.upload(self._logs, request_iterator, context)

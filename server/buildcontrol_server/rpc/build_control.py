@@ -12,10 +12,11 @@ from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, bui
 
 from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
 from buildcontrol_server.actors.control import BuildControl
-from buildcontrol_server.domain.errors import InvalidArgument
+from buildcontrol_server.domain.errors import FailedPrecondition, InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
 from buildcontrol_server.effects.webhook_admin import WebhookAdmin
-from buildcontrol_server.rpc import convert, submit_reply, webhook_convert
+from buildcontrol_server.logs.service import JobLogs
+from buildcontrol_server.rpc import convert, log_upload, submit_reply, webhook_convert
 from buildcontrol_server.rpc.errors import streaming, unary
 from buildcontrol_server.security import caller, fair_limits
 from buildcontrol_server.security.fair_limits import HeldCounts
@@ -53,8 +54,11 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
         control: BuildControl,
         webhooks: WebhookAdmin,
         watch_streams: HeldCounts | None = None,
+        logs: JobLogs | None = None,
     ) -> None:
         self._control = control
+        # Job logs (GetJobLog, FollowJobLog); None: those answer UNIMPLEMENTED.
+        self._logs = logs
         self._webhooks = webhooks
         # Open WatchBuild streams per principal (--max-watch-streams-per-principal).
         self._watch_streams = watch_streams or HeldCounts(
@@ -173,3 +177,20 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
     ) -> build_control_pb2.RedeliverWebhookResponse:
         endpoints = await self._webhooks.redeliver(request.delivery_id)
         return build_control_pb2.RedeliverWebhookResponse(endpoints=endpoints)
+
+    @unary
+    async def GetJobLog(
+        self, request: build_control_pb2.GetJobLogRequest, context: grpc.aio.ServicerContext
+    ) -> build_control_pb2.GetJobLogResponse:
+        if self._logs is None:
+            raise FailedPrecondition("this server stores no logs")
+        return await log_upload.get(self._logs, request)
+
+    @streaming
+    async def FollowJobLog(
+        self, request: build_control_pb2.FollowJobLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[build_control_pb2.FollowJobLogResponse]:
+        if self._logs is None:
+            raise FailedPrecondition("this server stores no logs")
+        async for message in log_upload.follow(self._logs, request):
+            yield message

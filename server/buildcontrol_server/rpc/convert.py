@@ -137,6 +137,7 @@ def _job_spec(j: build_control_pb2.JobSpec, where: str) -> JobSpec:
         name=j.name,
         labels=dict(j.labels),
         env=dict(j.env),
+        secret_env=dict(j.secret_env),
         steps=tuple(
             StepSpec(command=s.command, name=s.name, run_on_cancel=s.run_on_cancel) for s in j.steps
         ),

@@ -12,6 +12,8 @@ REQUIRED_ROLE: dict[str, Role] = {
     _CONTROL + "ListBuilds": Role.VIEWER,
     _CONTROL + "WatchBuild": Role.VIEWER,
     _CONTROL + "ListAgents": Role.VIEWER,
+    _CONTROL + "GetJobLog": Role.VIEWER,
+    _CONTROL + "FollowJobLog": Role.VIEWER,
     _CONTROL + "SubmitBuild": Role.OPERATOR,
     # Operators in general; which builds exactly is the pipeline's cancel policy,
     # checked against each build (cancel_policy.py).
@@ -22,6 +24,9 @@ REQUIRED_ROLE: dict[str, Role] = {
     _CONTROL + "ListWebhookDeliveries": Role.ADMIN,
     _CONTROL + "RedeliverWebhook": Role.ADMIN,
     "/buildcontrol.v1.AgentService/Connect": Role.AGENT,
+    # Only a job token, for its own job (JOB_METHODS): no other credential, not even an
+    # admin's or the agent's own, can write into a job's log.
+    "/buildcontrol.v1.AgentService/UploadLogs": Role.JOB,
     # A purge deletes history for everyone: admins only (its dry run too, for one rule).
     "/buildcontrol.v1.Housekeeping/Purge": Role.ADMIN,
 }
@@ -29,8 +34,17 @@ REQUIRED_ROLE: dict[str, Role] = {
 AGENT_CONNECT = "/buildcontrol.v1.AgentService/Connect"
 
 # All a job token may call, and only for its own build (the interceptor checks the
-# request's build_id): the steps of a job read how their build is doing.
-JOB_METHODS = frozenset({_CONTROL + "GetBuild", _CONTROL + "WatchBuild"})
+# request's build_id): the steps of a job read how their build is doing. The log
+# methods check the job too (rpc/log_upload.py): a job reads and writes its own log.
+JOB_METHODS = frozenset(
+    {
+        _CONTROL + "GetBuild",
+        _CONTROL + "WatchBuild",
+        _CONTROL + "GetJobLog",
+        _CONTROL + "FollowJobLog",
+        "/buildcontrol.v1.AgentService/UploadLogs",
+    }
+)
 
 # Served without a token: load balancers and probes check health, and `grpcurl list`
 # / `buf curl` discover the API through reflection. Neither reveals or changes builds.

@@ -218,6 +218,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             # (docs/operations.md names the settings that matter).
         ),
     ),
+    Migration(
+        11,
+        "which env entries of a job are secret",
+        # JSON list of names; '[]' for every job before v11.
+        ("ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",),
+    ),
 )
 
 POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version

@@ -81,6 +81,7 @@ _JOB_INSERT_COLUMNS = (
     ("run_on_cancel", "int8"),
     ("timeout", "float8"),
     ("started_at", "float8"),
+    ("secret_env_names", "text"),
 )
 _STEP_INSERT_COLUMNS = (
     ("job_id", "text"),

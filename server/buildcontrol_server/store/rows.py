@@ -53,8 +53,8 @@ INSERT_BUILD = (
 )
 INSERT_JOB = (
     "INSERT INTO jobs (job_id, build_id, stage_index, position, name, labels, env, status,"
-    " outcome, agent_id, exit_code, finished_at, version, run_on_cancel, timeout, started_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " outcome, agent_id, exit_code, finished_at, version, run_on_cancel, timeout, started_at,"
+    " secret_env_names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_STEP = (
     "INSERT INTO steps (job_id, step_index, name, command, status, exit_code, version,"
@@ -87,7 +87,7 @@ BUILD_COLUMNS = (
 JOB_COLUMNS = (
     "jobs.job_id, jobs.build_id, jobs.stage_index, jobs.name, jobs.labels, jobs.env,"
     " jobs.status, jobs.outcome, jobs.agent_id, jobs.exit_code, jobs.finished_at, jobs.version,"
-    " jobs.run_on_cancel, jobs.timeout, jobs.started_at"
+    " jobs.run_on_cancel, jobs.timeout, jobs.started_at, jobs.secret_env_names"
 )
 INSERT_SUBMIT_REQUEST = (
     "INSERT INTO submit_requests (submitter, request_id, digest, build_id) VALUES (?, ?, ?, ?)"
@@ -184,6 +184,7 @@ class PreparedWrite:
                     1 if job.run_on_cancel else 0,
                     job.timeout,
                     job.started_at,
+                    json.dumps(job.secret_env_names),
                 )
             )
             self.inserted.add(("job", job.job_id))
@@ -336,6 +337,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         run_on_cancel=bool(row[12]),
         timeout=row[13],
         started_at=row[14],
+        secret_env_names=tuple(json.loads(row[15])),
     )
 
 

@@ -246,6 +246,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         vacuum_after=True,
     ),
+    Migration(
+        11,
+        "which env entries of a job are secret",
+        (
+            # JSON list of names of the job's env entries whose values are secret
+            # (masked as *** in its log); '[]' for every job before v11.
+            "ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

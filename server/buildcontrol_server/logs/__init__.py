@@ -1,0 +1,2 @@
+"""Step logs on the server: what agents upload, kept in a log store, read and followed
+(docs/logs.md)."""

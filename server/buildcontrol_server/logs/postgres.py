@@ -1,0 +1,136 @@
+"""Logs in the PostgreSQL database (the PostgreSQL backend's log store).
+
+In the database rather than a directory: with several server replicas, an agent's
+upload may reach one replica and a follower another; the database is the one thing
+they share (a directory would need a shared file system, and its own backups and
+retention). Each uploaded chunk is one row of `job_log_chunks` (bytea, at most 1 MiB);
+`job_logs` holds each job's size and completeness, locked (FOR UPDATE) by the append
+that extends it, so two streams of one job (an agent reconnecting) cannot interleave.
+The tables belong to the log store, which creates them if missing when it opens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from typing import Any
+
+import asyncpg
+
+from buildcontrol_server.logs.offsets import new_bytes
+from buildcontrol_server.logs.store import LogSlice
+
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS job_logs (
+        build_id TEXT COLLATE "C" NOT NULL,
+        job_id TEXT COLLATE "C" NOT NULL,
+        size BIGINT NOT NULL,
+        complete BOOLEAN NOT NULL,
+        written_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (build_id, job_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS job_log_chunks (
+        build_id TEXT COLLATE "C" NOT NULL,
+        job_id TEXT COLLATE "C" NOT NULL,
+        start_offset BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (build_id, job_id, start_offset)
+    )""",
+)
+
+
+class PostgresLogStore:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4)
+        async with self._pool.acquire() as connection:
+            for statement in _TABLES:
+                await connection.execute(statement)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def append(
+        self, build_id: str, job_id: str, offset: int, data: bytes, final: bool
+    ) -> int:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "INSERT INTO job_logs VALUES ($1, $2, 0, false, $3) ON CONFLICT DO NOTHING",
+                build_id,
+                job_id,
+                time.time(),
+            )
+            row = await connection.fetchrow(
+                "SELECT size, complete FROM job_logs WHERE build_id = $1 AND job_id = $2"
+                " FOR UPDATE",
+                build_id,
+                job_id,
+            )
+            stored = int(row["size"])
+            fresh = new_bytes(stored, bool(row["complete"]), offset, data)
+            if fresh:
+                await connection.execute(
+                    "INSERT INTO job_log_chunks VALUES ($1, $2, $3, $4)",
+                    build_id,
+                    job_id,
+                    stored,
+                    fresh,
+                )
+            await connection.execute(
+                "UPDATE job_logs SET size = $3, complete = complete OR $4, written_at = $5"
+                " WHERE build_id = $1 AND job_id = $2",
+                build_id,
+                job_id,
+                stored + len(fresh),
+                final,
+                time.time(),
+            )
+            return stored + len(fresh)
+
+    async def read(self, build_id: str, job_id: str, offset: int, limit: int) -> LogSlice:
+        async with self._pool.acquire() as connection:
+            head = await connection.fetchrow(
+                "SELECT size, complete FROM job_logs WHERE build_id = $1 AND job_id = $2",
+                build_id,
+                job_id,
+            )
+            if head is None:
+                return LogSlice(b"", 0, 0, False)
+            size = int(head["size"])
+            start = min(offset, size)
+            rows = await connection.fetch(
+                "SELECT start_offset, data FROM job_log_chunks"
+                " WHERE build_id = $1 AND job_id = $2"
+                " AND start_offset + length(data) > $3 AND start_offset < $3 + $4"
+                " ORDER BY start_offset",
+                build_id,
+                job_id,
+                start,
+                limit,
+            )
+        joined = b"".join(bytes(row["data"]) for row in rows)
+        skip = start - int(rows[0]["start_offset"]) if rows else 0
+        return LogSlice(joined[skip : skip + limit], start, size, bool(head["complete"]))
+
+    async def delete_logs(self, build_ids: Collection[str]) -> int:
+        ids = list(build_ids)
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "DELETE FROM job_log_chunks WHERE build_id = ANY($1::text[])", ids
+            )
+            deleted = await connection.fetch(
+                "DELETE FROM job_logs WHERE build_id = ANY($1::text[]) RETURNING job_id", ids
+            )
+        return len(deleted)
+
+    async def delete_older_than(self, cutoff: float) -> int:
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(
+                "SELECT build_id FROM job_logs GROUP BY build_id HAVING max(written_at) < $1",
+                cutoff,
+            )
+        return await self.delete_logs([row["build_id"] for row in rows])
