@@ -10,6 +10,7 @@ import contextlib
 import os
 import select
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from buildcontrol_client.job_records import JobRecord, RunningJobRecords
 from buildcontrol_client.job_runner import JobRun
 from buildcontrol_client.job_runtime import JobRuntime
 from buildcontrol_client.process_privileges import become_child_subreaper
+from buildcontrol_client.process_tree import STEP_LEADERS
 from buildcontrol_client.step_environment import step_environment
 from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
@@ -321,3 +323,35 @@ def test_a_cgroup_that_cannot_be_made_leaves_the_job_in_process_groups(tmp_path:
 
     assert processes.cgroup is None
     assert processes.launcher(["bash", "-c", "true"]) == ["bash", "-c", "true"]
+
+
+async def test_a_stop_before_the_launcher_joins_the_cgroup_still_kills_the_step(
+    job_id: str, cgroups: CgroupTree
+) -> None:
+    # The launcher is in the job's cgroup only once it has written itself into
+    # cgroup.procs. Here it waits at a gate before doing so: the moment right after its
+    # fork, made as long as the test needs. A kill then must reach it, else it joins
+    # after the kill and the step runs on outside every stop.
+    processes = ProcessHost(cgroups).for_job(job_id)
+    launcher = processes.launcher(["sleep", "600", job_id])
+    gate_read, gate_write = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        "sh", "-c", 'read _ <&3; exec "$@"', "sh", *launcher,
+        pass_fds=(gate_read,), start_new_session=True,
+        stdin=subprocess.DEVNULL, preexec_fn=lambda: os.dup2(gate_read, 3),
+    )  # fmt: skip
+    os.close(gate_read)
+    STEP_LEADERS.add(process.pid)
+    processes.add_leader(process.pid)
+    try:
+        assert processes.members() == [process.pid]
+        processes.kill()
+        with contextlib.suppress(BrokenPipeError):  # no reader left: it is dead
+            os.write(gate_write, b"go\n")  # were it alive, it would now join and exec
+        assert await asyncio.wait_for(process.wait(), 20) == -signal.SIGKILL
+        assert processes.members() == []
+        assert marked_processes(job_id) == []
+    finally:
+        os.close(gate_write)
+        STEP_LEADERS.discard(process.pid)
+        processes.close()

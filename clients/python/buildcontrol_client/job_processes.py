@@ -9,12 +9,19 @@ does not slow down with the number of jobs or processes on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
 from buildcontrol_client.job_cgroup import CgroupTree, JobCgroup
-from buildcontrol_client.process_tree import ProcessGroups
+from buildcontrol_client.process_tree import (
+    STEP_LEADERS,
+    ProcessGroups,
+    is_zombie,
+    state_group_session,
+)
 
 log = logging.getLogger("buildcontrol.agent")
 
@@ -45,20 +52,45 @@ class JobProcesses:
     def members(self) -> list[int]:
         """Live processes of the job (zombies do not count)."""
         if self.cgroup is not None:
-            return self.cgroup.members()
+            inside = self.cgroup.members()
+            return inside + self._launchers_outside(inside)
         return self.groups.members()
 
     def signal(self, sig: signal.Signals) -> None:
         if self.cgroup is not None:
             self.cgroup.signal(sig)
+            self._signal_launchers_outside(sig)
         else:
             self.groups.signal(sig)
 
     def kill(self) -> None:
         if self.cgroup is not None:
             self.cgroup.kill()
+            self._signal_launchers_outside(signal.SIGKILL)
         else:
             self.groups.kill()
+
+    def _launchers_outside(self, inside: list[int]) -> list[int]:
+        """Steps started but not yet in the cgroup: a launcher joins it only when it has
+        written itself into cgroup.procs, so a stop in that moment would find the cgroup
+        empty and the step would start afterwards, outside every kill. Only leaders the
+        agent has not reaped yet count: their pids cannot have been reused."""
+        members = set(inside)
+        outside = []
+        for pid in self.groups.pgids:
+            if pid in members or pid not in STEP_LEADERS:
+                continue
+            info = state_group_session(pid)
+            if info is not None and not is_zombie(info[0]):
+                outside.append(pid)
+        return outside
+
+    def _signal_launchers_outside(self, sig: signal.Signals) -> None:
+        assert self.cgroup is not None
+        for pid in self._launchers_outside(self.cgroup.members()):
+            # Before its exec the launcher has no children: its pid is all of the step.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def close(self) -> None:
         """The job is over and its processes are gone: remove its cgroup."""
