@@ -6,11 +6,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import grpc
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.domain.model import ChangeSet
 
-from tests.rpc.conftest import Running, running_server
+from tests.rpc.conftest import Running, pipeline, running_server
 from tests.rpc.test_actor_faults_rpc import cancel
 from tests.rpc.test_cancel_rpc import get, rest_of, submit, wait_status
 from tests.rpc.test_protocol_faults_rpc import listed
@@ -349,3 +350,47 @@ async def test_a_reconnect_still_running_a_job_whose_forced_write_commits_stops_
     queued = await submit(server)
     assert (await again.next("assign_job")).assign_job.build_id == queued.build_id
     await again.leave()
+
+
+async def test_a_submit_whose_caller_left_while_its_write_was_queued_still_gets_its_actor(
+    server: Running,
+) -> None:
+    # Seed 300427: SubmitBuild passed its deadline while the build's write waited in the
+    # group commit; the write committed anyway and the build sat QUEUED with no actor
+    # (no Cancel could reach it, the auditor flagged it) until a restart.
+    writer = server.app.store._writer  # type: ignore[attr-defined]
+    write_batch = writer._write_batch
+    reached, go_on = asyncio.Event(), asyncio.Event()
+
+    async def held(batch: Any) -> None:
+        reached.set()
+        await go_on.wait()
+        await write_batch(batch)
+
+    writer._write_batch = held
+    call = server.stub.SubmitBuild(pipeline(name="left-early"), timeout=1.0)
+    await asyncio.wait_for(reached.wait(), WAIT)
+    try:
+        await call
+        raise AssertionError("the submit should have passed its deadline")
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    registry = server.app.registry
+    spawn = registry.spawn
+    spawned: asyncio.Queue[str] = asyncio.Queue()
+
+    def spawn_seen(build: Any, reserved: bool = False) -> Any:
+        spawned.put_nowait(build.build_id)
+        return spawn(build, reserved)
+
+    registry.spawn = spawn_seen  # type: ignore[method-assign]
+    writer._write_batch = write_batch
+    go_on.set()
+
+    build_id = await asyncio.wait_for(spawned.get(), WAIT)
+    listed_builds = await server.stub.ListBuilds(
+        build_control_pb2.ListBuildsRequest(pipeline="left-early"), timeout=WAIT
+    )
+    assert [b.build_id for b in listed_builds.builds] == [build_id]
+    answers = [m async for m in cancel(server, build_id)]
+    assert answers[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED

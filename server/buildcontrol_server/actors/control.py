@@ -128,6 +128,24 @@ class BuildControl:
         holder = fair_limits.holder_of(submitted_by)
         # Counted before the commit, so concurrent submits cannot pass the bound together.
         self._registry.live_builds.acquire(holder)
+        # Shielded: a queued write commits even when the caller leaves (a deadline, a
+        # dropped connection), and a build in the store must have an actor to run it.
+        starting = asyncio.ensure_future(self._store_and_start(build, request, holder, render))
+        # A failed write after the caller left changed nothing: its error is not news.
+        starting.add_done_callback(lambda done: done.cancelled() or done.exception())
+        rendered = await asyncio.shield(starting)
+        superseded = Superseded()
+        if build.cancel_in_progress:
+            superseded = self._registry.supersede(build, may_cancel)
+        return Submitted(rendered, superseded)
+
+    async def _store_and_start(
+        self,
+        build: Build,
+        request: SubmitRequest | None,
+        holder: str,
+        render: Callable[[Build], T],
+    ) -> T:
         # Marked as starting while it is written: the build is in the store before its
         # actor runs, and the invariant auditor must not take that for a lost actor.
         with self._registry.starting(build.build_id):
@@ -142,10 +160,7 @@ class BuildControl:
                 raise
             rendered = render(build)  # before the actor runs: the caller sees it QUEUED
             self._registry.spawn(build, reserved=True)
-        superseded = Superseded()
-        if build.cancel_in_progress:
-            superseded = self._registry.supersede(build, may_cancel)
-        return Submitted(rendered, superseded)
+            return rendered
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         submission.check_build_id(build_id)
