@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from signal import Signals
 
 from buildcontrol_client.job_cgroup import CgroupTree, JobCgroup
 from buildcontrol_client.process_tree import (
@@ -85,7 +86,7 @@ class JobProcesses:
                 outside.append(pid)
         return outside
 
-    def _signal_launchers_outside(self, sig: signal.Signals) -> None:
+    def _signal_launchers_outside(self, sig: Signals) -> None:
         assert self.cgroup is not None
         for pid in self._launchers_outside(self.cgroup.members()):
             # Before its exec the launcher has no children: its pid is all of the step.

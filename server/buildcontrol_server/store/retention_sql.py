@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from buildcontrol_server.domain.retention import PURGED_TABLES
+
 # The condition of the builds_finished partial index (schema v10); only these builds
 # are ever deleted: a live build is never past a retention policy.
 TERMINAL_WHERE = "status IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
@@ -21,16 +23,8 @@ TERMINAL_WHERE = "status IN ('SUCCEEDED', 'FAILED', 'CANCELED')"
 # entry with one of these is kept whatever its age.
 UNFINISHED_DELIVERY = "state IN ('FAILED', 'PENDING')"
 
-# Tables whose rows the metrics count.
-COUNTED_TABLES = (
-    "builds",
-    "jobs",
-    "steps",
-    "submit_requests",
-    "cancel_audit",
-    "webhook_outbox",
-    "webhook_deliveries",
-)
+# Tables whose rows the metrics count: the ones a purge deletes from.
+COUNTED_TABLES = PURGED_TABLES
 
 
 @dataclass(frozen=True)
