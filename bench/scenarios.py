@@ -195,10 +195,15 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(("poll",), poll_scenario, targets.POLL),
     Scenario(("memory",), memory_scenarios, targets.MEMORY),
-    Scenario(("agentstop",), agent_stop_scenario, targets.AGENT_STOP, _agent_stop_details),
+    Scenario(
+        ("agentstop",),
+        agent_stop_scenario,
+        targets.AGENT_STOP + targets.CANCEL_BUILDS,
+        _agent_stop_details,
+    ),
     Scenario(("loops",), loop_comparison, targets.LOOPS),
     Scenario(("purge",), purge_scenario, PURGE_TARGETS, lambda r: [purge.table(r["purge"])]),
-    Scenario(("logflood",), log_flood_scenario),
+    Scenario(("logflood",), log_flood_scenario, targets.LOG_FLOOD),
 )
 
 NAMES = tuple(name for scenario in SCENARIOS for name in scenario.names)

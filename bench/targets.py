@@ -211,6 +211,63 @@ AGENT_STOP = (
         1.4,
     ),
 )
+
+
+def bulk_all_canceled_ms_per_job(results: Results) -> float | None:
+    bulk = _at(results, "agent_stop", "bulk")
+    return None if not bulk else float(bulk["all_canceled_ms"] / bulk["jobs"])
+
+
+# One CancelBuilds over 5,000 builds x 2 jobs on load agents. The absolute targets
+# (first StopJob <= 20 ms, all 10,000 CANCELED <= 2 s) over a quiet run's floor.
+CANCEL_BUILDS = (
+    Target(
+        "bulk_first_stop",
+        "6 CancelBuilds 5,000 x 2: first StopJob at an agent",
+        _path("agent_stop", "bulk", "first_stop_ms"),
+        RTT50,
+        28.0,
+    ),
+    Target(
+        "bulk_all_canceled_per_job",
+        "6 CancelBuilds 5,000 x 2: all CANCELED, per job",
+        bulk_all_canceled_ms_per_job,
+        ("push_p50_ms",),
+        0.67,
+    ),
+)
+
+
+def _rss_change(who: str) -> Reader:
+    return _path("logflood", "flood_window", who, "max_change_after_warmup_pct")
+
+
+# 50 steps flooding output beside cancels of idle jobs: the flood must not be in the
+# way of a stop (its own quiet run in the same round is the floor), memory stays flat,
+# and a printed line reaches a follower within 50 ms on a quiet run (~70x the RTT).
+LOG_FLOOD = (
+    Target(
+        "flood_stop_p50", "logs: Cancel → StopJob p50, flood ÷ quiet",
+        _path("logflood", "stop_ratio_p50"), (), 1.5, unit="x",
+    ),
+    Target(
+        "flood_stop_p99", "logs: Cancel → StopJob p99, flood ÷ quiet",
+        _path("logflood", "stop_ratio_p99"), (), 1.5, unit="x",
+    ),
+    Target(
+        "flood_server_rss", "logs: server RSS change over the flood (%)",
+        _rss_change("server_rss"), (), 10.0, unit="%",
+    ),
+    Target(
+        "flood_agent_rss", "logs: agent RSS change over the flood (%)",
+        _rss_change("agent_rss"), (), 10.0, unit="%",
+    ),
+    Target(
+        "follow_line_p50", "logs: printed line → follower p50, under the flood",
+        _path("logflood", "follow_line_flood", "p50_ms"), RTT50, 70.0,
+    ),
+)  # fmt: skip
+
 LOOPS = (
     Target(
         "uvloop_over_asyncio",
@@ -223,4 +280,4 @@ LOOPS = (
     ),
 )
 
-ALL = LATENCY + THROUGHPUT + BURST + POLL + MEMORY + AGENT_STOP + LOOPS
+ALL = LATENCY + THROUGHPUT + BURST + POLL + MEMORY + AGENT_STOP + CANCEL_BUILDS + LOOPS + LOG_FLOOD
