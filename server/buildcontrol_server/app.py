@@ -7,9 +7,6 @@ import asyncio
 import logging
 import signal
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import grpc
 from buildcontrol_proto.message_limits import MAX_RESPONSE_BYTES
@@ -33,14 +30,12 @@ from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.scheduler import Scheduler
 from buildcontrol_server.agents.events import AgentEvents
 from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.app_wiring import Clocks, Endpoints, housekeeper_for, webhook_notifier
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
 from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhook_admin import WebhookAdmin
-from buildcontrol_server.effects.webhook_signing import load_secrets
-from buildcontrol_server.effects.webhooks import WebhookNotifier
-from buildcontrol_server.housekeeping.housekeeper import Housekeeper, HousekeepingSettings
 from buildcontrol_server.logs import retention
 from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.observability.interceptor import MetricsInterceptor
@@ -55,7 +50,6 @@ from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
 from buildcontrol_server.security.server_security import ServerSecurity
-from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.errors import StoreOpenError
 from buildcontrol_server.store.factory import build_store
 
@@ -78,37 +72,6 @@ GRPC_OPTIONS = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
 ]
-
-
-@dataclass(frozen=True)
-class Clocks:
-    """Wall time is only stored and shown; every duration and deadline inside the
-    process is on the monotonic clock, which must tick with the event loop's."""
-
-    wall: Callable[[], float] = time.time
-    monotonic: Callable[[], float] = time.monotonic
-
-
-@dataclass
-class Endpoints:
-    grpc_port: int
-    metrics_port: int
-    # The agents-only address (--agent-listen), if any.
-    agent_port: int | None = None
-
-
-def webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
-    return WebhookNotifier(
-        list(settings.webhook_urls),
-        max_attempts=settings.webhook_max_attempts,
-        base_delay=settings.webhook_base_delay,
-        request_timeout=settings.webhook_request_timeout,
-        breaker_threshold=settings.webhook_breaker_threshold,
-        breaker_cooldown=settings.webhook_breaker_cooldown,
-        queue_size=settings.webhook_queue_size,
-        secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
-        store=store,
-    )
 
 
 class ServerApp:
@@ -159,17 +122,7 @@ class ServerApp:
         self.auditor = InvariantAuditor(self.store, self.registry, self.hub)
         self._audits: asyncio.Task[None] | None = None
         # Retention purges, compaction, size gauges; the logs of purged builds go too.
-        self.housekeeper = Housekeeper(
-            self.store.retention,
-            self.store.stats,
-            HousekeepingSettings(
-                policy=settings.retention_policy,
-                interval=settings.housekeeping_interval,
-                pause=settings.housekeeping_pause,
-            ),
-            clock=clocks.wall,
-            on_builds_deleted=retention.deleting_logs_of(self.logs.store),
-        )
+        self.housekeeper = housekeeper_for(settings, self.store, clocks.wall, self.logs.store)
         self._metrics_server: object | None = None
         # Availability changes move health only between start's SERVING and stop.
         self._started = False
