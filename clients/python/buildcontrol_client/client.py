@@ -92,8 +92,13 @@ class BuildControlClient(ClientBase):
     ) -> AsyncGenerator[build_control_pb2.WatchBuildResponse, None]:
         """A snapshot, then every change, until the build is terminal."""
         request = requests.watch_request(build_id)
-        async for response in _streamed(self._connect().WatchBuild(request, **self._stream)):
-            yield response
+        call = self._connect().WatchBuild(request, **self._stream)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
 
     async def cancel(
         self,
@@ -110,8 +115,13 @@ class BuildControlClient(ClientBase):
         request = requests.cancel_request(
             build_id, reason, force, grace_period_seconds, requested_by
         )
-        async for response in _streamed(self._connect().Cancel(request, **self._stream)):
-            yield response
+        call = self._connect().Cancel(request, **self._stream)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
 
     async def cancel_and_wait(
         self,
@@ -154,8 +164,13 @@ class BuildControlClient(ClientBase):
             grace_period_seconds,
             requested_by,
         )
-        async for response in _streamed(self._connect().CancelBuilds(request, **self._stream)):
-            yield response
+        call = self._connect().CancelBuilds(request, **self._stream)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
 
     async def list_agents(self) -> builtins.list[build_control_pb2.Agent]:
         """Connected agents, and disconnected ones whose jobs still wait for them."""
@@ -196,8 +211,13 @@ class BuildControlClient(ClientBase):
     ) -> AsyncGenerator[build_control_pb2.FollowJobLogResponse, None]:
         """A job's log from `from_offset`, as it grows, until the job is terminal."""
         request = requests.follow_job_log_request(build_id, job_id, from_offset)
-        async for response in _streamed(self._connect().FollowJobLog(request, **self._stream)):
-            yield response
+        call = self._connect().FollowJobLog(request, **self._stream)
+        try:
+            with translated_rpc_errors():
+                async for response in call:
+                    yield response
+        finally:
+            call.cancel()
 
     async def purge(
         self, before: float | None = None, *, dry_run: bool = False
@@ -220,14 +240,3 @@ class BuildControlClient(ClientBase):
             # The generated stub has no annotations; the methods above give the types.
             self._stub = build_control_pb2_grpc.BuildControlStub(self._channel)
         return self._stub
-
-
-async def _streamed(call: Any) -> AsyncGenerator[Any, None]:
-    """The responses of a server stream, errors translated; the call is cancelled when
-    the caller stops reading (closing the generator)."""
-    try:
-        with translated_rpc_errors():
-            async for response in call:
-                yield response
-    finally:
-        call.cancel()
