@@ -197,12 +197,14 @@ class ServerApp:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
+        # Every unfinished build has its actor before the first agent stream can come in:
+        # a Hello that found no actor would tell its agent to stop the jobs it runs.
+        self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         ports = self.security.add_ports(self.server, self.settings.listen)
         await self.server.start()
         self.security.start_checking()  # revocations reach open calls
         metrics_port = self._start_metrics()
-        self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
         self.scheduler.start()
         await self.live_gauges.refresh()
         if self.settings.audit_interval > 0:
