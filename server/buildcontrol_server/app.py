@@ -164,8 +164,7 @@ class ServerApp:
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
-        # The data directory holds the tokens file (and the job-token key) on every
-        # backend, and SQLite's database: 0700, refused when others may write it.
+        # The data dir (tokens file, job-token key, SQLite's database): 0700, not world-writable.
         if self._file_backed():
             data_at_rest.prepare_directory(self.settings.data_dir)
         await self.store.open()
@@ -197,14 +196,13 @@ class ServerApp:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        # Every unfinished build has its actor before the first agent stream can come in:
-        # a Hello that found no actor would tell its agent to stop the jobs it runs.
-        self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         ports = self.security.add_ports(self.server, self.settings.listen)
         await self.server.start()
         self.security.start_checking()  # revocations reach open calls
         metrics_port = self._start_metrics()
+        self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
+        self.control.recovered.set()
         self.scheduler.start()
         await self.live_gauges.refresh()
         if self.settings.audit_interval > 0:

@@ -83,6 +83,7 @@ class BuildControl:
         # Cancels under way (from the call to their actors' answers), and whether the
         # server drains: then new submits and cancels are refused (UNAVAILABLE).
         self.cancels_in_flight = InFlight()
+        self.recovered = asyncio.Event()  # set once every unfinished build has its actor
         self.draining = False
         self._submit_keys = SubmitKeys(store)
         # Open cancel and watch streams, which a shutdown ends at once with UNAVAILABLE
@@ -128,10 +129,8 @@ class BuildControl:
         holder = fair_limits.holder_of(submitted_by)
         # Counted before the commit, so concurrent submits cannot pass the bound together.
         self._registry.live_builds.acquire(holder)
-        # Shielded: a queued write commits even when the caller leaves (a deadline, a
-        # dropped connection), and a build in the store must have an actor to run it.
+        # Shielded: a queued write commits even if its caller left; its build needs an actor.
         starting = asyncio.ensure_future(self._store_and_start(build, request, holder, render))
-        # A failed write after the caller left changed nothing: its error is not news.
         starting.add_done_callback(lambda done: done.cancelled() or done.exception())
         rendered = await asyncio.shield(starting)
         superseded = Superseded()
@@ -366,7 +365,8 @@ class BuildControl:
 
     async def agent_connected(self, session: AgentSession, hello: AgentHello) -> None:
         """Apply results re-sent from an earlier stream, then reconcile what the agent
-        runs with what the server expects of it."""
+        runs with what the server expects of it, after recovery (no actor: no job)."""
+        await self.recovered.wait()
         self._hub.connect(session)
         await self.reports.apply_earlier(session, hello.earlier_reports)
         await reconcile_hello(
