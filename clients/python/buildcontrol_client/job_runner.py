@@ -23,14 +23,14 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from buildcontrol_proto.v1 import agent_pb2
 
 from buildcontrol_client.job_records import JobRecord
+from buildcontrol_client.job_reports import Emit, JobReports
 from buildcontrol_client.job_runtime import JobRuntime
-from buildcontrol_client.job_stop import OUTCOME_ON_WIRE, StopRequest
+from buildcontrol_client.job_stop import StopRequest
 from buildcontrol_client.job_workspace import JobWorkspace
 from buildcontrol_client.log_uploader import JobLog
 from buildcontrol_client.process_runner import JobTerminator, StepProcess, StopOutcome
@@ -38,8 +38,6 @@ from buildcontrol_client.step_environment import step_environment
 from buildcontrol_client.stop_signal import FirstSignal
 
 log = logging.getLogger("buildcontrol.agent")
-
-Emit = Callable[[agent_pb2.ConnectRequest], None]
 
 # Exit status reported when a step could not even be started (as bash does for a
 # missing command), and when the agent itself failed while running the job.
@@ -68,7 +66,7 @@ class JobRun:
         self.build_id = assignment.build_id
         self.job_id = assignment.job_id
         self._assignment = assignment
-        self._emit = emit
+        self._reports = JobReports(assignment.build_id, assignment.job_id, emit)
         self._agent_id = agent_id
         self._runtime = runtime or JobRuntime()
         user = self._runtime.step_user
@@ -100,11 +98,7 @@ class JobRun:
 
     def start(self) -> asyncio.Task[None]:
         self._record()
-        self._emit(
-            agent_pb2.ConnectRequest(
-                job_accepted=agent_pb2.JobAccepted(build_id=self.build_id, job_id=self.job_id)
-            )
-        )
+        self._reports.accepted()
         log.info(
             "job %s (build %s) started: %d steps%s",
             self.job_id,
@@ -181,7 +175,7 @@ class JobRun:
             process = await self._start_step(step)
             if process is None:
                 exit_code = CANNOT_START_EXIT_CODE
-                self._emit_step_finished(step.index, exit_code)
+                self._reports.step_finished(step.index, exit_code)
                 break
             step_exit = await self._wait_for_exit_or_stop(process)
             if self._stop is not None:
@@ -191,7 +185,7 @@ class JobRun:
                 break
             assert step_exit is not None
             exit_code = step_exit
-            self._emit_step_finished(step.index, exit_code)
+            self._reports.step_finished(step.index, exit_code)
             if exit_code != 0:
                 break
         if self._stop is not None:
@@ -203,13 +197,7 @@ class JobRun:
 
     async def _start_step(self, step: agent_pb2.AssignedStep) -> StepProcess | None:
         self._started.add(step.index)
-        self._emit(
-            agent_pb2.ConnectRequest(
-                step_started=agent_pb2.StepStarted(
-                    build_id=self.build_id, job_id=self.job_id, step_index=step.index
-                )
-            )
-        )
+        self._reports.step_started(step.index)
         env = step_environment(
             os.environ,
             self._assignment.env,
@@ -277,13 +265,8 @@ class JobRun:
             outcome.value,
             "none" if exit_code is None else exit_code,
         )
-        stopped = agent_pb2.JobStopped(
-            build_id=self.build_id, job_id=self.job_id, outcome=OUTCOME_ON_WIRE[outcome]
-        )
-        if exit_code is not None:
-            stopped.exit_code = exit_code
         await self.log.finish()  # output up to the kill reaches the server first
-        self._emit(agent_pb2.ConnectRequest(job_stopped=stopped))
+        self._reports.stopped(outcome, exit_code)
         self._log_stop_timing(self._terminator)
         self._forget()
 
@@ -317,9 +300,9 @@ class JobRun:
                 return
             process = await self._start_step(step)
             if process is None:
-                self._emit_step_finished(step.index, CANNOT_START_EXIT_CODE)
+                self._reports.step_finished(step.index, CANNOT_START_EXIT_CODE)
                 continue  # cleanup is a `finally`: a failed step does not stop the next
-            self._emit_step_finished(step.index, await self._wait_for_cleanup_step(process))
+            self._reports.step_finished(step.index, await self._wait_for_cleanup_step(process))
 
     async def _wait_for_cleanup_step(self, process: StepProcess) -> int:
         """The cleanup step's exit code; past the cleanup deadline its group is killed
@@ -395,26 +378,5 @@ class JobRun:
             "succeeded" if succeeded else "failed",
             exit_code,
         )
-        self._emit(
-            agent_pb2.ConnectRequest(
-                job_finished=agent_pb2.JobFinished(
-                    build_id=self.build_id,
-                    job_id=self.job_id,
-                    succeeded=succeeded,
-                    exit_code=exit_code,
-                )
-            )
-        )
+        self._reports.finished(succeeded, exit_code)
         self._forget()
-
-    def _emit_step_finished(self, index: int, exit_code: int) -> None:
-        self._emit(
-            agent_pb2.ConnectRequest(
-                step_finished=agent_pb2.StepFinished(
-                    build_id=self.build_id,
-                    job_id=self.job_id,
-                    step_index=index,
-                    exit_code=exit_code,
-                )
-            )
-        )
