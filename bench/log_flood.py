@@ -69,7 +69,7 @@ async def running(stub: Stub, name: str, command: str) -> tuple[str, str]:
 async def start_agent(target: str, work: Path, capacity: int) -> asyncio.subprocess.Process:
     log = (work / "agent.log").open("ab")
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "buildcontrol_server.cli", "agent", "--server", target,
+        sys.executable, "-m", "buildcontrol_cli", "agent", "--server", target,
         "--agent-id", "bench-flood", "--labels", "bench=flood", "--capacity", str(capacity),
         "--work-dir", str(work / "jobs"), "--reconnect-max", "0.5",
         stdout=asyncio.subprocess.DEVNULL, stderr=log,
@@ -198,7 +198,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if follower is not None:
             follower.close()
-        agent.send_signal(signal.SIGTERM)
+        if agent.returncode is not None:
+            tail = (work / "agent.log").read_text()[-2000:]
+            print(f"logflood: the agent exited early ({agent.returncode}):\n{tail}", flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            agent.send_signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(agent.wait(), 60)
         if agent.returncode is None:
