@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from buildcontrol_server.config import Settings
+from buildcontrol_server.effects.webhook_events import chosen_events
 from buildcontrol_server.effects.webhook_signing import load_secrets
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.housekeeping.housekeeper import Housekeeper, HousekeepingSettings
@@ -43,6 +44,7 @@ def webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
         breaker_cooldown=settings.webhook_breaker_cooldown,
         queue_size=settings.webhook_queue_size,
         secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
+        events=chosen_events(settings.webhook_events, len(settings.webhook_urls)),
         store=store,
     )
 

@@ -21,9 +21,11 @@ from buildcontrol_server.config_rules import (
     seconds,
 )
 from buildcontrol_server.domain.cancellation import StopTimes
-from buildcontrol_server.domain.deliveries import Endpoint, endpoints_of
+from buildcontrol_server.domain.deliveries import Endpoint, WebhookEvent, endpoints_of
+from buildcontrol_server.domain.notifications import Subscriptions, subscriptions_of
 from buildcontrol_server.domain.retention import RetentionPolicy
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS, Limits
+from buildcontrol_server.effects.webhook_events import EVENT_CHOICE, chosen_events
 from buildcontrol_server.effects.webhook_signing import SECRET_SOURCE
 from buildcontrol_server.observability.logs import LOG_FORMATS
 from buildcontrol_server.security.settings import DEFAULT_SECURITY, SecuritySettings
@@ -131,10 +133,12 @@ class Settings:
     loop: str = option(
         "asyncio", "event loop: asyncio, or uvloop (pip install uvloop)", choice(*LOOPS)
     )
-    # Webhooks told of every finished cancel (durable outbox, delivered at least once).
+    # Webhooks told of events (by default every finished cancel; --webhook-event
+    # chooses others): durable outbox, delivered at least once.
     webhook_urls: tuple[str, ...] = option(
         (),
-        "POST every finished cancel to URL (repeatable; durable outbox, at least once)",
+        "POST every finished cancel (or the events --webhook-event chooses) to URL "
+        "(repeatable; durable outbox, at least once)",
         HTTP_URL,
         flag="--webhook-url",
         repeat=True,
@@ -147,6 +151,16 @@ class Settings:
         "this secret (header X-Buildcontrol-Signature-256)",
         SECRET_SOURCE,
         flag="--webhook-secret",
+        repeat=True,
+    )
+    # Which events each endpoint gets ("N=EVENT"); an endpoint named by none gets
+    # build.canceled only, as before events could be chosen (effects/webhook_events.py).
+    webhook_events: tuple[tuple[int, WebhookEvent], ...] = option(
+        (),
+        "send EVENT (build.canceled, build.finished, cancel.accepted, job.stopped) to "
+        "webhook N (repeatable; a webhook named by none gets build.canceled only)",
+        EVENT_CHOICE,
+        flag="--webhook-event",
         repeat=True,
     )
     webhook_max_attempts: int = option(
@@ -282,6 +296,13 @@ class Settings:
     def webhook_endpoints(self) -> tuple[Endpoint, ...]:
         """The webhook URLs as the outbox keys them (computed once, not per cancel)."""
         return endpoints_of(self.webhook_urls)
+
+    @cached_property
+    def webhook_subscriptions(self) -> Subscriptions:
+        """Which endpoints get which event (computed once, not per change). Raises
+        WebhookEventsError for an event chosen for a webhook that does not exist."""
+        chosen = chosen_events(self.webhook_events, len(self.webhook_urls))
+        return subscriptions_of(self.webhook_urls, chosen)
 
     @property
     def log_dir(self) -> Path:

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from buildcontrol_server.config import Settings
 from buildcontrol_server.config_options import ENV_PREFIX, Declared, built, declared
 from buildcontrol_server.config_rules import RuleError
+from buildcontrol_server.effects.webhook_events import WebhookEventsError
 
 CONFIG_FLAG = "--config"
 CONFIG_VARIABLE = ENV_PREFIX + "CONFIG"
@@ -133,6 +134,12 @@ def given_values(
 
 
 def settings_of(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
-    """The settings `serve` runs with (exits 2 on a refused value)."""
+    """The settings `serve` runs with (exits 2 on a refused value, or on values that
+    do not fit together)."""
     settings: Settings = built(Settings, Settings(), dict(given_values(args, environ)))
+    try:
+        settings.webhook_subscriptions  # noqa: B018 - checks --webhook-event's positions
+    except WebhookEventsError as error:
+        print(f"buildcontrol serve: {error}", file=sys.stderr)
+        raise SystemExit(USAGE_ERROR) from None
     return settings

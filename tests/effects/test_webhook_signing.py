@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from buildcontrol_server.domain.notifications import canceled
 from buildcontrol_server.effects.webhook_signing import (
     SIGNATURE_HEADER,
     WebhookSecretError,
@@ -58,7 +59,7 @@ async def test_each_endpoint_gets_the_signature_of_the_body_with_its_own_secret(
     notifier = WebhookNotifier([signed.url, other.url, unsigned.url], secrets=secrets, **FAST)
     await notifier.start()
     try:
-        notifier.notify(sample_record())
+        notifier.notify(canceled(sample_record()))
         requests = [await r.next_request() for r in (signed, other, unsigned)]
         await asyncio.wait_for(notifier.join(), 5)
     finally:

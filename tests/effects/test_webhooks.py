@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from buildcontrol_server.domain.notifications import canceled
 from buildcontrol_server.effects.breaker import BreakerState
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.store.audit_records import record_from_dict, record_to_dict
@@ -57,7 +58,7 @@ async def test_delivery_posts_the_record_as_json_to_every_endpoint(
     async with running([first.url, second.url]) as notifier:
         counts = [Deliveries(label) for label in notifier.labels]
 
-        notifier.notify(record)
+        notifier.notify(canceled(record))
         requests = [await first.next_request(), await second.next_request()]
         await joined(notifier)
 
@@ -96,7 +97,7 @@ async def test_failing_endpoint_is_tried_max_attempts_times_then_given_up(
     async with running([failing.url], max_attempts=3, breaker_threshold=100) as notifier:
         counts = Deliveries(notifier.labels[0])
 
-        notifier.notify(sample_record())
+        notifier.notify(canceled(sample_record()))
         await joined(notifier)
 
         assert len(failing.requests) == 3
@@ -107,7 +108,7 @@ async def test_client_error_is_not_retried(receiver_factory: MakeReceiver) -> No
     refusing = await receiver_factory(404)
     async with running([refusing.url], max_attempts=5) as notifier:
         counts = Deliveries(notifier.labels[0])
-        notifier.notify(sample_record())
+        notifier.notify(canceled(sample_record()))
         await joined(notifier)
 
         assert len(refusing.requests) == 1
@@ -127,7 +128,7 @@ async def test_hanging_endpoint_times_out_per_request_then_gives_up(
         requests_before = sample("buildcontrol_webhook_request_seconds_count", histogram)
         started = time.perf_counter()
 
-        notifier.notify(sample_record())
+        notifier.notify(canceled(sample_record()))
         await joined(notifier)
 
         elapsed = time.perf_counter() - started
@@ -146,7 +147,7 @@ async def test_stop_returns_within_its_bound_while_an_endpoint_hangs(
     await notifier.start()
     counts = Deliveries(notifier.labels[0])
     for n in range(3):
-        notifier.notify(sample_record(n))
+        notifier.notify(canceled(sample_record(n)))
     await hanging.next_request()  # the first delivery is in flight and will hang
 
     started = time.perf_counter()
@@ -155,7 +156,7 @@ async def test_stop_returns_within_its_bound_while_an_endpoint_hangs(
 
     assert 0.2 <= elapsed < 0.35
     assert counts["dropped_shutdown"] == 3  # in flight 1 + queued 2
-    notifier.notify(sample_record(9))  # after stop: counted, never sent
+    notifier.notify(canceled(sample_record(9)))  # after stop: counted, never sent
     assert counts["dropped_shutdown"] == 4
     assert len(hanging.requests) == 1
 
@@ -172,16 +173,16 @@ async def test_breaker_opens_skips_requests_and_half_opens_after_the_cooldown(
         state = {"endpoint": label}
 
         for n in range(3):
-            notifier.notify(sample_record(n))
+            notifier.notify(canceled(sample_record(n)))
         await joined(notifier)
         assert len(failing.requests) == 3
         assert notifier.breaker_states() == [BreakerState.OPEN]
         assert sample("buildcontrol_webhook_breaker_state", state) == 1
 
         # Open: dropped without a request, until the cooldown has passed.
-        notifier.notify(sample_record(3))
+        notifier.notify(canceled(sample_record(3)))
         clock.now += 4.9
-        notifier.notify(sample_record(4))
+        notifier.notify(canceled(sample_record(4)))
         await joined(notifier)
         assert len(failing.requests) == 3
         assert counts["dropped_breaker_open"] == 2
@@ -192,8 +193,8 @@ async def test_breaker_opens_skips_requests_and_half_opens_after_the_cooldown(
         failing.hold = asyncio.Event()
         seen = [failing.arrived.get_nowait() for _ in range(failing.arrived.qsize())]
         assert len(seen) == 3
-        notifier.notify(sample_record(5))
-        notifier.notify(sample_record(6))
+        notifier.notify(canceled(sample_record(5)))
+        notifier.notify(canceled(sample_record(6)))
         trial = await failing.next_request()
         assert trial.json()["build_id"] == sample_record(5).build_id
         assert notifier.breaker_states() == [BreakerState.HALF_OPEN]
@@ -217,15 +218,15 @@ async def test_failed_trial_reopens_the_breaker_for_another_cooldown(
     options: dict[str, Any] = {"max_attempts": 3, "breaker_threshold": 1}
     async with running([failing.url], breaker_cooldown=5.0, clock=clock, **options) as notifier:
         counts = Deliveries(notifier.labels[0])
-        notifier.notify(sample_record(0))
+        notifier.notify(canceled(sample_record(0)))
         await joined(notifier)
         # The breaker opened at the first failure: no retries against an open breaker.
         assert len(failing.requests) == 1
         assert (counts["gave_up"], counts["retried"]) == (1, 0)
 
         clock.now += 5.0
-        notifier.notify(sample_record(1))  # the trial: one request, fails
-        notifier.notify(sample_record(2))  # open again: dropped
+        notifier.notify(canceled(sample_record(1)))  # the trial: one request, fails
+        notifier.notify(canceled(sample_record(2)))  # open again: dropped
         await joined(notifier)
 
         assert len(failing.requests) == 2
@@ -240,7 +241,7 @@ async def test_full_queue_drops_the_oldest_notification(receiver_factory: MakeRe
     counts = Deliveries(label)
     records = [sample_record(n) for n in range(5)]
     for record in records:  # not started yet: everything waits in the queue
-        notifier.notify(record)
+        notifier.notify(canceled(record))
     assert counts["dropped_queue_full"] == 2
     assert sample("buildcontrol_webhook_queue_depth_notifications", {"endpoint": label}) == 3
 
@@ -259,7 +260,7 @@ async def test_one_slow_endpoint_does_not_delay_another(receiver_factory: MakeRe
     urls = [hanging.url, healthy.url]
     async with running(urls, request_timeout=30.0, stop_timeout=0.05) as notifier:
         for n in range(3):
-            notifier.notify(sample_record(n))
+            notifier.notify(canceled(sample_record(n)))
         for _ in range(3):
             await healthy.next_request(within=2.0)
         assert len(hanging.requests) == 1

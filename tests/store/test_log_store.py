@@ -12,6 +12,7 @@ from buildcontrol_server.domain.errors import FailedPrecondition, InvalidArgumen
 from buildcontrol_server.logs.files import FileLogStore
 from buildcontrol_server.logs.postgres import PostgresLogStore
 from buildcontrol_server.logs.store import LogStore
+from buildcontrol_server.store.postgres import PostgresStore
 
 BUILD = "b0123456789abcdef0123"
 JOB = f"{BUILD}-j0"
@@ -22,7 +23,10 @@ OTHER_BUILD = "b1123456789abcdef0123"
 async def logs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LogStore]:
     store: LogStore
     if request.param == "postgresql":
-        store = PostgresLogStore(str(request.getfixturevalue("postgres_url")))
+        url = str(request.getfixturevalue("postgres_url"))
+        async with PostgresStore(url):
+            pass  # its migrations make the log tables (the server opens it first too)
+        store = PostgresLogStore(url)
     else:
         store = FileLogStore(tmp_path / "logs")
     await store.open()

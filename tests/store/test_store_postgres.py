@@ -108,6 +108,8 @@ async def test_migrations_create_the_schema_and_record_its_version(postgres_url:
         "webhook_deliveries",
         "access_tokens",
         "access_token_state",
+        "job_logs",
+        "job_log_chunks",
     }
     # Reopening applies nothing more.
     async with PostgresStore(postgres_url):

@@ -31,7 +31,7 @@ async def test_the_outbox_row_commits_with_the_canceled_write_for_every_endpoint
         await store.commit(changes)
     for endpoint in ENDPOINTS:
         [queued] = await store.undelivered_webhooks(endpoint.key)
-        assert (queued.delivery_id, queued.record.build_id) == (
+        assert (queued.delivery_id, queued.notification.build_id) == (
             f"{build_id}.build.canceled",
             build_id,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.deliveries import endpoints_of
 from buildcontrol_server.domain.model import CancelEscalation, CancelInfo, CancelRecord
+from buildcontrol_server.domain.notifications import canceled
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome
 
 from tests.unit.test_lifecycle import INFO, NOW, TIMES, make_build, run_job
@@ -55,5 +56,5 @@ def test_the_notification_joins_only_the_change_set_that_ends_the_cancel() -> No
     cancellation.queue_notification(build, ending, ENDPOINTS)
     cancellation.queue_notification(build, ending, ENDPOINTS)  # once, however often asked
     [entry] = ending.outbox
-    assert entry.endpoints == ENDPOINTS and entry.record == CancelRecord.of(build)
+    assert entry.endpoints == ENDPOINTS and entry.notification == canceled(CancelRecord.of(build))
     assert entry.delivery_id == f"{build.build_id}.build.canceled"

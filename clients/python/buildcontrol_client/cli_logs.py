@@ -4,14 +4,13 @@ printed, and `watch --logs`' log lines.
 One job: its log as it is. Several (no JOB): each line prefixed by its job's name, like
 `docker compose logs`; with -f the jobs' lines interleave as they come. Bytes that are
 not UTF-8 are shown with replacement characters. ANSI colour codes pass through to a
-terminal; piped output and --json get them stripped."""
+terminal (`logs` and `watch --logs`); piped output and --json get them stripped."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import re
 import sys
 from collections.abc import Callable
 
@@ -22,15 +21,13 @@ from buildcontrol_client.cli_commands import connect
 from buildcontrol_client.cli_exit import EXIT_NOT_FOUND_OR_INVALID, EXIT_OK
 from buildcontrol_client.cli_output import print_error
 from buildcontrol_client.client import BuildControlClient
+from buildcontrol_client.log_text import LogText
+
+# Ends a prefixed line that set a colour (SGR reset), on a terminal.
+RESET = "\x1b[0m"
 
 # After the build ended, how long `watch --logs` waits for its jobs' last log bytes.
 WATCH_LOG_DRAIN_SECONDS = 5.0
-# CSI and OSC sequences (colours, cursor moves, titles), and lone escapes.
-_ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-
-
-def strip_ansi(data: bytes) -> bytes:
-    return _ANSI.sub(b"", data)
 
 
 def add_command(
@@ -62,7 +59,9 @@ def add_command(
 
 
 class LogPrinter:
-    """Writes log bytes to stdout: raw for one job, else line by line with a prefix."""
+    """Writes log bytes to stdout: raw for one job, else line by line with a prefix.
+    Each job's bytes go through its own LogText (log_text.py): escape sequences and
+    UTF-8 characters cut by a chunk boundary are completed by the job's next chunk."""
 
     def __init__(
         self, jobs: dict[str, str], as_json: bool, keep_ansi: bool, prefixed: bool | None = None
@@ -72,32 +71,55 @@ class LogPrinter:
         width = max((len(name) for name in jobs.values()), default=0)
         self._prefix = {job: f"{name:<{width}} | " for job, name in jobs.items()}
         self._json = as_json
-        self._keep_ansi = keep_ansi
+        self._keep_ansi = keep_ansi and not as_json
+        self._texts: dict[str, LogText] = {}
         self._partial: dict[str, bytes] = {}
+        self._ends: dict[str, int] = {}
+
+    def _text(self, job_id: str) -> LogText:
+        if job_id not in self._texts:
+            self._texts[job_id] = LogText(self._keep_ansi)
+        return self._texts[job_id]
 
     def write(self, job_id: str, offset: int, data: bytes) -> None:
-        if not self._keep_ansi:
-            data = strip_ansi(data)
+        text = self._text(job_id)
+        self._ends[job_id] = offset + len(data)
         if self._json:
-            text = data.decode(errors="replace")
-            print(json.dumps({"jobId": job_id, "offset": str(offset), "text": text}), flush=True)
+            self._json_line(job_id, offset, text.text_of(data))
             return
         if not self._prefixed:
-            sys.stdout.write(data.decode(errors="replace"))
+            sys.stdout.write(text.text_of(data))
             sys.stdout.flush()
             return
-        lines = (self._partial.pop(job_id, b"") + data).split(b"\n")
+        lines = (self._partial.pop(job_id, b"") + text.bytes_of(data)).split(b"\n")
         self._partial[job_id] = lines.pop()
         for line in lines:
             self.line(job_id, line)
 
+    def _json_line(self, job_id: str, offset: int, text: str) -> None:
+        if text:  # a chunk that was all the start of a cut-off escape shows nothing yet
+            print(json.dumps({"jobId": job_id, "offset": str(offset), "text": text}), flush=True)
+
     def line(self, job_id: str, line: bytes) -> None:
-        print(self._prefix.get(job_id, "") + line.decode(errors="replace"), flush=True)
+        shown = line.decode(errors="replace")
+        if self._keep_ansi and "\x1b" in shown:
+            # A colour left on would paint the next line's prefix (another job's).
+            shown += RESET
+        print(self._prefix.get(job_id, "") + shown, flush=True)
 
     def end(self, job_id: str) -> None:
-        rest = self._partial.pop(job_id, b"")
-        if rest:
-            self.line(job_id, rest)
+        text = self._texts.pop(job_id, None)
+        if text is None:
+            return
+        if self._json:
+            self._json_line(job_id, self._ends.get(job_id, 0), text.rest())
+        elif not self._prefixed:
+            sys.stdout.write(text.rest())
+            sys.stdout.flush()
+        else:
+            rest = self._partial.pop(job_id, b"") + text.rest_bytes()
+            if rest:
+                self.line(job_id, rest)
 
 
 def chosen_jobs(build: build_pb2.Build, job: str) -> dict[str, str] | None:
@@ -175,8 +197,10 @@ async def watch_command(args: argparse.Namespace) -> int:
     async with connect(args) as client:
         build = await client.get(args.build_id)
         jobs = chosen_jobs(build, "") or {}
-        # Prefixed even for one job: state lines come in between.
-        printer = LogPrinter(jobs, args.json, keep_ansi=False, prefixed=True)
+        # Prefixed even for one job: state lines come in between. Colours pass to a
+        # terminal, as for `logs`.
+        keep_ansi = sys.stdout.isatty() and not args.json
+        printer = LogPrinter(jobs, args.json, keep_ansi, prefixed=True)
         async with asyncio.TaskGroup() as group:
             logs = group.create_task(print_logs(client, build, jobs, printer, follow=True))
             code = await cli_commands.follow(client, args.build_id, mode, args.reconnect_for)

@@ -32,7 +32,7 @@ from buildcontrol_server.actors.notices import BuildListeners
 from buildcontrol_server.actors.rearm import arm_from_store, job_timeout
 from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
-from buildcontrol_server.domain import cancellation, lifecycle
+from buildcontrol_server.domain import cancellation, lifecycle, notifications
 from buildcontrol_server.domain.agent_commands import assignment_of
 from buildcontrol_server.domain.errors import DomainError, Unavailable, VersionConflict
 from buildcontrol_server.domain.events import finished_event
@@ -295,10 +295,8 @@ class BuildActor(CancelTurn, SupervisedActor):
     async def _commit(self, fx: Outcome, seat: cmd.BatchSeat | None = None) -> None:
         """Commit `fx`'s changes, alone or in `seat`'s batch; on failure read the
         build back and raise what the caller should get."""
-        # The webhook outbox row of a cancel that ends here commits with it.
-        cancellation.queue_notification(
-            self.build, fx.changes, self._ctx.settings.webhook_endpoints
-        )
+        # The webhook outbox rows of the events this causes commit with it.
+        notifications.queue_notifications(self.build, fx, self._ctx.settings.webhook_subscriptions)
         if not fx.changes.empty:
             try:
                 if seat is not None:
@@ -351,6 +349,8 @@ class BuildActor(CancelTurn, SupervisedActor):
                 metrics.JOB_OUTCOMES.labels(outcome=job.outcome.value).inc()
                 cancel_phases.job_ended(self.build, job, self._cancel_received_at)
         self._listeners.changed(fx)
+        if fx.changes.outbox:  # queued behind the stops: webhooks never hold them up
+            self._ctx.effects.notifications_committed([e.notification for e in fx.changes.outbox])
         if self.build.status is not BuildStatus.QUEUED:
             self._timers.queue_left()
         if self.build.terminal:

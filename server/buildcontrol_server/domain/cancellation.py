@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from buildcontrol_server.domain import notifications
 from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.deliveries import Endpoint, OutboxEntry
 from buildcontrol_server.domain.errors import build_already_finished
@@ -47,7 +48,7 @@ def cancel(build: Build, info: CancelInfo, times: StopTimes, now: float) -> Outc
         return Outcome(duplicate=True)
     if build.status in (BuildStatus.SUCCEEDED, BuildStatus.FAILED):
         raise build_already_finished(build.build_id, build.status.value)
-    fx = Outcome()
+    fx = Outcome(cancel_accepted=True)
     started = build.status is BuildStatus.RUNNING
     build.cancel = info
     # Cleanup needs something to clean up after: a build that never started has none.
@@ -215,14 +216,14 @@ def finish_cancel_if_done(build: Build, fx: Outcome, now: float) -> None:
 
 
 def queue_notification(build: Build, changes: ChangeSet, endpoints: tuple[Endpoint, ...]) -> None:
-    """If `changes` ends the build's cancel, add its webhook notification for
+    """If `changes` ends the build's cancel, add its build.canceled notification for
     `endpoints` to them, so the outbox rows commit with the CANCELED write or not at
     all. CANCELED is terminal: a change set that touches a CANCELED build is the one
-    that made it so. No endpoints, no outbox row: nobody is waiting for it."""
+    that made it so. No endpoints, no outbox row: nobody is waiting for it. (The
+    actors use notifications.queue_notifications, which covers every event.)"""
     if not endpoints:
         return
     if build.status is not BuildStatus.CANCELED or build.build_id not in changes.builds:
         return
-    if any(entry.record.build_id == build.build_id for entry in changes.outbox):
-        return
-    changes.outbox.append(OutboxEntry(CancelRecord.of(build), endpoints))
+    entry = OutboxEntry(notifications.canceled(CancelRecord.of(build)), endpoints)
+    notifications.add_entry(changes, entry)

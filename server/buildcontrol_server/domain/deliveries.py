@@ -1,20 +1,35 @@
-"""Webhook deliveries as data: the outbox entry an event leaves behind, and one
-endpoint's log of trying to deliver it. Plain data, like model.py; the worker that
-sends them is effects/webhooks.py."""
+"""Webhook deliveries as data: the events that have webhooks, the notification an
+event leaves in the outbox, and one endpoint's log of trying to deliver it. Plain
+data, like model.py; which change set causes which event is notifications.py, the
+worker that sends them effects/webhooks.py."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # model.py imports this module: only the type is needed here
-    from buildcontrol_server.domain.model import CancelRecord
 
-# The one event that has webhooks today.
-CANCELED_EVENT = "build.canceled"
+class WebhookEvent(StrEnum):
+    """The events an endpoint may subscribe to (docs/webhooks.md shows each body)."""
+
+    # A cancel ended: the build is CANCELED (the default, and the first event).
+    BUILD_CANCELED = "build.canceled"
+    # A build reached its end, whatever it is: SUCCEEDED, FAILED or CANCELED.
+    BUILD_FINISHED = "build.finished"
+    # A cancel was accepted: CANCELING (or CANCELED at once) is committed.
+    CANCEL_ACCEPTED = "cancel.accepted"
+    # A job on an agent was stopped by a cancel (GRACEFUL, KILLED or FORCED).
+    JOB_STOPPED = "job.stopped"
+
+
+# What an endpoint gets when it names no events: what every endpoint got before
+# events could be chosen, so an existing configuration keeps working unchanged.
+DEFAULT_EVENTS = frozenset({WebhookEvent.BUILD_CANCELED})
+CANCELED_EVENT = WebhookEvent.BUILD_CANCELED.value
 
 
 class DeliveryState(StrEnum):
@@ -33,10 +48,12 @@ class DeliveryState(StrEnum):
 UNFINISHED_STATES = frozenset({DeliveryState.PENDING, DeliveryState.FAILED})
 
 
-def delivery_id_of(build_id: str, event: str = CANCELED_EVENT) -> str:
+def delivery_id_of(subject: str, event: str = CANCELED_EVENT) -> str:
     """The idempotency key of an event: the same for every endpoint and every retry,
-    so a receiver can drop a repeat (a build is cancelled at most once)."""
-    return f"{build_id}.{event}"
+    so a receiver can drop a repeat. `subject` is the build id, or the job id for a
+    job's event: each event happens at most once to its subject (a build is
+    cancelled once, finishes once; a job is stopped once)."""
+    return f"{subject}.{event}"
 
 
 @dataclass(frozen=True)
@@ -83,13 +100,32 @@ def endpoints_of(urls: tuple[str, ...] | list[str]) -> tuple[Endpoint, ...]:
 
 
 @dataclass(frozen=True)
+class Notification:
+    """One event for the webhooks, as the outbox keeps it and a receiver gets it."""
+
+    event: WebhookEvent
+    build_id: str
+    # The build id, or the job id of a job's event: with `event`, the delivery id.
+    subject: str
+    # The event's object, JSON-ready (event_data.py): the body carries it under the
+    # event's key (docs/webhooks.md).
+    data: Mapping[str, Any]
+    # When the event happened (epoch seconds): the outbox's order.
+    at: float
+
+    @property
+    def delivery_id(self) -> str:
+        return delivery_id_of(self.subject, self.event.value)
+
+
+@dataclass(frozen=True)
 class OutboxEntry:
-    """A notification to deliver to `endpoints` (those configured when it was made:
+    """A notification to deliver to `endpoints` (those subscribed when it was made:
     an endpoint added later does not get the history)."""
 
-    record: CancelRecord
+    notification: Notification
     endpoints: tuple[Endpoint, ...]
 
     @property
     def delivery_id(self) -> str:
-        return delivery_id_of(self.record.build_id)
+        return self.notification.delivery_id

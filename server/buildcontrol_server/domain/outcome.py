@@ -25,6 +25,8 @@ class Outcome:
     finished_jobs: list[Job] = field(default_factory=list)
     # A forced cancel escalated a cancel already under way.
     escalated: bool = False
+    # The first cancel of the build was applied (not a repeat, not an escalation).
+    cancel_accepted: bool = False
     # The event was a repeat of one already applied (a duplicate report, a second
     # cancel): nothing changed, and that is not an error.
     duplicate: bool = False
@@ -37,3 +39,4 @@ class Outcome:
         self.released += later.released
         self.unconfirmed += later.unconfirmed
         self.finished_jobs += later.finished_jobs
+        self.cancel_accepted = self.cancel_accepted or later.cancel_accepted

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from buildcontrol_server.domain.model import CancelRecord, ChangeSet
+from buildcontrol_server.domain.deliveries import Notification
+from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store.webhook_rows import QueuedDelivery
 
 
@@ -17,4 +18,4 @@ class DeliveryStore(Protocol):
 
     async def webhook_outbox_entry(
         self, delivery_id: str
-    ) -> tuple[CancelRecord, dict[str, int]] | None: ...
+    ) -> tuple[Notification, dict[str, int]] | None: ...

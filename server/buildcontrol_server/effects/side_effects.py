@@ -1,18 +1,21 @@
-"""The side effects of a finished cancel, as the actors see them (effects/base.py):
-hand the record to the audit log and the webhook notifier, and return.
+"""The side effects of committed changes, as the actors see them (effects/base.py):
+a finished cancel's record to the audit log, the webhook notifications whose outbox
+rows just committed to the notifier, and return.
 
-Both only queue, so `cancel_finished` costs microseconds on the actor's turn. It must
-never raise into the actor (the cancel is committed; nothing here may undo or delay
-it), so an exception from either is logged with its traceback and counted.
+Both only queue, so each call costs microseconds on the actor's turn. It must never
+raise into the actor (the change is committed; nothing here may undo or delay it),
+so an exception from either is logged with its traceback and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from buildcontrol_server import metrics
+from buildcontrol_server.domain.deliveries import Notification
 from buildcontrol_server.domain.model import CancelRecord
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,7 @@ class Audit(Protocol):
 
 
 class Notifier(Protocol):
-    def notify(self, record: CancelRecord) -> None: ...
+    def notify(self, notification: Notification) -> None: ...
     async def start(self) -> None: ...
     async def stop(self, timeout: float) -> None: ...  # noqa: ASYNC109
 
@@ -43,11 +46,14 @@ class SideEffectsRunner:
         except Exception:
             metrics.SIDE_EFFECT_ERRORS.labels(effect="audit").inc()
             log.exception("audit of build %s could not be queued", record.build_id)
-        try:
-            self.notifier.notify(record)
-        except Exception:
-            metrics.SIDE_EFFECT_ERRORS.labels(effect="webhooks").inc()
-            log.exception("webhooks of build %s could not be queued", record.build_id)
+
+    def notifications_committed(self, notifications: Sequence[Notification]) -> None:
+        for notification in notifications:
+            try:
+                self.notifier.notify(notification)
+            except Exception:
+                metrics.SIDE_EFFECT_ERRORS.labels(effect="webhooks").inc()
+                log.exception("webhook %s could not be queued", notification.delivery_id)
 
     async def start(self) -> None:
         """The audit first: its sweep completes the audit before anything new comes."""

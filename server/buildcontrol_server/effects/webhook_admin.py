@@ -9,8 +9,9 @@ from typing import Protocol
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.store.webhook_rows import OutboxListing
 
-# A delivery id as the outbox makes it (domain/deliveries.py: "<build id>.<event>").
-DELIVERY_ID = re.compile(r"b[0-9a-f]{20}\.[a-z]+(\.[a-z]+)*")
+# A delivery id as the outbox makes it (domain/deliveries.py: "<subject>.<event>",
+# the subject a build id or, for job.stopped, a job id "<build id>-j<n>").
+DELIVERY_ID = re.compile(r"b[0-9a-f]{20}(-j[0-9]+)?\.[a-z]+(\.[a-z]+)*")
 
 
 class DeliveryListing(Protocol):

@@ -13,10 +13,8 @@ from enum import Enum
 import httpx
 from prometheus_client import Histogram
 
-from buildcontrol_server.domain.deliveries import CANCELED_EVENT
-from buildcontrol_server.domain.model import CancelRecord
+from buildcontrol_server.domain.deliveries import CANCELED_EVENT, Notification, WebhookEvent
 from buildcontrol_server.effects.webhook_signing import SIGNATURE_HEADER
-from buildcontrol_server.store.audit_records import record_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +22,22 @@ EVENT = CANCELED_EVENT
 # The idempotency key: the same for every retry and every redelivery of one event,
 # so a receiver that saw it already can answer 2xx and do nothing.
 DELIVERY_HEADER = "x-buildcontrol-delivery"
+# The event's name (build.canceled, build.finished, ...), also the body's "event".
+EVENT_HEADER = "x-buildcontrol-event"
+# The headers of every request; EVENT_HEADER is the one for build.canceled here, each
+# request sets its own event's.
 HEADERS = {
     "content-type": "application/json",
     "user-agent": "buildcontrol-webhooks",
-    "x-buildcontrol-event": EVENT,
+    EVENT_HEADER: EVENT,
+}
+# The key of the event's object in the body (docs/webhooks.md): build.canceled's
+# "record" is as it was before there were other events.
+DATA_KEYS = {
+    WebhookEvent.BUILD_CANCELED: "record",
+    WebhookEvent.BUILD_FINISHED: "build",
+    WebhookEvent.CANCEL_ACCEPTED: "cancel",
+    WebhookEvent.JOB_STOPPED: "job",
 }
 # Read at most this much of a response body: enough for the connection to be reused
 # after a normal reply, and a receiver cannot make us buffer megabytes.
@@ -51,8 +61,13 @@ class Answer:
     error: str | None = None
 
 
-def payload(record: CancelRecord) -> bytes:
-    body = {"event": EVENT, "build_id": record.build_id, "record": record_to_dict(record)}
+def payload(notification: Notification) -> bytes:
+    """The request body: the event's name, its build, and its object."""
+    body = {
+        "event": notification.event.value,
+        "build_id": notification.build_id,
+        DATA_KEYS[notification.event]: notification.data,
+    }
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -60,7 +75,7 @@ async def post(
     client: httpx.AsyncClient,
     url: str,
     body: bytes,
-    delivery_id: str,
+    notification: Notification,
     label: str,
     seconds: Histogram,
     timeout: float,  # noqa: ASYNC109 - the per-request bound, passed to asyncio.timeout
@@ -69,7 +84,11 @@ async def post(
     """POST `body` once; never raises for the receiver's troubles (those are answers).
     `signature`: the endpoint's signature header value of `body`, if it has a secret."""
     started = time.perf_counter()
-    headers = {**HEADERS, DELIVERY_HEADER: delivery_id}
+    headers = {
+        **HEADERS,
+        EVENT_HEADER: notification.event.value,
+        DELIVERY_HEADER: notification.delivery_id,
+    }
     if signature is not None:
         headers[SIGNATURE_HEADER] = signature
     try:

@@ -1,11 +1,11 @@
-"""Webhook notifications of finished cancels: durable, at least once, never in the way
-(the guarantee in full: docs/webhooks.md).
+"""Webhook notifications (build.canceled, build.finished, cancel.accepted,
+job.stopped): durable, at least once, never in the way (docs/webhooks.md).
 
-Durable: a cancel's notification is an outbox row written in the same transaction as
-the build's CANCELED state (the actor adds it to that change set). `notify()`, called
-after that commit, only queues it in memory for every endpoint; `start()` first
-queues every outbox entry still PENDING or FAILED at each endpoint, so what a crash
-or a shutdown left undelivered goes out after the restart.
+Durable: an event's notification is an outbox row written in the same transaction as
+the transition that caused it (the actor adds it to that change set). `notify()`,
+called after that commit, only queues it in memory for every endpoint subscribed to
+its event; `start()` first queues every outbox entry still PENDING or FAILED at each
+endpoint, so what a crash or a shutdown left undelivered goes out after the restart.
 
 At least once: every request carries the delivery's id in `X-Buildcontrol-Delivery`
 (the same for every retry, endpoint and redelivery). A delivery is done at an
@@ -31,24 +31,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import httpx
 
 from buildcontrol_server import metrics
 from buildcontrol_server.domain.deliveries import (
+    DEFAULT_EVENTS,
     DeliveryLog,
     DeliveryState,
-    delivery_id_of,
-    endpoint_of,
+    Notification,
+    WebhookEvent,
 )
 from buildcontrol_server.domain.errors import NotFound
-from buildcontrol_server.domain.model import CancelRecord
 from buildcontrol_server.effects import webhook_http
 from buildcontrol_server.effects.backoff import full_jitter
 from buildcontrol_server.effects.breaker import BreakerState, CircuitBreaker
 from buildcontrol_server.effects.delivery_log import DeliveryLogWriter
 from buildcontrol_server.effects.delivery_store import DeliveryStore
+from buildcontrol_server.effects.webhook_endpoint import Endpoint, Item
 from buildcontrol_server.effects.webhook_http import EVENT, HEADERS, Answer, Result, payload, post
 from buildcontrol_server.effects.webhook_signing import WebhookSecret
 
@@ -58,53 +58,6 @@ __all__ = ["EVENT", "HEADERS", "DeliveryStore", "WebhookNotifier", "payload"]
 
 # After `stop()`'s timeout, how long cancelled workers get to unwind (closing sockets).
 CANCEL_GRACE = 0.1
-
-
-@dataclass
-class _Item:
-    delivery_id: str
-    record: CancelRecord
-    attempts: int = 0  # requests made so far at this endpoint, earlier runs included
-
-
-class _Endpoint:
-    """One receiver: its queue, breaker, worker task and metric children."""
-
-    def __init__(
-        self, index: int, url: str, breaker: CircuitBreaker, secret: WebhookSecret | None
-    ) -> None:
-        # The messages leave the URL out: it may hold a secret (see the module doc).
-        try:
-            parsed = httpx.URL(url)
-        except httpx.InvalidURL:
-            raise ValueError(f"webhook #{index} is not a valid URL") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"webhook #{index} is not an http(s) URL with a host")
-        self.url = url
-        self.secret = secret  # signs every body sent here; None: unsigned
-        # The outbox's key and label of the endpoint (the same the actors write).
-        identity = endpoint_of(index, url)
-        self.label = identity.label
-        self.key = identity.key
-        self.breaker = breaker
-        # Unbounded asyncio.Queue; the bound is enforced by _enqueue, which drops the
-        # oldest instead of refusing the newest. None tells the worker to finish.
-        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        # Ids queued or in flight: a delivery is never queued twice at once.
-        self.queued: set[str] = set()
-        # Deliveries that failed in this run, queued again once the endpoint is back.
-        self.parked: dict[str, _Item] = {}
-        self.task: asyncio.Task[None] | None = None
-        self.depth = metrics.WEBHOOK_QUEUE_DEPTH.labels(endpoint=self.label)
-        self.state = metrics.WEBHOOK_BREAKER_STATE.labels(endpoint=self.label)
-        self.seconds = metrics.WEBHOOK_REQUEST_SECONDS.labels(endpoint=self.label)
-        self.state.set(breaker.state)
-
-    def count(self, result: str, amount: int = 1) -> None:
-        metrics.WEBHOOK_DELIVERIES.labels(endpoint=self.label, result=result).inc(amount)
-
-    def show_state(self) -> None:
-        self.state.set(self.breaker.state)
 
 
 class WebhookNotifier:
@@ -120,13 +73,15 @@ class WebhookNotifier:
         queue_size: int = 10_000,
         *,
         secrets: Mapping[int, WebhookSecret] | None = None,
+        events: Mapping[int, frozenset[WebhookEvent]] | None = None,
         store: DeliveryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """`store`: the outbox and delivery log (None: memory only, nothing survives a
         restart). `clock` (monotonic seconds) times the breakers' cooldowns; tests
-        move it. `wall_clock` stamps the delivery log. `secrets`: position → signer."""
+        move it. `wall_clock` stamps the delivery log. `secrets`: position → signer;
+        `events`: position → the events it gets (DEFAULT_EVENTS when absent)."""
         if max_attempts < 1 or queue_size < 1 or request_timeout <= 0:
             raise ValueError("max_attempts, queue_size and request_timeout must be positive")
         self._max_attempts = max_attempts
@@ -137,9 +92,14 @@ class WebhookNotifier:
         self._store = store
         self._wall_clock = wall_clock
         self._endpoints = [
-            _Endpoint(n, url, CircuitBreaker(breaker_threshold, breaker_cooldown, clock), key)
+            Endpoint(
+                n,
+                url,
+                CircuitBreaker(breaker_threshold, breaker_cooldown, clock),
+                (secrets or {}).get(n),
+                (events or {}).get(n, DEFAULT_EVENTS),
+            )
             for n, url in enumerate(urls)
-            for key in [(secrets or {}).get(n)]
         ]
         self._client: httpx.AsyncClient | None = None
         self._stopped = False
@@ -153,28 +113,34 @@ class WebhookNotifier:
     def breaker_states(self) -> list[BreakerState]:
         return [endpoint.breaker.state for endpoint in self._endpoints]
 
-    def notify(self, record: CancelRecord) -> None:
-        """Queue `record` for every endpoint. Returns at once, never raises."""
-        delivery_id = delivery_id_of(record.build_id)
+    def notify(self, notification: Notification) -> None:
+        """Queue `notification` for every endpoint subscribed to its event. Returns
+        at once, never raises."""
         for endpoint in self._endpoints:
-            self._enqueue(endpoint, _Item(delivery_id, record))
+            if notification.event in endpoint.events:
+                self._enqueue(endpoint, Item(notification))
 
     async def redeliver(self, delivery_id: str) -> list[str]:
-        """Queue one outbox entry again for every endpoint, whatever its state there
-        (delivered ones included: the receiver asked for it). Returns the endpoints'
-        labels. NotFound if the outbox has no such entry."""
+        """Queue one outbox entry again for every endpoint that had it or subscribes
+        to its event, whatever its state there (delivered ones included: the
+        receiver asked for it). Returns those endpoints' labels. NotFound if the
+        outbox has no such entry."""
         store = self._store
         found = None if store is None else await store.webhook_outbox_entry(delivery_id)
         if found is None:
             raise NotFound(f"no webhook delivery {delivery_id}")
-        record, attempts = found
+        notification, attempts = found
+        queued = []
         for endpoint in self._endpoints:
+            if endpoint.key not in attempts and notification.event not in endpoint.events:
+                continue
             parked = endpoint.parked.pop(delivery_id, None)
             made = max(attempts.get(endpoint.key, 0), parked.attempts if parked else 0)
-            self._enqueue(endpoint, _Item(delivery_id, record, made))
-        return self.labels
+            self._enqueue(endpoint, Item(notification, made))
+            queued.append(endpoint.label)
+        return queued
 
-    def _enqueue(self, endpoint: _Endpoint, item: _Item) -> None:
+    def _enqueue(self, endpoint: Endpoint, item: Item) -> None:
         if self._stopped:
             endpoint.count("dropped_shutdown")
             return
@@ -226,7 +192,7 @@ class WebhookNotifier:
                 log.exception("webhook %s: reading undelivered outbox failed", endpoint.label)
                 continue
             for queued in found:
-                self._enqueue(endpoint, _Item(queued.delivery_id, queued.record, queued.attempts))
+                self._enqueue(endpoint, Item(queued.notification, queued.attempts))
             if found:
                 metrics.WEBHOOK_OUTBOX_RECOVERED.labels(endpoint=endpoint.label).inc(len(found))
                 log.info("webhook %s: %d undelivered from the outbox", endpoint.label, len(found))
@@ -284,7 +250,7 @@ class WebhookNotifier:
 
     # ---- one worker per endpoint ---------------------------------------------------
 
-    async def _work(self, endpoint: _Endpoint) -> None:
+    async def _work(self, endpoint: Endpoint) -> None:
         while True:
             item = await endpoint.queue.get()
             try:
@@ -306,8 +272,8 @@ class WebhookNotifier:
                 endpoint.queue.task_done()
                 endpoint.depth.set(endpoint.queue.qsize())
 
-    async def _deliver(self, endpoint: _Endpoint, item: _Item) -> None:
-        body = payload(item.record)
+    async def _deliver(self, endpoint: Endpoint, item: Item) -> None:
+        body = payload(item.notification)
         signature = endpoint.secret.signature(body) if endpoint.secret is not None else None
         breaker = endpoint.breaker
         for attempt in range(1, self._max_attempts + 1):
@@ -321,7 +287,7 @@ class WebhookNotifier:
                 self._client,
                 endpoint.url,
                 body,
-                item.delivery_id,
+                item.notification,
                 endpoint.label,
                 endpoint.seconds,
                 self._request_timeout,
@@ -336,9 +302,9 @@ class WebhookNotifier:
             if attempt == self._max_attempts or breaker.state is BreakerState.OPEN:
                 endpoint.count("gave_up")
                 log.warning(
-                    "webhook %s: gave up on build %s for now after %d attempts%s",
+                    "webhook %s: gave up on %s for now after %d attempts%s",
                     endpoint.label,
-                    item.record.build_id,
+                    item.delivery_id,
                     attempt,
                     " (breaker opened)" if breaker.state is BreakerState.OPEN else "",
                 )
@@ -351,13 +317,13 @@ class WebhookNotifier:
                 delay = max(delay, min(answer.retry_after, self._max_delay))
             await asyncio.sleep(delay)
 
-    def _answered(self, endpoint: _Endpoint, item: _Item, answer: Answer) -> None:
+    def _answered(self, endpoint: Endpoint, item: Item, answer: Answer) -> None:
         """The receiver answered (2xx, or a 4xx it meant): it is up."""
         endpoint.breaker.succeeded()
         endpoint.show_state()
         endpoint.count(answer.result.value)
         if answer.result is Result.REJECTED:
-            log.warning("webhook %s refused build %s", endpoint.label, item.record.build_id)
+            log.warning("webhook %s refused %s", endpoint.label, item.delivery_id)
             self._note(endpoint, item, DeliveryState.REJECTED, answer)
             return
         self._note(endpoint, item, DeliveryState.DELIVERED, answer)
@@ -366,12 +332,12 @@ class WebhookNotifier:
         for waiting in parked.values():
             self._enqueue(endpoint, waiting)
 
-    def _park(self, endpoint: _Endpoint, item: _Item, answer: Answer | None) -> None:
+    def _park(self, endpoint: Endpoint, item: Item, answer: Answer | None) -> None:
         endpoint.parked[item.delivery_id] = item
         self._note(endpoint, item, DeliveryState.FAILED, answer)
 
     def _note(
-        self, endpoint: _Endpoint, item: _Item, state: DeliveryState, answer: Answer | None
+        self, endpoint: Endpoint, item: Item, state: DeliveryState, answer: Answer | None
     ) -> None:
         """Note where the delivery stands; the log writer stores it soon after."""
         if self._log is None:

@@ -6,7 +6,9 @@ they share (a directory would need a shared file system, and its own backups and
 retention). Each uploaded chunk is one row of `job_log_chunks` (bytea, at most 1 MiB);
 `job_logs` holds each job's size and completeness, locked (FOR UPDATE) by the append
 that extends it, so two streams of one job (an agent reconnecting) cannot interleave.
-The tables belong to the log store, which creates them if missing when it opens."""
+The tables are made by the build store's migrations (v12, store/postgres_schema.py),
+so the database's schema version says whether it has them; the log store opens after
+the build store and refuses a database without them."""
 
 from __future__ import annotations
 
@@ -18,24 +20,9 @@ import asyncpg
 
 from buildcontrol_server.logs.offsets import new_bytes
 from buildcontrol_server.logs.store import LogSlice
-
-_TABLES = (
-    """CREATE TABLE IF NOT EXISTS job_logs (
-        build_id TEXT COLLATE "C" NOT NULL,
-        job_id TEXT COLLATE "C" NOT NULL,
-        size BIGINT NOT NULL,
-        complete BOOLEAN NOT NULL,
-        written_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (build_id, job_id)
-    )""",
-    """CREATE TABLE IF NOT EXISTS job_log_chunks (
-        build_id TEXT COLLATE "C" NOT NULL,
-        job_id TEXT COLLATE "C" NOT NULL,
-        start_offset BIGINT NOT NULL,
-        data BYTEA NOT NULL,
-        PRIMARY KEY (build_id, job_id, start_offset)
-    )""",
-)
+from buildcontrol_server.store import postgres_schema
+from buildcontrol_server.store.errors import StoreOpenError
+from buildcontrol_server.store.postgres import redacted
 
 
 class PostgresLogStore:
@@ -44,10 +31,22 @@ class PostgresLogStore:
         self._pool: Any = None
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4)
-        async with self._pool.acquire() as connection:
-            for statement in _TABLES:
-                await connection.execute(statement)
+        pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4)
+        try:
+            async with pool.acquire() as connection:
+                version = await postgres_schema.read_version(connection)
+        except BaseException:
+            await pool.close()
+            raise
+        if version < postgres_schema.LOG_TABLES_VERSION:
+            await pool.close()
+            raise StoreOpenError(
+                redacted(self._url),
+                f"schema version {version} has no job log tables (version "
+                f"{postgres_schema.LOG_TABLES_VERSION}): open the build store first, its "
+                "migrations make them",
+            )
+        self._pool = pool
 
     async def close(self) -> None:
         if self._pool is not None:

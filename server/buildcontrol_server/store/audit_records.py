@@ -11,6 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# The record's dict form is domain data (the webhooks' bodies carry it too); both
+# stay importable from here.
+from buildcontrol_server.domain.event_data import escalation_to_dict as escalation_to_dict
+from buildcontrol_server.domain.event_data import record_to_dict as record_to_dict
 from buildcontrol_server.domain.model import CancelEscalation, CancelRecord, JobEnding
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus
 
@@ -24,15 +28,6 @@ INSERT_AUDIT = (
 )
 
 
-def escalation_to_dict(escalation: CancelEscalation) -> dict[str, Any]:
-    return {
-        "requested_by": escalation.requested_by,
-        "reason": escalation.reason,
-        "requested_at": escalation.requested_at,
-        "force": escalation.force,
-    }
-
-
 def escalation_from_dict(data: dict[str, Any]) -> CancelEscalation:
     return CancelEscalation(
         requested_by=data["requested_by"],
@@ -40,32 +35,6 @@ def escalation_from_dict(data: dict[str, Any]) -> CancelEscalation:
         requested_at=float(data["requested_at"]),
         force=bool(data["force"]),
     )
-
-
-def record_to_dict(record: CancelRecord) -> dict[str, Any]:
-    return {
-        "build_id": record.build_id,
-        "pipeline": record.pipeline,
-        "status": record.status.value,
-        "reason": record.reason,
-        "requested_by": record.requested_by,
-        "force": record.force,
-        "grace_period": record.grace_period,
-        "requested_at": record.requested_at,
-        "finished_at": record.finished_at,
-        "jobs": [
-            {
-                "job_id": job.job_id,
-                "name": job.name,
-                "status": job.status.value,
-                "outcome": job.outcome.value if job.outcome is not None else None,
-                "agent_id": job.agent_id,
-            }
-            for job in record.jobs
-        ],
-        # The first cancel is the fields above, as it was asked; these came after it.
-        "escalations": [escalation_to_dict(e) for e in record.escalations],
-    }
 
 
 def record_from_dict(data: dict[str, Any]) -> CancelRecord:

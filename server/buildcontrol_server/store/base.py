@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from buildcontrol_server.domain.deliveries import Notification
 from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet
 from buildcontrol_server.store.retention import Retention
 from buildcontrol_server.store.webhook_rows import OutboxListing, QueuedDelivery
@@ -112,8 +113,8 @@ class BuildStore(Protocol):
 
     async def webhook_outbox_entry(
         self, delivery_id: str
-    ) -> tuple[CancelRecord, dict[str, int]] | None:
-        """The cancel record of one outbox entry and the attempts made so far per
+    ) -> tuple[Notification, dict[str, int]] | None:
+        """The notification of one outbox entry and the attempts made so far per
         endpoint key; None if there is no such entry."""
 
     async def webhook_deliveries(self, limit: int) -> list[OutboxListing]:

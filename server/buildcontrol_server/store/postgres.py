@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from buildcontrol_server.domain.deliveries import Notification
 from buildcontrol_server.domain.model import Build, CancelRecord
 from buildcontrol_server.store import postgres_schema, rows, webhook_rows
 from buildcontrol_server.store import postgres_sql as sql
@@ -214,19 +215,19 @@ class PostgresStore(CommitsThroughWriter):
         async with self._snapshot() as connection:
             found = await connection.fetch(sql.SELECT_UNDELIVERED, endpoint)
         return [
-            webhook_rows.QueuedDelivery(row[0], record_from_json(row[1]), int(row[2]))
+            webhook_rows.QueuedDelivery(webhook_rows.notification_of(row), int(row[5]))
             for row in found
         ]
 
     async def webhook_outbox_entry(
         self, delivery_id: str
-    ) -> tuple[CancelRecord, dict[str, int]] | None:
+    ) -> tuple[Notification, dict[str, int]] | None:
         async with self._snapshot() as connection:
-            payload = await connection.fetchval(sql.SELECT_OUTBOX_PAYLOAD, delivery_id)
-            if payload is None:
+            entry = await connection.fetchrow(sql.SELECT_OUTBOX_ENTRY, delivery_id)
+            if entry is None:
                 return None
             attempts = await connection.fetch(sql.SELECT_DELIVERY_ATTEMPTS, delivery_id)
-        return record_from_json(payload), {row[0]: int(row[1]) for row in attempts}
+        return webhook_rows.notification_of(entry), {row[0]: int(row[1]) for row in attempts}
 
     async def webhook_deliveries(self, limit: int) -> list[webhook_rows.OutboxListing]:
         if limit <= 0:

@@ -224,7 +224,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         # JSON list of names; '[]' for every job before v11.
         ("ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",),
     ),
+    Migration(
+        12,
+        "job logs in the database (PostgreSQL; SQLite keeps them as files)",
+        (
+            # IF NOT EXISTS: a server before v12 made these tables itself when its log
+            # store opened; their rows are kept. From v12 on, the version says they exist.
+            # One row per job: its size and whether the log is complete; locked (FOR
+            # UPDATE) by the append that extends it (logs/postgres.py).
+            """CREATE TABLE IF NOT EXISTS job_logs (
+                build_id TEXT COLLATE "C" NOT NULL,
+                job_id TEXT COLLATE "C" NOT NULL,
+                size BIGINT NOT NULL,
+                complete BOOLEAN NOT NULL,
+                written_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (build_id, job_id)
+            )""",
+            # One row per uploaded chunk (at most 1 MiB), by its offset in the job's log.
+            """CREATE TABLE IF NOT EXISTS job_log_chunks (
+                build_id TEXT COLLATE "C" NOT NULL,
+                job_id TEXT COLLATE "C" NOT NULL,
+                start_offset BIGINT NOT NULL,
+                data BYTEA NOT NULL,
+                PRIMARY KEY (build_id, job_id, start_offset)
+            )""",
+        ),
+    ),
 )
+
+# The first version with the log tables (the log store refuses an older database).
+LOG_TABLES_VERSION = 12
 
 POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version
 

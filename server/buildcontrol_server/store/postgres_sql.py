@@ -330,7 +330,7 @@ def numbered(sqlite_sql: str) -> str:
 
 SELECT_UNDELIVERED = numbered(webhook_rows.UNDELIVERED)
 SELECT_WEBHOOK_LISTING = numbered(webhook_rows.LISTING)
-SELECT_OUTBOX_PAYLOAD = "SELECT payload FROM webhook_outbox WHERE delivery_id = $1"
+SELECT_OUTBOX_ENTRY = numbered(webhook_rows.OUTBOX_ENTRY)
 SELECT_DELIVERY_ATTEMPTS = (
     "SELECT endpoint, attempts FROM webhook_deliveries WHERE delivery_id = $1"
 )

@@ -255,6 +255,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",
         ),
     ),
+    Migration(
+        12,
+        "job logs in the database (PostgreSQL; SQLite keeps them as files)",
+        # Nothing on SQLite: its job logs are files under the data dir (logs/files.py,
+        # docs/logs.md says why); the step keeps the versions aligned.
+        (),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -36,6 +36,7 @@ from typing import Literal
 
 import aiosqlite
 
+from buildcontrol_server.domain.deliveries import Notification
 from buildcontrol_server.domain.model import Build, CancelRecord
 from buildcontrol_server.store import file_checks, reads, rows, schema, webhook_rows
 from buildcontrol_server.store.base import StoreStats
@@ -300,7 +301,7 @@ class SqliteStore(CommitsThroughWriter):
 
     async def webhook_outbox_entry(
         self, delivery_id: str
-    ) -> tuple[CancelRecord, dict[str, int]] | None:
+    ) -> tuple[Notification, dict[str, int]] | None:
         async with self._snapshot() as connection:
             return await webhook_rows.outbox_entry(connection, delivery_id)
 

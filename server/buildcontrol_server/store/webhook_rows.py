@@ -1,12 +1,16 @@
 """The webhook outbox and delivery log: SQL, rows and reads (schema v8).
 
-The outbox row of a cancel, and a PENDING delivery row per endpoint, are inserted
-by the change set that makes the build CANCELED (same transaction); the delivery
-rows are then updated by the webhook workers after their requests. Reads run
-inside a snapshot (SqliteStore._snapshot)."""
+The outbox row of an event, and a PENDING delivery row per subscribed endpoint, are
+inserted by the change set that causes the event (same transaction:
+domain/notifications.py); the delivery rows are then updated by the webhook workers
+after their requests. Reads run inside a snapshot (SqliteStore._snapshot).
+
+`payload` holds the event's object as JSON (for build.canceled: the cancel record,
+as it always did), `event` its name, `created_at` when it happened."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,14 +18,13 @@ from typing import Any
 import aiosqlite
 
 from buildcontrol_server.domain.deliveries import (
-    CANCELED_EVENT,
     UNFINISHED_STATES,
     DeliveryLog,
     DeliveryState,
+    Notification,
     OutboxEntry,
+    WebhookEvent,
 )
-from buildcontrol_server.domain.model import CancelRecord
-from buildcontrol_server.store.audit_records import record_from_json, record_to_json
 
 # OR IGNORE: the event's id is its key; a second write of the same event is a no-op.
 INSERT_OUTBOX = (
@@ -46,10 +49,16 @@ _UNFINISHED = ", ".join(f"'{state.value}'" for state in sorted(UNFINISHED_STATES
 # Every delivery not yet done (nor refused) at this endpoint, oldest first. The state
 # condition repeats the webhook_deliveries_unfinished partial index's.
 UNDELIVERED = (
-    "SELECT o.delivery_id, o.payload, d.attempts FROM webhook_deliveries d"
+    "SELECT o.delivery_id, o.event, o.build_id, o.payload, o.created_at, d.attempts"
+    " FROM webhook_deliveries d"
     " JOIN webhook_outbox o ON o.delivery_id = d.delivery_id"
     f" WHERE d.endpoint = ? AND d.state IN ({_UNFINISHED})"
     " ORDER BY o.created_at, o.delivery_id"
+)
+# One outbox entry, as notification_of reads it.
+OUTBOX_ENTRY = (
+    "SELECT delivery_id, event, build_id, payload, created_at FROM webhook_outbox"
+    " WHERE delivery_id = ?"
 )
 LISTING = (
     "SELECT o.delivery_id, o.event, o.build_id, o.created_at, d.endpoint, d.endpoint_label,"
@@ -63,10 +72,13 @@ LISTING = (
 class QueuedDelivery:
     """An outbox entry still to deliver at one endpoint."""
 
-    delivery_id: str
-    record: CancelRecord
+    notification: Notification
     # Requests already made for it at this endpoint (earlier runs included).
     attempts: int = 0
+
+    @property
+    def delivery_id(self) -> str:
+        return self.notification.delivery_id
 
 
 @dataclass(frozen=True)
@@ -82,14 +94,21 @@ class OutboxListing:
 
 
 def outbox_row(entry: OutboxEntry) -> tuple[Any, ...]:
-    record = entry.record
+    notification = entry.notification
     return (
         entry.delivery_id,
-        CANCELED_EVENT,
-        record.build_id,
-        record_to_json(record),
-        record.finished_at,
+        notification.event.value,
+        notification.build_id,
+        json.dumps(notification.data, separators=(",", ":")),
+        notification.at,
     )
+
+
+def notification_of(row: Sequence[Any]) -> Notification:
+    """A notification from (delivery_id, event, build_id, payload, created_at)."""
+    delivery_id, event, build_id, payload, created_at = tuple(row)[:5]
+    subject = delivery_id.removesuffix("." + event)
+    return Notification(WebhookEvent(event), build_id, subject, json.loads(payload), created_at)
 
 
 def pending_delivery_rows(entry: OutboxEntry) -> list[tuple[Any, ...]]:
@@ -111,24 +130,20 @@ def delivery_row(log: DeliveryLog) -> tuple[Any, ...]:
 
 async def undelivered(connection: aiosqlite.Connection, endpoint: str) -> list[QueuedDelivery]:
     found = await connection.execute_fetchall(UNDELIVERED, (endpoint,))
-    return [QueuedDelivery(row[0], record_from_json(row[1]), int(row[2])) for row in found]
+    return [QueuedDelivery(notification_of(row), int(row[5])) for row in found]
 
 
 async def outbox_entry(
     connection: aiosqlite.Connection, delivery_id: str
-) -> tuple[CancelRecord, dict[str, int]] | None:
-    """The entry's record and the attempts made so far per endpoint key."""
-    found = list(
-        await connection.execute_fetchall(
-            "SELECT payload FROM webhook_outbox WHERE delivery_id = ?", (delivery_id,)
-        )
-    )
+) -> tuple[Notification, dict[str, int]] | None:
+    """The entry's notification and the attempts made so far per endpoint key."""
+    found = list(await connection.execute_fetchall(OUTBOX_ENTRY, (delivery_id,)))
     if not found:
         return None
     attempts = await connection.execute_fetchall(
         "SELECT endpoint, attempts FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
     )
-    return record_from_json(found[0][0]), {row[0]: int(row[1]) for row in attempts}
+    return notification_of(found[0]), {row[0]: int(row[1]) for row in attempts}
 
 
 async def listing(connection: aiosqlite.Connection, limit: int) -> list[OutboxListing]:
