@@ -244,3 +244,28 @@ async def test_a_webhook_that_did_not_choose_an_event_gets_no_outbox_row_for_it(
         listing = await server.app.store.webhook_deliveries(100)
     assert [row.delivery_id for row in listing] == [f"{canceled}.build.canceled"]
     assert seen(receiver) == [("build.canceled", f"{canceled}.build.canceled")]
+
+
+async def test_a_stopped_job_is_redelivered_only_to_the_webhooks_that_had_it(
+    tmp_path: Path, receiver_factory: MakeReceiver
+) -> None:
+    default, every = await receiver_factory(200), await receiver_factory(200)
+    async with running_server(
+        tmp_path / "data",
+        webhook_urls=(default.url, every.url),
+        webhook_events=chose(1, *EVERY_EVENT),
+    ) as server:
+        async with agent_on(server) as agent:
+            _, stopped_job = await cancel_running(server, agent)
+        await asyncio.wait_for(server.app.notifier.join(), WAIT)
+        first = [r.body for r in every.requests if r.json()["event"] == "job.stopped"]
+
+        delivery_id = f"{stopped_job}.job.stopped"
+        request = build_control_pb2.RedeliverWebhookRequest(delivery_id=delivery_id)
+        answer = await server.stub.RedeliverWebhook(request)
+        await asyncio.wait_for(server.app.notifier.join(), WAIT)
+
+    assert list(answer.endpoints) == [server.app.notifier.labels[1]]
+    again = every.requests[-1]
+    assert again.headers["x-buildcontrol-delivery"] == delivery_id and [again.body] == first
+    assert [event for event, _ in seen(default)] == ["build.canceled"]  # never job.stopped
