@@ -27,8 +27,8 @@ from buildcontrol_client.step_environment import step_environment
 from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from tests.support.step_processes import Fifo, at_least, marked_processes
-from tests.unit.test_agent_job_runner import Recorder, make_job
-from tests.unit.test_client_cli import parse
+from tests.unit.fake_build_control import parse
+from tests.unit.job_samples import Recorder, make_job
 
 
 @pytest.fixture
