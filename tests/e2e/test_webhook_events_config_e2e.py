@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.test_serve_config_e2e import serve_refused
+from .serve_refusals import serve_refused
 
 URL = "https://hooks.example.com/bc"
 EVENTS = "build.canceled, build.finished, cancel.accepted, job.stopped"

@@ -17,12 +17,13 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.domain.deliveries import WebhookEvent, endpoint_of
 
-from tests.rpc.conftest import Running, pipeline, running_server
-from tests.rpc.test_commits_rpc import settled
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import settled
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, running_server
+from tests.support.webhook_receiver import MakeReceiver, Receiver, Request
 
-from .receiver import MakeReceiver, Receiver, Request
-from .test_webhook_signing import verify_as_the_docs_say
+from .signatures import verify_as_the_docs_say
 
 EVERY_EVENT = tuple(WebhookEvent)
 SECRET = b"events-secret"

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -25,25 +24,9 @@ from buildcontrol_server.effects.webhooks import WebhookNotifier
 from tests.support.webhook_receiver import MakeReceiver
 
 from .samples import sample_record
+from .signatures import verify_as_the_docs_say
 
 FAST = {"base_delay": 0.001, "max_delay": 0.01}
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
-
-
-def verification_snippet() -> str:
-    """The Python verification snippet of docs/webhooks.md, as published."""
-    text = DOCS.read_text()
-    found = re.search(r"```python\n(.*?)```", text, re.S)
-    assert found is not None, "docs/webhooks.md has no python snippet"
-    return found.group(1)
-
-
-def verify_as_the_docs_say(secret: bytes, body: bytes, header: str | None) -> bool:
-    namespace: dict[str, object] = {}
-    exec(verification_snippet(), namespace)  # our own docs' snippet, under test
-    verify = namespace["verify"]
-    assert callable(verify)
-    return bool(verify(secret, body, header))
 
 
 async def test_each_endpoint_gets_the_signature_of_the_body_with_its_own_secret(

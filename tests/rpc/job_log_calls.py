@@ -1,4 +1,5 @@
-"""An in-process agent on a test server, and waiting for a build to end, for the job-log tests."""
+"""An in-process agent on a test server, waiting for a build to end, and a finished build
+whose steps printed colours and non-UTF-8 bytes, for the job-log and CLI-log tests."""
 
 from __future__ import annotations
 
@@ -42,3 +43,30 @@ async def ended(server: Running, build_id: str) -> build_pb2.Build:
                 await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
             ).build
     raise AssertionError("the build did not end")
+
+
+def two_jobs() -> build_control_pb2.SubmitBuildRequest:
+    def job(name: str, command: str) -> build_control_pb2.JobSpec:
+        return build_control_pb2.JobSpec(
+            name=name, steps=[build_control_pb2.StepSpec(name="print", command=command)]
+        )
+
+    return build_control_pb2.SubmitBuildRequest(
+        pipeline="logs",
+        stages=[
+            build_control_pb2.StageSpec(
+                name="s",
+                jobs=[
+                    job("compile", r"printf 'a1\n\033[32mgreen\033[0m\n\377end'"),
+                    job("test", "echo t1; echo t2"),
+                ],
+            )
+        ],
+    )
+
+
+async def finished_build(server: Running, tmp_path: Path) -> str:
+    build = (await server.stub.SubmitBuild(two_jobs())).build
+    async with agent_for(server, tmp_path / "work"):
+        await ended(server, build.build_id)
+    return build.build_id

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from buildcontrol_client.cli import register
-from buildcontrol_proto.v1 import build_control_pb2
 
-from tests.rpc.job_log_calls import agent_for, ended
+from tests.rpc.job_log_calls import agent_for, finished_build, two_jobs
 from tests.support.servers import Running
 
 
@@ -26,33 +25,6 @@ async def cli(server: Running, *argv: str) -> int:
     args = parse(*argv, "--server", server.target)
     code: int = await args.func(args)
     return code
-
-
-def two_jobs() -> build_control_pb2.SubmitBuildRequest:
-    def job(name: str, command: str) -> build_control_pb2.JobSpec:
-        return build_control_pb2.JobSpec(
-            name=name, steps=[build_control_pb2.StepSpec(name="print", command=command)]
-        )
-
-    return build_control_pb2.SubmitBuildRequest(
-        pipeline="logs",
-        stages=[
-            build_control_pb2.StageSpec(
-                name="s",
-                jobs=[
-                    job("compile", r"printf 'a1\n\033[32mgreen\033[0m\n\377end'"),
-                    job("test", "echo t1; echo t2"),
-                ],
-            )
-        ],
-    )
-
-
-async def finished_build(server: Running, tmp_path: Path) -> str:
-    build = (await server.stub.SubmitBuild(two_jobs())).build
-    async with agent_for(server, tmp_path / "work"):
-        await ended(server, build.build_id)
-    return build.build_id
 
 
 async def test_logs_of_one_job_print_it_as_it_is_without_ansi_when_piped(

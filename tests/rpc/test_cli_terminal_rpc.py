@@ -12,9 +12,9 @@ import pty
 import tty
 from pathlib import Path
 
-from tests.e2e.processes import BUILDCONTROL
-from tests.rpc.conftest import Running
-from tests.rpc.test_cli_logs_rpc import finished_build
+from tests.rpc.job_log_calls import finished_build
+from tests.support.processes import BUILDCONTROL
+from tests.support.servers import Running
 
 GREEN = "\x1b[32mgreen\x1b[0m"
 WAIT = 30.0

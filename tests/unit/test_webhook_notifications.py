@@ -11,15 +11,15 @@ from buildcontrol_server.config import Settings
 from buildcontrol_server.config_sources import settings_of
 from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.deliveries import DEFAULT_EVENTS, WebhookEvent, endpoint_of
-from buildcontrol_server.domain.model import Build
+from buildcontrol_server.domain.model import Build, CancelInfo
 from buildcontrol_server.domain.notifications import Subscriptions, queue_notifications
 from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import JobOutcome
 
-from tests.unit.test_cancel_records import FORCE
-from tests.unit.test_lifecycle import INFO, NOW, TIMES, make_build, run_job
+from tests.unit.lifecycle_samples import INFO, NOW, TIMES, make_build, run_job
 
 URL = "http://127.0.0.1:1/hook"
+FORCE = CancelInfo("hung", "bob", True, 0.0, NOW + 5)
 EVERYTHING = Subscriptions({event: (endpoint_of(0, URL),) for event in WebhookEvent})
 
 
