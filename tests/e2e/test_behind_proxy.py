@@ -133,7 +133,9 @@ async def cli(*args: str, server: str) -> str:
 
 
 def connects(agent: AgentProc) -> int:
-    return len(re.findall(r"connected to \S+ as", agent.log.read_text()))
+    """How often the agent said it connected (its log appears with its first line)."""
+    log = agent.log.read_text() if agent.log.exists() else ""
+    return len(re.findall(r"connected to \S+ as", log))
 
 
 async def test_a_cancel_from_the_cli_through_the_proxy_kills_the_running_step(
@@ -203,15 +205,28 @@ async def test_the_agent_comes_back_through_the_proxy_after_a_server_sigkill_and
             build = await client.submit(one_job(waits_for(gate, fifo)))
             assert await fifo.read_line(WAIT) == "ready"
         assert connects(agent) == 1
+        # The CLI's watch through the proxy, open across the kill: HAProxy ends its
+        # stream without a gRPC status, and the CLI watches again once a server is back.
+        watch = await asyncio.create_subprocess_exec(
+            *BUILDCONTROL, "watch", build.build_id, "--server", target, "--reconnect-for", "60",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        await asyncio.wait_for(watch.stdout.readline(), WAIT)  # it follows the build
         await proxied.restart_killed()
-        await until(lambda: connects(agent) == 2, what="the agent's reconnect through the proxy")
+        await until(
+            lambda: connects(agent) == 2, within=40, what="the agent's reconnect through the proxy"
+        )
         gate.touch()
         async with BuildControlClient(target) as client:
             final = await until_terminal(client, build.build_id)
+        _, err = await asyncio.wait_for(watch.communicate(), WAIT)
     finally:
         fifo.close()
     assert final.status == build_pb2.BUILD_STATUS_SUCCEEDED, final
     assert final.stages[0].jobs[0].status == build_pb2.JOB_STATUS_SUCCEEDED
+    assert watch.returncode == 0, err.decode()
+    assert "fresh snapshot" in err.decode(), "the CLI's watch was not broken by the kill"
 
 
 async def until_terminal(client: BuildControlClient, build_id: str) -> build_pb2.Build:

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
+from buildcontrol_client.errors import Unavailable, error_from_rpc
 from buildcontrol_client.load_balancing import (
     MAX_ATTEMPTS,
     RETRIED_METHODS,
@@ -191,3 +192,15 @@ def test_the_node_client_balances_and_retries_the_same_way() -> None:
     done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == service_config()
+
+
+def test_a_stream_a_proxy_ended_without_a_status_is_the_server_being_unavailable() -> None:
+    # What grpc reports when HAProxy ends a stream whose server died.
+    ended = grpc.aio.AioRpcError(
+        grpc.StatusCode.UNKNOWN,
+        grpc.aio.Metadata(),
+        grpc.aio.Metadata(),
+        "Stream removed (Data frame with END_STREAM flag received)",
+    )
+    assert isinstance(error_from_rpc(ended), Unavailable)
+    assert not isinstance(error_from_rpc(failure(grpc.StatusCode.UNKNOWN)), Unavailable)
