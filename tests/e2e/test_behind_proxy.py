@@ -1,8 +1,10 @@
 """A server behind a real HAProxy (deploy/haproxy.cfg, gRPC over h2c), the agent and
 the client both going through it, as a deployment behind one address runs: a cancel
-from the CLI kills the running step, WatchBuild streams a build to its end, and after
-the server is SIGKILLed and restarted on the same data dir and port the agent comes
-back through the proxy and its build finishes."""
+from the CLI kills the running step, WatchBuild streams a build to its end, after the
+server is SIGKILLed and restarted on the same data dir and port the agent comes back
+through the proxy and its build finishes (and the CLI's watch across it carries on), an
+idle agent stream outlives the proxy's timeouts, and with two servers behind the proxy
+a killed one costs callers no error."""
 
 from __future__ import annotations
 
