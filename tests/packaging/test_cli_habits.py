@@ -134,6 +134,13 @@ async def test_watch_rides_out_a_server_restart_and_follows_the_build_to_its_end
     assert "CANCELED" in out.decode()
 
 
+def interruptible() -> None:
+    """Ctrl-C as at a terminal: a test session started in the background (`make test &`)
+    ignores SIGINT, and an ignored signal stays ignored across exec, so Python would
+    install no KeyboardInterrupt handler in the CLI."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Path) -> None:
     async with serve(tmp_path / "data") as server:
         env = {"BUILDCONTROL_ADDR": server.target}
@@ -146,6 +153,7 @@ async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Pa
         canceller = await asyncio.create_subprocess_exec(
             *BUILDCONTROL, "cancel", build_id, "--grace", "1m", stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+            preexec_fn=interruptible,
         )  # fmt: skip
         assert canceller.stdout is not None
         accepted = await asyncio.wait_for(canceller.stdout.readline(), WAIT)
