@@ -6,6 +6,7 @@ Each server holds a build of its own, so a ListBuilds answer says which one answ
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import grpc
 import pytest
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_client.errors import Unavailable
+from buildcontrol_client.sync_client import SyncBuildControlClient
 from buildcontrol_proto.v1 import build_control_pb2_grpc, build_pb2
 from buildcontrol_server.app import ServerApp
 
@@ -125,3 +127,23 @@ async def test_a_stopped_servers_reads_are_answered_by_the_other(
         builds = [await client.get(a.build_id) for _ in range(10)]
     assert answers == ["a"] * 10
     assert {build.build_id for build in builds} == {a.build_id}
+
+
+async def test_the_blocking_client_spreads_its_calls_over_both_servers_too(
+    replicas: tuple[Replica, Replica],
+) -> None:
+    def answers() -> list[str]:
+        # A thread of its own: the servers run on this test's event loop.
+        with SyncBuildControlClient(one_address(*replicas)) as client:
+
+            def answered_by() -> str:
+                return str(client.list()[0][0].pipeline)
+
+            seen = set()
+            for _ in range(CALLS):
+                seen.add(answered_by())
+                if seen == {"a", "b"}:
+                    return [answered_by() for _ in range(10)]
+        raise AssertionError(f"only {seen} answered: the blocking client's calls are not spread")
+
+    assert await asyncio.to_thread(answers) in (["a", "b"] * 5, ["b", "a"] * 5)
