@@ -12,10 +12,9 @@ from pathlib import Path
 
 from buildcontrol_server.version import version
 
-from tests.e2e.processes import BUILDCONTROL
-from tests.observability.test_serve_process import serve
 from tests.support.agent_peer import AgentPeer
 from tests.support.ports import free_port
+from tests.support.processes import BUILDCONTROL, serve
 
 WAIT = 20.0
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

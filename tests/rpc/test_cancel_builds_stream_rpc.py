@@ -11,10 +11,10 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.app import ServerApp
 
-from tests.rpc.conftest import Running, pipeline, settings_for
-from tests.rpc.test_cancel_rpc import rest_of, submit
-from tests.rpc.test_commits_rpc import settled
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of, settled, submit
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, settings_for
 from tests.support.store_faults import StoreFaults
 
 WAIT = 20.0
