@@ -21,7 +21,9 @@ import pytest
 from buildcontrol_client.client import BuildControlClient
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.e2e.processes import (
+from tests.support.haproxy import HOW_TO_GET, Haproxy, find_haproxy
+from tests.support.ports import free_port
+from tests.support.processes import (
     BUILDCONTROL,
     WAIT,
     AgentProc,
@@ -33,8 +35,6 @@ from tests.e2e.processes import (
     until,
     wait_gone,
 )
-from tests.support.haproxy import HOW_TO_GET, Haproxy, find_haproxy
-from tests.support.ports import free_port
 from tests.support.step_processes import Fifo
 
 TERMINAL = {

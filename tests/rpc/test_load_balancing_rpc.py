@@ -20,7 +20,8 @@ from buildcontrol_client.sync_client import SyncBuildControlClient
 from buildcontrol_proto.v1 import build_control_pb2_grpc, build_pb2
 from buildcontrol_server.app import ServerApp
 
-from tests.rpc.conftest import pipeline, settings_for
+from tests.support.pipelines import pipeline
+from tests.support.servers import settings_for
 
 CALLS = 200
 
