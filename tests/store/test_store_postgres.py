@@ -108,6 +108,9 @@ async def test_migrations_create_the_schema_and_record_its_version(postgres_url:
         "webhook_deliveries",
         "access_tokens",
         "access_token_state",
+        "shard_leases",
+        "replicas",
+        "build_inbox",
     }
     # Reopening applies nothing more.
     async with PostgresStore(postgres_url):

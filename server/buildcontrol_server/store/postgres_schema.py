@@ -224,6 +224,27 @@ MIGRATIONS: tuple[Migration, ...] = (
         # JSON list of names; '[]' for every job before v11.
         ("ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",),
     ),
+    Migration(
+        12,
+        "replicas: shard leases, live replicas, cross-replica commands",
+        (
+            # Who owns each shard of builds (replicas/leases.py). `epoch` grows at
+            # every takeover; each write of a replica checks it in its transaction.
+            "CREATE TABLE shard_leases (shard INTEGER PRIMARY KEY, owner TEXT,"
+            " epoch BIGINT NOT NULL DEFAULT 0,"
+            " expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity')",
+            # The replicas alive now (each renews its row with its leases): how many
+            # shards each should hold, and the channel its commands are sent on.
+            "CREATE TABLE replicas (instance_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " expires_at TIMESTAMPTZ NOT NULL)",
+            # Commands for a build whose owner is another replica (replicas/inbox.py):
+            # written by the replica that took the call, applied and deleted by the owner.
+            "CREATE TABLE build_inbox (id BIGSERIAL PRIMARY KEY, build_id TEXT NOT NULL,"
+            " shard INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,"
+            " created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            "CREATE INDEX build_inbox_by_shard ON build_inbox (shard, id)",
+        ),
+    ),
 )
 
 POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version

@@ -255,6 +255,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE jobs ADD COLUMN secret_env_names TEXT NOT NULL DEFAULT '[]'",
         ),
     ),
+    Migration(
+        12,
+        "replicas: shard leases, live replicas, cross-replica commands",
+        # Nothing on SQLite: one server per database file (replicas need PostgreSQL).
+        (),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
