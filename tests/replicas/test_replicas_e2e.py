@@ -182,7 +182,7 @@ async def test_sigkill_of_a_replica_during_a_mass_cancel_loses_no_cancel(
     try:
         target_a, target_b = await to_a.start(), await to_b.start()
         for n, target in enumerate((target_a, target_a, target_b, target_b)):
-            agents.append(await start_agent(target, f"agent-{n}", tmp_path, "os=linux", 20))
+            agents.append(await start_agent(target, f"agent-{n}", tmp_path, "os=linux", 30))
         await _mass_cancel_with_a_kill(a, b, postgres_url, agents)
     finally:
         await to_a.close()
@@ -197,7 +197,7 @@ async def _mass_cancel_with_a_kill(
         grpc.aio.insecure_channel(b.target) as channel_b,
     ):
         stub_a, stub_b = Stub(channel_a), Stub(channel_b)
-        on_a, on_b = await submit(stub_a, 30), await submit(stub_b, 30)
+        on_a, on_b = await submit(stub_a, 50), await submit(stub_b, 50)
         await asyncio.gather(
             *(all_steps_running(stub_a, x) for x in on_a),
             *(all_steps_running(stub_b, x) for x in on_b),
