@@ -83,8 +83,7 @@ class ServerApp:
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
         self._wall_clock = clocks.wall
-        # --replicas on: this process owns the builds of the shards it leases.
-        self.leases = leases_for(settings)
+        self.leases = leases_for(settings)  # --replicas on: the shards it owns
         self.store = build_store(
             settings.store_url, settings.database_path, settings.sqlite_synchronous, self.leases
         )
@@ -93,13 +92,7 @@ class ServerApp:
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
         self.hub, self.scheduler, self.registry = self._actors(clocks)
-        self.replica = (
-            Replica(self.leases, self.store, self.registry, self.hub) if self.leases else None
-        )
-        control_args = (self.store, self.registry, self.hub, settings, clocks.wall)
-        self.control: BuildControl = (
-            self.replica.control(*control_args) if self.replica else BuildControl(*control_args)
-        )
+        self.replica, self.control = self._control(clocks)
         # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
         self.logs = JobLogs(
             retention.log_store_for(settings),
@@ -171,6 +164,24 @@ class ServerApp:
         agent_events.subscribe(scheduler.agent_event)
         return hub, scheduler, registry
 
+    def _control(self, clocks: Clocks) -> tuple[Replica | None, BuildControl]:
+        """The control the RPC layer calls; with --replicas on, a replica's, which
+        answers for builds other replicas own too (replicas/control.py)."""
+        args = (self.store, self.registry, self.hub, self.settings, clocks.wall)
+        if self.leases is None:
+            return None, BuildControl(*args)
+        replica = Replica(self.leases, self.store, self.registry, self.hub)
+        return replica, replica.control(*args)
+
+    async def _recover(self, port: int) -> None:
+        """Every unfinished build gets its actor; a replica's: those of the shards it
+        takes (now, and each later takeover)."""
+        if self.replica is None:
+            self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
+            return
+        address = f"{self.settings.listen.rsplit(':', 1)[0]}:{port}"
+        await self.replica.start(self.security.supersede_check, address)
+
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
         # The data dir (tokens file, job-token key, SQLite's database): 0700, not world-writable.
@@ -210,11 +221,7 @@ class ServerApp:
         await self.server.start()
         self.security.start_checking()  # revocations reach open calls
         metrics_port = self._start_metrics()
-        if self.replica is not None:  # its shards' builds only, and each shard taken later
-            address = f"{self.settings.listen.rsplit(':', 1)[0]}:{ports.main}"
-            await self.replica.start(self.security.supersede_check, address)
-        else:
-            self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
+        await self._recover(ports.main)
         self.control.recovered.set()
         self.scheduler.start()
         await self.live_gauges.refresh()
