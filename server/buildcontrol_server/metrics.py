@@ -64,6 +64,10 @@ CANCELS_FORWARDED = Counter(
     "buildcontrol_replica_cancels_forwarded_total",
     "Cancels taken here for a build another replica owns, left in its build inbox.",
 )
+STOPS_FORWARDED = Counter(
+    "buildcontrol_replica_stops_forwarded_total",
+    "StopJobs left in the agent outbox for an agent whose stream another replica holds.",
+)
 REPLICA_INBOX_APPLIED = Counter(
     "buildcontrol_replica_inbox_applied_total",
     "Commands from other replicas (the build inbox) applied by the owner of their build.",

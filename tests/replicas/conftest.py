@@ -43,6 +43,15 @@ class FailoverProxy(TcpProxy):
             pump.add_done_callback(self._pumps.discard)
 
 
+class SwitchingProxy(TcpProxy):
+    """A proxy whose upstream the test moves: the agent behind it loses its stream and
+    reconnects to the other replica (a load balancer that picked another one)."""
+
+    def switch_to(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self.cut()
+
+
 async def start_replica(tmp_path: Path, name: str, url: str, *extra: str) -> ServerProc:
     return await start_server(
         tmp_path / name, "--store", url, "--replicas", "on", "--default-grace", "2", *extra

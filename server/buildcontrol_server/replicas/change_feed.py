@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # Commands for a build of another replica: the payload is the build's shard.
 INBOX_CHANNEL = "buildcontrol_inbox"
+# Stops for an agent held by another replica (agent_delivery.py): the agent's id.
+AGENTS_CHANNEL = "buildcontrol_agents"
 SAFETY_NET = 1.0
 
 
@@ -35,11 +37,16 @@ class ChangeFeed:
         self._followers: dict[str, set[asyncio.Event]] = {}
         # Told the shards whose inbox has something (None: look at every shard).
         self._inbox_listeners: list[Callable[[set[int] | None], None]] = []
+        # Told the agent whose outbox has something (None: look at every agent).
+        self._agent_listeners: list[Callable[[str | None], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     def on_inbox(self, listener: Callable[[set[int] | None], None]) -> None:
         self._inbox_listeners.append(listener)
+
+    def on_agent_outbox(self, listener: Callable[[str | None], None]) -> None:
+        self._agent_listeners.append(listener)
 
     @contextlib.contextmanager
     def following(self, build_id: str) -> Iterator[asyncio.Event]:
@@ -91,6 +98,7 @@ class ChangeFeed:
         connection.add_termination_listener(lambda _connection: closed.set())
         await connection.add_listener(CHANGES_CHANNEL, self._changes)
         await connection.add_listener(INBOX_CHANNEL, self._inbox)
+        await connection.add_listener(AGENTS_CHANNEL, self._agents)
         self.connected.set()
         while not closed.is_set():
             self._wake_everyone()  # after (re)connecting, then as the safety net
@@ -104,6 +112,12 @@ class ChangeFeed:
                 event.set()
         for listener in self._inbox_listeners:
             listener(None)
+        for agent_listener in self._agent_listeners:
+            agent_listener(None)
+
+    def _agents(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        for listener in self._agent_listeners:
+            listener(payload or None)
 
     def _changes(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         if not payload:

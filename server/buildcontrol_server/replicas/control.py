@@ -19,7 +19,9 @@ from typing import Any, TypeVar
 from buildcontrol_server import metrics
 from buildcontrol_server.actors.cancel_requests import MayCancel
 from buildcontrol_server.actors.control import BuildControl
+from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.router import LiveElsewhere
+from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.errors import Unavailable, build_already_finished, build_not_found
 from buildcontrol_server.domain.events import (
     CancelAcceptedEvent,
@@ -29,9 +31,12 @@ from buildcontrol_server.domain.events import (
 )
 from buildcontrol_server.domain.model import Build, CancelInfo
 from buildcontrol_server.domain.states import JobStatus
+from buildcontrol_server.replicas.agent_delivery import AgentDelivery
 from buildcontrol_server.replicas.build_diff import changes_between
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.replicas.inbox import BuildInbox
+from buildcontrol_server.replicas.results import ReplicaReportIntake
+from buildcontrol_server.store.base import BuildStore
 
 T = TypeVar("T")
 
@@ -41,10 +46,22 @@ ACCEPT_TIMEOUT = 30.0
 
 
 class ReplicaControl(BuildControl):
-    def __init__(self, *args: Any, inbox: BuildInbox, feed: ChangeFeed, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        store: BuildStore,
+        registry: Registry,
+        hub: AgentHub,
+        *args: Any,
+        inbox: BuildInbox,
+        feed: ChangeFeed,
+        delivery: AgentDelivery,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(store, registry, hub, *args, **kwargs)
         self._inbox = inbox
         self._feed = feed
+        # Results of builds owned elsewhere go to their owner (results.py).
+        self.reports = ReplicaReportIntake(store, registry, hub, inbox, delivery)
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         try:

@@ -10,7 +10,12 @@ shard is being recovered) stays for the next drain: one after every NOTIFY, afte
 every (re)connect of the LISTEN connection, on taking shards over, and every second
 (change_feed.py), so a lost NOTIFY or a dead owner delays a cancel, never loses it.
 Applying a row twice (a crash between the actor's commit and the delete) is a second
-cancel of a cancelling build: it joins the first, harmlessly."""
+cancel of a cancelling build: it joins the first, harmlessly.
+
+The same table carries an agent's results (JobFinished, JobStopped) to the owner of
+their build when another replica holds the agent's stream (agent_delivery.py); the
+owner's actor applies them as if the agent had sent them to it (a repeated one is
+refused as stale, as on one server)."""
 
 from __future__ import annotations
 
@@ -22,21 +27,27 @@ from typing import Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.errors import ActorRetired
 from buildcontrol_server.actors.registry import Registry
-from buildcontrol_server.domain.errors import FailedPrecondition, Unavailable
-from buildcontrol_server.domain.events import CancelEvent
+from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, Unavailable
+from buildcontrol_server.domain.events import CancelEvent, JobFinishedReport, JobStoppedReport
 from buildcontrol_server.domain.model import CancelInfo
+from buildcontrol_server.domain.states import JobOutcome
 from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
 
-WRITE = "INSERT INTO build_inbox (build_id, shard, kind, body) VALUES ($1, $2, 'cancel', $3)"
+# An agent's result: what confirms a stop (agent_delivery.py).
+JobResultReport = JobFinishedReport | JobStoppedReport
+
+WRITE = "INSERT INTO build_inbox (build_id, shard, kind, body) VALUES ($1, $2, $3, $4)"
 NOTIFY = "SELECT pg_notify($1, $2)"
 READ = (
-    "SELECT id, build_id, body FROM build_inbox WHERE shard = ANY($1::int[]) ORDER BY id LIMIT $2"
+    "SELECT id, build_id, kind, body FROM build_inbox WHERE shard = ANY($1::int[])"
+    " ORDER BY id LIMIT $2"
 )
 DELETE = "DELETE FROM build_inbox WHERE id = ANY($1::bigint[])"
 # Rows applied per drain (the next drain takes the rest at once).
@@ -80,9 +91,16 @@ class BuildInbox:
 
     async def forward_cancel(self, build_id: str, info: CancelInfo) -> None:
         """Leave the cancel for the build's owner (committed when this returns)."""
+        await self._write(build_id, "cancel", cancel_body(info))
+
+    async def forward_result(self, agent_id: str, report: JobResultReport) -> None:
+        """Leave an agent's result for the build's owner (its agent is held here)."""
+        await self._write(report.build_id, "result", result_body(agent_id, report))
+
+    async def _write(self, build_id: str, kind: str, body: str) -> None:
         shard = self._leases.shard_of(build_id)
         async with self._connections.acquire() as connection, connection.transaction():
-            await connection.execute(WRITE, build_id, shard, cancel_body(info))
+            await connection.execute(WRITE, build_id, shard, kind, body)
             await connection.execute(NOTIFY, INBOX_CHANNEL, str(shard))
 
     # ---- the owner ----
@@ -145,6 +163,8 @@ class BuildInbox:
             build = await self._registry.context.store.get_build(build_id)
             # Not recovered here yet (or its shard moved on): left for the owner.
             return build is None or build.terminal
+        if row["kind"] == "result":
+            return await self._apply_result(actor, str(row["body"]))
         listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
         command = cmd.Cancel(
             info=cancel_of(str(row["body"])), listener=listener, received_at=time.perf_counter()
@@ -159,3 +179,42 @@ class BuildInbox:
             actor.tell(cmd.Unsubscribe(listener=listener))
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
+
+    async def _apply_result(self, actor: BuildActor, body: str) -> bool:
+        agent_id, report = result_of(body)
+        command = cmd.Report(agent_id=agent_id, report=report)
+        actor.tell(command)
+        try:
+            await command.reply
+        except (ActorRetired, Unavailable):
+            return False
+        except DomainError as refused:  # settled: a stale or repeated result
+            log.info("result of job %s from agent %s ignored: %s", report.job_id, agent_id, refused)
+        metrics.REPLICA_INBOX_APPLIED.inc()
+        return True
+
+
+def result_body(agent_id: str, report: JobResultReport) -> str:
+    fields: dict[str, object] = {"agent_id": agent_id, "job_id": report.job_id}
+    fields["report_id"] = report.report_id
+    fields["exit_code"] = report.exit_code
+    if isinstance(report, JobStoppedReport):
+        fields["outcome"] = report.outcome.value
+    else:
+        fields["succeeded"] = report.succeeded
+    fields["build_id"] = report.build_id
+    return json.dumps(fields)
+
+
+def result_of(body: str) -> tuple[str, JobResultReport]:
+    fields = json.loads(body)
+    build_id, job_id = str(fields["build_id"]), str(fields["job_id"])
+    exit_code = fields["exit_code"]
+    report: JobResultReport
+    if "outcome" in fields:
+        outcome = JobOutcome(fields["outcome"])
+        report = JobStoppedReport(build_id, job_id, outcome, exit_code, fields["report_id"])
+    else:
+        succeeded = bool(fields["succeeded"])
+        report = JobFinishedReport(build_id, job_id, succeeded, exit_code, fields["report_id"])
+    return str(fields["agent_id"]), report

@@ -9,6 +9,7 @@ from buildcontrol_server.actors.registry import Registry, SupersedeCheck
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.errors import Unavailable
+from buildcontrol_server.replicas.agent_delivery import AgentDelivery, ReplicaAgentLink
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.replicas.control import ReplicaControl
 from buildcontrol_server.replicas.inbox import BuildInbox
@@ -42,6 +43,10 @@ class Replica:
         self.feed = ChangeFeed(connections)
         self.inbox = BuildInbox(connections, leases, registry)
         self.feed.on_inbox(self.inbox.woken)
+        # Stops for agents held by other replicas go through the agent outbox.
+        self.delivery = AgentDelivery(connections, hub, leases)
+        self.feed.on_agent_outbox(self.delivery.woken)
+        registry.context.link = ReplicaAgentLink(hub, self.delivery)
         self._connections = connections
         self._store = store
         self._registry = registry
@@ -50,7 +55,9 @@ class Replica:
     def control(self, *args: Any, **kwargs: Any) -> ReplicaControl:
         """The control (BuildControl's arguments) that answers for other replicas'
         builds through the database."""
-        return ReplicaControl(*args, inbox=self.inbox, feed=self.feed, **kwargs)
+        return ReplicaControl(
+            *args, inbox=self.inbox, feed=self.feed, delivery=self.delivery, **kwargs
+        )
 
     async def start(self, supersede_check: SupersedeCheck | None, address: str) -> None:
         """Take a first share of the shards and recover their builds (in place of the
@@ -68,6 +75,7 @@ class Replica:
         the actors have written what they had."""
         await self.feed.stop()
         await self.inbox.stop()
+        await self.delivery.stop()
         await self.leases.stop()
 
     async def hand_back(self) -> None:

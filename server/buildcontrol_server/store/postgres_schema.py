@@ -243,6 +243,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             " shard INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,"
             " created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
             "CREATE INDEX build_inbox_by_shard ON build_inbox (shard, id)",
+            # Which replica holds each agent's stream, and the stops left for it there
+            # by the owners of the builds (replicas/agent_delivery.py).
+            "CREATE TABLE agent_sessions (agent_id TEXT PRIMARY KEY, instance_id TEXT NOT NULL,"
+            " updated_at TIMESTAMPTZ NOT NULL)",
+            "CREATE TABLE agent_outbox (id BIGSERIAL PRIMARY KEY, agent_id TEXT NOT NULL,"
+            " build_id TEXT NOT NULL, job_id TEXT NOT NULL, body TEXT NOT NULL,"
+            " created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            "CREATE INDEX agent_outbox_by_agent ON agent_outbox (agent_id, job_id)",
         ),
     ),
 )
