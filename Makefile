@@ -139,7 +139,7 @@ package-check: $(STAMP)
 # The whole suite on the lowest versions the dependencies allow (pyproject's floors), in
 # a venv of its own: a floor that does not really work fails here.
 FLOOR_VENV := .venv-floor
-test-floor: $(STAMP)
+test-floor: $(STAMP) $(NODE_CLIENT)/node_modules/.installed
 	rm -rf $(FLOOR_VENV) && $(PYTHON) -m venv $(FLOOR_VENV)
 	$(PY) tools/package/floors.py > $(FLOOR_VENV)/constraints.txt
 	$(FLOOR_VENV)/bin/pip install -q --upgrade pip

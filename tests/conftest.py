@@ -8,16 +8,18 @@ get it; under CI (CI=true) that is a failure instead, so CI never passes by skip
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres_server import HOW_TO_GET, PostgresServer, start_server
-
-DATABASE = "buildcontrol_tests"
-_schemas = itertools.count()
+from tests.support.postgres_server import (
+    DATABASE,
+    HOW_TO_GET,
+    PostgresServer,
+    fresh_database,
+    start_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -35,17 +37,6 @@ def postgres() -> Iterator[PostgresServer]:
             server.stop()
         finally:
             server.remove()
-
-
-def fresh_database(server: PostgresServer) -> str:
-    """The URL of a new, empty schema of its own in the test database.
-
-    A schema, not a database: CREATE DATABASE takes ~2 s on this loaded machine,
-    CREATE SCHEMA milliseconds. The URL's search_path puts the store in it, and the
-    one-server lock is per schema, so tests never see each other's builds or locks."""
-    name = f"test_{next(_schemas)}"
-    server.psql(f"CREATE SCHEMA {name}", DATABASE)
-    return f"{server.url(DATABASE)}?search_path={name}"
 
 
 @pytest.fixture

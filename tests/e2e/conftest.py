@@ -7,7 +7,7 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2_grpc
 
-from tests.e2e.processes import AgentProc, ServerProc, start_server
+from tests.support.processes import AgentProc, ServerProc, start_server
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.e2e.processes import (
+from tests.e2e.build_waits import Stub, one_job, running_step
+from tests.support.processes import (
     BUILDCONTROL,
     AgentProc,
     ServerProc,
@@ -21,7 +22,6 @@ from tests.e2e.processes import (
     until,
     wait_gone,
 )
-from tests.e2e.test_cancel_e2e import Stub, one_job, running_step
 
 WAIT = 30.0
 

@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.e2e.processes import (
+from tests.e2e.build_waits import Stub, one_job, running_step
+from tests.support.processes import (
     BUILDCONTROL,
     AgentProc,
     ServerProc,
@@ -20,46 +21,6 @@ from tests.e2e.processes import (
     until,
     wait_gone,
 )
-
-Stub = build_control_pb2_grpc.BuildControlStub
-
-
-def one_job(
-    command: str, labels: dict[str, str] | None = None
-) -> build_control_pb2.SubmitBuildRequest:
-    return build_control_pb2.SubmitBuildRequest(
-        pipeline="e2e",
-        stages=[
-            build_control_pb2.StageSpec(
-                name="test",
-                jobs=[
-                    build_control_pb2.JobSpec(
-                        name="job",
-                        labels=labels or {"os": "linux"},
-                        steps=[build_control_pb2.StepSpec(command=command)],
-                    )
-                ],
-            )
-        ],
-    )
-
-
-async def running_step(stub: Stub, build_id: str) -> build_pb2.Build:
-    """Follow WatchBuild until the build's first step runs on an agent."""
-    async for event in stub.WatchBuild(
-        build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=20
-    ):
-        if (
-            event.WhichOneof("event") == "step_changed"
-            and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING
-        ):
-            break
-        if (
-            event.WhichOneof("event") == "snapshot"
-            and event.snapshot.stages[0].jobs[0].steps[0].status == build_pb2.STEP_STATUS_RUNNING
-        ):
-            break
-    return (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
 
 
 async def cancel(

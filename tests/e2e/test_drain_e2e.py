@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_control_pb2_grpc
 
-from tests.e2e.processes import start_server
-from tests.rpc.conftest import pipeline
 from tests.support.agent_peer import AgentPeer
+from tests.support.pipelines import pipeline
+from tests.support.processes import start_server
 
 WAIT = 30.0
 BUILDS = 60

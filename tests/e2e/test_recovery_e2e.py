@@ -10,77 +10,11 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.e2e.processes import (
-    AgentProc,
-    alive,
-    job_pids,
-    start_agent,
-    start_server,
-)
+from tests.e2e.build_waits import all_steps_running, build_of, until_terminal
 from tests.support.ports import free_port
+from tests.support.processes import AgentProc, alive, job_pids, start_agent, start_server
 
 Stub = build_control_pb2_grpc.BuildControlStub
-TERMINAL = {
-    build_pb2.BUILD_STATUS_SUCCEEDED,
-    build_pb2.BUILD_STATUS_FAILED,
-    build_pb2.BUILD_STATUS_CANCELED,
-}
-
-
-def build_of(jobs: int, command: str) -> build_control_pb2.SubmitBuildRequest:
-    return build_control_pb2.SubmitBuildRequest(
-        pipeline="recovery",
-        stages=[
-            build_control_pb2.StageSpec(
-                name="s",
-                jobs=[
-                    build_control_pb2.JobSpec(
-                        name=f"j{i}",
-                        labels={"os": "linux"},
-                        steps=[build_control_pb2.StepSpec(command=command)],
-                    )
-                    for i in range(jobs)
-                ],
-            )
-        ],
-    )
-
-
-async def all_steps_running(stub: Stub, build_id: str) -> None:
-    watch = stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60)
-    snapshot = (await watch.read()).snapshot
-    running = {
-        j.job_id
-        for s in snapshot.stages
-        for j in s.jobs
-        if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING
-    }
-    total = sum(len(s.jobs) for s in snapshot.stages)
-    while len(running) < total:
-        event = await watch.read()
-        if (
-            event.WhichOneof("event") == "step_changed"
-            and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING
-        ):
-            running.add(event.step_changed.job_id)
-    watch.cancel()
-
-
-async def until_terminal(stub: Stub, build_id: str) -> build_pb2.Build:
-    """WatchBuild ends when the build is terminal; a dropped watch is resumed."""
-    while True:
-        try:
-            async for _ in stub.WatchBuild(
-                build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60
-            ):
-                pass
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            continue
-        build = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
-        if build.status in TERMINAL:
-            return build
 
 
 def jobs_started_per_agent(agents: list[AgentProc]) -> dict[str, set[str]]:

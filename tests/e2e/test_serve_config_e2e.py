@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import BUILDCONTROL
-from tests.observability.test_serve_process import serve
+from tests.support.processes import BUILDCONTROL, serve
 
 SECONDS_RULE = "is not a number of seconds >= 0"
 

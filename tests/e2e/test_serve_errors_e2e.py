@@ -10,8 +10,8 @@ import socket
 import sqlite3
 from pathlib import Path
 
-from tests.e2e.processes import BUILDCONTROL, start_server
 from tests.support.ports import free_port
+from tests.support.processes import BUILDCONTROL, start_server
 
 
 async def serve_fails(data_dir: Path, *extra: str, without_root_override: bool = False) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.e2e.processes import (
+from tests.e2e.build_waits import one_job, running_step
+from tests.support.processes import (
     AgentProc,
     ServerProc,
     job_pids,
@@ -22,7 +23,6 @@ from tests.e2e.processes import (
     until,
     wait_gone,
 )
-from tests.e2e.test_cancel_e2e import one_job, running_step
 
 Stub = build_control_pb2_grpc.BuildControlStub
 

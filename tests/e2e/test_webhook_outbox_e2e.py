@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.e2e.processes import start_server
-from tests.effects.receiver import Receiver
+from tests.support.processes import start_server
+from tests.support.webhook_receiver import Receiver
 
 BUILDS = 30
 WAIT = 20.0

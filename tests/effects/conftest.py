@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from .receiver import MakeReceiver, Receiver
+from tests.support.webhook_receiver import MakeReceiver, Receiver
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from dataclasses import replace
 from buildcontrol_server.domain.model import CancelRecord
 from prometheus_client import REGISTRY
 
-from ..store.store_samples import T0, canceled, wide_spec
+from tests.support.store_samples import T0, canceled, wide_spec
 
 
 def sample_record(n: int = 0) -> CancelRecord:

@@ -12,7 +12,8 @@ from buildcontrol_server.effects.audit import AuditLog, record_of
 from buildcontrol_server.store.errors import StoreWriteError
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from ..store.store_samples import canceled, commit_canceled
+from tests.support.store_samples import canceled, commit_canceled
+
 from .samples import sample, sample_record
 
 WRITTEN = "buildcontrol_audit_records_written_total"

@@ -15,8 +15,9 @@ from buildcontrol_server.effects.side_effects import SideEffectsRunner
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from ..store.store_samples import commit_canceled
-from .receiver import MakeReceiver
+from tests.support.store_samples import commit_canceled
+from tests.support.webhook_receiver import MakeReceiver
+
 from .samples import Deliveries, sample, sample_record
 
 CALLS = 1_000

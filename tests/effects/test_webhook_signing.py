@@ -21,7 +21,8 @@ from buildcontrol_server.effects.webhook_signing import (
 )
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 
-from .receiver import MakeReceiver
+from tests.support.webhook_receiver import MakeReceiver
+
 from .samples import sample_record
 
 FAST = {"base_delay": 0.001, "max_delay": 0.01}

@@ -15,7 +15,8 @@ from buildcontrol_server.effects.breaker import BreakerState
 from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.store.audit_records import record_from_dict, record_to_dict
 
-from .receiver import MakeReceiver
+from tests.support.webhook_receiver import MakeReceiver
+
 from .samples import Deliveries, sample, sample_record
 
 # Small delays everywhere: retries are exercised, not waited for.

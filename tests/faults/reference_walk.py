@@ -22,11 +22,11 @@ from pathlib import Path
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.e2e.processes import AgentProc, process_command, wait_gone
 from tests.faults import warm
 from tests.faults.cancels import CancelWatch
 from tests.faults.invariants import SLACK, TERMINAL, name
 from tests.faults.servers import ProcessServer, Timers
+from tests.support.processes import AgentProc, process_command, wait_gone
 from tests.support.step_processes import marked_processes
 
 TIMERS = Timers(stop_ack_timeout=1.5, reconnect_window=2.0, default_grace=0.5)

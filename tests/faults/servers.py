@@ -22,11 +22,11 @@ import grpc
 from buildcontrol_proto.v1 import build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 
-from tests.e2e.processes import ServerProc
 from tests.faults import warm
 from tests.faults.store_outage import StoreOutage
-from tests.rpc.conftest import settings_for
 from tests.support.ports import free_port
+from tests.support.processes import ServerProc
+from tests.support.servers import settings_for
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.e2e.processes import READY, AgentProc, ServerProc
+from tests.support.processes import READY, AgentProc, ServerProc
 
 SPARE = (
     "import json, sys\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.observability.conftest import (
+from tests.observability.observed_servers import (
     ALERTS,
     Observed,
     Scrape,
@@ -19,9 +19,9 @@ from tests.observability.conftest import (
     observed_server,
     wait_running,
 )
-from tests.rpc.conftest import pipeline
-from tests.rpc.test_cancel_rpc import rest_of
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of
+from tests.support.pipelines import pipeline
 
 WAIT = 10.0
 PHASES = ("accepted", "stop_delivered", "job_stopped", "terminal")

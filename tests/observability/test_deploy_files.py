@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.observability.conftest import ALERTS, DASHBOARD, METRIC_NAME, Observed
+from tests.observability.observed_servers import ALERTS, DASHBOARD, METRIC_NAME, Observed
 
 RULE_TESTS = Path(__file__).with_name("prometheus-alerts.test.yaml")
 

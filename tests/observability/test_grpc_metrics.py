@@ -9,8 +9,8 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
 
-from tests.observability.conftest import Observed, delta
-from tests.rpc.conftest import pipeline
+from tests.observability.observed_servers import Observed, delta
+from tests.support.pipelines import pipeline
 
 BUILD_CONTROL = "buildcontrol.v1.BuildControl"
 UNKNOWN_BUILD = "b" + "0" * 20  # well formed, never issued

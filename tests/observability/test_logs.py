@@ -17,10 +17,10 @@ from buildcontrol_server.observability.logs import (
     formatter_for,
 )
 
-from tests.observability.conftest import observed_server, wait_running
-from tests.rpc.conftest import pipeline
-from tests.rpc.test_cancel_rpc import rest_of
+from tests.observability.observed_servers import observed_server, wait_running
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of
+from tests.support.pipelines import pipeline
 
 SECRET = "hunter2-do-not-log-me"
 WAIT = 10.0

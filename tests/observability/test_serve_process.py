@@ -6,56 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.e2e.processes import BUILDCONTROL, READY
-from tests.rpc.conftest import pipeline
-from tests.rpc.test_cancel_rpc import rest_of
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of
+from tests.support.pipelines import pipeline
+from tests.support.processes import serve
 
 WAIT = 20.0
 SERVICES = ("", "buildcontrol.v1.BuildControl", "buildcontrol.v1.AgentService")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-@dataclass
-class Serve:
-    process: asyncio.subprocess.Process
-    target: str
-    log: Path
-
-
-@asynccontextmanager
-async def serve(data_dir: Path, *extra: str) -> AsyncIterator[Serve]:
-    """The server with its stderr in a file (complete once the process has exited,
-    unlike a pipe drained by a task)."""
-    await asyncio.to_thread(data_dir.mkdir, parents=True)
-    log = data_dir / "server.log"
-    with log.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
-            # Authentication (on by default, issue 6) is tested in tests/security.
-            "--metrics-port", "0", "--auth", "off", *extra,
-            stdout=asyncio.subprocess.PIPE, stderr=stderr,
-        )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
-        ready = READY.search(line)
-        assert ready is not None, f"server did not start: {line!r} {log.read_text()}"
-        yield Serve(process, f"{ready[1]}:{ready[2]}", log)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 async def test_health_turns_not_serving_for_every_service_during_a_sigterm_drain(

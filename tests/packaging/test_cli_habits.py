@@ -12,10 +12,9 @@ from pathlib import Path
 
 from buildcontrol_server.version import version
 
-from tests.e2e.processes import BUILDCONTROL
-from tests.observability.test_serve_process import serve
 from tests.support.agent_peer import AgentPeer
 from tests.support.ports import free_port
+from tests.support.processes import BUILDCONTROL, serve
 
 WAIT = 20.0
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -134,6 +133,13 @@ async def test_watch_rides_out_a_server_restart_and_follows_the_build_to_its_end
     assert "CANCELED" in out.decode()
 
 
+def interruptible() -> None:
+    """Ctrl-C as at a terminal: a test session started in the background (`make test &`)
+    ignores SIGINT, and an ignored signal stays ignored across exec, so Python would
+    install no KeyboardInterrupt handler in the CLI."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Path) -> None:
     async with serve(tmp_path / "data") as server:
         env = {"BUILDCONTROL_ADDR": server.target}
@@ -146,6 +152,7 @@ async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Pa
         canceller = await asyncio.create_subprocess_exec(
             *BUILDCONTROL, "cancel", build_id, "--grace", "1m", stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
+            preexec_fn=interruptible,
         )  # fmt: skip
         assert canceller.stdout is not None
         accepted = await asyncio.wait_for(canceller.stdout.readline(), WAIT)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from buildcontrol_cli.main import EXAMPLES
 
-from tests.e2e.processes import BUILDCONTROL
 from tests.support.ports import free_port
+from tests.support.processes import BUILDCONTROL
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,9 +15,10 @@ from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.domain import lifecycle
 from prometheus_client import REGISTRY
 
-from tests.rpc.conftest import Running, pipeline, running_server
-from tests.rpc.test_cancel_rpc import get, rest_of, submit, wait_status
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import cancel, get, rest_of, submit, wait_status
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, running_server
 from tests.support.store_faults import StoreFaults
 
 WAIT = 20.0
@@ -25,11 +26,6 @@ WAIT = 20.0
 
 def restarts() -> float:
     return REGISTRY.get_sample_value("buildcontrol_actor_restarts_total") or 0.0
-
-
-def cancel(server: Running, build_id: str, **options: object) -> Any:
-    request = build_control_pb2.CancelRequest(build_id=build_id, reason="test", **options)  # type: ignore[arg-type]
-    return server.stub.Cancel(request, timeout=WAIT)
 
 
 def stopped_report(build_id: str, job_id: str) -> agent_pb2.JobStopped:

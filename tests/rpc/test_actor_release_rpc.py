@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running
 
 WAIT = 10.0
 

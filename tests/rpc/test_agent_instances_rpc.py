@@ -14,8 +14,9 @@ from buildcontrol_client.backoff import BackoffPolicy
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from grpc_status import rpc_status
 
-from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running
 
 WAIT = 10.0
 

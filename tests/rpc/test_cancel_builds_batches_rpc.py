@@ -12,10 +12,9 @@ from buildcontrol_server.actors import bulk_cancel
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
 
-from tests.rpc.conftest import Running
-from tests.rpc.test_cancel_rpc import rest_of, submit
-from tests.rpc.test_commits_rpc import settled
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of, settled, submit
+from tests.support.servers import Running
 
 WAIT = 20.0
 

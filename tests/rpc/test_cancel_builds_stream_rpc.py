@@ -11,10 +11,11 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.app import ServerApp
 
-from tests.rpc.conftest import Running, pipeline, settings_for
-from tests.rpc.test_cancel_rpc import rest_of, submit
-from tests.rpc.test_commits_rpc import settled
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of, settled, submit
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, settings_for
+from tests.support.store_faults import StoreFaults
 
 WAIT = 20.0
 # The accepted summary needs no agent: it must come while every stop is unconfirmed.
@@ -54,7 +55,7 @@ async def test_cancel_builds_streams_accepted_once_canceling_is_committed(
 
 
 async def test_shutdown_answers_open_and_new_cancels_unavailable(tmp_path: Path) -> None:
-    app = ServerApp(settings_for(tmp_path / "data", shutdown_grace=1.0))
+    app = ServerApp(settings_for(tmp_path / "data", shutdown_grace=WAIT))
     endpoints = await app.start()
     target = f"127.0.0.1:{endpoints.grpc_port}"
     async with grpc.aio.insecure_channel(target) as channel:
@@ -64,6 +65,7 @@ async def test_shutdown_answers_open_and_new_cancels_unavailable(tmp_path: Path)
         build = (await stub.SubmitBuild(pipeline())).build
         await agent.take_job()
         other = (await stub.SubmitBuild(pipeline(labels={"os": "none"}))).build
+        third = (await stub.SubmitBuild(pipeline(labels={"os": "none"}))).build
         # An agent that never confirms: the stream stays open into the shutdown.
         stream = stub.CancelBuilds(
             build_control_pb2.CancelBuildsRequest(
@@ -72,8 +74,15 @@ async def test_shutdown_answers_open_and_new_cancels_unavailable(tmp_path: Path)
             timeout=WAIT,
         )
         assert (await stream.read()).accepted.committed == 1
-        # The open stream holds the shutdown for its grace: new cancels meanwhile are
-        # refused, retryable, and change nothing. stop() refuses before its first await.
+        # A cancel whose write is held is under way: the shutdown waits for it (up to
+        # its grace), and gRPC still takes calls meanwhile, so the refusals below are
+        # ours whatever the machine's speed.
+        faults = StoreFaults(app.store)
+        faults.hold_writes()
+        under_way = stub.Cancel(
+            build_control_pb2.CancelRequest(build_id=third.build_id), timeout=WAIT
+        )
+        await asyncio.wait_for(faults.holding.wait(), WAIT)
         stopping = asyncio.create_task(app.stop())
         await asyncio.sleep(0)  # one loop pass: the task runs up to its first await
         assert not app.control.cancel_streams.accepting
@@ -86,17 +95,23 @@ async def test_shutdown_answers_open_and_new_cancels_unavailable(tmp_path: Path)
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await call.read()
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert not stopping.done()
+        faults.release()
+        assert (await under_way.read()).WhichOneof("event") == "accepted"
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             await rest_of(stream)
         assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "resumes after its restart" in (ended.value.details() or "")
+        await agent.leave()
         await asyncio.wait_for(stopping, WAIT)
     restarted = ServerApp(settings_for(tmp_path / "data"))
     await restarted.start()
     try:
         kept = await restarted.store.get_build(build.build_id)
         untouched = await restarted.store.get_build(other.build_id)
+        canceled = await restarted.store.get_build(third.build_id)
         assert kept is not None and kept.status.value == "CANCELING"
         assert untouched is not None and untouched.status.value == "QUEUED"
+        assert canceled is not None and canceled.status.value == "CANCELED"
     finally:
         await restarted.stop()

@@ -11,12 +11,11 @@ from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.domain.model import ChangeSet
 
-from tests.rpc.conftest import Running, pipeline, running_server
-from tests.rpc.test_actor_faults_rpc import cancel
-from tests.rpc.test_cancel_rpc import get, rest_of, submit, wait_status
-from tests.rpc.test_protocol_faults_rpc import listed
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import cancel, get, listed, rest_of, submit, wait_status
 from tests.support.build_watch import jobs_running
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, running_server
 from tests.support.store_faults import StoreFaults
 
 WAIT = 10.0

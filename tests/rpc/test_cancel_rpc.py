@@ -9,20 +9,12 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server import metrics
 
-from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import get, rest_of, store_snapshot, submit, wait_status
 from tests.support.build_watch import jobs_running
+from tests.support.servers import Running
 
 WAIT = 10.0
-
-
-async def submit(server: Running, **kwargs: object) -> build_pb2.Build:
-    response = await server.stub.SubmitBuild(pipeline(**kwargs))  # type: ignore[arg-type]
-    return response.build
-
-
-async def get(server: Running, build_id: str) -> build_pb2.Build:
-    return (await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
 
 
 async def cancel_all(
@@ -32,29 +24,8 @@ async def cancel_all(
     return [m async for m in server.stub.Cancel(request, timeout=WAIT)]
 
 
-async def rest_of(stream: object) -> list[build_control_pb2.CancelResponse]:
-    """The remaining messages of a stream that was already read with read()."""
-    messages = []
-    while (message := await stream.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
-        messages.append(message)
-    return messages
-
-
 async def last_message(stream: object) -> build_control_pb2.CancelResponse:
     return (await rest_of(stream))[-1]
-
-
-async def wait_status(server: Running, build_id: str, status: int) -> build_pb2.Build:
-    """Follow WatchBuild until the build has `status` (no polling)."""
-    async for event in server.stub.WatchBuild(
-        build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=WAIT
-    ):
-        kind = event.WhichOneof("event")
-        if (kind == "snapshot" and event.snapshot.status == status) or (
-            kind == "build_changed" and event.build_changed.status == status
-        ):
-            break
-    return await get(server, build_id)
 
 
 async def test_cancel_of_running_build_pushes_stop_and_ends_canceled(server: Running) -> None:
@@ -128,13 +99,6 @@ async def test_cancel_of_a_canceled_build_returns_its_terminal_state(server: Run
     assert again[0].finished.cancel.reason == "one"
 
 
-async def _store_snapshot(server: Running) -> tuple[int, list[str]]:
-    builds = await server.app.store.list_builds(1000)
-    return server.app.store.stats.writes, [
-        f"{b.build_id}:{b.status.value}:{b.version}" for b in builds
-    ]
-
-
 async def test_cancel_of_a_succeeded_build_is_failed_precondition(server: Running) -> None:
     agent = AgentPeer(server.target, "a1")
     await agent.connect()
@@ -142,12 +106,12 @@ async def test_cancel_of_a_succeeded_build_is_failed_precondition(server: Runnin
     job = await agent.take_job()
     agent.finished(build.build_id, job.job_id)
     await wait_status(server, build.build_id, build_pb2.BUILD_STATUS_SUCCEEDED)
-    before = await _store_snapshot(server)
+    before = await store_snapshot(server)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await cancel_all(server, build.build_id)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "SUCCEEDED" in (raised.value.details() or "")
-    assert await _store_snapshot(server) == before
+    assert await store_snapshot(server) == before
     await agent.leave()
 
 
@@ -164,7 +128,7 @@ async def test_bad_build_ids_get_exact_statuses_and_change_nothing(
     server: Running, build_id: str, code: grpc.StatusCode, says: str
 ) -> None:
     await submit(server, labels={"os": "plan9"})
-    before = await _store_snapshot(server)
+    before = await store_snapshot(server)
     for call in (
         lambda: cancel_all(server, build_id),
         lambda: get(server, build_id),
@@ -173,17 +137,17 @@ async def test_bad_build_ids_get_exact_statuses_and_change_nothing(
             await call()
         assert raised.value.code() == code
         assert says in (raised.value.details() or "")
-    assert await _store_snapshot(server) == before
+    assert await store_snapshot(server) == before
 
 
 async def test_a_reason_over_1024_characters_is_refused(server: Running) -> None:
     build = await submit(server, labels={"os": "plan9"})
-    before = await _store_snapshot(server)
+    before = await store_snapshot(server)
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await cancel_all(server, build.build_id, reason="x" * 1025)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "reason" in (raised.value.details() or "")
-    assert await _store_snapshot(server) == before
+    assert await store_snapshot(server) == before
 
 
 async def test_stop_is_sent_again_when_the_agent_reconnects(server: Running) -> None:

@@ -12,16 +12,12 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.actors import bulk_cancel
 
-from tests.rpc.conftest import Running, pipeline, running_server
-from tests.rpc.test_cancel_rpc import get, rest_of, submit, wait_status
-from tests.rpc.test_commits_rpc import settled
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import cancel_request, get, rest_of, settled, submit, wait_status
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, running_server
 
 WAIT = 20.0
-
-
-def cancel_request(build_id: str, **options: object) -> build_control_pb2.CancelRequest:
-    return build_control_pb2.CancelRequest(build_id=build_id, **options)  # type: ignore[arg-type]
 
 
 async def test_100_concurrent_cancels_one_transition_one_stop_per_job_identical_ends(

@@ -12,8 +12,8 @@ import pytest
 from buildcontrol_client.cli import register
 from buildcontrol_proto.v1 import build_control_pb2
 
-from tests.rpc.conftest import Running
-from tests.rpc.test_job_logs_rpc import agent_for, ended
+from tests.rpc.job_log_calls import agent_for, ended
+from tests.support.servers import Running
 
 
 def parse(*argv: str) -> argparse.Namespace:

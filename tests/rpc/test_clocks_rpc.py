@@ -13,9 +13,9 @@ from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.app import Clocks
 from prometheus_client import REGISTRY
 
-from tests.rpc.conftest import Running, running_server
-from tests.rpc.test_cancel_rpc import rest_of, submit, wait_status
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of, submit, wait_status
+from tests.support.servers import Running, running_server
 
 WAIT = 20.0
 HOUR = 3600.0

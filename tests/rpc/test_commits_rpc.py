@@ -7,38 +7,16 @@ import asyncio
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.rpc.conftest import Running, pipeline
-from tests.rpc.test_cancel_rpc import rest_of
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of, settled
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running
 
 
 @pytest.fixture
 def server(stored_server: Running) -> Running:
     """Every test here counts the store's commits: each runs on every backend."""
     return stored_server
-
-
-async def settled(server: Running, build_id: str, jobs: int) -> None:
-    """Wait until every job's first step shows RUNNING (all agent reports applied)."""
-    watch = server.stub.WatchBuild(
-        build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=10
-    )
-    snapshot = (await watch.read()).snapshot
-    running = {
-        j.job_id
-        for s in snapshot.stages
-        for j in s.jobs
-        if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING
-    }
-    while len(running) < jobs:
-        event = await watch.read()
-        change = event.step_changed
-        if (
-            event.WhichOneof("event") == "step_changed"
-            and change.status == build_pb2.STEP_STATUS_RUNNING
-        ):
-            running.add(change.job_id)
-    watch.cancel()
 
 
 def twenty_by_five() -> build_control_pb2.SubmitBuildRequest:

@@ -15,8 +15,9 @@ from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.domain.errors import Reason
 from google.rpc import error_details_pb2, status_pb2
 
-from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running
 
 ERRORS_DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 MISSING = "b00000000000000000000"

@@ -9,11 +9,10 @@ from pathlib import Path
 
 from buildcontrol_proto.v1 import build_pb2
 
-from tests.effects.receiver import Receiver
-from tests.rpc.conftest import running_server
-from tests.rpc.test_cancel_rpc import get, rest_of, submit
-from tests.rpc.test_cancel_semantics_rpc import cancel_request
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import cancel_request, get, rest_of, submit
+from tests.support.servers import running_server
+from tests.support.webhook_receiver import Receiver
 
 WAIT = 20.0
 

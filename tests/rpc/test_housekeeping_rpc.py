@@ -19,31 +19,13 @@ from buildcontrol_proto.v1 import (
     housekeeping_pb2,
     housekeeping_pb2_grpc,
 )
-from buildcontrol_server.domain.model import Build
-from buildcontrol_server.store.base import BuildStore
 
-from tests.rpc.conftest import Running, pipeline, running_server
-from tests.store.store_samples import T0, canceled, wide_spec
 from tests.support.agent_peer import AgentPeer
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, running_server
+from tests.support.store_samples import prefill
 
 WAIT = 30.0
-
-
-async def prefill(store: BuildStore, count: int) -> list[Build]:
-    """`count` builds CANCELED in 2023 (2 jobs x 2 steps each), straight into the store
-    as the actors would have written them."""
-    builds: list[Build] = []
-    for start in range(0, count, 200):
-        made = [
-            canceled(wide_spec(2, 2), now=T0 + n) for n in range(start, min(count, start + 200))
-        ]
-        for errors in (
-            await store.commit_all([insert for _, (insert, _) in made]),
-            await store.commit_all([cancel for _, (_, cancel) in made]),
-        ):
-            assert errors == [None] * len(made)
-        builds += [build for build, _ in made]
-    return builds
 
 
 async def last_message(stream: Any) -> build_control_pb2.CancelResponse:

@@ -14,9 +14,9 @@ from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from buildcontrol_server.actors import commands as cmd
 from prometheus_client import REGISTRY
 
-from tests.rpc.conftest import running_server
-from tests.rpc.test_cancel_rpc import submit, wait_status
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import submit, wait_status
+from tests.support.servers import running_server
 
 WAIT = 20.0
 

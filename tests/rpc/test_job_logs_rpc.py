@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -17,8 +15,10 @@ from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.rpc.conftest import Running, pipeline, running_server
+from tests.rpc.job_log_calls import agent_for, ended
 from tests.support.build_watch import jobs_running
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, running_server
 from tests.support.tcp_proxy import TcpProxy
 
 WAIT = 30.0
@@ -26,39 +26,9 @@ KNOWN = "".join(f"line {i}\n" for i in range(2000))
 PRINT_KNOWN = 'for i in $(seq 0 1999); do echo "line $i"; done'
 
 
-@asynccontextmanager
-async def agent_for(server: Running, work_dir: Path) -> AsyncIterator[Agent]:
-    agent = Agent(server.target, "agent-logs", options=AgentOptions(work_dir=work_dir))
-    task = asyncio.create_task(agent.run())
-    try:
-        yield agent
-    finally:
-        agent.request_shutdown()
-        await asyncio.wait_for(task, WAIT)
-
-
 async def submit(server: Running, command: str) -> tuple[str, str]:
     build = (await server.stub.SubmitBuild(pipeline(command=command))).build
     return build.build_id, build.stages[0].jobs[0].job_id
-
-
-async def ended(server: Running, build_id: str) -> build_pb2.Build:
-    request = build_control_pb2.WatchBuildRequest(build_id=build_id)
-    async for event in server.stub.WatchBuild(request, timeout=WAIT):
-        if event.WhichOneof("event") == "snapshot" and event.snapshot.status in TERMINAL:
-            return event.snapshot
-        if event.WhichOneof("event") == "build_changed" and event.build_changed.status in TERMINAL:
-            return (
-                await server.stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
-            ).build
-    raise AssertionError("the build did not end")
-
-
-TERMINAL = {
-    build_pb2.BUILD_STATUS_SUCCEEDED,
-    build_pb2.BUILD_STATUS_FAILED,
-    build_pb2.BUILD_STATUS_CANCELED,
-}
 
 
 async def whole_log(

@@ -9,10 +9,11 @@ import pytest
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
 
-from tests.rpc.conftest import Running, pipeline
-from tests.rpc.test_cancel_rpc import _store_snapshot, get, rest_of, submit
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import get, listed, rest_of, store_snapshot, submit
 from tests.support.build_watch import jobs_running
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running
 
 CANCELING = build_pb2.BUILD_STATUS_CANCELING
 CANCELED = build_pb2.BUILD_STATUS_CANCELED
@@ -163,12 +164,6 @@ async def test_a_report_id_over_200_characters_is_invalid_and_changes_nothing(
     assert after.job(job.job_id).status is JobStatus.ASSIGNED  # type: ignore[union-attr]
 
 
-async def listed(server: Running) -> dict[str, tuple[bool, list[str]]]:
-    """agent id → (suspect, job ids counted on it), from ListAgents."""
-    agents = (await server.stub.ListAgents(build_control_pb2.ListAgentsRequest())).agents
-    return {a.agent_id: (a.suspect, list(a.job_ids)) for a in agents}
-
-
 async def forced_on(server: Running, agent: AgentPeer) -> tuple[str, str]:
     """A build whose job `agent` runs and never confirms stopping: FORCED at the
     deadline (grace 0 + stop_ack_timeout 2 s). Returns (build id, job id)."""
@@ -242,7 +237,7 @@ async def test_a_draining_server_refuses_submits_cancels_and_agent_streams_chang
     server: Running,
 ) -> None:
     build = await submit(server)
-    before = await _store_snapshot(server)
+    before = await store_snapshot(server)
     server.app.control.begin_drain()
 
     with pytest.raises(grpc.aio.AioRpcError) as submitted:
@@ -258,5 +253,5 @@ async def test_a_draining_server_refuses_submits_cancels_and_agent_streams_chang
     status, _ = await AgentPeer(server.target, "late-comer").refused()
     assert status == grpc.StatusCode.UNAVAILABLE
 
-    assert await _store_snapshot(server) == before
+    assert await store_snapshot(server) == before
     assert (await get(server, build.build_id)).status == build_pb2.BUILD_STATUS_QUEUED

@@ -11,9 +11,10 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.rpc.conftest import Running, pipeline
-from tests.rpc.test_cancel_rpc import rest_of
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import rest_of
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running
 
 
 async def test_reflection_lists_our_services_and_health_answers_serving(server: Running) -> None:

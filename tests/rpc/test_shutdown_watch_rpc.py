@@ -11,7 +11,8 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 
-from tests.rpc.conftest import pipeline, settings_for
+from tests.support.pipelines import pipeline
+from tests.support.servers import settings_for
 
 # Far longer than the test may take: a watch that held the shutdown would show.
 GRACE = 60.0

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.effects.receiver import Receiver
-from tests.rpc.conftest import Running, pipeline, running_server
-from tests.rpc.test_commits_rpc import settled
 from tests.support.agent_peer import AgentPeer
+from tests.support.build_calls import settled
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, running_server
+from tests.support.webhook_receiver import Receiver
 
 CANCELS = 20
 MAX_ATTEMPTS = 3

@@ -10,8 +10,8 @@ from buildcontrol_server.app import ServerApp
 from buildcontrol_server.domain.model import Build
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.rpc.conftest import settings_for
 from tests.support.ports import free_port
+from tests.support.servers import settings_for
 
 
 async def test_health_is_not_serving_until_recovery_has_loaded(

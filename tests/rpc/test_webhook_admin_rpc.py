@@ -14,8 +14,8 @@ import pytest
 from buildcontrol_client.cli import register
 from buildcontrol_proto.v1 import build_control_pb2
 
-from tests.effects.receiver import Receiver
-from tests.security.conftest import SecureServer, secure_server
+from tests.support.secure_servers import SecureServer, secure_server
+from tests.support.webhook_receiver import Receiver
 
 WAIT = 20.0
 OK = build_control_pb2.WEBHOOK_DELIVERY_STATE_DELIVERED

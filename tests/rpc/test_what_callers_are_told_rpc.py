@@ -9,8 +9,9 @@ from buildcontrol_proto.v1 import build_control_pb2
 from buildcontrol_server.rpc.agent_convert import MAX_VERSION_LENGTH
 from buildcontrol_server.version import version
 
-from tests.rpc.conftest import Running, pipeline
 from tests.support.agent_peer import AgentPeer
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running
 
 
 async def test_welcome_and_list_agents_carry_the_versions(server: Running) -> None:

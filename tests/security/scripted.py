@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.security.conftest import SecureServer
 from tests.support.agent_peer import AgentPeer
+from tests.support.secure_servers import SecureServer
 
 
 async def settled(server: SecureServer, build_id: str) -> None:

@@ -16,9 +16,9 @@ from buildcontrol_server.app import ServerApp
 from buildcontrol_server.security import agent_id_patterns, tokens
 from buildcontrol_server.security.settings import SecuritySettings
 
-from tests.rpc.conftest import settings_for
-from tests.security.agent_client import ScriptedAgent
-from tests.security.conftest import SecureServer
+from tests.support.scripted_agent import ScriptedAgent
+from tests.support.secure_servers import SecureServer
+from tests.support.servers import settings_for
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import grpc
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 
-from tests.security.conftest import SecureServer
 from tests.security.scripted import running_build
+from tests.support.secure_servers import SecureServer
 
 
 async def test_agent_a_reporting_on_agent_bs_job_is_refused_and_the_job_is_unchanged(

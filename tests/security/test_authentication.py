@@ -20,8 +20,8 @@ from buildcontrol_server.security.tokens import TokensFileError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.rpc.conftest import settings_for
-from tests.security.conftest import SecureServer, pipeline, secure_server
+from tests.support.secure_servers import SecureServer, pipeline, secure_server
+from tests.support.servers import settings_for
 
 # One request per BuildControl method; streams are refused before their first message.
 REQUESTS = {

@@ -15,8 +15,8 @@ from buildcontrol_server.security.access_rules import REQUIRED_ROLE
 from buildcontrol_server.security.cancel_policy import CancelPolicy, CancelRules
 from buildcontrol_server.security.principals import ANONYMOUS, Principal, Role
 
-from tests.security.conftest import SecureServer, cancel_all
 from tests.security.scripted import running_build
+from tests.support.secure_servers import SecureServer, cancel_all
 
 
 async def refusal(work: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:

@@ -13,9 +13,9 @@ from pathlib import Path
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2_grpc
 
-from tests.e2e.processes import BUILDCONTROL, start_server
-from tests.security.conftest import pipeline
 from tests.support.agent_peer import bearer
+from tests.support.processes import BUILDCONTROL, start_server
+from tests.support.secure_servers import pipeline
 
 SERVER_FILES = (
     "buildcontrol.sqlite3",

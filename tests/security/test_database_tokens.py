@@ -16,8 +16,8 @@ from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.settings import SecuritySettings
 from buildcontrol_server.security.tokens import ADMIN_TOKEN_FILE
 
-from tests.rpc.conftest import settings_for
 from tests.support.agent_peer import bearer
+from tests.support.servers import settings_for
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
 

@@ -11,7 +11,7 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2
 from google.protobuf.duration_pb2 import Duration
 
-from tests.security.conftest import SecureServer, pipeline
+from tests.support.secure_servers import SecureServer, pipeline
 
 MALFORMED = [
     (Duration(seconds=1, nanos=1_000_000_000), "nanos"),

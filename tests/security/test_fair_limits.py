@@ -14,7 +14,7 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from prometheus_client import REGISTRY
 
-from tests.security.conftest import SecureServer, cancel_all, secure_server
+from tests.support.secure_servers import SecureServer, cancel_all, secure_server
 
 BOUNDS: dict[str, Any] = {
     "max_watch_streams_per_principal": 2,

@@ -28,9 +28,9 @@ from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.security.conftest import SecureServer, secure_server
 from tests.security.fuzzing import generate, messages, mutate, raw_bytes
 from tests.security.scripted import settled
+from tests.support.secure_servers import SecureServer, secure_server
 
 SERVICE = "/buildcontrol.v1.BuildControl/"
 CONNECT = "/buildcontrol.v1.AgentService/Connect"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import start_server
 from tests.security.raw_http2 import unary_call
+from tests.support.processes import start_server
 
 pytestmark = pytest.mark.e2e
 

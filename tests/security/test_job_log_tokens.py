@@ -10,9 +10,9 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_pb2
 
-from tests.security.conftest import SecureServer
-from tests.security.test_job_tokens import assigned, refusal
+from tests.security.job_token_calls import assigned, refusal
 from tests.support.agent_peer import bearer
+from tests.support.secure_servers import SecureServer
 
 WAIT = 10.0
 

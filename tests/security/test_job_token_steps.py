@@ -15,8 +15,8 @@ from buildcontrol_client import Agent, AgentOptions
 from buildcontrol_client.cli_exit import EXIT_DENIED, EXIT_OK
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.security.conftest import SecureServer
 from tests.support.agent_peer import bearer
+from tests.support.secure_servers import SecureServer
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
 

@@ -12,27 +12,11 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.security.conftest import SecureServer, pipeline
-from tests.security.scripted import settled
+from tests.security.job_token_calls import assigned, refusal
 from tests.support.agent_peer import AgentPeer, bearer
+from tests.support.secure_servers import SecureServer, pipeline
 
 WAIT = 10.0
-
-
-async def refusal(work: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await work
-    return caught.value.code(), caught.value.details() or ""
-
-
-async def assigned(server: SecureServer, jobs: int = 1) -> tuple[str, AgentPeer, list[Any]]:
-    """A build of alice's with `jobs` jobs RUNNING on agent-a; their AssignJobs."""
-    agent = server.agent("agent-a")
-    await agent.connect()
-    build = await server.submit("alice", jobs=jobs)
-    assignments = [await agent.take_job() for _ in range(jobs)]
-    await settled(server, build.build_id)
-    return build.build_id, agent, assignments
 
 
 def get(server: SecureServer, build_id: str, token: str) -> Awaitable[Any]:

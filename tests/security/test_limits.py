@@ -12,7 +12,7 @@ import pytest
 from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
 from buildcontrol_server.domain.submission import Limits
 
-from tests.security.conftest import SecureServer, pipeline, secure_server
+from tests.support.secure_servers import SecureServer, pipeline, secure_server
 
 LIMITS = Limits(
     max_stages=3,

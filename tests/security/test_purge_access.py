@@ -12,9 +12,9 @@ import pytest
 from buildcontrol_client.cli import register
 from buildcontrol_proto.v1 import housekeeping_pb2, housekeeping_pb2_grpc
 
-from tests.rpc.conftest import pipeline
-from tests.rpc.test_housekeeping_rpc import prefill
-from tests.security.conftest import SecureServer
+from tests.support.pipelines import pipeline
+from tests.support.secure_servers import SecureServer
+from tests.support.store_samples import prefill
 
 WAIT = 20.0
 

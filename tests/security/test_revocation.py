@@ -18,8 +18,8 @@ from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role
 from google.protobuf.duration_pb2 import Duration
 
-from tests.security.conftest import SecureServer
 from tests.security.scripted import running_build
+from tests.support.secure_servers import SecureServer
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import BUILDCONTROL, start_agent, start_server
 from tests.security.certificates import Authority
+from tests.support.processes import BUILDCONTROL, start_agent, start_server
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello.yaml"

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.e2e.processes import BUILDCONTROL, ServerProc, start_server
+from tests.support.processes import BUILDCONTROL, ServerProc, start_server
 
 pytestmark = pytest.mark.e2e
 NOBODY = pwd.getpwnam("nobody")

@@ -20,8 +20,8 @@ from buildcontrol_client.sync_client import SyncBuildControlClient
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.domain.submission import DEFAULT_LIMITS
 
-from tests.e2e.processes import BUILDCONTROL, start_server
-from tests.security.conftest import SecureServer, pipeline
+from tests.support.processes import BUILDCONTROL, start_server
+from tests.support.secure_servers import SecureServer, pipeline
 
 JOBS, STEPS = DEFAULT_LIMITS.max_jobs, DEFAULT_LIMITS.max_steps
 COMMAND_LENGTH = 350  # 10,000 steps of it: a request just under the 4 MiB bound

@@ -15,9 +15,9 @@ from buildcontrol_server.domain import submission
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from tests.rpc.conftest import settings_for
-from tests.security.conftest import SecureServer, pipeline, secure_server
 from tests.security.scripted import settled
+from tests.support.secure_servers import SecureServer, pipeline, secure_server
+from tests.support.servers import settings_for
 
 GROUP = "deploy-prod"
 

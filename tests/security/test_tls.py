@@ -22,10 +22,10 @@ from buildcontrol_server.app import ServerApp
 from buildcontrol_server.security.settings import SecuritySettings, TlsFiles
 from buildcontrol_server.security.tls import TlsFilesError
 
-from tests.rpc.conftest import settings_for
-from tests.security.agent_client import ScriptedAgent
 from tests.security.certificates import Authority, Issued
-from tests.security.conftest import SecureServer, pipeline, secure_server
+from tests.support.scripted_agent import ScriptedAgent
+from tests.support.secure_servers import SecureServer, pipeline, secure_server
+from tests.support.servers import settings_for
 
 
 class Pki:

@@ -13,8 +13,8 @@ import pytest
 from buildcontrol_cli.main import build_parser
 from buildcontrol_proto.v1 import build_control_pb2
 
-from tests.security.conftest import SecureServer
 from tests.support.agent_peer import bearer
+from tests.support.secure_servers import SecureServer
 
 CLI = str(Path(sys.executable).with_name("buildcontrol"))
 PARALLEL = 8

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from buildcontrol_server.store.base import BuildStore
-from buildcontrol_server.store.postgres import PostgresStore
-from buildcontrol_server.store.sqlite import SqliteStore
+
+from tests.store.backends import make_store
 
 BACKENDS = ["file", "memory", "postgresql"]
 
@@ -25,13 +25,6 @@ def store_path(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     if backend == "postgresql":
         return str(request.getfixturevalue("postgres_url"))
     return str(tmp_path / "builds.sqlite") if backend == "file" else ":memory:"
-
-
-def make_store(store_path: str) -> BuildStore:
-    """A store (not yet open) of the backend that `store_path` names."""
-    if store_path.startswith("postgresql://"):
-        return PostgresStore(store_path)
-    return SqliteStore(store_path)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from buildcontrol_server.housekeeping.housekeeper import Housekeeper, Housekeepi
 from buildcontrol_server.store.base import BuildStore
 from prometheus_client import REGISTRY
 
-from .test_store_retention import NOW, WINDOW, finished, running
+from tests.store.retention_samples import NOW, WINDOW, finished, running
 
 
 def sample(name: str, **labels: str) -> float:

@@ -14,9 +14,9 @@ from buildcontrol_server.domain.states import BuildStatus, JobOutcome, JobStatus
 from buildcontrol_server.store import reads, schema
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from .fixtures import make_schema_v1 as v1
+from tests.store.schema_fixtures import FIXTURE, query_plan
 
-FIXTURE = Path(__file__).parent / "fixtures" / "schema_v1.sqlite"
+from .fixtures import make_schema_v1 as v1
 
 
 def copy_fixture(tmp_path: Path) -> str:
@@ -35,13 +35,6 @@ def read_schema(path: str) -> tuple[int, set[str]]:
         }
     connection.close()
     return version, indexes
-
-
-def query_plan(path: str, sql: str) -> str:
-    with sqlite3.connect(path) as connection:
-        plan = connection.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
-    connection.close()
-    return " ".join(str(row[-1]) for row in plan)
 
 
 def test_migrations_are_numbered_from_one_without_gaps() -> None:

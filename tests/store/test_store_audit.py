@@ -17,7 +17,7 @@ from buildcontrol_server.store.audit_records import record_from_json, record_to_
 from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from .store_samples import (
+from tests.support.store_samples import (
     STOP_TIMES,
     T0,
     cancel_info,

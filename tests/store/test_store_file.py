@@ -16,7 +16,7 @@ from buildcontrol_server.store.factory import build_store
 from buildcontrol_server.store.lock import FileLock
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from .store_samples import (
+from tests.support.store_samples import (
     STOP_TIMES,
     T0,
     cancel_info,

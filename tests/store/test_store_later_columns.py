@@ -9,8 +9,8 @@ from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.store.base import BuildStore
 
-from .store_samples import STOP_TIMES, T0, cancel_info, start_first_job, submitted
-from .test_webhook_outbox_store import ENDPOINTS, with_outbox
+from tests.store.outbox_samples import ENDPOINTS, with_outbox
+from tests.support.store_samples import STOP_TIMES, T0, cancel_info, start_first_job, submitted
 
 
 async def test_job_start_time_and_cancel_escalations_are_written_and_read_back(

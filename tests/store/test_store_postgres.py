@@ -17,9 +17,10 @@ from buildcontrol_server.store.factory import StoreUrlError, build_store, check_
 from buildcontrol_server.store.postgres import PostgresStore, redacted
 from buildcontrol_server.store.sqlite import SqliteStore
 
+from tests.support.store_samples import STOP_TIMES, T0, cancel_info, start_first_job, submitted
+
 from ..support.ports import free_port
 from ..support.postgres_server import PostgresServer
-from .store_samples import STOP_TIMES, T0, cancel_info, start_first_job, submitted
 
 
 async def open_error(url: str) -> str:

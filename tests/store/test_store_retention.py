@@ -8,48 +8,25 @@ parameter: no sleeps, and "one second inside the window" is exact."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 from buildcontrol_server.domain import cancellation
 from buildcontrol_server.domain.deliveries import DeliveryLog, DeliveryState
 from buildcontrol_server.domain.errors import InvalidArgument
-from buildcontrol_server.domain.model import Build, CancelRecord, ChangeSet, SubmitRequest
+from buildcontrol_server.domain.model import CancelRecord, ChangeSet
 from buildcontrol_server.domain.retention import DAY_SECONDS, Cutoffs, RetentionPolicy
 from buildcontrol_server.store.base import BuildStore
 
-from .store_samples import (
+from tests.store.outbox_samples import ENDPOINTS
+from tests.store.retention_samples import NOW, WINDOW, finished, running
+from tests.support.store_samples import (
     STOP_TIMES,
     T0,
     cancel_info,
     canceled,
-    start_first_job,
-    submitted,
     wide_spec,
 )
-from .test_webhook_outbox_store import ENDPOINTS
 
-NOW = T0 + 400 * DAY_SECONDS
-WINDOW = 90 * DAY_SECONDS
 POLICY = RetentionPolicy(builds_days=90, audit_days=365, deliveries_days=30)
-
-
-async def finished(store: BuildStore, finished_at: float, *, key: str | None = None) -> Build:
-    """A CANCELED build (2 jobs x 2 steps) that finished at `finished_at`."""
-    build, (insert, cancel) = canceled(wide_spec(2, 2), now=finished_at - 5)
-    if key is not None:
-        insert.submit_request = SubmitRequest("alice", key, "digest", build.build_id)
-    await store.commit(insert)
-    await store.commit(cancel)
-    assert build.finished_at == finished_at
-    return build
-
-
-async def running(store: BuildStore, created_at: float) -> Build:
-    build, _ = submitted(wide_spec(2, 2), now=created_at)
-    await store.commit(ChangeSet(new_build=copy.deepcopy(build)))
-    await store.commit(start_first_job(build, now=created_at + 1))
-    return build
 
 
 async def purge_all(store: BuildStore, cutoffs: Cutoffs, max_rows: int = 1_000) -> list[int]:

@@ -14,8 +14,8 @@ from buildcontrol_server.domain.retention import Cutoffs
 from buildcontrol_server.store import retention_sql, schema
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from .store_samples import T0, canceled, wide_spec
-from .test_schema_upgrade import FIXTURE, query_plan
+from tests.store.schema_fixtures import FIXTURE, query_plan
+from tests.support.store_samples import T0, canceled, wide_spec
 
 
 def auto_vacuum(path: str) -> int:

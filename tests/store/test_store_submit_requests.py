@@ -10,7 +10,7 @@ from buildcontrol_server.domain.model import SubmitRequest
 from buildcontrol_server.store.errors import StoreWriteError
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from .store_samples import submitted
+from tests.support.store_samples import submitted
 
 
 async def test_a_key_is_stored_with_its_build_and_found_again(store: SqliteStore) -> None:

@@ -15,8 +15,8 @@ from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.errors import StoreClosedError, StoreWriteError
 from prometheus_client import REGISTRY
 
-from .conftest import make_store
-from .store_samples import (
+from tests.store.backends import make_store
+from tests.support.store_samples import (
     STOP_TIMES,
     T0,
     cancel_info,

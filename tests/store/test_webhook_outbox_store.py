@@ -6,21 +6,13 @@ from __future__ import annotations
 import copy
 
 import pytest
-from buildcontrol_server.domain import cancellation
-from buildcontrol_server.domain.deliveries import DeliveryLog, DeliveryState, endpoints_of
+from buildcontrol_server.domain.deliveries import DeliveryLog, DeliveryState
 from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store.sqlite import SqliteStore
 
-from .store_samples import T0, canceled, wide_spec
-
-ENDPOINTS = endpoints_of(["http://127.0.0.1:1/a", "https://hooks.example.com/secret"])
-
-
-def with_outbox(n: int = 0) -> tuple[str, list[ChangeSet]]:
-    build, (insert, cancel) = canceled(wide_spec(1, 1), now=T0 + n)
-    cancellation.queue_notification(build, cancel, ENDPOINTS)
-    return build.build_id, [insert, cancel]
+from tests.store.outbox_samples import ENDPOINTS, with_outbox
+from tests.support.store_samples import T0
 
 
 async def test_the_outbox_row_commits_with_the_canceled_write_for_every_endpoint(

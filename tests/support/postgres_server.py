@@ -13,6 +13,7 @@ Each test gets a fresh schema in one test database
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import shutil
 import subprocess
@@ -27,8 +28,6 @@ HOW_TO_GET = (
     " Debian package `postgresql`, or put PostgreSQL's bin directory on PATH"
 )
 START_TIMEOUT = 30
-
-
 # A directory of PostgreSQL's binaries to use instead of looking for them (one
 # without initdb means "no PostgreSQL here": the tests of that case use it).
 BIN_DIR_ENV = "BUILDCONTROL_TEST_POSTGRES_BIN"
@@ -166,3 +165,18 @@ def start_server() -> PostgresServer | None:
         server.remove()
         raise
     return server
+
+
+DATABASE = "buildcontrol_tests"
+_schemas = itertools.count()
+
+
+def fresh_database(server: PostgresServer) -> str:
+    """The URL of a new, empty schema of its own in the test database.
+
+    A schema, not a database: CREATE DATABASE takes ~2 s on this loaded machine,
+    CREATE SCHEMA milliseconds. The URL's search_path puts the store in it, and the
+    one-server lock is per schema, so tests never see each other's builds or locks."""
+    name = f"test_{next(_schemas)}"
+    server.psql(f"CREATE SCHEMA {name}", DATABASE)
+    return f"{server.url(DATABASE)}?search_path={name}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from buildcontrol_client import BuildControlClient, parse_pipeline
 
-from tests.e2e.processes import ServerProc, start_server
+from tests.support.processes import ServerProc, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 BUF = REPO / "tools" / "buf" / "node_modules" / ".bin" / "buf"

@@ -10,7 +10,6 @@ import contextlib
 import os
 import select
 import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +27,8 @@ from buildcontrol_client.step_environment import step_environment
 from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from tests.support.step_processes import Fifo, at_least, marked_processes
-from tests.unit.test_agent_job_runner import Recorder, make_job
-from tests.unit.test_client_cli import parse
+from tests.unit.fake_build_control import parse
+from tests.unit.job_samples import Recorder, make_job
 
 
 @pytest.fixture
@@ -335,10 +334,11 @@ async def test_a_stop_before_the_launcher_joins_the_cgroup_still_kills_the_step(
     processes = ProcessHost(cgroups).for_job(job_id)
     launcher = processes.launcher(["sleep", "600", job_id])
     gate_read, gate_write = os.pipe()
+    # The gate is the wrapper's stdin: a dup2 to fd 3 in preexec_fn is closed again by
+    # close_fds (which runs after it), and dash reads only fds 0-9.
     process = await asyncio.create_subprocess_exec(
-        "sh", "-c", 'read _ <&3; exec "$@"', "sh", *launcher,
-        pass_fds=(gate_read,), start_new_session=True,
-        stdin=subprocess.DEVNULL, preexec_fn=lambda: os.dup2(gate_read, 3),
+        "sh", "-c", 'read _ || exit 3; exec "$@" </dev/null', "sh", *launcher,
+        stdin=gate_read, start_new_session=True,
     )  # fmt: skip
     os.close(gate_read)
     STEP_LEADERS.add(process.pid)

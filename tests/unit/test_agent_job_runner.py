@@ -15,22 +15,7 @@ from buildcontrol_client.job_runner import JobRun
 from buildcontrol_proto.v1 import agent_pb2, build_pb2
 
 from tests.support.step_processes import Fifo, at_least, marked_processes
-
-
-class Recorder:
-    """The `emit` callback: keeps every message the job sends."""
-
-    def __init__(self) -> None:
-        self.messages: list[agent_pb2.ConnectRequest] = []
-
-    def __call__(self, message: agent_pb2.ConnectRequest) -> None:
-        self.messages.append(message)
-
-    def kinds(self) -> list[str]:
-        return [str(message.WhichOneof("event")) for message in self.messages]
-
-    def last(self) -> agent_pb2.ConnectRequest:
-        return self.messages[-1]
+from tests.unit.job_samples import Recorder, make_job
 
 
 @pytest.fixture
@@ -47,16 +32,6 @@ def fifo(tmp_path: Path) -> Iterator[Fifo]:
     pipe = Fifo(tmp_path / "events")
     yield pipe
     pipe.close()
-
-
-def make_job(job_id: str, *commands: str, env: dict[str, str] | None = None) -> agent_pb2.AssignJob:
-    return agent_pb2.AssignJob(
-        build_id="b00000000000000000001",
-        job_id=job_id,
-        name="test",
-        steps=[agent_pb2.AssignedStep(index=i, command=c) for i, c in enumerate(commands)],
-        env=env or {},
-    )
 
 
 async def run_to_end(job: JobRun) -> None:

@@ -21,9 +21,9 @@ from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import JobStatus
 from buildcontrol_server.store.base import BuildStore
 
-from tests.rpc.conftest import Running, running_server
+from tests.support.servers import Running, running_server
 from tests.support.tcp_proxy import TcpProxy
-from tests.unit.test_agent_with_server import wait_until_ready
+from tests.unit.step_fifo import wait_until_ready
 
 WAIT = 20.0
 

@@ -15,7 +15,8 @@ from buildcontrol_client import Agent, AgentOptions, BuildControlClient
 from buildcontrol_client.backoff import BackoffPolicy
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.rpc.conftest import running_server
+from tests.support.servers import running_server
+from tests.unit.step_fifo import wait_until_ready
 
 WAIT = 20.0
 
@@ -41,24 +42,6 @@ def pipeline_with_cleanup(ready: Path, cleaned: Path) -> build_control_pb2.Submi
     job.steps.add(command="echo never")
     job.steps.add(command=f"echo cleaned > {cleaned}", run_on_cancel=True)
     return request
-
-
-async def wait_until_ready(fifo: Path) -> None:
-    """The main step writes a line to the fifo once it runs (an event, not a poll)."""
-    loop = asyncio.get_running_loop()
-    descriptor = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
-    readable: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not readable.done():
-            readable.set_result(None)
-
-    loop.add_reader(descriptor, wake)
-    try:
-        await asyncio.wait_for(readable, WAIT)
-    finally:
-        loop.remove_reader(descriptor)
-        os.close(descriptor)
 
 
 @pytest.fixture

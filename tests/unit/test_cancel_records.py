@@ -8,7 +8,7 @@ from buildcontrol_server.domain.deliveries import endpoints_of
 from buildcontrol_server.domain.model import CancelEscalation, CancelInfo, CancelRecord
 from buildcontrol_server.domain.states import BuildStatus, JobOutcome
 
-from tests.unit.test_lifecycle import INFO, NOW, TIMES, make_build, run_job
+from tests.unit.lifecycle_samples import INFO, NOW, TIMES, make_build, run_job
 
 ENDPOINTS = endpoints_of(["http://127.0.0.1:1/hook"])
 FORCE = CancelInfo("hung", "bob", True, 0.0, NOW + 5)

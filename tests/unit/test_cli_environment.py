@@ -11,7 +11,7 @@ from buildcontrol_cli.environment import apply_environment
 from buildcontrol_cli.main import build_parser, main
 from buildcontrol_server.config_sources import settings_of
 
-from tests.e2e.processes import BUILDCONTROL
+from tests.support.processes import BUILDCONTROL
 
 
 def parsed(argv: list[str], environ: dict[str, str]) -> object:

@@ -17,7 +17,7 @@ from buildcontrol_client.cli_live import BuildProgress, LiveView
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from rich.console import Console
 
-from tests.unit.test_client_cli import BUILD_ID, EXAMPLES, FakeBuildControl, stocked, watch
+from tests.unit.fake_build_control import BUILD_ID, EXAMPLES, FakeBuildControl, stocked, watch
 
 CLI = [sys.executable, "-m", "buildcontrol_cli"]
 # Anything below space but the newline, and DEL: what could move a cursor or recolor.

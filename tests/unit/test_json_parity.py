@@ -14,9 +14,8 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2_grpc
 
-from tests.e2e.processes import BUILDCONTROL
-from tests.observability.test_serve_process import serve
-from tests.rpc.conftest import pipeline
+from tests.support.pipelines import pipeline
+from tests.support.processes import BUILDCONTROL, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_BIN = ROOT / "clients" / "node" / "bin"

@@ -6,7 +6,6 @@ import contextlib
 
 import pytest
 from buildcontrol_server.domain import cancellation, lifecycle
-from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, PermissionDenied
 from buildcontrol_server.domain.events import (
     JobAcceptedReport,
@@ -21,42 +20,10 @@ from buildcontrol_server.domain.states import (
     JobStatus,
     StepStatus,
 )
-from buildcontrol_server.domain.submission import (
-    JobSpec,
-    PipelineSpec,
-    StageSpec,
-    StepSpec,
-    new_build,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-NOW = 1_700_000_000.0
-INFO = CancelInfo("stop", "tester", False, 10.0, NOW)
-TIMES = StopTimes(ack_timeout=5.0, cleanup_timeout=60.0)
-
-
-def make_build(stages: list[int], steps: int = 2) -> Build:
-    spec = PipelineSpec(
-        "p",
-        tuple(
-            StageSpec(
-                f"s{s}",
-                tuple(
-                    JobSpec(f"j{j}", tuple(StepSpec(f"echo {k}") for k in range(steps)))
-                    for j in range(jobs)
-                ),
-            )
-            for s, jobs in enumerate(stages)
-        ),
-    )
-    return new_build(spec, NOW)
-
-
-def run_job(build: Build, job_id: str, agent: str = "a1") -> None:
-    lifecycle.assign_job(build, job_id, agent, NOW)
-    lifecycle.job_accepted(build, job_id, agent, NOW)
-    lifecycle.step_started(build, job_id, agent, 0, NOW)
+from tests.unit.lifecycle_samples import INFO, NOW, TIMES, make_build, run_job
 
 
 def test_only_the_first_stage_is_ready_at_first() -> None:

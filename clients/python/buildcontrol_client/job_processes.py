@@ -59,15 +59,19 @@ class JobProcesses:
 
     def signal(self, sig: signal.Signals) -> None:
         if self.cgroup is not None:
+            # Who is outside first: a launcher that joins between the cgroup's signal
+            # and a later look would be missed by both.
+            outside = self._launchers_outside(self.cgroup.members())
             self.cgroup.signal(sig)
-            self._signal_launchers_outside(sig)
+            self._signal_pids(outside, sig)
         else:
             self.groups.signal(sig)
 
     def kill(self) -> None:
         if self.cgroup is not None:
+            outside = self._launchers_outside(self.cgroup.members())
             self.cgroup.kill()
-            self._signal_launchers_outside(signal.SIGKILL)
+            self._signal_pids(outside, signal.SIGKILL)
         else:
             self.groups.kill()
 
@@ -86,10 +90,11 @@ class JobProcesses:
                 outside.append(pid)
         return outside
 
-    def _signal_launchers_outside(self, sig: Signals) -> None:
-        assert self.cgroup is not None
-        for pid in self._launchers_outside(self.cgroup.members()):
+    @staticmethod
+    def _signal_pids(launchers: list[int], sig: Signals) -> None:
+        for pid in launchers:
             # Before its exec the launcher has no children: its pid is all of the step.
+            # One that joined the cgroup meanwhile is still this pid (not reaped yet).
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 

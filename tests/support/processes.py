@@ -1,5 +1,6 @@
 """Server and agent processes started as a user starts them, and the process checks
-e2e tests need (finding a job's step processes, waiting for them to be gone)."""
+e2e tests need (finding a job's step processes, waiting for them to be gone), and
+`serve`: the server with its stderr in a file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,3 +172,35 @@ async def wait_gone(pids: set[int], within: float) -> None:
             os.close(fd)
     # A pidfd turns readable at exit; a zombie not yet reaped by its parent counts as gone.
     assert not any(alive(pid) for pid in pids)
+
+
+@dataclass
+class Serve:
+    process: asyncio.subprocess.Process
+    target: str
+    log: Path
+
+
+@asynccontextmanager
+async def serve(data_dir: Path, *extra: str) -> AsyncIterator[Serve]:
+    """The server with its stderr in a file (complete once the process has exited,
+    unlike a pipe drained by a task)."""
+    await asyncio.to_thread(data_dir.mkdir, parents=True)
+    log = data_dir / "server.log"
+    with log.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
+            # Authentication (on by default, issue 6) is tested in tests/security.
+            "--metrics-port", "0", "--auth", "off", *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=stderr,
+        )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+        ready = READY.search(line)
+        assert ready is not None, f"server did not start: {line!r} {log.read_text()}"
+        yield Serve(process, f"{ready[1]}:{ready[2]}", log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

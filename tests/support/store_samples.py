@@ -117,3 +117,20 @@ def read_file(path: str | Path) -> bytes:
 
 def write_file(path: str | Path, data: bytes) -> None:
     Path(path).write_bytes(data)
+
+
+async def prefill(store: BuildStore, count: int) -> list[Build]:
+    """`count` builds CANCELED in 2023 (2 jobs x 2 steps each), straight into the store
+    as the actors would have written them."""
+    builds: list[Build] = []
+    for start in range(0, count, 200):
+        made = [
+            canceled(wide_spec(2, 2), now=T0 + n) for n in range(start, min(count, start + 200))
+        ]
+        for errors in (
+            await store.commit_all([insert for _, (insert, _) in made]),
+            await store.commit_all([cancel for _, (_, cancel) in made]),
+        ):
+            assert errors == [None] * len(made)
+        builds += [build for build, _ in made]
+    return builds
