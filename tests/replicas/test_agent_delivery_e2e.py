@@ -6,29 +6,23 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.e2e.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
-from tests.replicas.conftest import SwitchingProxy, start_replica, until_shares
-from tests.replicas.test_replicas_e2e import (
+from tests.replicas.replicas import (
     SHARDS,
     Stub,
+    SwitchingProxy,
     all_steps_running,
     cancel_events,
     job_ids,
+    query,
+    start_replica,
     submit,
+    until_shares,
 )
-
-
-async def query(url: str, sql: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(url)
-    try:
-        return list(await connection.fetch(sql))
-    finally:
-        await connection.close()
+from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
 
 
 async def until_held_by(url: str, agent_id: str, replica: ServerProc) -> None:

@@ -20,7 +20,7 @@ from buildcontrol_server.store.factory import StoreUrlError, build_store
 from buildcontrol_server.store.fencing import FencedOut
 from buildcontrol_server.store.postgres import PostgresStore
 
-from ..store.store_samples import STOP_TIMES, T0, cancel_info, two_stage_spec
+from tests.support.store_samples import STOP_TIMES, T0, cancel_info, two_stage_spec
 
 SHARDS = 8
 LEASE = 1.0  # seconds: renewed every 0.25 s

@@ -10,7 +10,7 @@ from buildcontrol_server.domain.events import BuildChangedEvent, JobChangedEvent
 from buildcontrol_server.domain.states import BuildStatus, JobStatus, StepStatus
 from buildcontrol_server.replicas.build_diff import changes_between
 
-from ..store.store_samples import STOP_TIMES, T0, cancel_info, submitted, wide_spec
+from tests.support.store_samples import STOP_TIMES, T0, cancel_info, submitted, wide_spec
 
 
 def test_an_unchanged_build_gives_no_event() -> None:

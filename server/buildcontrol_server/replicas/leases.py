@@ -223,6 +223,7 @@ class ShardLeases:
             if len(renewed) < target:
                 taken = await self._take(connection, target - len(renewed))
         self._valid_until = started + self.lease_seconds
+        lost &= set(self._held)  # not those the fence found lost meanwhile (told already)
         if lost:
             self._forget(lost)
             await self._tell_lost(lost)
