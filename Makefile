@@ -15,7 +15,7 @@ FUZZ_INPUTS ?= 100000
 FUZZ_SECONDS ?= 7200
 
 .PHONY: fuzz run test test-fast lint typecheck check proto proto-lint bench bench-quick clean node-test proto-check docs \
-	package-check test-floor docker-check buf postgres chaos soak
+	package-check test-floor docker-check buf postgres haproxy chaos soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ run: proto
 
 # The Node.js client's tests run first (they start their own server); tests/tools needs buf.
 # The PostgreSQL tests start their own server (tests/support/postgres_server.py).
-test: proto $(BUF) node-test postgres
+test: proto $(BUF) node-test postgres haproxy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # PostgreSQL's binaries for the tests: nothing to do when initdb is there; as root,
@@ -53,6 +53,18 @@ postgres:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else \
 	    echo "make postgres: no initdb and not root: the PostgreSQL tests will skip (install the postgresql package)"; \
+	fi
+
+# HAProxy for the tests behind a proxy (tests/support/haproxy.py, deploy/haproxy.cfg):
+# as for PostgreSQL, the Debian package `haproxy` is installed as root when missing.
+haproxy:
+	@if command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; then \
+	    :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing HAProxy (Debian package haproxy) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	else \
+	    echo "make haproxy: no haproxy and not root: the tests behind a proxy will skip (install the haproxy package)"; \
 	fi
 
 # npm ci from the committed package-lock; again only when package.json or the lock change.

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 from buildcontrol_server.version import version
@@ -133,11 +134,15 @@ async def test_watch_rides_out_a_server_restart_and_follows_the_build_to_its_end
     assert "CANCELED" in out.decode()
 
 
-def interruptible() -> None:
-    """Ctrl-C as at a terminal: a test session started in the background (`make test &`)
-    ignores SIGINT, and an ignored signal stays ignored across exec, so Python would
-    install no KeyboardInterrupt handler in the CLI."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# Ctrl-C as at a terminal: a test session started in the background (`make test &`)
+# ignores SIGINT, and an ignored signal stays ignored across exec, so Python would
+# install no KeyboardInterrupt handler in the CLI. A small exec wrapper restores it
+# (a preexec_fn would run Python in a forked child of a process running gRPC threads).
+INTERRUPTIBLE = [
+    sys.executable, "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]  # fmt: skip
 
 
 async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Path) -> None:
@@ -150,9 +155,9 @@ async def test_ctrl_c_on_cancel_says_the_cancel_goes_on_and_it_does(tmp_path: Pa
         build_id = out.strip()
         await agent.take_job()
         canceller = await asyncio.create_subprocess_exec(
-            *BUILDCONTROL, "cancel", build_id, "--grace", "1m", stdout=asyncio.subprocess.PIPE,
+            *INTERRUPTIBLE, *BUILDCONTROL, "cancel", build_id, "--grace", "1m",
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env={**os.environ, **env},
-            preexec_fn=interruptible,
         )  # fmt: skip
         assert canceller.stdout is not None
         accepted = await asyncio.wait_for(canceller.stdout.readline(), WAIT)

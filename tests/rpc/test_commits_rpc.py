@@ -11,6 +11,7 @@ from tests.support.agent_peer import AgentPeer
 from tests.support.build_calls import rest_of, settled
 from tests.support.pipelines import pipeline
 from tests.support.servers import Running
+from tests.support.store_faults import StoreFaults
 
 
 @pytest.fixture
@@ -90,20 +91,21 @@ async def test_200_concurrent_cancels_share_at_most_50_commits(server: Running) 
         await settled(server, response.build.build_id, 1)
     stats = server.app.store.stats
     before = stats.commits
+    # The cancels' writes wait until all 200 are under way, as they would behind a slow
+    # commit: then they must share transactions, however fast the machine sends them.
+    faults = StoreFaults(server.app.store)
+    faults.hold_writes()
     streams = [
         server.stub.Cancel(build_control_pb2.CancelRequest(build_id=b.build.build_id), timeout=20)
         for b in builds
     ]
+    await faults.held(200)
+    faults.release()
     firsts = await asyncio.gather(*(s.read() for s in streams))
     assert {f.WhichOneof("event") for f in firsts} == {"accepted"}
     # The agent has not confirmed any stop yet: every commit here is a CANCELING write.
     commits = stats.commits - before
-    # On PostgreSQL a batch of cancels is one autocommit statement (one round trip), so
-    # a commit often ends before the next cancels have come in through their RPCs and
-    # batches are smaller (about 2 a commit here, where 5 round trips gave 4 or more):
-    # they must still share, at a looser bound.
-    bound = 50 if server.app.settings.store_url is None else 120
-    assert commits <= bound, f"200 cancels used {commits} commits"
+    assert commits <= 50, f"200 cancels used {commits} commits"
     for stream in streams:
         stream.cancel()
     await agent.leave()

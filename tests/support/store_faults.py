@@ -31,6 +31,9 @@ class StoreFaults:
         self._refusals: asyncio.Queue[str] = asyncio.Queue()
         # Set when a write is waiting at the hold.
         self.holding = asyncio.Event()
+        # Writes waiting at the hold now, and an event set whenever one more arrives.
+        self.waiting = 0
+        self._arrived = asyncio.Event()
 
     def fail(self, *, reads: bool = False) -> None:
         """From now on every write fails (and every read of a build, with `reads`)."""
@@ -50,6 +53,13 @@ class StoreFaults:
             self._held.set()
             self._held = None
 
+    async def held(self, count: int) -> None:
+        """Wait until `count` writes wait at the hold (at most WAIT seconds)."""
+        async with asyncio.timeout(WAIT):
+            while self.waiting < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+
     async def refusals(self, count: int) -> None:
         """Wait until `count` more operations were refused (at most WAIT seconds)."""
         async with asyncio.timeout(WAIT):
@@ -60,7 +70,12 @@ class StoreFaults:
         held = self._held
         if held is not None:
             self.holding.set()
-            await held.wait()
+            self.waiting += 1
+            self._arrived.set()
+            try:
+                await held.wait()
+            finally:
+                self.waiting -= 1
         if self._failing_writes:
             self.refused_writes += 1
             self._refusals.put_nowait("write")

@@ -17,6 +17,7 @@ import path from "node:path";
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
 import { errorFromStatus, StreamEndedEarly } from "./errors.js";
+import { loadBalancingOptions } from "./load-balancing.js";
 
 export * from "./errors.js";
 
@@ -53,7 +54,7 @@ export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 export class BuildControlClient {
   /**
-   * @param {string} target host:port
+   * @param {string} target host:port, or several servers ("ipv4:h1:p1,h2:p2", "dns:///name:port")
    * @param {{token?: string, timeoutSeconds?: number, credentials?: grpc.ChannelCredentials}} options
    *   `token` is sent as `authorization: Bearer TOKEN`; `timeoutSeconds` bounds each
    *   unary call (streams run until they end).
@@ -65,6 +66,8 @@ export class BuildControlClient {
     // 4 MiB receive limit; the server sends at most MAX_RESPONSE_BYTES.
     this._stub = new BuildControl(target, credentials ?? grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": MAX_RESPONSE_BYTES,
+      // Several servers in `target`: round_robin, idempotent calls retried on UNAVAILABLE.
+      ...loadBalancingOptions(),
     });
     this._timeoutSeconds = timeoutSeconds;
     this._metadata = new grpc.Metadata();

@@ -313,7 +313,9 @@ def _add_server(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         default=os.environ.get(SERVER_VARIABLE) or DEFAULT_SERVER,
-        help=f"server address (default ${SERVER_VARIABLE}, else {DEFAULT_SERVER})",
+        help=f"server address HOST:PORT, or several servers as ipv4:HOST:PORT,HOST:PORT or"
+        f" dns:///NAME:PORT, calls spread over them (default ${SERVER_VARIABLE}, else"
+        f" {DEFAULT_SERVER})",
     )
 
 

@@ -30,6 +30,7 @@ from buildcontrol_client import request_builders as requests
 from buildcontrol_client.client_base import DEFAULT_TIMEOUT_SECONDS, ClientBase
 from buildcontrol_client.credentials import open_channel
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
+from buildcontrol_client.load_balancing import retrying_unavailable
 from buildcontrol_client.request_builders import PipelineSpec
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "BuildControlClient"]
@@ -66,8 +67,13 @@ class BuildControlClient(ClientBase):
         `request_id`: an idempotency key; a retry with the same one returns the build
         the first attempt made instead of making another."""
         request = requests.submit_request(spec, request_id)
+        stub = self._connect()
         with translated_rpc_errors():
-            response = await self._connect().SubmitBuild(request, **self._unary)
+            # With its key a submit may run twice (it makes one build): UNAVAILABLE is
+            # retried, on the next server when the target names several.
+            response = await retrying_unavailable(
+                lambda: stub.SubmitBuild(request, **self._unary), retry=bool(request.request_id)
+            )
         build: build_pb2.Build = response.build
         return build
 

@@ -7,7 +7,10 @@ The bearer token travels as call metadata (auth.py), on top of whichever channel
     channel = open_channel("server:50051", tls=tls)
 
 Without TLS the token crosses the network in plaintext: fine on loopback, a risk
-anywhere else (a warning says so when a token is sent that way)."""
+anywhere else (a warning says so when a token is sent that way).
+
+Every channel is opened with load_balancing.py's options, so a target naming several
+servers spreads the calls over them and retries the idempotent ones on another."""
 
 from __future__ import annotations
 
@@ -20,9 +23,9 @@ from typing import Any
 
 import grpc
 
-log = logging.getLogger("buildcontrol.client")
+from buildcontrol_client.load_balancing import is_loopback, with_load_balancing
 
-_LOOPBACK = ("127.", "localhost:", "[::1]:", "unix:")
+log = logging.getLogger("buildcontrol.client")
 
 
 class CredentialsError(OSError):
@@ -65,7 +68,7 @@ def channel_credentials(
     blocking channel alike; warns when a token would cross the network in plaintext."""
     if tls is not None:
         return tls.channel_credentials()
-    if sends_token and not target.startswith(_LOOPBACK):
+    if sends_token and not is_loopback(target):
         log.warning("sending a bearer token to %s without TLS: it can be read on the way", target)
     return None
 
@@ -77,6 +80,7 @@ def open_channel(
     sends_token: bool = False,
 ) -> grpc.aio.Channel:
     credentials = channel_credentials(target, tls, sends_token)
+    options = with_load_balancing(options)
     if credentials is not None:
         return grpc.aio.secure_channel(target, credentials, options=options)
     return grpc.aio.insecure_channel(target, options=options)
@@ -90,6 +94,7 @@ def open_blocking_channel(
 ) -> grpc.Channel:
     """open_channel's twin for the blocking client (grpc's own synchronous channel)."""
     credentials = channel_credentials(target, tls, sends_token)
+    options = with_load_balancing(options)
     if credentials is not None:
         return grpc.secure_channel(target, credentials, options=options)
     return grpc.insecure_channel(target, options=options)

@@ -101,6 +101,12 @@ _ERROR_BY_CODE: dict[grpc.StatusCode, type[BuildControlError]] = {
 }
 
 
+# gRPC's words for a stream that ended without a status because its connection went
+# away mid-stream (a proxy ends a stream so when its server dies: HAProxy does). No
+# server answered, so it is the server being unavailable: callers reconnect.
+_ENDED_WITHOUT_STATUS = "Stream removed"
+
+
 def error_from_rpc(error: grpc.RpcError) -> BuildControlError:
     """The typed error for a failed call (sync `grpc.RpcError` or aio `AioRpcError`)."""
     # Both kinds of failed call expose code() and details(); a bare RpcError (raised by
@@ -112,6 +118,8 @@ def error_from_rpc(error: grpc.RpcError) -> BuildControlError:
     if not isinstance(code, grpc.StatusCode):
         code = grpc.StatusCode.UNKNOWN
     error_type = _ERROR_BY_CODE.get(code, BuildControlError)
+    if code == grpc.StatusCode.UNKNOWN and (details or "").startswith(_ENDED_WITHOUT_STATUS):
+        error_type = Unavailable
     return error_type(code, details or "", _details_of(error))
 
 

@@ -24,6 +24,7 @@ from buildcontrol_client import request_builders as requests
 from buildcontrol_client.client_base import DEFAULT_TIMEOUT_SECONDS, ClientBase
 from buildcontrol_client.credentials import TlsOptions, open_blocking_channel
 from buildcontrol_client.errors import StreamEndedEarly, translated_rpc_errors
+from buildcontrol_client.load_balancing import retrying_unavailable_blocking
 from buildcontrol_client.request_builders import PipelineSpec
 
 
@@ -66,9 +67,12 @@ class SyncBuildControlClient(ClientBase):
         self._channel.close()
 
     def submit(self, spec: PipelineSpec, request_id: str = "") -> build_pb2.Build:
+        request = requests.submit_request(spec, request_id)
         with translated_rpc_errors():
-            response = self._stub.SubmitBuild(
-                requests.submit_request(spec, request_id), **self._unary
+            # As the async client's: a submit with its key is retried on UNAVAILABLE.
+            response = retrying_unavailable_blocking(
+                lambda: self._stub.SubmitBuild(request, **self._unary),
+                retry=bool(request.request_id),
             )
         build: build_pb2.Build = response.build
         return build
