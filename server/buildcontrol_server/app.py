@@ -42,6 +42,7 @@ from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
+from buildcontrol_server.replicas.replica import Replica, leases_for
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
 from buildcontrol_server.rpc.housekeeping_service import HousekeepingServicer
@@ -82,15 +83,16 @@ class ServerApp:
         quiet_secret_carrying_loggers()  # SQL debug lines would print jobs' env values
         self.settings = settings
         self._wall_clock = clocks.wall
+        self.leases = leases_for(settings)  # --replicas on: the shards it owns
         self.store = build_store(
-            settings.store_url, settings.database_path, settings.sqlite_synchronous
+            settings.store_url, settings.database_path, settings.sqlite_synchronous, self.leases
         )
         self.notifier = webhook_notifier(settings, self.store)
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
         self.hub, self.scheduler, self.registry = self._actors(clocks)
-        self.control = BuildControl(self.store, self.registry, self.hub, settings, clocks.wall)
+        self.replica, self.control = self._control(clocks)
         # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
         self.logs = JobLogs(
             retention.log_store_for(settings),
@@ -162,6 +164,24 @@ class ServerApp:
         agent_events.subscribe(scheduler.agent_event)
         return hub, scheduler, registry
 
+    def _control(self, clocks: Clocks) -> tuple[Replica | None, BuildControl]:
+        """The control the RPC layer calls; with --replicas on, a replica's, which
+        answers for builds other replicas own too (replicas/control.py)."""
+        args = (self.store, self.registry, self.hub, self.settings, clocks.wall)
+        if self.leases is None:
+            return None, BuildControl(*args)
+        replica = Replica(self.leases, self.store, self.registry, self.hub)
+        return replica, replica.control(*args)
+
+    async def _recover(self, port: int) -> None:
+        """Every unfinished build gets its actor; a replica's: those of the shards it
+        takes (now, and each later takeover)."""
+        if self.replica is None:
+            self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
+            return
+        address = f"{self.settings.listen.rsplit(':', 1)[0]}:{port}"
+        await self.replica.start(self.security.supersede_check, address)
+
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
         # The data dir (tokens file, job-token key, SQLite's database): 0700, not world-writable.
@@ -201,7 +221,7 @@ class ServerApp:
         await self.server.start()
         self.security.start_checking()  # revocations reach open calls
         metrics_port = self._start_metrics()
-        self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
+        await self._recover(ports.main)
         self.control.recovered.set()
         self.scheduler.start()
         await self.live_gauges.refresh()
@@ -294,7 +314,11 @@ class ServerApp:
         await self.server.stop(self.settings.shutdown_grace)
         await self.security.stop_checking()
         await self.scheduler.stop()
+        if self.replica is not None:
+            await self.replica.stop()
         await self.registry.shutdown()
+        if self.replica is not None:  # after the actors' last writes: others take over now
+            await self.replica.hand_back()
         await self.effects.stop(self.settings.effects_stop_timeout)
         self.hub.stop_timers()
         await self.store.close()

@@ -72,6 +72,24 @@ class Settings:
         STORE_URL,
         flag="--store",
     )
+    # Several servers on one PostgreSQL database, each owning the builds of the shards
+    # it leases (replicas/); off: one server per database, refused for a second.
+    replicas: str = option(
+        "off",
+        "on: several servers share one PostgreSQL database, each owning a share of the "
+        "builds (needs --store); off: one server per database",
+        choice("off", "on"),
+    )
+    # Shards the builds are spread over (shard = hash(build id) mod N); the same on
+    # every replica of one database.
+    replicas_shards: int = option(
+        64, "shards of builds leased among replicas (the same on every replica)", integer(1, 4096)
+    )
+    # How long a shard's lease lasts unrenewed (renewed every quarter of it): how long
+    # a dead replica's builds wait before another replica takes them over.
+    replicas_lease: float = option(
+        4.0, "seconds a replica's shard lease lasts unrenewed (failover time)", seconds(0.5)
+    )
     # SQLite's `synchronous` (store/sqlite.py): NORMAL, or FULL for an fsync per commit.
     sqlite_synchronous: str = option(
         "NORMAL",

@@ -43,6 +43,35 @@ STORE_COMMIT_SECONDS = Histogram(
     "Time to apply and commit one group-commit batch, in seconds.",
     buckets=LATENCY_BUCKETS,
 )
+# ---- replicas (--replicas on) ----
+REPLICA_FENCED_WRITES = Counter(
+    "buildcontrol_replica_fenced_writes_total",
+    "Change sets refused because their shard's lease was taken over by another replica"
+    " (a zombie's writes; none of them committed).",
+)
+REPLICA_SHARDS_HELD = Gauge(
+    "buildcontrol_replica_shards_held", "Shards of builds whose lease this replica holds now."
+)
+REPLICA_SHARDS_TAKEN = Counter(
+    "buildcontrol_replica_shards_taken_total",
+    "Shard leases this replica took (free, released by another replica, or expired).",
+)
+REPLICA_SHARDS_LOST = Counter(
+    "buildcontrol_replica_shards_lost_total",
+    "Shard leases this replica lost without releasing them (taken over, or not renewed).",
+)
+CANCELS_FORWARDED = Counter(
+    "buildcontrol_replica_cancels_forwarded_total",
+    "Cancels taken here for a build another replica owns, left in its build inbox.",
+)
+STOPS_FORWARDED = Counter(
+    "buildcontrol_replica_stops_forwarded_total",
+    "StopJobs left in the agent outbox for an agent whose stream another replica holds.",
+)
+REPLICA_INBOX_APPLIED = Counter(
+    "buildcontrol_replica_inbox_applied_total",
+    "Commands from other replicas (the build inbox) applied by the owner of their build.",
+)
 STORE_AVAILABLE = Gauge(
     "buildcontrol_store_available",
     "1 while the store's database is reachable, 0 while writes fail for lack of it"

@@ -1,6 +1,6 @@
-"""PostgreSQL's job log tables are a migration (v12) like every other table: a database's
-schema version says whether it has them. A v11 database upgrades with the log rows a
-server before v12 wrote (it made the tables itself when its log store opened), or gets
+"""PostgreSQL's job log tables are a migration (v13) like every other table: a database's
+schema version says whether it has them. A database one version older upgrades with the log rows a
+server before v13 wrote (it made the tables itself when its log store opened), or gets
 the tables if it had none; the log store refuses a database that is not migrated."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ BUILD = "b0123456789abcdef0123"
 JOB = f"{BUILD}-j0"
 LOG_TABLES = {"job_logs", "job_log_chunks"}
 
-# What the log store of a server before v12 ran when it opened (outside the migrations).
+# What the log store of a server before v13 ran when it opened (outside the migrations).
 BEFORE_V12 = (
     """CREATE TABLE IF NOT EXISTS job_logs (
         build_id TEXT COLLATE "C" NOT NULL,
@@ -48,10 +48,16 @@ async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
+BEFORE = postgres_schema.LOG_TABLES_VERSION - 1
+
+
 async def at_v11(url: str, *, with_logs: bool) -> None:
-    """A database as a v11 server leaves it (with a log written, if `with_logs`)."""
+    """A database as the server before the log tables' migration leaves it (with a log
+    written, if `with_logs`)."""
     async with connected(url) as connection:
-        assert await postgres_schema.migrate(connection, target=11) == list(range(1, 12))
+        assert await postgres_schema.migrate(connection, target=BEFORE) == list(
+            range(1, BEFORE + 1)
+        )
         if with_logs:
             for statement in BEFORE_V12:
                 await connection.execute(statement)
@@ -75,7 +81,7 @@ async def version_and_tables(url: str) -> tuple[int, set[str]]:
     return int(version), {row["tablename"] for row in rows}
 
 
-async def test_a_v11_database_upgrades_keeping_the_logs_written_before_v12(
+async def test_the_version_before_upgrades_keeping_the_logs_an_older_server_wrote(
     postgres_url: str,
 ) -> None:
     await at_v11(postgres_url, with_logs=True)
@@ -96,7 +102,7 @@ async def test_a_v11_database_upgrades_keeping_the_logs_written_before_v12(
         await logs.close()
 
 
-async def test_a_v11_database_without_log_tables_gets_them(postgres_url: str) -> None:
+async def test_the_version_before_without_log_tables_gets_them(postgres_url: str) -> None:
     await at_v11(postgres_url, with_logs=False)
     assert LOG_TABLES.isdisjoint((await version_and_tables(postgres_url))[1])
     async with PostgresStore(postgres_url):
@@ -113,7 +119,9 @@ async def test_the_log_store_refuses_a_database_the_build_store_has_not_migrated
     logs = PostgresLogStore(postgres_url)
     with pytest.raises(StoreOpenError) as raised:
         await logs.open()
-    assert "schema version 11 has no job log tables (version 12)" in str(raised.value)
+    assert f"schema version {BEFORE} has no job log tables (version {BEFORE + 1})" in str(
+        raised.value
+    )
     assert "open the build store first" in str(raised.value)
     # Nothing was made: the version still says what the database has.
     assert await version_and_tables(postgres_url) == before

@@ -111,6 +111,11 @@ async def test_migrations_create_the_schema_and_record_its_version(postgres_url:
         "access_token_state",
         "job_logs",
         "job_log_chunks",
+        "shard_leases",
+        "replicas",
+        "build_inbox",
+        "agent_sessions",
+        "agent_outbox",
     }
     # Reopening applies nothing more.
     async with PostgresStore(postgres_url):

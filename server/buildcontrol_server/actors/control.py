@@ -74,8 +74,7 @@ class BuildControl:
     ) -> None:
         self._store = store
         self._registry = registry
-        # Where each build lives (the registry is the local router).
-        self._router: BuildRouter = registry
+        self._router: BuildRouter = registry.router  # where each build lives
         self._hub = hub
         self._settings = settings
         self._clock = clock
@@ -123,7 +122,8 @@ class BuildControl:
         may_cancel: MayCancel,
         request: SubmitRequest | None,
     ) -> Submitted[T]:
-        build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by)
+        ids = self._router.new_build_id  # a replica picks an id in a shard it owns
+        build = submission.new_build(spec, self._clock(), self._settings.limits, submitted_by, ids)
         if request is not None:
             request = dataclasses.replace(request, build_id=build.build_id)
         holder = fair_limits.holder_of(submitted_by)

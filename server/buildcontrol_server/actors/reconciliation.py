@@ -30,6 +30,8 @@ async def reconcile_hello(
     claimed = {claim.job_id: claim.build_id for claim in running}
     forced = hub.unconfirmed(session.agent_id)
     for job_id, build_id in claimed.items():
+        if not registry.owns(build_id):
+            continue  # another replica's build: its owner reconciles it (replicas/)
         if expected.get(job_id) != build_id or job_id in forced:
             session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
     replies = []

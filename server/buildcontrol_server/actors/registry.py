@@ -17,8 +17,9 @@ from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.cancel_requests import MayCancel, server_cancel
 from buildcontrol_server.actors.concurrency import ConcurrencyGroups
 from buildcontrol_server.actors.context import ActorContext
-from buildcontrol_server.actors.router import Finished, LocalActor, Route
+from buildcontrol_server.actors.router import BuildRouter, Finished, LocalActor, Route
 from buildcontrol_server.agents.events import AgentEvent, AgentLost
+from buildcontrol_server.domain import submission
 from buildcontrol_server.domain.errors import PermissionDenied
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security import fair_limits
@@ -45,6 +46,11 @@ class Registry:
     def __init__(self, context: ActorContext) -> None:
         self.context = context
         self._actors: dict[str, BuildActor] = {}
+        # Where builds live for the control: this registry, or a replica's router
+        # around it (replicas/router.py), set before the control is made.
+        self.router: BuildRouter = self
+        # Whether this process owns a build (a replica owns those of its shards).
+        self.owns: Callable[[str], bool] = lambda build_id: True
         # Builds being written by their submission, whose actor does not run yet.
         self._starting: set[str] = set()
         self.groups = ConcurrencyGroups()
@@ -93,6 +99,9 @@ class Registry:
         if actor is not None:
             return LocalActor(actor)
         return Finished(await self.context.store.get_build(build_id))
+
+    def new_build_id(self, now: float, concurrency_group: str) -> str:
+        return submission.new_build_id(now)
 
     def live(self) -> list[BuildActor]:
         return list(self._actors.values())

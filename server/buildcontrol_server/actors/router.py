@@ -5,8 +5,8 @@ one server process the local registry is the whole answer; with several replicas
 build may live in another process, and the router says so instead of letting "no
 actor here" pass for "finished" (docs/architecture.md: where a replica plugs in).
 
-Only the local implementation exists (actors/registry.py): it never answers
-OwnedElsewhere."""
+The local implementation (actors/registry.py) never answers OwnedElsewhere; a
+replica's (replicas/router.py) does for builds of shards another replica leases."""
 
 from __future__ import annotations
 
@@ -58,7 +58,20 @@ class BuildRouter(Protocol):
         """The event an actor sends when its loop has ended for good."""
         ...
 
+    def new_build_id(self, now: float, concurrency_group: str) -> str:
+        """The id of a build submitted now: one this process will own (a replica
+        picks one in a shard it holds, replicas/router.py)."""
+        ...
+
+
+class LiveElsewhere(Unavailable):
+    """A build another replica owns (a replica's control forwards the call instead)."""
+
+    def __init__(self, build_id: str, owner: str) -> None:
+        super().__init__(f"build {build_id} is live on server {owner}; ask that server")
+        self.build_id = build_id
+
 
 def owned_elsewhere(build_id: str, route: OwnedElsewhere) -> Unavailable:
     """What a caller gets for a build another replica owns: retry there."""
-    return Unavailable(f"build {build_id} is live on server {route.owner}; ask that server")
+    return LiveElsewhere(build_id, route.owner)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from buildcontrol_server.domain.errors import InvalidArgument
@@ -187,9 +188,12 @@ def new_build(
     now: float,
     limits: Limits = DEFAULT_LIMITS,
     submitted_by: str | None = None,
+    pick_id: Callable[[float, str], str] | None = None,
 ) -> Build:
+    """`pick_id(now, concurrency group)`: the new build's id (a replica picks one in a
+    shard it owns); None: `new_build_id`."""
     validate(spec, limits)
-    build_id = new_build_id(now)
+    build_id = pick_id(now, spec.concurrency_group) if pick_id else new_build_id(now)
     stages: list[Stage] = []
     number = 0
     for s, stage_spec in enumerate(spec.stages):

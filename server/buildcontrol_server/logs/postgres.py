@@ -6,7 +6,7 @@ they share (a directory would need a shared file system, and its own backups and
 retention). Each uploaded chunk is one row of `job_log_chunks` (bytea, at most 1 MiB);
 `job_logs` holds each job's size and completeness, locked (FOR UPDATE) by the append
 that extends it, so two streams of one job (an agent reconnecting) cannot interleave.
-The tables are made by the build store's migrations (v12, store/postgres_schema.py),
+The tables are made by the build store's migrations (v13, store/postgres_schema.py),
 so the database's schema version says whether it has them; the log store opens after
 the build store and refuses a database without them."""
 

@@ -86,7 +86,7 @@ class InvariantAuditor:
         found = [
             Violation("build_has_actor", build_id, "build", "non-terminal in the store, no actor")
             for build_id in await self._store.unfinished_build_ids()
-            if not self._registry.accounted_for(build_id)
+            if self._registry.owns(build_id) and not self._registry.accounted_for(build_id)
         ]
         found += await self._inspect_actors()
         found += self._of_agents()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from buildcontrol_server.store.base import BuildStore
 
 if TYPE_CHECKING:
+    from buildcontrol_server.store.fencing import Fence
     from buildcontrol_server.store.postgres_tokens import PostgresTokenTable
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -43,10 +44,16 @@ def check_url(url: str) -> str:
 
 
 def build_store(
-    url: str | None, database_path: Path, sqlite_synchronous: str = "NORMAL"
+    url: str | None,
+    database_path: Path,
+    sqlite_synchronous: str = "NORMAL",
+    fence: Fence | None = None,
 ) -> BuildStore:
     """The store for `url`, or SQLite at `database_path` (with `sqlite_synchronous`,
-    NORMAL or FULL: SqliteStore refuses anything else) when there is none."""
+    NORMAL or FULL: SqliteStore refuses anything else) when there is none. `fence`:
+    one replica of several on PostgreSQL (store/fencing.py)."""
+    if fence is not None and not url:
+        raise StoreUrlError("--replicas on needs a PostgreSQL store (--store postgresql://…)")
     if not url:
         from buildcontrol_server.store.sqlite import SqliteStore
 
@@ -54,7 +61,7 @@ def build_store(
     check_url(url)
     from buildcontrol_server.store.postgres import PostgresStore
 
-    return PostgresStore(url)
+    return PostgresStore(url, fence=fence)
 
 
 def token_table(url: str | None) -> PostgresTokenTable | None:

@@ -33,12 +33,14 @@ from buildcontrol_server.store import postgres_sql as sql
 from buildcontrol_server.store.audit_records import record_from_json
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.errors import StoreClosedError, StoreOpenError
+from buildcontrol_server.store.fencing import Fence
 from buildcontrol_server.store.group_commit import DEFAULT_MAX_BATCH, CommitsThroughWriter
 from buildcontrol_server.store.postgres_connections import (
     PoolSize,
     PostgresConnections,
     is_connection_loss,
 )
+from buildcontrol_server.store.postgres_fenced_writer import FencedGroupCommitWriter
 from buildcontrol_server.store.postgres_writer import PostgresGroupCommitWriter
 from buildcontrol_server.store.retention import Retention
 from buildcontrol_server.store.retention_postgres import PostgresRetentionSession
@@ -64,12 +66,18 @@ class PostgresStore(CommitsThroughWriter):
         *,
         pool_size: PoolSize | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
+        fence: Fence | None = None,
     ) -> None:
+        """`fence`: run as one replica of several (--replicas on): no one-server lock,
+        and every write checks the replica's shard leases (fencing.py)."""
         self.url = url
         self.path = redacted(url)  # what messages name, as SqliteStore.path
         self.stats = StoreStats()
         self._max_batch = max_batch
-        self._connections = PostgresConnections(url, self.path, pool_size or PoolSize())
+        self._fence = fence
+        self._connections = PostgresConnections(
+            url, self.path, pool_size or PoolSize(), exclusive=fence is None
+        )
         self._writer: PostgresGroupCommitWriter | None = None
 
     async def __aenter__(self) -> PostgresStore:
@@ -87,6 +95,11 @@ class PostgresStore(CommitsThroughWriter):
     @property
     def available(self) -> bool:
         return self._connections.available
+
+    @property
+    def connections(self) -> PostgresConnections:
+        """The pool, for a replica's leases and commands (replicas/), which share it."""
+        return self._connections
 
     def watch_availability(self, listener: Callable[[bool], None]) -> None:
         self._connections.watch(listener)
@@ -112,7 +125,12 @@ class PostgresStore(CommitsThroughWriter):
             ):
                 raise StoreOpenError(self.path, f"cannot open: {error}") from error
             raise
-        self._writer = PostgresGroupCommitWriter(self._connections, self.stats, self._max_batch)
+        if self._fence is None:
+            self._writer = PostgresGroupCommitWriter(self._connections, self.stats, self._max_batch)
+        else:
+            self._writer = FencedGroupCommitWriter(
+                self._connections, self.stats, self._fence, self._max_batch
+            )
         self._writer.start()
 
     async def _migrate(self) -> None:

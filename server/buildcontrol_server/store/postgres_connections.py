@@ -119,8 +119,13 @@ async def _reset_pool_connection(connection: Any) -> None:
 
 
 class PostgresConnections:
-    def __init__(self, url: str, shown_url: str, pool_size: PoolSize) -> None:
+    def __init__(
+        self, url: str, shown_url: str, pool_size: PoolSize, exclusive: bool = True
+    ) -> None:
+        """`exclusive`: take the one-server lock (off for replicas, which share the
+        database; their dedicated connection still tells them when it is lost)."""
         self._url = url
+        self._exclusive = exclusive
         self._shown_url = shown_url
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
@@ -183,7 +188,7 @@ class PostgresConnections:
     async def _take_lock(self) -> None:
         connection = await self.connect()
         try:
-            taken = await connection.fetchval(TAKE_LOCK, SERVER_LOCK_CLASS)
+            taken = not self._exclusive or await connection.fetchval(TAKE_LOCK, SERVER_LOCK_CLASS)
             if not taken:
                 holder = await self._lock_holder(connection)
                 raise StoreOpenError(

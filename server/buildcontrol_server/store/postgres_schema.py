@@ -226,10 +226,39 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         12,
+        "replicas: shard leases, live replicas, cross-replica commands",
+        (
+            # Who owns each shard of builds (replicas/leases.py). `epoch` grows at
+            # every takeover; each write of a replica checks it in its transaction.
+            "CREATE TABLE shard_leases (shard INTEGER PRIMARY KEY, owner TEXT,"
+            " epoch BIGINT NOT NULL DEFAULT 0,"
+            " expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity')",
+            # The replicas alive now (each renews its row with its leases): how many
+            # shards each should hold, and the channel its commands are sent on.
+            "CREATE TABLE replicas (instance_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+            " expires_at TIMESTAMPTZ NOT NULL)",
+            # Commands for a build whose owner is another replica (replicas/inbox.py):
+            # written by the replica that took the call, applied and deleted by the owner.
+            "CREATE TABLE build_inbox (id BIGSERIAL PRIMARY KEY, build_id TEXT NOT NULL,"
+            " shard INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,"
+            " created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            "CREATE INDEX build_inbox_by_shard ON build_inbox (shard, id)",
+            # Which replica holds each agent's stream, and the stops left for it there
+            # by the owners of the builds (replicas/agent_delivery.py).
+            "CREATE TABLE agent_sessions (agent_id TEXT PRIMARY KEY, instance_id TEXT NOT NULL,"
+            " updated_at TIMESTAMPTZ NOT NULL)",
+            "CREATE TABLE agent_outbox (id BIGSERIAL PRIMARY KEY, agent_id TEXT NOT NULL,"
+            " build_id TEXT NOT NULL, job_id TEXT NOT NULL, body TEXT NOT NULL,"
+            " created_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+            "CREATE INDEX agent_outbox_by_agent ON agent_outbox (agent_id, job_id)",
+        ),
+    ),
+    Migration(
+        13,
         "job logs in the database (PostgreSQL; SQLite keeps them as files)",
         (
-            # IF NOT EXISTS: a server before v12 made these tables itself when its log
-            # store opened; their rows are kept. From v12 on, the version says they exist.
+            # IF NOT EXISTS: a server before v13 made these tables itself when its log
+            # store opened; their rows are kept. From v13 on, the version says they exist.
             # One row per job: its size and whether the log is complete; locked (FOR
             # UPDATE) by the append that extends it (logs/postgres.py).
             """CREATE TABLE IF NOT EXISTS job_logs (
@@ -253,7 +282,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 # The first version with the log tables (the log store refuses an older database).
-LOG_TABLES_VERSION = 12
+LOG_TABLES_VERSION = 13
 
 POSTGRES_LATEST_VERSION = MIGRATIONS[-1].version
 

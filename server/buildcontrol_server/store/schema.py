@@ -257,6 +257,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         12,
+        "replicas: shard leases, live replicas, cross-replica commands",
+        # Nothing on SQLite: one server per database file (replicas need PostgreSQL).
+        (),
+    ),
+    Migration(
+        13,
         "job logs in the database (PostgreSQL; SQLite keeps them as files)",
         # Nothing on SQLite: its job logs are files under the data dir (logs/files.py,
         # docs/logs.md says why); the step keeps the versions aligned.

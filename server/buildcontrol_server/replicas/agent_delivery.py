@@ -1,0 +1,154 @@
+"""Stops for agents whose stream another replica holds, and the results they answer.
+
+- `agent_sessions` says which replica holds each agent's stream: every replica
+  writes its own connected agents there every second (and forgets those gone).
+- The owner of a build hands a StopJob for an agent it does not hold to
+  `ReplicaAgentLink.stop`: the stop becomes an `agent_outbox` row and a NOTIFY on
+  the agents channel (payload: the agent id), in one transaction.
+- The replica holding the agent's stream sends each row's stop once per stream (on
+  the NOTIFY, and every second as the safety net; a stream that reconnects gets the
+  rows again). A row is deleted only when the agent confirms: its JobStopped or
+  JobFinished for that job, which the holder forwards to the owner's build inbox
+  (inbox.py) before it acknowledges the result to the agent.
+- The owner still arms the stop's deadline: an agent that never answers ends FORCED.
+
+Same replica (the owner holds the agent's stream): the direct path, unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+
+from buildcontrol_server import metrics
+from buildcontrol_server.actors.agent_link import LocalAgentLink
+from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.domain.agent_commands import StopCommand
+from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL
+from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.store.postgres_connections import PostgresConnections
+
+log = logging.getLogger(__name__)
+
+SESSIONS_HELD = (
+    "INSERT INTO agent_sessions (agent_id, instance_id, updated_at)"
+    " SELECT unnest($1::text[]), $2, now() ON CONFLICT (agent_id)"
+    " DO UPDATE SET instance_id = EXCLUDED.instance_id, updated_at = now()"
+)
+SESSIONS_GONE = (
+    "DELETE FROM agent_sessions WHERE instance_id = $1 AND NOT (agent_id = ANY($2::text[]))"
+)
+WRITE = "INSERT INTO agent_outbox (agent_id, build_id, job_id, body) VALUES ($1, $2, $3, $4)"
+NOTIFY = "SELECT pg_notify($1, $2)"
+READ = "SELECT id, agent_id, body FROM agent_outbox WHERE agent_id = ANY($1::text[]) ORDER BY id"
+CONFIRMED = "DELETE FROM agent_outbox WHERE agent_id = $1 AND job_id = $2"
+
+
+def stop_body(stop: StopCommand) -> str:
+    # requested_at is a perf_counter() of the owner's process: meaningless elsewhere.
+    return json.dumps(dataclasses.asdict(dataclasses.replace(stop, requested_at=None)))
+
+
+def stop_of(body: str) -> StopCommand:
+    return StopCommand(**json.loads(body))
+
+
+class AgentDelivery:
+    def __init__(
+        self, connections: PostgresConnections, hub: AgentHub, leases: ShardLeases
+    ) -> None:
+        self._connections = connections
+        self._hub = hub
+        self._leases = leases
+        self._sent: dict[int, str] = {}  # outbox row -> the session it was sent on
+        self._writes: set[asyncio.Task[None]] = set()
+        self._draining: asyncio.Task[None] | None = None
+        self._again = False
+
+    # ---- the owner ----
+
+    def forward_stop(self, stop: StopCommand) -> None:
+        """Leave the stop for whichever replica holds the agent (never blocks)."""
+        task = asyncio.get_running_loop().create_task(self._write(stop))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, stop: StopCommand) -> None:
+        try:
+            async with self._connections.acquire() as connection, connection.transaction():
+                await connection.execute(
+                    WRITE, stop.agent_id, stop.build_id, stop.job_id, stop_body(stop)
+                )
+                await connection.execute(NOTIFY, AGENTS_CHANNEL, stop.agent_id)
+        except Exception as error:  # the stop's deadline still covers the job
+            log.warning(
+                "stop of job %s not left for agent %s: %s", stop.job_id, stop.agent_id, error
+            )
+            return
+        metrics.STOPS_FORWARDED.inc()
+
+    # ---- the replica holding the agent ----
+
+    def woken(self, agent_id: str | None) -> None:
+        """Rows may wait for `agent_id` (None: any agent; also the sessions' sync)."""
+        if agent_id is not None and self._hub.session(agent_id) is None:
+            return
+        if self._draining is not None and not self._draining.done():
+            self._again = True
+            return
+        self._draining = asyncio.get_running_loop().create_task(self._drain(), name="agents")
+
+    async def _drain(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._send_waiting()
+            except Exception as error:
+                log.info("agent outbox not read now (%s); the next round will", error)
+            if not self._again:
+                return
+
+    async def _send_waiting(self) -> None:
+        sessions = {s.agent_id: s for s in self._hub.sessions() if not s.closed}
+        held = sorted(sessions)
+        async with self._connections.acquire() as connection:
+            await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
+            await connection.execute(SESSIONS_GONE, self._leases.instance_id, held)
+            rows = await connection.fetch(READ, held) if held else []
+        for row in rows:
+            session = sessions.get(str(row["agent_id"]))
+            row_id = int(row["id"])
+            if session is None or self._sent.get(row_id) == session.session_id:
+                continue
+            session.send(stop_of(str(row["body"])))
+            self._sent[row_id] = session.session_id
+        waiting = {int(row["id"]) for row in rows}
+        for row_id in set(self._sent) - waiting:
+            del self._sent[row_id]  # confirmed (deleted) or its agent left
+
+    async def confirmed(self, agent_id: str, job_id: str) -> None:
+        """The agent answered the stops of `job_id`: their rows go."""
+        async with self._connections.acquire() as connection:
+            await connection.execute(CONFIRMED, agent_id, job_id)
+
+    async def stop(self) -> None:
+        for task in (self._draining, *self._writes):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*self._writes, return_exceptions=True)
+
+
+class ReplicaAgentLink(LocalAgentLink):
+    """The AgentLink of a replica: the local hub's stream when this replica holds
+    the agent's, else the agent outbox (AgentDelivery)."""
+
+    def __init__(self, hub: AgentHub, delivery: AgentDelivery) -> None:
+        super().__init__(hub)
+        self._delivery = delivery
+
+    def stop(self, stop: StopCommand) -> str | None:
+        if self._hub.session(stop.agent_id) is None:
+            self._delivery.forward_stop(stop)
+            return None
+        return super().stop(stop)

@@ -1,0 +1,41 @@
+"""What changed between two committed copies of a build, as the events a WatchBuild
+stream carries: how a replica that does not own a build follows it (control.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from buildcontrol_server.domain.events import (
+    BuildChangedEvent,
+    JobChangedEvent,
+    StepChangedEvent,
+    WatchChange,
+)
+from buildcontrol_server.domain.model import Build
+
+
+def changes_between(before: Build, after: Build) -> Iterator[WatchChange]:
+    """Steps first, then jobs, then the build: a terminal build comes last, as from
+    the owner's actor. Intermediate moves between the two reads are not seen."""
+    jobs_before = {job.job_id: job for job in before.jobs()}
+    for job in after.jobs():
+        old = jobs_before.get(job.job_id)
+        for step in job.steps:
+            old_step = old.steps[step.index] if old is not None else None
+            if old_step is None or (old_step.status, old_step.exit_code) != (
+                step.status,
+                step.exit_code,
+            ):
+                yield StepChangedEvent(
+                    after.build_id, job.job_id, step.index, step.status, step.exit_code
+                )
+    for job in after.jobs():
+        old = jobs_before.get(job.job_id)
+        if old is None or (old.status, old.outcome, old.agent_id) != (
+            job.status,
+            job.outcome,
+            job.agent_id,
+        ):
+            yield JobChangedEvent(after.build_id, job.job_id, job.status, job.outcome, job.agent_id)
+    if (before.status, before.cancel) != (after.status, after.cancel):
+        yield BuildChangedEvent(after.build_id, after.status, after.cancel)

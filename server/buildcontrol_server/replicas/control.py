@@ -1,0 +1,159 @@
+"""The control of a replica: calls for a build another replica owns are answered
+here anyway, through the database.
+
+- Cancel: the cancel is left in the owner's inbox (inbox.py); the caller's stream
+  follows the build through the change feed (a NOTIFY of committed changes, then a
+  read): ACCEPTED once the owner committed the cancel (CANCELING), then the terminal
+  event. The per-job events of the owner's stream are not repeated here.
+- GetBuild: the committed state, read from the store; WatchBuild: that state, then
+  the changes between the copies read after each NOTIFY of the build (build_diff.py).
+
+Everything else, and every build owned here, is the one-server control's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from buildcontrol_server import metrics
+from buildcontrol_server.actors.cancel_requests import MayCancel
+from buildcontrol_server.actors.control import BuildControl
+from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.actors.router import LiveElsewhere
+from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.domain.errors import Unavailable, build_already_finished, build_not_found
+from buildcontrol_server.domain.events import (
+    CancelAcceptedEvent,
+    CancelEvent,
+    WatchChange,
+    finished_event,
+)
+from buildcontrol_server.domain.model import Build, CancelInfo
+from buildcontrol_server.domain.states import JobStatus
+from buildcontrol_server.replicas.agent_delivery import AgentDelivery
+from buildcontrol_server.replicas.build_diff import changes_between
+from buildcontrol_server.replicas.change_feed import ChangeFeed
+from buildcontrol_server.replicas.inbox import BuildInbox
+from buildcontrol_server.replicas.results import ReplicaReportIntake
+from buildcontrol_server.store.base import BuildStore
+
+T = TypeVar("T")
+
+# How long a forwarded cancel may wait for its owner to take it (a dead owner's
+# shards are taken over within a lease, and the new owner drains the inbox).
+ACCEPT_TIMEOUT = 30.0
+
+
+class ReplicaControl(BuildControl):
+    def __init__(
+        self,
+        store: BuildStore,
+        registry: Registry,
+        hub: AgentHub,
+        *args: Any,
+        inbox: BuildInbox,
+        feed: ChangeFeed,
+        delivery: AgentDelivery,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(store, registry, hub, *args, **kwargs)
+        self._inbox = inbox
+        self._feed = feed
+        # Results of builds owned elsewhere go to their owner (results.py).
+        self.reports = ReplicaReportIntake(store, registry, hub, inbox, delivery)
+
+    async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
+        try:
+            return await super().get(build_id, render)
+        except LiveElsewhere:
+            return render(await self._read(build_id))
+
+    async def watch(
+        self, build_id: str, render: Callable[[Build], T]
+    ) -> tuple[T, AsyncIterator[WatchChange]]:
+        try:
+            return await super().watch(build_id, render)
+        except LiveElsewhere:
+            build = await self._read(build_id)
+            return render(build), self._changes_of(build)
+
+    async def _changes_of(self, seen: Build) -> AsyncIterator[WatchChange]:
+        """The changes of a build owned elsewhere, read after each NOTIFY of it."""
+        with self._feed.following(seen.build_id) as changed:
+            while not seen.terminal:
+                await changed.wait()
+                changed.clear()
+                now = await self._read(seen.build_id)
+                for change in changes_between(seen, now):
+                    yield change
+                seen = now
+
+    async def _cancel(
+        self,
+        build_id: str,
+        reason: str,
+        force: bool,
+        grace_period: float | None,
+        requested_by: str,
+        may_cancel: MayCancel,
+    ) -> AsyncIterator[CancelEvent]:
+        try:
+            return await super()._cancel(
+                build_id, reason, force, grace_period, requested_by, may_cancel
+            )
+        except LiveElsewhere:
+            pass
+        info = self._cancel_info(reason, force, grace_period, requested_by)
+        build = await self._read(build_id)
+        if may_cancel is not None:
+            may_cancel(build)  # pipeline and submitter never change: any copy will do
+        await self._inbox.forward_cancel(build_id, info)
+        metrics.CANCELS_FORWARDED.inc()
+        try:
+            taken = await self._until(
+                build_id, lambda b: b.cancel is not None or b.terminal, ACCEPT_TIMEOUT
+            )
+        except TimeoutError:
+            raise Unavailable(
+                f"the owner of build {build_id} has not taken the cancel yet; it stays"
+                " queued for it (asking again is safe)"
+            ) from None
+        if taken.cancel is None:
+            raise build_already_finished(build_id, taken.status.value)
+        return self._followed(_accepted(taken, info), build_id)
+
+    async def _followed(
+        self, accepted: CancelAcceptedEvent, build_id: str
+    ) -> AsyncIterator[CancelEvent]:
+        yield accepted
+        yield finished_event(await self._until(build_id, lambda b: b.terminal, None))
+
+    async def _until(
+        self, build_id: str, done: Callable[[Build], bool], within: float | None
+    ) -> Build:
+        """The build once `done` holds for its committed state."""
+        with self._feed.following(build_id) as changed:
+            async with asyncio.timeout(within):
+                while True:
+                    changed.clear()
+                    build = await self._read(build_id)
+                    if done(build):
+                        return build
+                    await changed.wait()
+
+    async def _read(self, build_id: str) -> Build:
+        build = await self._store.get_build(build_id)
+        if build is None:
+            raise build_not_found(build_id)
+        return build
+
+
+def _accepted(build: Build, info: CancelInfo) -> CancelAcceptedEvent:
+    assert build.cancel is not None
+    stopping = sum(1 for job in build.jobs() if job.status is JobStatus.STOPPING)
+    joined = (build.cancel.requested_at, build.cancel.requested_by) != (
+        info.requested_at,
+        info.requested_by,
+    )
+    return CancelAcceptedEvent(build.build_id, build.status, build.cancel, stopping, joined)

@@ -1,0 +1,220 @@
+"""Commands for builds another replica owns, as rows: the build inbox.
+
+The replica that takes a Cancel for a build it does not own writes the cancel as it
+was asked (who, why, grace, when) to `build_inbox` and NOTIFYs the inbox channel
+with the build's shard, in one transaction. The owner (the replica serving that
+shard) reads the rows of its shards, gives each cancel to the build's actor as if
+its own caller had asked, and deletes a row once the actor took it, refused it for
+a finished build, or the build is gone. A row whose build has no actor yet (its
+shard is being recovered) stays for the next drain: one after every NOTIFY, after
+every (re)connect of the LISTEN connection, on taking shards over, and every second
+(change_feed.py), so a lost NOTIFY or a dead owner delays a cancel, never loses it.
+Applying a row twice (a crash between the actor's commit and the delete) is a second
+cancel of a cancelling build: it joins the first, harmlessly.
+
+The same table carries an agent's results (JobFinished, JobStopped) to the owner of
+their build when another replica holds the agent's stream (agent_delivery.py); the
+owner's actor applies them as if the agent had sent them to it (a repeated one is
+refused as stale, as on one server)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from buildcontrol_server import metrics
+from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.actors.build_actor import BuildActor
+from buildcontrol_server.actors.errors import ActorRetired
+from buildcontrol_server.actors.registry import Registry
+from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, Unavailable
+from buildcontrol_server.domain.events import CancelEvent, JobFinishedReport, JobStoppedReport
+from buildcontrol_server.domain.model import CancelInfo
+from buildcontrol_server.domain.states import JobOutcome
+from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
+from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.store.postgres_connections import PostgresConnections
+
+log = logging.getLogger(__name__)
+
+# An agent's result: what confirms a stop (agent_delivery.py).
+JobResultReport = JobFinishedReport | JobStoppedReport
+
+WRITE = "INSERT INTO build_inbox (build_id, shard, kind, body) VALUES ($1, $2, $3, $4)"
+NOTIFY = "SELECT pg_notify($1, $2)"
+READ = (
+    "SELECT id, build_id, kind, body FROM build_inbox WHERE shard = ANY($1::int[])"
+    " ORDER BY id LIMIT $2"
+)
+DELETE = "DELETE FROM build_inbox WHERE id = ANY($1::bigint[])"
+# Rows applied per drain (the next drain takes the rest at once).
+DRAIN_BATCH = 1_000
+
+
+def cancel_body(info: CancelInfo) -> str:
+    return json.dumps(
+        {
+            "reason": info.reason,
+            "requested_by": info.requested_by,
+            "force": info.force,
+            "grace_period": info.grace_period,
+            "requested_at": info.requested_at,
+        }
+    )
+
+
+def cancel_of(body: str) -> CancelInfo:
+    fields = json.loads(body)
+    return CancelInfo(
+        str(fields["reason"]),
+        str(fields["requested_by"]),
+        bool(fields["force"]),
+        float(fields["grace_period"]),
+        float(fields["requested_at"]),
+    )
+
+
+class BuildInbox:
+    def __init__(
+        self, connections: PostgresConnections, leases: ShardLeases, registry: Registry
+    ) -> None:
+        self._connections = connections
+        self._leases = leases
+        self._registry = registry
+        self._draining: asyncio.Task[None] | None = None
+        self._again = False
+
+    # ---- the replica that took the call ----
+
+    async def forward_cancel(self, build_id: str, info: CancelInfo) -> None:
+        """Leave the cancel for the build's owner (committed when this returns)."""
+        await self._write(build_id, "cancel", cancel_body(info))
+
+    async def forward_result(self, agent_id: str, report: JobResultReport) -> None:
+        """Leave an agent's result for the build's owner (its agent is held here)."""
+        await self._write(report.build_id, "result", result_body(agent_id, report))
+
+    async def _write(self, build_id: str, kind: str, body: str) -> None:
+        shard = self._leases.shard_of(build_id)
+        async with self._connections.acquire() as connection, connection.transaction():
+            await connection.execute(WRITE, build_id, shard, kind, body)
+            await connection.execute(NOTIFY, INBOX_CHANNEL, str(shard))
+
+    # ---- the owner ----
+
+    def woken(self, shards: set[int] | None) -> None:
+        """Rows may wait in `shards` (None: any): drain, unless no shard is ours."""
+        if shards is not None and shards.isdisjoint(self._leases.serving()):
+            return
+        if self._draining is not None and not self._draining.done():
+            self._again = True  # after the drain under way, once more
+            return
+        self._draining = asyncio.get_running_loop().create_task(self._drain(), name="inbox")
+
+    async def gained(self, shards: set[int]) -> None:
+        self.woken(None)
+
+    async def releasing(self, shards: set[int]) -> None:
+        return None
+
+    async def lost(self, shards: set[int]) -> None:
+        return None
+
+    async def stop(self) -> None:
+        if self._draining is not None:
+            self._draining.cancel()
+            await asyncio.gather(self._draining, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        while True:
+            self._again = False
+            try:
+                await self._drain_once()
+            except Unavailable as error:
+                log.info("build inbox not drained now (%s); the next round will", error)
+            except Exception as error:
+                log.warning("build inbox not drained now: %s", error)
+            if not self._again:
+                return
+
+    async def _drain_once(self) -> None:
+        shards = sorted(self._leases.serving())
+        if not shards:
+            return
+        async with self._connections.acquire() as connection:
+            rows = await connection.fetch(READ, shards, DRAIN_BATCH)
+        if not rows:
+            return
+        applied = await asyncio.gather(*(self._apply(row) for row in rows))
+        done = [int(row["id"]) for row, finished in zip(rows, applied, strict=True) if finished]
+        if done:
+            async with self._connections.acquire() as connection:
+                await connection.execute(DELETE, done)
+        self._again = self._again or len(rows) == DRAIN_BATCH
+
+    async def _apply(self, row: Any) -> bool:
+        """Give the row's cancel to its build's actor: True once it needs no more."""
+        build_id = str(row["build_id"])
+        actor = self._registry.local(build_id)
+        if actor is None:
+            build = await self._registry.context.store.get_build(build_id)
+            # Not recovered here yet (or its shard moved on): left for the owner.
+            return build is None or build.terminal
+        if row["kind"] == "result":
+            return await self._apply_result(actor, str(row["body"]))
+        listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
+        command = cmd.Cancel(
+            info=cancel_of(str(row["body"])), listener=listener, received_at=time.perf_counter()
+        )
+        try:
+            await actor.ask(command)
+        except FailedPrecondition:
+            return True  # finished before the cancel came: the caller is told so
+        except (ActorRetired, Unavailable):
+            return False
+        finally:
+            actor.tell(cmd.Unsubscribe(listener=listener))
+        metrics.REPLICA_INBOX_APPLIED.inc()
+        return True
+
+    async def _apply_result(self, actor: BuildActor, body: str) -> bool:
+        agent_id, report = result_of(body)
+        command = cmd.Report(agent_id=agent_id, report=report)
+        actor.tell(command)
+        try:
+            await command.reply
+        except (ActorRetired, Unavailable):
+            return False
+        except DomainError as refused:  # settled: a stale or repeated result
+            log.info("result of job %s from agent %s ignored: %s", report.job_id, agent_id, refused)
+        metrics.REPLICA_INBOX_APPLIED.inc()
+        return True
+
+
+def result_body(agent_id: str, report: JobResultReport) -> str:
+    fields: dict[str, object] = {"agent_id": agent_id, "job_id": report.job_id}
+    fields["report_id"] = report.report_id
+    fields["exit_code"] = report.exit_code
+    if isinstance(report, JobStoppedReport):
+        fields["outcome"] = report.outcome.value
+    else:
+        fields["succeeded"] = report.succeeded
+    fields["build_id"] = report.build_id
+    return json.dumps(fields)
+
+
+def result_of(body: str) -> tuple[str, JobResultReport]:
+    fields = json.loads(body)
+    build_id, job_id = str(fields["build_id"]), str(fields["job_id"])
+    exit_code = fields["exit_code"]
+    report: JobResultReport
+    if "outcome" in fields:
+        outcome = JobOutcome(fields["outcome"])
+        report = JobStoppedReport(build_id, job_id, outcome, exit_code, fields["report_id"])
+    else:
+        succeeded = bool(fields["succeeded"])
+        report = JobFinishedReport(build_id, job_id, succeeded, exit_code, fields["report_id"])
+    return str(fields["agent_id"]), report

@@ -1,0 +1,85 @@
+"""One replica's parts, made and started together by app.py when --replicas is on."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from buildcontrol_server.actors.registry import Registry, SupersedeCheck
+from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.config import Settings
+from buildcontrol_server.domain.errors import Unavailable
+from buildcontrol_server.replicas.agent_delivery import AgentDelivery, ReplicaAgentLink
+from buildcontrol_server.replicas.change_feed import ChangeFeed
+from buildcontrol_server.replicas.control import ReplicaControl
+from buildcontrol_server.replicas.inbox import BuildInbox
+from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.replicas.router import ReplicaRouter
+from buildcontrol_server.replicas.takeover import Takeover
+from buildcontrol_server.store.base import BuildStore
+from buildcontrol_server.store.postgres_connections import PostgresConnections
+
+log = logging.getLogger(__name__)
+
+
+def leases_for(settings: Settings) -> ShardLeases | None:
+    """The shard leases of this process; None unless --replicas is on."""
+    if settings.replicas != "on":
+        return None
+    return ShardLeases(settings.replicas_shards, settings.replicas_lease, settings.listen)
+
+
+class Replica:
+    def __init__(
+        self, leases: ShardLeases, store: BuildStore, registry: Registry, hub: AgentHub
+    ) -> None:
+        connections = getattr(store, "connections", None)
+        if not isinstance(connections, PostgresConnections):
+            raise TypeError("replicas need the PostgreSQL store")
+        self.leases = leases
+        self.router = ReplicaRouter(registry, leases)
+        registry.router = self.router
+        registry.owns = leases.owns
+        self.feed = ChangeFeed(connections)
+        self.inbox = BuildInbox(connections, leases, registry)
+        self.feed.on_inbox(self.inbox.woken)
+        # Stops for agents held by other replicas go through the agent outbox.
+        self.delivery = AgentDelivery(connections, hub, leases)
+        self.feed.on_agent_outbox(self.delivery.woken)
+        registry.context.link = ReplicaAgentLink(hub, self.delivery)
+        self._connections = connections
+        self._store = store
+        self._registry = registry
+        self._hub = hub
+
+    def control(self, *args: Any, **kwargs: Any) -> ReplicaControl:
+        """The control (BuildControl's arguments) that answers for other replicas'
+        builds through the database."""
+        return ReplicaControl(
+            *args, inbox=self.inbox, feed=self.feed, delivery=self.delivery, **kwargs
+        )
+
+    async def start(self, supersede_check: SupersedeCheck | None, address: str) -> None:
+        """Take a first share of the shards and recover their builds (in place of the
+        one-server recovery of every unfinished build), then listen. `address`: where
+        this replica listens, the name other replicas show a caller sent here."""
+        self.leases.name = address
+        takeover = Takeover(self.leases, self._store, self._registry, self._hub, supersede_check)
+        self.leases.subscribe(takeover)
+        self.leases.subscribe(self.inbox)  # after the recovery: its actors take the rows
+        await self.leases.start(self._connections)
+        self.feed.start()
+
+    async def stop(self) -> None:
+        """Stop renewing and listening; the leases are handed back by `hand_back` once
+        the actors have written what they had."""
+        await self.feed.stop()
+        await self.inbox.stop()
+        await self.delivery.stop()
+        await self.leases.stop()
+
+    async def hand_back(self) -> None:
+        try:
+            await self.leases.release_all()
+        except Unavailable as error:  # the database is away: the leases expire instead
+            log.warning("shard leases not handed back (%s); they expire on their own", error)

@@ -1,0 +1,229 @@
+"""Replicas as users run them, for the tests of this folder: `buildcontrol serve
+--replicas on` processes on one PostgreSQL schema, proxies that move agents between
+them, what the database says each replica holds, and the build calls the tests make."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import asyncpg
+import grpc
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+
+from tests.support.processes import AgentProc, ServerProc, start_server
+from tests.support.tcp_proxy import TcpProxy
+
+TERMINAL = {
+    build_pb2.BUILD_STATUS_SUCCEEDED,
+    build_pb2.BUILD_STATUS_FAILED,
+    build_pb2.BUILD_STATUS_CANCELED,
+}
+
+
+class FailoverProxy(TcpProxy):
+    """Each new connection goes to the first of `upstream_ports` that accepts it: an
+    agent whose replica died reconnects to the next one (what a load balancer with
+    health checks does, without one's configuration)."""
+
+    def __init__(self, upstream_ports: list[int]) -> None:
+        super().__init__(upstream_ports[0])
+        self._upstream_ports = upstream_ports
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        for port in self._upstream_ports:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                continue
+            break
+        else:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            pump = asyncio.create_task(self._pump(source, sink))
+            self._pumps.add(pump)
+            pump.add_done_callback(self._pumps.discard)
+
+
+class SwitchingProxy(TcpProxy):
+    """A proxy whose upstream the test moves: the agent behind it loses its stream and
+    reconnects to the other replica (a load balancer that picked another one)."""
+
+    def switch_to(self, upstream_port: int) -> None:
+        self._upstream_port = upstream_port
+        self.cut()
+
+
+async def start_replica(tmp_path: Path, name: str, url: str, *extra: str) -> ServerProc:
+    return await start_server(
+        tmp_path / name, "--store", url, "--replicas", "on", "--default-grace", "2", *extra
+    )
+
+
+async def shares(url: str) -> dict[str, int]:
+    """Live leases per replica address (what each replica owns now)."""
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT r.name, count(*) AS n FROM shard_leases l"
+            " JOIN replicas r ON r.instance_id = l.owner"
+            " WHERE l.expires_at > now() GROUP BY r.name"
+        )
+    finally:
+        await connection.close()
+    return {row["name"]: int(row["n"]) for row in rows}
+
+
+async def until_shares(url: str, wanted: dict[str, int], within: float = 30) -> None:
+    """Wait for the replicas to hold `wanted` (read from the database: no event of
+    another process reaches the test)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (found := await shares(url)) != wanted:
+        if loop.time() > deadline:
+            raise TimeoutError(f"shares {found}, wanted {wanted}")
+        await asyncio.sleep(0.05)
+
+
+Stub = build_control_pb2_grpc.BuildControlStub
+SHARDS = 64
+
+
+async def submit(stub: Stub, count: int, command: str = "sleep 600") -> list[str]:
+    return [(await stub.SubmitBuild(build_of(1, command))).build.build_id for _ in range(count)]
+
+
+async def job_ids(stub: Stub, build_ids: list[str]) -> list[str]:
+    found = []
+    for build_id in build_ids:
+        build = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
+        found += [job.job_id for stage in build.stages for job in stage.jobs]
+    return found
+
+
+async def cancel_events(stub: Stub, build_id: str) -> list[build_control_pb2.CancelResponse]:
+    request = build_control_pb2.CancelRequest(build_id=build_id, reason="from the other replica")
+    return [event async for event in stub.Cancel(request, timeout=60)]
+
+
+class Accepted:
+    """The cancels accepted so far (their first stream message came), and an event
+    once `wanted` of them were."""
+
+    def __init__(self, wanted: int) -> None:
+        self.builds: set[str] = set()
+        self.enough = asyncio.Event()
+        self._wanted = wanted
+
+    def add(self, build_id: str) -> None:
+        self.builds.add(build_id)
+        if len(self.builds) >= self._wanted:
+            self.enough.set()
+
+
+async def cancel_somewhere(
+    stubs: list[Stub], build_id: str, reason: str, accepted: Accepted | None = None
+) -> None:
+    """What a client behind a load balancer does: on UNAVAILABLE (a replica gone, or
+    not the owner yet) try the next replica, until one takes the cancel and its stream
+    ends (a build found finished by a retry was cancelled by an earlier try)."""
+    deadline = time.monotonic() + 90
+    turn = 0
+    while True:
+        request = build_control_pb2.CancelRequest(build_id=build_id, reason=reason)
+        try:
+            async for _ in stubs[turn % len(stubs)].Cancel(request, timeout=60):
+                if accepted is not None:
+                    accepted.add(build_id)
+            return
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION and turn > 0:
+                return
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+        turn += 1
+        await asyncio.sleep(0.05)  # a client's retry backoff
+
+
+async def cancel(stub: Stub, build_id: str, reason: str) -> None:
+    request = build_control_pb2.CancelRequest(build_id=build_id, reason=reason)
+    async for _ in stub.Cancel(request, timeout=60):
+        pass
+
+
+def build_of(jobs: int, command: str) -> build_control_pb2.SubmitBuildRequest:
+    return build_control_pb2.SubmitBuildRequest(
+        pipeline="replicas",
+        stages=[
+            build_control_pb2.StageSpec(
+                name="s",
+                jobs=[
+                    build_control_pb2.JobSpec(
+                        name=f"j{i}",
+                        labels={"os": "linux"},
+                        steps=[build_control_pb2.StepSpec(command=command)],
+                    )
+                    for i in range(jobs)
+                ],
+            )
+        ],
+    )
+
+
+async def all_steps_running(stub: Stub, build_id: str) -> None:
+    """Return once the first step of every job runs (WatchBuild's events)."""
+    watch = stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60)
+    snapshot = (await watch.read()).snapshot
+    running = {
+        j.job_id
+        for s in snapshot.stages
+        for j in s.jobs
+        if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING
+    }
+    total = sum(len(s.jobs) for s in snapshot.stages)
+    while len(running) < total:
+        event = await watch.read()
+        if (
+            event.WhichOneof("event") == "step_changed"
+            and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING
+        ):
+            running.add(event.step_changed.job_id)
+    watch.cancel()
+
+
+async def until_terminal(stub: Stub, build_id: str) -> build_pb2.Build:
+    """WatchBuild ends when the build is terminal; a dropped watch is resumed."""
+    while True:
+        try:
+            async for _ in stub.WatchBuild(
+                build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60
+            ):
+                pass
+        except grpc.aio.AioRpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+            continue
+        build = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
+        if build.status in TERMINAL:
+            return build
+
+
+def jobs_started_per_agent(agents: list[AgentProc]) -> dict[str, set[str]]:
+    started: dict[str, set[str]] = {}
+    for agent in agents:
+        for job_id in re.findall(r"job (\S+) \(build \S+\) started", agent.log.read_text()):
+            started.setdefault(job_id, set()).add(agent.agent_id)
+    return started
+
+
+async def query(url: str, sql: str) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(url)
+    try:
+        return list(await connection.fetch(sql))
+    finally:
+        await connection.close()

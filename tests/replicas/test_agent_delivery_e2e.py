@@ -1,0 +1,80 @@
+"""A build's owner reaches an agent whose stream another replica holds: its stop goes
+through the agent outbox, the agent's result comes back through the build inbox."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+
+from tests.replicas.replicas import (
+    SHARDS,
+    Stub,
+    SwitchingProxy,
+    all_steps_running,
+    cancel_events,
+    job_ids,
+    query,
+    start_replica,
+    submit,
+    until_shares,
+)
+from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
+
+
+async def until_held_by(url: str, agent_id: str, replica: ServerProc) -> None:
+    """Wait for `replica` to say, in agent_sessions, that it holds the agent's stream."""
+    sql = (
+        "SELECT r.name FROM agent_sessions s JOIN replicas r ON r.instance_id = s.instance_id"
+        f" WHERE s.agent_id = '{agent_id}'"
+    )
+    for _ in range(600):
+        if [row["name"] for row in await query(url, sql)] == [replica.target]:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{agent_id} never held by {replica.target}")
+
+
+@pytest.mark.timeout(180)
+async def test_a_stop_reaches_an_agent_whose_stream_another_replica_holds(
+    tmp_path: Path, postgres_url: str, replicas: list[ServerProc], agents: list[AgentProc]
+) -> None:
+    # A long reconnect window: the owner must not take the agent for lost meanwhile.
+    a = await start_replica(tmp_path, "a", postgres_url, "--reconnect-window", "120")
+    replicas.append(a)
+    b = await start_replica(tmp_path, "b", postgres_url, "--reconnect-window", "120")
+    replicas.append(b)
+    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    proxy = SwitchingProxy(a.port)
+    try:
+        agents.append(await start_agent(await proxy.start(), "roamer", tmp_path, "os=linux", 2))
+        async with (
+            grpc.aio.insecure_channel(a.target) as channel_a,
+            grpc.aio.insecure_channel(b.target) as channel_b,
+        ):
+            stub_a, stub_b = Stub(channel_a), Stub(channel_b)
+            [build_id] = await submit(stub_a, 1)  # owned by a, running on the roamer
+            await all_steps_running(stub_a, build_id)
+            [job_id] = await job_ids(stub_a, [build_id])
+            pids = job_pids(job_id)
+            assert pids
+            proxy.switch_to(b.port)  # the roamer reconnects: to b
+            await until_held_by(postgres_url, "roamer", b)
+            # Sent to b: b leaves it in a's inbox; a's stop goes through the agent
+            # outbox to b, which holds the roamer; its JobStopped comes back to a.
+            events = await cancel_events(stub_b, build_id)
+            assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+            await wait_gone(pids, 30)
+            build = (
+                await stub_a.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
+            ).build
+            [job] = build.stages[0].jobs
+            # The agent's own word (not FORCED at the stop's deadline) reached the owner.
+            assert job.outcome in (build_pb2.JOB_OUTCOME_GRACEFUL, build_pb2.JOB_OUTCOME_KILLED)
+        # Confirmed by the agent: the outbox row is gone.
+        assert await query(postgres_url, "SELECT * FROM agent_outbox") == []
+    finally:
+        await proxy.close()
