@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.e2e.build_waits import Stub, one_job, running_step
+from tests.support.build_waits import Stub, one_job, running_step
 from tests.support.processes import (
     BUILDCONTROL,
     AgentProc,

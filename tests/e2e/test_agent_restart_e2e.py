@@ -11,7 +11,7 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.e2e.build_waits import until_terminal
+from tests.support.build_waits import until_terminal
 from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
 from tests.support.step_processes import Fifo, at_least
 

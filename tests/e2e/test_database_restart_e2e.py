@@ -12,7 +12,7 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.e2e.build_waits import all_steps_running, build_of, until_terminal
+from tests.support.build_waits import all_steps_running, build_of, until_terminal
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import AgentProc, alive, job_pids, start_agent, start_server
 

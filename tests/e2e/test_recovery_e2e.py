@@ -10,7 +10,7 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.e2e.build_waits import all_steps_running, build_of, until_terminal
+from tests.support.build_waits import all_steps_running, build_of, until_terminal
 from tests.support.ports import free_port
 from tests.support.processes import AgentProc, alive, job_pids, start_agent, start_server
 

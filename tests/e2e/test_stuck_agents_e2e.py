@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.e2e.build_waits import one_job, running_step
+from tests.support.build_waits import one_job, running_step
 from tests.support.processes import (
     AgentProc,
     ServerProc,

@@ -13,6 +13,7 @@ import asyncpg
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
+from tests.support.build_waits import build_of
 from tests.support.processes import AgentProc, ServerProc, start_server
 from tests.support.tcp_proxy import TcpProxy
 
@@ -95,7 +96,10 @@ SHARDS = 64
 
 
 async def submit(stub: Stub, count: int, command: str = "sleep 600") -> list[str]:
-    return [(await stub.SubmitBuild(build_of(1, command))).build.build_id for _ in range(count)]
+    return [
+        (await stub.SubmitBuild(build_of(1, command, "replicas"))).build.build_id
+        for _ in range(count)
+    ]
 
 
 async def job_ids(stub: Stub, build_ids: list[str]) -> list[str]:
@@ -154,63 +158,6 @@ async def cancel(stub: Stub, build_id: str, reason: str) -> None:
     request = build_control_pb2.CancelRequest(build_id=build_id, reason=reason)
     async for _ in stub.Cancel(request, timeout=60):
         pass
-
-
-def build_of(jobs: int, command: str) -> build_control_pb2.SubmitBuildRequest:
-    return build_control_pb2.SubmitBuildRequest(
-        pipeline="replicas",
-        stages=[
-            build_control_pb2.StageSpec(
-                name="s",
-                jobs=[
-                    build_control_pb2.JobSpec(
-                        name=f"j{i}",
-                        labels={"os": "linux"},
-                        steps=[build_control_pb2.StepSpec(command=command)],
-                    )
-                    for i in range(jobs)
-                ],
-            )
-        ],
-    )
-
-
-async def all_steps_running(stub: Stub, build_id: str) -> None:
-    """Return once the first step of every job runs (WatchBuild's events)."""
-    watch = stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60)
-    snapshot = (await watch.read()).snapshot
-    running = {
-        j.job_id
-        for s in snapshot.stages
-        for j in s.jobs
-        if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING
-    }
-    total = sum(len(s.jobs) for s in snapshot.stages)
-    while len(running) < total:
-        event = await watch.read()
-        if (
-            event.WhichOneof("event") == "step_changed"
-            and event.step_changed.status == build_pb2.STEP_STATUS_RUNNING
-        ):
-            running.add(event.step_changed.job_id)
-    watch.cancel()
-
-
-async def until_terminal(stub: Stub, build_id: str) -> build_pb2.Build:
-    """WatchBuild ends when the build is terminal; a dropped watch is resumed."""
-    while True:
-        try:
-            async for _ in stub.WatchBuild(
-                build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=60
-            ):
-                pass
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            continue
-        build = (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
-        if build.status in TERMINAL:
-            return build
 
 
 def jobs_started_per_agent(agents: list[AgentProc]) -> dict[str, set[str]]:

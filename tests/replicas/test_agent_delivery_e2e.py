@@ -14,7 +14,6 @@ from tests.replicas.replicas import (
     SHARDS,
     Stub,
     SwitchingProxy,
-    all_steps_running,
     cancel_events,
     job_ids,
     query,
@@ -22,6 +21,7 @@ from tests.replicas.replicas import (
     submit,
     until_shares,
 )
+from tests.support.build_waits import all_steps_running
 from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
 
 

@@ -20,8 +20,6 @@ from tests.replicas.replicas import (
     Accepted,
     FailoverProxy,
     Stub,
-    all_steps_running,
-    build_of,
     cancel,
     cancel_events,
     cancel_somewhere,
@@ -30,8 +28,8 @@ from tests.replicas.replicas import (
     start_replica,
     submit,
     until_shares,
-    until_terminal,
 )
+from tests.support.build_waits import all_steps_running, build_of, until_terminal
 from tests.support.processes import (
     AgentProc,
     ServerProc,
@@ -100,7 +98,7 @@ async def test_a_concurrency_group_lives_on_the_replica_owning_its_shard(
     b = await start_replica(tmp_path, "b", postgres_url)
     replicas.append(b)
     await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
-    request = build_of(1, "true")
+    request = build_of(1, "true", "replicas")
     request.concurrency_group = "deploy-prod"
     async with (
         grpc.aio.insecure_channel(a.target) as channel_a,
@@ -253,7 +251,7 @@ async def test_a_replica_stopped_with_sigterm_hands_its_shards_over_at_once(
 
 
 def _unrunnable() -> build_control_pb2.SubmitBuildRequest:
-    request = build_of(1, "true")
+    request = build_of(1, "true", "replicas")
     request.stages[0].jobs[0].labels["os"] = "no-such-os"
     return request
 

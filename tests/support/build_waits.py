@@ -1,4 +1,5 @@
-"""Builds for the e2e tests and waiting on WatchBuild for their steps to run or end."""
+"""Builds for the process tests (e2e, replicas), and waiting on WatchBuild for their
+steps to run or end."""
 
 from __future__ import annotations
 
@@ -53,9 +54,11 @@ TERMINAL = {
 }
 
 
-def build_of(jobs: int, command: str) -> build_control_pb2.SubmitBuildRequest:
+def build_of(
+    jobs: int, command: str, pipeline: str = "recovery"
+) -> build_control_pb2.SubmitBuildRequest:
     return build_control_pb2.SubmitBuildRequest(
-        pipeline="recovery",
+        pipeline=pipeline,
         stages=[
             build_control_pb2.StageSpec(
                 name="s",
