@@ -11,8 +11,6 @@ check, the NOTIFY and COMMIT, four round trips more per batch (not per change se
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from buildcontrol_server import metrics
@@ -28,7 +26,6 @@ from buildcontrol_server.store.group_commit import (
     DEFAULT_MAX_BATCH,
     _mergeable,
     _QueuedWrite,
-    _settle,
 )
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 from buildcontrol_server.store.postgres_writer import PostgresGroupCommitWriter
@@ -56,28 +53,14 @@ class FencedGroupCommitWriter(PostgresGroupCommitWriter):
         super().__init__(connections, stats, max_batch)
         self._fence = fence
 
-    async def _write_batch(self, batch: list[_QueuedWrite]) -> None:
-        started = time.perf_counter()
-        errors: list[BaseException | None] = [None] * len(batch)
-        self._statements = 0
-        self._round_trips = 0
-        try:
-            async with (
-                self._connections.acquire() as connection,
-                self._counted_transaction(connection),
-            ):
-                await self._checked(connection, batch, errors)
-        except asyncio.CancelledError:
-            for queued in batch:
-                _settle(queued.future, FencedOut("the writer was stopped; try again"))
-            raise
-        except Exception as error:
-            self._fail_batch(batch, error)
-            return
-        self._stats.round_trips += self._round_trips
-        self._record(batch, errors, self._statements, time.perf_counter() - started)
-        for queued, failure in zip(batch, errors, strict=True):
-            _settle(queued.future, failure)
+    async def _write_on(
+        self, connection: Any, batch: list[_QueuedWrite], errors: list[BaseException | None]
+    ) -> None:
+        async with self._counted_transaction(connection):
+            await self._checked(connection, batch, errors)
+
+    def _stopped_error(self) -> BaseException:
+        return FencedOut("the writer was stopped; try again")
 
     async def _checked(
         self, connection: Any, batch: list[_QueuedWrite], errors: list[BaseException | None]

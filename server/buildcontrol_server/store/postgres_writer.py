@@ -69,16 +69,11 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         self._round_trips = 0
         try:
             async with self._connections.acquire() as connection:
-                if len(batch) == 1:
-                    if not await self._updates_alone(connection, batch[0].write):
-                        # Alone, its own transaction needs no SAVEPOINT inside.
-                        await self._isolated_on(connection, batch, errors)
-                else:
-                    await self._many_on(connection, batch, errors)
+                await self._write_on(connection, batch, errors)
         except asyncio.CancelledError:
             # Cancelled mid-transaction (shutdown gone wrong): tell every caller.
             for queued in batch:
-                _settle(queued.future, StoreClosedError())
+                _settle(queued.future, self._stopped_error())
             raise
         except Exception as error:
             self._fail_batch(batch, error)
@@ -87,6 +82,21 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         self._record(batch, errors, self._statements, time.perf_counter() - started)
         for queued, failure in zip(batch, errors, strict=True):
             _settle(queued.future, failure)
+
+    async def _write_on(
+        self, connection: Any, batch: list[_QueuedWrite], errors: list[BaseException | None]
+    ) -> None:
+        """Write the batch on `connection`; a change set's failure goes into `errors`."""
+        if len(batch) == 1:
+            if not await self._updates_alone(connection, batch[0].write):
+                # Alone, its own transaction needs no SAVEPOINT inside.
+                await self._isolated_on(connection, batch, errors)
+        else:
+            await self._many_on(connection, batch, errors)
+
+    def _stopped_error(self) -> BaseException:
+        """What the callers of a batch cut off by the writer's cancellation get."""
+        return StoreClosedError()
 
     @asynccontextmanager
     async def _counted_transaction(self, connection: Any) -> AsyncIterator[None]:
