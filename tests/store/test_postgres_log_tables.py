@@ -20,7 +20,7 @@ JOB = f"{BUILD}-j0"
 LOG_TABLES = {"job_logs", "job_log_chunks"}
 
 # What the log store of a server before v13 ran when it opened (outside the migrations).
-BEFORE_V12 = (
+BEFORE_V13 = (
     """CREATE TABLE IF NOT EXISTS job_logs (
         build_id TEXT COLLATE "C" NOT NULL,
         job_id TEXT COLLATE "C" NOT NULL,
@@ -59,7 +59,7 @@ async def at_v11(url: str, *, with_logs: bool) -> None:
             range(1, BEFORE + 1)
         )
         if with_logs:
-            for statement in BEFORE_V12:
+            for statement in BEFORE_V13:
                 await connection.execute(statement)
             await connection.execute(
                 "INSERT INTO job_logs VALUES ($1, $2, 10, false, 1700000000.0)", BUILD, JOB
