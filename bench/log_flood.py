@@ -123,16 +123,28 @@ class Follower:
         self._task.cancel()
 
 
-async def sample_rss(server: ServerProcess, agent_pid: int, seconds: float) -> dict[str, Any]:
-    """RSS of the server and the agent once a second for `seconds`."""
-    samples: list[tuple[float, int, int, float]] = []
+def received_bytes(server: ServerProcess) -> float:
+    """Log bytes the server took in so far (a blocking /metrics scrape: call it in a thread)."""
+    return server.metric(RECEIVED)
+
+
+async def sample_rss(
+    server: ServerProcess, agent_pid: int, seconds: float, received_at_start: float
+) -> dict[str, Any]:
+    """RSS of the server and the agent once a second for `seconds`. Only /proc is read
+    here, on the loop that also sends the Cancels (microseconds); the server's /metrics
+    is scraped before the window (by the caller) and after it, in a thread: a blocking
+    scrape on this loop held up the Cancel sent in that moment by 50-500 ms, a stall of
+    the benchmark's own that only the flood half had."""
+    samples: list[tuple[float, int, int]] = []
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < seconds:
         samples.append(
-            (elapsed, server.rss_bytes(), _proc_status_kib(agent_pid, "VmRSS") * 1024,
-             server.metric(RECEIVED))
+            (elapsed, server.rss_bytes(), _proc_status_kib(agent_pid, "VmRSS") * 1024)
         )  # fmt: skip
         await asyncio.sleep(1.0)
+    received_at_end = await asyncio.to_thread(received_bytes, server)
+    window = time.monotonic() - started
 
     def flat(values: list[int]) -> dict[str, float]:
         base = values[min(5, len(values) - 1)]  # after a 5 s warm-up
@@ -144,13 +156,12 @@ async def sample_rss(server: ServerProcess, agent_pid: int, seconds: float) -> d
             "max_change_after_warmup_pct": max(abs(v - base) for v in values[5:]) / base * 100,
         }
 
-    received = [s[3] for s in samples]
     return {
-        "seconds": samples[-1][0],
+        "seconds": window,
         "server_rss": flat([s[1] for s in samples]),
         "agent_rss": flat([s[2] for s in samples]),
-        "ingested_mb_per_s": (received[-1] - received[0]) / 1e6 / (samples[-1][0] or 1),
-        "ingested_mb": received[-1] / 1e6,
+        "ingested_mb_per_s": (received_at_end - received_at_start) / 1e6 / window,
+        "ingested_mb": received_at_end / 1e6,
     }
 
 
@@ -175,7 +186,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             quiet_follow = follower.take()
             print(f"logflood: {args.floods} floods, {len(idle) - half} cancels ...", flush=True)
             await asyncio.gather(*(running(stub, f"flood{i}", "yes") for i in range(args.floods)))
-            sampling = asyncio.create_task(sample_rss(server, agent.pid, args.seconds))
+            received = await asyncio.to_thread(received_bytes, server)
+            sampling = asyncio.create_task(sample_rss(server, agent.pid, args.seconds, received))
             flood_sent = await cancel_one_by_one(stub, idle[half:])
             flood_follow = follower.take()
             memory = await sampling
