@@ -113,6 +113,7 @@ class _PipeReader(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self._output.flooding = len(data) >= PACED_READ_BYTES
         self._output.write(data)
         pause = PACER.spend(len(data))
         if (
@@ -147,6 +148,9 @@ class JobOutput:
         self.size = 0
         self.dropped = 0
         self.complete = False
+        # The last read of a pipe was large: its step prints faster than it is read
+        # (the uploader then sends whole chunks, log_uploader.py).
+        self.flooding = False
         self.grew = asyncio.Event()
         self._readers: list[_PipeReader] = []
         self._stop_line = b""
