@@ -27,6 +27,7 @@ from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.backoff import Backoff, BackoffPolicy
 from buildcontrol_client.credentials import TlsOptions, open_channel
 from buildcontrol_client.job_output import PIPE_DRAIN_SECONDS, JobOutput, stop_line
+from buildcontrol_client.log_turns import TURNS
 from buildcontrol_client.process_runner import JobTerminator, StopOutcome
 
 log = logging.getLogger("buildcontrol.agent")
@@ -234,6 +235,8 @@ class JobLog:
         ends_at = time.monotonic() + STREAM_SECONDS
         while await self._chunk_ready(offset, sent > 0, ends_at):
             if offset < output.size:
+                if output.flooding:
+                    await TURNS.turn()  # one flood message a loop pass, all jobs together
                 data = output.read(offset, CHUNK_BYTES)
                 final = output.complete and offset + len(data) == output.size
                 yield self._request(offset, data, final)
