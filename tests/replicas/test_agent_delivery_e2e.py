@@ -11,15 +11,13 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.replicas.replicas import (
-    SHARDS,
+    StartTwo,
     Stub,
     SwitchingProxy,
     cancel_events,
     job_ids,
     query,
-    start_replica,
     submit,
-    until_shares,
 )
 from tests.support.build_waits import all_steps_running
 from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
@@ -40,14 +38,10 @@ async def until_held_by(url: str, agent_id: str, replica: ServerProc) -> None:
 
 @pytest.mark.timeout(180)
 async def test_a_stop_reaches_an_agent_whose_stream_another_replica_holds(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc], agents: list[AgentProc]
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
     # A long reconnect window: the owner must not take the agent for lost meanwhile.
-    a = await start_replica(tmp_path, "a", postgres_url, "--reconnect-window", "120")
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url, "--reconnect-window", "120")
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url, "--reconnect-window", "120")
     proxy = SwitchingProxy(a.port)
     try:
         agents.append(await start_agent(await proxy.start(), "roamer", tmp_path, "os=linux", 2))
