@@ -238,9 +238,6 @@ AUDIT_WRITE_FAILURES = Counter(
     "buildcontrol_audit_write_failures_total",
     "Failed audit writes or sweep reads; each is retried with backoff, no record is dropped.",
 )
-AUDIT_QUEUE_DEPTH = Gauge(
-    "buildcontrol_audit_queue_depth_records", "Audit records waiting to be written."
-)
 WEBHOOK_DELIVERIES = Counter(
     "buildcontrol_webhook_deliveries_total",
     "Webhook notifications by endpoint and result: delivered, retried (one per retry"
