@@ -171,7 +171,8 @@ class ServerApp:
             monotonic=clocks.monotonic,
         )
         registry = Registry(context)
-        agent_events.subscribe(registry.agent_event)
+        if self.leases is None:  # a replica's lost agents go through replicas/away_agents.py
+            agent_events.subscribe(registry.agent_event)
         agent_events.subscribe(scheduler.agent_event)
         return hub, scheduler, registry
 

@@ -10,6 +10,7 @@ from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.errors import Unavailable
 from buildcontrol_server.replicas.agent_delivery import AgentDelivery, ReplicaAgentLink
+from buildcontrol_server.replicas.away_agents import AwayAgents
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.replicas.chores import Chore, DatabaseChores, Undelivered
 from buildcontrol_server.replicas.control import ReplicaControl
@@ -53,6 +54,10 @@ class Replica:
         self.delivery = AgentDelivery(connections, hub, leases)
         self.feed.on_agent_outbox(self.delivery.woken)
         registry.context.link = ReplicaAgentLink(hub, self.delivery)
+        # An agent that left this replica is lost only if no other one holds it.
+        self.away = AwayAgents(connections, hub, leases, registry.agent_event)
+        hub.events.subscribe(self.away.agent_event)
+        self.feed.on_agent_outbox(self.away.woken)
         # Housekeeping on one replica; webhooks of a build from its owner.
         self.chores = DatabaseChores(leases, notifier)
         self._connections = connections
@@ -89,6 +94,7 @@ class Replica:
         await self.feed.stop()
         await self.inbox.stop()
         await self.delivery.stop()
+        await self.away.stop()
         await self.leases.stop()
         await self.chores.stop()
 
