@@ -9,8 +9,6 @@ import pytest
 
 from tests.support.processes import AgentProc, ServerProc
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 async def replicas() -> AsyncIterator[list[ServerProc]]:
