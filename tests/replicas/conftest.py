@@ -16,8 +16,6 @@ from tests.support.postgres_server import PostgresServer
 from tests.support.postgres_server import start_server as start_postgres
 from tests.support.processes import AgentProc, ServerProc
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 async def replicas() -> AsyncIterator[list[ServerProc]]:
