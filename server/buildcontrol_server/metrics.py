@@ -244,7 +244,8 @@ WEBHOOK_DELIVERIES = Counter(
     " attempt), gave_up (retries of this run exhausted: parked), rejected (4xx other than"
     " 429, not retried), dropped_queue_full (oldest dropped from memory for a newer one;"
     " the outbox keeps it), dropped_breaker_open (parked), dropped_shutdown (still pending"
-    " when the server stopped; the outbox keeps it).",
+    " when the server stopped; the outbox keeps it), handed_on (its build moved to another"
+    " replica, which delivers it).",
     ["endpoint", "result"],
 )
 WEBHOOK_REQUEST_SECONDS = Histogram(
