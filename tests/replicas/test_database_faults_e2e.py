@@ -20,17 +20,17 @@ from tests.replicas.replicas import (
     StartTwo,
     Stub,
     cancel,
-    cancel_somewhere,
-    job_ids,
+    cancels_across,
     query,
+    running_on_both,
     start_replica,
-    submit,
+    stubs,
     unrunnable,
     until_shares,
 )
-from tests.support.build_waits import all_steps_running, build_of, until_terminal
+from tests.support.build_waits import build_of, until_terminal
 from tests.support.postgres_server import PostgresServer
-from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
+from tests.support.processes import AgentProc, ServerProc, start_agent, wait_gone
 
 
 @pytest.mark.timeout(300)
@@ -41,38 +41,20 @@ async def test_postgresql_restarted_during_a_mass_cancel_loses_no_cancel(
     a, b = await two_replicas(url)
     for n, replica in enumerate((a, a, b, b)):
         agents.append(await start_agent(replica.target, f"agent-{n}", tmp_path, "os=linux", 10))
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
-        on_a, on_b = await submit(stub_a, 20), await submit(stub_b, 20)
-        await asyncio.gather(
-            *(all_steps_running(stub_a, x) for x in on_a),
-            *(all_steps_running(stub_b, x) for x in on_b),
-        )
-        jobs = await job_ids(stub_a, on_a + on_b)
-        pids = {pid for job in jobs for pid in job_pids(job)}
-        assert len(pids) >= len(jobs)
-        # Each cancel first to the replica that does not own the build; PostgreSQL
-        # crashes (stop -m immediate) once a third of them were accepted.
-        accepted = Accepted(len(jobs) // 3)
-        cancels = [
-            asyncio.create_task(cancel_somewhere([stub_b, stub_a], x, "mass", accepted))
-            for x in on_a
-        ] + [
-            asyncio.create_task(cancel_somewhere([stub_a, stub_b], x, "mass", accepted))
-            for x in on_b
-        ]
+    async with stubs(a, b) as (stub_a, stub_b):
+        running = await running_on_both(stub_a, stub_b, 20)
+        # PostgreSQL crashes (stop -m immediate) once a third of the cancels were accepted.
+        accepted = Accepted(len(running.builds) // 3)
+        cancels = cancels_across(stub_a, stub_b, running, "mass", accepted)
         await asyncio.wait_for(accepted.enough.wait(), 60)
         await asyncio.to_thread(own_postgres.stop)
         await asyncio.to_thread(own_postgres.start)
         await asyncio.gather(*cancels)  # every cancel was accepted somewhere
-        for build_id in on_a + on_b:
+        for build_id in running.builds:
             build = await until_terminal(stub_a, build_id)
             assert build.status == build_pb2.BUILD_STATUS_CANCELED, build_id
             assert build.cancel.reason == "mass"
-        await wait_gone(pids, 60)
+        await wait_gone(running.pids, 60)
     # Both went on without a restart, and share the shards again.
     await until_shares(url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
     for replica in (a, b):
@@ -105,11 +87,7 @@ async def test_a_replica_cut_off_from_the_database_loses_its_shards_and_rejoins_
 
 
 async def _partitioned(a: ServerProc, b: ServerProc, proxy: PartitionProxy, url: str) -> None:
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
+    async with stubs(a, b) as (stub_a, stub_b):
         # No agent has the label: a's builds wait QUEUED, owned by a.
         on_a = [(await stub_a.SubmitBuild(unrunnable())).build.build_id for _ in range(3)]
         proxy.partitioned = True
