@@ -49,6 +49,7 @@ from buildcontrol_server.store.group_commit import (
 from buildcontrol_server.store.lock import FileLock
 from buildcontrol_server.store.retention import Retention
 from buildcontrol_server.store.retention_sqlite import SqliteRetentionSession
+from buildcontrol_server.store.writer_lock import WriterLock
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5_000
@@ -93,7 +94,7 @@ class SqliteStore(CommitsThroughWriter):
         self._file_lock = None if self._memory else FileLock(path)
         self._write_connection: aiosqlite.Connection | None = None
         self._read_connection: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._write_lock = WriterLock()
         self._read_lock = asyncio.Lock()
         self._writer: GroupCommitWriter | None = None
 
@@ -204,7 +205,11 @@ class SqliteStore(CommitsThroughWriter):
 
     @cached_property
     def retention(self) -> Retention:
-        return Retention(SqliteRetentionSession(self.path, self._snapshot, self._between_batches))
+        return Retention(
+            SqliteRetentionSession(
+                self.path, self._snapshot, self._between_batches, self._write_lock.wanted
+            )
+        )
 
     @asynccontextmanager
     async def _between_batches(self) -> AsyncIterator[aiosqlite.Connection]:
