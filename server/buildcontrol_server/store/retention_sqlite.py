@@ -12,11 +12,11 @@ WAL checkpoints stay off the commit path during a purge. A purge writes ~50 WAL 
 per transaction; left alone, every 1,000 pages SQLite's auto-checkpoint would run
 inside whichever COMMIT crossed that line (copy the WAL into the file and fsync it:
 tens to hundreds of ms on a file of a million builds), holding the writer, and the
-first commit after it pays the WAL restart's fsync. So before a purge transaction,
-every CHECKPOINT_EVERY purge transactions, a passive checkpoint runs on a connection of its
-own (it takes no write lock: commits go on meanwhile), and the purge transaction
-right after it is the writer that restarts the WAL, so it, not a cancel, pays that
-fsync.
+first commit after it would pay the WAL restart's fsync (1-50 ms here). So every
+CHECKPOINT_EVERY purge transactions, right before the next one, a passive checkpoint
+runs on a connection of its own (it takes no write lock: commits go on meanwhile),
+and the purge transaction right after it is the writer that restarts the WAL and
+pays that fsync, not a cancel.
 
 Compaction (at quiet moments): `PRAGMA incremental_vacuum(N)` returns up to N free
 pages to the file system (the file is in auto_vacuum=INCREMENTAL mode since schema
