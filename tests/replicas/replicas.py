@@ -8,6 +8,7 @@ import asyncio
 import re
 import time
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import grpc
@@ -22,6 +23,8 @@ TERMINAL = {
     build_pb2.BUILD_STATUS_FAILED,
     build_pb2.BUILD_STATUS_CANCELED,
 }
+Stub = build_control_pb2_grpc.BuildControlStub
+SHARDS = 64
 
 
 class FailoverProxy(TcpProxy):
@@ -60,10 +63,43 @@ class SwitchingProxy(TcpProxy):
         self.cut()
 
 
+class PartitionProxy(TcpProxy):
+    """A proxy between one replica and PostgreSQL that the test cuts the replica off
+    with: while partitioned, every new connection is dropped at once (the replica's
+    reconnects fail as over a broken network path)."""
+
+    partitioned = False
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.partitioned:
+            writer.transport.abort()
+            return
+        await super()._accept(reader, writer)
+
+
 async def start_replica(tmp_path: Path, name: str, url: str, *extra: str) -> ServerProc:
     return await start_server(
         tmp_path / name, "--store", url, "--replicas", "on", "--default-grace", "2", *extra
     )
+
+
+class StartTwo(Protocol):
+    """The `two_replicas` fixture: replicas a and b on `url`, each with `extra` flags."""
+
+    async def __call__(self, url: str, *extra: str) -> tuple[ServerProc, ServerProc]: ...
+
+
+async def start_two(
+    tmp_path: Path, url: str, started: list[ServerProc], *extra: str
+) -> tuple[ServerProc, ServerProc]:
+    """Replicas a and b on `url` (appended to `started` as each starts, so the test's
+    teardown stops them), once they hold half the shards each."""
+    a = await start_replica(tmp_path, "a", url, *extra)
+    started.append(a)
+    b = await start_replica(tmp_path, "b", url, *extra)
+    started.append(b)
+    await until_shares(url, {a.target: SHARDS // 2, b.target: SHARDS // 2}, 60)
+    return a, b
 
 
 async def shares(url: str) -> dict[str, int]:
@@ -91,15 +127,18 @@ async def until_shares(url: str, wanted: dict[str, int], within: float = 30) -> 
         await asyncio.sleep(0.05)
 
 
-Stub = build_control_pb2_grpc.BuildControlStub
-SHARDS = 64
-
-
 async def submit(stub: Stub, count: int, command: str = "sleep 600") -> list[str]:
     return [
         (await stub.SubmitBuild(build_of(1, command, "replicas"))).build.build_id
         for _ in range(count)
     ]
+
+
+def unrunnable() -> build_control_pb2.SubmitBuildRequest:
+    """A build no agent can take (a label none has): it waits QUEUED on its owner."""
+    request = build_of(1, "true", "replicas")
+    request.stages[0].jobs[0].labels["os"] = "no-such-os"
+    return request
 
 
 async def job_ids(stub: Stub, build_ids: list[str]) -> list[str]:
@@ -166,6 +205,17 @@ def jobs_started_per_agent(agents: list[AgentProc]) -> dict[str, set[str]]:
         for job_id in re.findall(r"job (\S+) \(build \S+\) started", agent.log.read_text()):
             started.setdefault(job_id, set()).add(agent.agent_id)
     return started
+
+
+async def until_value(url: str, sql: str, wanted: object, within: float = 60) -> None:
+    """Wait for the one value `sql` selects to be `wanted` (another process's work,
+    seen only in the database)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (found := (await query(url, sql))[0][0]) != wanted:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{sql!r} gave {found!r}, wanted {wanted!r}")
+        await asyncio.sleep(0.05)
 
 
 async def query(url: str, sql: str) -> list[asyncpg.Record]:

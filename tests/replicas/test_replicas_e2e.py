@@ -19,6 +19,7 @@ from tests.replicas.replicas import (
     SHARDS,
     Accepted,
     FailoverProxy,
+    StartTwo,
     Stub,
     cancel,
     cancel_events,
@@ -27,6 +28,7 @@ from tests.replicas.replicas import (
     jobs_started_per_agent,
     start_replica,
     submit,
+    unrunnable,
     until_shares,
 )
 from tests.support.build_waits import all_steps_running, build_of, until_terminal
@@ -42,13 +44,9 @@ from tests.support.processes import (
 
 @pytest.mark.timeout(180)
 async def test_two_replicas_share_the_shards_and_each_runs_the_builds_submitted_to_it(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc], agents: list[AgentProc]
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
-    a = await start_replica(tmp_path, "a", postgres_url)
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url)
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url)
     agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
     agents.append(await start_agent(b.target, "agent-b", tmp_path, "os=linux", 4))
     async with (
@@ -91,13 +89,9 @@ async def test_two_replicas_share_the_shards_and_each_runs_the_builds_submitted_
 
 @pytest.mark.timeout(120)
 async def test_a_concurrency_group_lives_on_the_replica_owning_its_shard(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc]
+    postgres_url: str, two_replicas: StartTwo
 ) -> None:
-    a = await start_replica(tmp_path, "a", postgres_url)
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url)
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url)
     request = build_of(1, "true", "replicas")
     request.concurrency_group = "deploy-prod"
     async with (
@@ -118,13 +112,9 @@ async def test_a_concurrency_group_lives_on_the_replica_owning_its_shard(
 
 @pytest.mark.timeout(300)
 async def test_sigkill_of_a_replica_during_a_mass_cancel_loses_no_cancel(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc], agents: list[AgentProc]
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
-    a = await start_replica(tmp_path, "a", postgres_url)
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url)
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url)
     # Agents reach a replica through a proxy that fails over to the other one.
     to_a, to_b = FailoverProxy([a.port, b.port]), FailoverProxy([b.port, a.port])
     try:
@@ -192,7 +182,7 @@ async def test_a_paused_replica_whose_shards_were_taken_over_commits_nothing(
     await until_shares(postgres_url, {a.target: SHARDS})
     async with grpc.aio.insecure_channel(a.target) as channel_a:
         queued = [
-            (await Stub(channel_a).SubmitBuild(_unrunnable())).build.build_id for _ in range(5)
+            (await Stub(channel_a).SubmitBuild(unrunnable())).build.build_id for _ in range(5)
         ]
     a.process.send_signal(signal.SIGSTOP)
     paused_at = time.monotonic()
@@ -225,14 +215,10 @@ async def test_a_paused_replica_whose_shards_were_taken_over_commits_nothing(
 
 @pytest.mark.timeout(120)
 async def test_a_replica_stopped_with_sigterm_hands_its_shards_over_at_once(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc]
+    postgres_url: str, two_replicas: StartTwo
 ) -> None:
     # A long lease: waiting for it to expire would take 10 s.
-    a = await start_replica(tmp_path, "a", postgres_url, "--replicas-lease", "10")
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url, "--replicas-lease", "10")
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2}, 60)
+    a, b = await two_replicas(postgres_url, "--replicas-lease", "10")
     async with grpc.aio.insecure_channel(b.target) as channel_b:
         on_b = await submit(Stub(channel_b), 3, "true")  # no agent: they stay QUEUED
     assert await b.stop() == 0
@@ -248,12 +234,6 @@ async def test_a_replica_stopped_with_sigterm_hands_its_shards_over_at_once(
             assert (
                 await until_terminal(stub_a, build_id)
             ).status == build_pb2.BUILD_STATUS_CANCELED
-
-
-def _unrunnable() -> build_control_pb2.SubmitBuildRequest:
-    request = build_of(1, "true", "replicas")
-    request.stages[0].jobs[0].labels["os"] = "no-such-os"
-    return request
 
 
 async def test_replicas_on_sqlite_are_refused_at_start(tmp_path: Path) -> None:
