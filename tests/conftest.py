@@ -43,3 +43,15 @@ def postgres() -> Iterator[PostgresServer]:
 def postgres_url(postgres: PostgresServer) -> str:
     """An empty schema for one test; the store migrates it when it opens."""
     return fresh_database(postgres)
+
+
+# Folders whose every test starts server and agent processes. A `pytestmark` in a
+# conftest.py marks nothing (pytest reads it from test modules only), so the mark is
+# given here: `pytest -m "not e2e"` leaves them out.
+E2E_FOLDERS = frozenset({"e2e", "replicas"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E_FOLDERS & set(item.path.relative_to(item.config.rootpath).parts[:2]):
+            item.add_marker(pytest.mark.e2e)

@@ -30,7 +30,13 @@ from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.scheduler import Scheduler
 from buildcontrol_server.agents.events import AgentEvents
 from buildcontrol_server.agents.hub import AgentHub
-from buildcontrol_server.app_wiring import Clocks, Endpoints, housekeeper_for, webhook_notifier
+from buildcontrol_server.app_wiring import (
+    Clocks,
+    Endpoints,
+    housekeeper_for,
+    log_retention_for,
+    webhook_notifier,
+)
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.effects.audit import AuditLog
@@ -42,6 +48,7 @@ from buildcontrol_server.observability.interceptor import MetricsInterceptor
 from buildcontrol_server.observability.invariants import InvariantAuditor, audit_every
 from buildcontrol_server.observability.live_builds import LiveBuildGauges
 from buildcontrol_server.observability.logs import quiet_secret_carrying_loggers
+from buildcontrol_server.replicas.chores import Chore
 from buildcontrol_server.replicas.replica import Replica, leases_for
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
@@ -87,7 +94,7 @@ class ServerApp:
         self.store = build_store(
             settings.store_url, settings.database_path, settings.sqlite_synchronous, self.leases
         )
-        self.notifier = webhook_notifier(settings, self.store)
+        self.notifier = webhook_notifier(settings, self.store, self.leases)
         self.effects = SideEffectsRunner(
             AuditLog(self.store, batch=settings.audit_batch), self.notifier
         )
@@ -100,7 +107,6 @@ class ServerApp:
             settings.log_limit_bytes,
         )
         self._clocks = clocks
-        self._retention: asyncio.Task[None] | None = None
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(
             fair_limits.limit(fair_limits.WATCH_STREAMS, settings.max_watch_streams_per_principal)
@@ -125,6 +131,11 @@ class ServerApp:
         self._audits: asyncio.Task[None] | None = None
         # Retention purges, compaction, size gauges; the logs of purged builds go too.
         self.housekeeper = housekeeper_for(settings, self.store, clocks.wall, self.logs.store)
+        # Here, or on the replica holding shard 0 (replicas/chores.py).
+        self._chores: list[Chore] = [
+            self.housekeeper,
+            log_retention_for(settings, self.logs.store, clocks.wall),
+        ]
         self._metrics_server: object | None = None
         # Availability changes move health only between start's SERVING and stop.
         self._started = False
@@ -160,7 +171,8 @@ class ServerApp:
             monotonic=clocks.monotonic,
         )
         registry = Registry(context)
-        agent_events.subscribe(registry.agent_event)
+        if self.leases is None:  # a replica's lost agents go through replicas/away_agents.py
+            agent_events.subscribe(registry.agent_event)
         agent_events.subscribe(scheduler.agent_event)
         return hub, scheduler, registry
 
@@ -170,7 +182,7 @@ class ServerApp:
         args = (self.store, self.registry, self.hub, self.settings, clocks.wall)
         if self.leases is None:
             return None, BuildControl(*args)
-        replica = Replica(self.leases, self.store, self.registry, self.hub)
+        replica = Replica(self.leases, self.store, self.registry, self.hub, self.notifier)
         return replica, replica.control(*args)
 
     async def _recover(self, port: int) -> None:
@@ -180,7 +192,7 @@ class ServerApp:
             self.registry.recover(await self.store.load_unfinished(), self.security.supersede_check)
             return
         address = f"{self.settings.listen.rsplit(':', 1)[0]}:{port}"
-        await self.replica.start(self.security.supersede_check, address)
+        await self.replica.start(self.security.supersede_check, address, self._chores)
 
     async def start(self) -> Endpoints:
         """Open the store, listen, recover, and only then report SERVING."""
@@ -230,13 +242,9 @@ class ServerApp:
                 audit_every(self.settings.audit_interval, self.auditor, self.live_gauges),
                 name="invariant-audits",
             )
-        self._retention = asyncio.create_task(
-            retention.keep_retention(
-                self.logs.store, self.settings.log_retention_days, self._clocks.wall
-            ),
-            name="log-retention",
-        )
-        self.housekeeper.start()
+        if self.replica is None:
+            for chore in self._chores:
+                chore.start()
         self._started = True
         # Unless the database went away during recovery (its return sets SERVING).
         if self.store.available:
@@ -302,11 +310,11 @@ class ServerApp:
         if self._health_update is not None:
             await self._health_update
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        for task in (self._audits, self._retention):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        await self.housekeeper.stop()
+        if self._audits is not None:
+            self._audits.cancel()
+            await asyncio.gather(self._audits, return_exceptions=True)
+        for chore in self._chores:
+            await chore.stop()
         await self._let_cancels_settle()
         self.hub.drain("server shutting down; reconnect later")
         self.control.cancel_streams.end_all()

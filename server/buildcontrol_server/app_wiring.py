@@ -14,6 +14,8 @@ from buildcontrol_server.effects.webhooks import WebhookNotifier
 from buildcontrol_server.housekeeping.housekeeper import Housekeeper, HousekeepingSettings
 from buildcontrol_server.logs import retention
 from buildcontrol_server.logs.store import LogStore
+from buildcontrol_server.replicas.chores import RecurringTask
+from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.store.base import BuildStore
 
 
@@ -34,7 +36,11 @@ class Endpoints:
     agent_port: int | None = None
 
 
-def webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
+def webhook_notifier(
+    settings: Settings, store: BuildStore, leases: ShardLeases | None
+) -> WebhookNotifier:
+    """With replicas, each build's notifications go out from the replica holding its
+    shard (replicas/chores.py)."""
     return WebhookNotifier(
         list(settings.webhook_urls),
         max_attempts=settings.webhook_max_attempts,
@@ -46,6 +52,7 @@ def webhook_notifier(settings: Settings, store: BuildStore) -> WebhookNotifier:
         secrets=load_secrets(settings.webhook_secrets, len(settings.webhook_urls)),
         events=chosen_events(settings.webhook_events, len(settings.webhook_urls)),
         store=store,
+        delivers_here=leases.holds if leases is not None else None,
     )
 
 
@@ -63,4 +70,14 @@ def housekeeper_for(
         ),
         clock=wall,
         on_builds_deleted=retention.deleting_logs_of(logs),
+    )
+
+
+def log_retention_for(
+    settings: Settings, logs: LogStore, wall: Callable[[], float]
+) -> RecurringTask:
+    """The log retention rounds (`--log-retention`), as a chore started and stopped."""
+    return RecurringTask(
+        lambda: retention.keep_retention(logs, settings.log_retention_days, wall),
+        "log-retention",
     )

@@ -206,10 +206,12 @@ class Settings:
         POSITIVE,
     )
     # Audit records written per transaction.
-    audit_batch: int = option(500, "audit records written per transaction", POSITIVE)
-    # Bound of the audit and webhook flush at shutdown (on top of shutdown_grace).
+    audit_batch: int = option(
+        500, "audit records the start-up sweep writes per transaction", POSITIVE
+    )
+    # Bound of the webhook flush at shutdown (on top of shutdown_grace).
     effects_stop_timeout: float = option(
-        2.0, "seconds the audit and webhooks get to flush at shutdown", seconds()
+        2.0, "seconds the webhooks get to flush at shutdown", seconds()
     )
     # Bound of SIGTERM drain: agents are told to leave, in-flight RPCs get this long.
     shutdown_grace: float = 5.0

@@ -238,16 +238,14 @@ AUDIT_WRITE_FAILURES = Counter(
     "buildcontrol_audit_write_failures_total",
     "Failed audit writes or sweep reads; each is retried with backoff, no record is dropped.",
 )
-AUDIT_QUEUE_DEPTH = Gauge(
-    "buildcontrol_audit_queue_depth_records", "Audit records waiting to be written."
-)
 WEBHOOK_DELIVERIES = Counter(
     "buildcontrol_webhook_deliveries_total",
     "Webhook notifications by endpoint and result: delivered, retried (one per retry"
     " attempt), gave_up (retries of this run exhausted: parked), rejected (4xx other than"
     " 429, not retried), dropped_queue_full (oldest dropped from memory for a newer one;"
     " the outbox keeps it), dropped_breaker_open (parked), dropped_shutdown (still pending"
-    " when the server stopped; the outbox keeps it).",
+    " when the server stopped; the outbox keeps it), handed_on (its build moved to another"
+    " replica, which delivers it).",
     ["endpoint", "result"],
 )
 WEBHOOK_REQUEST_SECONDS = Histogram(

@@ -9,8 +9,6 @@ from buildcontrol_proto.v1 import build_control_pb2_grpc
 
 from tests.support.processes import AgentProc, ServerProc, start_server
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ServerProc]:

@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.support.build_waits import build_of
-from tests.support.processes import AgentProc, ServerProc, start_server
+from tests.support.build_waits import all_steps_running, build_of
+from tests.support.processes import AgentProc, ServerProc, job_pids, start_server
 from tests.support.tcp_proxy import TcpProxy
 
 TERMINAL = {
@@ -22,6 +26,8 @@ TERMINAL = {
     build_pb2.BUILD_STATUS_FAILED,
     build_pb2.BUILD_STATUS_CANCELED,
 }
+Stub = build_control_pb2_grpc.BuildControlStub
+SHARDS = 64
 
 
 class FailoverProxy(TcpProxy):
@@ -60,10 +66,43 @@ class SwitchingProxy(TcpProxy):
         self.cut()
 
 
+class PartitionProxy(TcpProxy):
+    """A proxy between one replica and PostgreSQL that the test cuts the replica off
+    with: while partitioned, every new connection is dropped at once (the replica's
+    reconnects fail as over a broken network path)."""
+
+    partitioned = False
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.partitioned:
+            writer.transport.abort()
+            return
+        await super()._accept(reader, writer)
+
+
 async def start_replica(tmp_path: Path, name: str, url: str, *extra: str) -> ServerProc:
     return await start_server(
         tmp_path / name, "--store", url, "--replicas", "on", "--default-grace", "2", *extra
     )
+
+
+class StartTwo(Protocol):
+    """The `two_replicas` fixture: replicas a and b on `url`, each with `extra` flags."""
+
+    async def __call__(self, url: str, *extra: str) -> tuple[ServerProc, ServerProc]: ...
+
+
+async def start_two(
+    tmp_path: Path, url: str, started: list[ServerProc], *extra: str
+) -> tuple[ServerProc, ServerProc]:
+    """Replicas a and b on `url` (appended to `started` as each starts, so the test's
+    teardown stops them), once they hold half the shards each."""
+    a = await start_replica(tmp_path, "a", url, *extra)
+    started.append(a)
+    b = await start_replica(tmp_path, "b", url, *extra)
+    started.append(b)
+    await until_shares(url, {a.target: SHARDS // 2, b.target: SHARDS // 2}, 60)
+    return a, b
 
 
 async def shares(url: str) -> dict[str, int]:
@@ -91,15 +130,18 @@ async def until_shares(url: str, wanted: dict[str, int], within: float = 30) -> 
         await asyncio.sleep(0.05)
 
 
-Stub = build_control_pb2_grpc.BuildControlStub
-SHARDS = 64
-
-
 async def submit(stub: Stub, count: int, command: str = "sleep 600") -> list[str]:
     return [
         (await stub.SubmitBuild(build_of(1, command, "replicas"))).build.build_id
         for _ in range(count)
     ]
+
+
+def unrunnable() -> build_control_pb2.SubmitBuildRequest:
+    """A build no agent can take (a label none has): it waits QUEUED on its owner."""
+    request = build_of(1, "true", "replicas")
+    request.stages[0].jobs[0].labels["os"] = "no-such-os"
+    return request
 
 
 async def job_ids(stub: Stub, build_ids: list[str]) -> list[str]:
@@ -154,6 +196,54 @@ async def cancel_somewhere(
         await asyncio.sleep(0.05)  # a client's retry backoff
 
 
+@asynccontextmanager
+async def stubs(a: ServerProc, b: ServerProc) -> AsyncIterator[tuple[Stub, Stub]]:
+    """A BuildControl stub of each replica."""
+    async with (
+        grpc.aio.insecure_channel(a.target) as channel_a,
+        grpc.aio.insecure_channel(b.target) as channel_b,
+    ):
+        yield Stub(channel_a), Stub(channel_b)
+
+
+@dataclass
+class Running:
+    """Builds submitted to each replica, every step running: their jobs, processes."""
+
+    on_a: list[str]
+    on_b: list[str]
+    jobs: list[str]
+    pids: set[int]
+
+    @property
+    def builds(self) -> list[str]:
+        return self.on_a + self.on_b
+
+
+async def running_on_both(stub_a: Stub, stub_b: Stub, count: int) -> Running:
+    """`count` builds of one job sleeping for ever submitted to each replica."""
+    on_a, on_b = await submit(stub_a, count), await submit(stub_b, count)
+    await asyncio.gather(*(all_steps_running(stub_a, x) for x in on_a + on_b))
+    jobs = await job_ids(stub_a, on_a + on_b)
+    pids = {pid for job in jobs for pid in job_pids(job)}
+    assert len(pids) >= len(jobs)
+    return Running(on_a, on_b, jobs, pids)
+
+
+def cancels_across(
+    stub_a: Stub, stub_b: Stub, running: Running, reason: str, accepted: Accepted
+) -> list[asyncio.Task[None]]:
+    """Each build's cancel first to the replica that does not own it (the worst path),
+    then wherever accepts it (cancel_somewhere)."""
+    return [
+        asyncio.create_task(cancel_somewhere([stub_b, stub_a], x, reason, accepted))
+        for x in running.on_a
+    ] + [
+        asyncio.create_task(cancel_somewhere([stub_a, stub_b], x, reason, accepted))
+        for x in running.on_b
+    ]
+
+
 async def cancel(stub: Stub, build_id: str, reason: str) -> None:
     request = build_control_pb2.CancelRequest(build_id=build_id, reason=reason)
     async for _ in stub.Cancel(request, timeout=60):
@@ -166,6 +256,17 @@ def jobs_started_per_agent(agents: list[AgentProc]) -> dict[str, set[str]]:
         for job_id in re.findall(r"job (\S+) \(build \S+\) started", agent.log.read_text()):
             started.setdefault(job_id, set()).add(agent.agent_id)
     return started
+
+
+async def until_value(url: str, sql: str, wanted: object, within: float = 60) -> None:
+    """Wait for the one value `sql` selects to be `wanted` (another process's work,
+    seen only in the database)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (found := (await query(url, sql))[0][0]) != wanted:
+        if loop.time() > deadline:
+            raise TimeoutError(f"{sql!r} gave {found!r}, wanted {wanted!r}")
+        await asyncio.sleep(0.05)
 
 
 async def query(url: str, sql: str) -> list[asyncpg.Record]:

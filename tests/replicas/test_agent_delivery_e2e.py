@@ -1,9 +1,14 @@
 """A build's owner reaches an agent whose stream another replica holds: its stop goes
-through the agent outbox, the agent's result comes back through the build inbox."""
+through the agent outbox, the agent's result comes back through the build inbox; an
+agent that moved to another replica keeps its jobs past the owner's reconnect window,
+one that is gone for good loses them and its outbox rows."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 import grpc
@@ -11,18 +16,25 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
 from tests.replicas.replicas import (
-    SHARDS,
+    StartTwo,
     Stub,
     SwitchingProxy,
     cancel_events,
     job_ids,
     query,
-    start_replica,
+    stubs,
     submit,
-    until_shares,
+    until_value,
 )
 from tests.support.build_waits import all_steps_running
-from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
+from tests.support.processes import (
+    AgentProc,
+    ServerProc,
+    job_pids,
+    start_agent,
+    until,
+    wait_gone,
+)
 
 
 async def until_held_by(url: str, agent_id: str, replica: ServerProc) -> None:
@@ -40,22 +52,14 @@ async def until_held_by(url: str, agent_id: str, replica: ServerProc) -> None:
 
 @pytest.mark.timeout(180)
 async def test_a_stop_reaches_an_agent_whose_stream_another_replica_holds(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc], agents: list[AgentProc]
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
     # A long reconnect window: the owner must not take the agent for lost meanwhile.
-    a = await start_replica(tmp_path, "a", postgres_url, "--reconnect-window", "120")
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url, "--reconnect-window", "120")
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url, "--reconnect-window", "120")
     proxy = SwitchingProxy(a.port)
     try:
         agents.append(await start_agent(await proxy.start(), "roamer", tmp_path, "os=linux", 2))
-        async with (
-            grpc.aio.insecure_channel(a.target) as channel_a,
-            grpc.aio.insecure_channel(b.target) as channel_b,
-        ):
-            stub_a, stub_b = Stub(channel_a), Stub(channel_b)
+        async with stubs(a, b) as (stub_a, stub_b):
             [build_id] = await submit(stub_a, 1)  # owned by a, running on the roamer
             await all_steps_running(stub_a, build_id)
             [job_id] = await job_ids(stub_a, [build_id])
@@ -78,3 +82,66 @@ async def test_a_stop_reaches_an_agent_whose_stream_another_replica_holds(
         assert await query(postgres_url, "SELECT * FROM agent_outbox") == []
     finally:
         await proxy.close()
+
+
+@pytest.mark.timeout(180)
+async def test_an_agent_that_moved_keeps_its_jobs_and_one_gone_for_good_loses_them(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    a, b = await two_replicas(postgres_url, "--reconnect-window", "2")
+    proxy = SwitchingProxy(a.port)
+    pids: set[int] = set()
+    try:
+        roamer = await start_agent(await proxy.start(), "roamer", tmp_path, "os=linux", 2)
+        agents.append(roamer)
+        async with grpc.aio.insecure_channel(a.target) as channel_a:
+            stub_a = Stub(channel_a)
+            [build_id] = await submit(stub_a, 1)  # owned by a, running on the roamer
+            await all_steps_running(stub_a, build_id)
+            [job_id] = await job_ids(stub_a, [build_id])
+            pids = job_pids(job_id)
+            proxy.switch_to(b.port)
+            await until_held_by(postgres_url, "roamer", b)
+            # a's reconnect window passes: a finds the roamer on b and lets its job run.
+            moved = "agent roamer did not come back here but is connected to replica"
+            await until(lambda: moved in _log(a), 30, "a to find the roamer on b")
+            build = await _build(stub_a, build_id)
+            assert build.status == build_pb2.BUILD_STATUS_RUNNING
+            assert build.stages[0].jobs[0].status == build_pb2.JOB_STATUS_RUNNING
+            await _gone_for_good(postgres_url, stub_a, roamer, build_id)
+    finally:
+        await proxy.close()
+        for pid in pids:  # the steps of the killed roamer
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def _gone_for_good(url: str, stub_a: Stub, roamer: AgentProc, build_id: str) -> None:
+    """The roamer freezes, a cancel's stop waits for it in the outbox, then it dies:
+    once no replica holds it for a reconnect window, its job ends (FORCED: it was
+    stopping) and its outbox row goes."""
+    roamer.process.send_signal(signal.SIGSTOP)
+    request = build_control_pb2.CancelRequest(build_id=build_id, reason="gone")
+    request.grace_period.FromSeconds(600)  # no stop deadline before the agent is lost
+    stream = stub_a.Cancel(request, timeout=60)
+    assert (await stream.read()).WhichOneof("event") == "accepted"
+    waiting = "SELECT count(*) FROM agent_outbox WHERE agent_id = 'roamer'"
+    await until_value(url, waiting, 1)
+    roamer.process.kill()
+    await roamer.process.wait()
+    last = await stream.read()
+    while (event := await stream.read()) != grpc.aio.EOF:
+        last = event
+    assert last.finished.status == build_pb2.BUILD_STATUS_CANCELED
+    build = await _build(stub_a, build_id)
+    assert build.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_FORCED
+    assert await query(url, "SELECT * FROM agent_outbox") == []
+
+
+async def _build(stub: Stub, build_id: str) -> build_pb2.Build:
+    reply = await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
+    return reply.build
+
+
+def _log(replica: ServerProc) -> str:
+    return (replica.data_dir / "server.log").read_text()

@@ -19,14 +19,18 @@ from tests.replicas.replicas import (
     SHARDS,
     Accepted,
     FailoverProxy,
+    StartTwo,
     Stub,
     cancel,
     cancel_events,
-    cancel_somewhere,
+    cancels_across,
     job_ids,
     jobs_started_per_agent,
+    running_on_both,
     start_replica,
+    stubs,
     submit,
+    unrunnable,
     until_shares,
 )
 from tests.support.build_waits import all_steps_running, build_of, until_terminal
@@ -42,20 +46,12 @@ from tests.support.processes import (
 
 @pytest.mark.timeout(180)
 async def test_two_replicas_share_the_shards_and_each_runs_the_builds_submitted_to_it(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc], agents: list[AgentProc]
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
-    a = await start_replica(tmp_path, "a", postgres_url)
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url)
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url)
     agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
     agents.append(await start_agent(b.target, "agent-b", tmp_path, "os=linux", 4))
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
+    async with stubs(a, b) as (stub_a, stub_b):
         on_a, on_b = await submit(stub_a, 3), await submit(stub_b, 3)
         await asyncio.gather(
             *(all_steps_running(stub_a, x) for x in on_a),
@@ -91,13 +87,9 @@ async def test_two_replicas_share_the_shards_and_each_runs_the_builds_submitted_
 
 @pytest.mark.timeout(120)
 async def test_a_concurrency_group_lives_on_the_replica_owning_its_shard(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc]
+    postgres_url: str, two_replicas: StartTwo
 ) -> None:
-    a = await start_replica(tmp_path, "a", postgres_url)
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url)
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url)
     request = build_of(1, "true", "replicas")
     request.concurrency_group = "deploy-prod"
     async with (
@@ -118,13 +110,9 @@ async def test_a_concurrency_group_lives_on_the_replica_owning_its_shard(
 
 @pytest.mark.timeout(300)
 async def test_sigkill_of_a_replica_during_a_mass_cancel_loses_no_cancel(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc], agents: list[AgentProc]
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
-    a = await start_replica(tmp_path, "a", postgres_url)
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url)
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    a, b = await two_replicas(postgres_url)
     # Agents reach a replica through a proxy that fails over to the other one.
     to_a, to_b = FailoverProxy([a.port, b.port]), FailoverProxy([b.port, a.port])
     try:
@@ -140,29 +128,11 @@ async def test_sigkill_of_a_replica_during_a_mass_cancel_loses_no_cancel(
 async def _mass_cancel_with_a_kill(
     a: ServerProc, b: ServerProc, url: str, agents: list[AgentProc]
 ) -> None:
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
-        on_a, on_b = await submit(stub_a, 50), await submit(stub_b, 50)
-        await asyncio.gather(
-            *(all_steps_running(stub_a, x) for x in on_a),
-            *(all_steps_running(stub_b, x) for x in on_b),
-        )
-        jobs = await job_ids(stub_a, on_a) + await job_ids(stub_b, on_b)
-        pids = {pid for job in jobs for pid in job_pids(job)}
-        assert len(pids) >= len(jobs)
-        # Every cancel goes first to the replica that does not own its build (the
-        # worst path), then wherever accepts it; a is killed once a third were accepted.
-        accepted = Accepted(len(jobs) // 3)
-        cancels = [
-            asyncio.create_task(cancel_somewhere([stub_b, stub_a], x, "mass", accepted))
-            for x in on_a
-        ] + [
-            asyncio.create_task(cancel_somewhere([stub_a, stub_b], x, "mass", accepted))
-            for x in on_b
-        ]
+    async with stubs(a, b) as (stub_a, stub_b):
+        running = await running_on_both(stub_a, stub_b, 50)
+        # a is killed once a third of the cancels were accepted.
+        accepted = Accepted(len(running.builds) // 3)
+        cancels = cancels_across(stub_a, stub_b, running, "mass", accepted)
         await asyncio.wait_for(accepted.enough.wait(), 60)
         killed_at = time.monotonic()
         a.process.kill()
@@ -172,12 +142,12 @@ async def _mass_cancel_with_a_kill(
         print(f"shards of the killed replica taken over {takeover:.2f} s after SIGKILL")
         assert takeover < 8.0  # lease 4 s + a round of 1 s, on a loaded machine
         await asyncio.gather(*cancels)  # every cancel was accepted somewhere
-        for build_id in on_a + on_b:
+        for build_id in running.builds:
             build = await until_terminal(stub_b, build_id)
             assert build.status == build_pb2.BUILD_STATUS_CANCELED, build_id
-        await wait_gone(pids, 60)
+        await wait_gone(running.pids, 60)
         started = jobs_started_per_agent(agents)
-        assert all(len(started[job]) == 1 for job in jobs), "a job ran on two agents"
+        assert all(len(started[job]) == 1 for job in running.jobs), "a job ran on two agents"
 
 
 @pytest.mark.timeout(180)
@@ -192,7 +162,7 @@ async def test_a_paused_replica_whose_shards_were_taken_over_commits_nothing(
     await until_shares(postgres_url, {a.target: SHARDS})
     async with grpc.aio.insecure_channel(a.target) as channel_a:
         queued = [
-            (await Stub(channel_a).SubmitBuild(_unrunnable())).build.build_id for _ in range(5)
+            (await Stub(channel_a).SubmitBuild(unrunnable())).build.build_id for _ in range(5)
         ]
     a.process.send_signal(signal.SIGSTOP)
     paused_at = time.monotonic()
@@ -225,14 +195,10 @@ async def test_a_paused_replica_whose_shards_were_taken_over_commits_nothing(
 
 @pytest.mark.timeout(120)
 async def test_a_replica_stopped_with_sigterm_hands_its_shards_over_at_once(
-    tmp_path: Path, postgres_url: str, replicas: list[ServerProc]
+    postgres_url: str, two_replicas: StartTwo
 ) -> None:
     # A long lease: waiting for it to expire would take 10 s.
-    a = await start_replica(tmp_path, "a", postgres_url, "--replicas-lease", "10")
-    replicas.append(a)
-    b = await start_replica(tmp_path, "b", postgres_url, "--replicas-lease", "10")
-    replicas.append(b)
-    await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2}, 60)
+    a, b = await two_replicas(postgres_url, "--replicas-lease", "10")
     async with grpc.aio.insecure_channel(b.target) as channel_b:
         on_b = await submit(Stub(channel_b), 3, "true")  # no agent: they stay QUEUED
     assert await b.stop() == 0
@@ -248,12 +214,6 @@ async def test_a_replica_stopped_with_sigterm_hands_its_shards_over_at_once(
             assert (
                 await until_terminal(stub_a, build_id)
             ).status == build_pb2.BUILD_STATUS_CANCELED
-
-
-def _unrunnable() -> build_control_pb2.SubmitBuildRequest:
-    request = build_of(1, "true", "replicas")
-    request.stages[0].jobs[0].labels["os"] = "no-such-os"
-    return request
 
 
 async def test_replicas_on_sqlite_are_refused_at_start(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ across a restart, in the audit record and in the webhook payload."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from buildcontrol_proto.v1 import build_pb2
@@ -59,7 +58,7 @@ async def test_force_keeps_the_first_cancel_and_records_who_escalated(tmp_path: 
             agent.stopped(build.build_id, job.job_id, graceful=False)
             assert_first_cancel_kept((await rest_of(forced))[-1].finished.cancel)
             await agent.leave()
-            await asyncio.wait_for(server.app.effects.audit.flush(), WAIT)
+            # The record committed with the CANCELED write: there once the stream ended.
             [record] = await server.app.store.audit_records([build.build_id])
             assert (record.requested_by, record.force, record.grace_period) == (
                 "alice",

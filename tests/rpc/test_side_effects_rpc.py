@@ -77,7 +77,7 @@ async def test_hanging_and_failing_webhooks_do_not_slow_cancels(tmp_path: Path) 
                 f"{statistics.median(without) * 1000:.2f} ms without"
             )
             effects = hooked.app.effects
-            await asyncio.wait_for(effects.audit.flush(), 10)
+            # Each record committed with its CANCELED write: no flush to wait for.
             audited = await hooked.app.store.audit_records(canceled)
             assert sorted(r.build_id for r in audited) == sorted(canceled)
             assert all(r.status.value == "CANCELED" and r.jobs for r in audited)

@@ -12,6 +12,8 @@ import grpc
 import pytest
 from buildcontrol_cli.main import build_parser
 from buildcontrol_proto.v1 import build_control_pb2
+from buildcontrol_server.security import tokens
+from buildcontrol_server.security.principals import Principal, Role
 
 from tests.support.agent_peer import bearer
 from tests.support.secure_servers import SecureServer
@@ -69,6 +71,20 @@ async def test_parallel_creates_all_land_and_every_printed_token_works(
     )
     for _, printed, _ in results:
         assert await lists_builds(server, printed.strip()) is grpc.StatusCode.OK
+
+
+async def test_a_read_of_the_tokens_by_another_reader_hides_no_change_from_the_server(
+    stored_server: SecureServer,
+) -> None:
+    server = stored_server
+    token = tokens.new_token()
+    late = tokens.TokenEntry(Principal("late", Role.VIEWER), tokens.token_hash(token))
+    await server.rewrite_tokens(lambda now: [*now, late])
+    # Read through the server's own source (as names_in does) before any call, with
+    # no await in between that would let the server's checker take the change first:
+    # the change must still reach the calls' admission.
+    assert "late" in await names_in(server)
+    assert await lists_builds(server, token) is grpc.StatusCode.OK
 
 
 async def test_parallel_revokes_and_creates_all_hold(stored_server: SecureServer) -> None:

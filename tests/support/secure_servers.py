@@ -19,6 +19,7 @@ from buildcontrol_server.security.settings import SecuritySettings
 from buildcontrol_server.security.token_sources import token_source
 from buildcontrol_server.store.postgres import PostgresStore
 
+from tests.support import pipelines
 from tests.support.agent_peer import AgentPeer
 from tests.support.scripted_agent import ScriptedAgent, bearer
 from tests.support.servers import settings_for
@@ -134,24 +135,9 @@ class SecureServer:
         await registry.source.change(lambda entries, _: edit(entries))
 
 
-def pipeline(
-    name: str = "web", jobs: int = 1, command: str = "sleep 600", **options: Any
-) -> build_control_pb2.SubmitBuildRequest:
-    return build_control_pb2.SubmitBuildRequest(
-        pipeline=name,
-        stages=[
-            build_control_pb2.StageSpec(
-                name="stage0",
-                jobs=[
-                    build_control_pb2.JobSpec(
-                        name=f"job{j}", steps=[build_control_pb2.StepSpec(command=command)]
-                    )
-                    for j in range(jobs)
-                ],
-            )
-        ],
-        **options,
-    )
+def pipeline(name: str = "web", **shape: Any) -> build_control_pb2.SubmitBuildRequest:
+    """pipelines.pipeline, named "web" unless told: the name these tests' policies use."""
+    return pipelines.pipeline(name=name, **shape)
 
 
 @asynccontextmanager

@@ -58,3 +58,27 @@ def test_the_notification_joins_only_the_change_set_that_ends_the_cancel() -> No
     [entry] = ending.outbox
     assert entry.endpoints == ENDPOINTS and entry.notification == canceled(CancelRecord.of(build))
     assert entry.delivery_id == f"{build.build_id}.build.canceled"
+
+
+def test_the_audit_record_joins_only_the_change_set_that_ends_the_cancel() -> None:
+    build = make_build([1])
+    job = build.stages[0].jobs[0]
+    run_job(build, job.job_id)
+    canceling = cancellation.cancel(build, INFO, TIMES, NOW).changes
+    cancellation.record_audit(build, canceling)
+    assert canceling.audit == []  # CANCELING: the cancel has not ended
+    ending = lifecycle.job_stopped(build, job.job_id, "a1", JobOutcome.GRACEFUL, 0, NOW).changes
+    assert build.status is BuildStatus.CANCELED
+    cancellation.record_audit(build, ending)
+    cancellation.record_audit(build, ending)  # once, however often asked
+    assert ending.audit == [CancelRecord.of(build)]
+
+
+def test_a_build_that_ends_otherwise_gets_no_audit_record() -> None:
+    build = make_build([1])
+    job = build.stages[0].jobs[0]
+    run_job(build, job.job_id)
+    ending = lifecycle.job_finished(build, job.job_id, "a1", True, 0, NOW).changes
+    assert build.status is BuildStatus.SUCCEEDED
+    cancellation.record_audit(build, ending)
+    assert ending.audit == []

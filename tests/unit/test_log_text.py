@@ -83,3 +83,19 @@ def test_prefixed_lines_when_piped_have_no_escapes(capsys: pytest.CaptureFixture
     printer.write("j0", 13, b"m\n")
     printer.end("j0")
     assert capsys.readouterr().out == "compile | green\n"
+
+
+@pytest.mark.parametrize(
+    ("broken", "shown"),
+    [
+        (b"a\x1b[3\x1b[31mred\x1b[0m b", b"ared b"),  # a CSI cut off by the next one
+        (b"\x1b]0;title\x1b[1mbold", b"0;titlebold"),  # an OSC cut off: its start goes
+        (b"x\x1b\x1b\x1by", b"xy"),
+    ],
+)
+def test_stripped_text_keeps_no_escape_byte_of_a_broken_sequence(
+    broken: bytes, shown: bytes
+) -> None:
+    assert strip_ansi(broken) == shown
+    text = LogText(keep_ansi=False)
+    assert "\x1b" not in text.text_of(broken) + text.rest()

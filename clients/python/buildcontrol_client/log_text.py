@@ -12,8 +12,13 @@ from __future__ import annotations
 import codecs
 import re
 
-# CSI and OSC sequences (colours, cursor moves, titles), and lone escapes.
-ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# CSI and OSC sequences (colours, cursor moves, titles), lone escapes, and what is
+# left of a sequence cut off by the next one (`\x1b[3\x1b[31m`): plain text never
+# keeps an ESC byte.
+ANSI = re.compile(
+    rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]"
+    rb"|\x1b\[[0-?]*[ -/]*|\x1b"
+)
 # The start of a sequence that the next bytes may complete: ESC alone, a CSI without
 # its final byte, an OSC without its terminator (or with half of ESC \).
 _UNFINISHED = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?)?")

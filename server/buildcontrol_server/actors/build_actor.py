@@ -36,7 +36,7 @@ from buildcontrol_server.domain import cancellation, lifecycle, notifications
 from buildcontrol_server.domain.agent_commands import assignment_of
 from buildcontrol_server.domain.errors import DomainError, Unavailable, VersionConflict
 from buildcontrol_server.domain.events import finished_event
-from buildcontrol_server.domain.model import Build, CancelRecord
+from buildcontrol_server.domain.model import Build
 from buildcontrol_server.domain.outcome import Outcome
 from buildcontrol_server.domain.states import BuildStatus, IllegalTransition, JobStatus
 from buildcontrol_server.observability import cancel_phases
@@ -298,8 +298,10 @@ class BuildActor(CancelTurn, SupervisedActor):
     async def _commit(self, fx: Outcome, seat: cmd.BatchSeat | None = None) -> None:
         """Commit `fx`'s changes, alone or in `seat`'s batch; on failure read the
         build back and raise what the caller should get."""
-        # The webhook outbox rows of the events this causes commit with it.
+        # The webhook outbox rows of the events this causes, and the audit record of
+        # a cancel it ends, commit with it.
         notifications.queue_notifications(self.build, fx, self._ctx.settings.webhook_subscriptions)
+        cancellation.record_audit(self.build, fx.changes)
         if not fx.changes.empty:
             try:
                 if seat is not None:
@@ -363,8 +365,7 @@ class BuildActor(CancelTurn, SupervisedActor):
         self._timers.cancel_all()
         self._ctx.scheduler.drop_build(self.build_id)
         if self.build.status is BuildStatus.CANCELED:
-            # Behind the committed transition: audit and webhooks never hold it up.
-            self._ctx.effects.cancel_finished(CancelRecord.of(self.build))
+            metrics.AUDIT_RECORDS_WRITTEN.inc()  # committed with the CANCELED write
             if self._cancel_received_at is not None:
                 elapsed = time.perf_counter() - self._cancel_received_at
                 metrics.CANCEL_TERMINAL_SECONDS.observe(elapsed)

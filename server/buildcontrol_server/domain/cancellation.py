@@ -215,6 +215,19 @@ def finish_cancel_if_done(build: Build, fx: Outcome, now: float) -> None:
         move_build(build, BuildStatus.CANCELED, fx, now)
 
 
+def record_audit(build: Build, changes: ChangeSet) -> None:
+    """If `changes` ends the build's cancel, add its audit record to them: the record
+    commits with the CANCELED write or not at all, in the same transaction (no write
+    of its own, and no window in which a crash leaves a CANCELED build without one).
+    CANCELED is terminal: a change set that touches a CANCELED build is the one that
+    made it so."""
+    if build.status is not BuildStatus.CANCELED or build.build_id not in changes.builds:
+        return
+    if any(known.build_id == build.build_id for known in changes.audit):
+        return
+    changes.audit.append(CancelRecord.of(build))
+
+
 def queue_notification(build: Build, changes: ChangeSet, endpoints: tuple[Endpoint, ...]) -> None:
     """If `changes` ends the build's cancel, add its build.canceled notification for
     `endpoints` to them, so the outbox rows commit with the CANCELED write or not at

@@ -216,7 +216,8 @@ class ChangeSet:
     jobs: dict[str, tuple[Job, int]] = field(default_factory=dict)
     steps: dict[tuple[str, int], tuple[Step, int]] = field(default_factory=dict)
     new_build: Build | None = None
-    # Audit records to insert (written behind the cancel, see effects/audit.py).
+    # Audit records to insert: a cancel's, with the write that ends it
+    # (cancellation.record_audit); the start-up sweep's (effects/audit.py).
     audit: list[CancelRecord] = field(default_factory=list)
     # With new_build: its idempotency key, written in the same transaction.
     submit_request: SubmitRequest | None = None
@@ -249,6 +250,7 @@ class ChangeSet:
             self.jobs.setdefault(job_id, job_entry)
         for key, step_entry in other.steps.items():
             self.steps.setdefault(key, step_entry)
+        self.audit += other.audit
         self.outbox += other.outbox
 
     @property

@@ -1,30 +1,28 @@
 """The side effects of committed changes, as the actors see them (effects/base.py):
-a finished cancel's record to the audit log, the webhook notifications whose outbox
-rows just committed to the notifier, and return.
+the webhook notifications whose outbox rows just committed go to the notifier, and
+return; and the start and stop of what runs them (the audit's start-up sweep, the
+webhook notifier). A cancel's audit record is not one of them: it commits with the
+CANCELED write (domain/cancellation.py `record_audit`).
 
-Both only queue, so each call costs microseconds on the actor's turn. It must never
+Handing over only queues, so it costs microseconds on the actor's turn. It must never
 raise into the actor (the change is committed; nothing here may undo or delay it),
-so an exception from either is logged with its traceback and counted.
+so an exception is logged with its traceback and counted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Protocol
 
 from buildcontrol_server import metrics
 from buildcontrol_server.domain.deliveries import Notification
-from buildcontrol_server.domain.model import CancelRecord
 
 log = logging.getLogger(__name__)
 
 
 class Audit(Protocol):
-    def record(self, record: CancelRecord) -> None: ...
     async def start(self) -> None: ...
-    async def stop(self, timeout: float) -> None: ...  # noqa: ASYNC109
 
 
 class Notifier(Protocol):
@@ -40,13 +38,6 @@ class SideEffectsRunner:
         self.audit = audit
         self.notifier = notifier
 
-    def cancel_finished(self, record: CancelRecord) -> None:
-        try:
-            self.audit.record(record)
-        except Exception:
-            metrics.SIDE_EFFECT_ERRORS.labels(effect="audit").inc()
-            log.exception("audit of build %s could not be queued", record.build_id)
-
     def notifications_committed(self, notifications: Sequence[Notification]) -> None:
         for notification in notifications:
             try:
@@ -60,17 +51,12 @@ class SideEffectsRunner:
         await self.audit.start()
         await self.notifier.start()
 
-    # Shutdown gives each part the same bound, at the same time: the whole stop takes
-    # at most `timeout` (plus the ms of cancelling), never the sum.
+    # The bound is the API (shutdown gives the webhooks their share of it).
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Flush the audit and the webhooks, both within `timeout` seconds. Call it after
-        the actors stopped (nothing new comes in) and before the store closes (the
-        audit writes to it)."""
-        results = await asyncio.gather(
-            self.audit.stop(timeout), self.notifier.stop(timeout), return_exceptions=True
-        )
-        for name, result in zip(("audit", "webhooks"), results, strict=True):
-            if isinstance(result, Exception):
-                log.error("stopping the %s failed", name, exc_info=result)
-            elif isinstance(result, BaseException):
-                raise result  # cancellation and interrupts are not ours to absorb
+        """Flush the webhooks within `timeout` seconds. Call it after the actors stopped
+        (nothing new comes in) and before the store closes (deliveries write to it).
+        A failure is logged, not raised: the store still has to close."""
+        try:
+            await self.notifier.stop(timeout)
+        except Exception:
+            log.exception("stopping the webhooks failed")

@@ -77,11 +77,16 @@ class WebhookNotifier:
         store: DeliveryStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        delivers_here: Callable[[str], bool] | None = None,
     ) -> None:
         """`store`: the outbox and delivery log (None: memory only, nothing survives a
         restart). `clock` (monotonic seconds) times the breakers' cooldowns; tests
         move it. `wall_clock` stamps the delivery log. `secrets`: position → signer;
-        `events`: position → the events it gets (DEFAULT_EVENTS when absent)."""
+        `events`: position → the events it gets (DEFAULT_EVENTS when absent).
+        `delivers_here(build_id)`: False when another server delivers that build's
+        notifications now (a replica that handed its shard on); None: this one does
+        all, and `start` queues the whole outbox's undelivered entries. With it, the
+        caller queues them with `queue_undelivered` as it takes builds over."""
         if max_attempts < 1 or queue_size < 1 or request_timeout <= 0:
             raise ValueError("max_attempts, queue_size and request_timeout must be positive")
         self._max_attempts = max_attempts
@@ -104,6 +109,7 @@ class WebhookNotifier:
         self._client: httpx.AsyncClient | None = None
         self._stopped = False
         self._log = DeliveryLogWriter(store) if store is not None else None
+        self._delivers_here = delivers_here
 
     @property
     def labels(self) -> list[str]:
@@ -166,7 +172,8 @@ class WebhookNotifier:
         # root logger at DEBUG (a --log-level, a test) does not bring the lines back.
         httpx_log = logging.getLogger("httpx")
         httpx_log.setLevel(max(httpx_log.level, logging.WARNING))
-        await self._queue_undelivered()
+        if self._delivers_here is None:
+            await self.queue_undelivered()
         # httpx's timeout bounds each phase (connect, write, read); the total per
         # request is bounded separately with asyncio.timeout in webhook_http.post.
         self._client = httpx.AsyncClient(
@@ -180,7 +187,9 @@ class WebhookNotifier:
         if self._log is not None:
             self._log.start()
 
-    async def _queue_undelivered(self) -> None:
+    async def queue_undelivered(self, of_builds: Callable[[str], bool] | None = None) -> None:
+        """Queue the outbox entries still undelivered at each endpoint (those of the
+        builds `of_builds` accepts; None: all)."""
         if self._store is None:
             return
         for endpoint in self._endpoints:
@@ -191,6 +200,8 @@ class WebhookNotifier:
                 # without them beats refusing to serve cancels over a webhook.
                 log.exception("webhook %s: reading undelivered outbox failed", endpoint.label)
                 continue
+            if of_builds is not None:
+                found = [queued for queued in found if of_builds(queued.notification.build_id)]
             for queued in found:
                 self._enqueue(endpoint, Item(queued.notification, queued.attempts))
             if found:
@@ -277,6 +288,13 @@ class WebhookNotifier:
         signature = endpoint.secret.signature(body) if endpoint.secret is not None else None
         breaker = endpoint.breaker
         for attempt in range(1, self._max_attempts + 1):
+            if self._delivers_here is not None and not self._delivers_here(
+                item.notification.build_id
+            ):
+                # Its build moved to another replica, which queued the outbox row
+                # when it took the build over: sending it here too would repeat it.
+                endpoint.count("handed_on")
+                return
             if not breaker.allow():
                 endpoint.count("dropped_breaker_open")
                 self._park(endpoint, item, None)

@@ -136,6 +136,11 @@ class ShardLeases:
         shard = self.shard_of(build_id)
         return shard in self._held and not (shard in self._recovering or shard in self._releasing)
 
+    def holds(self, build_id: str) -> bool:
+        """The lease of `build_id`'s shard is held here (being recovered or handed back
+        included)."""
+        return self.shard_of(build_id) in self._held
+
     def held(self) -> set[int]:
         return set(self._held)
 

@@ -10,7 +10,9 @@ from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.errors import Unavailable
 from buildcontrol_server.replicas.agent_delivery import AgentDelivery, ReplicaAgentLink
+from buildcontrol_server.replicas.away_agents import AwayAgents
 from buildcontrol_server.replicas.change_feed import ChangeFeed
+from buildcontrol_server.replicas.chores import Chore, DatabaseChores, Undelivered
 from buildcontrol_server.replicas.control import ReplicaControl
 from buildcontrol_server.replicas.inbox import BuildInbox
 from buildcontrol_server.replicas.leases import ShardLeases
@@ -31,7 +33,12 @@ def leases_for(settings: Settings) -> ShardLeases | None:
 
 class Replica:
     def __init__(
-        self, leases: ShardLeases, store: BuildStore, registry: Registry, hub: AgentHub
+        self,
+        leases: ShardLeases,
+        store: BuildStore,
+        registry: Registry,
+        hub: AgentHub,
+        notifier: Undelivered,
     ) -> None:
         connections = getattr(store, "connections", None)
         if not isinstance(connections, PostgresConnections):
@@ -47,6 +54,12 @@ class Replica:
         self.delivery = AgentDelivery(connections, hub, leases)
         self.feed.on_agent_outbox(self.delivery.woken)
         registry.context.link = ReplicaAgentLink(hub, self.delivery)
+        # An agent that left this replica is lost only if no other one holds it.
+        self.away = AwayAgents(connections, hub, leases, registry.agent_event)
+        hub.events.subscribe(self.away.agent_event)
+        self.feed.on_agent_outbox(self.away.woken)
+        # Housekeeping on one replica; webhooks of a build from its owner.
+        self.chores = DatabaseChores(leases, notifier)
         self._connections = connections
         self._store = store
         self._registry = registry
@@ -59,14 +72,19 @@ class Replica:
             *args, inbox=self.inbox, feed=self.feed, delivery=self.delivery, **kwargs
         )
 
-    async def start(self, supersede_check: SupersedeCheck | None, address: str) -> None:
+    async def start(
+        self, supersede_check: SupersedeCheck | None, address: str, chores: list[Chore]
+    ) -> None:
         """Take a first share of the shards and recover their builds (in place of the
         one-server recovery of every unfinished build), then listen. `address`: where
-        this replica listens, the name other replicas show a caller sent here."""
+        this replica listens, the name other replicas show a caller sent here;
+        `chores`: the work of the whole database, run while shard 0 is held here."""
         self.leases.name = address
+        self.chores.assign(chores)
         takeover = Takeover(self.leases, self._store, self._registry, self._hub, supersede_check)
         self.leases.subscribe(takeover)
         self.leases.subscribe(self.inbox)  # after the recovery: its actors take the rows
+        self.leases.subscribe(self.chores)
         await self.leases.start(self._connections)
         self.feed.start()
 
@@ -76,7 +94,9 @@ class Replica:
         await self.feed.stop()
         await self.inbox.stop()
         await self.delivery.stop()
+        await self.away.stop()
         await self.leases.stop()
+        await self.chores.stop()
 
     async def hand_back(self) -> None:
         try:

@@ -58,10 +58,11 @@ class TokenRegistry:
         entries = self.source.take_fresh()
         if entries is None:
             return
-        changed = entries != self._entries
+        if entries == self._entries:
+            return  # e.g. the first take after load(), which reads once more
         self._entries = entries
         log.info("%s reloaded: %d token(s)", self.source.description, len(entries))
-        if changed and self.on_change is not None:
+        if self.on_change is not None:
             self.on_change()
 
     async def poll(self) -> None:

@@ -51,7 +51,8 @@ class TokenSource(Protocol):
         """True once tokens were ever created (a first start needs to make them)."""
 
     async def read(self) -> list[TokenEntry]:
-        """The tokens now; TokensFileError if they cannot be read."""
+        """The tokens now; TokensFileError if they cannot be read. Changes nothing
+        that take_fresh() answers: any reader may call it, not only the registry."""
 
     async def change(self, edit: Edit) -> bool:
         """Apply `edit` atomically; False if it changed nothing."""
@@ -80,10 +81,8 @@ class FileTokenSource:
         return self.path.exists()
 
     async def read(self) -> list[TokenEntry]:
-        stamp = self._file_stamp()
-        entries = tokens.read(self.path)
-        self._stamp = stamp
-        return entries
+        # No stamp kept: a read is not a take (the first take_fresh() reads once more).
+        return tokens.read(self.path)
 
     async def change(self, edit: Edit) -> bool:
         with tokens.locked(self.path):
@@ -157,11 +156,10 @@ class DatabaseTokenSource:
         return bootstrapped
 
     async def read(self) -> list[TokenEntry]:
+        # No generation kept: a read is not a take (the first poll reads once more).
         await self._connected()
-        generation, rows, _ = await self._table.read()
-        entries = _entries(rows, self.description)
-        self._generation = generation
-        return entries
+        _, rows, _ = await self._table.read()
+        return _entries(rows, self.description)
 
     async def change(self, edit: Edit) -> bool:
         await self._connected()

@@ -136,18 +136,22 @@ def _insert_statement(
 INSERT_BUILDS = _insert_statement("builds", _BUILD_INSERT_COLUMNS)
 INSERT_JOBS = _insert_statement("jobs", _JOB_INSERT_COLUMNS)
 INSERT_STEPS = _insert_statement("steps", _STEP_INSERT_COLUMNS)
-# DO NOTHING: the audit writer, the start-up sweep and a retry after an ambiguous
-# failure may all write the same cancel; the first row stands (as SQLite's OR IGNORE).
-# written_at is the statement's own clock, in epoch seconds with fractions.
-INSERT_AUDIT = ArrayStatement(
-    "cancel_audit",
-    "INSERT INTO cancel_audit (build_id, record, requested_at, finished_at, written_at)"
-    f" SELECT u.*, extract(epoch FROM statement_timestamp())::float8"
-    f" FROM unnest({_unnest([kind for _, kind in _AUDIT_INSERT_COLUMNS])})"
-    " AS u(build_id, record, requested_at, finished_at)"
-    " ON CONFLICT (build_id) DO NOTHING",
-    len(_AUDIT_INSERT_COLUMNS),
-)
+
+
+# DO NOTHING: the start-up sweep and a retry after an ambiguous failure may write
+# the same cancel as its CANCELED write did; the first row stands (as SQLite's OR
+# IGNORE). written_at is the statement's own clock, in epoch seconds with fractions.
+def _insert_audit(offset: int) -> str:
+    return (
+        "INSERT INTO cancel_audit (build_id, record, requested_at, finished_at, written_at)"
+        " SELECT u.*, extract(epoch FROM statement_timestamp())::float8"
+        f" FROM unnest({_unnest([kind for _, kind in _AUDIT_INSERT_COLUMNS], offset)})"
+        " AS u(build_id, record, requested_at, finished_at)"
+        " ON CONFLICT (build_id) DO NOTHING"
+    )
+
+
+INSERT_AUDIT = ArrayStatement("cancel_audit", _insert_audit(0), len(_AUDIT_INSERT_COLUMNS))
 # A plain INSERT, as on SQLite: a second row of one key is refused (StoreWriteError).
 INSERT_SUBMIT_REQUESTS = _insert_statement("submit_requests", _SUBMIT_REQUEST_INSERT_COLUMNS)
 # DO NOTHING: the event's id is its key; a second write of one event is a no-op.
@@ -264,9 +268,11 @@ VERSIONS_MISSED = "BC409"
 
 
 @functools.cache
-def update_all_checked(statements: tuple[UpdateStatement, ...]) -> str:
+def update_all_checked(statements: tuple[UpdateStatement, ...], audit: bool = False) -> str:
     """update_all that aborts itself unless each table matched as many rows as the
-    last parameter (a bigint[]) says: atomic without BEGIN/COMMIT around it."""
+    last parameter (a bigint[]) says: atomic without BEGIN/COMMIT around it. With
+    `audit`, the audit rows of the cancels it ends too (INSERT_AUDIT's columns, after
+    the updates' and before the counts): aborted with the rest on a miss."""
     parts: list[str] = []
     counts: list[str] = []
     offset = 0
@@ -274,6 +280,10 @@ def update_all_checked(statements: tuple[UpdateStatement, ...]) -> str:
         parts.append(f"u{position} AS ({statement.at(offset)})")
         counts.append(f"(SELECT count(*) FROM u{position})")
         offset += statement.column_count
+    if audit:
+        # A data-modifying CTE runs to completion whether or not it is read.
+        parts.append(f"a AS ({_insert_audit(offset)})")
+        offset += INSERT_AUDIT.column_count
     return (
         f"WITH {', '.join(parts)} SELECT buildcontrol_check_versions("
         f"ARRAY[{', '.join(counts)}]::bigint[], ${offset + 1}::bigint[])"

@@ -125,7 +125,8 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
                 await self._isolated_on(connection, batch, errors)
 
     async def _updates_alone(self, connection: Any, write: PreparedWrite) -> bool:
-        """Updates only (a cancel, an agent's report, or a batch of them merged): one
+        """Updates only, with audit rows (a cancel, an agent's report, the write that
+        ends a cancel, or a batch of them merged): one
         self-checking statement in autocommit, one round trip instead of BEGIN,
         UPDATE, COMMIT. False if `write` is not updates only or a version missed
         (nothing written: the caller replays it the long way, which finds and names
@@ -144,10 +145,13 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         arguments: list[Any] = []
         for statement, table_rows, _ in present:
             arguments += statement.arguments(table_rows)
+        audit = bool(write.insert_audit)
+        if audit:
+            arguments += sql.INSERT_AUDIT.arguments(write.insert_audit)
         arguments.append([len(table_rows) for _, table_rows, _ in present])
         self._statements += 1
         self._round_trips += 1
-        query = sql.update_all_checked(tuple(statement for statement, _, _ in present))
+        query = sql.update_all_checked(tuple(statement for statement, _, _ in present), audit)
         try:
             await connection.execute(query, *arguments)
         except asyncpg.PostgresError as error:
@@ -240,9 +244,11 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
 
 
 def _updates_only(write: PreparedWrite) -> bool:
-    """Updates and nothing else, each entity moved once (one that moves twice needs
-    ordered statements): what one checked statement can write."""
-    if any(table_rows for _, table_rows in write.inserts()):
+    """Updates and nothing else but audit rows (the record of a cancel rides with the
+    write that ends it), each entity moved once (one that moves twice needs ordered
+    statements): what one checked statement can write."""
+    # (inserts() hands out the write's own lists: `is` tells the audit's apart)
+    if any(rows for _, rows in write.inserts() if rows is not write.insert_audit):
         return False
     tables = ((write.update_builds, 1), (write.update_jobs, 1), (write.update_steps, 2))
     return any(table_rows for table_rows, _ in tables) and all(
