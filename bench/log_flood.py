@@ -27,6 +27,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,14 @@ import grpc
 from agent_stop import TIMING
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from google.protobuf.duration_pb2 import Duration
-from server_process import ServerProcess, _proc_status_kib, start_server
+from server_process import ServerProcess, _proc_status_kib, cpu_seconds_of, start_server
 from stats import machine, summary_ms, write_json
 
 Stub = build_control_pb2_grpc.BuildControlStub
 TICKER = "while true; do date +%s.%N; sleep 0.1; done"
 RECEIVED = "buildcontrol_log_received_bytes_total"
+HANDLED = "buildcontrol_grpc_server_handled_total"
+UPLOADS = {"grpc_method": "UploadLogs", "grpc_code": "OK"}
 
 
 def one_job(name: str, command: str) -> build_control_pb2.SubmitBuildRequest:
@@ -123,34 +126,64 @@ class Follower:
         self._task.cancel()
 
 
-async def sample_rss(server: ServerProcess, agent_pid: int, seconds: float) -> dict[str, Any]:
-    """RSS of the server and the agent once a second for `seconds`."""
-    samples: list[tuple[float, int, int, float]] = []
-    started = time.monotonic()
-    while (elapsed := time.monotonic() - started) < seconds:
-        samples.append(
-            (elapsed, server.rss_bytes(), _proc_status_kib(agent_pid, "VmRSS") * 1024,
-             server.metric(RECEIVED))
-        )  # fmt: skip
-        await asyncio.sleep(1.0)
+@dataclass(frozen=True)
+class Counters:
+    """What the flood window is measured by, read at its start and at its end."""
 
-    def flat(values: list[int]) -> dict[str, float]:
-        base = values[min(5, len(values) - 1)]  # after a 5 s warm-up
-        return {
-            "first_mib": values[0] / 2**20,
-            "after_warmup_mib": base / 2**20,
-            "max_mib": max(values) / 2**20,
-            "last_mib": values[-1] / 2**20,
-            "max_change_after_warmup_pct": max(abs(v - base) for v in values[5:]) / base * 100,
-        }
+    at: float
+    received_bytes: float  # log bytes the server took in
+    upload_streams: float  # UploadLogs calls the server finished
+    server_cpu_s: float
+    agent_cpu_s: float
 
-    received = [s[3] for s in samples]
+    @classmethod
+    def read(cls, server: ServerProcess, agent_pid: int) -> Counters:
+        """Blocking (two /metrics scrapes): call it in a thread, never on the loop that
+        sends the Cancels."""
+        return cls(
+            time.monotonic(),
+            server.metric(RECEIVED),
+            server.metric(HANDLED, UPLOADS),
+            server.cpu_seconds(),
+            cpu_seconds_of(agent_pid),
+        )
+
+
+def flat(values: list[int]) -> dict[str, float]:
+    """The RSS samples against the one after a 5 s warm-up."""
+    base = values[min(5, len(values) - 1)]
     return {
-        "seconds": samples[-1][0],
-        "server_rss": flat([s[1] for s in samples]),
-        "agent_rss": flat([s[2] for s in samples]),
-        "ingested_mb_per_s": (received[-1] - received[0]) / 1e6 / (samples[-1][0] or 1),
-        "ingested_mb": received[-1] / 1e6,
+        "first_mib": values[0] / 2**20,
+        "after_warmup_mib": base / 2**20,
+        "max_mib": max(values) / 2**20,
+        "last_mib": values[-1] / 2**20,
+        "max_change_after_warmup_pct": max(abs(v - base) for v in values[5:]) / base * 100,
+    }
+
+
+async def sample_rss(
+    server: ServerProcess, agent_pid: int, seconds: float, start: Counters
+) -> dict[str, Any]:
+    """RSS of the server and the agent once a second for `seconds`. Only /proc is read
+    here, on the loop that also sends the Cancels (microseconds); the server's /metrics
+    is scraped before the window (by the caller) and after it, in a thread: a blocking
+    scrape on this loop held up the Cancel sent in that moment by 50-500 ms, a stall of
+    the benchmark's own that only the flood half had."""
+    samples: list[tuple[int, int]] = []
+    while time.monotonic() - start.at < seconds:
+        samples.append((server.rss_bytes(), _proc_status_kib(agent_pid, "VmRSS") * 1024))
+        await asyncio.sleep(1.0)
+    end = await asyncio.to_thread(Counters.read, server, agent_pid)
+    window = end.at - start.at
+    return {
+        "seconds": window,
+        "server_rss": flat([s[0] for s in samples]),
+        "agent_rss": flat([s[1] for s in samples]),
+        "ingested_mb_per_s": (end.received_bytes - start.received_bytes) / 1e6 / window,
+        "ingested_mb": end.received_bytes / 1e6,
+        "upload_streams_per_s": (end.upload_streams - start.upload_streams) / window,
+        "server_cores": (end.server_cpu_s - start.server_cpu_s) / window,
+        "agent_cores": (end.agent_cpu_s - start.agent_cpu_s) / window,
     }
 
 
@@ -175,7 +208,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             quiet_follow = follower.take()
             print(f"logflood: {args.floods} floods, {len(idle) - half} cancels ...", flush=True)
             await asyncio.gather(*(running(stub, f"flood{i}", "yes") for i in range(args.floods)))
-            sampling = asyncio.create_task(sample_rss(server, agent.pid, args.seconds))
+            start = await asyncio.to_thread(Counters.read, server, agent.pid)
+            sampling = asyncio.create_task(sample_rss(server, agent.pid, args.seconds, start))
             flood_sent = await cancel_one_by_one(stub, idle[half:])
             flood_follow = follower.take()
             memory = await sampling
@@ -238,7 +272,9 @@ def print_report(result: dict[str, Any]) -> None:
         )
     print(
         f"ingested: {window['ingested_mb_per_s']:.1f} MB/s over {window['seconds']:.0f} s"
-        f" ({window['ingested_mb']:.0f} MB in all)"
+        f" ({window['ingested_mb']:.0f} MB in all), in"
+        f" {window['upload_streams_per_s']:.1f} UploadLogs streams a second;"
+        f" CPU cores used: server {window['server_cores']:.2f}, agent {window['agent_cores']:.2f}"
     )
 
 

@@ -266,6 +266,24 @@ LOG_FLOOD = (
         "follow_line_p50", "logs: printed line → follower p50, under the flood",
         _path("logflood", "follow_line_flood", "p50_ms"), RTT50, 70.0,
     ),
+    # Shown, not judged: what the flood costs, so that a stop target met by ingesting
+    # less, or by spending more CPU, shows in the same table.
+    Target(
+        "flood_ingest_mb_per_s", "logs: ingested under the flood (MB/s)",
+        _path("logflood", "flood_window", "ingested_mb_per_s"), unit="MB/s",
+    ),
+    Target(
+        "flood_upload_streams_per_s", "logs: UploadLogs streams per second",
+        _path("logflood", "flood_window", "upload_streams_per_s"), unit="/s",
+    ),
+    Target(
+        "flood_server_cores", "logs: server CPU cores over the flood",
+        _path("logflood", "flood_window", "server_cores"), unit="cores",
+    ),
+    Target(
+        "flood_agent_cores", "logs: agent CPU cores over the flood",
+        _path("logflood", "flood_window", "agent_cores"), unit="cores",
+    ),
 )  # fmt: skip
 
 LOOPS = (

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -14,8 +17,8 @@ import asyncpg
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from tests.support.build_waits import build_of
-from tests.support.processes import AgentProc, ServerProc, start_server
+from tests.support.build_waits import all_steps_running, build_of
+from tests.support.processes import AgentProc, ServerProc, job_pids, start_server
 from tests.support.tcp_proxy import TcpProxy
 
 TERMINAL = {
@@ -191,6 +194,54 @@ async def cancel_somewhere(
                 raise
         turn += 1
         await asyncio.sleep(0.05)  # a client's retry backoff
+
+
+@asynccontextmanager
+async def stubs(a: ServerProc, b: ServerProc) -> AsyncIterator[tuple[Stub, Stub]]:
+    """A BuildControl stub of each replica."""
+    async with (
+        grpc.aio.insecure_channel(a.target) as channel_a,
+        grpc.aio.insecure_channel(b.target) as channel_b,
+    ):
+        yield Stub(channel_a), Stub(channel_b)
+
+
+@dataclass
+class Running:
+    """Builds submitted to each replica, every step running: their jobs, processes."""
+
+    on_a: list[str]
+    on_b: list[str]
+    jobs: list[str]
+    pids: set[int]
+
+    @property
+    def builds(self) -> list[str]:
+        return self.on_a + self.on_b
+
+
+async def running_on_both(stub_a: Stub, stub_b: Stub, count: int) -> Running:
+    """`count` builds of one job sleeping for ever submitted to each replica."""
+    on_a, on_b = await submit(stub_a, count), await submit(stub_b, count)
+    await asyncio.gather(*(all_steps_running(stub_a, x) for x in on_a + on_b))
+    jobs = await job_ids(stub_a, on_a + on_b)
+    pids = {pid for job in jobs for pid in job_pids(job)}
+    assert len(pids) >= len(jobs)
+    return Running(on_a, on_b, jobs, pids)
+
+
+def cancels_across(
+    stub_a: Stub, stub_b: Stub, running: Running, reason: str, accepted: Accepted
+) -> list[asyncio.Task[None]]:
+    """Each build's cancel first to the replica that does not own it (the worst path),
+    then wherever accepts it (cancel_somewhere)."""
+    return [
+        asyncio.create_task(cancel_somewhere([stub_b, stub_a], x, reason, accepted))
+        for x in running.on_a
+    ] + [
+        asyncio.create_task(cancel_somewhere([stub_a, stub_b], x, reason, accepted))
+        for x in running.on_b
+    ]
 
 
 async def cancel(stub: Stub, build_id: str, reason: str) -> None:

@@ -22,6 +22,7 @@ from tests.replicas.replicas import (
     cancel_events,
     job_ids,
     query,
+    stubs,
     submit,
     until_value,
 )
@@ -58,11 +59,7 @@ async def test_a_stop_reaches_an_agent_whose_stream_another_replica_holds(
     proxy = SwitchingProxy(a.port)
     try:
         agents.append(await start_agent(await proxy.start(), "roamer", tmp_path, "os=linux", 2))
-        async with (
-            grpc.aio.insecure_channel(a.target) as channel_a,
-            grpc.aio.insecure_channel(b.target) as channel_b,
-        ):
-            stub_a, stub_b = Stub(channel_a), Stub(channel_b)
+        async with stubs(a, b) as (stub_a, stub_b):
             [build_id] = await submit(stub_a, 1)  # owned by a, running on the roamer
             await all_steps_running(stub_a, build_id)
             [job_id] = await job_ids(stub_a, [build_id])

@@ -20,10 +20,12 @@ from tests.replicas.replicas import (
     StartTwo,
     Stub,
     cancel,
-    cancel_somewhere,
+    cancels_across,
     job_ids,
     query,
+    running_on_both,
     start_replica,
+    stubs,
     submit,
     unrunnable,
     until_shares,
@@ -41,38 +43,20 @@ async def test_postgresql_restarted_during_a_mass_cancel_loses_no_cancel(
     a, b = await two_replicas(url)
     for n, replica in enumerate((a, a, b, b)):
         agents.append(await start_agent(replica.target, f"agent-{n}", tmp_path, "os=linux", 10))
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
-        on_a, on_b = await submit(stub_a, 20), await submit(stub_b, 20)
-        await asyncio.gather(
-            *(all_steps_running(stub_a, x) for x in on_a),
-            *(all_steps_running(stub_b, x) for x in on_b),
-        )
-        jobs = await job_ids(stub_a, on_a + on_b)
-        pids = {pid for job in jobs for pid in job_pids(job)}
-        assert len(pids) >= len(jobs)
-        # Each cancel first to the replica that does not own the build; PostgreSQL
-        # crashes (stop -m immediate) once a third of them were accepted.
-        accepted = Accepted(len(jobs) // 3)
-        cancels = [
-            asyncio.create_task(cancel_somewhere([stub_b, stub_a], x, "mass", accepted))
-            for x in on_a
-        ] + [
-            asyncio.create_task(cancel_somewhere([stub_a, stub_b], x, "mass", accepted))
-            for x in on_b
-        ]
+    async with stubs(a, b) as (stub_a, stub_b):
+        running = await running_on_both(stub_a, stub_b, 20)
+        # PostgreSQL crashes (stop -m immediate) once a third of the cancels were accepted.
+        accepted = Accepted(len(running.builds) // 3)
+        cancels = cancels_across(stub_a, stub_b, running, "mass", accepted)
         await asyncio.wait_for(accepted.enough.wait(), 60)
         await asyncio.to_thread(own_postgres.stop)
         await asyncio.to_thread(own_postgres.start)
         await asyncio.gather(*cancels)  # every cancel was accepted somewhere
-        for build_id in on_a + on_b:
+        for build_id in running.builds:
             build = await until_terminal(stub_a, build_id)
             assert build.status == build_pb2.BUILD_STATUS_CANCELED, build_id
             assert build.cancel.reason == "mass"
-        await wait_gone(pids, 60)
+        await wait_gone(running.pids, 60)
     # Both went on without a restart, and share the shards again.
     await until_shares(url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
     for replica in (a, b):
@@ -104,21 +88,59 @@ async def test_a_replica_cut_off_from_the_database_loses_its_shards_and_rejoins_
         await proxy.close()
 
 
+@pytest.mark.timeout(240)
+async def test_a_job_ended_while_its_replica_was_cut_off_is_stopped_once_it_is_back(
+    tmp_path: Path,
+    postgres: PostgresServer,
+    postgres_url: str,
+    replicas: list[ServerProc],
+    agents: list[AgentProc],
+) -> None:
+    proxy = PartitionProxy(postgres.port)
+    try:
+        proxy_port = (await proxy.start()).rsplit(":", 1)[1]
+        via_proxy = postgres_url.replace(f":{postgres.port}/", f":{proxy_port}/")
+        a = await start_replica(tmp_path, "a", via_proxy)
+        replicas.append(a)
+        # A short window: b takes the agent, which it cannot reach, for lost soon.
+        b = await start_replica(tmp_path, "b", postgres_url, "--reconnect-window", "2")
+        replicas.append(b)
+        await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+        agents.append(await start_agent(a.target, "stranded", tmp_path))
+        async with stubs(a, b) as (stub_a, stub_b):
+            [build_id] = await submit(stub_a, 1)  # owned by a, on the agent connected to a
+            await all_steps_running(stub_a, build_id)
+            pids = job_pids((await job_ids(stub_a, [build_id]))[0])
+            assert pids
+            await _cut_off(a, proxy, postgres_url)
+            await until_shares(postgres_url, {b.target: SHARDS})
+            # b owns the build now; the agent is on a, which b cannot reach: its job ends.
+            build = await until_terminal(stub_b, build_id)
+            assert build.status == build_pb2.BUILD_STATUS_FAILED
+            proxy.partitioned = False
+            # a is back: its agent says Hello again, and a stops what b ended meanwhile.
+            await wait_gone(pids, 60)
+    finally:
+        await proxy.close()
+
+
+async def _cut_off(a: ServerProc, proxy: PartitionProxy, url: str) -> None:
+    """Cut `a` off from the database: its connections closed from PostgreSQL's side,
+    its reconnects refused by the proxy."""
+    proxy.partitioned = True
+    closed = await query(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        f" WHERE application_name = 'buildcontrol pid {a.process.pid}'",
+    )
+    assert closed and all(row[0] for row in closed)
+
+
 async def _partitioned(a: ServerProc, b: ServerProc, proxy: PartitionProxy, url: str) -> None:
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
+    async with stubs(a, b) as (stub_a, stub_b):
         # No agent has the label: a's builds wait QUEUED, owned by a.
         on_a = [(await stub_a.SubmitBuild(unrunnable())).build.build_id for _ in range(3)]
-        proxy.partitioned = True
-        closed = await query(
-            url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            f" WHERE application_name = 'buildcontrol pid {a.process.pid}'",
-        )
-        assert closed and all(row[0] for row in closed)
+        await _cut_off(a, proxy, url)
         cut_at = time.monotonic()
         await until_shares(url, {b.target: SHARDS})
         takeover = time.monotonic() - cut_at

@@ -23,10 +23,12 @@ from tests.replicas.replicas import (
     Stub,
     cancel,
     cancel_events,
-    cancel_somewhere,
+    cancels_across,
     job_ids,
     jobs_started_per_agent,
+    running_on_both,
     start_replica,
+    stubs,
     submit,
     unrunnable,
     until_shares,
@@ -49,11 +51,7 @@ async def test_two_replicas_share_the_shards_and_each_runs_the_builds_submitted_
     a, b = await two_replicas(postgres_url)
     agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
     agents.append(await start_agent(b.target, "agent-b", tmp_path, "os=linux", 4))
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
+    async with stubs(a, b) as (stub_a, stub_b):
         on_a, on_b = await submit(stub_a, 3), await submit(stub_b, 3)
         await asyncio.gather(
             *(all_steps_running(stub_a, x) for x in on_a),
@@ -130,29 +128,11 @@ async def test_sigkill_of_a_replica_during_a_mass_cancel_loses_no_cancel(
 async def _mass_cancel_with_a_kill(
     a: ServerProc, b: ServerProc, url: str, agents: list[AgentProc]
 ) -> None:
-    async with (
-        grpc.aio.insecure_channel(a.target) as channel_a,
-        grpc.aio.insecure_channel(b.target) as channel_b,
-    ):
-        stub_a, stub_b = Stub(channel_a), Stub(channel_b)
-        on_a, on_b = await submit(stub_a, 50), await submit(stub_b, 50)
-        await asyncio.gather(
-            *(all_steps_running(stub_a, x) for x in on_a),
-            *(all_steps_running(stub_b, x) for x in on_b),
-        )
-        jobs = await job_ids(stub_a, on_a) + await job_ids(stub_b, on_b)
-        pids = {pid for job in jobs for pid in job_pids(job)}
-        assert len(pids) >= len(jobs)
-        # Every cancel goes first to the replica that does not own its build (the
-        # worst path), then wherever accepts it; a is killed once a third were accepted.
-        accepted = Accepted(len(jobs) // 3)
-        cancels = [
-            asyncio.create_task(cancel_somewhere([stub_b, stub_a], x, "mass", accepted))
-            for x in on_a
-        ] + [
-            asyncio.create_task(cancel_somewhere([stub_a, stub_b], x, "mass", accepted))
-            for x in on_b
-        ]
+    async with stubs(a, b) as (stub_a, stub_b):
+        running = await running_on_both(stub_a, stub_b, 50)
+        # a is killed once a third of the cancels were accepted.
+        accepted = Accepted(len(running.builds) // 3)
+        cancels = cancels_across(stub_a, stub_b, running, "mass", accepted)
         await asyncio.wait_for(accepted.enough.wait(), 60)
         killed_at = time.monotonic()
         a.process.kill()
@@ -162,12 +142,12 @@ async def _mass_cancel_with_a_kill(
         print(f"shards of the killed replica taken over {takeover:.2f} s after SIGKILL")
         assert takeover < 8.0  # lease 4 s + a round of 1 s, on a loaded machine
         await asyncio.gather(*cancels)  # every cancel was accepted somewhere
-        for build_id in on_a + on_b:
+        for build_id in running.builds:
             build = await until_terminal(stub_b, build_id)
             assert build.status == build_pb2.BUILD_STATUS_CANCELED, build_id
-        await wait_gone(pids, 60)
+        await wait_gone(running.pids, 60)
         started = jobs_started_per_agent(agents)
-        assert all(len(started[job]) == 1 for job in jobs), "a job ran on two agents"
+        assert all(len(started[job]) == 1 for job in running.jobs), "a job ran on two agents"
 
 
 @pytest.mark.timeout(180)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from buildcontrol_client.job_workspace import safe_file_name
+from buildcontrol_client.log_turns import TURNS
 
 log = logging.getLogger("buildcontrol.agent")
 
@@ -113,15 +114,15 @@ class _PipeReader(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        flooding = len(data) >= PACED_READ_BYTES
+        self._output.flooding = flooding
         self._output.write(data)
         pause = PACER.spend(len(data))
-        if (
-            pause > 0
-            and len(data) >= PACED_READ_BYTES
-            and isinstance(self.transport, asyncio.ReadTransport)
-        ):
+        if flooding and isinstance(self.transport, asyncio.ReadTransport):
+            # A flood is read again once the pacing allows, and then in a loop pass
+            # of its own (log_turns.py): never fifty pipes in the pass of a StopJob.
             self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(pause, self._resume)
+            asyncio.get_running_loop().call_later(pause, TURNS.call_in_turn, self._resume)
 
     def _resume(self) -> None:
         if isinstance(self.transport, asyncio.ReadTransport) and not self.transport.is_closing():
@@ -147,6 +148,9 @@ class JobOutput:
         self.size = 0
         self.dropped = 0
         self.complete = False
+        # The last read of a pipe was large: its step prints faster than it is read
+        # (the uploader then sends whole chunks, log_uploader.py).
+        self.flooding = False
         self.grew = asyncio.Event()
         self._readers: list[_PipeReader] = []
         self._stop_line = b""

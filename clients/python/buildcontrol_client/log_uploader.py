@@ -27,12 +27,24 @@ from buildcontrol_client.auth import auth_metadata
 from buildcontrol_client.backoff import Backoff, BackoffPolicy
 from buildcontrol_client.credentials import TlsOptions, open_channel
 from buildcontrol_client.job_output import PIPE_DRAIN_SECONDS, JobOutput, stop_line
+from buildcontrol_client.log_turns import TURNS
 from buildcontrol_client.process_runner import JobTerminator, StopOutcome
 
 log = logging.getLogger("buildcontrol.agent")
 
 CHUNK_BYTES = 256 * 1024
+# A stream ends (and its answer acknowledges what it carried) after this many bytes or
+# seconds, or once it has caught up and nothing new came for STREAM_IDLE_SECONDS. Not
+# at every catch-up: a flooding job catches up at every pipe read, and a stream per
+# read (150 a second for 50 floods) cost the server's and the agent's event loops,
+# which also carry the stops, more than the bytes themselves.
 STREAM_BYTES = 8 * 1024 * 1024
+STREAM_SECONDS = 5.0
+STREAM_IDLE_SECONDS = 0.5
+# A flooding job's output (job_output.py: its pipe had a backlog) goes in whole chunks,
+# or once its oldest unsent byte waited this long: fewer, larger messages for the same
+# bytes. Output that is not a flood is sent as it comes.
+FLOOD_FLUSH_SECONDS = 0.5
 # Longest a job's result waits for its log to reach the server when no stop deadline
 # bounds it (a job that ended by itself).
 FINISH_SECONDS = 10.0
@@ -220,9 +232,11 @@ class JobLog:
     async def _requests(self, offset: int) -> AsyncIterator[agent_pb2.UploadLogsRequest]:
         output = self.output
         sent = 0
-        while True:
-            output.grew.clear()
+        ends_at = time.monotonic() + STREAM_SECONDS
+        while await self._chunk_ready(offset, sent > 0, ends_at):
             if offset < output.size:
+                if output.flooding:
+                    await TURNS.turn()  # one flood message a loop pass, all jobs together
                 data = output.read(offset, CHUNK_BYTES)
                 final = output.complete and offset + len(data) == output.size
                 yield self._request(offset, data, final)
@@ -231,16 +245,40 @@ class JobLog:
                 if final:
                     self._final_sent = True
                     return
-                if sent >= STREAM_BYTES:
+                if sent >= STREAM_BYTES or time.monotonic() >= ends_at:
                     return
                 continue
-            if output.complete:
-                yield self._request(offset, b"", True)
-                self._final_sent = True
-                return
-            if sent:
-                return  # caught up: end the stream, so its answer acknowledges the bytes
-            await output.grew.wait()
+            yield self._request(offset, b"", True)  # complete, and nothing left to send
+            self._final_sent = True
+            return
+
+    async def _chunk_ready(self, offset: int, may_end: bool, ends_at: float) -> bool:
+        """Wait until the bytes past `offset` are worth a message: the log is complete,
+        a whole chunk is there, or the output is not a flood (a line now and then goes
+        at once, for its followers), or a flood's bytes waited FLOOD_FLUSH_SECONDS.
+        False: the stream may end (`may_end`: it sent something) and nothing came for
+        STREAM_IDLE_SECONDS, or its STREAM_SECONDS are up; its answer acknowledges."""
+        output = self.output
+        pending_since: float | None = None
+        while True:
+            output.grew.clear()
+            pending = output.size - offset
+            if output.complete or pending >= CHUNK_BYTES or (pending and not output.flooding):
+                return True
+            now = time.monotonic()
+            if pending:
+                pending_since = now if pending_since is None else pending_since
+                timeout: float | None = pending_since + FLOOD_FLUSH_SECONDS - now
+            else:
+                timeout = min(STREAM_IDLE_SECONDS, ends_at - now) if may_end else None
+            if timeout is not None and timeout <= 0:
+                return pending > 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await output.grew.wait()
+                    continue
+            if not pending:
+                return False
 
     def _request(self, offset: int, data: bytes, final: bool) -> agent_pb2.UploadLogsRequest:
         return agent_pb2.UploadLogsRequest(

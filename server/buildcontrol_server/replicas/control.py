@@ -3,24 +3,30 @@ here anyway, through the database.
 
 - Cancel: the cancel is left in the owner's inbox (inbox.py); the caller's stream
   follows the build through the change feed (a NOTIFY of committed changes, then a
-  read): ACCEPTED once the owner committed the cancel (CANCELING), then the terminal
-  event. The per-job events of the owner's stream are not repeated here.
+  read): ACCEPTED once the owner committed the cancel (CANCELING), each job as a
+  read finds it ended, then the terminal event, as the owner's stream says them.
 - GetBuild: the committed state, read from the store; WatchBuild: that state, then
   the changes between the copies read after each NOTIFY of the build (build_diff.py).
+
+- CancelBuilds: the builds owned here as on one server, the others' cancels through
+  their owners' inboxes, in one stream (bulk_forward.py).
 
 Everything else, and every build owned here, is the one-server control's."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from buildcontrol_server import metrics
+from buildcontrol_server.actors.bulk_cancel import CancelBuildsEvent
 from buildcontrol_server.actors.cancel_requests import MayCancel
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.router import LiveElsewhere
+from buildcontrol_server.actors.selection import BuildSelector
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.errors import Unavailable, build_already_finished, build_not_found
 from buildcontrol_server.domain.events import (
@@ -32,7 +38,16 @@ from buildcontrol_server.domain.events import (
 from buildcontrol_server.domain.model import Build, CancelInfo
 from buildcontrol_server.domain.states import JobStatus
 from buildcontrol_server.replicas.agent_delivery import AgentDelivery
-from buildcontrol_server.replicas.build_diff import changes_between
+from buildcontrol_server.replicas.build_diff import (
+    changes_between,
+    ended_before_accepted,
+    newly_ended,
+)
+from buildcontrol_server.replicas.bulk_forward import (
+    Forwarding,
+    builds_elsewhere,
+    cancel_builds_across,
+)
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.replicas.inbox import BuildInbox
 from buildcontrol_server.replicas.results import ReplicaReportIntake
@@ -121,13 +136,55 @@ class ReplicaControl(BuildControl):
             ) from None
         if taken.cancel is None:
             raise build_already_finished(build_id, taken.status.value)
-        return self._followed(_accepted(taken, info), build_id)
+        return self._followed(taken, info)
 
-    async def _followed(
-        self, accepted: CancelAcceptedEvent, build_id: str
-    ) -> AsyncIterator[CancelEvent]:
-        yield accepted
-        yield finished_event(await self._until(build_id, lambda b: b.terminal, None))
+    async def _cancel_builds(
+        self,
+        selector: BuildSelector,
+        reason: str,
+        force: bool,
+        grace_period: float | None,
+        requested_by: str,
+        may_cancel: MayCancel,
+    ) -> AsyncIterator[CancelBuildsEvent]:
+        """This replica's builds by the one-server code, the others' through their
+        owners' inboxes, in one stream (bulk_forward.py)."""
+        elsewhere = await builds_elsewhere(selector, self._router, self._store, self._registry.owns)
+        if may_cancel is not None:
+            for build in elsewhere:
+                may_cancel(build)  # refused: nothing is cancelled, here or elsewhere
+        if elsewhere and selector.build_ids is not None:
+            remote = {build.build_id for build in elsewhere}
+            here = [build_id for build_id in selector.build_ids if build_id not in remote]
+            selector = dataclasses.replace(selector, build_ids=here)
+        local = await super()._cancel_builds(
+            selector, reason, force, grace_period, requested_by, may_cancel
+        )
+        if not elsewhere:
+            return local
+        info = self._cancel_info(reason, force, grace_period, requested_by)
+        return cancel_builds_across(
+            local, Forwarding(elsewhere, info, self._inbox, self._until, ACCEPT_TIMEOUT)
+        )
+
+    async def _followed(self, taken: Build, info: CancelInfo) -> AsyncIterator[CancelEvent]:
+        """What the owner's stream says: accepted, each job as it ends, the end."""
+        yield _accepted(taken, info)
+        ended = ended_before_accepted(taken)
+        # Read once more without waiting: a change may have come before the follow began.
+        now, reread = taken, True
+        with self._feed.following(taken.build_id) as changed:
+            while True:
+                for result in newly_ended(ended, now):
+                    yield result
+                if now.terminal:
+                    break
+                if not reread:
+                    await changed.wait()
+                changed.clear()
+                reread = False
+                now = await self._read(taken.build_id)
+        yield finished_event(now)
 
     async def _until(
         self, build_id: str, done: Callable[[Build], bool], within: float | None
