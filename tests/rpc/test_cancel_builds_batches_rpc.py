@@ -5,10 +5,13 @@ while later batches are still being written."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from buildcontrol_proto.v1 import build_control_pb2
 from buildcontrol_server.actors import bulk_cancel
+from buildcontrol_server.actors import commands as cmd
+from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
 
@@ -90,3 +93,59 @@ async def test_first_batch_stops_leave_while_later_batches_are_still_written(
     rest = await rest_of(stream)
     assert (rest[-1].summary.matched, rest[-1].summary.canceled) == (count, count)
     await agent.leave()
+
+
+async def test_the_next_batch_is_told_only_once_the_first_batchs_stops_are_handed_out(
+    server: Running,
+) -> None:
+    first = bulk_cancel.FIRST_BATCH_SIZE
+    count = first + 3
+    agent = AgentPeer(server.target, "a1", capacity=count)
+    await agent.connect()
+    builds = [await submit(server, name="nightly") for _ in range(count)]
+    for _ in builds:
+        await agent.take_job()
+    await asyncio.gather(*(settled(server, b.build_id, 1) for b in builds))
+    # One timeline of what the server does: a cancel told to an actor, a StopJob
+    # handed to the agent's stream.
+    timeline: list[tuple[str, str]] = []
+    session = server.app.hub.session("a1")
+    assert session is not None
+    send = session.send
+
+    def send_and_note(command: Any) -> None:
+        if isinstance(command, StopCommand):
+            timeline.append(("stop", command.build_id))
+        send(command)
+
+    session.send = send_and_note  # type: ignore[method-assign]
+    for build in builds:
+        actor = server.app.registry.get(build.build_id)
+        assert actor is not None
+        actor.tell = _noting_cancels(actor.tell, build.build_id, timeline)  # type: ignore[method-assign]
+    stream = server.stub.CancelBuilds(
+        build_control_pb2.CancelBuildsRequest(pipeline="nightly", reason="bad tag"), timeout=WAIT
+    )
+    stops = [(await agent.next("stop_job")).stop_job for _ in range(count)]
+    told = [build_id for what, build_id in timeline if what == "told"]
+    first_batch, later = set(told[:first]), told[first:]
+    assert len(later) == count - first
+    # Every StopJob of the first batch went out before any later build was told.
+    before_later = timeline[: timeline.index(("told", later[0]))]
+    assert {b for what, b in before_later if what == "stop"} == first_batch
+    for stop in stops:
+        agent.stopped(stop.build_id, stop.job_id)
+    rest = await rest_of(stream)
+    assert (rest[-1].summary.matched, rest[-1].summary.canceled) == (count, count)
+    await agent.leave()
+
+
+def _noting_cancels(
+    tell: Callable[[cmd.Command], None], build_id: str, timeline: list[tuple[str, str]]
+) -> Callable[[cmd.Command], None]:
+    def noting(command: cmd.Command) -> None:
+        if isinstance(command, cmd.CancelInBatch):
+            timeline.append(("told", build_id))
+        tell(command)
+
+    return noting

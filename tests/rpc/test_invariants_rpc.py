@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from tests.support.agent_peer import AgentPeer
 from tests.support.build_calls import submit, wait_status
 from tests.support.servers import running_server
+from tests.support.store_faults import StoreFaults
 
 WAIT = 20.0
 
@@ -84,6 +85,48 @@ async def test_the_auditor_finds_a_stopping_job_without_deadline_or_stop(tmp_pat
             ("canceling_stops_sent", job_id),
             ("stopping_has_deadline", job_id),
         ]
+        stream.cancel()
+        await agent.leave()
+
+
+async def test_the_auditor_checks_a_busy_actor_in_its_turn_not_halfway_through_one(
+    tmp_path: Path,
+) -> None:
+    async with running_server(tmp_path / "data", audit=False, stop_ack_timeout=60.0) as server:
+        faults = StoreFaults(server.app.store)
+        agent = AgentPeer(server.target, "ignores-stops", capacity=1)
+        await agent.connect()
+        build = await submit(server, jobs=1)
+        await agent.take_job()
+        await wait_status(server, build.build_id, build_pb2.BUILD_STATUS_RUNNING)
+        actor = server.app.registry.get(build.build_id)
+        assert actor is not None and actor.idle
+        inspected = asyncio.Event()
+        tell = actor.tell
+
+        def tell_and_note(command: cmd.Command) -> None:
+            tell(command)
+            if isinstance(command, cmd.Inspect):
+                inspected.set()
+
+        actor.tell = tell_and_note  # type: ignore[method-assign]
+        # Halfway through the cancel turn: the job is STOPPING in the actor's copy, its
+        # CANCELING write waits, no stop deadline is armed and no StopJob handed out.
+        faults.hold_writes()
+        stream = server.stub.Cancel(
+            build_control_pb2.CancelRequest(build_id=build.build_id, reason="audit"), timeout=WAIT
+        )
+        try:
+            await faults.held(1)
+            assert not actor.idle
+            check = asyncio.create_task(server.app.auditor.check(confirm_after=0.01))
+            await asyncio.wait_for(inspected.wait(), WAIT)
+        finally:
+            faults.release()
+        assert await asyncio.wait_for(check, WAIT) == []
+        assert (await stream.read()).WhichOneof("event") == "accepted"
+        await agent.next("stop_job")
+        assert await server.app.auditor.check() == []
         stream.cancel()
         await agent.leave()
 

@@ -5,9 +5,10 @@ to the batch and waits. When every actor of the batch has either contributed or
 abstained (nothing to write: already cancelling, finished, or gone), the batch
 commits all change sets at once and tells each actor how its write went.
 
-`arrived` is set at that moment (the commit is under way): CancelBuilds then tells
-the next batch's actors, so one batch's domain work runs on the event loop while the
-previous one is written by the store."""
+`arrived` is set at that moment (the commit is under way), `committed` once the
+commit's outcome is handed to every contributor (their turns resume, in that order,
+before whoever waits on `committed`): CancelBuilds tells the next batch's actors only
+then, so their domain work queues behind this batch's StopJobs, not ahead of them."""
 
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ class CancelBatch:
         self.commits = 0
         # Set once every actor of the batch contributed or abstained.
         self.arrived = asyncio.Event()
+        # Set once the commit's outcome went to every contributor (or there was none).
+        self.committed = asyncio.Event()
         if expected == 0:
             self.arrived.set()
+            self.committed.set()
 
     async def contribute(self, changes: ChangeSet) -> None:
         """Add a change set and wait for the batch's commit; raise its error, if any."""
@@ -54,14 +58,17 @@ class CancelBatch:
             self.arrived.set()
 
     async def _commit(self) -> None:
-        if not self._changes:
-            return
         try:
-            errors = await self._store.commit_all(self._changes)
-        except asyncio.CancelledError:
-            raise
-        except Exception as failure:
-            errors = [failure] * len(self._changes)
-        self.commits += 1
-        for result, outcome in zip(self._results, errors, strict=True):
-            result.set_result(outcome)
+            if not self._changes:
+                return
+            try:
+                errors = await self._store.commit_all(self._changes)
+            except asyncio.CancelledError:
+                raise
+            except Exception as failure:
+                errors = [failure] * len(self._changes)
+            self.commits += 1
+            for result, outcome in zip(self._results, errors, strict=True):
+                result.set_result(outcome)
+        finally:
+            self.committed.set()

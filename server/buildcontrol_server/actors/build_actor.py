@@ -118,6 +118,10 @@ class BuildActor(CancelTurn, SupervisedActor):
             elif job.terminal:
                 link.release(job.agent_id, job.job_id)
 
+    def facts(self) -> ActorFacts:
+        """What the invariant auditor checks: read in a turn, or while `idle`."""
+        return ActorFacts(self.build, frozenset(self._timers.stop_armed()), dict(self._stop_sent))
+
     # ---- handlers of commands ----
 
     async def _handle_reports(self, batch: list[cmd.Report]) -> None:
@@ -183,8 +187,7 @@ class BuildActor(CancelTurn, SupervisedActor):
             case cmd.CancelInBatch(seat=seat):
                 return await self._cancel(command, seat, now)
             case cmd.Inspect(check=check):
-                armed = frozenset(self._timers.stop_armed())
-                return check(ActorFacts(self.build, armed, dict(self._stop_sent)))
+                return check(self.facts())
             case cmd.StopDeadlinePassed():
                 await self._stop_deadlines_passed(now)
             case cmd.JobTimedOut(job_id=job_id):

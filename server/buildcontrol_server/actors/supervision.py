@@ -96,6 +96,13 @@ class SupervisedActor:
     def depth(self) -> int:
         return len(self._inbox)
 
+    @property
+    def idle(self) -> bool:
+        """No turn under way, none queued, not restarting: what the actor holds is
+        what its last turn left, so a synchronous read now is as good as one made in
+        a turn of its own."""
+        return not (self._inbox or self._in_hand or self.restarting or self._closed)
+
     async def join(self) -> None:
         if self._task is not None:
             await self._task

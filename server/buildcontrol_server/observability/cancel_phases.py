@@ -9,7 +9,8 @@ plus the stop deadlines that expire in between. Histograms use perf_counter() fr
 request's arrival (monotonic, in-process). Log durations use the wall clock from the
 cancel's `requested_at` instead, so they stay right for a cancel resumed after a
 restart. Each event is one structured line (logs.py) naming the build, who and why;
-nothing of a job's environment is ever written."""
+nothing of a job's environment is ever written. Below INFO (--log-level warning) a
+line's fields are not even put together: these run for every cancel and every stop."""
 
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def cancel_accepted(build: Build, fx: Outcome, received_at: float) -> None:
     arrived at `received_at` (perf_counter): log the event. Only observes (the actor
     stamps the stops with `received_at` itself, for `stop_written` to measure)."""
     assert build.cancel is not None
+    if not log.isEnabledFor(logging.INFO):
+        return
     event(
         log,
         logging.INFO,
@@ -74,6 +77,11 @@ def stop_written(command: object) -> None:
     delivery (when the actor stamped it) and log it."""
     if not isinstance(command, StopCommand):
         return
+    elapsed = None if command.requested_at is None else time.perf_counter() - command.requested_at
+    if elapsed is not None:
+        metrics.CANCEL_STOP_DELIVERED_SECONDS.observe(elapsed)
+    if not log.isEnabledFor(logging.INFO):
+        return
     fields: dict[str, Any] = {
         "event": "stop_sent",
         "build_id": command.build_id,
@@ -83,9 +91,7 @@ def stop_written(command: object) -> None:
         "grace_period_s": command.grace_period,
         "skip_cleanup": command.skip_cleanup,
     }
-    if command.requested_at is not None:
-        elapsed = time.perf_counter() - command.requested_at
-        metrics.CANCEL_STOP_DELIVERED_SECONDS.observe(elapsed)
+    if elapsed is not None:
         fields["since_request_ms"] = _ms(elapsed)
     event(log, logging.INFO, "stop sent", **fields)
 
@@ -99,6 +105,8 @@ def job_ended(build: Build, job: Job, received_at: float | None) -> None:
         return
     if job.outcome in CONFIRMED and received_at is not None:
         metrics.CANCEL_JOB_STOPPED_SECONDS.observe(time.perf_counter() - received_at)
+    if not log.isEnabledFor(logging.INFO):
+        return
     since = None if job.finished_at is None else _ms(job.finished_at - cancel.requested_at)
     event(
         log,
@@ -138,6 +146,8 @@ def cancel_finished(build: Build) -> None:
     """CANCELED is committed: the cancel's last line, with how every job ended."""
     cancel = build.cancel
     if build.status is not BuildStatus.CANCELED or cancel is None:
+        return
+    if not log.isEnabledFor(logging.INFO):
         return
     outcomes = collections.Counter(j.outcome.value for j in build.jobs() if j.outcome)
     duration = None if build.finished_at is None else _ms(build.finished_at - cancel.requested_at)
