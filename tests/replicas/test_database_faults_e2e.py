@@ -24,7 +24,7 @@ from tests.replicas.replicas import (
     job_ids,
     query,
     running_on_both,
-    start_replica,
+    start_cut_off_pair,
     stubs,
     submit,
     unrunnable,
@@ -76,13 +76,7 @@ async def test_a_replica_cut_off_from_the_database_loses_its_shards_and_rejoins_
 ) -> None:
     proxy = PartitionProxy(postgres.port)
     try:
-        proxy_port = (await proxy.start()).rsplit(":", 1)[1]
-        via_proxy = postgres_url.replace(f":{postgres.port}/", f":{proxy_port}/")
-        a = await start_replica(tmp_path, "a", via_proxy)
-        replicas.append(a)
-        b = await start_replica(tmp_path, "b", postgres_url)
-        replicas.append(b)
-        await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+        a, b = await start_cut_off_pair(tmp_path, postgres.port, postgres_url, proxy, replicas)
         await _partitioned(a, b, proxy, postgres_url)
     finally:
         await proxy.close()
@@ -98,14 +92,10 @@ async def test_a_job_ended_while_its_replica_was_cut_off_is_stopped_once_it_is_b
 ) -> None:
     proxy = PartitionProxy(postgres.port)
     try:
-        proxy_port = (await proxy.start()).rsplit(":", 1)[1]
-        via_proxy = postgres_url.replace(f":{postgres.port}/", f":{proxy_port}/")
-        a = await start_replica(tmp_path, "a", via_proxy)
-        replicas.append(a)
-        # A short window: b takes the agent, which it cannot reach, for lost soon.
-        b = await start_replica(tmp_path, "b", postgres_url, "--reconnect-window", "2")
-        replicas.append(b)
-        await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+        # A short window on b: it takes the agent, which it cannot reach, for lost soon.
+        a, b = await start_cut_off_pair(
+            tmp_path, postgres.port, postgres_url, proxy, replicas, "--reconnect-window", "2"
+        )
         agents.append(await start_agent(a.target, "stranded", tmp_path))
         async with stubs(a, b) as (stub_a, stub_b):
             [build_id] = await submit(stub_a, 1)  # owned by a, on the agent connected to a
