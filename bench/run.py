@@ -127,6 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--purge-builds", type=int, default=200_000, help="(purge) history")
     parser.add_argument("--purge-cancels", type=int, default=300, help="(purge) per phase")
+    parser.add_argument(
+        "--purge-history-file",
+        type=Path,
+        default=None,
+        help="(purge) a copy of the pre-filled history: reused when it holds --purge-builds"
+        " builds, else written after pre-filling (a million builds take minutes to write)",
+    )
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:

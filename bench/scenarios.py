@@ -160,7 +160,11 @@ def _agent_stop_details(results: Round) -> list[str]:
 async def purge_scenario(args: argparse.Namespace, results: Round) -> None:
     print(f"purge: {args.purge_builds} finished builds, {args.purge_cancels} x 2 cancels")
     results["purge"] = await purge.run(
-        args.purge_builds, args.purge_cancels, args.agents, args.capacity
+        args.purge_builds,
+        args.purge_cancels,
+        args.agents,
+        args.capacity,
+        args.purge_history_file,
     )
 
 

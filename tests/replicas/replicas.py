@@ -18,7 +18,7 @@ import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from tests.support.build_waits import all_steps_running, build_of
-from tests.support.processes import AgentProc, ServerProc, job_pids, start_server
+from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, start_server
 from tests.support.tcp_proxy import TcpProxy
 
 TERMINAL = {
@@ -84,6 +84,31 @@ async def start_replica(tmp_path: Path, name: str, url: str, *extra: str) -> Ser
     return await start_server(
         tmp_path / name, "--store", url, "--replicas", "on", "--default-grace", "2", *extra
     )
+
+
+async def start_cut_off_pair(
+    tmp_path: Path,
+    database_port: int,
+    url: str,
+    proxy: PartitionProxy,
+    started: list[ServerProc],
+    *b_extra: str,
+) -> tuple[ServerProc, ServerProc]:
+    """Replica a reaching the database through `proxy` (started here, so the test can
+    cut it off), b directly (with `b_extra`); once they hold half the shards each."""
+    proxy_port = (await proxy.start()).rsplit(":", 1)[1]
+    a = await start_replica(tmp_path, "a", url.replace(f":{database_port}/", f":{proxy_port}/"))
+    started.append(a)
+    b = await start_replica(tmp_path, "b", url, *b_extra)
+    started.append(b)
+    await until_shares(url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+    return a, b
+
+
+async def agent_on_each(tmp_path: Path, agents: list[AgentProc], *replicas: ServerProc) -> None:
+    """An agent of 4 slots connected to each of `replicas` (agent-a, agent-b, …)."""
+    for replica, name in zip(replicas, "abcdefgh", strict=False):
+        agents.append(await start_agent(replica.target, f"agent-{name}", tmp_path, "os=linux", 4))
 
 
 class StartTwo(Protocol):

@@ -13,6 +13,7 @@ from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from tests.replicas.replicas import (
     StartTwo,
     Stub,
+    agent_on_each,
     cancel_events,
     job_ids,
     running_on_both,
@@ -21,7 +22,7 @@ from tests.replicas.replicas import (
     unrunnable,
 )
 from tests.support.build_waits import all_steps_running, until_terminal
-from tests.support.processes import AgentProc, start_agent, wait_gone
+from tests.support.processes import AgentProc, wait_gone
 
 CANCELED = build_pb2.BUILD_STATUS_CANCELED
 
@@ -48,8 +49,7 @@ async def test_one_cancel_builds_on_either_replica_cancels_the_builds_of_both(
     tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
     a, b = await two_replicas(postgres_url)
-    agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
-    agents.append(await start_agent(b.target, "agent-b", tmp_path, "os=linux", 4))
+    await agent_on_each(tmp_path, agents, a, b)
     async with stubs(a, b) as (stub_a, stub_b):
         # Running builds of one pipeline on both replicas: a pipeline's cancel on b.
         running = await running_on_both(stub_a, stub_b, 2)
@@ -73,7 +73,7 @@ async def test_a_cancel_sent_to_the_non_owner_streams_the_events_of_the_owner(
     tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
     a, b = await two_replicas(postgres_url)
-    agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
+    await agent_on_each(tmp_path, agents, a)
     async with stubs(a, b) as (stub_a, stub_b):
         builds = await submit(stub_a, 2)  # owned by a, running on a's agent
         await asyncio.gather(*(all_steps_running(stub_a, x) for x in builds))

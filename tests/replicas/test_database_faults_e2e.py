@@ -21,16 +21,18 @@ from tests.replicas.replicas import (
     Stub,
     cancel,
     cancels_across,
+    job_ids,
     query,
     running_on_both,
-    start_replica,
+    start_cut_off_pair,
     stubs,
+    submit,
     unrunnable,
     until_shares,
 )
-from tests.support.build_waits import build_of, until_terminal
+from tests.support.build_waits import all_steps_running, build_of, until_terminal
 from tests.support.postgres_server import PostgresServer
-from tests.support.processes import AgentProc, ServerProc, start_agent, wait_gone
+from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
 
 
 @pytest.mark.timeout(300)
@@ -74,29 +76,61 @@ async def test_a_replica_cut_off_from_the_database_loses_its_shards_and_rejoins_
 ) -> None:
     proxy = PartitionProxy(postgres.port)
     try:
-        proxy_port = (await proxy.start()).rsplit(":", 1)[1]
-        via_proxy = postgres_url.replace(f":{postgres.port}/", f":{proxy_port}/")
-        a = await start_replica(tmp_path, "a", via_proxy)
-        replicas.append(a)
-        b = await start_replica(tmp_path, "b", postgres_url)
-        replicas.append(b)
-        await until_shares(postgres_url, {a.target: SHARDS // 2, b.target: SHARDS // 2})
+        a, b = await start_cut_off_pair(tmp_path, postgres.port, postgres_url, proxy, replicas)
         await _partitioned(a, b, proxy, postgres_url)
     finally:
         await proxy.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_job_ended_while_its_replica_was_cut_off_is_stopped_once_it_is_back(
+    tmp_path: Path,
+    postgres: PostgresServer,
+    postgres_url: str,
+    replicas: list[ServerProc],
+    agents: list[AgentProc],
+) -> None:
+    proxy = PartitionProxy(postgres.port)
+    try:
+        # A short window on b: it takes the agent, which it cannot reach, for lost soon.
+        a, b = await start_cut_off_pair(
+            tmp_path, postgres.port, postgres_url, proxy, replicas, "--reconnect-window", "2"
+        )
+        agents.append(await start_agent(a.target, "stranded", tmp_path))
+        async with stubs(a, b) as (stub_a, stub_b):
+            [build_id] = await submit(stub_a, 1)  # owned by a, on the agent connected to a
+            await all_steps_running(stub_a, build_id)
+            pids = job_pids((await job_ids(stub_a, [build_id]))[0])
+            assert pids
+            await _cut_off(a, proxy, postgres_url)
+            await until_shares(postgres_url, {b.target: SHARDS})
+            # b owns the build now; the agent is on a, which b cannot reach: its job ends.
+            build = await until_terminal(stub_b, build_id)
+            assert build.status == build_pb2.BUILD_STATUS_FAILED
+            proxy.partitioned = False
+            # a is back: its agent says Hello again, and a stops what b ended meanwhile.
+            await wait_gone(pids, 60)
+    finally:
+        await proxy.close()
+
+
+async def _cut_off(a: ServerProc, proxy: PartitionProxy, url: str) -> None:
+    """Cut `a` off from the database: its connections closed from PostgreSQL's side,
+    its reconnects refused by the proxy."""
+    proxy.partitioned = True
+    closed = await query(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        f" WHERE application_name = 'buildcontrol pid {a.process.pid}'",
+    )
+    assert closed and all(row[0] for row in closed)
 
 
 async def _partitioned(a: ServerProc, b: ServerProc, proxy: PartitionProxy, url: str) -> None:
     async with stubs(a, b) as (stub_a, stub_b):
         # No agent has the label: a's builds wait QUEUED, owned by a.
         on_a = [(await stub_a.SubmitBuild(unrunnable())).build.build_id for _ in range(3)]
-        proxy.partitioned = True
-        closed = await query(
-            url,
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            f" WHERE application_name = 'buildcontrol pid {a.process.pid}'",
-        )
-        assert closed and all(row[0] for row in closed)
+        await _cut_off(a, proxy, url)
         cut_at = time.monotonic()
         await until_shares(url, {b.target: SHARDS})
         takeover = time.monotonic() - cut_at

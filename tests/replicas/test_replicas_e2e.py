@@ -21,6 +21,7 @@ from tests.replicas.replicas import (
     FailoverProxy,
     StartTwo,
     Stub,
+    agent_on_each,
     cancel,
     cancel_events,
     cancels_across,
@@ -49,8 +50,7 @@ async def test_two_replicas_share_the_shards_and_each_runs_the_builds_submitted_
     tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
     a, b = await two_replicas(postgres_url)
-    agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
-    agents.append(await start_agent(b.target, "agent-b", tmp_path, "os=linux", 4))
+    await agent_on_each(tmp_path, agents, a, b)
     async with stubs(a, b) as (stub_a, stub_b):
         on_a, on_b = await submit(stub_a, 3), await submit(stub_b, 3)
         await asyncio.gather(

@@ -45,6 +45,18 @@ async def ended(server: Running, build_id: str) -> build_pb2.Build:
     raise AssertionError("the build did not end")
 
 
+async def stored_log(server: Running, build_id: str, job_id: str) -> bytes:
+    """The whole stored log of a job, page by page (GetJobLog returns 1 MiB at most)."""
+    stored = b""
+    while True:
+        page = await server.stub.GetJobLog(
+            build_control_pb2.GetJobLogRequest(build_id=build_id, job_id=job_id, offset=len(stored))
+        )
+        if not page.data:
+            return stored
+        stored += page.data
+
+
 def two_jobs() -> build_control_pb2.SubmitBuildRequest:
     def job(name: str, command: str) -> build_control_pb2.JobSpec:
         return build_control_pb2.JobSpec(

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_pb2
 from prometheus_client import REGISTRY
 
-from tests.rpc.job_log_calls import agent_for, ended
+from tests.rpc.job_log_calls import agent_for, ended, stored_log
 from tests.support.pipelines import pipeline
 from tests.support.servers import Running
 
@@ -40,12 +40,5 @@ async def test_a_flood_is_uploaded_in_a_few_streams_and_stored_exactly(
     # 3 MB read as fast as the pacing lets (8 MiB/s): one stream, or a few if the
     # machine is slow (one per 5 s); a stream per pipe read would be about 45.
     assert 1 <= upload_streams() - before <= 4
-    stored = b""
-    while True:
-        page = await server.stub.GetJobLog(
-            build_control_pb2.GetJobLogRequest(build_id=build_id, job_id=job_id, offset=len(stored))
-        )
-        if not page.data:
-            break
-        stored += page.data
+    stored = await stored_log(server, build_id, job_id)
     assert stored == f"--- step 0: {FLOOD}\n".encode() + b"y\n" * (FLOOD_BYTES // 2)

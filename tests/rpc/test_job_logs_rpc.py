@@ -15,7 +15,7 @@ from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.rpc.job_log_calls import agent_for, ended
+from tests.rpc.job_log_calls import agent_for, ended, stored_log
 from tests.support.build_watch import jobs_running
 from tests.support.pipelines import pipeline
 from tests.support.servers import Running, running_server
@@ -207,15 +207,7 @@ async def test_a_connection_cut_in_mid_upload_loses_and_doubles_nothing(
     # The upload did fail on the cut, and was taken up again from its acknowledged offset.
     assert any("log upload failed" in r.getMessage() for r in caplog.records)
     printed = "".join(f"{i}\n" for i in range(1, 700_001)).encode()
-    stored = b""
-    while True:
-        page = await server.stub.GetJobLog(
-            build_control_pb2.GetJobLogRequest(build_id=build_id, job_id=job_id, offset=len(stored))
-        )
-        if not page.data:
-            break
-        stored += page.data
-    assert stored == b"--- step 0: seq 1 700000\n" + printed
+    assert await stored_log(server, build_id, job_id) == b"--- step 0: seq 1 700000\n" + printed
 
 
 async def test_reflection_alone_describes_and_calls_the_log_methods(

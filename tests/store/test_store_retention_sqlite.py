@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiosqlite
 from buildcontrol_server.domain.retention import Cutoffs
-from buildcontrol_server.store import retention_sql, schema
+from buildcontrol_server.store import retention_sql, schema, sqlite
 from buildcontrol_server.store.sqlite import SqliteStore
 
 from tests.store.schema_fixtures import FIXTURE, query_plan
@@ -93,3 +93,13 @@ async def test_the_purge_statements_walk_indexes_not_tables(db_file: str) -> Non
         # drives it (json_each, the list of ids, is scanned: it is the batch).
         full_scans = re.findall(r"SCAN (\w+)\b(?! USING)", plan)
         assert not set(full_scans) & set(retention_sql.COUNTED_TABLES), (statement, plan)
+
+
+async def test_recovery_reads_walk_the_live_builds_not_the_history(db_file: str) -> None:
+    async with SqliteStore(db_file):
+        pass
+    for statement in (sqlite.UNFINISHED_BUILDS, sqlite.UNFINISHED_JOBS, sqlite.UNFINISHED_STEPS):
+        plan = query_plan(db_file, statement)
+        # Found through the partial index of live builds, never a walk of every row.
+        assert "SCAN builds USING INDEX builds_unfinished" in plan, plan
+        assert not re.findall(r"SCAN (jobs|steps)\b", plan), plan

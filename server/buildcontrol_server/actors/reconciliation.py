@@ -16,6 +16,7 @@ from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.events import RunningJobClaim
+from buildcontrol_server.store.errors import StoreUnavailable
 
 
 async def reconcile_hello(
@@ -31,7 +32,11 @@ async def reconcile_hello(
     forced = hub.unconfirmed(session.agent_id)
     for job_id, build_id in claimed.items():
         if not registry.owns(build_id):
-            continue  # another replica's build: its owner reconciles it (replicas/)
+            # Another replica's build: its owner reconciles it (replicas/), unless the
+            # committed build says the job is over (the owner may not reach this stream).
+            if await _over_elsewhere(registry, build_id, job_id, session.agent_id):
+                session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
+            continue
         if expected.get(job_id) != build_id or job_id in forced:
             session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
     replies = []
@@ -54,6 +59,17 @@ async def reconcile_hello(
             build_id = claimed[job_id]
             session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
     hub.reconnected_running(session.agent_id, set(claimed))
+
+
+async def _over_elsewhere(registry: Registry, build_id: str, job_id: str, agent_id: str) -> bool:
+    """The committed copy of another replica's build says this agent's job must not run
+    (unknown while the database cannot be read: then the owner decides, as before)."""
+    try:
+        build = await registry.context.store.get_build(build_id)
+    except StoreUnavailable:
+        return False
+    job = build.job(job_id) if build is not None else None
+    return job is None or job.terminal or job.agent_id != agent_id
 
 
 def stop_unexpected(

@@ -50,21 +50,20 @@ async def builds_elsewhere(
                 if build is not None:
                     found.append(build)
         return found
+    if not (selector.pipeline or selector.concurrency_group):
+        return []
+    return [
+        build
+        for build in await store.load_unfinished()
+        if _named(selector, build) and not owns(build.build_id)
+    ]
+
+
+def _named(selector: BuildSelector, build: Build) -> bool:
+    """`build` is of the selector's pipeline (or concurrency group)."""
     if selector.pipeline:
-        wanted = selector.pipeline
-        return [
-            build
-            for build in await store.load_unfinished()
-            if build.pipeline == wanted and not owns(build.build_id)
-        ]
-    if selector.concurrency_group:
-        group = selector.concurrency_group
-        return [
-            build
-            for build in await store.load_unfinished()
-            if build.concurrency_group == group and not owns(build.build_id)
-        ]
-    return []
+        return build.pipeline == selector.pipeline
+    return build.concurrency_group == selector.concurrency_group
 
 
 @dataclass

@@ -60,10 +60,30 @@ class Replica:
         self.feed.on_agent_outbox(self.away.woken)
         # Housekeeping on one replica; webhooks of a build from its owner.
         self.chores = DatabaseChores(leases, notifier)
+        # Leases lost while the database was away: once it is back, the agents held
+        # here say Hello again (jobs ended meanwhile by the new owner are stopped).
+        self._cut_off = False
+        leases.subscribe(self)
+        store.watch_availability(self._availability)
         self._connections = connections
         self._store = store
         self._registry = registry
         self._hub = hub
+
+    async def gained(self, shards: set[int]) -> None:
+        return None
+
+    async def releasing(self, shards: set[int]) -> None:
+        return None
+
+    async def lost(self, shards: set[int]) -> None:
+        self._cut_off = self._cut_off or not self._store.available
+
+    def _availability(self, available: bool) -> None:
+        if available and self._cut_off:
+            self._cut_off = False
+            log.info("the database is back after this replica lost its shards: agents Hello again")
+            self._hub.drain("this server was cut off from the database: Hello again")
 
     def control(self, *args: Any, **kwargs: Any) -> ReplicaControl:
         """The control (BuildControl's arguments) that answers for other replicas'

@@ -2,14 +2,15 @@
 transactions, count what a purge would delete, and report the tables' sizes.
 
 The SQL is retention_sql.py; each backend gives the two ways to run it (a read in
-one snapshot, a write transaction of a few statements) through `RetentionSession`,
+one snapshot, a write transaction of a few chunks of statements) through `RetentionSession`,
 and its own size and compaction (SQLite: the file, incremental vacuum, WAL
 checkpoint; PostgreSQL: the database's size, nothing to compact, autovacuum does it).
 
 Deleting here bypasses the group-commit writer and the actors on purpose: only
 finished builds are deleted, and no actor holds a finished build nor writes to it
 again, so there is no compare-and-set to lose. The transactions are kept small (at
-most `max_rows` rows) so a cancel's commit never waits long behind one.
+most `max_rows` rows) and, where they share the writer's connection, end after the
+chunk under way once a commit waits, so a cancel's commit never waits long behind one.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ from buildcontrol_server.domain.retention import PURGED_TABLES, Cutoffs, PurgedB
 from buildcontrol_server.store import retention_sql as sql
 from buildcontrol_server.store.retention_sql import Dialect
 
-# Rows one purge transaction may delete (a build's jobs and steps count). 500 rows
-# take ~4-8 ms here (2 cores, loaded): the longest a cancel's commit waits behind one.
+# Rows one purge transaction may delete (a build's jobs and steps count): 500 rows
+# take ~4-10 ms here (2 cores, loaded).
 DEFAULT_MAX_ROWS = 500
+# Rows of one chunk of a purge transaction (whole builds, at least one). A backend
+# whose purge shares the writer's connection (SQLite) commits after the chunk under
+# way as soon as a commit waits for the connection, so a cancel's CANCELING write
+# waits for at most one chunk (~0.5 ms here), not for the whole transaction.
+CHUNK_ROWS = 50
 # Builds read as candidates of one transaction (before the row budget trims them).
 CANDIDATES = 200
+
+Statement = tuple[str, tuple[Any, ...]]
 
 
 class RetentionSession(Protocol):
@@ -36,8 +44,11 @@ class RetentionSession(Protocol):
     async def read(self, queries: list[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
         """Each query's rows, all from one snapshot."""
 
-    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        """Run the statements in one transaction; each one's count of rows changed."""
+    async def write(self, chunks: list[list[Statement]]) -> list[list[int]]:
+        """Run the chunks of statements in one transaction, in order; for each chunk
+        written, each statement's count of rows changed. The first chunk is always
+        written; a backend may commit before the others (then fewer lists come back)
+        to let waiting commits through, and the caller deletes the rest later."""
 
     async def database_bytes(self) -> int:
         """What the database takes on disk (SQLite: the file and its WAL)."""
@@ -62,8 +73,14 @@ class Retention:
     async def _read(self, *queries: tuple[str, tuple[Any, ...]]) -> list[list[Any]]:
         return await self._session.read([(self._dialect.sql(q), p) for q, p in queries])
 
-    async def _write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
-        return await self._session.write([(self._dialect.sql(s), p) for s, p in statements])
+    async def _write(self, statements: list[Statement]) -> list[int]:
+        [counts] = await self._write_chunks([statements])
+        return counts
+
+    async def _write_chunks(self, chunks: list[list[Statement]]) -> list[list[int]]:
+        return await self._session.write(
+            [[(self._dialect.sql(s), p) for s, p in chunk] for chunk in chunks]
+        )
 
     # ---- purge ----------------------------------------------------------------------
 
@@ -72,18 +89,28 @@ class Retention:
     ) -> PurgedBatch | None:
         """Delete the oldest finished builds past the policy, with their jobs, steps
         and submit keys, in one transaction of at most `max_rows` rows (one build
-        more than that is still deleted alone). None when nothing is past it."""
+        more than that is still deleted alone), chunk after chunk of CHUNK_ROWS; the
+        builds of the chunks written. None when nothing is past it."""
         chosen = await self._build_candidates(cutoffs, max_rows)
         if not chosen:
             return None
-        ids = self._dialect.ids(chosen)
-        counts = await self._write([(statement, (ids,)) for _, statement in sql.DELETE_BUILDS])
-        rows = {table: count for (table, _), count in zip(sql.DELETE_BUILDS, counts, strict=True)}
-        return PurgedBatch(tuple(chosen), rows)
+        chunks = _chunks(chosen, CHUNK_ROWS)
+        written = await self._write_chunks(
+            [
+                [(statement, (self._dialect.ids(ids),)) for _, statement in sql.DELETE_BUILDS]
+                for ids in chunks
+            ]
+        )
+        rows = {
+            table: sum(counts[position] for counts in written)
+            for position, (table, _) in enumerate(sql.DELETE_BUILDS)
+        }
+        return PurgedBatch(tuple(i for ids in chunks[: len(written)] for i in ids), rows)
 
-    async def _build_candidates(self, cutoffs: Cutoffs, max_rows: int) -> list[str]:
+    async def _build_candidates(self, cutoffs: Cutoffs, max_rows: int) -> list[tuple[str, int]]:
         """The oldest finished builds past the policy whose rows fit in `max_rows`
-        (at least one): what is past it is a prefix of the oldest-first order."""
+        (at least one), each with its rows: what is past the policy is a prefix of
+        the oldest-first order."""
         if cutoffs.builds_before is None and cutoffs.builds_max is None:
             return []
         queries: list[tuple[str, tuple[Any, ...]]] = [(sql.OLDEST_FINISHED, (CANDIDATES,))]
@@ -94,14 +121,14 @@ class Retention:
         if cutoffs.builds_max is not None:
             excess = int(results[1][0][0]) - cutoffs.builds_max
         before = cutoffs.builds_before
-        chosen: list[str] = []
+        chosen: list[tuple[str, int]] = []
         total = 0
         for position, (build_id, finished_at, rows) in enumerate(results[0]):
             past_time = before is not None and finished_at is not None and finished_at < before
             total += int(rows)
             if not (past_time or position < excess) or (chosen and total > max_rows):
                 break
-            chosen.append(str(build_id))
+            chosen.append((str(build_id), int(rows)))
         return chosen
 
     async def purge_audit_batch(self, cutoffs: Cutoffs, limit: int = DEFAULT_MAX_ROWS) -> int:
@@ -184,3 +211,17 @@ class Retention:
 
     async def compact(self) -> int:
         return await self._session.compact()
+
+
+def _chunks(builds: list[tuple[str, int]], max_rows: int) -> list[list[str]]:
+    """The build ids in order, cut into runs of at most `max_rows` rows (a build
+    larger than that is a run of its own)."""
+    chunks: list[list[str]] = []
+    rows = 0
+    for build_id, build_rows in builds:
+        if not chunks or rows + build_rows > max_rows:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(build_id)
+        rows += build_rows
+    return chunks

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from buildcontrol_server.store.retention import Statement
 from buildcontrol_server.store.retention_sql import POSTGRES
 
 
@@ -26,18 +27,24 @@ class PostgresRetentionSession:
         self._snapshot = snapshot
         self._acquire = acquire
 
-    async def read(self, queries: list[tuple[str, tuple[Any, ...]]]) -> list[list[Any]]:
+    async def read(self, queries: list[Statement]) -> list[list[Any]]:
         async with self._snapshot() as connection:
             return [list(await connection.fetch(q, *p)) for q, p in queries]
 
-    async def write(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
+    async def write(self, chunks: list[list[Statement]]) -> list[list[int]]:
+        # Every chunk: this transaction is not on the writer's connection, so a
+        # commit never waits for it to end (only for the rows it locks, none of
+        # which a commit writes).
         async with self._acquire() as connection, connection.transaction():
-            counts = []
-            for statement, parameters in statements:
-                status = await connection.execute(statement, *parameters)
-                # "DELETE 12": the command tag ends with the rows it touched.
-                counts.append(int(str(status).rsplit(" ", 1)[-1]))
-            return counts
+            written = []
+            for statements in chunks:
+                counts = []
+                for statement, parameters in statements:
+                    status = await connection.execute(statement, *parameters)
+                    # "DELETE 12": the command tag ends with the rows it touched.
+                    counts.append(int(str(status).rsplit(" ", 1)[-1]))
+                written.append(counts)
+            return written
 
     async def database_bytes(self) -> int:
         async with self._snapshot() as connection:

@@ -49,9 +49,27 @@ from buildcontrol_server.store.group_commit import (
 from buildcontrol_server.store.lock import FileLock
 from buildcontrol_server.store.retention import Retention
 from buildcontrol_server.store.retention_sqlite import SqliteRetentionSession
+from buildcontrol_server.store.writer_lock import WriterLock
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5_000
+
+# What a start recovers: the live builds, their jobs and steps. CROSS JOIN keeps the
+# builds the outer loop, walked through their partial index of live builds (a few
+# rows); with a plain JOIN SQLite chose to scan every job and step of the history
+# (40 s for a million finished builds on a loaded machine, before serving).
+_UNFINISHED = f"builds.{schema.UNFINISHED_WHERE}"
+UNFINISHED_BUILDS = f"SELECT {rows.BUILD_COLUMNS} FROM builds WHERE {_UNFINISHED} ORDER BY build_id"
+UNFINISHED_JOBS = (
+    f"SELECT {rows.JOB_COLUMNS} FROM builds CROSS JOIN jobs ON jobs.build_id ="
+    f" builds.build_id WHERE {_UNFINISHED} ORDER BY jobs.build_id, jobs.position"
+)
+UNFINISHED_STEPS = (
+    f"SELECT {rows.STEP_COLUMNS} FROM builds"
+    " CROSS JOIN jobs ON jobs.build_id = builds.build_id"
+    f" CROSS JOIN steps ON steps.job_id = jobs.job_id WHERE {_UNFINISHED}"
+    " ORDER BY steps.job_id, steps.step_index"
+)
 
 Synchronous = Literal["NORMAL", "FULL"]
 
@@ -76,7 +94,7 @@ class SqliteStore(CommitsThroughWriter):
         self._file_lock = None if self._memory else FileLock(path)
         self._write_connection: aiosqlite.Connection | None = None
         self._read_connection: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._write_lock = WriterLock()
         self._read_lock = asyncio.Lock()
         self._writer: GroupCommitWriter | None = None
 
@@ -187,7 +205,11 @@ class SqliteStore(CommitsThroughWriter):
 
     @cached_property
     def retention(self) -> Retention:
-        return Retention(SqliteRetentionSession(self.path, self._snapshot, self._between_batches))
+        return Retention(
+            SqliteRetentionSession(
+                self.path, self._snapshot, self._between_batches, self._write_lock.wanted
+            )
+        )
 
     @asynccontextmanager
     async def _between_batches(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -242,21 +264,10 @@ class SqliteStore(CommitsThroughWriter):
         return [rows.build_from_row(row) for row in found]
 
     async def load_unfinished(self) -> list[Build]:
-        unfinished = f"builds.{schema.UNFINISHED_WHERE}"
         async with self._snapshot() as connection:
-            build_rows = await connection.execute_fetchall(
-                f"SELECT {rows.BUILD_COLUMNS} FROM builds WHERE {unfinished} ORDER BY build_id"
-            )
-            job_rows = await connection.execute_fetchall(
-                f"SELECT {rows.JOB_COLUMNS} FROM builds JOIN jobs ON jobs.build_id ="
-                f" builds.build_id WHERE {unfinished} ORDER BY jobs.build_id, jobs.position"
-            )
-            step_rows = await connection.execute_fetchall(
-                f"SELECT {rows.STEP_COLUMNS} FROM builds"
-                " JOIN jobs ON jobs.build_id = builds.build_id"
-                f" JOIN steps ON steps.job_id = jobs.job_id WHERE {unfinished}"
-                " ORDER BY steps.job_id, steps.step_index"
-            )
+            build_rows = await connection.execute_fetchall(UNFINISHED_BUILDS)
+            job_rows = await connection.execute_fetchall(UNFINISHED_JOBS)
+            step_rows = await connection.execute_fetchall(UNFINISHED_STEPS)
         return rows.assemble(build_rows, job_rows, step_rows)
 
     async def unfinished_build_ids(self) -> list[str]:
