@@ -44,6 +44,17 @@ class LaterBatchesHeld:
         return await self._commit_all(change_sets)
 
 
+async def _running_on_one_agent(server: Running, count: int) -> tuple[AgentPeer, list[Any]]:
+    """`count` running one-job builds of pipeline "nightly", all on agent a1."""
+    agent = AgentPeer(server.target, "a1", capacity=count)
+    await agent.connect()
+    builds = [await submit(server, name="nightly") for _ in range(count)]
+    for _ in builds:
+        await agent.take_job()
+    await asyncio.gather(*(settled(server, b.build_id, 1) for b in builds))
+    return agent, builds
+
+
 def test_batches_start_small_and_grow_to_the_batch_size() -> None:
     first = bulk_cancel.FIRST_BATCH_SIZE
     sizes = bulk_cancel.batch_sizes(5000)
@@ -60,12 +71,7 @@ async def test_first_batch_stops_leave_while_later_batches_are_still_written(
 ) -> None:
     first = bulk_cancel.FIRST_BATCH_SIZE
     count = first + 3
-    agent = AgentPeer(server.target, "a1", capacity=count)
-    await agent.connect()
-    builds = [await submit(server, name="nightly") for _ in range(count)]
-    for _ in builds:
-        await agent.take_job()
-    await asyncio.gather(*(settled(server, b.build_id, 1) for b in builds))
+    agent, builds = await _running_on_one_agent(server, count)
     held = LaterBatchesHeld(server)
     stream = server.stub.CancelBuilds(
         build_control_pb2.CancelBuildsRequest(pipeline="nightly", reason="bad tag"), timeout=WAIT
@@ -100,12 +106,7 @@ async def test_the_next_batch_is_told_only_once_the_first_batchs_stops_are_hande
 ) -> None:
     first = bulk_cancel.FIRST_BATCH_SIZE
     count = first + 3
-    agent = AgentPeer(server.target, "a1", capacity=count)
-    await agent.connect()
-    builds = [await submit(server, name="nightly") for _ in range(count)]
-    for _ in builds:
-        await agent.take_job()
-    await asyncio.gather(*(settled(server, b.build_id, 1) for b in builds))
+    agent, builds = await _running_on_one_agent(server, count)
     # One timeline of what the server does: a cancel told to an actor, a StopJob
     # handed to the agent's stream.
     timeline: list[tuple[str, str]] = []
