@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -242,6 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if agent.returncode is None:
             agent.kill()
         await server.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the jobs' local logs: ~500 MB a run
 
 
 def print_report(result: dict[str, Any]) -> None:
