@@ -277,7 +277,7 @@ WEBHOOK_LOG_WRITE_FAILURES = Counter(
 )
 SIDE_EFFECT_ERRORS = Counter(
     "buildcontrol_side_effect_errors_total",
-    "Exceptions raised while handing a finished cancel to a side effect (audit, webhooks);"
+    "Exceptions raised while handing committed notifications to a side effect (webhooks);"
     " logged and counted, never passed to the build's actor.",
     ["effect"],
 )
