@@ -1,12 +1,15 @@
 """How the PostgreSQL writer's updates take their rows (a VALUES list for a few, unnest
-arrays for many: postgres_updates.py)."""
+arrays for many: postgres_updates.py), and when its callers hear a batch's outcome
+(before the pool connection is released)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -15,6 +18,7 @@ from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
 from buildcontrol_server.store import postgres_updates as updates
+from buildcontrol_server.store.errors import StoreUnavailable
 from buildcontrol_server.store.postgres import PostgresStore
 
 from tests.support.store_samples import (
@@ -112,3 +116,61 @@ async def test_one_stale_row_among_a_values_list_writes_none_of_them(
 
     assert await store.get_build(build.build_id) == stored
     assert await store.audit_records([build.build_id]) == []
+
+
+@asynccontextmanager
+async def release_held(
+    store: PostgresStore, after: BaseException | None
+) -> AsyncIterator[asyncio.Event]:
+    """The writer's pool connections are released only once the event is set (then
+    `after`, if given, is raised, as acquire() does for a connection lost there)."""
+    connections = store.connections
+    real = connections.acquire
+    release = asyncio.Event()
+
+    @asynccontextmanager
+    async def held() -> AsyncIterator[asyncpg.Connection]:
+        async with real() as connection:
+            yield connection
+            await release.wait()
+        if after is not None:
+            raise after
+
+    connections.acquire = held  # type: ignore[method-assign]
+    try:
+        yield release
+    finally:
+        release.set()
+        connections.acquire = real  # type: ignore[method-assign]
+
+
+async def test_callers_hear_a_written_batch_before_its_connection_is_released(
+    store: PostgresStore,
+) -> None:
+    build = await running(store, 1, T0)
+    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
+
+    async with release_held(store, None) as release:
+        await asyncio.wait_for(store.commit(fx.changes), 10)
+        assert not release.is_set()
+
+    assert await store.get_build(build.build_id) == build
+
+
+async def test_a_connection_lost_at_release_leaves_the_written_batch_written(
+    store: PostgresStore,
+) -> None:
+    build = await running(store, 1, T0)
+    failed = store.stats.failed_writes
+    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
+
+    async with release_held(store, StoreUnavailable("lost at release")) as release:
+        await asyncio.wait_for(store.commit(fx.changes), 10)
+        release.set()
+        # The next batch gets a connection again: the writer went on after the loss.
+        again, changes = submitted(now=T0 + 20)
+        await asyncio.wait_for(store.commit(changes), 10)
+
+    assert store.stats.failed_writes == failed
+    assert await store.get_build(build.build_id) == build
+    assert await store.get_build(again.build_id) == again

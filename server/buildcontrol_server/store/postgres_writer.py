@@ -68,17 +68,31 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         errors: list[BaseException | None] = [None] * len(batch)
         self._statements = 0
         self._round_trips = 0
+        told = False
         try:
             async with self._connections.acquire() as connection:
                 await self._write_on(connection, batch, errors)
+                # Its outcome is final (committed, or each failure known): the callers
+                # hear it now, not after the release (a task hop in asyncpg's pool,
+                # ~0.15 ms of a lone cancel's stop path).
+                self._tell(batch, errors, started)
+                told = True
         except asyncio.CancelledError:
             # Cancelled mid-transaction (shutdown gone wrong): tell every caller.
             for queued in batch:
                 _settle(queued.future, self._stopped_error())
             raise
         except Exception as error:
+            if told:
+                # Only the release failed (acquire() marked a lost connection); what
+                # the batch wrote stands, and its callers were told so.
+                log.warning("store connection lost after a written batch: %s", error)
+                return
             self._fail_batch(batch, error)
-            return
+
+    def _tell(
+        self, batch: list[_QueuedWrite], errors: list[BaseException | None], started: float
+    ) -> None:
         self._stats.round_trips += self._round_trips
         self._record(batch, errors, self._statements, time.perf_counter() - started)
         for queued, failure in zip(batch, errors, strict=True):
