@@ -10,7 +10,7 @@ results they answer.
   the NOTIFY, and every second as the safety net; a stream that reconnects gets the
   rows again). A row is deleted only when the agent confirms: its JobStopped or
   JobFinished for that job, which the holder forwards to the owner's build inbox
-  (inbox.py) before it acknowledges the result to the agent.
+  (inbox.py) in the same transaction, before it acknowledges the result to the agent.
 - The owner still arms the stop's deadline: an agent that never answers ends FORCED.
 - An AssignJob (a job another replica claimed for one of its agents, offers.py) goes
   the same way (kind 'assign'): the holder counts the job against the agent's slots
@@ -60,6 +60,7 @@ READ = (
     " AND j.agent_id IS NOT DISTINCT FROM o.agent_id) AS wanted FROM agent_outbox o"
     " LEFT JOIN jobs j ON j.job_id = o.job_id WHERE o.agent_id = ANY($1::text[]) ORDER BY o.id"
 )
+# Run by the build inbox with the result that confirms the job's stops (inbox.py).
 CONFIRMED = "DELETE FROM agent_outbox WHERE agent_id = $1 AND job_id = $2"
 DONE = "DELETE FROM agent_outbox WHERE id = ANY($1::bigint[])"
 STOP_KIND = "stop"
@@ -179,11 +180,6 @@ class AgentDelivery:
         waiting = {int(row["id"]) for row in rows}
         for row_id in set(self._sent) - waiting:
             del self._sent[row_id]  # confirmed (deleted) or its agent left
-
-    async def confirmed(self, agent_id: str, job_id: str) -> None:
-        """The agent answered the stops of `job_id`: their rows go."""
-        async with self._connections.acquire() as connection:
-            await connection.execute(CONFIRMED, agent_id, job_id)
 
     async def stop(self) -> None:
         for task in (self._draining, *self._writes):

@@ -28,11 +28,6 @@ RESULT_KIND = "result"
 PROGRESS_KIND = "report"
 
 
-def kind_of(report: AgentReport) -> str:
-    is_result = isinstance(report, (JobFinishedReport, JobStoppedReport))
-    return RESULT_KIND if is_result else PROGRESS_KIND
-
-
 def report_body(agent_id: str, report: AgentReport) -> str:
     if isinstance(report, (JobFinishedReport, JobStoppedReport)):
         return result_body(agent_id, report)

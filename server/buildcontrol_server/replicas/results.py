@@ -1,12 +1,12 @@
 """An agent's report on a job of a build another replica owns, taken by the replica
 holding the agent's stream, goes to the owner's build inbox (durable).
 
-A result (JobFinished, JobStopped) is left there, the job's stops in the agent outbox
-confirmed, its slot here freed (a job claimed for this agent, claims.py), and only
-then is it acknowledged to the agent, which would otherwise send it again at its next
-Hello. A progress report (JobAccepted, StepStarted, StepFinished) of a job assigned
-across replicas is left there as it comes: the owner's actor applies them in the
-order they were written."""
+A result (JobFinished, JobStopped) is left there with the job's stops in the agent
+outbox confirmed in the same transaction, its slot here freed (a job claimed for this
+agent, claims.py), and only then is it acknowledged to the agent, which would
+otherwise send it again at its next Hello. A progress report (JobAccepted,
+StepStarted, StepFinished) of a job assigned across replicas is left there as it
+comes: the owner's actor applies them in the order they were written."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from buildcontrol_server.domain.events import (
     JobStoppedReport,
     report_id_of,
 )
-from buildcontrol_server.replicas.agent_delivery import AgentDelivery
 from buildcontrol_server.replicas.inbox import BuildInbox
 from buildcontrol_server.store.base import BuildStore
 
@@ -35,12 +34,10 @@ class ReplicaReportIntake(ReportIntake):
         registry: Registry,
         hub: AgentHub,
         inbox: BuildInbox,
-        delivery: AgentDelivery,
     ) -> None:
         super().__init__(store, registry, hub)
         self._owned_here = registry.owns
         self._inbox = inbox
-        self._delivery = delivery
         self._builds = store
         self._agents = hub
 
@@ -51,7 +48,7 @@ class ReplicaReportIntake(ReportIntake):
         if not isinstance(report, (JobFinishedReport, JobStoppedReport)):
             # The owner drops it if the job is no longer the agent's or is over.
             try:
-                await self._inbox.forward_report(session.agent_id, report)
+                await self._inbox.forward_progress(session.agent_id, report)
             except Exception as error:  # the job's result settles what it said
                 log.warning("report on job %s not left for its owner: %s", report.job_id, error)
             return
@@ -60,8 +57,7 @@ class ReplicaReportIntake(ReportIntake):
             self._agents.release(session.agent_id, report.job_id)
             await super().settle_not_live(session, report)
             return
-        await self._inbox.forward_report(session.agent_id, report)
-        await self._delivery.confirmed(session.agent_id, report.job_id)
+        await self._inbox.forward_result(session.agent_id, report)
         self._agents.release(session.agent_id, report.job_id)
         if report_id_of(report):
             session.acknowledge(report_id_of(report))
