@@ -132,8 +132,9 @@ class OfferClaims:
         serving = sorted(self._leases.serving())
         async with self._connections.acquire() as connection:
             rows = await connection.fetch(READ, serving, READ_LIMIT)
-        claims, stale = self._hold_fitting(rows)
-        self._unclaimed = len(claims) + len(stale) < len(rows)
+        claims, stale, left = self._hold_fitting(rows)
+        # A freed slot is worth another round only for an offer an agent here fits.
+        self._unclaimed = left
         self._again = self._again or len(rows) == READ_LIMIT
         if not claims and not stale:
             return
@@ -151,24 +152,30 @@ class OfferClaims:
                 self._hub.release(claim.agent_id, claim.job_id)
         metrics.OFFERS_CLAIMED.inc(len(won & {claim.job_id for claim in claims}))
 
-    def _hold_fitting(self, rows: list[Any]) -> tuple[list[Claim], list[str]]:
+    def _hold_fitting(self, rows: list[Any]) -> tuple[list[Claim], list[str], bool]:
         """Hold a slot here for every offer an agent here fits (the oldest first);
-        offers whose job no longer waits are stale (deleted with the claim)."""
+        offers whose job no longer waits are stale (deleted with the claim). Also
+        says whether an offer left unclaimed fits an agent here (when one frees)."""
         claims: list[Claim] = []
         stale: list[str] = []
+        left = False
+        fits: dict[str, bool] = {}  # labels (as offered) -> an agent here offers them
         for row in rows:
             job_id, build_id = str(row["job_id"]), str(row["build_id"])
             if row["status"] != "PENDING":
                 stale.append(job_id)
                 continue
-            if not self._hub.any_free_slot():
-                break
-            session = self._hub.pick(json.loads(str(row["labels"])))
+            text = str(row["labels"])
+            labels = json.loads(text)
+            session = self._hub.pick(labels) if self._hub.any_free_slot() else None
             if session is None:
+                if text not in fits:
+                    fits[text] = any(s.offers(labels) for s in self._hub.sessions())
+                left = left or fits[text]
                 continue
             self._hub.hold(session.agent_id, job_id, build_id)
             claims.append(Claim(session.agent_id, job_id, build_id, int(row["shard"])))
-        return claims, stale
+        return claims, stale, left
 
     async def _commit(self, claims: list[Claim], stale: list[str]) -> set[str]:
         async with self._connections.acquire() as connection, connection.transaction():
