@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-import backends
 import grpc
 import replicas_cluster as cluster
 import replicas_failover
@@ -52,6 +51,8 @@ Stub = build_control_pb2_grpc.BuildControlStub
 
 async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
     """One round: the one server, then the two replicas, on one PostgreSQL."""
+    import backends  # here: backends imports scenarios, which imports this module
+
     if find_bin_dir() is None:
         print("replicas: no PostgreSQL (make postgres): not run", flush=True)
         return
@@ -131,25 +132,23 @@ async def _measure_two(
     fleet: Fleet,
 ) -> dict[str, Any]:
     a, b = pair
-    on_a = await running(stubs[a.target], fleet, args.replicas_builds // 2, "replicas-a")
-    rest = args.replicas_builds - len(on_a)
-    on_b = await running(stubs[b.target], fleet, rest, "replicas-b", held_before=len(on_a))
-    agents = await _cross(fleet, url, pair, args.replicas_agents // 2)
-    jobs = _jobs({**on_a, **on_b})
-    builds = paths.placed(jobs, await cluster.owners(url, jobs.values()), await fleet.placement())
+    builds, agents = await _placed_builds(args, url, pair, stubs, fleet)
     concurrency, rate_count = args.replicas_level
-    sizes = {"failover": args.replicas_failover, "worst": args.replicas_cancels,
-             "direct": args.replicas_cancels, "throughput": rate_count}  # fmt: skip
+    sizes = {
+        "failover": args.replicas_failover,
+        "worst": args.replicas_cancels,
+        "direct": args.replicas_cancels,
+        "throughput": rate_count,
+        "routed": rate_count,
+    }
     plan = paths.plan(builds, a.target, sizes)
     sends = []
     for worst, direct in zip(plan.worst, plan.direct, strict=True):
         sends += [(worst, worst.holder), (direct, direct.owner)]
     singles = await _singles(stubs, fleet, sends)
     spread = paths.round_robin(plan.throughput, [a.target, b.target])
-    receivers = cluster.Receivers({x.build_id: stubs[r] for x, r in spread})
-    ids = [x.build_id for x, _ in spread]
-    throughput = await level(cluster.Replicas(pair), fleet, receivers, concurrency, ids)  # type: ignore[arg-type]
-    throughput["paths"] = paths.path_counts(spread)
+    throughput = await _rate(pair, stubs, fleet, concurrency, spread)
+    routed = await _rate(pair, stubs, fleet, concurrency, [(x, x.owner) for x in plan.routed])
     print(f"replicas: failover, SIGKILL of {a.target} ...", flush=True)
     victims = [agent for agent, holder in agents.items() if holder == a.target]
     failover = await replicas_failover.run(a, b, stubs[b.target], fleet, plan.failover, victims)
@@ -158,8 +157,42 @@ async def _measure_two(
         "paths": _by_path(singles),
         "cancels": singles,
         "throughput": throughput,
+        "throughput_to_owner": routed,
         "failover": failover,
     }
+
+
+async def _placed_builds(
+    args: argparse.Namespace,
+    url: str,
+    pair: list[ServerProcess],
+    stubs: dict[str, Stub],
+    fleet: Fleet,
+) -> tuple[list[Placed], dict[str, str]]:
+    """Half the builds submitted to each replica and running, agents crossed; each
+    build with its owner and holder, and {agent_id: replica holding its stream}."""
+    a, b = pair
+    on_a = await running(stubs[a.target], fleet, args.replicas_builds // 2, "replicas-a")
+    rest = args.replicas_builds - len(on_a)
+    on_b = await running(stubs[b.target], fleet, rest, "replicas-b", held_before=len(on_a))
+    agents = await _cross(fleet, url, pair, args.replicas_agents // 2)
+    jobs = _jobs({**on_a, **on_b})
+    builds = paths.placed(jobs, await cluster.owners(url, jobs.values()), await fleet.placement())
+    return builds, agents
+
+
+async def _rate(
+    pair: list[ServerProcess],
+    stubs: dict[str, Stub],
+    fleet: Fleet,
+    concurrency: int,
+    sends: list[tuple[Placed, str]],
+) -> dict[str, Any]:
+    """A throughput level over both replicas, each Cancel to its chosen receiver."""
+    receivers = cluster.Receivers({x.build_id: stubs[r] for x, r in sends})
+    ids = [x.build_id for x, _ in sends]
+    found = await level(cluster.Replicas(pair), fleet, receivers, concurrency, ids)  # type: ignore[arg-type]
+    return {**found, "paths": paths.path_counts(sends)}
 
 
 def _jobs(by_build: dict[str, list[str]]) -> dict[str, str]:
@@ -198,6 +231,7 @@ async def _singles(
             "holder": build.holder,
             "path": paths.path_of(build.owner, receiver, build.holder),
             "stop_ms": (stops[build.job_id] - times.sent) * 1000,
+            "accepted_ms": (times.accepted - times.sent) * 1000,
             "terminal_ms": (times.terminal - times.sent) * 1000,
         }
         for build, receiver, times in done
@@ -210,8 +244,8 @@ def _by_path(cancels: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         mine = [c for c in cancels if c["path"] == path]
         if mine:
             found[path] = {
-                "cancel_to_stop": summary_ms([c["stop_ms"] / 1000 for c in mine]),
-                "cancel_to_terminal": summary_ms([c["terminal_ms"] / 1000 for c in mine]),
+                f"cancel_to_{measure}": summary_ms([c[f"{measure}_ms"] / 1000 for c in mine])
+                for measure in ("stop", "accepted", "terminal")
             }
     return found
 
@@ -255,10 +289,11 @@ def details(results: dict[str, Any]) -> list[str]:
 
 
 def _stop_row(label: str, found: dict[str, Any]) -> str:
-    stop, terminal = found["cancel_to_stop"], found["cancel_to_terminal"]
+    stop = found["cancel_to_stop"]
+    accepted, terminal = found["cancel_to_accepted"], found["cancel_to_terminal"]
     return (
         f"  {label:<40}{stop['n']:>5}{stop['p50_ms']:>9.2f}{stop['p99_ms']:>9.2f}"
-        f"{stop['max_ms']:>9.2f}{terminal['p50_ms']:>11.2f}"
+        f"{stop['max_ms']:>9.2f}{accepted['p50_ms']:>10.2f}{terminal['p50_ms']:>10.2f}"
     )
 
 
@@ -280,7 +315,7 @@ def replicas_table(found: dict[str, Any]) -> list[str]:
         f" beside 1 server (--replicas off), same round; {sizes['agents']} load agents,"
         f" {sizes['builds']} running builds; a = {a}, b = {b}",
         f"  {'Cancel → StopJob (ms), one after another':<40}{'n':>5}{'p50':>9}{'p99':>9}"
-        f"{'max':>9}{'term. p50':>11}",
+        f"{'max':>9}{'acc. p50':>10}{'term. p50':>10}",
         _stop_row("one server", one),
     ]
     for path, shown in ((paths.DIRECT, "owner = receiver = holder"),
@@ -293,10 +328,15 @@ def replicas_table(found: dict[str, Any]) -> list[str]:
         f"{'p50':>9}{'p99':>9}{'cores':>8}{'per CPU-s':>10}",
         _rate_row("one server", one["throughput"]),
         _rate_row("two replicas, a and b in turn", two["throughput"]),
-        "    paths of the two's: "
-        + ", ".join(f"{path} {n}" for path, n in two["throughput"]["paths"].items()),
+        _paths_line(two["throughput"]),
+        _rate_row("two replicas, each to its owner", two["throughput_to_owner"]),
+        _paths_line(two["throughput_to_owner"]),
     ]
     return lines + _failover_lines(two["failover"])
+
+
+def _paths_line(rate: dict[str, Any]) -> str:
+    return "    their paths: " + ", ".join(f"{path} {n}" for path, n in rate["paths"].items())
 
 
 def _failover_lines(failover: dict[str, Any]) -> list[str]:

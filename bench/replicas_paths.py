@@ -71,10 +71,12 @@ class Plan:
     worst: list[Placed]  # sent to their holder, which does not own them
     direct: list[Placed]  # sent to their owner, which holds their agent
     throughput: list[Placed]  # sent round robin over the replicas, as a balancer does
+    routed: list[Placed]  # sent to their owner, by a client that knows it
 
 
 def plan(builds: Sequence[Placed], victim: str, sizes: Mapping[str, int], seed: int = 15) -> Plan:
-    """Draw each measure's builds (`sizes`: failover, worst, direct, throughput), at
+    """Draw each measure's builds (`sizes`: failover, worst, direct, throughput,
+    routed), at
     random so that no measure gets the agents of one end of the fleet. The failover's
     are the victim's: half with their agent on the survivor, half on the victim (those
     agents reconnect after the kill). Too few builds for a measure is an error."""
@@ -92,7 +94,9 @@ def plan(builds: Sequence[Placed], victim: str, sizes: Mapping[str, int], seed: 
     direct = _take(left, sizes["direct"], lambda b: b.owner == b.holder, "direct")
     left = [b for b in left if b not in direct]
     throughput = _take(left, sizes["throughput"], lambda b: True, "throughput")
-    return Plan(crossed + at_home, worst, direct, throughput)
+    left = [b for b in left if b not in throughput]
+    routed = _take(left, sizes["routed"], lambda b: True, "routed")
+    return Plan(crossed + at_home, worst, direct, throughput, routed)
 
 
 def _take(

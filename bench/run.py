@@ -146,8 +146,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--replicas-level",
         type=lambda text: _levels(text)[0],
-        default=(16, 300),
-        help="(replicas) throughput, concurrency:cancels",
+        default=(16, 250),
+        help="(replicas) throughput, concurrency:cancels (a level to any replica, one to"
+        " the owners)",
     )
     parser.add_argument(
         "--replicas-failover", type=int, default=20, help="(replicas) builds of the killed one"
@@ -170,7 +171,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.idle_processes, args.rounds = 10, 1
         args.purge_builds, args.purge_cancels = 5_000, 30
         args.replicas_agents, args.replicas_builds, args.replicas_cancels = 10, 60, 10
-        args.replicas_level, args.replicas_failover, args.replicas_lease = (4, 20), 4, 1.0
+        args.replicas_level, args.replicas_failover, args.replicas_lease = (4, 15), 4, 1.0
     args.floor_sizes = floor.QUICK_SIZES if args.quick else floor.FloorSizes()
     return args
 
