@@ -116,6 +116,7 @@ async def test_migrations_create_the_schema_and_record_its_version(postgres_url:
         "build_inbox",
         "agent_sessions",
         "agent_outbox",
+        "job_offers",
     }
     # Reopening applies nothing more.
     async with PostgresStore(postgres_url):

@@ -9,7 +9,7 @@
   the NOTIFY, and every second as the safety net; a stream that reconnects gets the
   rows again). A row is deleted only when the agent confirms: its JobStopped or
   JobFinished for that job, which the holder forwards to the owner's build inbox
-  (inbox.py) before it acknowledges the result to the agent.
+  (inbox.py) in the same transaction, before it acknowledges the result to the agent.
 - The owner still arms the stop's deadline: an agent that never answers ends FORCED.
 
 Same replica (the owner holds the agent's stream): the direct path, unchanged."""
@@ -42,6 +42,7 @@ SESSIONS_GONE = (
 WRITE = "INSERT INTO agent_outbox (agent_id, build_id, job_id, body) VALUES ($1, $2, $3, $4)"
 NOTIFY = "SELECT pg_notify($1, $2)"
 READ = "SELECT id, agent_id, body FROM agent_outbox WHERE agent_id = ANY($1::text[]) ORDER BY id"
+# Run by the build inbox with the result that confirms the job's stops (inbox.py).
 CONFIRMED = "DELETE FROM agent_outbox WHERE agent_id = $1 AND job_id = $2"
 
 
@@ -126,11 +127,6 @@ class AgentDelivery:
         waiting = {int(row["id"]) for row in rows}
         for row_id in set(self._sent) - waiting:
             del self._sent[row_id]  # confirmed (deleted) or its agent left
-
-    async def confirmed(self, agent_id: str, job_id: str) -> None:
-        """The agent answered the stops of `job_id`: their rows go."""
-        async with self._connections.acquire() as connection:
-            await connection.execute(CONFIRMED, agent_id, job_id)
 
     async def stop(self) -> None:
         for task in (self._draining, *self._writes):

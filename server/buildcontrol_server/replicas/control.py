@@ -76,7 +76,7 @@ class ReplicaControl(BuildControl):
         self._inbox = inbox
         self._feed = feed
         # Results of builds owned elsewhere go to their owner (results.py).
-        self.reports = ReplicaReportIntake(store, registry, hub, inbox, delivery)
+        self.reports = ReplicaReportIntake(store, registry, hub, inbox)
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         try:

@@ -23,6 +23,8 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from buildcontrol_server import metrics
@@ -34,6 +36,7 @@ from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, U
 from buildcontrol_server.domain.events import CancelEvent, JobFinishedReport, JobStoppedReport
 from buildcontrol_server.domain.model import CancelInfo
 from buildcontrol_server.domain.states import JobOutcome
+from buildcontrol_server.replicas.agent_delivery import CONFIRMED
 from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.store.postgres_connections import PostgresConnections
@@ -91,17 +94,25 @@ class BuildInbox:
 
     async def forward_cancel(self, build_id: str, info: CancelInfo) -> None:
         """Leave the cancel for the build's owner (committed when this returns)."""
-        await self._write(build_id, "cancel", cancel_body(info))
+        async with self._write(build_id, "cancel", cancel_body(info)):
+            pass
 
     async def forward_result(self, agent_id: str, report: JobResultReport) -> None:
-        """Leave an agent's result for the build's owner (its agent is held here)."""
-        await self._write(report.build_id, "result", result_body(agent_id, report))
+        """Leave an agent's result for the build's owner (its agent is held here), and
+        delete the job's stops waiting for that agent in the same transaction: the
+        result confirms them, and the owner, which may apply it at once, never sees the
+        build ended with its stops still waiting."""
+        body = result_body(agent_id, report)
+        async with self._write(report.build_id, "result", body) as connection:
+            await connection.execute(CONFIRMED, agent_id, report.job_id)
 
-    async def _write(self, build_id: str, kind: str, body: str) -> None:
+    @asynccontextmanager
+    async def _write(self, build_id: str, kind: str, body: str) -> AsyncIterator[Any]:
         shard = self._leases.shard_of(build_id)
         async with self._connections.acquire() as connection, connection.transaction():
             await connection.execute(WRITE, build_id, shard, kind, body)
             await connection.execute(NOTIFY, INBOX_CHANNEL, str(shard))
+            yield connection
 
     # ---- the owner ----
 

@@ -1,7 +1,7 @@
 """An agent's result for a build another replica owns, taken by the replica holding
-the agent's stream: left in the owner's build inbox (durable), the job's stops in the
-agent outbox confirmed, and only then acknowledged to the agent, which would
-otherwise send it again at its next Hello."""
+the agent's stream: left in the owner's build inbox (durable), with the job's stops in
+the agent outbox confirmed in the same transaction, and only then acknowledged to
+the agent, which would otherwise send it again at its next Hello."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from buildcontrol_server.domain.events import (
     JobStoppedReport,
     report_id_of,
 )
-from buildcontrol_server.replicas.agent_delivery import AgentDelivery
 from buildcontrol_server.replicas.inbox import BuildInbox
 from buildcontrol_server.store.base import BuildStore
 
@@ -26,12 +25,10 @@ class ReplicaReportIntake(ReportIntake):
         registry: Registry,
         hub: AgentHub,
         inbox: BuildInbox,
-        delivery: AgentDelivery,
     ) -> None:
         super().__init__(store, registry, hub)
         self._owned_here = registry.owns
         self._inbox = inbox
-        self._delivery = delivery
         self._builds = store
 
     async def settle_not_live(self, session: AgentSession, report: AgentReport) -> None:
@@ -45,6 +42,5 @@ class ReplicaReportIntake(ReportIntake):
             await super().settle_not_live(session, report)
             return
         await self._inbox.forward_result(session.agent_id, report)
-        await self._delivery.confirmed(session.agent_id, report.job_id)
         if report_id_of(report):
             session.acknowledge(report_id_of(report))

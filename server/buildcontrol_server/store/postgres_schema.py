@@ -279,6 +279,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        14,
+        "replicas: jobs offered to the agents of other replicas",
+        (
+            # Ready jobs their owner found no agent of its own for (replicas/offers.py):
+            # a replica holding a fitting agent with a free slot claims one by deleting
+            # its row, in the transaction that leaves the owner an assignment in its
+            # build inbox. labels: the job's JSON object.
+            """CREATE TABLE job_offers (
+                id BIGSERIAL PRIMARY KEY,
+                job_id TEXT COLLATE "C" NOT NULL UNIQUE,
+                build_id TEXT COLLATE "C" NOT NULL,
+                shard INTEGER NOT NULL,
+                labels TEXT NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )""",
+            # An agent outbox row is a StopJob or (from v14) an AssignJob: an AssignJob
+            # row goes once the agent took the job, a stop's once it confirms the stop.
+            "ALTER TABLE agent_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'stop'",
+        ),
+    ),
 )
 
 # The first version with the log tables (the log store refuses an older database).

@@ -268,6 +268,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         # docs/logs.md says why); the step keeps the versions aligned.
         (),
     ),
+    Migration(
+        14,
+        "replicas: jobs offered to the agents of other replicas",
+        # Nothing on SQLite: one server per database file (replicas need PostgreSQL).
+        (),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
