@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -63,8 +65,9 @@ async def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
         flush=True,
     )
     with backends.postgres_server() as postgres:
-        one = await _one_server(args, backends.store_flags(postgres, "postgresql"))
-        two = await _two_replicas(args, backends.store_flags(postgres, "postgresql"))
+        database = postgres.data_dir
+        one = await _one_server(args, backends.store_flags(postgres, "postgresql"), database)
+        two = await _two_replicas(args, backends.store_flags(postgres, "postgresql"), database)
     results["replicas"] = {"sizes": _sizes(args), "one": one, "two": two}
 
 
@@ -81,8 +84,12 @@ def _sizes(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _one_server(args: argparse.Namespace, store: Sequence[str]) -> dict[str, Any]:
-    server = await start_server(*store, *cluster.COMMON_FLAGS, loop=args.loop)
+async def _one_server(
+    args: argparse.Namespace, store: Sequence[str], database: Path
+) -> dict[str, Any]:
+    server = await start_server(
+        *store, *cluster.COMMON_FLAGS, loop=args.loop, profile_dir=args.profile_dir
+    )
     fleet = await Fleet.start(server.target, args.load_loop)
     try:
         await fleet.connect(args.replicas_agents, args.capacity, PUSH, "one")
@@ -96,28 +103,42 @@ async def _one_server(args: argparse.Namespace, store: Sequence[str]) -> dict[st
             count, (concurrency, rate_count) = args.replicas_cancels, args.replicas_level
             singles = await _singles({here: stub}, fleet, [(b, here) for b in builds[:count]])
             ids = [b.build_id for b in builds[count : count + rate_count]]
-            throughput = await level(server, fleet, stub, concurrency, ids)
+            throughput = await _with_database(
+                database, level(server, fleet, stub, concurrency, ids)
+            )
     finally:
         await fleet.close()
         await server.stop()
     return {**_by_path(singles)[paths.DIRECT], "cancels": singles, "throughput": throughput}
 
 
-async def _two_replicas(args: argparse.Namespace, store: Sequence[str]) -> dict[str, Any]:
-    pair = await cluster.start_pair(store, args.replicas_lease, args.loop)
-    a, b = pair
-    fleet = await Fleet.start(a.target, args.load_loop)
+@dataclass(frozen=True)
+class Pair:
+    """The two replicas of a round and what reaches them."""
+
+    servers: list[ServerProcess]
+    stubs: dict[str, Stub]  # by replica address
+    fleet: Fleet
+    url: str  # their PostgreSQL schema
+    database: Path  # PostgreSQL's data directory (for its CPU time)
+
+
+async def _two_replicas(
+    args: argparse.Namespace, store: Sequence[str], database: Path
+) -> dict[str, Any]:
+    servers = await cluster.start_pair(store, args.replicas_lease, args.loop, args.profile_dir)
+    fleet = await Fleet.start(servers[0].target, args.load_loop)
     try:
         half = args.replicas_agents // 2
-        for prefix, replica in (("a", a), ("b", b)):
+        for prefix, replica in zip("ab", servers, strict=True):
             await fleet.connect(half, args.capacity, PUSH, prefix, target=replica.target)
         async with AsyncExitStack() as stack:
-            channels = [await stack.enter_async_context(_channel(s)) for s in pair]
-            stubs = {s.target: Stub(c) for s, c in zip(pair, channels, strict=True)}
-            return await _measure_two(args, store[1], pair, stubs, fleet)
+            channels = [await stack.enter_async_context(_channel(s)) for s in servers]
+            stubs = {s.target: Stub(c) for s, c in zip(servers, channels, strict=True)}
+            return await _measure_two(args, Pair(servers, stubs, fleet, store[1], database))
     finally:
         await fleet.close()
-        for replica in pair:
+        for replica in servers:
             await replica.stop()
 
 
@@ -125,15 +146,9 @@ def _channel(server: ServerProcess) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(server.target)
 
 
-async def _measure_two(
-    args: argparse.Namespace,
-    url: str,
-    pair: list[ServerProcess],
-    stubs: dict[str, Stub],
-    fleet: Fleet,
-) -> dict[str, Any]:
-    a, b = pair
-    builds, agents = await _placed_builds(args, url, pair, stubs, fleet)
+async def _measure_two(args: argparse.Namespace, pair: Pair) -> dict[str, Any]:
+    a, b = pair.servers
+    builds, agents = await _placed_builds(args, pair)
     concurrency, rate_count = args.replicas_level
     sizes = {
         "failover": args.replicas_failover,
@@ -146,13 +161,15 @@ async def _measure_two(
     sends = []
     for worst, direct in zip(plan.worst, plan.direct, strict=True):
         sends += [(worst, worst.holder), (direct, direct.owner)]
-    singles = await _singles(stubs, fleet, sends)
+    singles = await _singles(pair.stubs, pair.fleet, sends)
     spread = paths.round_robin(plan.throughput, [a.target, b.target])
-    throughput = await _rate(pair, stubs, fleet, concurrency, spread)
-    routed = await _rate(pair, stubs, fleet, concurrency, [(x, x.owner) for x in plan.routed])
+    throughput = await _rate(pair, concurrency, spread)
+    routed = await _rate(pair, concurrency, [(x, x.owner) for x in plan.routed])
     print(f"replicas: failover, SIGKILL of {a.target} ...", flush=True)
     victims = [agent for agent, holder in agents.items() if holder == a.target]
-    failover = await replicas_failover.run(a, b, stubs[b.target], fleet, plan.failover, victims)
+    failover = await replicas_failover.run(
+        a, b, pair.stubs[b.target], pair.fleet, plan.failover, victims
+    )
     return {
         "replicas": [a.target, b.target],
         "paths": _by_path(singles),
@@ -164,36 +181,39 @@ async def _measure_two(
 
 
 async def _placed_builds(
-    args: argparse.Namespace,
-    url: str,
-    pair: list[ServerProcess],
-    stubs: dict[str, Stub],
-    fleet: Fleet,
+    args: argparse.Namespace, pair: Pair
 ) -> tuple[list[Placed], dict[str, str]]:
     """Half the builds submitted to each replica and running, agents crossed; each
     build with its owner and holder, and {agent_id: replica holding its stream}."""
-    a, b = pair
+    (a, b), stubs, fleet = pair.servers, pair.stubs, pair.fleet
     on_a = await running(stubs[a.target], fleet, args.replicas_builds // 2, "replicas-a")
     rest = args.replicas_builds - len(on_a)
     on_b = await running(stubs[b.target], fleet, rest, "replicas-b", held_before=len(on_a))
-    agents = await _cross(fleet, url, pair, args.replicas_agents // 2)
+    agents = await _cross(fleet, pair.url, pair.servers, args.replicas_agents // 2)
     jobs = _jobs({**on_a, **on_b})
-    builds = paths.placed(jobs, await cluster.owners(url, jobs.values()), await fleet.placement())
-    return builds, agents
+    owners = await cluster.owners(pair.url, jobs.values())
+    return paths.placed(jobs, owners, await fleet.placement()), agents
 
 
-async def _rate(
-    pair: list[ServerProcess],
-    stubs: dict[str, Stub],
-    fleet: Fleet,
-    concurrency: int,
-    sends: list[tuple[Placed, str]],
-) -> dict[str, Any]:
+async def _rate(pair: Pair, concurrency: int, sends: list[tuple[Placed, str]]) -> dict[str, Any]:
     """A throughput level over both replicas, each Cancel to its chosen receiver."""
-    receivers = cluster.Receivers({x.build_id: stubs[r] for x, r in sends})
+    receivers = cluster.Receivers({x.build_id: pair.stubs[r] for x, r in sends})
     ids = [x.build_id for x, _ in sends]
-    found = await level(cluster.Replicas(pair), fleet, receivers, concurrency, ids)  # type: ignore[arg-type]
+    replicas = cluster.Replicas(pair.servers)
+    found = await _with_database(
+        pair.database,
+        level(replicas, pair.fleet, receivers, concurrency, ids),  # type: ignore[arg-type]
+    )
     return {**found, "paths": paths.path_counts(sends)}
+
+
+async def _with_database(database: Path, measured: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A throughput level's results, with PostgreSQL's CPU share beside the others'."""
+    before = cluster.database_cpu_seconds(database)
+    found = await measured
+    used = cluster.database_cpu_seconds(database) - before
+    found["cpu_share"]["database"] = used / found["seconds"]
+    return found
 
 
 def _jobs(by_build: dict[str, list[str]]) -> dict[str, str]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.replicas.leases import shard_of
-from server_process import ServerProcess, start_server
+from server_process import TICKS, ServerProcess, start_server
 
 SHARDS = 64  # the servers' default (--replicas-shards)
 # Long enough that no agent moved between replicas is taken for lost during a round:
@@ -61,6 +62,21 @@ async def until_held(url: str, holders: dict[str, str], within: float = 60) -> N
     await until_rows(url, SESSIONS, dict(holders), within)
 
 
+def database_cpu_seconds(data_dir: Path) -> float:
+    """CPU time PostgreSQL used so far: its postmaster and the processes it started
+    (the servers' connections are long-lived; a backend that exited took its share)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+        if postmaster in (int(stat.parent.name), int(fields[1])):
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
 @dataclass
 class Replicas:
     """Replicas seen as one server by the throughput level (throughput.level): their
@@ -76,7 +92,12 @@ class Replicas:
 
     @asynccontextmanager
     async def profiled(self, phase: str) -> AsyncIterator[None]:
-        yield  # py-spy follows one process: not offered for two
+        """Each replica's profile of the phase (PHASE_0.txt, PHASE_1.txt) when the
+        replicas were started with a profile_dir."""
+        async with AsyncExitStack() as stack:
+            for number, server in enumerate(self.servers):
+                await stack.enter_async_context(server.profiled(f"{phase}_{number}"))
+            yield
 
 
 class Receivers:
@@ -89,14 +110,16 @@ class Receivers:
         return self._chosen[request.build_id].Cancel(request)
 
 
-async def start_pair(store: Sequence[str], lease: float, loop: str | None) -> list[ServerProcess]:
+async def start_pair(
+    store: Sequence[str], lease: float, loop: str | None, profile_dir: Path | None
+) -> list[ServerProcess]:
     """Replicas a and b on the `store` flags' schema, once each holds half the shards
     (the second one's share comes from the first handing its surplus back)."""
     flags = [*store, *COMMON_FLAGS, "--replicas", "on", "--replicas-lease", str(lease)]
     pair: list[ServerProcess] = []
     try:
         for _ in range(2):
-            pair.append(await start_server(*flags, loop=loop))
+            pair.append(await start_server(*flags, loop=loop, profile_dir=profile_dir))
         await _until_even(store[1], pair, within=30 + 4 * lease)
     except BaseException:
         await asyncio.gather(*(server.stop() for server in pair))

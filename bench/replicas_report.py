@@ -23,11 +23,11 @@ def _stop_row(label: str, found: dict[str, Any]) -> str:
 
 
 def _rate_row(label: str, rate: dict[str, Any]) -> str:
-    cores = rate["cpu_share"]["server"]
+    cores, database = rate["cpu_share"]["server"], rate["cpu_share"]["database"]
     return (
         f"  {label:<40}{rate['cancels']:>5}{rate['cancels_per_s']:>9.0f}"
         f"{rate['cancel_to_terminal']['p50_ms']:>9.1f}{rate['cancel_to_terminal']['p99_ms']:>9.1f}"
-        f"{cores:>8.2f}{rate['cancels_per_s'] / cores:>10.0f}"
+        f"{cores:>8.2f}{rate['cancels_per_s'] / cores:>10.0f}{database:>9.2f}"
     )
 
 
@@ -49,8 +49,8 @@ def replicas_table(found: dict[str, Any]) -> list[str]:
             lines.append(_stop_row(f"two: {path} ({shown})", two["paths"][path]))
     concurrency = sizes["throughput_concurrency"]
     lines += [
-        f"  {f'throughput, {concurrency} workers, to terminal':<40}{'n':>5}{'per s':>9}"
-        f"{'p50':>9}{'p99':>9}{'cores':>8}{'per CPU-s':>10}",
+        f"  {f'throughput at {concurrency}, to terminal; cores':<40}{'n':>5}{'per s':>9}"
+        f"{'p50':>9}{'p99':>9}{'server':>8}{'per CPU-s':>10}{'database':>9}",
         _rate_row("one server", one["throughput"]),
         _rate_row("two replicas, a and b in turn", two["throughput"]),
         _paths_line(two["throughput"]),

@@ -122,7 +122,7 @@ def _rate(per_s: float) -> dict[str, Any]:
         "cancels": 100,
         "cancels_per_s": per_s,
         "cancel_to_terminal": _summary(20.0, 40.0),
-        "cpu_share": {"server": 0.5},
+        "cpu_share": {"server": 0.5, "database": 0.25},
         "paths": {paths.DIRECT: 50, paths.FORWARDED: 50},
     }
 
