@@ -18,6 +18,7 @@ machine), so the process that sent a Cancel can subtract them from its own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -87,8 +88,13 @@ class LoadAgent:
         )
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(hello=hello))
         call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect(self._requests())
-        self._tasks.append(asyncio.create_task(self._read(call)))
-        await asyncio.wait_for(self.welcomed.wait(), 60)
+        reader = asyncio.create_task(self._read(call))
+        self._tasks.append(reader)
+        welcomed = asyncio.create_task(self.welcomed.wait())
+        await asyncio.wait({welcomed, reader}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if not self.welcomed.is_set():
+            welcomed.cancel()  # the stream ended first (a server going away), or no answer
+            raise ConnectionError(f"{self.agent_id}: no Welcome from {self.target}")
         if self.mode == POLL:
             self._tasks.append(asyncio.create_task(self._poll()))
 
@@ -123,7 +129,7 @@ class LoadAgent:
                 # As the reference agent does: leave and say Hello again (a replica that
                 # took over the builds of our jobs asks for it). Not one of _tasks: the
                 # reconnect ends them, this one among them.
-                self._reconnect = asyncio.create_task(self.move(self.target))
+                self._reconnect = asyncio.create_task(self._hello_again())
 
     def _send(self, **event: object) -> None:
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(**event))  # type: ignore[arg-type]
@@ -185,6 +191,12 @@ class LoadAgent:
             self._outgoing = asyncio.Queue()
             self.welcomed = asyncio.Event()
             await self.start()
+
+    async def _hello_again(self) -> None:
+        # A server that drains because it stops refuses the new stream: the agent
+        # stays away, as it would until that server came back.
+        with contextlib.suppress(ConnectionError):
+            await self.move(self.target)
 
     async def close(self) -> None:
         if self._reconnect is not None:
