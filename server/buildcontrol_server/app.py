@@ -182,7 +182,9 @@ class ServerApp:
         args = (self.store, self.registry, self.hub, self.settings, clocks.wall)
         if self.leases is None:
             return None, BuildControl(*args)
-        replica = Replica(self.leases, self.store, self.registry, self.hub, self.notifier)
+        replica = Replica(
+            self.leases, self.store, self.registry, self.hub, self.notifier, self.scheduler
+        )
         return replica, replica.control(*args)
 
     async def _recover(self, port: int) -> None:

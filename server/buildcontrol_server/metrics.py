@@ -68,6 +68,25 @@ STOPS_FORWARDED = Counter(
     "buildcontrol_replica_stops_forwarded_total",
     "StopJobs left in the agent outbox for an agent whose stream another replica holds.",
 )
+ASSIGNS_FORWARDED = Counter(
+    "buildcontrol_replica_assigns_forwarded_total",
+    "AssignJobs left in the agent outbox for an agent whose stream another replica holds"
+    " (a job that replica claimed from this one's offers).",
+)
+JOBS_OFFERED = Counter(
+    "buildcontrol_replica_jobs_offered_total",
+    "Ready jobs offered to the other replicas' agents (no fitting agent with a free slot"
+    " was connected here).",
+)
+OFFERS_CLAIMED = Counter(
+    "buildcontrol_replica_offers_claimed_total",
+    "Jobs of other replicas claimed here for an agent connected here.",
+)
+REMOTE_SLOTS_FREED = Counter(
+    "buildcontrol_replica_remote_slots_freed_total",
+    "Slots of jobs of other replicas' builds freed by the store check here (the job"
+    " ended, or its owner refused or never made the assignment).",
+)
 REPLICA_INBOX_APPLIED = Counter(
     "buildcontrol_replica_inbox_applied_total",
     "Commands from other replicas (the build inbox) applied by the owner of their build.",

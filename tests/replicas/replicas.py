@@ -106,9 +106,28 @@ async def start_cut_off_pair(
 
 
 async def agent_on_each(tmp_path: Path, agents: list[AgentProc], *replicas: ServerProc) -> None:
-    """An agent of 4 slots connected to each of `replicas` (agent-a, agent-b, …)."""
+    """An agent of 4 slots connected to each of `replicas` (agent-a, agent-b, …), once
+    each replica lists its agent connected (before it, a replica's builds would go to
+    the other's agent: the one connected)."""
     for replica, name in zip(replicas, "abcdefgh", strict=False):
         agents.append(await start_agent(replica.target, f"agent-{name}", tmp_path, "os=linux", 4))
+    for replica, name in zip(replicas, "abcdefgh", strict=False):
+        await until_connected(replica, f"agent-{name}")
+
+
+async def until_connected(replica: ServerProc, agent_id: str, within: float = 30) -> None:
+    """Wait for `replica` to list `agent_id` connected (another process's doing)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    async with grpc.aio.insecure_channel(replica.target) as channel:
+        stub = Stub(channel)
+        while True:
+            listed = await stub.ListAgents(build_control_pb2.ListAgentsRequest(), timeout=10)
+            if any(x.agent_id == agent_id and x.connected for x in listed.agents):
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"{agent_id} not connected to {replica.target}")
+            await asyncio.sleep(0.05)
 
 
 class StartTwo(Protocol):

@@ -36,6 +36,9 @@ async def reconcile_hello(
             # committed build says the job is over (the owner may not reach this stream).
             if await _over_elsewhere(registry, build_id, job_id, session.agent_id):
                 session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))
+            else:
+                # It takes a slot of this agent, which this replica now hands out.
+                hub.hold(session.agent_id, job_id, build_id)
             continue
         if expected.get(job_id) != build_id or job_id in forced:
             session.send(stop_unexpected(build_id, job_id, session.agent_id, settings, now))

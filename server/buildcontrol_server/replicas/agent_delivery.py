@@ -1,4 +1,5 @@
-"""Stops for agents whose stream another replica holds, and the results they answer.
+"""Stops and assignments for agents whose stream another replica holds, and the
+results they answer.
 
 - `agent_sessions` says which replica holds each agent's stream: every replica
   writes its own connected agents there every second (and forgets those gone).
@@ -11,6 +12,14 @@
   JobFinished for that job, which the holder forwards to the owner's build inbox
   (inbox.py) in the same transaction, before it acknowledges the result to the agent.
 - The owner still arms the stop's deadline: an agent that never answers ends FORCED.
+- An AssignJob (a job another replica claimed for one of its agents, offers.py) goes
+  the same way (kind 'assign'): the holder counts the job against the agent's slots
+  and sends it once per stream while the committed job is ASSIGNED to that agent;
+  once the agent took it (RUNNING) or it ended, the row is deleted at the next read
+  (so a re-sent AssignJob never starts a job the agent already ran; an agent
+  ignores one for a job it runs). The owner also holds the slot in its own
+  hub, with the agent's reconnect window running: an agent held by no replica for a
+  window is lost to its builds as on one server (away_agents.py).
 
 Same replica (the owner holds the agent's stream): the direct path, unchanged."""
 
@@ -20,11 +29,13 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors.agent_link import LocalAgentLink
 from buildcontrol_server.agents.hub import AgentHub
-from buildcontrol_server.domain.agent_commands import StopCommand
+from buildcontrol_server.domain.agent_commands import AssignCommand, AssignedStep, StopCommand
 from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.store.postgres_connections import PostgresConnections
@@ -39,11 +50,23 @@ SESSIONS_HELD = (
 SESSIONS_GONE = (
     "DELETE FROM agent_sessions WHERE instance_id = $1 AND NOT (agent_id = ANY($2::text[]))"
 )
-WRITE = "INSERT INTO agent_outbox (agent_id, build_id, job_id, body) VALUES ($1, $2, $3, $4)"
+WRITE = (
+    "INSERT INTO agent_outbox (agent_id, build_id, job_id, body, kind) VALUES ($1, $2, $3, $4, $5)"
+)
 NOTIFY = "SELECT pg_notify($1, $2)"
-READ = "SELECT id, agent_id, body FROM agent_outbox WHERE agent_id = ANY($1::text[]) ORDER BY id"
+# An AssignJob row is sent only while its job is ASSIGNED to the row's agent.
+READ = (
+    "SELECT o.id, o.agent_id, o.kind, o.body, o.kind = 'stop' OR (j.status = 'ASSIGNED'"
+    " AND j.agent_id IS NOT DISTINCT FROM o.agent_id) AS wanted FROM agent_outbox o"
+    " LEFT JOIN jobs j ON j.job_id = o.job_id WHERE o.agent_id = ANY($1::text[]) ORDER BY o.id"
+)
 # Run by the build inbox with the result that confirms the job's stops (inbox.py).
 CONFIRMED = "DELETE FROM agent_outbox WHERE agent_id = $1 AND job_id = $2"
+DONE = "DELETE FROM agent_outbox WHERE id = ANY($1::bigint[])"
+STOP_KIND = "stop"
+ASSIGN_KIND = "assign"
+
+OutboxCommand = StopCommand | AssignCommand
 
 
 def stop_body(stop: StopCommand) -> str:
@@ -53,6 +76,21 @@ def stop_body(stop: StopCommand) -> str:
 
 def stop_of(body: str) -> StopCommand:
     return StopCommand(**json.loads(body))
+
+
+def assign_body(command: AssignCommand) -> str:
+    return json.dumps(dataclasses.asdict(command))
+
+
+def assign_of(body: str) -> AssignCommand:
+    fields = json.loads(body)
+    steps = tuple(AssignedStep(**step) for step in fields.pop("steps"))
+    secret = tuple(fields.pop("secret_env_names"))
+    return AssignCommand(steps=steps, secret_env_names=secret, **fields)
+
+
+def command_of(kind: str, body: str) -> OutboxCommand:
+    return assign_of(body) if kind == ASSIGN_KIND else stop_of(body)
 
 
 class AgentDelivery:
@@ -71,23 +109,31 @@ class AgentDelivery:
 
     def forward_stop(self, stop: StopCommand) -> None:
         """Leave the stop for whichever replica holds the agent (never blocks)."""
-        task = asyncio.get_running_loop().create_task(self._write(stop))
+        self._spawn(self._write(stop.agent_id, stop, STOP_KIND, stop_body(stop)))
+
+    def forward_assign(self, agent_id: str, command: AssignCommand) -> None:
+        """Leave the AssignJob for whichever replica holds the agent (never blocks)."""
+        self._spawn(self._write(agent_id, command, ASSIGN_KIND, assign_body(command)))
+
+    def _spawn(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(write)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, stop: StopCommand) -> None:
+    async def _write(self, agent_id: str, command: OutboxCommand, kind: str, body: str) -> None:
         try:
             async with self._connections.acquire() as connection, connection.transaction():
                 await connection.execute(
-                    WRITE, stop.agent_id, stop.build_id, stop.job_id, stop_body(stop)
+                    WRITE, agent_id, command.build_id, command.job_id, body, kind
                 )
-                await connection.execute(NOTIFY, AGENTS_CHANNEL, stop.agent_id)
-        except Exception as error:  # the stop's deadline still covers the job
+                await connection.execute(NOTIFY, AGENTS_CHANNEL, agent_id)
+        except Exception as error:
+            # A stop's deadline still covers the job; an assignment's job timeout does.
             log.warning(
-                "stop of job %s not left for agent %s: %s", stop.job_id, stop.agent_id, error
+                "%s of job %s not left for agent %s: %s", kind, command.job_id, agent_id, error
             )
             return
-        metrics.STOPS_FORWARDED.inc()
+        (metrics.STOPS_FORWARDED if kind == STOP_KIND else metrics.ASSIGNS_FORWARDED).inc()
 
     # ---- the replica holding the agent ----
 
@@ -117,12 +163,19 @@ class AgentDelivery:
             await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
             await connection.execute(SESSIONS_GONE, self._leases.instance_id, held)
             rows = await connection.fetch(READ, held) if held else []
+            done = [int(row["id"]) for row in rows if not row["wanted"]]
+            if done:  # assignments the agent took, or whose job ended
+                await connection.execute(DONE, done)
         for row in rows:
             session = sessions.get(str(row["agent_id"]))
             row_id = int(row["id"])
-            if session is None or self._sent.get(row_id) == session.session_id:
+            if not row["wanted"] or session is None or self._sent.get(row_id) == session.session_id:
                 continue
-            session.send(stop_of(str(row["body"])))
+            command = command_of(str(row["kind"]), str(row["body"]))
+            if isinstance(command, AssignCommand):
+                # Counted here like a job of this replica's (claims.py frees it).
+                self._hub.hold(session.agent_id, command.job_id, command.build_id)
+            session.send(command)
             self._sent[row_id] = session.session_id
         waiting = {int(row["id"]) for row in rows}
         for row_id in set(self._sent) - waiting:
@@ -148,3 +201,12 @@ class ReplicaAgentLink(LocalAgentLink):
             self._delivery.forward_stop(stop)
             return None
         return super().stop(stop)
+
+    def assign(self, agent_id: str, command: AssignCommand) -> str | None:
+        if self._hub.session(agent_id) is None:
+            self._delivery.forward_assign(agent_id, command)
+            # The slot is held here too (the actor's): an agent held by no replica for
+            # a reconnect window is lost to this build (away_agents.py).
+            self._hub.start_lost_timers()
+            return None
+        return super().assign(agent_id, command)

@@ -98,7 +98,9 @@ class AwayAgents:
             holder,
             len(event.jobs),
         )
-        self._away[event.agent_id] = Away(dict(event.jobs))
+        away = self._away.setdefault(event.agent_id, Away({}))
+        # A later window (a job assigned to it since) adds its jobs to those waiting.
+        away.jobs.update(event.jobs)
 
     async def _check_all(self) -> None:
         for agent_id, away in list(self._away.items()):

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 INBOX_CHANNEL = "buildcontrol_inbox"
 # Stops for an agent held by another replica (agent_delivery.py): the agent's id.
 AGENTS_CHANNEL = "buildcontrol_agents"
+# Jobs offered to the agents of every replica (offers.py): no payload.
+OFFERS_CHANNEL = "buildcontrol_offers"
 SAFETY_NET = 1.0
 
 
@@ -39,6 +41,8 @@ class ChangeFeed:
         self._inbox_listeners: list[Callable[[set[int] | None], None]] = []
         # Told the agent whose outbox has something (None: look at every agent).
         self._agent_listeners: list[Callable[[str | None], None]] = []
+        # Told that jobs were offered (True), or that it is the safety net's turn (False).
+        self._offer_listeners: list[Callable[[bool], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -47,6 +51,9 @@ class ChangeFeed:
 
     def on_agent_outbox(self, listener: Callable[[str | None], None]) -> None:
         self._agent_listeners.append(listener)
+
+    def on_offers(self, listener: Callable[[bool], None]) -> None:
+        self._offer_listeners.append(listener)
 
     @contextlib.contextmanager
     def following(self, build_id: str) -> Iterator[asyncio.Event]:
@@ -99,6 +106,7 @@ class ChangeFeed:
         await connection.add_listener(CHANGES_CHANNEL, self._changes)
         await connection.add_listener(INBOX_CHANNEL, self._inbox)
         await connection.add_listener(AGENTS_CHANNEL, self._agents)
+        await connection.add_listener(OFFERS_CHANNEL, self._offers)
         self.connected.set()
         while not closed.is_set():
             self._wake_everyone()  # after (re)connecting, then as the safety net
@@ -114,6 +122,12 @@ class ChangeFeed:
             listener(None)
         for agent_listener in self._agent_listeners:
             agent_listener(None)
+        for offer_listener in self._offer_listeners:
+            offer_listener(False)
+
+    def _offers(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
+        for listener in self._offer_listeners:
+            listener(True)
 
     def _agents(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         for listener in self._agent_listeners:

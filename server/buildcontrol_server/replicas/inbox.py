@@ -12,10 +12,13 @@ every (re)connect of the LISTEN connection, on taking shards over, and every sec
 Applying a row twice (a crash between the actor's commit and the delete) is a second
 cancel of a cancelling build: it joins the first, harmlessly.
 
-The same table carries an agent's results (JobFinished, JobStopped) to the owner of
-their build when another replica holds the agent's stream (agent_delivery.py); the
-owner's actor applies them as if the agent had sent them to it (a repeated one is
-refused as stale, as on one server)."""
+The same table carries an agent's reports (its results, and JobAccepted and step
+reports of a job assigned across replicas) to the owner of their build when another
+replica holds the agent's stream (agent_delivery.py); the owner's actor applies them
+as if the agent had sent them to it (a repeated one is refused as stale, as on one
+server). And it carries an assignment: another replica claimed an offered job for
+one of its agents (offers.py); the owner's scheduler hands the job to its actor, or
+refuses it if the job no longer waits (the claimer then frees its slot, claims.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,18 +36,27 @@ from buildcontrol_server.actors.build_actor import BuildActor
 from buildcontrol_server.actors.errors import ActorRetired
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, Unavailable
-from buildcontrol_server.domain.events import CancelEvent, JobFinishedReport, JobStoppedReport
+from buildcontrol_server.domain.events import CancelEvent
 from buildcontrol_server.domain.model import CancelInfo
-from buildcontrol_server.domain.states import JobOutcome
 from buildcontrol_server.replicas.agent_delivery import CONFIRMED
 from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.replicas.report_rows import (
+    PROGRESS_KIND,
+    RESULT_KIND,
+    JobResultReport,
+    ProgressReport,
+    report_body,
+    report_of,
+    result_body,
+)
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
 
-# An agent's result: what confirms a stop (agent_delivery.py).
-JobResultReport = JobFinishedReport | JobStoppedReport
+ASSIGN_KIND = "assign"
+# Applies an assignment row (build id, body): True once it needs no more.
+AssignmentHandler = Callable[[str, str], Awaitable[bool]]
 
 WRITE = "INSERT INTO build_inbox (build_id, shard, kind, body) VALUES ($1, $2, $3, $4)"
 NOTIFY = "SELECT pg_notify($1, $2)"
@@ -89,6 +101,8 @@ class BuildInbox:
         self._registry = registry
         self._draining: asyncio.Task[None] | None = None
         self._again = False
+        # What an assignment row does (offers.py); set by the replica.
+        self.assignments: AssignmentHandler | None = None
 
     # ---- the replica that took the call ----
 
@@ -103,8 +117,13 @@ class BuildInbox:
         result confirms them, and the owner, which may apply it at once, never sees the
         build ended with its stops still waiting."""
         body = result_body(agent_id, report)
-        async with self._write(report.build_id, "result", body) as connection:
+        async with self._write(report.build_id, RESULT_KIND, body) as connection:
             await connection.execute(CONFIRMED, agent_id, report.job_id)
+
+    async def forward_progress(self, agent_id: str, report: ProgressReport) -> None:
+        """Leave a JobAccepted or step report for the build's owner (as above)."""
+        async with self._write(report.build_id, PROGRESS_KIND, report_body(agent_id, report)):
+            pass
 
     @asynccontextmanager
     async def _write(self, build_id: str, kind: str, body: str) -> AsyncIterator[Any]:
@@ -174,8 +193,11 @@ class BuildInbox:
             build = await self._registry.context.store.get_build(build_id)
             # Not recovered here yet (or its shard moved on): left for the owner.
             return build is None or build.terminal
-        if row["kind"] == "result":
-            return await self._apply_result(actor, str(row["body"]))
+        if row["kind"] == ASSIGN_KIND:
+            handler = self.assignments
+            return True if handler is None else await handler(build_id, str(row["body"]))
+        if row["kind"] != "cancel":
+            return await self._apply_report(actor, str(row["body"]))
         listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
         command = cmd.Cancel(
             info=cancel_of(str(row["body"])), listener=listener, received_at=time.perf_counter()
@@ -191,8 +213,8 @@ class BuildInbox:
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
 
-    async def _apply_result(self, actor: BuildActor, body: str) -> bool:
-        agent_id, report = result_of(body)
+    async def _apply_report(self, actor: BuildActor, body: str) -> bool:
+        agent_id, report = report_of(body)
         command = cmd.Report(agent_id=agent_id, report=report)
         actor.tell(command)
         try:
@@ -200,32 +222,6 @@ class BuildInbox:
         except (ActorRetired, Unavailable):
             return False
         except DomainError as refused:  # settled: a stale or repeated result
-            log.info("result of job %s from agent %s ignored: %s", report.job_id, agent_id, refused)
+            log.info("report on job %s from agent %s ignored: %s", report.job_id, agent_id, refused)
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
-
-
-def result_body(agent_id: str, report: JobResultReport) -> str:
-    fields: dict[str, object] = {"agent_id": agent_id, "job_id": report.job_id}
-    fields["report_id"] = report.report_id
-    fields["exit_code"] = report.exit_code
-    if isinstance(report, JobStoppedReport):
-        fields["outcome"] = report.outcome.value
-    else:
-        fields["succeeded"] = report.succeeded
-    fields["build_id"] = report.build_id
-    return json.dumps(fields)
-
-
-def result_of(body: str) -> tuple[str, JobResultReport]:
-    fields = json.loads(body)
-    build_id, job_id = str(fields["build_id"]), str(fields["job_id"])
-    exit_code = fields["exit_code"]
-    report: JobResultReport
-    if "outcome" in fields:
-        outcome = JobOutcome(fields["outcome"])
-        report = JobStoppedReport(build_id, job_id, outcome, exit_code, fields["report_id"])
-    else:
-        succeeded = bool(fields["succeeded"])
-        report = JobFinishedReport(build_id, job_id, succeeded, exit_code, fields["report_id"])
-    return str(fields["agent_id"]), report

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from buildcontrol_server.actors.registry import Registry, SupersedeCheck
+from buildcontrol_server.actors.scheduler import Scheduler
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain.errors import Unavailable
@@ -13,9 +14,11 @@ from buildcontrol_server.replicas.agent_delivery import AgentDelivery, ReplicaAg
 from buildcontrol_server.replicas.away_agents import AwayAgents
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.replicas.chores import Chore, DatabaseChores, Undelivered
+from buildcontrol_server.replicas.claims import OfferClaims
 from buildcontrol_server.replicas.control import ReplicaControl
 from buildcontrol_server.replicas.inbox import BuildInbox
 from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.replicas.offers import JobOffers
 from buildcontrol_server.replicas.router import ReplicaRouter
 from buildcontrol_server.replicas.takeover import Takeover
 from buildcontrol_server.store.base import BuildStore
@@ -39,6 +42,7 @@ class Replica:
         registry: Registry,
         hub: AgentHub,
         notifier: Undelivered,
+        scheduler: Scheduler,
     ) -> None:
         connections = getattr(store, "connections", None)
         if not isinstance(connections, PostgresConnections):
@@ -54,6 +58,15 @@ class Replica:
         self.delivery = AgentDelivery(connections, hub, leases)
         self.feed.on_agent_outbox(self.delivery.woken)
         registry.context.link = ReplicaAgentLink(hub, self.delivery)
+        # Jobs no agent here fits are offered to the other replicas' agents; this
+        # replica claims theirs for its own agents (offers.py, claims.py).
+        self.offers = JobOffers(connections, leases, scheduler, registry.context.link)
+        scheduler.elsewhere = self.offers
+        self.inbox.assignments = self.offers.assign
+        self.feed.on_offers(self.offers.woken)
+        self.claims = OfferClaims(connections, hub, leases)
+        self.feed.on_offers(self.claims.woken)
+        hub.events.subscribe(self.claims.agent_event)
         # An agent that left this replica is lost only if no other one holds it.
         self.away = AwayAgents(connections, hub, leases, registry.agent_event)
         hub.events.subscribe(self.away.agent_event)
@@ -114,6 +127,7 @@ class Replica:
         await self.feed.stop()
         await self.inbox.stop()
         await self.delivery.stop()
+        await self.claims.stop()
         await self.away.stop()
         await self.leases.stop()
         await self.chores.stop()

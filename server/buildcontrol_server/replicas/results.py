@@ -1,9 +1,16 @@
-"""An agent's result for a build another replica owns, taken by the replica holding
-the agent's stream: left in the owner's build inbox (durable), with the job's stops in
-the agent outbox confirmed in the same transaction, and only then acknowledged to
-the agent, which would otherwise send it again at its next Hello."""
+"""An agent's report on a job of a build another replica owns, taken by the replica
+holding the agent's stream, goes to the owner's build inbox (durable).
+
+A result (JobFinished, JobStopped) is left there with the job's stops in the agent
+outbox confirmed in the same transaction, its slot here freed (a job claimed for this
+agent, claims.py), and only then is it acknowledged to the agent, which would
+otherwise send it again at its next Hello. A progress report (JobAccepted,
+StepStarted, StepFinished) of a job assigned across replicas is left there as it
+comes: the owner's actor applies them in the order they were written."""
 
 from __future__ import annotations
+
+import logging
 
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.report_intake import ReportIntake
@@ -16,6 +23,8 @@ from buildcontrol_server.domain.events import (
 )
 from buildcontrol_server.replicas.inbox import BuildInbox
 from buildcontrol_server.store.base import BuildStore
+
+log = logging.getLogger(__name__)
 
 
 class ReplicaReportIntake(ReportIntake):
@@ -30,17 +39,25 @@ class ReplicaReportIntake(ReportIntake):
         self._owned_here = registry.owns
         self._inbox = inbox
         self._builds = store
+        self._agents = hub
 
     async def settle_not_live(self, session: AgentSession, report: AgentReport) -> None:
-        if not isinstance(report, (JobFinishedReport, JobStoppedReport)) or self._owned_here(
-            report.build_id
-        ):
+        if self._owned_here(report.build_id):
             await super().settle_not_live(session, report)
+            return
+        if not isinstance(report, (JobFinishedReport, JobStoppedReport)):
+            # The owner drops it if the job is no longer the agent's or is over.
+            try:
+                await self._inbox.forward_progress(session.agent_id, report)
+            except Exception as error:  # the job's result settles what it said
+                log.warning("report on job %s not left for its owner: %s", report.job_id, error)
             return
         build = await self._builds.get_build(report.build_id)
         if build is None or build.terminal:
+            self._agents.release(session.agent_id, report.job_id)
             await super().settle_not_live(session, report)
             return
         await self._inbox.forward_result(session.agent_id, report)
+        self._agents.release(session.agent_id, report.job_id)
         if report_id_of(report):
             session.acknowledge(report_id_of(report))

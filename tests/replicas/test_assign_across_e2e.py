@@ -1,0 +1,111 @@
+"""A build's owner assigns its jobs to agents another replica holds: a replica with
+no agents runs its builds on the other's (the offer, the claim, the AssignJob through
+the agent outbox), the agent's reports and output come back to the owner, a Cancel on
+either replica stops the step, and two replicas assigning to one agent at once never
+exceed its capacity."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+
+from tests.replicas.replicas import (
+    StartTwo,
+    Stub,
+    cancel_events,
+    job_ids,
+    jobs_started_per_agent,
+    query,
+    stubs,
+    submit,
+)
+from tests.support.build_waits import all_steps_running, build_of, until_terminal
+from tests.support.processes import AgentProc, job_pids, start_agent, wait_gone
+
+CANCELED = build_pb2.BUILD_STATUS_CANCELED
+SUCCEEDED = build_pb2.BUILD_STATUS_SUCCEEDED
+
+
+async def _log_until(stub: Stub, build_id: str, job_id: str, text: bytes) -> bytes:
+    """The job's log as FollowJobLog streams it, until it holds `text`."""
+    request = build_control_pb2.FollowJobLogRequest(build_id=build_id, job_id=job_id)
+    seen = b""
+    async for chunk in stub.FollowJobLog(request, timeout=30):
+        seen += chunk.data
+        if text in seen:
+            return seen
+    raise AssertionError(f"log of {job_id} ended without {text!r}: {seen!r}")
+
+
+async def _build(stub: Stub, build_id: str) -> build_pb2.Build:
+    return (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
+
+
+@pytest.mark.timeout(120)
+async def test_builds_of_a_replica_without_agents_run_on_the_agent_of_the_other(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    a, b = await two_replicas(postgres_url)
+    agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
+    async with stubs(a, b) as (stub_a, stub_b):
+        # Owned by b, which has no agent: they run on a's, and b learns each step.
+        done = (await stub_b.SubmitBuild(build_of(1, "echo output-from-a", "across"))).build
+        running = await submit(stub_b, 2, "echo started; sleep 600")
+        await asyncio.gather(*(all_steps_running(stub_b, x) for x in running))
+        finished = await until_terminal(stub_b, done.build_id)
+        assert finished.status == SUCCEEDED
+        [job] = finished.stages[0].jobs
+        assert job.steps[0].status == build_pb2.STEP_STATUS_SUCCEEDED
+        assert job.steps[0].exit_code == 0
+        assert b"output-from-a" in await _log_until(
+            stub_b, done.build_id, job.job_id, b"output-from-a"
+        )
+        jobs = await job_ids(stub_b, running)
+        pids = {pid for job_id in jobs for pid in job_pids(job_id)}
+        assert len(pids) >= len(jobs)
+        # One cancel on the owner, one on the replica holding the agent.
+        owner, holder = await asyncio.gather(
+            cancel_events(stub_b, running[0]), cancel_events(stub_a, running[1])
+        )
+        for events in (owner, holder):
+            kinds = [e.WhichOneof("event") for e in events]
+            assert kinds == ["accepted", "job_stopped", "finished"]
+            assert events[1].job_stopped.outcome in (
+                build_pb2.JOB_OUTCOME_GRACEFUL,
+                build_pb2.JOB_OUTCOME_KILLED,
+            )
+            assert events[-1].finished.status == CANCELED
+        await wait_gone(pids, 30)
+        for build_id in running:
+            assert (await _build(stub_b, build_id)).status == CANCELED
+        listed = await stub_a.ListAgents(build_control_pb2.ListAgentsRequest())
+        assert [(x.agent_id, list(x.job_ids)) for x in listed.agents] == [("agent-a", [])]
+    started = jobs_started_per_agent(agents)
+    assert started == {job_id: {"agent-a"} for job_id in [job.job_id, *jobs]}
+    assert await query(postgres_url, "SELECT * FROM job_offers") == []
+
+
+@pytest.mark.timeout(120)
+async def test_two_replicas_assigning_to_one_agent_at_once_stay_within_its_capacity(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    a, b = await two_replicas(postgres_url)
+    agent = await start_agent(a.target, "agent-a", tmp_path, "os=linux", 2)
+    agents.append(agent)
+    async with stubs(a, b) as (stub_a, stub_b):
+        # a's own builds and b's offered ones compete for the agent's two slots.
+        builds = [
+            (await stub.SubmitBuild(build_of(1, "sleep 0.3", "capacity"))).build.build_id
+            for _ in range(5)
+            for stub in (stub_a, stub_b)
+        ]
+        for build_id in builds:
+            assert (await until_terminal(stub_b, build_id)).status == SUCCEEDED
+    log = agent.log.read_text()
+    assert "exceeds capacity" not in log
+    started = jobs_started_per_agent(agents)
+    assert len(started) == len(builds)
+    assert all(where == {"agent-a"} for where in started.values())
