@@ -274,8 +274,8 @@ def _by_path(cancels: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 # The targets, absolute on this machine (worst path p50 ≤ 10 ms, p99 ≤ 50 ms),
 # converted like targets.py's over the quiet floor: unary RTT p50 ~0.71 ms (10 ms ≈
 # 14x), p99 ~1.67 ms (the latency target's 10 ms ≤ 6x; 50 ms ≈ 30x). The same-replica
-# path "unchanged": within what two servers started one after another on this machine
-# differ by (p50 ≤ 1.25x, p99 ≤ 1.5x of the one server in the same round).
+# path "unchanged": within the noise between two servers measured one after another
+# on this shared machine (p50 ≤ 1.25x, p99 ≤ 1.5x of the one server in the same round).
 __all__ = ["TARGETS", "details", "run"]
 
 TARGETS = (
