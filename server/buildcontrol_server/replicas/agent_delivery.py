@@ -67,6 +67,9 @@ STOP_KIND = "stop"
 ASSIGN_KIND = "assign"
 
 OutboxCommand = StopCommand | AssignCommand
+# The session id of an agent's Hello relayed by the replica holding its stream to the
+# owner of a build it had jobs of (replicas/control.py, inbox.py).
+RELAYED_HELLO = "relayed-by-its-holder"
 
 
 def stop_body(stop: StopCommand) -> str:
@@ -195,6 +198,13 @@ class ReplicaAgentLink(LocalAgentLink):
     def __init__(self, hub: AgentHub, delivery: AgentDelivery) -> None:
         super().__init__(hub)
         self._delivery = delivery
+
+    def is_latest(self, agent_id: str, session_id: str) -> bool:
+        if session_id == RELAYED_HELLO:
+            # The holder's word on the agent, unless its stream is here now (then the
+            # agent's own Hello here judges).
+            return self._hub.session(agent_id) is None
+        return super().is_latest(agent_id, session_id)
 
     def stop(self, stop: StopCommand) -> str | None:
         if self._hub.session(stop.agent_id) is None:

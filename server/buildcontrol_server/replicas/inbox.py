@@ -38,7 +38,7 @@ from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, Unavailable
 from buildcontrol_server.domain.events import CancelEvent
 from buildcontrol_server.domain.model import CancelInfo
-from buildcontrol_server.replicas.agent_delivery import CONFIRMED
+from buildcontrol_server.replicas.agent_delivery import CONFIRMED, RELAYED_HELLO
 from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.report_rows import (
@@ -55,6 +55,7 @@ from buildcontrol_server.store.postgres_connections import PostgresConnections
 log = logging.getLogger(__name__)
 
 ASSIGN_KIND = "assign"
+HELLO_KIND = "hello"
 # Applies an assignment row (build id, body): True once it needs no more.
 AssignmentHandler = Callable[[str, str], Awaitable[bool]]
 
@@ -123,6 +124,13 @@ class BuildInbox:
     async def forward_progress(self, agent_id: str, report: ProgressReport) -> None:
         """Leave a JobAccepted or step report for the build's owner (as above)."""
         async with self._write(report.build_id, PROGRESS_KIND, report_body(agent_id, report)):
+            pass
+
+    async def forward_hello(self, agent_id: str, build_id: str, running: list[str]) -> None:
+        """Tell the build's owner what the agent's Hello here says it runs of the build:
+        a job of it the agent no longer runs ends there (LOST, or FORCED if stopping)."""
+        body = json.dumps({"agent_id": agent_id, "running": running})
+        async with self._write(build_id, HELLO_KIND, body):
             pass
 
     @asynccontextmanager
@@ -196,6 +204,8 @@ class BuildInbox:
         if row["kind"] == ASSIGN_KIND:
             handler = self.assignments
             return True if handler is None else await handler(build_id, str(row["body"]))
+        if row["kind"] == HELLO_KIND:
+            return await self._apply_hello(actor, str(row["body"]))
         if row["kind"] != "cancel":
             return await self._apply_report(actor, str(row["body"]))
         listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
@@ -210,6 +220,22 @@ class BuildInbox:
             return False
         finally:
             actor.tell(cmd.Unsubscribe(listener=listener))
+        metrics.REPLICA_INBOX_APPLIED.inc()
+        return True
+
+    async def _apply_hello(self, actor: BuildActor, body: str) -> bool:
+        fields = json.loads(body)
+        running = frozenset(str(job_id) for job_id in fields["running"])
+        command = cmd.AgentReconnected(
+            agent_id=str(fields["agent_id"]), running=running, session_id=RELAYED_HELLO
+        )
+        actor.tell(command)
+        try:
+            await command.reply
+        except (ActorRetired, Unavailable):
+            return False
+        except DomainError as refused:
+            log.info("relayed Hello of agent %s ignored: %s", command.agent_id, refused)
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
 
