@@ -50,6 +50,7 @@ from buildcontrol_server.replicas.report_rows import (
     report_of,
     result_body,
 )
+from buildcontrol_server.replicas.rounds import Rounds
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,7 @@ class BuildInbox:
         self._connections = connections
         self._leases = leases
         self._registry = registry
-        self._draining: asyncio.Task[None] | None = None
-        self._again = False
+        self._drains = Rounds(self._drain_once, "inbox", _drain_failed)
         # What an assignment row does (offers.py); set by the replica.
         self.assignments: AssignmentHandler | None = None
 
@@ -147,10 +147,7 @@ class BuildInbox:
         """Rows may wait in `shards` (None: any): drain, unless no shard is ours."""
         if shards is not None and shards.isdisjoint(self._leases.serving()):
             return
-        if self._draining is not None and not self._draining.done():
-            self._again = True  # after the drain under way, once more
-            return
-        self._draining = asyncio.get_running_loop().create_task(self._drain(), name="inbox")
+        self._drains.wake()
 
     async def gained(self, shards: set[int]) -> None:
         self.woken(None)
@@ -162,21 +159,7 @@ class BuildInbox:
         return None
 
     async def stop(self) -> None:
-        if self._draining is not None:
-            self._draining.cancel()
-            await asyncio.gather(self._draining, return_exceptions=True)
-
-    async def _drain(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._drain_once()
-            except Unavailable as error:
-                log.info("build inbox not drained now (%s); the next round will", error)
-            except Exception as error:
-                log.warning("build inbox not drained now: %s", error)
-            if not self._again:
-                return
+        await self._drains.stop()
 
     async def _drain_once(self) -> None:
         shards = sorted(self._leases.serving())
@@ -191,7 +174,8 @@ class BuildInbox:
         if done:
             async with self._connections.acquire() as connection:
                 await connection.execute(DELETE, done)
-        self._again = self._again or len(rows) == DRAIN_BATCH
+        if len(rows) == DRAIN_BATCH:
+            self._drains.again()
 
     async def _apply(self, row: Any) -> bool:
         """Give the row's cancel to its build's actor: True once it needs no more."""
@@ -251,3 +235,10 @@ class BuildInbox:
             log.info("report on job %s from agent %s ignored: %s", report.job_id, agent_id, refused)
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
+
+
+def _drain_failed(error: Exception) -> None:
+    if isinstance(error, Unavailable):
+        log.info("build inbox not drained now (%s); the next round will", error)
+    else:
+        log.warning("build inbox not drained now: %s", error)
