@@ -8,8 +8,12 @@ server either way; this way it at least does not share a loop with either).
 Requests ({"op": ...}):
   connect   count, capacity, mode (push|poll), prefix, poll_interval
             → {"connected": n}
+  connect   ... target: the agents connect there (default: the fleet's target)
   wait_jobs count, timeout → {"jobs": {job_id: build_id}} once the agents hold `count`
             jobs (taken and not stopped)
+  move      agents (ids), target → {"moved": n} once each said Hello there with its
+            jobs (its old stream dropped without Goodbye: a reconnect elsewhere)
+  placement → {"jobs": {job_id: target of the stream of the agent holding it}}
   stops     → {"stops": {job_id: monotonic seconds the agent learned of its stop},
                "pushes_ignored": n, "polls": n}
   close     → {"closed": n}, then the process exits
@@ -48,7 +52,7 @@ class Fleet:
     async def connect(self, request: dict[str, Any]) -> dict[str, Any]:
         new = [
             LoadAgent(
-                self.target,
+                request.get("target", self.target),
                 f"{request.get('prefix', 'agent')}-{i}",
                 capacity=int(request["capacity"]),
                 mode=request.get("mode", PUSH),
@@ -74,6 +78,17 @@ class Fleet:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
         return {"jobs": held}
+
+    async def move(self, request: dict[str, Any]) -> dict[str, Any]:
+        wanted = set(request["agents"])
+        moving = [agent for agent in self.agents if agent.agent_id in wanted]
+        for start in range(0, len(moving), CONNECTS_AT_ONCE):
+            batch = moving[start : start + CONNECTS_AT_ONCE]
+            await asyncio.gather(*(agent.move(request["target"]) for agent in batch))
+        return {"moved": len(moving)}
+
+    def placement(self) -> dict[str, Any]:
+        return {"jobs": {job: a.target for a in self.agents for job in a.jobs}}
 
     def stops(self) -> dict[str, Any]:
         stops: dict[str, float] = {}
@@ -103,6 +118,10 @@ async def serve(target: str) -> None:
                 answer = await fleet.connect(request)
             elif op == "wait_jobs":
                 answer = await fleet.wait_jobs(request)
+            elif op == "move":
+                answer = await fleet.move(request)
+            elif op == "placement":
+                answer = fleet.placement()
             elif op == "stops":
                 answer = fleet.stops()
             elif op == "close":

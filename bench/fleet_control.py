@@ -47,8 +47,16 @@ class Fleet:
         return answer
 
     async def connect(
-        self, count: int, capacity: int, mode: str, prefix: str, poll_interval: float = 2.0
+        self,
+        count: int,
+        capacity: int,
+        mode: str,
+        prefix: str,
+        poll_interval: float = 2.0,
+        target: str | None = None,
     ) -> None:
+        """`target`: where these agents connect (None: the fleet's target)."""
+        where = {} if target is None else {"target": target}
         await self.ask(
             "connect",
             count=count,
@@ -56,7 +64,17 @@ class Fleet:
             mode=mode,
             prefix=prefix,
             poll_interval=poll_interval,
+            **where,
         )
+
+    async def move(self, agent_ids: list[str], target: str) -> None:
+        """These agents drop their streams and reconnect to `target` with their jobs."""
+        await self.ask("move", agents=agent_ids, target=target)
+
+    async def placement(self) -> dict[str, str]:
+        """{job_id: the target the stream of the agent holding it goes to}."""
+        jobs: dict[str, str] = (await self.ask("placement"))["jobs"]
+        return jobs
 
     async def wait_jobs(self, count: int, seconds: float = 120) -> dict[str, str]:
         """{job_id: build_id} once the agents hold `count` jobs."""

@@ -18,6 +18,7 @@ machine), so the process that sent a Cancel can subtract them from its own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -60,6 +61,7 @@ class LoadAgent:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
+        self.target = target
         self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self.agent_id = agent_id
         self.capacity = capacity
@@ -75,13 +77,24 @@ class LoadAgent:
         self.polls = 0
         self.welcomed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reconnect: asyncio.Task[None] | None = None
+        self._moving = asyncio.Lock()  # one reconnect at a time (a drain's, a move's)
 
     async def start(self) -> None:
-        hello = agent_pb2.Hello(agent_id=self.agent_id, capacity=self.capacity)
+        # After a move the Hello lists the jobs held, as an agent's reconnect does.
+        running = [agent_pb2.RunningJob(build_id=b, job_id=j) for j, b in self.jobs.items()]
+        hello = agent_pb2.Hello(
+            agent_id=self.agent_id, capacity=self.capacity, running_jobs=running
+        )
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(hello=hello))
         call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect(self._requests())
-        self._tasks.append(asyncio.create_task(self._read(call)))
-        await asyncio.wait_for(self.welcomed.wait(), 60)
+        reader = asyncio.create_task(self._read(call))
+        self._tasks.append(reader)
+        welcomed = asyncio.create_task(self.welcomed.wait())
+        await asyncio.wait({welcomed, reader}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if not self.welcomed.is_set():
+            welcomed.cancel()  # the stream ended first (a server going away), or no answer
+            raise ConnectionError(f"{self.agent_id}: no Welcome from {self.target}")
         if self.mode == POLL:
             self._tasks.append(asyncio.create_task(self._poll()))
 
@@ -112,6 +125,11 @@ class LoadAgent:
                 self._on_change()
             elif kind == "welcome":
                 self.welcomed.set()
+            elif kind == "drain":
+                # As the reference agent does: leave and say Hello again (a replica that
+                # took over the builds of our jobs asks for it). Not one of _tasks: the
+                # reconnect ends them, this one among them.
+                self._reconnect = asyncio.create_task(self._hello_again())
 
     def _send(self, **event: object) -> None:
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(**event))  # type: ignore[arg-type]
@@ -159,7 +177,30 @@ class LoadAgent:
                 if _told_to_stop(answer.build, job_id):
                     self._stop(build_id, job_id, time.monotonic())
 
+    async def move(self, target: str) -> None:
+        """Drop the stream without a Goodbye (a disconnect, as when a server dies or a
+        load balancer sends the next connection elsewhere) and say Hello to `target`
+        with the jobs held; back once it answers Welcome."""
+        async with self._moving:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._channel.close()
+            self.target, self._tasks = target, []
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self._outgoing = asyncio.Queue()
+            self.welcomed = asyncio.Event()
+            await self.start()
+
+    async def _hello_again(self) -> None:
+        # A server that drains because it stops refuses the new stream: the agent
+        # stays away, as it would until that server came back.
+        with contextlib.suppress(ConnectionError):
+            await self.move(self.target)
+
     async def close(self) -> None:
+        if self._reconnect is not None:
+            await asyncio.gather(self._reconnect, return_exceptions=True)
         for task in self._tasks[1:]:
             task.cancel()
         self._send(goodbye=agent_pb2.Goodbye(reason="bench done"))

@@ -18,6 +18,10 @@ ratio to the floor (scenarios.py registers them, report.py prints the table).
                 loop and one running uvloop, in turn → is uvloop worth adopting
   purge         single cancels while a retention purge of 200,000 finished builds runs,
                 beside the same cancels on the quiet server → ratio (purge.py)
+  replicas      2 replicas on one PostgreSQL beside 1 PostgreSQL server, 200 agents,
+                1,000 builds: Cancel → StopJob on the worst path (receiver = agent's
+                holder ≠ owner) and the same-replica one, cancels/s, SIGKILL failover
+                (replicas.py)
 
 --backend postgresql: scenarios 1-3 on SQLite, then on PostgreSQL, one table of both
 (backends.py); `make bench BACKEND=postgresql`.
@@ -134,6 +138,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(purge) a copy of the pre-filled history: reused when it holds --purge-builds"
         " builds, else written after pre-filling (a million builds take minutes to write)",
     )
+    parser.add_argument("--replicas-agents", type=int, default=200, help="(replicas)")
+    parser.add_argument("--replicas-builds", type=int, default=1000, help="(replicas) running")
+    parser.add_argument(
+        "--replicas-cancels", type=int, default=200, help="(replicas) single cancels per path"
+    )
+    parser.add_argument(
+        "--replicas-level",
+        type=lambda text: _levels(text)[0],
+        default=(16, 250),
+        help="(replicas) throughput, concurrency:cancels (a level to any replica, one to"
+        " the owners)",
+    )
+    parser.add_argument(
+        "--replicas-failover", type=int, default=20, help="(replicas) builds of the killed one"
+    )
+    parser.add_argument(
+        "--replicas-lease", type=float, default=4.0, help="(replicas) --replicas-lease, s"
+    )
     parser.add_argument("--quick", action="store_true", help="small numbers: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -148,6 +170,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.stop_rounds, args.stop_burst, args.stop_burst_rounds = 5, 5, 1
         args.idle_processes, args.rounds = 10, 1
         args.purge_builds, args.purge_cancels = 5_000, 30
+        args.replicas_agents, args.replicas_builds, args.replicas_cancels = 10, 60, 10
+        args.replicas_level, args.replicas_failover, args.replicas_lease = (4, 15), 4, 1.0
     args.floor_sizes = floor.QUICK_SIZES if args.quick else floor.FloorSizes()
     return args
 

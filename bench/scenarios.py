@@ -23,6 +23,7 @@ import latency
 import log_flood
 import memory
 import purge
+import replicas
 import targets
 import throughput
 from fleet_control import Fleet
@@ -208,6 +209,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(("loops",), loop_comparison, targets.LOOPS),
     Scenario(("purge",), purge_scenario, PURGE_TARGETS, lambda r: [purge.table(r["purge"])]),
     Scenario(("logflood",), log_flood_scenario, targets.LOG_FLOOD),
+    Scenario(("replicas",), replicas.run, replicas.TARGETS, replicas.details),
 )
 
 NAMES = tuple(name for scenario in SCENARIOS for name in scenario.names)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2_grpc, build_pb2
@@ -34,18 +35,29 @@ async def run(server: ServerProcess, fleet: Fleet, levels: list[tuple[int, int]]
         rows = []
         for concurrency, count in levels:
             batch = [next(ids) for _ in range(count)]
-            rows.append(await _level(server, fleet, stub, concurrency, batch))
+            rows.append(await level(server, fleet, stub, concurrency, batch))
     best = max(rows, key=lambda row: row["cancels_per_s"])
     return {"levels": rows, "best_cancels_per_s": best["cancels_per_s"], "best_level": best}
 
 
-async def _level(
-    server: ServerProcess,
+class Measured(Protocol):
+    """What a level reads of the server: a ServerProcess, or several replicas summed."""
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float: ...
+
+    def cpu_seconds(self) -> float: ...
+
+    def profiled(self, phase: str) -> AbstractAsyncContextManager[None]: ...
+
+
+async def level(
+    server: Measured,
     fleet: Fleet,
     stub: build_control_pb2_grpc.BuildControlStub,
     concurrency: int,
     build_ids: list[str],
 ) -> dict[str, Any]:
+    """`concurrency` workers cancel `build_ids` one after another each, to terminal."""
     pending = iter(build_ids)
     latencies: list[float] = []
     failed = 0
