@@ -163,8 +163,8 @@ async def _measure_two(args: argparse.Namespace, pair: Pair) -> dict[str, Any]:
         sends += [(worst, worst.holder), (direct, direct.owner)]
     singles = await _singles(pair.stubs, pair.fleet, sends)
     spread = paths.round_robin(plan.throughput, [a.target, b.target])
-    throughput = await _rate(pair, concurrency, spread)
-    routed = await _rate(pair, concurrency, [(x, x.owner) for x in plan.routed])
+    throughput = await _rate(pair, concurrency, spread, "in_turn")
+    routed = await _rate(pair, concurrency, [(x, x.owner) for x in plan.routed], "to_owner")
     print(f"replicas: failover, SIGKILL of {a.target} ...", flush=True)
     victims = [agent for agent, holder in agents.items() if holder == a.target]
     failover = await replicas_failover.run(
@@ -195,11 +195,13 @@ async def _placed_builds(
     return paths.placed(jobs, owners, await fleet.placement()), agents
 
 
-async def _rate(pair: Pair, concurrency: int, sends: list[tuple[Placed, str]]) -> dict[str, Any]:
+async def _rate(
+    pair: Pair, concurrency: int, sends: list[tuple[Placed, str]], label: str
+) -> dict[str, Any]:
     """A throughput level over both replicas, each Cancel to its chosen receiver."""
     receivers = cluster.Receivers({x.build_id: pair.stubs[r] for x, r in sends})
     ids = [x.build_id for x, _ in sends]
-    replicas = cluster.Replicas(pair.servers)
+    replicas = cluster.Replicas(pair.servers, label)
     found = await _with_database(
         pair.database,
         level(replicas, pair.fleet, receivers, concurrency, ids),  # type: ignore[arg-type]

@@ -83,6 +83,7 @@ class Replicas:
     CPU and counters summed."""
 
     servers: Sequence[ServerProcess]
+    label: str  # names their profiles: LABEL_PHASE_N.txt
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         return sum(s.metric(name, labels) for s in self.servers if s.process.returncode is None)
@@ -92,11 +93,12 @@ class Replicas:
 
     @asynccontextmanager
     async def profiled(self, phase: str) -> AsyncIterator[None]:
-        """Each replica's profile of the phase (PHASE_0.txt, PHASE_1.txt) when the
+        """Each replica's profile of the phase (LABEL_PHASE_0.txt, _1.txt) when the
         replicas were started with a profile_dir."""
         async with AsyncExitStack() as stack:
             for number, server in enumerate(self.servers):
-                await stack.enter_async_context(server.profiled(f"{phase}_{number}"))
+                name = f"{self.label}_{phase}_{number}"
+                await stack.enter_async_context(server.profiled(name))
             yield
 
 
