@@ -38,6 +38,7 @@ from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.agent_commands import AssignCommand, AssignedStep, StopCommand
 from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.replicas.rounds import Rounds
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ STOP_KIND = "stop"
 ASSIGN_KIND = "assign"
 
 OutboxCommand = StopCommand | AssignCommand
+# The session id of an agent's Hello relayed by the replica holding its stream to the
+# owner of a build it had jobs of (replicas/control.py, inbox.py).
+RELAYED_HELLO = "relayed-by-its-holder"
 
 
 def stop_body(stop: StopCommand) -> str:
@@ -93,6 +97,10 @@ def command_of(kind: str, body: str) -> OutboxCommand:
     return assign_of(body) if kind == ASSIGN_KIND else stop_of(body)
 
 
+def _read_failed(error: Exception) -> None:
+    log.info("agent outbox not read now (%s); the next round will", error)
+
+
 class AgentDelivery:
     def __init__(
         self, connections: PostgresConnections, hub: AgentHub, leases: ShardLeases
@@ -102,8 +110,7 @@ class AgentDelivery:
         self._leases = leases
         self._sent: dict[int, str] = {}  # outbox row -> the session it was sent on
         self._writes: set[asyncio.Task[None]] = set()
-        self._draining: asyncio.Task[None] | None = None
-        self._again = False
+        self._drains = Rounds(self._send_waiting, "agents", _read_failed)
 
     # ---- the owner ----
 
@@ -141,20 +148,7 @@ class AgentDelivery:
         """Rows may wait for `agent_id` (None: any agent; also the sessions' sync)."""
         if agent_id is not None and self._hub.session(agent_id) is None:
             return
-        if self._draining is not None and not self._draining.done():
-            self._again = True
-            return
-        self._draining = asyncio.get_running_loop().create_task(self._drain(), name="agents")
-
-    async def _drain(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._send_waiting()
-            except Exception as error:
-                log.info("agent outbox not read now (%s); the next round will", error)
-            if not self._again:
-                return
+        self._drains.wake()
 
     async def _send_waiting(self) -> None:
         sessions = {s.agent_id: s for s in self._hub.sessions() if not s.closed}
@@ -182,9 +176,9 @@ class AgentDelivery:
             del self._sent[row_id]  # confirmed (deleted) or its agent left
 
     async def stop(self) -> None:
-        for task in (self._draining, *self._writes):
-            if task is not None:
-                task.cancel()
+        for task in self._writes:
+            task.cancel()
+        await self._drains.stop()
         await asyncio.gather(*self._writes, return_exceptions=True)
 
 
@@ -195,6 +189,13 @@ class ReplicaAgentLink(LocalAgentLink):
     def __init__(self, hub: AgentHub, delivery: AgentDelivery) -> None:
         super().__init__(hub)
         self._delivery = delivery
+
+    def is_latest(self, agent_id: str, session_id: str) -> bool:
+        if session_id == RELAYED_HELLO:
+            # The holder's word on the agent, unless its stream is here now (then the
+            # agent's own Hello here judges).
+            return self._hub.session(agent_id) is None
+        return super().is_latest(agent_id, session_id)
 
     def stop(self, stop: StopCommand) -> str | None:
         if self._hub.session(stop.agent_id) is None:
