@@ -267,12 +267,32 @@ def update_all(statements: tuple[UpdateStatement, ...]) -> str:
 VERSIONS_MISSED = "BC409"
 
 
+def leases_held(offset: int) -> str:
+    """The lease rows of the shards a replica's write touches that it still holds at
+    the epochs it knows (parameters offset + 1..3: shards, epochs, its instance id),
+    locked against a takeover until the transaction ends (in shard order, as the
+    leases' own statements lock them: no deadlock between them). A takeover committed
+    meanwhile is seen (READ COMMITTED re-reads a row updated under the lock)."""
+    return (
+        "SELECT l.shard FROM shard_leases l"
+        f" JOIN unnest(${offset + 1}::int[], ${offset + 2}::bigint[]) AS held(shard, epoch)"
+        f" ON l.shard = held.shard WHERE l.epoch = held.epoch AND l.owner = ${offset + 3}"
+        " ORDER BY l.shard FOR SHARE OF l"
+    )
+
+
 @functools.cache
-def update_all_checked(statements: tuple[UpdateStatement, ...], audit: bool = False) -> str:
+def update_all_checked(
+    statements: tuple[UpdateStatement, ...], audit: bool = False, fenced: bool = False
+) -> str:
     """update_all that aborts itself unless each table matched as many rows as the
-    last parameter (a bigint[]) says: atomic without BEGIN/COMMIT around it. With
+    counts parameter (a bigint[]) says: atomic without BEGIN/COMMIT around it. With
     `audit`, the audit rows of the cancels it ends too (INSERT_AUDIT's columns, after
-    the updates' and before the counts): aborted with the rest on a miss."""
+    the updates' and before the counts): aborted with the rest on a miss. `fenced`
+    (a replica's write, store/postgres_fenced_writer.py): the last count is that of
+    the lease rows still held (leases_held, its three parameters after the counts),
+    and the statement NOTIFYs (channel and payload: the last two parameters), which
+    PostgreSQL delivers only if it commits."""
     parts: list[str] = []
     counts: list[str] = []
     offset = 0
@@ -284,9 +304,15 @@ def update_all_checked(statements: tuple[UpdateStatement, ...], audit: bool = Fa
         # A data-modifying CTE runs to completion whether or not it is read.
         parts.append(f"a AS ({_insert_audit(offset)})")
         offset += INSERT_AUDIT.column_count
+    checked = f"${offset + 1}::bigint[]"
+    notify = ""
+    if fenced:
+        parts.append(f"f AS ({leases_held(offset + 1)})")
+        counts.append("(SELECT count(*) FROM f)")
+        notify = f", pg_notify(${offset + 5}, ${offset + 6})"
     return (
         f"WITH {', '.join(parts)} SELECT buildcontrol_check_versions("
-        f"ARRAY[{', '.join(counts)}]::bigint[], ${offset + 1}::bigint[])"
+        f"ARRAY[{', '.join(counts)}]::bigint[], {checked}){notify}"
     )
 
 

@@ -23,6 +23,7 @@ transaction on one pool connection:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -131,27 +132,16 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         UPDATE, COMMIT. False if `write` is not updates only or a version missed
         (nothing written: the caller replays it the long way, which finds and names
         the conflict, change set by change set)."""
-        if not _updates_only(write):
+        update = checked_update(write)
+        if update is None:
             return False
-        present = [
-            (statement, table_rows, key_length)
-            for statement, key_length, table_rows in (
-                (sql.UPDATE_BUILDS, 1, write.update_builds),
-                (sql.UPDATE_JOBS, 1, write.update_jobs),
-                (sql.UPDATE_STEPS, 2, write.update_steps),
-            )
-            if table_rows
-        ]
-        arguments: list[Any] = []
-        for statement, table_rows, _ in present:
-            arguments += statement.arguments(table_rows)
-        audit = bool(write.insert_audit)
-        if audit:
-            arguments += sql.INSERT_AUDIT.arguments(write.insert_audit)
-        arguments.append([len(table_rows) for _, table_rows, _ in present])
+        query = sql.update_all_checked(update.statements, update.audit)
+        return await self._run_checked(connection, query, [*update.arguments, update.counts])
+
+    async def _run_checked(self, connection: Any, query: str, arguments: list[Any]) -> bool:
+        """One self-checking statement (update_all_checked): False if it missed."""
         self._statements += 1
         self._round_trips += 1
-        query = sql.update_all_checked(tuple(statement for statement, _, _ in present), audit)
         try:
             await connection.execute(query, *arguments)
         except asyncpg.PostgresError as error:
@@ -241,6 +231,44 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         # Conflicts found inside the transaction are moot: nothing of it committed.
         for queued in batch:
             _settle(queued.future, failure)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedUpdate:
+    """A write of updates only as update_all_checked's parts: its statements, whether
+    audit rows ride along, their arguments, and the rows each statement must match."""
+
+    statements: tuple[sql.UpdateStatement, ...]
+    audit: bool
+    arguments: list[Any]
+    counts: list[int]
+
+
+def checked_update(write: PreparedWrite) -> CheckedUpdate | None:
+    """`write` as one self-checking statement's parts; None if it is not updates only."""
+    if not _updates_only(write):
+        return None
+    present = [
+        (statement, table_rows)
+        for statement, table_rows in (
+            (sql.UPDATE_BUILDS, write.update_builds),
+            (sql.UPDATE_JOBS, write.update_jobs),
+            (sql.UPDATE_STEPS, write.update_steps),
+        )
+        if table_rows
+    ]
+    arguments: list[Any] = []
+    for statement, table_rows in present:
+        arguments += statement.arguments(table_rows)
+    audit = bool(write.insert_audit)
+    if audit:
+        arguments += sql.INSERT_AUDIT.arguments(write.insert_audit)
+    return CheckedUpdate(
+        tuple(statement for statement, _ in present),
+        audit,
+        arguments,
+        [len(table_rows) for _, table_rows in present],
+    )
 
 
 def _updates_only(write: PreparedWrite) -> bool:
