@@ -1,10 +1,14 @@
 """A job assigned across replicas when one of the two is SIGKILLed: the slot it took
 on the agent is freed once the job ends, whether the dead replica owned the build
 (the survivor takes the build over) or held the agent (the agent moves to the
-survivor, which then counts the job)."""
+survivor, which then counts the job). And an agent SIGKILLed and started again
+without its jobs: the replica holding it tells the owner, whose job ends LOST."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,34 @@ async def test_the_slot_of_a_job_whose_agents_replica_was_sigkilled_is_freed(
             await _cancel_and_reuse(stub_b, build_id, pids)
     finally:
         await proxy.close()
+
+
+@pytest.mark.timeout(120)
+async def test_an_agent_restarted_without_its_job_ends_it_on_the_owner(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    a, b = await two_replicas(postgres_url)  # a reconnect window of 30 s
+    agent = await start_agent(a.target, "agent-a", tmp_path, "os=linux", 1)
+    agents.append(agent)
+    pids: set[int] = set()
+    try:
+        async with stubs(a, b) as (_stub_a, stub_b):
+            [build_id] = await submit(stub_b, 1)  # owned by b, on the agent a holds
+            await all_steps_running(stub_b, build_id)
+            pids = job_pids((await job_ids(stub_b, [build_id]))[0])
+            assert pids
+            agent.process.kill()
+            await agent.process.wait()
+            # Within the window, a new agent process (no work dir: it knows no job).
+            agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 1))
+            build = await until_terminal(stub_b, build_id)
+            assert build.status == build_pb2.BUILD_STATUS_FAILED
+            assert build.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_LOST
+            reply = await stub_b.SubmitBuild(build_of(1, "true", "reuse"))
+            assert (await until_terminal(stub_b, reply.build.build_id)).status == (
+                build_pb2.BUILD_STATUS_SUCCEEDED
+            )
+    finally:
+        for pid in pids:  # the steps the SIGKILLed agent left
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -39,6 +39,7 @@ from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.agent_commands import AssignCommand, AssignedStep, StopCommand
 from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.replicas.rounds import Rounds
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ STOP_KIND = "stop"
 ASSIGN_KIND = "assign"
 
 OutboxCommand = StopCommand | AssignCommand
+# The session id of an agent's Hello relayed by the replica holding its stream to the
+# owner of a build it had jobs of (replicas/control.py, inbox.py).
+RELAYED_HELLO = "relayed-by-its-holder"
 
 
 def stop_body(stop: StopCommand) -> str:
@@ -93,6 +97,10 @@ def command_of(kind: str, body: str) -> OutboxCommand:
     return assign_of(body) if kind == ASSIGN_KIND else stop_of(body)
 
 
+def _read_failed(error: Exception) -> None:
+    log.info("agent outbox not read now (%s); the next round will", error)
+
+
 class AgentDelivery:
     def __init__(
         self, connections: PostgresConnections, hub: AgentHub, leases: ShardLeases
@@ -102,8 +110,8 @@ class AgentDelivery:
         self._leases = leases
         self._sent: dict[int, str] = {}  # outbox row -> the session it was sent on
         self._writes: set[asyncio.Task[None]] = set()
-        self._draining: asyncio.Task[None] | None = None
-        # Agents whose rows to read next (NOTIFYs), and whether to read every one's.
+        self._drains = Rounds(self._send_waiting, "agents", _read_failed)
+        # Agents whose rows the next round reads (NOTIFYs), and whether it reads all.
         self._named: set[str] = set()
         self._everyone = False
 
@@ -148,27 +156,18 @@ class AgentDelivery:
             return
         else:
             self._named.add(agent_id)
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.get_running_loop().create_task(self._drain(), name="agents")
+        self._drains.wake()
 
-    async def _drain(self) -> None:
-        """One read at a time; what was woken meanwhile is read right after it."""
-        while self._everyone or self._named:
-            everyone, self._everyone = self._everyone, False
-            named, self._named = self._named, set()
-            try:
-                await self._send_waiting(None if everyone else named)
-            except Exception as error:
-                log.info("agent outbox not read now (%s); the next round will", error)
-
-    async def _send_waiting(self, named: set[str] | None) -> None:
-        """Send the rows waiting for the agents held here: those `named` (a NOTIFY's:
-        only their rows are read), or every one (None: the safety net, which also
-        writes this replica's sessions and forgets the rows sent and gone since)."""
+    async def _send_waiting(self) -> None:
+        """Send the rows waiting for the agents held here: those NOTIFYs named (only
+        their rows are read), or every one's (the safety net, which also writes this
+        replica's sessions and forgets the rows sent and gone since)."""
+        everyone, self._everyone = self._everyone, False
+        named, self._named = self._named, set()
         sessions = {s.agent_id: s for s in self._hub.sessions() if not s.closed}
-        held = sorted(sessions if named is None else named & sessions.keys())
+        held = sorted(sessions if everyone else named & sessions.keys())
         async with self._connections.acquire() as connection:
-            if named is None:
+            if everyone:
                 await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
                 await connection.execute(SESSIONS_GONE, self._leases.instance_id, held)
             rows = await connection.fetch(READ, held) if held else []
@@ -186,15 +185,15 @@ class AgentDelivery:
                 self._hub.hold(session.agent_id, command.job_id, command.build_id)
             session.send(command)
             self._sent[row_id] = session.session_id
-        if named is None:
+        if everyone:
             waiting = {int(row["id"]) for row in rows}
             for row_id in set(self._sent) - waiting:
                 del self._sent[row_id]  # confirmed (deleted) or its agent left
 
     async def stop(self) -> None:
-        for task in (self._draining, *self._writes):
-            if task is not None:
-                task.cancel()
+        for task in self._writes:
+            task.cancel()
+        await self._drains.stop()
         await asyncio.gather(*self._writes, return_exceptions=True)
 
 
@@ -205,6 +204,13 @@ class ReplicaAgentLink(LocalAgentLink):
     def __init__(self, hub: AgentHub, delivery: AgentDelivery) -> None:
         super().__init__(hub)
         self._delivery = delivery
+
+    def is_latest(self, agent_id: str, session_id: str) -> bool:
+        if session_id == RELAYED_HELLO:
+            # The holder's word on the agent, unless its stream is here now (then the
+            # agent's own Hello here judges).
+            return self._hub.session(agent_id) is None
+        return super().is_latest(agent_id, session_id)
 
     def stop(self, stop: StopCommand) -> str | None:
         if self._hub.session(stop.agent_id) is None:

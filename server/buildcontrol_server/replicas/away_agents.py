@@ -39,6 +39,12 @@ HOLDER = (
     " WHERE s.agent_id = $1 AND s.instance_id <> $2 AND r.expires_at > now()"
     " AND s.updated_at > now() - $3::float8 * interval '1 second'"
 )
+# The same for many agents at once (the away ones, every second): those held elsewhere.
+HELD_ELSEWHERE = (
+    "SELECT s.agent_id FROM agent_sessions s JOIN replicas r ON r.instance_id = s.instance_id"
+    " WHERE s.agent_id = ANY($1::text[]) AND s.instance_id <> $2 AND r.expires_at > now()"
+    " AND s.updated_at > now() - $3::float8 * interval '1 second'"
+)
 FORGET = "DELETE FROM agent_outbox WHERE agent_id = $1 AND build_id = ANY($2::text[])"
 
 
@@ -103,11 +109,14 @@ class AwayAgents:
         away.jobs.update(event.jobs)
 
     async def _check_all(self) -> None:
+        for agent_id in [a for a in self._away if self._hub.session(a) is not None]:
+            del self._away[agent_id]  # back here: its Hello settled its jobs
+        elsewhere = await self._held_elsewhere(sorted(self._away))
         for agent_id, away in list(self._away.items()):
             if self._hub.session(agent_id) is not None:
-                del self._away[agent_id]  # back here: its Hello settled its jobs
+                del self._away[agent_id]  # back here while the database was read
                 continue
-            if await self._holder(agent_id) is not None:
+            if agent_id in elsewhere:
                 away.nowhere_since = None
                 continue
             now = time.monotonic()
@@ -127,6 +136,23 @@ class AwayAgents:
         except Exception as error:
             log.warning("agent %s: where it is connected not known (%s)", agent_id, error)
             return None
+
+    async def _held_elsewhere(self, agent_ids: list[str]) -> set[str]:
+        """Which of `agent_ids` another live replica holds (one query for all of them,
+        which may be many: the agents of other replicas running this one's jobs)."""
+        if not agent_ids:
+            return set()
+        try:
+            async with self._connections.acquire() as connection:
+                rows = await connection.fetch(
+                    HELD_ELSEWHERE, agent_ids, self._leases.instance_id, FRESH
+                )
+        except Exception as error:
+            log.warning(
+                "where %d away agent(s) are connected: not known (%s)", len(agent_ids), error
+            )
+            return set()
+        return {str(row["agent_id"]) for row in rows}
 
     async def _gone(self, event: AgentLost) -> None:
         """The agent is held by no replica: its builds end its jobs (LOST), and the

@@ -39,6 +39,7 @@ from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
 from buildcontrol_server.replicas.inbox import ASSIGN_KIND
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.offers import assignment_body
+from buildcontrol_server.replicas.rounds import Rounds
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ class Claim:
     shard: int
 
 
+def _claim_failed(error: Exception) -> None:
+    log.info("offers not claimed now (%s); the next round will", error)
+
+
 class OfferClaims:
     def __init__(
         self, connections: PostgresConnections, hub: AgentHub, leases: ShardLeases
@@ -86,8 +91,7 @@ class OfferClaims:
         self._leases = leases
         self._claiming: set[str] = set()  # jobs held here, claim not committed yet
         self._unclaimed = True  # the last read left offers (a freed slot may fit)
-        self._round: asyncio.Task[None] | None = None
-        self._again = False
+        self._rounds = Rounds(self._claim_round, "claims", _claim_failed)
         self._check: asyncio.Task[None] | None = None
 
     def woken(self, offered: bool) -> None:
@@ -103,39 +107,28 @@ class OfferClaims:
             self._claim_soon()
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._round, self._check) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._rounds.stop()
+        if self._check is not None:
+            self._check.cancel()
+            await asyncio.gather(self._check, return_exceptions=True)
 
     # ---- claiming ----
 
     def _claim_soon(self) -> None:
-        if not self._hub.any_free_slot():
-            return
-        if self._round is not None and not self._round.done():
-            self._again = True
-            return
-        self._round = asyncio.get_running_loop().create_task(self._claim(), name="claims")
-
-    async def _claim(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._claim_round()
-            except Exception as error:
-                log.info("offers not claimed now (%s); the next round will", error)
-            if not (self._again and self._hub.any_free_slot()):
-                return
+        if self._hub.any_free_slot():
+            self._rounds.wake()
 
     async def _claim_round(self) -> None:
+        if not self._hub.any_free_slot():
+            return
         serving = sorted(self._leases.serving())
         async with self._connections.acquire() as connection:
             rows = await connection.fetch(READ, serving, READ_LIMIT)
         claims, stale, left = self._hold_fitting(rows)
         # A freed slot is worth another round only for an offer an agent here fits.
         self._unclaimed = left
-        self._again = self._again or len(rows) == READ_LIMIT
+        if len(rows) == READ_LIMIT:
+            self._rounds.again()
         if not claims and not stale:
             return
         self._claiming.update(claim.job_id for claim in claims)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -27,9 +28,10 @@ from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.actors.router import LiveElsewhere
 from buildcontrol_server.actors.selection import BuildSelector
-from buildcontrol_server.agents.hub import AgentHub
+from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.domain.errors import Unavailable, build_already_finished, build_not_found
 from buildcontrol_server.domain.events import (
+    AgentHello,
     CancelAcceptedEvent,
     CancelEvent,
     WatchChange,
@@ -55,6 +57,8 @@ from buildcontrol_server.store.base import BuildStore
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 # How long a forwarded cancel may wait for its owner to take it (a dead owner's
 # shards are taken over within a lease, and the new owner drains the inbox).
 ACCEPT_TIMEOUT = 30.0
@@ -77,6 +81,33 @@ class ReplicaControl(BuildControl):
         self._feed = feed
         # Results of builds owned elsewhere go to their owner (results.py).
         self.reports = ReplicaReportIntake(store, registry, hub, inbox)
+
+    async def agent_connected(self, session: AgentSession, hello: AgentHello) -> None:
+        """As on one server; then the owner of each other replica's build whose job this
+        replica counts on the agent but the Hello does not claim (a restarted agent
+        lost it) is told what the agent runs of that build, as its own Hello would."""
+        await self.recovered.wait()
+        before = self._hub.held(session.agent_id)
+        await super().agent_connected(session, hello)
+        held = self._hub.held(session.agent_id)  # less the results the Hello re-sent
+        claimed = {claim.job_id for claim in hello.running}
+        gone: dict[str, list[str]] = {}
+        for job_id, build_id in before.items():
+            if job_id in held and job_id not in claimed and not self._registry.owns(build_id):
+                gone.setdefault(build_id, []).append(job_id)
+        for build_id, job_ids in gone.items():
+            await self._relay_hello(session.agent_id, build_id, job_ids, hello)
+
+    async def _relay_hello(
+        self, agent_id: str, build_id: str, job_ids: list[str], hello: AgentHello
+    ) -> None:
+        for job_id in job_ids:  # not on the agent: its slot is free
+            self._hub.release(agent_id, job_id)
+        running = sorted(c.job_id for c in hello.running if c.build_id == build_id)
+        try:
+            await self._inbox.forward_hello(agent_id, build_id, running)
+        except Exception as error:  # then the job's timeout ends it on its owner
+            log.warning("agent %s: Hello not relayed to build %s: %s", agent_id, build_id, error)
 
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         try:

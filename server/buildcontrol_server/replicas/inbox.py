@@ -37,6 +37,7 @@ from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, Unavailable
 from buildcontrol_server.domain.events import CancelEvent
 from buildcontrol_server.domain.model import CancelInfo
+from buildcontrol_server.replicas.agent_delivery import RELAYED_HELLO
 from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.report_rows import (
@@ -48,11 +49,13 @@ from buildcontrol_server.replicas.report_rows import (
     report_of,
     result_body,
 )
+from buildcontrol_server.replicas.rounds import Rounds
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
 
 ASSIGN_KIND = "assign"
+HELLO_KIND = "hello"
 # Applies an assignment row (build id, body): True once it needs no more.
 AssignmentHandler = Callable[[str, str], Awaitable[bool]]
 
@@ -105,8 +108,7 @@ class BuildInbox:
         self._connections = connections
         self._leases = leases
         self._registry = registry
-        self._draining: asyncio.Task[None] | None = None
-        self._again = False
+        self._drains = Rounds(self._drain_once, "inbox", _drain_failed)
         # What an assignment row does (offers.py); set by the replica.
         self.assignments: AssignmentHandler | None = None
 
@@ -131,6 +133,12 @@ class BuildInbox:
         body = report_body(agent_id, report)
         await self._write(WRITE_NOTIFIED, report.build_id, PROGRESS_KIND, body)
 
+    async def forward_hello(self, agent_id: str, build_id: str, running: list[str]) -> None:
+        """Tell the build's owner what the agent's Hello here says it runs of the build:
+        a job of it the agent no longer runs ends there (LOST, or FORCED if stopping)."""
+        body = json.dumps({"agent_id": agent_id, "running": running})
+        await self._write(WRITE_NOTIFIED, build_id, HELLO_KIND, body)
+
     async def _write(self, statement: str, build_id: str, kind: str, body: str, *more: str) -> None:
         shard = self._leases.shard_of(build_id)
         async with self._connections.acquire() as connection:
@@ -144,10 +152,7 @@ class BuildInbox:
         """Rows may wait in `shards` (None: any): drain, unless no shard is ours."""
         if shards is not None and shards.isdisjoint(self._leases.serving()):
             return
-        if self._draining is not None and not self._draining.done():
-            self._again = True  # after the drain under way, once more
-            return
-        self._draining = asyncio.get_running_loop().create_task(self._drain(), name="inbox")
+        self._drains.wake()
 
     async def gained(self, shards: set[int]) -> None:
         self.woken(None)
@@ -159,21 +164,7 @@ class BuildInbox:
         return None
 
     async def stop(self) -> None:
-        if self._draining is not None:
-            self._draining.cancel()
-            await asyncio.gather(self._draining, return_exceptions=True)
-
-    async def _drain(self) -> None:
-        while True:
-            self._again = False
-            try:
-                await self._drain_once()
-            except Unavailable as error:
-                log.info("build inbox not drained now (%s); the next round will", error)
-            except Exception as error:
-                log.warning("build inbox not drained now: %s", error)
-            if not self._again:
-                return
+        await self._drains.stop()
 
     async def _drain_once(self) -> None:
         shards = sorted(self._leases.serving())
@@ -188,7 +179,8 @@ class BuildInbox:
         if done:
             async with self._connections.acquire() as connection:
                 await connection.execute(DELETE, done)
-        self._again = self._again or len(rows) == DRAIN_BATCH
+        if len(rows) == DRAIN_BATCH:
+            self._drains.again()
 
     async def _apply(self, row: Any) -> bool:
         """Give the row's cancel to its build's actor: True once it needs no more."""
@@ -201,6 +193,8 @@ class BuildInbox:
         if row["kind"] == ASSIGN_KIND:
             handler = self.assignments
             return True if handler is None else await handler(build_id, str(row["body"]))
+        if row["kind"] == HELLO_KIND:
+            return await self._apply_hello(actor, str(row["body"]))
         if row["kind"] != "cancel":
             return await self._apply_report(actor, str(row["body"]))
         listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
@@ -218,6 +212,22 @@ class BuildInbox:
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
 
+    async def _apply_hello(self, actor: BuildActor, body: str) -> bool:
+        fields = json.loads(body)
+        running = frozenset(str(job_id) for job_id in fields["running"])
+        command = cmd.AgentReconnected(
+            agent_id=str(fields["agent_id"]), running=running, session_id=RELAYED_HELLO
+        )
+        actor.tell(command)
+        try:
+            await command.reply
+        except (ActorRetired, Unavailable):
+            return False
+        except DomainError as refused:
+            log.info("relayed Hello of agent %s ignored: %s", command.agent_id, refused)
+        metrics.REPLICA_INBOX_APPLIED.inc()
+        return True
+
     async def _apply_report(self, actor: BuildActor, body: str) -> bool:
         agent_id, report = report_of(body)
         command = cmd.Report(agent_id=agent_id, report=report)
@@ -230,3 +240,10 @@ class BuildInbox:
             log.info("report on job %s from agent %s ignored: %s", report.job_id, agent_id, refused)
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
+
+
+def _drain_failed(error: Exception) -> None:
+    if isinstance(error, Unavailable):
+        log.info("build inbox not drained now (%s); the next round will", error)
+    else:
+        log.warning("build inbox not drained now: %s", error)

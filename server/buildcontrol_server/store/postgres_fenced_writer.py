@@ -22,6 +22,7 @@ from typing import Any
 
 from buildcontrol_server import metrics
 from buildcontrol_server.store import postgres_sql as sql
+from buildcontrol_server.store import postgres_updates as updates
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.fencing import (
     CHANGES_CHANNEL,
@@ -39,7 +40,8 @@ from buildcontrol_server.store.postgres_connections import PostgresConnections
 from buildcontrol_server.store.postgres_writer import (
     PostgresGroupCommitWriter,
     _merged,
-    checked_update,
+    _updates_only,
+    updated_tables,
 )
 
 # The leases of the shards a batch writes, locked against a takeover until COMMIT.
@@ -74,24 +76,18 @@ class FencedGroupCommitWriter(PostgresGroupCommitWriter):
         written, no NOTIFY sent)."""
         if not _mergeable(batch):
             return False
-        update = checked_update(batch[0].write if len(batch) == 1 else _merged(batch))
-        if update is None:
+        write = batch[0].write if len(batch) == 1 else _merged(batch)
+        if not _updates_only(write):
             return False
         shards = sorted(set[int]().union(*(self._shards_of(queued) for queued in batch)))
         epochs = [self._fence.epoch(shard) for shard in shards]
         if not shards or None in epochs:
             return False
         written = set[str]().union(*(builds_written(queued.write) for queued in batch))
-        arguments = [
-            *update.arguments,
-            [*update.counts, len(shards)],
-            shards,
-            epochs,
-            self._fence.instance_id,
-            CHANGES_CHANNEL,
-            changes_payload(written),
-        ]
-        query = sql.update_all_checked(update.statements, update.audit, fenced=True)
+        query, arguments = updates.checked(updated_tables(write), write.insert_audit, fenced=True)
+        arguments[-1] = [*arguments[-1], len(shards)]  # the counts: the leases' last
+        arguments += [shards, epochs, self._fence.instance_id]
+        arguments += [CHANGES_CHANNEL, changes_payload(written)]
         return await self._run_checked(connection, query, arguments)
 
     def _stopped_error(self) -> BaseException:

@@ -4,19 +4,12 @@ The rows are the ones rows.py makes for SQLite (`PreparedWrite`), so both backen
 write exactly the same values. Each write is one statement over column arrays:
 
 - inserts: `INSERT … SELECT * FROM unnest($1::text[], …)`, one round trip per table;
-- compare-and-set updates: `UPDATE … FROM unnest(…) … RETURNING` the keys it matched,
-  the updates of all tables as CTEs of one statement (update_all: one round trip).
-  asyncpg's `executemany` returns no row counts, so a miss is found by counting the
-  returned keys (every row names one primary key). Measured here: 500 rows in 4-8 ms
-  against 8-13 ms for `executemany`.
-
-An `UPDATE … FROM` changes each target row at most once, so the rows of one statement
-must name distinct keys (postgres_writer.py splits repeated keys into later statements).
+- compare-and-set updates: postgres_updates.py (VALUES lists for few rows, the same
+  `unnest` arrays for many).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,9 +29,34 @@ class ArrayStatement:
         """The rows transposed into one list per column (the `unnest` arrays)."""
         return [[row[column] for row in table_rows] for column in range(self.column_count)]
 
+    def parameters(self, table_rows: Sequence[Sequence[Any]], listed: bool) -> list[Any]:
+        """The rows' parameters: row after row for a VALUES list (`listed`, see
+        rows_from), else one array per column."""
+        if not listed:
+            return self.arguments(table_rows)
+        return [row[column] for row in table_rows for column in range(self.column_count)]
+
 
 def _unnest(types: Sequence[str], offset: int = 0) -> str:
     return ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types, start=offset + 1))
+
+
+def _scalars(types: Sequence[str], offset: int) -> str:
+    return ", ".join(f"${n}::{kind}" for n, kind in enumerate(types, start=offset + 1))
+
+
+def rows_from(columns: Sequence[tuple[str, str]], offset: int, listed: int | None) -> str:
+    """The FROM item `… AS u(columns)` of a statement's rows, its parameters numbered
+    from offset + 1: `listed` rows of scalar parameters (a VALUES list, row after
+    row), or with `listed` None one `unnest` array per column (postgres_updates.py
+    says when each)."""
+    names = ", ".join(name for name, _ in columns)
+    types = [kind for _, kind in columns]
+    if listed is None:
+        return f"unnest({_unnest(types, offset)}) AS u({names})"
+    width = len(types)
+    values = ", ".join(f"({_scalars(types, offset + row * width)})" for row in range(listed))
+    return f"(VALUES {values}) AS u({names})"
 
 
 def _insert(table: str, columns: Sequence[str], types: Sequence[str], suffix: str = "") -> str:
@@ -141,17 +159,17 @@ INSERT_STEPS = _insert_statement("steps", _STEP_INSERT_COLUMNS)
 # DO NOTHING: the start-up sweep and a retry after an ambiguous failure may write
 # the same cancel as its CANCELED write did; the first row stands (as SQLite's OR
 # IGNORE). written_at is the statement's own clock, in epoch seconds with fractions.
-def _insert_audit(offset: int) -> str:
+def insert_audit(offset: int, listed: int | None = None) -> str:
+    """The audit rows' INSERT, parameters from offset + 1 (`listed`: rows_from)."""
     return (
         "INSERT INTO cancel_audit (build_id, record, requested_at, finished_at, written_at)"
         " SELECT u.*, extract(epoch FROM statement_timestamp())::float8"
-        f" FROM unnest({_unnest([kind for _, kind in _AUDIT_INSERT_COLUMNS], offset)})"
-        " AS u(build_id, record, requested_at, finished_at)"
+        f" FROM {rows_from(_AUDIT_INSERT_COLUMNS, offset, listed)}"
         " ON CONFLICT (build_id) DO NOTHING"
     )
 
 
-INSERT_AUDIT = ArrayStatement("cancel_audit", _insert_audit(0), len(_AUDIT_INSERT_COLUMNS))
+INSERT_AUDIT = ArrayStatement("cancel_audit", insert_audit(0), len(_AUDIT_INSERT_COLUMNS))
 # A plain INSERT, as on SQLite: a second row of one key is refused (StoreWriteError).
 INSERT_SUBMIT_REQUESTS = _insert_statement("submit_requests", _SUBMIT_REQUEST_INSERT_COLUMNS)
 # DO NOTHING: the event's id is its key; a second write of one event is a no-op.
@@ -180,93 +198,6 @@ UPSERT_DELIVERIES = _insert_statement(
 )
 
 
-@dataclass(frozen=True)
-class UpdateStatement(ArrayStatement):
-    """A compare-and-set UPDATE; `at(offset)` is its text with parameters numbered
-    from offset + 1, to sit beside others in one statement (update_all)."""
-
-    assigned: tuple[tuple[str, str], ...] = ()
-    keys: tuple[tuple[str, str], ...] = ()
-
-    def at(self, offset: int) -> str:
-        table = self.table
-        columns = [*self.assigned, *self.keys, ("expected_version", "int8")]
-        names = ", ".join(name for name, _ in columns)
-        sets = ", ".join(f"{name} = u.{name}" for name, _ in self.assigned)
-        matches = " AND ".join(f"{table}.{name} = u.{name}" for name, _ in self.keys)
-        returned = ", ".join(f"{table}.{name}" for name, _ in self.keys)
-        return (
-            f"UPDATE {table} SET {sets}"
-            f" FROM unnest({_unnest([kind for _, kind in columns], offset)}) AS u({names})"
-            f" WHERE {matches} AND {table}.version = u.expected_version RETURNING {returned}"
-        )
-
-
-def _update(
-    table: str,
-    assigned: tuple[tuple[str, str], ...],
-    keys: tuple[tuple[str, str], ...],
-) -> UpdateStatement:
-    """Rows are (assigned columns…, key columns…, expected version), as rows.py has them."""
-    statement = UpdateStatement(table, "", len(assigned) + len(keys) + 1, assigned, keys)
-    return UpdateStatement(table, statement.at(0), statement.column_count, assigned, keys)
-
-
-UPDATE_BUILDS = _update(
-    "builds",
-    (
-        ("status", "text"),
-        ("finished_at", "float8"),
-        ("cancel_reason", "text"),
-        ("cancel_requested_by", "text"),
-        ("cancel_force", "int8"),
-        ("cancel_grace_period", "float8"),
-        ("cancel_requested_at", "float8"),
-        ("version", "int8"),
-        ("cancel_escalations", "text"),
-    ),
-    (("build_id", "text"),),
-)
-UPDATE_JOBS = _update(
-    "jobs",
-    (
-        ("status", "text"),
-        ("outcome", "text"),
-        ("agent_id", "text"),
-        ("exit_code", "int8"),
-        ("finished_at", "float8"),
-        ("version", "int8"),
-        ("started_at", "float8"),
-    ),
-    (("job_id", "text"),),
-)
-UPDATE_STEPS = _update(
-    "steps",
-    (("status", "text"), ("exit_code", "int8"), ("version", "int8")),
-    (("job_id", "text"), ("step_index", "int8")),
-)
-
-
-@functools.cache
-def update_all(statements: tuple[UpdateStatement, ...]) -> str:
-    """The updates of several tables in one statement (one round trip, where each
-    would cost its own: the cancel of a build updates builds, jobs and steps). Each
-    is a data-modifying CTE; the result is one row, the number of rows each matched,
-    in the order given. The tables differ, so no row is updated twice."""
-    parts: list[str] = []
-    counts: list[str] = []
-    offset = 0
-    for position, statement in enumerate(statements):
-        parts.append(f"u{position} AS ({statement.at(offset)})")
-        counts.append(f"(SELECT count(*) FROM u{position})")
-        offset += statement.column_count
-    return f"WITH {', '.join(parts)} SELECT {', '.join(counts)}"
-
-
-# SQLSTATE of buildcontrol_check_versions (postgres_schema.py): a compare-and-set missed.
-VERSIONS_MISSED = "BC409"
-
-
 def leases_held(offset: int) -> str:
     """The lease rows of the shards a replica's write touches that it still holds at
     the epochs it knows (parameters offset + 1..3: shards, epochs, its instance id),
@@ -278,41 +209,6 @@ def leases_held(offset: int) -> str:
         f" JOIN unnest(${offset + 1}::int[], ${offset + 2}::bigint[]) AS held(shard, epoch)"
         f" ON l.shard = held.shard WHERE l.epoch = held.epoch AND l.owner = ${offset + 3}"
         " ORDER BY l.shard FOR SHARE OF l"
-    )
-
-
-@functools.cache
-def update_all_checked(
-    statements: tuple[UpdateStatement, ...], audit: bool = False, fenced: bool = False
-) -> str:
-    """update_all that aborts itself unless each table matched as many rows as the
-    counts parameter (a bigint[]) says: atomic without BEGIN/COMMIT around it. With
-    `audit`, the audit rows of the cancels it ends too (INSERT_AUDIT's columns, after
-    the updates' and before the counts): aborted with the rest on a miss. `fenced`
-    (a replica's write, store/postgres_fenced_writer.py): the last count is that of
-    the lease rows still held (leases_held, its three parameters after the counts),
-    and the statement NOTIFYs (channel and payload: the last two parameters), which
-    PostgreSQL delivers only if it commits."""
-    parts: list[str] = []
-    counts: list[str] = []
-    offset = 0
-    for position, statement in enumerate(statements):
-        parts.append(f"u{position} AS ({statement.at(offset)})")
-        counts.append(f"(SELECT count(*) FROM u{position})")
-        offset += statement.column_count
-    if audit:
-        # A data-modifying CTE runs to completion whether or not it is read.
-        parts.append(f"a AS ({_insert_audit(offset)})")
-        offset += INSERT_AUDIT.column_count
-    checked = f"${offset + 1}::bigint[]"
-    notify = ""
-    if fenced:
-        parts.append(f"f AS ({leases_held(offset + 1)})")
-        counts.append("(SELECT count(*) FROM f)")
-        notify = f", pg_notify(${offset + 5}, ${offset + 6})"
-    return (
-        f"WITH {', '.join(parts)} SELECT buildcontrol_check_versions("
-        f"ARRAY[{', '.join(counts)}]::bigint[], {checked}){notify}"
     )
 
 

@@ -10,7 +10,7 @@ transaction on one pool connection:
   `buildcontrol_check_versions` aborts the statement unless each compare-and-set
   matched; on a miss nothing is written and the batch is replayed as below;
 - otherwise first all change sets merged, in one SAVEPOINT: one INSERT per table and
-  one UPDATE of all tables (`unnest` arrays, postgres_sql.py); if any compare-and-set
+  one UPDATE of all tables (postgres_updates.py); if any compare-and-set
   misses or PostgreSQL refuses a row, the savepoint is rolled back and the batch
   replayed change set by change set, each in its own SAVEPOINT, so only the change
   sets at fault fail (VersionConflict or StoreWriteError, as on SQLite);
@@ -23,7 +23,6 @@ transaction on one pool connection:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +33,7 @@ import asyncpg
 
 from buildcontrol_server import metrics
 from buildcontrol_server.store import postgres_sql as sql
+from buildcontrol_server.store import postgres_updates as updates
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.conflicts import conflict_between
 from buildcontrol_server.store.errors import StoreClosedError, StoreUnavailable, StoreWriteError
@@ -68,17 +68,31 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         errors: list[BaseException | None] = [None] * len(batch)
         self._statements = 0
         self._round_trips = 0
+        told = False
         try:
             async with self._connections.acquire() as connection:
                 await self._write_on(connection, batch, errors)
+                # Its outcome is final (committed, or each failure known): the callers
+                # hear it now, not after the release (a task hop in asyncpg's pool,
+                # ~0.15 ms of a lone cancel's stop path).
+                self._tell(batch, errors, started)
+                told = True
         except asyncio.CancelledError:
             # Cancelled mid-transaction (shutdown gone wrong): tell every caller.
             for queued in batch:
                 _settle(queued.future, self._stopped_error())
             raise
         except Exception as error:
+            if told:
+                # Only the release failed (acquire() marked a lost connection); what
+                # the batch wrote stands, and its callers were told so.
+                log.warning("store connection lost after a written batch: %s", error)
+                return
             self._fail_batch(batch, error)
-            return
+
+    def _tell(
+        self, batch: list[_QueuedWrite], errors: list[BaseException | None], started: float
+    ) -> None:
         self._stats.round_trips += self._round_trips
         self._record(batch, errors, self._statements, time.perf_counter() - started)
         for queued, failure in zip(batch, errors, strict=True):
@@ -132,20 +146,19 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         UPDATE, COMMIT. False if `write` is not updates only or a version missed
         (nothing written: the caller replays it the long way, which finds and names
         the conflict, change set by change set)."""
-        update = checked_update(write)
-        if update is None:
+        if not _updates_only(write):
             return False
-        query = sql.update_all_checked(update.statements, update.audit)
-        return await self._run_checked(connection, query, [*update.arguments, update.counts])
+        query, arguments = updates.checked(updated_tables(write), write.insert_audit)
+        return await self._run_checked(connection, query, arguments)
 
     async def _run_checked(self, connection: Any, query: str, arguments: list[Any]) -> bool:
-        """One self-checking statement (update_all_checked): False if it missed."""
+        """One self-checking statement (updates.checked's): False if it missed."""
         self._statements += 1
         self._round_trips += 1
         try:
             await connection.execute(query, *arguments)
         except asyncpg.PostgresError as error:
-            if error.sqlstate != sql.VERSIONS_MISSED:
+            if error.sqlstate != updates.VERSIONS_MISSED:
                 raise
             return False
         return True
@@ -198,19 +211,16 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
                 self._round_trips += 1
                 await connection.execute(statement.sql, *statement.arguments(table_rows))
         tables = (
-            (sql.UPDATE_BUILDS, distinct_key_waves(write.update_builds, 1)),
-            (sql.UPDATE_JOBS, distinct_key_waves(write.update_jobs, 1)),
-            (sql.UPDATE_STEPS, distinct_key_waves(write.update_steps, 2)),
+            (updates.UPDATE_BUILDS, distinct_key_waves(write.update_builds, 1)),
+            (updates.UPDATE_JOBS, distinct_key_waves(write.update_jobs, 1)),
+            (updates.UPDATE_STEPS, distinct_key_waves(write.update_steps, 2)),
         )
         # One statement per wave for all tables (usually one wave: one round trip).
         for wave in range(max(len(waves) for _, waves in tables)):
             present = [(statement, waves[wave]) for statement, waves in tables if wave < len(waves)]
-            arguments: list[list[Any]] = []
-            for statement, wave_rows in present:
-                arguments += statement.arguments(wave_rows)
+            query, arguments = updates.counted(present)
             self._statements += 1
             self._round_trips += 1
-            query = sql.update_all(tuple(statement for statement, _ in present))
             matched = await connection.fetchrow(query, *arguments)
             # Keys are distinct within a wave: all matched iff the counts are the sizes.
             for position, (statement, wave_rows) in enumerate(present):
@@ -233,42 +243,17 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
             _settle(queued.future, failure)
 
 
-@dataclasses.dataclass(frozen=True)
-class CheckedUpdate:
-    """A write of updates only as update_all_checked's parts: its statements, whether
-    audit rows ride along, their arguments, and the rows each statement must match."""
-
-    statements: tuple[sql.UpdateStatement, ...]
-    audit: bool
-    arguments: list[Any]
-    counts: list[int]
-
-
-def checked_update(write: PreparedWrite) -> CheckedUpdate | None:
-    """`write` as one self-checking statement's parts; None if it is not updates only."""
-    if not _updates_only(write):
-        return None
-    present = [
+def updated_tables(write: PreparedWrite) -> updates.Tables:
+    """The tables `write` updates, with their rows, for one checked statement."""
+    return [
         (statement, table_rows)
         for statement, table_rows in (
-            (sql.UPDATE_BUILDS, write.update_builds),
-            (sql.UPDATE_JOBS, write.update_jobs),
-            (sql.UPDATE_STEPS, write.update_steps),
+            (updates.UPDATE_BUILDS, write.update_builds),
+            (updates.UPDATE_JOBS, write.update_jobs),
+            (updates.UPDATE_STEPS, write.update_steps),
         )
         if table_rows
     ]
-    arguments: list[Any] = []
-    for statement, table_rows in present:
-        arguments += statement.arguments(table_rows)
-    audit = bool(write.insert_audit)
-    if audit:
-        arguments += sql.INSERT_AUDIT.arguments(write.insert_audit)
-    return CheckedUpdate(
-        tuple(statement for statement, _ in present),
-        audit,
-        arguments,
-        [len(table_rows) for _, table_rows in present],
-    )
 
 
 def _updates_only(write: PreparedWrite) -> bool:

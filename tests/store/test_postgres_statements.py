@@ -1,0 +1,176 @@
+"""How the PostgreSQL writer's updates take their rows (a VALUES list for a few, unnest
+arrays for many: postgres_updates.py), and when its callers hear a batch's outcome
+(before the pool connection is released)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+from buildcontrol_server.domain import cancellation, lifecycle
+from buildcontrol_server.domain.errors import VersionConflict
+from buildcontrol_server.domain.model import Build
+from buildcontrol_server.domain.states import BuildStatus, JobStatus
+from buildcontrol_server.store import postgres_updates as updates
+from buildcontrol_server.store.errors import StoreUnavailable
+from buildcontrol_server.store.postgres import PostgresStore
+
+from tests.support.store_samples import (
+    STOP_TIMES,
+    T0,
+    cancel_info,
+    start_first_job,
+    submitted,
+    wide_spec,
+)
+
+BOUND = updates.VALUES_ROWS_MAX
+
+
+def statement_of(rows: int, audit: int = 0) -> tuple[str, list[object]]:
+    """The checked statement of `rows` rows in each of builds, jobs and steps."""
+    tables = [
+        (updates.UPDATE_BUILDS, [("x",) * updates.UPDATE_BUILDS.column_count] * rows),
+        (updates.UPDATE_JOBS, [("x",) * updates.UPDATE_JOBS.column_count] * rows),
+        (updates.UPDATE_STEPS, [("x",) * updates.UPDATE_STEPS.column_count] * rows),
+    ]
+    return updates.checked(tables, [("b", "{}", 1.0, 2.0)] * audit)
+
+
+@pytest.mark.parametrize(("rows", "listed"), [(1, True), (BOUND, True), (BOUND + 1, False)])
+def test_few_rows_go_in_as_a_values_list_and_many_as_arrays(rows: int, listed: bool) -> None:
+    query, arguments = statement_of(rows, audit=rows)
+
+    assert ("VALUES" in query) is listed
+    assert ("unnest" in query) is not listed
+    # Every parameter is numbered once, the last one (the expected counts) last.
+    numbers = sorted({int(n) for n in re.findall(r"\$(\d+)", query)})
+    assert numbers == list(range(1, len(arguments) + 1))
+    assert arguments[-1] == [rows, rows, rows]
+
+
+def test_the_longest_values_statement_stays_in_asyncpgs_statement_cache() -> None:
+    cacheable = inspect.signature(asyncpg.connect).parameters["max_cacheable_statement_size"]
+    query, _ = statement_of(BOUND, audit=BOUND)
+
+    assert len(query.encode()) <= cacheable.default
+
+
+async def running(store: PostgresStore, jobs: int, now: float) -> Build:
+    """A build of `jobs` one-step jobs, each running on an agent of its own."""
+    build, changes = submitted(wide_spec(jobs=jobs, steps=1), now)
+    await store.commit(changes)
+    for n in range(jobs):
+        await store.commit(start_first_job(build, agent_id=f"agent-{n}", now=now + 1))
+    return build
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
+    async with PostgresStore(postgres_url) as opened:
+        yield opened
+
+
+@pytest.mark.parametrize("jobs", [1, BOUND, BOUND + 1])
+async def test_a_lone_cancel_is_one_round_trip_on_either_side_of_the_bound(
+    store: PostgresStore, jobs: int
+) -> None:
+    build = await running(store, jobs, T0)
+    before = store.stats.commits, store.stats.round_trips, store.stats.statements
+
+    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
+    await store.commit(fx.changes)
+
+    assert (store.stats.commits, store.stats.round_trips, store.stats.statements) == (
+        before[0] + 1,
+        before[1] + 1,
+        before[2] + 1,
+    )
+    loaded = await store.get_build(build.build_id)
+    assert loaded == build
+    assert loaded is not None and loaded.status is BuildStatus.CANCELING
+    assert {job.status for job in loaded.jobs()} == {JobStatus.STOPPING}
+
+
+async def test_one_stale_row_among_a_values_list_writes_none_of_them(
+    store: PostgresStore,
+) -> None:
+    build = await running(store, 3, T0)
+    stale = copy.deepcopy(build)
+    # The third job's step finishes (its version moves on) before the stale copy is
+    # cancelled: one row of the cancel's steps list misses, the other two match.
+    third = build.stages[0].jobs[2]
+    finished = lifecycle.step_finished(build, third.job_id, "agent-2", 0, 0, T0 + 5)
+    await store.commit(finished.changes)
+    stored = await store.get_build(build.build_id)
+
+    fx = cancellation.cancel(stale, cancel_info(), STOP_TIMES, T0 + 10)
+    with pytest.raises(VersionConflict, match=third.job_id):
+        await store.commit(fx.changes)
+
+    assert await store.get_build(build.build_id) == stored
+    assert await store.audit_records([build.build_id]) == []
+
+
+@asynccontextmanager
+async def release_held(
+    store: PostgresStore, after: BaseException | None
+) -> AsyncIterator[asyncio.Event]:
+    """The writer's pool connections are released only once the event is set (then
+    `after`, if given, is raised, as acquire() does for a connection lost there)."""
+    connections = store.connections
+    real = connections.acquire
+    release = asyncio.Event()
+
+    @asynccontextmanager
+    async def held() -> AsyncIterator[asyncpg.Connection]:
+        async with real() as connection:
+            yield connection
+            await release.wait()
+        if after is not None:
+            raise after
+
+    connections.acquire = held  # type: ignore[method-assign]
+    try:
+        yield release
+    finally:
+        release.set()
+        connections.acquire = real  # type: ignore[method-assign]
+
+
+async def test_callers_hear_a_written_batch_before_its_connection_is_released(
+    store: PostgresStore,
+) -> None:
+    build = await running(store, 1, T0)
+    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
+
+    async with release_held(store, None) as release:
+        await asyncio.wait_for(store.commit(fx.changes), 10)
+        assert not release.is_set()
+
+    assert await store.get_build(build.build_id) == build
+
+
+async def test_a_connection_lost_at_release_leaves_the_written_batch_written(
+    store: PostgresStore,
+) -> None:
+    build = await running(store, 1, T0)
+    failed = store.stats.failed_writes
+    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
+
+    async with release_held(store, StoreUnavailable("lost at release")) as release:
+        await asyncio.wait_for(store.commit(fx.changes), 10)
+        release.set()
+        # The next batch gets a connection again: the writer went on after the loss.
+        again, changes = submitted(now=T0 + 20)
+        await asyncio.wait_for(store.commit(changes), 10)
+
+    assert store.stats.failed_writes == failed
+    assert await store.get_build(build.build_id) == build
+    assert await store.get_build(again.build_id) == again
