@@ -1,8 +1,9 @@
 """A job assigned across replicas when one of the two is SIGKILLed: the slot it took
 on the agent is freed once the job ends, whether the dead replica owned the build
 (the survivor takes the build over) or held the agent (the agent moves to the
-survivor, which then counts the job). And an agent SIGKILLed and started again
-without its jobs: the replica holding it tells the owner, whose job ends LOST."""
+survivor, which then counts the job). An agent SIGKILLed and started again without
+its jobs: the replica holding it tells the owner, whose job ends LOST. And a claim
+the owner refuses: the claimer's check of the store frees the slot."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import os
 import signal
 from pathlib import Path
 
+import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+from buildcontrol_server.replicas.leases import shard_of
 
 from tests.replicas.replicas import (
     SHARDS,
@@ -21,12 +24,13 @@ from tests.replicas.replicas import (
     Stub,
     cancel_events,
     job_ids,
+    query,
     stubs,
     submit,
     until_shares,
 )
 from tests.support.build_waits import all_steps_running, build_of, until_terminal
-from tests.support.processes import AgentProc, job_pids, start_agent, wait_gone
+from tests.support.processes import AgentProc, job_pids, start_agent, until, wait_gone
 
 CANCELED = build_pb2.BUILD_STATUS_CANCELED
 
@@ -111,3 +115,55 @@ async def test_an_agent_restarted_without_its_job_ends_it_on_the_owner(
         for pid in pids:  # the steps the SIGKILLed agent left
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+async def _group_owned_by(stub: Stub, command: str) -> tuple[str, str]:
+    """A build running `command` in a concurrency group whose shard `stub`'s replica
+    owns (the other replica refuses the group's builds), and the group's name."""
+    for attempt in range(40):
+        request = build_of(1, command, "grouped")
+        request.concurrency_group = f"group-{attempt}"
+        try:
+            return (await stub.SubmitBuild(request)).build.build_id, request.concurrency_group
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+    raise AssertionError("no concurrency group in a shard of this replica")
+
+
+@pytest.mark.timeout(120)
+async def test_a_claim_its_owner_refuses_frees_the_slot_it_took(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    a, b = await two_replicas(postgres_url)
+    agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 2))
+    async with stubs(a, b) as (stub_a, stub_b):
+        first, group = await _group_owned_by(stub_b, "sleep 600")
+        await all_steps_running(stub_b, first)
+        request = build_of(1, "true", "grouped")
+        request.concurrency_group = group
+        waiting = (await stub_b.SubmitBuild(request)).build  # its turn comes after `first`
+        [job_id] = await job_ids(stub_b, [waiting.build_id])
+        # An offer b does not make (the job is not scheduled yet), as a stale row would
+        # be: a claims it, b refuses the assignment, a's check of the store frees the slot.
+        await query(
+            postgres_url,
+            "INSERT INTO job_offers (job_id, build_id, shard, labels) VALUES"
+            f" ('{job_id}', '{waiting.build_id}', {shard_of(waiting.build_id, SHARDS)},"
+            """ '{"os": "linux"}') RETURNING id""",
+        )
+        refused = f"job {job_id} claimed for agent agent-a no longer waits here"
+        await until(lambda: refused in (b.data_dir / "server.log").read_text(), 30, "refusal")
+        # The slot is free again: the agent takes a build of b beside `first`.
+        reuse = (await stub_b.SubmitBuild(build_of(1, "true", "reuse"))).build.build_id
+        assert (await until_terminal(stub_b, reuse)).status == build_pb2.BUILD_STATUS_SUCCEEDED
+        assert (await _build(stub_b, waiting.build_id)).status == build_pb2.BUILD_STATUS_QUEUED
+        await cancel_events(stub_a, first)
+        assert (await until_terminal(stub_b, waiting.build_id)).status == (
+            build_pb2.BUILD_STATUS_SUCCEEDED
+        )
+    started = f"job {job_id} (build {waiting.build_id}) started"
+    assert agents[0].log.read_text().count(started) == 1  # once, when its turn came
+
+
+async def _build(stub: Stub, build_id: str) -> build_pb2.Build:
+    return (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build

@@ -1,15 +1,17 @@
 """How the PostgreSQL writer's updates take their rows (a VALUES list for a few, unnest
-arrays for many: postgres_updates.py), and when its callers hear a batch's outcome
-(before the pool connection is released)."""
+arrays for many: postgres_updates.py), and the pool connection it keeps between its
+batches (PostgresConnections.held)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,9 +20,15 @@ from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
 from buildcontrol_server.store import postgres_updates as updates
-from buildcontrol_server.store.errors import StoreUnavailable
 from buildcontrol_server.store.postgres import PostgresStore
 
+from tests.support.postgres_server import (
+    DATABASE,
+    HOW_TO_GET,
+    PostgresServer,
+    fresh_database,
+    start_server,
+)
 from tests.support.store_samples import (
     STOP_TIMES,
     T0,
@@ -118,59 +126,57 @@ async def test_one_stale_row_among_a_values_list_writes_none_of_them(
     assert await store.audit_records([build.build_id]) == []
 
 
-@asynccontextmanager
-async def release_held(
-    store: PostgresStore, after: BaseException | None
-) -> AsyncIterator[asyncio.Event]:
-    """The writer's pool connections are released only once the event is set (then
-    `after`, if given, is raised, as acquire() does for a connection lost there)."""
-    connections = store.connections
-    real = connections.acquire
-    release = asyncio.Event()
+async def test_the_writer_keeps_one_pool_connection_across_its_batches(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds = [await running(store, 1, T0 + 100 * n) for n in range(5)]
+    taken: list[object] = []
+    acquire = asyncpg.Pool.acquire
 
-    @asynccontextmanager
-    async def held() -> AsyncIterator[asyncpg.Connection]:
-        async with real() as connection:
-            yield connection
-            await release.wait()
-        if after is not None:
-            raise after
+    def counted(pool: asyncpg.Pool, *args: Any, **kwargs: Any) -> Any:
+        taken.append(pool)
+        return acquire(pool, *args, **kwargs)
 
-    connections.acquire = held  # type: ignore[method-assign]
+    monkeypatch.setattr(asyncpg.Pool, "acquire", counted)
+    for build in builds:
+        fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 1000)
+        await store.commit(fx.changes)
+    monkeypatch.undo()
+
+    assert taken == []
+    for build in builds:
+        assert await store.get_build(build.build_id) == build
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test alone: it is restarted."""
+    server = start_server()
+    if server is None:
+        pytest.skip(HOW_TO_GET)
     try:
-        yield release
+        server.psql(f"CREATE DATABASE {DATABASE}")
+        yield server
     finally:
-        release.set()
-        connections.acquire = real  # type: ignore[method-assign]
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.stop()
+        server.remove()
 
 
-async def test_callers_hear_a_written_batch_before_its_connection_is_released(
-    store: PostgresStore,
+async def test_after_the_database_restarted_the_first_write_gets_a_live_connection(
+    own_postgres: PostgresServer,
 ) -> None:
-    build = await running(store, 1, T0)
-    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
+    async with PostgresStore(fresh_database(own_postgres)) as store:
+        seen = {True: asyncio.Event(), False: asyncio.Event()}
+        store.watch_availability(lambda available: seen[available].set())
+        build = await running(store, 1, T0)  # the writer now keeps a connection
 
-    async with release_held(store, None) as release:
-        await asyncio.wait_for(store.commit(fx.changes), 10)
-        assert not release.is_set()
+        # Restarted while nobody writes: the kept connection dies unused.
+        own_postgres.stop("immediate")
+        await asyncio.wait_for(seen[False].wait(), 30)  # the lock's session ended
+        own_postgres.start()
+        await asyncio.wait_for(seen[True].wait(), 30)
 
-    assert await store.get_build(build.build_id) == build
-
-
-async def test_a_connection_lost_at_release_leaves_the_written_batch_written(
-    store: PostgresStore,
-) -> None:
-    build = await running(store, 1, T0)
-    failed = store.stats.failed_writes
-    fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
-
-    async with release_held(store, StoreUnavailable("lost at release")) as release:
-        await asyncio.wait_for(store.commit(fx.changes), 10)
-        release.set()
-        # The next batch gets a connection again: the writer went on after the loss.
-        again, changes = submitted(now=T0 + 20)
-        await asyncio.wait_for(store.commit(changes), 10)
-
-    assert store.stats.failed_writes == failed
-    assert await store.get_build(build.build_id) == build
-    assert await store.get_build(again.build_id) == again
+        fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
+        await store.commit(fx.changes)
+        assert await store.get_build(build.build_id) == build

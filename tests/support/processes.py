@@ -118,9 +118,29 @@ async def start_agent(
     return AgentProc(agent_id, process, log)
 
 
+# When each step process job_pids found started (clock ticks after boot): this
+# machine's pid_max is 32,768, so under load a pid comes round again within minutes,
+# and a later process under a step's pid is not the step (wait_gone counts it gone).
+_STARTED_AT: dict[int, int] = {}
+
+
 def job_pids(job_id: str) -> set[int]:
     """Live processes of a job's steps (the agent sets BUILDCONTROL_JOB_ID)."""
-    return set(marked_processes(job_id))
+    pids = set(marked_processes(job_id))
+    for pid in pids:
+        started = start_time(pid)
+        if started is not None:
+            _STARTED_AT[pid] = started
+    return pids
+
+
+def start_time(pid: int) -> int | None:
+    """When process `pid` started (/proc/PID/stat's 22nd field); None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def process_command(pid: int) -> str:
@@ -160,6 +180,9 @@ async def wait_gone(pids: set[int], within: float) -> None:
         except ProcessLookupError:
             continue
         fds.append(fd)
+        # Checked with the pidfd open: it holds the process the start time is read of.
+        if not _same_process(pid):
+            continue  # the step is gone, and its pid went to a later process
         done = loop.create_future()
         loop.add_reader(fd, lambda d=done: d.done() or d.set_result(None))
         waiters.append(done)
@@ -171,7 +194,13 @@ async def wait_gone(pids: set[int], within: float) -> None:
             loop.remove_reader(fd)
             os.close(fd)
     # A pidfd turns readable at exit; a zombie not yet reaped by its parent counts as gone.
-    assert not any(alive(pid) for pid in pids)
+    assert not any(alive(pid) and _same_process(pid) for pid in pids)
+
+
+def _same_process(pid: int) -> bool:
+    """`pid` is still the process job_pids found under it (or one it never saw)."""
+    started = _STARTED_AT.get(pid)
+    return started is None or start_time(pid) == started
 
 
 @dataclass

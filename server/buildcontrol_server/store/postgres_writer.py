@@ -58,8 +58,9 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         stats: StoreStats,
         max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
-        # No aiosqlite connection: the batch takes a pool connection of its own, and
-        # nobody reads through the writer's connection, so no lock is shared either.
+        # No aiosqlite connection: the batches run on a pool connection the writer
+        # keeps (PostgresConnections.held), and nobody reads through it, so no lock
+        # is shared either.
         super().__init__(cast(Any, None), stats, asyncio.Lock(), max_batch)
         self._connections = connections
 
@@ -68,31 +69,19 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         errors: list[BaseException | None] = [None] * len(batch)
         self._statements = 0
         self._round_trips = 0
-        told = False
         try:
-            async with self._connections.acquire() as connection:
+            # The outcome is final once the last statement (or COMMIT) answered; the
+            # connection stays the writer's (no release before the callers hear it).
+            async with self._connections.held() as connection:
                 await self._write_on(connection, batch, errors)
-                # Its outcome is final (committed, or each failure known): the callers
-                # hear it now, not after the release (a task hop in asyncpg's pool,
-                # ~0.15 ms of a lone cancel's stop path).
-                self._tell(batch, errors, started)
-                told = True
         except asyncio.CancelledError:
             # Cancelled mid-transaction (shutdown gone wrong): tell every caller.
             for queued in batch:
                 _settle(queued.future, self._stopped_error())
             raise
         except Exception as error:
-            if told:
-                # Only the release failed (acquire() marked a lost connection); what
-                # the batch wrote stands, and its callers were told so.
-                log.warning("store connection lost after a written batch: %s", error)
-                return
             self._fail_batch(batch, error)
-
-    def _tell(
-        self, batch: list[_QueuedWrite], errors: list[BaseException | None], started: float
-    ) -> None:
+            return
         self._stats.round_trips += self._round_trips
         self._record(batch, errors, self._statements, time.perf_counter() - started)
         for queued, failure in zip(batch, errors, strict=True):
