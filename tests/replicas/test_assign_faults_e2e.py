@@ -2,11 +2,13 @@
 on the agent is freed once the job ends, whether the dead replica owned the build
 (the survivor takes the build over) or held the agent (the agent moves to the
 survivor, which then counts the job). An agent SIGKILLed and started again without
-its jobs: the replica holding it tells the owner, whose job ends LOST. And a claim
-the owner refuses: the claimer's check of the store frees the slot."""
+its jobs: the replica holding it tells the owner, whose job ends LOST; lost with its
+replica, the owner finds it held nowhere. And a claim the owner refuses: the
+claimer's check of the store frees the slot."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -167,3 +169,32 @@ async def test_a_claim_its_owner_refuses_frees_the_slot_it_took(
 
 async def _build(stub: Stub, build_id: str) -> build_pb2.Build:
     return (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
+
+
+@pytest.mark.timeout(120)
+async def test_an_agent_lost_with_the_replica_holding_it_ends_its_job_on_the_owner(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    a, b = await two_replicas(postgres_url, "--reconnect-window", "2")
+    agent = await start_agent(a.target, "agent-a", tmp_path, "os=linux", 1)
+    agents.append(agent)
+    pids: set[int] = set()
+    try:
+        async with stubs(a, b) as (_stub_a, stub_b):
+            [build_id] = await submit(stub_b, 1)  # owned by b, on the agent a holds
+            await all_steps_running(stub_b, build_id)
+            pids = job_pids((await job_ids(stub_b, [build_id]))[0])
+            assert pids
+            # The host of a and its agent goes: no replica tells b, which sees the
+            # agent held nowhere (agent_sessions) for a reconnect window.
+            agent.process.kill()
+            a.process.kill()
+            await asyncio.gather(agent.process.wait(), a.process.wait())
+            build = await until_terminal(stub_b, build_id)
+            assert build.status == build_pb2.BUILD_STATUS_FAILED
+            assert build.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_LOST
+        assert "agent agent-a lost with 1 job(s) held" in (b.data_dir / "server.log").read_text()
+    finally:
+        for pid in pids:  # the steps of the SIGKILLed agent
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent.parent / "bench"))
 
+import backends
 import floor
 import machine_load
 import ratios
@@ -242,3 +243,21 @@ def test_a_history_row_lists_each_ratio_with_its_spread() -> None:
     )
     for line in history.header().splitlines():  # the title and the --- line
         assert line.count("|") == history.row(outcome).count("|")
+
+
+def test_the_bare_postgresql_commit_splits_into_its_fsync_and_the_rest() -> None:
+    parts = backends.postgres_floor_parts(
+        {
+            "postgresql_commit_p50_ms": 0.5,
+            "postgresql-async-commit_commit_p50_ms": 0.2,
+            "sqlite_commit_p50_ms": 0.25,
+        }
+    )
+
+    assert parts == {
+        "commit_p50_ms": 0.5,
+        "fsync_p50_ms": pytest.approx(0.3),
+        "round_trip_and_update_p50_ms": 0.2,
+        "sqlite_commit_p50_ms": 0.25,
+    }
+    assert backends.postgres_floor_parts({"postgresql_commit_p50_ms": 0.5}) is None

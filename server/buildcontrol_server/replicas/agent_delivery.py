@@ -19,7 +19,7 @@ results they answer.
   once the agent took it (RUNNING) or it ended, the row is deleted at the next read
   (so a re-sent AssignJob never starts a job the agent already ran; an agent
   ignores one for a job it runs). The owner also holds the slot in its own
-  hub, with the agent's reconnect window running: an agent held by no replica for a
+  hub and looks at the agent every second: one held by no replica for a reconnect
   window is lost to its builds as on one server (away_agents.py).
 
 Same replica (the owner holds the agent's stream): the direct path, unchanged."""
@@ -30,7 +30,7 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from buildcontrol_server import metrics
@@ -201,9 +201,14 @@ class ReplicaAgentLink(LocalAgentLink):
     """The AgentLink of a replica: the local hub's stream when this replica holds
     the agent's, else the agent outbox (AgentDelivery)."""
 
-    def __init__(self, hub: AgentHub, delivery: AgentDelivery) -> None:
+    def __init__(
+        self, hub: AgentHub, delivery: AgentDelivery, watch: Callable[[str, str, str], None]
+    ) -> None:
+        """`watch(agent, job, build)`: an agent held elsewhere was given a job
+        (away_agents.py looks at it until the job ends)."""
         super().__init__(hub)
         self._delivery = delivery
+        self._watch = watch
 
     def is_latest(self, agent_id: str, session_id: str) -> bool:
         if session_id == RELAYED_HELLO:
@@ -221,8 +226,7 @@ class ReplicaAgentLink(LocalAgentLink):
     def assign(self, agent_id: str, command: AssignCommand) -> str | None:
         if self._hub.session(agent_id) is None:
             self._delivery.forward_assign(agent_id, command)
-            # The slot is held here too (the actor's): an agent held by no replica for
-            # a reconnect window is lost to this build (away_agents.py).
-            self._hub.start_lost_timers()
+            # An agent held by no replica for a reconnect window is lost to the build.
+            self._watch(agent_id, command.job_id, command.build_id)
             return None
         return super().assign(agent_id, command)

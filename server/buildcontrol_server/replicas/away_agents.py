@@ -24,6 +24,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from buildcontrol_server import metrics
 from buildcontrol_server.agents.events import AgentEvent, AgentEventHandler, AgentLost
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.replicas.leases import ShardLeases
@@ -53,6 +54,9 @@ class Away:
     jobs: dict[str, str]  # job_id -> build_id, as the hub held them
     # Monotonic time since which no replica holds its stream (None: one does).
     nowhere_since: float | None = None
+    # Watched from the start (`watch`: an agent of another replica given a job of
+    # this one's), not given up on by the hub: it goes once its jobs here ended.
+    watched: bool = False
 
 
 class AwayAgents:
@@ -76,6 +80,13 @@ class AwayAgents:
     def agent_event(self, event: AgentEvent) -> None:
         if isinstance(event, AgentLost):
             self._spawn(self._given_up(event))
+
+    def watch(self, agent_id: str, job_id: str, build_id: str) -> None:
+        """`agent_id`, whose stream another replica holds, was given `job_id`: looked
+        at every second like an agent that moved, lost to the build if no replica
+        holds it for a reconnect window (no hub timer: it never left this replica)."""
+        away = self._away.setdefault(agent_id, Away({}, watched=True))
+        away.jobs[job_id] = build_id
 
     def woken(self, agent_id: str | None) -> None:
         """The change feed's wake-up (None: the safety net): look at the away agents."""
@@ -107,10 +118,17 @@ class AwayAgents:
         away = self._away.setdefault(event.agent_id, Away({}))
         # A later window (a job assigned to it since) adds its jobs to those waiting.
         away.jobs.update(event.jobs)
+        away.watched = False  # the hub gave up its jobs: they stay until it is gone
 
     async def _check_all(self) -> None:
         for agent_id in [a for a in self._away if self._hub.session(a) is not None]:
             del self._away[agent_id]  # back here: its Hello settled its jobs
+        for agent_id, away in list(self._away.items()):
+            if away.watched:  # only the jobs still on it count
+                held = self._hub.held(agent_id)
+                away.jobs = {j: b for j, b in away.jobs.items() if j in held}
+                if not away.jobs:
+                    del self._away[agent_id]
         elsewhere = await self._held_elsewhere(sorted(self._away))
         for agent_id, away in list(self._away.items()):
             if self._hub.session(agent_id) is not None:
@@ -124,6 +142,9 @@ class AwayAgents:
                 away.nowhere_since = now
             elif now - away.nowhere_since >= self._hub.reconnect_window:
                 del self._away[agent_id]
+                if away.watched:  # the hub did not count it: it never left here
+                    metrics.AGENTS_LOST.inc()
+                    log.warning("agent %s lost with %d job(s) held", agent_id, len(away.jobs))
                 await self._gone(AgentLost(agent_id, away.jobs))
 
     async def _holder(self, agent_id: str) -> str | None:

@@ -57,7 +57,12 @@ class Replica:
         # Stops for agents held by other replicas go through the agent outbox.
         self.delivery = AgentDelivery(connections, hub, leases)
         self.feed.on_agent_outbox(self.delivery.woken)
-        registry.context.link = ReplicaAgentLink(hub, self.delivery)
+        # An agent that left this replica is lost only if no other one holds it; one
+        # held elsewhere and given a job here is looked at the same way.
+        self.away = AwayAgents(connections, hub, leases, registry.agent_event)
+        hub.events.subscribe(self.away.agent_event)
+        self.feed.on_agent_outbox(self.away.woken)
+        registry.context.link = ReplicaAgentLink(hub, self.delivery, self.away.watch)
         # Jobs no agent here fits are offered to the other replicas' agents; this
         # replica claims theirs for its own agents (offers.py, claims.py).
         self.offers = JobOffers(connections, leases, scheduler, registry.context.link)
@@ -67,10 +72,6 @@ class Replica:
         self.claims = OfferClaims(connections, hub, leases)
         self.feed.on_offers(self.claims.woken)
         hub.events.subscribe(self.claims.agent_event)
-        # An agent that left this replica is lost only if no other one holds it.
-        self.away = AwayAgents(connections, hub, leases, registry.agent_event)
-        hub.events.subscribe(self.away.agent_event)
-        self.feed.on_agent_outbox(self.away.woken)
         # Housekeeping on one replica; webhooks of a build from its owner.
         self.chores = DatabaseChores(leases, notifier)
         # Leases lost while the database was away: once it is back, the agents held
