@@ -7,8 +7,9 @@ results they answer.
   `ReplicaAgentLink.stop`: the stop becomes an `agent_outbox` row and a NOTIFY on
   the agents channel (payload: the agent id), in one transaction.
 - The replica holding the agent's stream sends each row's stop once per stream (on
-  the NOTIFY, and every second as the safety net; a stream that reconnects gets the
-  rows again). A row is deleted only when the agent confirms: its JobStopped or
+  the NOTIFY, reading only the rows of the agents it names, and every second as the
+  safety net, which reads every held agent's; a stream that reconnects gets the rows
+  again). A row is deleted only when the agent confirms: its JobStopped or
   JobFinished for that job, which the holder forwards to the owner's build inbox
   (inbox.py) in the same transaction, before it acknowledges the result to the agent.
 - The owner still arms the stop's deadline: an agent that never answers ends FORCED.
@@ -54,15 +55,14 @@ SESSIONS_GONE = (
 WRITE = (
     "INSERT INTO agent_outbox (agent_id, build_id, job_id, body, kind) VALUES ($1, $2, $3, $4, $5)"
 )
-NOTIFY = "SELECT pg_notify($1, $2)"
+# The row and its NOTIFY ($6, $7) in one statement in autocommit: one round trip.
+WRITE_NOTIFIED = f"WITH w AS ({WRITE}) SELECT pg_notify($6, $7)"
 # An AssignJob row is sent only while its job is ASSIGNED to the row's agent.
 READ = (
     "SELECT o.id, o.agent_id, o.kind, o.body, o.kind = 'stop' OR (j.status = 'ASSIGNED'"
     " AND j.agent_id IS NOT DISTINCT FROM o.agent_id) AS wanted FROM agent_outbox o"
     " LEFT JOIN jobs j ON j.job_id = o.job_id WHERE o.agent_id = ANY($1::text[]) ORDER BY o.id"
 )
-# Run by the build inbox with the result that confirms the job's stops (inbox.py).
-CONFIRMED = "DELETE FROM agent_outbox WHERE agent_id = $1 AND job_id = $2"
 DONE = "DELETE FROM agent_outbox WHERE id = ANY($1::bigint[])"
 STOP_KIND = "stop"
 ASSIGN_KIND = "assign"
@@ -111,6 +111,9 @@ class AgentDelivery:
         self._sent: dict[int, str] = {}  # outbox row -> the session it was sent on
         self._writes: set[asyncio.Task[None]] = set()
         self._drains = Rounds(self._send_waiting, "agents", _read_failed)
+        # Agents whose rows the next round reads (NOTIFYs), and whether it reads all.
+        self._named: set[str] = set()
+        self._everyone = False
 
     # ---- the owner ----
 
@@ -129,11 +132,12 @@ class AgentDelivery:
 
     async def _write(self, agent_id: str, command: OutboxCommand, kind: str, body: str) -> None:
         try:
-            async with self._connections.acquire() as connection, connection.transaction():
+            async with self._connections.acquire() as connection:
                 await connection.execute(
-                    WRITE, agent_id, command.build_id, command.job_id, body, kind
+                    WRITE_NOTIFIED,
+                    *(agent_id, command.build_id, command.job_id, body, kind),
+                    *(AGENTS_CHANNEL, agent_id),
                 )
-                await connection.execute(NOTIFY, AGENTS_CHANNEL, agent_id)
         except Exception as error:
             # A stop's deadline still covers the job; an assignment's job timeout does.
             log.warning(
@@ -146,16 +150,26 @@ class AgentDelivery:
 
     def woken(self, agent_id: str | None) -> None:
         """Rows may wait for `agent_id` (None: any agent; also the sessions' sync)."""
-        if agent_id is not None and self._hub.session(agent_id) is None:
+        if agent_id is None:
+            self._everyone = True
+        elif self._hub.session(agent_id) is None:
             return
+        else:
+            self._named.add(agent_id)
         self._drains.wake()
 
     async def _send_waiting(self) -> None:
+        """Send the rows waiting for the agents held here: those NOTIFYs named (only
+        their rows are read), or every one's (the safety net, which also writes this
+        replica's sessions and forgets the rows sent and gone since)."""
+        everyone, self._everyone = self._everyone, False
+        named, self._named = self._named, set()
         sessions = {s.agent_id: s for s in self._hub.sessions() if not s.closed}
-        held = sorted(sessions)
+        held = sorted(sessions if everyone else named & sessions.keys())
         async with self._connections.acquire() as connection:
-            await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
-            await connection.execute(SESSIONS_GONE, self._leases.instance_id, held)
+            if everyone:
+                await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
+                await connection.execute(SESSIONS_GONE, self._leases.instance_id, held)
             rows = await connection.fetch(READ, held) if held else []
             done = [int(row["id"]) for row in rows if not row["wanted"]]
             if done:  # assignments the agent took, or whose job ended
@@ -171,9 +185,10 @@ class AgentDelivery:
                 self._hub.hold(session.agent_id, command.job_id, command.build_id)
             session.send(command)
             self._sent[row_id] = session.session_id
-        waiting = {int(row["id"]) for row in rows}
-        for row_id in set(self._sent) - waiting:
-            del self._sent[row_id]  # confirmed (deleted) or its agent left
+        if everyone:
+            waiting = {int(row["id"]) for row in rows}
+            for row_id in set(self._sent) - waiting:
+                del self._sent[row_id]  # confirmed (deleted) or its agent left
 
     async def stop(self) -> None:
         for task in self._writes:

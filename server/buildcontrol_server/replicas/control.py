@@ -151,20 +151,22 @@ class ReplicaControl(BuildControl):
         except LiveElsewhere:
             pass
         info = self._cancel_info(reason, force, grace_period, requested_by)
-        build = await self._read(build_id)
-        if may_cancel is not None:
-            may_cancel(build)  # pipeline and submitter never change: any copy will do
-        await self._inbox.forward_cancel(build_id, info)
-        metrics.CANCELS_FORWARDED.inc()
-        try:
-            taken = await self._until(
-                build_id, lambda b: b.cancel is not None or b.terminal, ACCEPT_TIMEOUT
-            )
-        except TimeoutError:
-            raise Unavailable(
-                f"the owner of build {build_id} has not taken the cancel yet; it stays"
-                " queued for it (asking again is safe)"
-            ) from None
+        # Followed before the first read: a change committed after it wakes `changed`,
+        # so that copy is the first to look at (no second read before the first wait).
+        with self._feed.following(build_id) as changed:
+            build = await self._read(build_id)
+            if may_cancel is not None:
+                may_cancel(build)  # pipeline and submitter never change: any copy will do
+            await self._inbox.forward_cancel(build_id, info)
+            metrics.CANCELS_FORWARDED.inc()
+            try:
+                async with asyncio.timeout(ACCEPT_TIMEOUT):
+                    taken = await self._first(build_id, _cancel_taken, changed, build)
+            except TimeoutError:
+                raise Unavailable(
+                    f"the owner of build {build_id} has not taken the cancel yet; it stays"
+                    " queued for it (asking again is safe)"
+                ) from None
         if taken.cancel is None:
             raise build_already_finished(build_id, taken.status.value)
         return self._followed(taken, info)
@@ -223,18 +225,35 @@ class ReplicaControl(BuildControl):
         """The build once `done` holds for its committed state."""
         with self._feed.following(build_id) as changed:
             async with asyncio.timeout(within):
-                while True:
-                    changed.clear()
-                    build = await self._read(build_id)
-                    if done(build):
-                        return build
-                    await changed.wait()
+                return await self._first(build_id, done, changed, None)
+
+    async def _first(
+        self,
+        build_id: str,
+        done: Callable[[Build], bool],
+        changed: asyncio.Event,
+        seen: Build | None,
+    ) -> Build:
+        """The first committed copy for which `done` holds, `seen` (read since `changed`
+        follows the build) first, then one read after each wake-up."""
+        while True:
+            if seen is None:
+                changed.clear()
+                seen = await self._read(build_id)
+            if done(seen):
+                return seen
+            await changed.wait()
+            seen = None
 
     async def _read(self, build_id: str) -> Build:
         build = await self._store.get_build(build_id)
         if build is None:
             raise build_not_found(build_id)
         return build
+
+
+def _cancel_taken(build: Build) -> bool:
+    return build.cancel is not None or build.terminal
 
 
 def _accepted(build: Build, info: CancelInfo) -> CancelAcceptedEvent:

@@ -26,8 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from buildcontrol_server import metrics
@@ -38,7 +37,7 @@ from buildcontrol_server.actors.registry import Registry
 from buildcontrol_server.domain.errors import DomainError, FailedPrecondition, Unavailable
 from buildcontrol_server.domain.events import CancelEvent
 from buildcontrol_server.domain.model import CancelInfo
-from buildcontrol_server.replicas.agent_delivery import CONFIRMED, RELAYED_HELLO
+from buildcontrol_server.replicas.agent_delivery import RELAYED_HELLO
 from buildcontrol_server.replicas.change_feed import INBOX_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.report_rows import (
@@ -61,7 +60,15 @@ HELLO_KIND = "hello"
 AssignmentHandler = Callable[[str, str], Awaitable[bool]]
 
 WRITE = "INSERT INTO build_inbox (build_id, shard, kind, body) VALUES ($1, $2, $3, $4)"
-NOTIFY = "SELECT pg_notify($1, $2)"
+# The row and its NOTIFY ($5, $6) in one statement in autocommit: one round trip, where
+# BEGIN, INSERT, NOTIFY, COMMIT took four (a data-modifying CTE always runs to the end).
+WRITE_NOTIFIED = f"WITH w AS ({WRITE}) SELECT pg_notify($5, $6)"
+# A result also confirms (deletes) the job's waiting stops for its agent ($7, $8).
+WRITE_CONFIRMING = (
+    f"WITH w AS ({WRITE}),"
+    " c AS (DELETE FROM agent_outbox WHERE agent_id = $7 AND job_id = $8)"
+    " SELECT pg_notify($5, $6)"
+)
 READ = (
     "SELECT id, build_id, kind, body FROM build_inbox WHERE shard = ANY($1::int[])"
     " ORDER BY id LIMIT $2"
@@ -109,8 +116,7 @@ class BuildInbox:
 
     async def forward_cancel(self, build_id: str, info: CancelInfo) -> None:
         """Leave the cancel for the build's owner (committed when this returns)."""
-        async with self._write(build_id, "cancel", cancel_body(info)):
-            pass
+        await self._write(WRITE_NOTIFIED, build_id, "cancel", cancel_body(info))
 
     async def forward_result(self, agent_id: str, report: JobResultReport) -> None:
         """Leave an agent's result for the build's owner (its agent is held here), and
@@ -118,28 +124,27 @@ class BuildInbox:
         result confirms them, and the owner, which may apply it at once, never sees the
         build ended with its stops still waiting."""
         body = result_body(agent_id, report)
-        async with self._write(report.build_id, RESULT_KIND, body) as connection:
-            await connection.execute(CONFIRMED, agent_id, report.job_id)
+        await self._write(
+            WRITE_CONFIRMING, report.build_id, RESULT_KIND, body, agent_id, report.job_id
+        )
 
     async def forward_progress(self, agent_id: str, report: ProgressReport) -> None:
         """Leave a JobAccepted or step report for the build's owner (as above)."""
-        async with self._write(report.build_id, PROGRESS_KIND, report_body(agent_id, report)):
-            pass
+        body = report_body(agent_id, report)
+        await self._write(WRITE_NOTIFIED, report.build_id, PROGRESS_KIND, body)
 
     async def forward_hello(self, agent_id: str, build_id: str, running: list[str]) -> None:
         """Tell the build's owner what the agent's Hello here says it runs of the build:
         a job of it the agent no longer runs ends there (LOST, or FORCED if stopping)."""
         body = json.dumps({"agent_id": agent_id, "running": running})
-        async with self._write(build_id, HELLO_KIND, body):
-            pass
+        await self._write(WRITE_NOTIFIED, build_id, HELLO_KIND, body)
 
-    @asynccontextmanager
-    async def _write(self, build_id: str, kind: str, body: str) -> AsyncIterator[Any]:
+    async def _write(self, statement: str, build_id: str, kind: str, body: str, *more: str) -> None:
         shard = self._leases.shard_of(build_id)
-        async with self._connections.acquire() as connection, connection.transaction():
-            await connection.execute(WRITE, build_id, shard, kind, body)
-            await connection.execute(NOTIFY, INBOX_CHANNEL, str(shard))
-            yield connection
+        async with self._connections.acquire() as connection:
+            await connection.execute(
+                statement, build_id, shard, kind, body, INBOX_CHANNEL, str(shard), *more
+            )
 
     # ---- the owner ----
 

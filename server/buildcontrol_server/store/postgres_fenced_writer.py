@@ -3,17 +3,26 @@ transaction that first checks the lease epochs of the shards it writes (fencing.
 
 Change sets of shards this replica no longer holds fail with FencedOut and write
 nothing; the others of the batch commit in the same transaction, merged in one
-SAVEPOINT or, if that misses, one by one, as in postgres_writer.py. The one-statement
-autocommit path of that writer is not used: the check and the writes must share a
-transaction. Each batch also NOTIFYs the builds it wrote (fencing.CHANGES_CHANNEL),
-so a caller following a build on another replica reads it again. Cost: BEGIN, the
-check, the NOTIFY and COMMIT, four round trips more per batch (not per change set)."""
+SAVEPOINT or, if that misses, one by one, as in postgres_writer.py. Each batch also
+NOTIFYs the builds it wrote (fencing.CHANGES_CHANNEL), so a caller following a build
+on another replica reads it again.
+
+A batch of updates only (a cancel, agent reports, or a burst of them merged: the
+latency path) is one statement in autocommit, as on one server: its CTEs lock and
+count the lease rows still held beside the compare-and-sets, the check aborts it
+unless every count matched, and it NOTIFYs; one round trip, like an unfenced batch.
+A miss of that statement (a version or a lease) writes nothing and the batch is
+replayed the long way below, which tells a fenced change set from a conflict. The
+long way (inserts, or a shard known lost here) costs BEGIN, the check, the NOTIFY and
+COMMIT: four round trips more than the unfenced writer's."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from buildcontrol_server import metrics
+from buildcontrol_server.store import postgres_sql as sql
+from buildcontrol_server.store import postgres_updates as updates
 from buildcontrol_server.store.base import StoreStats
 from buildcontrol_server.store.fencing import (
     CHANGES_CHANNEL,
@@ -28,15 +37,15 @@ from buildcontrol_server.store.group_commit import (
     _QueuedWrite,
 )
 from buildcontrol_server.store.postgres_connections import PostgresConnections
-from buildcontrol_server.store.postgres_writer import PostgresGroupCommitWriter
-
-# The leases of the shards a batch writes, locked against a takeover until COMMIT (in
-# shard order, as the leases' own statements lock them: no deadlock between them).
-CHECK_LEASES = (
-    "SELECT l.shard FROM shard_leases l"
-    " JOIN unnest($1::int[], $2::bigint[]) AS held(shard, epoch) ON l.shard = held.shard"
-    " WHERE l.epoch = held.epoch AND l.owner = $3 ORDER BY l.shard FOR SHARE OF l"
+from buildcontrol_server.store.postgres_writer import (
+    PostgresGroupCommitWriter,
+    _merged,
+    _updates_only,
+    updated_tables,
 )
+
+# The leases of the shards a batch writes, locked against a takeover until COMMIT.
+CHECK_LEASES = sql.leases_held(0)
 
 
 NOTIFY = "SELECT pg_notify($1, $2)"
@@ -56,8 +65,30 @@ class FencedGroupCommitWriter(PostgresGroupCommitWriter):
     async def _write_on(
         self, connection: Any, batch: list[_QueuedWrite], errors: list[BaseException | None]
     ) -> None:
+        if await self._fenced_alone(connection, batch):
+            return
         async with self._counted_transaction(connection):
             await self._checked(connection, batch, errors)
+
+    async def _fenced_alone(self, connection: Any, batch: list[_QueuedWrite]) -> bool:
+        """The batch as one fenced, self-checking statement in autocommit: False if it
+        is not updates only, touches a shard not held here, or missed (nothing
+        written, no NOTIFY sent)."""
+        if not _mergeable(batch):
+            return False
+        write = batch[0].write if len(batch) == 1 else _merged(batch)
+        if not _updates_only(write):
+            return False
+        shards = sorted(set[int]().union(*(self._shards_of(queued) for queued in batch)))
+        epochs = [self._fence.epoch(shard) for shard in shards]
+        if not shards or None in epochs:
+            return False
+        written = set[str]().union(*(builds_written(queued.write) for queued in batch))
+        query, arguments = updates.checked(updated_tables(write), write.insert_audit, fenced=True)
+        arguments[-1] = [*arguments[-1], len(shards)]  # the counts: the leases' last
+        arguments += [shards, epochs, self._fence.instance_id]
+        arguments += [CHANGES_CHANNEL, changes_payload(written)]
+        return await self._run_checked(connection, query, arguments)
 
     def _stopped_error(self) -> BaseException:
         return FencedOut("the writer was stopped; try again")

@@ -198,6 +198,20 @@ UPSERT_DELIVERIES = _insert_statement(
 )
 
 
+def leases_held(offset: int) -> str:
+    """The lease rows of the shards a replica's write touches that it still holds at
+    the epochs it knows (parameters offset + 1..3: shards, epochs, its instance id),
+    locked against a takeover until the transaction ends (in shard order, as the
+    leases' own statements lock them: no deadlock between them). A takeover committed
+    meanwhile is seen (READ COMMITTED re-reads a row updated under the lock)."""
+    return (
+        "SELECT l.shard FROM shard_leases l"
+        f" JOIN unnest(${offset + 1}::int[], ${offset + 2}::bigint[]) AS held(shard, epoch)"
+        f" ON l.shard = held.shard WHERE l.epoch = held.epoch AND l.owner = ${offset + 3}"
+        " ORDER BY l.shard FOR SHARE OF l"
+    )
+
+
 # ---- reads --------------------------------------------------------------------------
 
 SELECT_BUILD = f"SELECT {rows.BUILD_COLUMNS} FROM builds WHERE build_id = $1"

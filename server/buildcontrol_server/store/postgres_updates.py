@@ -33,6 +33,7 @@ from buildcontrol_server.store.postgres_sql import (
     INSERT_AUDIT,
     ArrayStatement,
     insert_audit,
+    leases_held,
     rows_from,
 )
 from buildcontrol_server.store.rows import Row
@@ -128,18 +129,23 @@ def counted(tables: Tables) -> tuple[str, list[Any]]:
     return _counted_text(shape), _parameters(tables, shape)
 
 
-def checked(tables: Tables, audit: Sequence[Row]) -> tuple[str, list[Any]]:
+def checked(tables: Tables, audit: Sequence[Row], fenced: bool = False) -> tuple[str, list[Any]]:
     """`counted` that aborts itself (VERSIONS_MISSED) unless each table matched all
     its rows: atomic without BEGIN/COMMIT around it, in autocommit. With `audit`,
     the audit rows (INSERT_AUDIT's columns) of the cancels it ends are inserted by
-    the same statement, and aborted with the rest on a miss."""
+    the same statement, and aborted with the rest on a miss. The last parameter is
+    the rows each table must match. `fenced` (a replica's write,
+    postgres_fenced_writer.py): the caller appends to that list the number of lease
+    rows it must still hold, then five parameters: the shards and their epochs and
+    its instance id (postgres_sql.leases_held), the NOTIFY's channel and payload
+    (sent by the statement, so delivered only if it commits)."""
     shape = _shape(tables)
     audit_listed = (listed(len(audit)),) if audit else ()
     arguments = _parameters(tables, shape)
     for count in audit_listed:
         arguments += INSERT_AUDIT.parameters(audit, count is not None)
     arguments.append([len(table_rows) for _, table_rows in tables])
-    return _checked_text(shape, audit_listed), arguments
+    return _checked_text(shape, audit_listed, fenced), arguments
 
 
 def _shape(tables: Tables) -> Shape:
@@ -172,14 +178,20 @@ def _counted_text(shape: Shape) -> str:
 
 
 @functools.lru_cache(maxsize=TEXTS_KEPT)
-def _checked_text(shape: Shape, audit: tuple[int | None, ...]) -> str:
+def _checked_text(shape: Shape, audit: tuple[int | None, ...], fenced: bool) -> str:
     """`audit`: () without audit rows, else (their VALUES count or None,)."""
     parts, counts, offset = _ctes(shape)
     for count in audit:
         # A data-modifying CTE runs to completion whether or not it is read.
         parts.append(f"a AS ({insert_audit(offset, count)})")
         offset += INSERT_AUDIT.column_count * (1 if count is None else count)
+    notify = ""
+    if fenced:
+        # The lease rows still held, locked until the statement commits.
+        parts.append(f"f AS ({leases_held(offset + 1)})")
+        counts.append("(SELECT count(*) FROM f)")
+        notify = f", pg_notify(${offset + 5}, ${offset + 6})"
     return (
         f"WITH {', '.join(parts)} SELECT buildcontrol_check_versions("
-        f"ARRAY[{', '.join(counts)}]::bigint[], ${offset + 1}::bigint[])"
+        f"ARRAY[{', '.join(counts)}]::bigint[], ${offset + 1}::bigint[]){notify}"
     )

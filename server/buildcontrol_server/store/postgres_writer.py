@@ -137,16 +137,11 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         the conflict, change set by change set)."""
         if not _updates_only(write):
             return False
-        tables = [
-            (statement, table_rows)
-            for statement, table_rows in (
-                (updates.UPDATE_BUILDS, write.update_builds),
-                (updates.UPDATE_JOBS, write.update_jobs),
-                (updates.UPDATE_STEPS, write.update_steps),
-            )
-            if table_rows
-        ]
-        query, arguments = updates.checked(tables, write.insert_audit)
+        query, arguments = updates.checked(updated_tables(write), write.insert_audit)
+        return await self._run_checked(connection, query, arguments)
+
+    async def _run_checked(self, connection: Any, query: str, arguments: list[Any]) -> bool:
+        """One self-checking statement (updates.checked's): False if it missed."""
         self._statements += 1
         self._round_trips += 1
         try:
@@ -235,6 +230,19 @@ class PostgresGroupCommitWriter(GroupCommitWriter):
         # Conflicts found inside the transaction are moot: nothing of it committed.
         for queued in batch:
             _settle(queued.future, failure)
+
+
+def updated_tables(write: PreparedWrite) -> updates.Tables:
+    """The tables `write` updates, with their rows, for one checked statement."""
+    return [
+        (statement, table_rows)
+        for statement, table_rows in (
+            (updates.UPDATE_BUILDS, write.update_builds),
+            (updates.UPDATE_JOBS, write.update_jobs),
+            (updates.UPDATE_STEPS, write.update_steps),
+        )
+        if table_rows
+    ]
 
 
 def _updates_only(write: PreparedWrite) -> bool:
