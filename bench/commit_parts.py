@@ -32,6 +32,7 @@ from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store import postgres_updates as updates
 from buildcontrol_server.store.base import BuildStore
 from buildcontrol_server.store.postgres import PostgresStore
+from buildcontrol_server.store.postgres_writer import updated_tables
 from buildcontrol_server.store.rows import PreparedWrite
 from buildcontrol_server.store.sqlite import SqliteStore
 
@@ -61,25 +62,14 @@ async def cancels(store: BuildStore, count: int, start: float) -> list[ChangeSet
 
 def statement(changes: ChangeSet, listed: bool) -> tuple[str, list[Any]]:
     """The checked statement of `changes`, as VALUES lists or (not `listed`) arrays."""
-    write = PreparedWrite.of(changes)
-    tables = [
-        (statement, rows)
-        for statement, rows in (
-            (updates.UPDATE_BUILDS, write.update_builds),
-            (updates.UPDATE_JOBS, write.update_jobs),
-            (updates.UPDATE_STEPS, write.update_steps),
-        )
-        if rows
-    ]
-    if listed:
+    tables = updated_tables(PreparedWrite.of(changes))
+    bound = updates.VALUES_ROWS_MAX
+    # A bound of 0 puts every table in as unnest arrays: the statement as it was.
+    updates.VALUES_ROWS_MAX = bound if listed else 0
+    try:
         return updates.checked(tables, [])
-    # The text before VALUES lists: every table as unnest arrays.
-    arguments: list[Any] = []
-    for update, rows in tables:
-        arguments += update.arguments(rows)
-    arguments.append([len(rows) for _, rows in tables])
-    arrays = tuple((update, None) for update, _ in tables)
-    return str(updates._checked_text(arrays, ())), arguments
+    finally:
+        updates.VALUES_ROWS_MAX = bound
 
 
 async def timed(timings: Timings, label: str, call: Awaitable[Any]) -> None:

@@ -64,7 +64,8 @@ def _insert(table: str, columns: Sequence[str], types: Sequence[str], suffix: st
     return f"INSERT INTO {table} ({names}) SELECT * FROM unnest({_unnest(types)}){suffix}"
 
 
-_BUILD_INSERT_COLUMNS = (
+# Every column of the three tables with its PostgreSQL type (the updates name theirs).
+BUILD_COLUMN_TYPES = (
     ("build_id", "text"),
     ("pipeline", "text"),
     ("stage_names", "text"),
@@ -82,7 +83,7 @@ _BUILD_INSERT_COLUMNS = (
     ("submitted_by", "text"),
     ("cancel_escalations", "text"),
 )
-_JOB_INSERT_COLUMNS = (
+JOB_COLUMN_TYPES = (
     ("job_id", "text"),
     ("build_id", "text"),
     ("stage_index", "int8"),
@@ -101,7 +102,7 @@ _JOB_INSERT_COLUMNS = (
     ("started_at", "float8"),
     ("secret_env_names", "text"),
 )
-_STEP_INSERT_COLUMNS = (
+STEP_COLUMN_TYPES = (
     ("job_id", "text"),
     ("step_index", "int8"),
     ("name", "text"),
@@ -151,9 +152,9 @@ def _insert_statement(
     return ArrayStatement(table, _insert(table, names, types, suffix), len(columns))
 
 
-INSERT_BUILDS = _insert_statement("builds", _BUILD_INSERT_COLUMNS)
-INSERT_JOBS = _insert_statement("jobs", _JOB_INSERT_COLUMNS)
-INSERT_STEPS = _insert_statement("steps", _STEP_INSERT_COLUMNS)
+INSERT_BUILDS = _insert_statement("builds", BUILD_COLUMN_TYPES)
+INSERT_JOBS = _insert_statement("jobs", JOB_COLUMN_TYPES)
+INSERT_STEPS = _insert_statement("steps", STEP_COLUMN_TYPES)
 
 
 # DO NOTHING: the start-up sweep and a retry after an ambiguous failure may write

@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from buildcontrol_server.store.postgres_sql import (
+    BUILD_COLUMN_TYPES,
     INSERT_AUDIT,
+    JOB_COLUMN_TYPES,
+    STEP_COLUMN_TYPES,
     ArrayStatement,
     insert_audit,
     leases_held,
@@ -69,46 +72,44 @@ class UpdateStatement(ArrayStatement):
 
 def _update(
     table: str,
-    assigned: tuple[tuple[str, str], ...],
-    keys: tuple[tuple[str, str], ...],
+    column_types: Sequence[tuple[str, str]],
+    assigned: Sequence[str],
+    keys: Sequence[str],
 ) -> UpdateStatement:
-    """Rows are (assigned columns…, key columns…, expected version), as rows.py has them."""
-    statement = UpdateStatement(table, "", len(assigned) + len(keys) + 1, assigned, keys)
-    return UpdateStatement(table, statement.at(0), statement.column_count, assigned, keys)
+    """Rows are (assigned columns…, key columns…, expected version), as rows.py has them;
+    each column's type is the table's (`column_types`)."""
+    types = dict(column_types)
+    typed_assigned = tuple((name, types[name]) for name in assigned)
+    typed_keys = tuple((name, types[name]) for name in keys)
+    count = len(assigned) + len(keys) + 1
+    statement = UpdateStatement(table, "", count, typed_assigned, typed_keys)
+    return UpdateStatement(table, statement.at(0), count, typed_assigned, typed_keys)
 
 
 UPDATE_BUILDS = _update(
     "builds",
+    BUILD_COLUMN_TYPES,
     (
-        ("status", "text"),
-        ("finished_at", "float8"),
-        ("cancel_reason", "text"),
-        ("cancel_requested_by", "text"),
-        ("cancel_force", "int8"),
-        ("cancel_grace_period", "float8"),
-        ("cancel_requested_at", "float8"),
-        ("version", "int8"),
-        ("cancel_escalations", "text"),
+        "status",
+        "finished_at",
+        "cancel_reason",
+        "cancel_requested_by",
+        "cancel_force",
+        "cancel_grace_period",
+        "cancel_requested_at",
+        "version",
+        "cancel_escalations",
     ),
-    (("build_id", "text"),),
+    ("build_id",),
 )
 UPDATE_JOBS = _update(
     "jobs",
-    (
-        ("status", "text"),
-        ("outcome", "text"),
-        ("agent_id", "text"),
-        ("exit_code", "int8"),
-        ("finished_at", "float8"),
-        ("version", "int8"),
-        ("started_at", "float8"),
-    ),
-    (("job_id", "text"),),
+    JOB_COLUMN_TYPES,
+    ("status", "outcome", "agent_id", "exit_code", "finished_at", "version", "started_at"),
+    ("job_id",),
 )
 UPDATE_STEPS = _update(
-    "steps",
-    (("status", "text"), ("exit_code", "int8"), ("version", "int8")),
-    (("job_id", "text"), ("step_index", "int8")),
+    "steps", STEP_COLUMN_TYPES, ("status", "exit_code", "version"), ("job_id", "step_index")
 )
 
 # The tables of one statement with their rows, in the order of the result's counts.
