@@ -88,7 +88,7 @@ async def test_the_version_before_upgrades_keeping_the_logs_an_older_server_wrot
     async with PostgresStore(postgres_url):
         pass
     version, tables = await version_and_tables(postgres_url)
-    assert version == postgres_schema.LOG_TABLES_VERSION and tables >= LOG_TABLES
+    assert version == postgres_schema.POSTGRES_LATEST_VERSION and tables >= LOG_TABLES
 
     logs = PostgresLogStore(postgres_url)
     await logs.open()
@@ -108,7 +108,7 @@ async def test_the_version_before_without_log_tables_gets_them(postgres_url: str
     async with PostgresStore(postgres_url):
         pass
     version, tables = await version_and_tables(postgres_url)
-    assert version == postgres_schema.LOG_TABLES_VERSION and tables >= LOG_TABLES
+    assert version == postgres_schema.POSTGRES_LATEST_VERSION and tables >= LOG_TABLES
 
 
 async def test_the_log_store_refuses_a_database_the_build_store_has_not_migrated(
