@@ -19,7 +19,7 @@ from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.store.fencing import CHANGES_CHANNEL, FencedOut
 from buildcontrol_server.store.postgres import PostgresStore
 
-from tests.replicas.test_leases import build_in, replica
+from tests.replicas.lease_replicas import build_in, replica
 from tests.support.store_samples import STOP_TIMES, T0, cancel_info, start_first_job
 
 NOTIFIED_WITHIN = 10.0

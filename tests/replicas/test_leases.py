@@ -5,54 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 from buildcontrol_server.domain import cancellation
-from buildcontrol_server.domain.model import Build, ChangeSet
+from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
-from buildcontrol_server.domain.submission import new_build
 from buildcontrol_server.replicas.leases import ShardLeases, shard_of
 from buildcontrol_server.store.factory import StoreUrlError, build_store
 from buildcontrol_server.store.fencing import FencedOut
-from buildcontrol_server.store.postgres import PostgresStore
 
-from tests.support.store_samples import STOP_TIMES, T0, cancel_info, two_stage_spec
-
-SHARDS = 8
-LEASE = 1.0  # seconds: renewed every 0.25 s
-
-
-@asynccontextmanager
-async def replica(url: str, name: str) -> AsyncIterator[tuple[ShardLeases, PostgresStore]]:
-    """A store and its leases as a replica runs them (without the gRPC server)."""
-    leases = ShardLeases(SHARDS, LEASE, name)
-    store = PostgresStore(url, fence=leases)
-    await store.open()
-    try:
-        await leases.start(store.connections)
-        yield leases, store
-    finally:
-        await leases.stop()
-        await store.close()
+from tests.replicas.lease_replicas import LEASE, SHARDS, build_in, replica
+from tests.support.store_samples import STOP_TIMES, T0, cancel_info
 
 
 async def settles(leases: ShardLeases, condition: Callable[[], bool], within: float = 20) -> None:
     """Wait, round by round of the leases, until `condition` holds."""
     async with leases.rounds:
         await asyncio.wait_for(leases.rounds.wait_for(condition), within)
-
-
-def build_in(shards: set[int], now: float = T0) -> Build:
-    """A new build whose id falls in one of `shards`."""
-    for step in range(10_000):
-        build = new_build(two_stage_spec(), now + step / 1000)
-        if shard_of(build.build_id, SHARDS) in shards:
-            return build
-    raise AssertionError("no build id in the shards")
 
 
 async def lease_rows(url: str) -> list[asyncpg.Record]:
