@@ -188,6 +188,12 @@ def unrunnable() -> build_control_pb2.SubmitBuildRequest:
     return request
 
 
+async def get_build(stub: Stub, build_id: str) -> build_pb2.Build:
+    reply = await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
+    build: build_pb2.Build = reply.build
+    return build
+
+
 async def job_ids(stub: Stub, build_ids: list[str]) -> list[str]:
     found = []
     for build_id in build_ids:

@@ -16,6 +16,7 @@ from tests.replicas.replicas import (
     StartTwo,
     Stub,
     cancel_events,
+    get_build,
     job_ids,
     jobs_started_per_agent,
     query,
@@ -38,10 +39,6 @@ async def _log_until(stub: Stub, build_id: str, job_id: str, text: bytes) -> byt
         if text in seen:
             return seen
     raise AssertionError(f"log of {job_id} ended without {text!r}: {seen!r}")
-
-
-async def _build(stub: Stub, build_id: str) -> build_pb2.Build:
-    return (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
 
 
 @pytest.mark.timeout(120)
@@ -80,7 +77,7 @@ async def test_builds_of_a_replica_without_agents_run_on_the_agent_of_the_other(
             assert events[-1].finished.status == CANCELED
         await wait_gone(pids, 30)
         for build_id in running:
-            assert (await _build(stub_b, build_id)).status == CANCELED
+            assert (await get_build(stub_b, build_id)).status == CANCELED
         listed = await stub_a.ListAgents(build_control_pb2.ListAgentsRequest())
         assert [(x.agent_id, list(x.job_ids)) for x in listed.agents] == [("agent-a", [])]
     started = jobs_started_per_agent(agents)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -25,6 +26,7 @@ from tests.replicas.replicas import (
     StartTwo,
     Stub,
     cancel_events,
+    get_build,
     job_ids,
     query,
     stubs,
@@ -35,6 +37,28 @@ from tests.support.build_waits import all_steps_running, build_of, until_termina
 from tests.support.processes import AgentProc, job_pids, start_agent, until, wait_gone
 
 CANCELED = build_pb2.BUILD_STATUS_CANCELED
+
+
+async def _running_on_a(stub_b: Stub) -> tuple[str, set[int]]:
+    """A build owned by b (which has no agent) running on a's agent: its id and its
+    step's processes."""
+    [build_id] = await submit(stub_b, 1)
+    await all_steps_running(stub_b, build_id)
+    pids = job_pids((await job_ids(stub_b, [build_id]))[0])
+    assert pids
+    return build_id, pids
+
+
+@contextlib.contextmanager
+def _steps_killed_at_the_end(pids: set[int]) -> Iterator[None]:
+    """The steps a SIGKILLed agent leaves behind (`pids`, filled in the block) are
+    killed when it ends."""
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 async def _cancel_and_reuse(stub: Stub, build_id: str, pids: set[int]) -> None:
@@ -58,10 +82,7 @@ async def test_the_slot_of_a_job_whose_owner_was_sigkilled_is_freed(
     a, b = await two_replicas(postgres_url, "--replicas-lease", "2")
     agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 1))
     async with stubs(a, b) as (stub_a, stub_b):
-        [build_id] = await submit(stub_b, 1)  # owned by b, on a's agent
-        await all_steps_running(stub_b, build_id)
-        pids = job_pids((await job_ids(stub_b, [build_id]))[0])
-        assert pids
+        build_id, pids = await _running_on_a(stub_b)
         b.process.kill()
         await b.process.wait()
         await until_shares(postgres_url, {a.target: SHARDS})
@@ -77,10 +98,7 @@ async def test_the_slot_of_a_job_whose_agents_replica_was_sigkilled_is_freed(
     try:
         agents.append(await start_agent(await proxy.start(), "agent-a", tmp_path, "os=linux", 1))
         async with stubs(a, b) as (_stub_a, stub_b):
-            [build_id] = await submit(stub_b, 1)  # owned by b, on the agent a holds
-            await all_steps_running(stub_b, build_id)
-            pids = job_pids((await job_ids(stub_b, [build_id]))[0])
-            assert pids
+            build_id, pids = await _running_on_a(stub_b)
             a.process.kill()  # the agent reconnects through the proxy: to b
             await a.process.wait()
             await _cancel_and_reuse(stub_b, build_id, pids)
@@ -95,13 +113,11 @@ async def test_an_agent_restarted_without_its_job_ends_it_on_the_owner(
     a, b = await two_replicas(postgres_url)  # a reconnect window of 30 s
     agent = await start_agent(a.target, "agent-a", tmp_path, "os=linux", 1)
     agents.append(agent)
-    pids: set[int] = set()
-    try:
+    left: set[int] = set()
+    with _steps_killed_at_the_end(left):
         async with stubs(a, b) as (_stub_a, stub_b):
-            [build_id] = await submit(stub_b, 1)  # owned by b, on the agent a holds
-            await all_steps_running(stub_b, build_id)
-            pids = job_pids((await job_ids(stub_b, [build_id]))[0])
-            assert pids
+            build_id, pids = await _running_on_a(stub_b)
+            left |= pids
             agent.process.kill()
             await agent.process.wait()
             # Within the window, a new agent process (no work dir: it knows no job).
@@ -113,10 +129,6 @@ async def test_an_agent_restarted_without_its_job_ends_it_on_the_owner(
             assert (await until_terminal(stub_b, reply.build.build_id)).status == (
                 build_pb2.BUILD_STATUS_SUCCEEDED
             )
-    finally:
-        for pid in pids:  # the steps the SIGKILLed agent left
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 async def _group_owned_by(stub: Stub, command: str) -> tuple[str, str]:
@@ -158,17 +170,13 @@ async def test_a_claim_its_owner_refuses_frees_the_slot_it_took(
         # The slot is free again: the agent takes a build of b beside `first`.
         reuse = (await stub_b.SubmitBuild(build_of(1, "true", "reuse"))).build.build_id
         assert (await until_terminal(stub_b, reuse)).status == build_pb2.BUILD_STATUS_SUCCEEDED
-        assert (await _build(stub_b, waiting.build_id)).status == build_pb2.BUILD_STATUS_QUEUED
+        assert (await get_build(stub_b, waiting.build_id)).status == build_pb2.BUILD_STATUS_QUEUED
         await cancel_events(stub_a, first)
         assert (await until_terminal(stub_b, waiting.build_id)).status == (
             build_pb2.BUILD_STATUS_SUCCEEDED
         )
     started = f"job {job_id} (build {waiting.build_id}) started"
     assert agents[0].log.read_text().count(started) == 1  # once, when its turn came
-
-
-async def _build(stub: Stub, build_id: str) -> build_pb2.Build:
-    return (await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))).build
 
 
 @pytest.mark.timeout(120)
@@ -178,13 +186,11 @@ async def test_an_agent_lost_with_the_replica_holding_it_ends_its_job_on_the_own
     a, b = await two_replicas(postgres_url, "--reconnect-window", "2")
     agent = await start_agent(a.target, "agent-a", tmp_path, "os=linux", 1)
     agents.append(agent)
-    pids: set[int] = set()
-    try:
+    left: set[int] = set()
+    with _steps_killed_at_the_end(left):
         async with stubs(a, b) as (_stub_a, stub_b):
-            [build_id] = await submit(stub_b, 1)  # owned by b, on the agent a holds
-            await all_steps_running(stub_b, build_id)
-            pids = job_pids((await job_ids(stub_b, [build_id]))[0])
-            assert pids
+            build_id, pids = await _running_on_a(stub_b)
+            left |= pids
             # The host of a and its agent goes: no replica tells b, which sees the
             # agent held nowhere (agent_sessions) for a reconnect window.
             agent.process.kill()
@@ -194,7 +200,3 @@ async def test_an_agent_lost_with_the_replica_holding_it_ends_its_job_on_the_own
             assert build.status == build_pb2.BUILD_STATUS_FAILED
             assert build.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_LOST
         assert "agent agent-a lost with 1 job(s) held" in (b.data_dir / "server.log").read_text()
-    finally:
-        for pid in pids:  # the steps of the SIGKILLed agent
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
