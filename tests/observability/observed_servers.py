@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -108,23 +108,3 @@ async def observed_server(data_dir: Path, **overrides: object) -> AsyncIterator[
     finally:
         await channel.close()
         await app.stop()
-
-
-async def wait_running(
-    stub: build_control_pb2_grpc.BuildControlStub, build_id: str, jobs: int
-) -> None:
-    """Follow WatchBuild until the first step of `jobs` jobs is RUNNING (every report of
-    AgentPeer.take_job applied), so a cancel after it does not race those reports."""
-    watch = stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=WAIT)
-    snapshot = (await watch.read()).snapshot
-    running = {j.job_id for s in snapshot.stages for j in s.jobs
-               if j.steps[0].status == build_pb2.STEP_STATUS_RUNNING}  # fmt: skip
-    while len(running) < jobs:
-        event = await watch.read()
-        change = event.step_changed
-        if (
-            event.WhichOneof("event") == "step_changed"
-            and change.status == build_pb2.STEP_STATUS_RUNNING
-        ):
-            running.add(change.job_id)
-    watch.cancel()

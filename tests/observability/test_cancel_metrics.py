@@ -17,10 +17,9 @@ from tests.observability.observed_servers import (
     Scrape,
     delta,
     observed_server,
-    wait_running,
 )
 from tests.support.agent_peer import AgentPeer
-from tests.support.build_calls import rest_of
+from tests.support.build_calls import first_steps_running, rest_of
 from tests.support.pipelines import pipeline
 
 WAIT = 10.0
@@ -70,7 +69,7 @@ async def test_one_cancel_of_three_jobs_moves_each_phase_by_its_count(observed: 
     await agent.connect()
     build = (await observed.stub.SubmitBuild(pipeline(jobs=3))).build
     first, second = await agent.take_job(), await agent.take_job()
-    await wait_running(observed.stub, build.build_id, 2)
+    await first_steps_running(observed.stub, build.build_id, 2)
     before = await observed.scrape()
 
     stream = observed.stub.Cancel(
@@ -113,7 +112,7 @@ async def test_a_stop_nobody_confirms_expires_as_forced(tmp_path: Path) -> None:
         await agent.connect()
         build = (await observed.stub.SubmitBuild(pipeline(jobs=1))).build
         await agent.take_job()
-        await wait_running(observed.stub, build.build_id, 1)
+        await first_steps_running(observed.stub, build.build_id, 1)
         before = await observed.scrape()
         # Forced: no grace, so the deadline is the ack timeout alone; the agent ignores it.
         request = build_control_pb2.CancelRequest(build_id=build.build_id, force=True)
@@ -138,7 +137,7 @@ async def test_a_build_held_in_canceling_shows_its_age_and_fires_the_stuck_alert
         await agent.connect()
         build = (await observed.stub.SubmitBuild(pipeline(jobs=1))).build
         await agent.take_job()
-        await wait_running(observed.stub, build.build_id, 1)
+        await first_steps_running(observed.stub, build.build_id, 1)
         await observed.app.live_gauges.refresh()  # the server does it every --audit-interval
         idle = await observed.scrape()
         assert idle.value("buildcontrol_builds_canceling") == 0

@@ -17,9 +17,9 @@ from buildcontrol_server.observability.logs import (
     formatter_for,
 )
 
-from tests.observability.observed_servers import observed_server, wait_running
+from tests.observability.observed_servers import observed_server
 from tests.support.agent_peer import AgentPeer
-from tests.support.build_calls import rest_of
+from tests.support.build_calls import first_steps_running, rest_of
 from tests.support.pipelines import pipeline
 
 SECRET = "hunter2-do-not-log-me"
@@ -89,7 +89,7 @@ async def test_each_cancel_event_is_one_line_and_job_env_is_never_logged(
         confirmed = await good.take_job()
         await deaf.take_job()
         assert confirmed.env["API_TOKEN"] == SECRET  # the secret did travel
-        await wait_running(observed.stub, build.build_id, 2)
+        await first_steps_running(observed.stub, build.build_id, 2)
         cancel = build_control_pb2.CancelRequest(
             build_id=build.build_id, reason="release\nfrozen", requested_by="alice"
         )

@@ -58,6 +58,7 @@ async def test_force_on_a_canceling_build_escalates_to_kill_without_cleanup(
     request.stages[0].jobs[0].steps.add(command="echo cleanup", run_on_cancel=True)
     build = (await server.stub.SubmitBuild(request)).build
     job = await agent.take_job()
+    await settled(server, build.build_id, jobs=1)  # or its late JobAccepted re-sends the stop
     gentle = server.stub.Cancel(cancel_request(build.build_id, grace_period={"seconds": 60}))
     assert (await gentle.read()).accepted.status == build_pb2.BUILD_STATUS_CANCELING
     first = (await agent.next("stop_job")).stop_job

@@ -9,7 +9,7 @@ from pathlib import Path
 from buildcontrol_proto.v1 import build_pb2
 
 from tests.support.agent_peer import AgentPeer
-from tests.support.build_calls import cancel_request, get, rest_of, submit
+from tests.support.build_calls import cancel_request, get, rest_of, settled, submit
 from tests.support.servers import running_server
 from tests.support.webhook_receiver import Receiver
 
@@ -36,6 +36,9 @@ async def test_force_keeps_the_first_cancel_and_records_who_escalated(tmp_path: 
             await agent.connect()
             build = await submit(server)
             job = await agent.take_job()
+            # Its reports applied: a JobAccepted applied after the cancel would send the
+            # gentle stop again, by design (lifecycle.stop_again_if_alive).
+            await settled(server, build.build_id, jobs=1)
             gentle = server.stub.Cancel(
                 cancel_request(
                     build.build_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
 from tests.support.pipelines import pipeline
 from tests.support.servers import Running
@@ -55,9 +55,15 @@ async def store_snapshot(server: Running) -> tuple[int, list[str]]:
 
 async def settled(server: Running, build_id: str, jobs: int) -> None:
     """Wait until every job's first step shows RUNNING (all agent reports applied)."""
-    watch = server.stub.WatchBuild(
-        build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=10
-    )
+    await first_steps_running(server.stub, build_id, jobs)
+
+
+async def first_steps_running(
+    stub: build_control_pb2_grpc.BuildControlStub, build_id: str, jobs: int
+) -> None:
+    """Follow WatchBuild until the first step of `jobs` jobs is RUNNING (every report of
+    AgentPeer.take_job applied), so a cancel after it does not race those reports."""
+    watch = stub.WatchBuild(build_control_pb2.WatchBuildRequest(build_id=build_id), timeout=WAIT)
     snapshot = (await watch.read()).snapshot
     running = {
         j.job_id

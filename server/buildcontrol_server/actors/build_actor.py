@@ -277,13 +277,17 @@ class BuildActor(CancelTurn, SupervisedActor):
         link = self._ctx.link
         if not link.connected(agent_id):
             return  # gone again: its next Hello sends this command anew
+        # What went out on this very stream after its Hello arrives in order or not at
+        # all: sent again, the agent would get it twice.
         for job in self.build.jobs():
-            if job.job_id in assigned - running and job.status is JobStatus.ASSIGNED:
+            if job.job_id in assigned - running - after_hello and job.status is JobStatus.ASSIGNED:
                 sent_on = link.assign(agent_id, assignment_of(job))  # the first may be lost
                 if sent_on is not None:
                     self._assigned_on[job.job_id] = sent_on
         times = self._ctx.settings.stop_times
         for stop in cancellation.pending_stops(self.build, agent_id, times, now):
+            if self._stop_sent.get(stop.job_id) == session_id:
+                continue
             sent_on = link.stop(stop)
             if sent_on is not None:
                 self._stop_sent[stop.job_id] = sent_on

@@ -367,10 +367,19 @@ class BuildControl:
         """Apply results re-sent from an earlier stream, then reconcile what the agent
         runs with what the server expects of it, after recovery (no actor: no job)."""
         await self.recovered.wait()
+        # What the Hello answers for: the jobs held for the agent before this stream
+        # could be given any (one assigned on it later is not missing from the Hello).
+        held_at_hello = self._hub.held(session.agent_id)
         self._hub.connect(session)
         await self.reports.apply_earlier(session, hello.earlier_reports)
         await reconcile_hello(
-            session, hello.running, self._hub, self._registry, self._settings, self._clock()
+            session,
+            hello.running,
+            held_at_hello,
+            self._hub,
+            self._registry,
+            self._settings,
+            self._clock(),
         )
 
     def agent_report(

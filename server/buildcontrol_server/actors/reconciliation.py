@@ -22,12 +22,17 @@ from buildcontrol_server.store.errors import StoreUnavailable
 async def reconcile_hello(
     session: AgentSession,
     running: tuple[RunningJobClaim, ...],
+    held_at_hello: dict[str, str],
     hub: AgentHub,
     registry: Registry,
     settings: Settings,
     now: float,
 ) -> None:
-    expected = hub.held(session.agent_id)  # job_id → build_id
+    """`held_at_hello`: the agent's jobs (job_id → build_id) when its Hello came. Jobs
+    assigned on this stream since are not judged by the Hello (it was written before
+    them); those whose results the Hello re-sent are no longer held."""
+    held_now = hub.held(session.agent_id)
+    expected = {j: b for j, b in held_at_hello.items() if held_now.get(j) == b}
     claimed = {claim.job_id: claim.build_id for claim in running}
     forced = hub.unconfirmed(session.agent_id)
     for job_id, build_id in claimed.items():

@@ -37,8 +37,13 @@ class ReplicaRouter:
         if actor is not None:
             return LocalActor(actor)
         build = await self._registry.context.store.get_build(build_id)
-        if build is None or build.terminal or self._leases.owns(build_id):
+        if build is None or build.terminal:
             return Finished(build)
+        # The read let other work run: a takeover may have recovered the build here
+        # meanwhile, so "no actor" from before the read says nothing now.
+        actor = self._registry.local(build_id)
+        if actor is not None:
+            return LocalActor(actor)
         shard = self._leases.shard_of(build_id)
         owner = await self._leases.owner_name(shard)
         return OwnedElsewhere(owner or f"(shard {shard} is being taken over)")
