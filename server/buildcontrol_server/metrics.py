@@ -214,7 +214,9 @@ AGENTS_SUSPECT = Gauge(
     " answered since (a job report or a reconnect); they get no new jobs meanwhile.",
 )
 AGENTS_LOST = Counter(
-    "buildcontrol_agents_lost_total", "Agents that dropped and did not return within the window."
+    "buildcontrol_agents_lost_total",
+    "Agents lost to their builds: dropped and not back within the reconnect window (with"
+    " replicas: held by no replica for that long; one that moved is not counted).",
 )
 
 # ---- gRPC server (observability/interceptor.py; issue 5) ----

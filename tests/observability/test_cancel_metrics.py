@@ -11,15 +11,10 @@ from pathlib import Path
 import yaml
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.observability.observed_servers import (
-    ALERTS,
-    Observed,
-    Scrape,
-    delta,
-    observed_server,
-)
+from tests.observability.observed_servers import ALERTS, Observed, observed_server
 from tests.support.agent_peer import AgentPeer
 from tests.support.build_calls import first_steps_running, rest_of
+from tests.support.metrics_scrape import Scrape, delta
 from tests.support.pipelines import pipeline
 
 WAIT = 10.0

@@ -9,7 +9,8 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
 
-from tests.observability.observed_servers import Observed, delta
+from tests.observability.observed_servers import Observed
+from tests.support.metrics_scrape import delta
 from tests.support.pipelines import pipeline
 
 BUILD_CONTROL = "buildcontrol.v1.BuildControl"

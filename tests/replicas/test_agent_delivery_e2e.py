@@ -27,6 +27,7 @@ from tests.replicas.replicas import (
     until_value,
 )
 from tests.support.build_waits import all_steps_running
+from tests.support.metrics_scrape import scrape
 from tests.support.processes import (
     AgentProc,
     ServerProc,
@@ -35,6 +36,8 @@ from tests.support.processes import (
     until,
     wait_gone,
 )
+
+LOST = "buildcontrol_agents_lost_total"
 
 
 async def until_held_by(url: str, agent_id: str, replica: ServerProc) -> None:
@@ -108,7 +111,11 @@ async def test_an_agent_that_moved_keeps_its_jobs_and_one_gone_for_good_loses_th
             build = await _build(stub_a, build_id)
             assert build.status == build_pb2.BUILD_STATUS_RUNNING
             assert build.stages[0].jobs[0].status == build_pb2.JOB_STATUS_RUNNING
+            # Moved is not lost: a's count of lost agents stays as it was (the hub's
+            # window passed, but no build was told).
+            assert (await scrape(a.metrics_url)).value(LOST) == 0
             await _gone_for_good(postgres_url, stub_a, roamer, build_id)
+            assert (await scrape(a.metrics_url)).value(LOST) == 1
     finally:
         await proxy.close()
         for pid in pids:  # the steps of the killed roamer

@@ -158,10 +158,13 @@ class Registry:
         return max((actor.depth() for actor in self._actors.values()), default=0)
 
     def agent_event(self, event: AgentEvent) -> None:
-        """The hub gave up on an agent (AgentLost): each build that had a job there is
-        told."""
+        """An agent is lost (AgentLost: from the hub on one server, from
+        replicas/away_agents.py once no replica holds it): counted, and each build
+        that had a job there is told."""
         if not isinstance(event, AgentLost):
             return
+        metrics.AGENTS_LOST.inc()
+        log.warning("agent %s lost with %d job(s) held", event.agent_id, len(event.jobs))
         for build_id in set(event.jobs.values()):
             actor = self._actors.get(build_id)
             if actor is not None:

@@ -192,8 +192,8 @@ class AgentHub:
         jobs = self._held.pop(agent_id, {})
         self._unconfirmed.pop(agent_id, None)
         if jobs:
-            metrics.AGENTS_LOST.inc()
-            log.warning("agent %s lost with %d job(s) held", agent_id, len(jobs))
+            # Counted and logged by whoever tells the builds (actors/registry.py): on a
+            # replica the agent may live on at another one (replicas/away_agents.py).
             self.events.publish(AgentLost(agent_id, jobs))
 
     def send_stop(self, stop: StopCommand) -> bool:

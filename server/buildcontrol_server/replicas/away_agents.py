@@ -24,7 +24,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from buildcontrol_server import metrics
 from buildcontrol_server.agents.events import AgentEvent, AgentEventHandler, AgentLost
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.replicas.leases import ShardLeases
@@ -142,9 +141,6 @@ class AwayAgents:
                 away.nowhere_since = now
             elif now - away.nowhere_since >= self._hub.reconnect_window:
                 del self._away[agent_id]
-                if away.watched:  # the hub did not count it: it never left here
-                    metrics.AGENTS_LOST.inc()
-                    log.warning("agent %s lost with %d job(s) held", agent_id, len(away.jobs))
                 await self._gone(AgentLost(agent_id, away.jobs))
 
     async def _holder(self, agent_id: str) -> str | None:
