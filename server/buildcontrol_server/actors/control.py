@@ -284,7 +284,7 @@ class BuildControl:
             may_cancel(build)
         if build.status is BuildStatus.CANCELED:
             metrics.CANCELS.labels(result="already_canceled").inc()
-            return _prepend(finished_event(build), _nothing())
+            return _one(finished_event(build))
         metrics.CANCELS.labels(result="refused").inc()
         raise build_already_finished(build_id, build.status.value)
 
@@ -367,19 +367,11 @@ class BuildControl:
         """Apply results re-sent from an earlier stream, then reconcile what the agent
         runs with what the server expects of it, after recovery (no actor: no job)."""
         await self.recovered.wait()
-        # What the Hello answers for: the jobs held for the agent before this stream
-        # could be given any (one assigned on it later is not missing from the Hello).
-        held_at_hello = self._hub.held(session.agent_id)
+        held = self._hub.held(session.agent_id)  # what the Hello answers for (reconciliation.py)
         self._hub.connect(session)
         await self.reports.apply_earlier(session, hello.earlier_reports)
         await reconcile_hello(
-            session,
-            hello.running,
-            held_at_hello,
-            self._hub,
-            self._registry,
-            self._settings,
-            self._clock(),
+            session, hello.running, held, self._hub, self._registry, self._settings, self._clock()
         )
 
     def agent_report(
@@ -398,10 +390,8 @@ class BuildControl:
         self._hub.disconnect(session)
 
 
-async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+async def _one(first: T) -> AsyncIterator[T]:
     yield first
-    async for item in rest:
-        yield item
 
 
 async def _nothing() -> AsyncIterator[Any]:
