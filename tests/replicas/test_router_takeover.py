@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from buildcontrol_server.actors.registry import Registry
-from buildcontrol_server.actors.router import Finished, LocalActor
+from buildcontrol_server.actors.router import Finished, LocalActor, OwnedElsewhere
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.replicas.leases import ShardLeases
@@ -98,3 +98,29 @@ async def test_a_finished_build_is_answered_from_the_store() -> None:
     router = ReplicaRouter(cast(Registry, registry), leases)
     route = await asyncio.wait_for(router.route(build.build_id), WAIT)
     assert route == Finished(build)
+
+
+class CountedRegistry(GatedRegistry):
+    """A GatedRegistry whose store counts its reads."""
+
+    def __init__(self, build: Build) -> None:
+        super().__init__(build)
+        self.reads = 0
+        self.gate.set()
+        self.context.store.get_build = self._counted
+
+    async def _counted(self, build_id: str) -> Build | None:
+        self.reads += 1
+        return await self._get_build(build_id)
+
+
+async def test_a_build_owned_elsewhere_costs_one_read_and_comes_with_its_copy() -> None:
+    # The leases never started (no connections): a query of the shard's owner, as
+    # the router made before, fails here; the copy saves the forwarder its own read.
+    build = build_in({0})  # QUEUED, in a shard this replica does not hold
+    registry = CountedRegistry(build)
+    router = ReplicaRouter(cast(Registry, registry), ShardLeases(SHARDS, 4.0, "here"))
+    route = await asyncio.wait_for(router.route(build.build_id), WAIT)
+    assert isinstance(route, OwnedElsewhere), route
+    assert route.build is build
+    assert registry.reads == 1

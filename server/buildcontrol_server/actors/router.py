@@ -36,9 +36,12 @@ class Finished:
 
 @dataclass(frozen=True)
 class OwnedElsewhere:
-    """The build is live in another server process, `owner`."""
+    """The build is live in another server process, `owner`; `build` is the store's
+    copy the router read to know it is unfinished (a forwarding caller starts from it
+    instead of reading the build again)."""
 
     owner: str
+    build: Build
 
 
 Route = LocalActor | Finished | OwnedElsewhere
@@ -67,11 +70,12 @@ class BuildRouter(Protocol):
 class LiveElsewhere(Unavailable):
     """A build another replica owns (a replica's control forwards the call instead)."""
 
-    def __init__(self, build_id: str, owner: str) -> None:
+    def __init__(self, build_id: str, owner: str, build: Build) -> None:
         super().__init__(f"build {build_id} is live on server {owner}; ask that server")
         self.build_id = build_id
+        self.build = build
 
 
 def owned_elsewhere(build_id: str, route: OwnedElsewhere) -> Unavailable:
     """What a caller gets for a build another replica owns: retry there."""
-    return LiveElsewhere(build_id, route.owner)
+    return LiveElsewhere(build_id, route.owner, route.build)

@@ -16,9 +16,10 @@ Everything else, and every build owned here, is the one-server control's."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from buildcontrol_server import metrics
@@ -112,17 +113,16 @@ class ReplicaControl(BuildControl):
     async def get(self, build_id: str, render: Callable[[Build], T]) -> T:
         try:
             return await super().get(build_id, render)
-        except LiveElsewhere:
-            return render(await self._read(build_id))
+        except LiveElsewhere as elsewhere:
+            return render(elsewhere.build)  # the router's read: committed, and just now
 
     async def watch(
         self, build_id: str, render: Callable[[Build], T]
     ) -> tuple[T, AsyncIterator[WatchChange]]:
         try:
             return await super().watch(build_id, render)
-        except LiveElsewhere:
-            build = await self._read(build_id)
-            return render(build), self._changes_of(build)
+        except LiveElsewhere as elsewhere:
+            return render(elsewhere.build), self._changes_of(elsewhere.build)
 
     async def _changes_of(self, seen: Build) -> AsyncIterator[WatchChange]:
         """The changes of a build owned elsewhere, read after each NOTIFY of it."""
@@ -144,17 +144,18 @@ class ReplicaControl(BuildControl):
         requested_by: str,
         may_cancel: MayCancel,
     ) -> AsyncIterator[CancelEvent]:
-        try:
-            return await super()._cancel(
-                build_id, reason, force, grace_period, requested_by, may_cancel
-            )
-        except LiveElsewhere:
-            pass
-        info = self._cancel_info(reason, force, grace_period, requested_by)
-        # Followed before the first read: a change committed after it wakes `changed`,
-        # so that copy is the first to look at (no second read before the first wait).
+        # Followed before the router reads the build: a change committed after that
+        # read wakes `changed`, so the router's copy is the first to look at (the
+        # forwarded cancel reads the build only after the owner's NOTIFY). Following
+        # costs a local cancel nothing but a set entry.
         with self._feed.following(build_id) as changed:
-            build = await self._read(build_id)
+            try:
+                return await super()._cancel(
+                    build_id, reason, force, grace_period, requested_by, may_cancel
+                )
+            except LiveElsewhere as elsewhere:
+                build = elsewhere.build
+            info = self._cancel_info(reason, force, grace_period, requested_by)
             if may_cancel is not None:
                 may_cancel(build)  # pipeline and submitter never change: any copy will do
             await self._inbox.forward_cancel(build_id, info)
@@ -167,9 +168,12 @@ class ReplicaControl(BuildControl):
                     f"the owner of build {build_id} has not taken the cancel yet; it stays"
                     " queued for it (asking again is safe)"
                 ) from None
-        if taken.cancel is None:
-            raise build_already_finished(build_id, taken.status.value)
-        return self._followed(taken, info)
+            if taken.cancel is None:
+                raise build_already_finished(build_id, taken.status.value)
+            # Its follow begins while this one still runs, so no change falls between.
+            followed = self._followed(taken, info, changed)
+            accepted = await anext(followed)
+        return _resumed(accepted, followed)
 
     async def _cancel_builds(
         self,
@@ -200,13 +204,18 @@ class ReplicaControl(BuildControl):
             local, Forwarding(elsewhere, info, self._inbox, self._until, ACCEPT_TIMEOUT)
         )
 
-    async def _followed(self, taken: Build, info: CancelInfo) -> AsyncIterator[CancelEvent]:
-        """What the owner's stream says: accepted, each job as it ends, the end."""
-        yield _accepted(taken, info)
+    async def _followed(
+        self, taken: Build, info: CancelInfo, before: asyncio.Event
+    ) -> AsyncGenerator[CancelEvent, None]:
+        """What the owner's stream says: accepted, each job as it ends, the end.
+        `before` is the caller's follow of the build, which `taken` was read under."""
         ended = ended_before_accepted(taken)
-        # Read once more without waiting: a change may have come before the follow began.
-        now, reread = taken, True
+        now = taken
         with self._feed.following(taken.build_id) as changed:
+            yield _accepted(taken, info)
+            # Read once more without waiting only if a change came after `taken` was
+            # read and before this follow began (the caller's follow saw it).
+            reread = before.is_set()
             while True:
                 for result in newly_ended(ended, now):
                     yield result
@@ -250,6 +259,14 @@ class ReplicaControl(BuildControl):
         if build is None:
             raise build_not_found(build_id)
         return build
+
+
+async def _resumed(first: T, rest: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    """`first`, then the rest of a stream already started (closed with this one)."""
+    async with contextlib.aclosing(rest):
+        yield first
+        async for item in rest:
+            yield item
 
 
 def _cancel_taken(build: Build) -> bool:

@@ -70,10 +70,6 @@ RELEASE = (
     " WHERE owner = $1 AND shard = ANY($2::int[]) ORDER BY shard FOR UPDATE)"
 )
 LEAVE = "DELETE FROM replicas WHERE instance_id = $1"
-OWNER_OF = (
-    "SELECT r.name FROM shard_leases l JOIN replicas r ON r.instance_id = l.owner"
-    " WHERE l.shard = $1 AND l.expires_at > now()"
-)
 
 
 def shard_of(build_id: str, shards: int) -> int:
@@ -156,12 +152,6 @@ class ShardLeases:
             task = asyncio.get_running_loop().create_task(self._tell_lost(gone))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
-
-    async def owner_name(self, shard: int) -> str | None:
-        connections = self._require_connections()
-        async with connections.acquire() as connection:
-            name: str | None = await connection.fetchval(OWNER_OF, shard)
-            return name
 
     # ---- start / stop ----
 

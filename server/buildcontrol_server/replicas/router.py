@@ -44,9 +44,11 @@ class ReplicaRouter:
         actor = self._registry.local(build_id)
         if actor is not None:
             return LocalActor(actor)
+        # No read of the shard's owner: its name only words the error of a caller that
+        # does not forward (a replica's control forwards every call it gets here), and
+        # reading it cost a round trip on every forwarded Cancel, Get and Watch.
         shard = self._leases.shard_of(build_id)
-        owner = await self._leases.owner_name(shard)
-        return OwnedElsewhere(owner or f"(shard {shard} is being taken over)")
+        return OwnedElsewhere(f"(the replica holding shard {shard})", build)
 
     def new_build_id(self, now: float, concurrency_group: str) -> str:
         """An id in a shard owned here (the group's shard for a group's build)."""
