@@ -20,6 +20,7 @@ from tests.replicas.replicas import (
     Stub,
     SwitchingProxy,
     cancel_events,
+    get_build,
     job_ids,
     query,
     stubs,
@@ -108,7 +109,7 @@ async def test_an_agent_that_moved_keeps_its_jobs_and_one_gone_for_good_loses_th
             # a's reconnect window passes: a finds the roamer on b and lets its job run.
             moved = "agent roamer did not come back here but is connected to replica"
             await until(lambda: moved in _log(a), 30, "a to find the roamer on b")
-            build = await _build(stub_a, build_id)
+            build = await get_build(stub_a, build_id)
             assert build.status == build_pb2.BUILD_STATUS_RUNNING
             assert build.stages[0].jobs[0].status == build_pb2.JOB_STATUS_RUNNING
             # Moved is not lost: a's count of lost agents stays as it was (the hub's
@@ -140,14 +141,9 @@ async def _gone_for_good(url: str, stub_a: Stub, roamer: AgentProc, build_id: st
     while (event := await stream.read()) != grpc.aio.EOF:
         last = event
     assert last.finished.status == build_pb2.BUILD_STATUS_CANCELED
-    build = await _build(stub_a, build_id)
+    build = await get_build(stub_a, build_id)
     assert build.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_FORCED
     assert await query(url, "SELECT * FROM agent_outbox") == []
-
-
-async def _build(stub: Stub, build_id: str) -> build_pb2.Build:
-    reply = await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build_id))
-    return reply.build
 
 
 def _log(replica: ServerProc) -> str:

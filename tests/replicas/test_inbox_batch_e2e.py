@@ -12,34 +12,15 @@ import asyncio
 import os
 import signal
 
-import asyncpg
 import pytest
 from buildcontrol_proto.v1 import build_pb2
 
-from tests.replicas.replicas import StartTwo, cancel_events, stubs, unrunnable
+from tests.replicas.replicas import StartTwo, cancel_events, stubs, unrunnable, until_value
 from tests.support.metrics_scrape import delta, scrape
 
 CANCELS = 12
 COMMITS = "buildcontrol_store_commits_total"
-
-
-async def _inbox_rows(url: str) -> int:
-    connection = await asyncpg.connect(url)
-    try:
-        return int(await connection.fetchval("SELECT count(*) FROM build_inbox"))
-    finally:
-        await connection.close()
-
-
-async def _until_inbox_holds(url: str, wanted: int, within: float = 30) -> None:
-    """Wait for `wanted` rows in the inbox (read from the database: the owner is
-    stopped, no event of its reaches the test)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (found := await _inbox_rows(url)) < wanted:
-        if loop.time() > deadline:
-            raise TimeoutError(f"{found} inbox rows, wanted {wanted}")
-        await asyncio.sleep(0.02)
+INBOX_ROWS = "SELECT count(*) FROM build_inbox"
 
 
 @pytest.mark.timeout(180)
@@ -57,7 +38,8 @@ async def test_forwarded_cancels_of_one_drain_share_one_commit(
             cancels = [
                 asyncio.ensure_future(cancel_events(stub_b, build_id)) for build_id in builds
             ]
-            await _until_inbox_holds(postgres_url, CANCELS)
+            # Seen in the database: the owner is stopped, no event of its reaches here.
+            await until_value(postgres_url, INBOX_ROWS, CANCELS, within=30)
         finally:
             os.kill(a.process.pid, signal.SIGCONT)
         streams = await asyncio.gather(*cancels)
