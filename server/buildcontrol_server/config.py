@@ -291,9 +291,11 @@ class Settings:
         300.0, "seconds between retention purges and compactions (0: off)", seconds()
     )
     # Seconds between two purge transactions (each at most 500 rows), and at least
-    # three times what the last one took.
+    # three times what the last one took; four times that while other writes commit.
     housekeeping_pause: float = option(
-        0.05, "seconds between two purge transactions (at most 500 rows each)", seconds()
+        0.05,
+        "seconds between two purge transactions (at most 500 rows each; 4x while busy)",
+        seconds(),
     )
     # ---- logs of the process ----
     log_level: str = option("INFO", "DEBUG, INFO, WARNING or ERROR", choice(*LOG_LEVELS))

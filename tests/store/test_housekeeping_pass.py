@@ -7,8 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from buildcontrol_server.domain.retention import DAY_SECONDS, RetentionPolicy
-from buildcontrol_server.housekeeping.housekeeper import Housekeeper, HousekeepingSettings
+from buildcontrol_server.housekeeping import housekeeper as housekeeping
+from buildcontrol_server.housekeeping.housekeeper import (
+    BUSY_PAUSE_FACTOR,
+    PAUSE_FACTOR,
+    Housekeeper,
+    HousekeepingSettings,
+)
 from buildcontrol_server.store.base import BuildStore
 from prometheus_client import REGISTRY
 
@@ -67,3 +74,40 @@ async def test_a_failing_logs_hook_is_counted_and_the_purge_goes_on(store: Build
     assert counts.rows["builds"] == 5
     after = sample("buildcontrol_housekeeping_failures_total", step="builds_deleted_hook")
     assert after - failures == 3
+
+
+async def test_the_purge_pauses_longer_while_other_writes_commit(
+    store: BuildStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(6):
+        await finished(store, NOW - WINDOW - 1 - n)
+    busy_seen: list[bool] = []
+
+    def recorded(configured: float, last_batch_seconds: float, busy: bool) -> float:
+        busy_seen.append(busy)
+        return 0.0
+
+    monkeypatch.setattr(housekeeping, "purge_pause", recorded)
+    batches = 0
+
+    async def a_cancel_commits_after_the_first_batch(build_ids: Sequence[str]) -> None:
+        nonlocal batches
+        batches += 1
+        if batches == 1:
+            await running(store, NOW)  # two commits through the writer
+
+    await housekeeper(store, on_builds_deleted=a_cancel_commits_after_the_first_batch).purge(
+        RetentionPolicy(builds_days=90).cutoffs(NOW)
+    )
+    # 20 rows a transaction, 7 a build: 3 transactions of builds; only the pause after
+    # the first saw traffic (the purge's own transactions are not the writer's commits).
+    assert busy_seen == [True, False, False]
+
+
+def test_a_pause_is_longer_while_the_server_is_busy_and_follows_a_slow_batch() -> None:
+    assert housekeeping.purge_pause(0.05, 0.001, busy=False) == 0.05
+    assert housekeeping.purge_pause(0.05, 0.001, busy=True) == 0.05 * BUSY_PAUSE_FACTOR
+    assert housekeeping.purge_pause(0.05, 0.1, busy=False) == pytest.approx(PAUSE_FACTOR * 0.1)
+    assert housekeeping.purge_pause(0.05, 0.1, busy=True) == pytest.approx(
+        PAUSE_FACTOR * 0.1 * BUSY_PAUSE_FACTOR
+    )
