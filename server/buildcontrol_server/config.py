@@ -291,7 +291,8 @@ class Settings:
         300.0, "seconds between retention purges and compactions (0: off)", seconds()
     )
     # Seconds between two purge transactions (each at most 500 rows), and at least
-    # three times what the last one took; four times that while other writes commit.
+    # three times what the last one took; four times that while other writes commit
+    # (housekeeper.py).
     housekeeping_pause: float = option(
         0.05,
         "seconds between two purge transactions (at most 500 rows each; 4x while busy)",

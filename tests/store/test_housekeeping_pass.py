@@ -12,6 +12,7 @@ from buildcontrol_server.domain.retention import DAY_SECONDS, RetentionPolicy
 from buildcontrol_server.housekeeping import housekeeper as housekeeping
 from buildcontrol_server.housekeeping.housekeeper import (
     BUSY_PAUSE_FACTOR,
+    BUSY_ROWS_DIVISOR,
     PAUSE_FACTOR,
     Housekeeper,
     HousekeepingSettings,
@@ -76,11 +77,12 @@ async def test_a_failing_logs_hook_is_counted_and_the_purge_goes_on(store: Build
     assert after - failures == 3
 
 
-async def test_the_purge_pauses_longer_while_other_writes_commit(
+async def test_the_purge_is_gentler_while_other_writes_commit(
     store: BuildStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for n in range(6):
         await finished(store, NOW - WINDOW - 1 - n)
+    await running(store, NOW)  # commits before the purge are not its traffic
     busy_seen: list[bool] = []
 
     def recorded(configured: float, last_batch_seconds: float, busy: bool) -> float:
@@ -88,20 +90,22 @@ async def test_the_purge_pauses_longer_while_other_writes_commit(
         return 0.0
 
     monkeypatch.setattr(housekeeping, "purge_pause", recorded)
-    batches = 0
+    batches: list[int] = []
 
     async def a_cancel_commits_after_the_first_batch(build_ids: Sequence[str]) -> None:
-        nonlocal batches
-        batches += 1
-        if batches == 1:
+        batches.append(len(build_ids))
+        if len(batches) == 1:
             await running(store, NOW)  # two commits through the writer
 
     await housekeeper(store, on_builds_deleted=a_cancel_commits_after_the_first_batch).purge(
         RetentionPolicy(builds_days=90).cutoffs(NOW)
     )
-    # 20 rows a transaction, 7 a build: 3 transactions of builds; only the pause after
-    # the first saw traffic (the purge's own transactions are not the writer's commits).
-    assert busy_seen == [True, False, False]
+    # 20 rows a transaction, 7 a build: 2 builds; after the traffic a longer pause and
+    # a transaction of 20 // BUSY_ROWS_DIVISOR rows (one build: a build is never
+    # split), then full size again. The purge's own transactions are not traffic.
+    assert 20 // BUSY_ROWS_DIVISOR < 7
+    assert busy_seen == [True, False, False, False]
+    assert batches == [2, 1, 2, 1]
 
 
 def test_a_pause_is_longer_while_the_server_is_busy_and_follows_a_slow_batch() -> None:

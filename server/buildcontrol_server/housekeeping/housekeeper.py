@@ -35,13 +35,15 @@ T = TypeVar("T")
 
 # A pause between two purge transactions lasts at least this many times the last one.
 PAUSE_FACTOR = 3.0
-# While other writes commit (cancels, reports), the pause is this many times longer.
-# Measured with a million finished builds (bench/README.md, "Retention purge"): at the
-# plain pause the purge took about a quarter of the time, and the cancels that met its
-# transactions and checkpoints on 2 shared cores doubled their p99; at four times the
-# pause they stayed within noise of a quiet server, and an idle server still purges at
-# full speed.
+# While other writes commit (cancels, reports), the pause is this many times longer
+# and a purge transaction deletes this many times fewer rows. Measured beside a
+# million finished builds (bench/README.md, "Retention purge"): at the plain pause the
+# purge took about a quarter of the time, and the cancels that met one of its
+# transactions waited for its COMMIT (~0.7 ms for 500 rows) on 2 cores shared with
+# it: their p99 was up to twice a quiet server's; gentler while busy they stay
+# within noise of it, and an idle server still purges at full speed.
 BUSY_PAUSE_FACTOR = 4.0
+BUSY_ROWS_DIVISOR = 5
 
 # Called with the ids of each batch of deleted builds, after its commit.
 BuildsDeleted = Callable[[Sequence[str]], Awaitable[None]]
@@ -84,8 +86,9 @@ class Housekeeper:
         self._purging = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_batch_seconds = 0.0
-        # The writer's commits when the last pause ended: more since then is traffic.
+        # The writer's commits at the last look: more since then is traffic.
         self._commits_seen = stats.commits
+        self._busy = False  # traffic during the last batch or pause
 
     @property
     def policy(self) -> RetentionPolicy:
@@ -131,8 +134,11 @@ class Housekeeper:
         """Delete everything past `cutoffs`, batch after batch; rows per table."""
         counts = PurgeCounts()
         async with self._purging:
+            # Commits before the purge are not its traffic: it starts at full size.
+            self._traffic()
+            self._busy = False
             while batch := await self._timed(
-                self._retention.purge_builds_batch(cutoffs, self._max_rows)
+                self._retention.purge_builds_batch(cutoffs, self._builds_rows)
             ):
                 self._count(counts, batch.rows)
                 await self._builds_deleted(batch.build_ids)
@@ -157,6 +163,14 @@ class Housekeeper:
     @property
     def _max_rows(self) -> int:
         return self._settings.max_rows
+
+    @property
+    def _builds_rows(self) -> int:
+        """Rows of the next purge transaction of builds: fewer while busy, so a
+        commit that meets one waits for a shorter COMMIT."""
+        if self._busy:
+            return max(1, self._max_rows // BUSY_ROWS_DIVISOR)
+        return self._max_rows
 
     def _count(self, counts: PurgeCounts, rows: dict[str, int]) -> None:
         counts.add(rows)
@@ -183,11 +197,17 @@ class Housekeeper:
             self._last_batch_seconds = time.monotonic() - started
 
     async def _pause(self) -> None:
-        """See `purge_pause`; traffic is any commit of the writer since the last
-        pause ended (the purge's own transactions do not go through the writer)."""
-        busy = self._stats.commits != self._commits_seen
+        """See `purge_pause`. Traffic is any commit of the writer since the last look
+        (the purge's own transactions do not go through the writer): during the
+        batch it lengthens this pause, during the pause it keeps the next batch small."""
+        busy = self._traffic()
         await asyncio.sleep(purge_pause(self._settings.pause, self._last_batch_seconds, busy))
-        self._commits_seen = self._stats.commits
+        self._busy = self._traffic() or busy
+
+    def _traffic(self) -> bool:
+        """Whether the writer committed since the last call."""
+        commits, self._commits_seen = self._commits_seen, self._stats.commits
+        return self._stats.commits != commits
 
     async def compact_if_quiet(self) -> int:
         """Compact when no write committed for `quiet_seconds`; what compact freed."""
