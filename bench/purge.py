@@ -164,7 +164,12 @@ def _latencies(results: list[CancelTimes]) -> dict[str, dict[str, float]]:
 
 
 async def run(
-    builds: int, cancels: int, agents: int, capacity: int, history_file: Path | None = None
+    builds: int,
+    cancels: int,
+    agents: int,
+    capacity: int,
+    history_file: Path | None = None,
+    wait_for_purge: bool = True,
 ) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix=DATA_DIR_PREFIX + "purge-"))
     database = str(data_dir / "buildcontrol.sqlite3")
@@ -177,7 +182,7 @@ async def run(
         fleet = await Fleet.start(server.target)
         try:
             await fleet.connect(agents, capacity, PUSH, "purge")
-            return await _measure(server.target, fleet, cancels) | {
+            return await _measure(server.target, fleet, cancels, wait_for_purge) | {
                 "prefilled_builds": builds,
                 "prefill_seconds": fill_seconds,
                 "database_mib_before": megabytes,
@@ -191,7 +196,7 @@ async def run(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def _measure(target: str, fleet: Fleet, cancels: int) -> dict[str, Any]:
+async def _measure(target: str, fleet: Fleet, cancels: int, wait_for_purge: bool) -> dict[str, Any]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = build_control_pb2_grpc.BuildControlStub(channel)
         by_build = sorted(await running(stub, fleet, 2 * cancels, "purge-bench"))
@@ -207,8 +212,16 @@ async def _measure(target: str, fleet: Fleet, cancels: int) -> dict[str, Any]:
             if purge.done():
                 break
             during.append(await cancel_once(stub, build_id))
-        response = await purge
-        purge_seconds = time.monotonic() - started
+        if not wait_for_purge:
+            # The server stops with the purge under way (SIGTERM ends the call).
+            purge.cancel()
+            await asyncio.gather(purge, return_exceptions=True)
+            purged: dict[str, int] | None = None
+            purge_seconds = None
+        else:
+            response = await purge
+            purged = {t.table: t.rows for t in response.tables}
+            purge_seconds = time.monotonic() - started
     quiet_ms, during_ms = _latencies(quiet), _latencies(during)
     ratios = {
         measure: {q: during_ms[measure][q] / quiet_ms[measure][q] for q in ("p50_ms", "p99_ms")}
@@ -218,7 +231,7 @@ async def _measure(target: str, fleet: Fleet, cancels: int) -> dict[str, Any]:
         "quiet": quiet_ms,
         "during_purge": during_ms,
         "ratio": ratios,
-        "purged_rows": {t.table: t.rows for t in response.tables},
+        "purged_rows": purged,
         "purge_seconds": purge_seconds,
         "within_target": all(r <= TARGET_RATIO for m in ratios.values() for r in m.values()),
     }
@@ -227,7 +240,7 @@ async def _measure(target: str, fleet: Fleet, cancels: int) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     lines = [
         f"\npurge: cancels while {result['prefilled_builds']} finished builds are purged"
-        f" ({result['purge_seconds']:.1f}s), beside the same cancels on a quiet server"
+        f" ({_seconds(result['purge_seconds'])}), beside the same cancels on a quiet server"
         f"   (machine: {result['machine']['cores']} cores)",
         f"{'measure':<24}{'phase':<14}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}",
     ]
@@ -245,3 +258,7 @@ def table(result: dict[str, Any]) -> str:
     verdict = "within" if result["within_target"] else "NOT within"
     lines.append(f"during / quiet {verdict} {TARGET_RATIO}x (p50 and p99)")
     return "\n".join(lines)
+
+
+def _seconds(purge_seconds: float | None) -> str:
+    return "not waited for" if purge_seconds is None else f"{purge_seconds:.1f}s"

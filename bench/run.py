@@ -140,6 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="(purge) a copy of the pre-filled history: reused when it holds --purge-builds"
         " builds, else written after pre-filling (a million builds take minutes to write)",
     )
+    parser.add_argument(
+        "--purge-cancels-only",
+        action="store_true",
+        help="(purge) stop the server once the cancels are measured instead of waiting for"
+        " the purge to end (seconds instead of minutes; no purge time, no rows purged)",
+    )
     parser.add_argument("--replicas-agents", type=int, default=200, help="(replicas)")
     parser.add_argument("--replicas-builds", type=int, default=1000, help="(replicas) running")
     parser.add_argument(

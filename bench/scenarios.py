@@ -166,6 +166,7 @@ async def purge_scenario(args: argparse.Namespace, results: Round) -> None:
         args.agents,
         args.capacity,
         args.purge_history_file,
+        wait_for_purge=not args.purge_cancels_only,
     )
 
 
