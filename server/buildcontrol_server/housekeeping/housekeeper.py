@@ -38,10 +38,10 @@ PAUSE_FACTOR = 3.0
 # While other writes commit (cancels, reports), the pause is this many times longer
 # and a purge transaction deletes this many times fewer rows. Measured beside a
 # million finished builds (bench/README.md, "Retention purge"): at the plain pause the
-# purge took about a quarter of the time, and the cancels that met one of its
-# transactions waited for its COMMIT (~0.7 ms for 500 rows) on 2 cores shared with
-# it: their p99 was up to twice a quiet server's; gentler while busy they stay
-# within noise of it, and an idle server still purges at full speed.
+# purge ran about a quarter of the time, on the cores and the disk the cancels need,
+# and a cancel that met one of its transactions waited for its COMMIT (~0.7 ms for
+# 500 rows): their p99 was up to twice a quiet server's. Gentler while busy, they
+# stay within noise of it; an idle server still purges at full speed.
 BUSY_PAUSE_FACTOR = 4.0
 BUSY_ROWS_DIVISOR = 5
 
