@@ -172,7 +172,7 @@ class PostgresStore(CommitsThroughWriter):
             if not build_rows:
                 return None
             job_rows = await connection.fetch(sql.SELECT_JOBS_OF_BUILD, build_id)
-            step_rows = await connection.fetch(sql.SELECT_STEPS_OF_BUILD, build_id)
+            step_rows = await _steps_of(connection, job_rows)
         [build] = rows.assemble(build_rows, job_rows, step_rows)
         return build
 
@@ -262,7 +262,7 @@ class PostgresStore(CommitsThroughWriter):
         if not build_ids:
             return []
         job_rows = await connection.fetch(sql.SELECT_JOBS_OF_BUILDS, build_ids)
-        step_rows = await connection.fetch(sql.SELECT_STEPS_OF_BUILDS, build_ids)
+        step_rows = await _steps_of(connection, job_rows)
         return rows.assemble(build_rows, job_rows, step_rows)
 
     @asynccontextmanager
@@ -275,3 +275,11 @@ class PostgresStore(CommitsThroughWriter):
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
             yield connection
+
+
+async def _steps_of(connection: Any, job_rows: list[Any]) -> list[Any]:
+    """The steps of the jobs read (none to read for no jobs)."""
+    job_ids = [row["job_id"] for row in job_rows]
+    if not job_ids:
+        return []
+    return list(await connection.fetch(sql.SELECT_STEPS_OF_JOBS, job_ids))
