@@ -1,7 +1,8 @@
 """A build's owner reaches an agent whose stream another replica holds: its stop goes
 through the agent outbox, the agent's result comes back through the build inbox; an
 agent that moved to another replica keeps its jobs past the owner's reconnect window,
-one that is gone for good loses them and its outbox rows."""
+one that is gone for good loses them and its outbox rows; a row whose job ended some
+other way does not wait for a confirmation that never comes."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+from buildcontrol_server.domain.agent_commands import StopCommand
+from buildcontrol_server.replicas.agent_delivery import stop_body
 
 from tests.replicas.replicas import (
     StartTwo,
@@ -122,6 +125,39 @@ async def test_an_agent_that_moved_keeps_its_jobs_and_one_gone_for_good_loses_th
         for pid in pids:  # the steps of the killed roamer
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(120)
+async def test_a_stop_row_of_a_job_that_ended_another_way_goes_at_the_next_read(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    """The rows no JobStopped will confirm: a stop the owner left while the agent was
+    between two streams, whose result then came to the owner directly (its stream was
+    back there), or one re-sent by an actor restarted from the store after the result
+    was forwarded; and one of a job no longer in the database."""
+    a, _ = await two_replicas(postgres_url)
+    agents.append(await start_agent(a.target, "steady", tmp_path, "os=linux", 2))
+    async with grpc.aio.insecure_channel(a.target) as channel_a:
+        stub_a = Stub(channel_a)
+        ended, running = await submit(stub_a, 2)  # owned by a, on the agent a holds
+        for build_id in (ended, running):
+            await all_steps_running(stub_a, build_id)
+        events = await cancel_events(stub_a, ended)  # the direct path: no row
+        assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+        [ended_job, running_job] = await job_ids(stub_a, [ended, running])
+        for build_id, job_id in ((ended, ended_job), (ended, f"{ended}-gone")):
+            stop = StopCommand(build_id, job_id, "steady", "late", 10.0, 0.0)
+            await query(
+                postgres_url,
+                "INSERT INTO agent_outbox (agent_id, build_id, job_id, body, kind) VALUES"
+                f" ('steady', '{build_id}', '{job_id}', '{stop_body(stop)}', 'stop')",
+            )
+        await until_value(postgres_url, "SELECT count(*) FROM agent_outbox", 0, within=10)
+        # Nothing else changed: the ended build is as it was, the other one still runs.
+        assert (await get_build(stub_a, ended)).status == build_pb2.BUILD_STATUS_CANCELED
+        build = await get_build(stub_a, running)
+        assert build.stages[0].jobs[0].status == build_pb2.JOB_STATUS_RUNNING
+        assert job_pids(running_job)
 
 
 async def _gone_for_good(url: str, stub_a: Stub, roamer: AgentProc, build_id: str) -> None:

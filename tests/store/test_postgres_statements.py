@@ -1,6 +1,7 @@
 """How the PostgreSQL writer's updates take their rows (a VALUES list for a few, unnest
 arrays for many: postgres_updates.py), and the pool connection it keeps between its
-batches (PostgresConnections.held)."""
+batches (PostgresConnections.held), and what a restart of the database does to both
+stores' connections."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from buildcontrol_server.domain import cancellation, lifecycle
 from buildcontrol_server.domain.errors import VersionConflict
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
+from buildcontrol_server.logs.postgres import PostgresLogStore
 from buildcontrol_server.store import postgres_updates as updates
+from buildcontrol_server.store.errors import StoreUnavailable
 from buildcontrol_server.store.postgres import PostgresStore
 
 from tests.support.postgres_server import (
@@ -180,3 +183,25 @@ async def test_after_the_database_restarted_the_first_write_gets_a_live_connecti
         fx = cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10)
         await store.commit(fx.changes)
         assert await store.get_build(build.build_id) == build
+
+
+async def test_a_log_append_meeting_a_restart_is_unavailable_and_the_next_one_is_stored(
+    own_postgres: PostgresServer,
+) -> None:
+    url = fresh_database(own_postgres)
+    async with PostgresStore(url):  # its migrations make the log tables
+        logs = PostgresLogStore(url)
+        await logs.open()
+        try:
+            build, job = "b0123456789abcdef0123", "b0123456789abcdef0123-j0"
+            assert await logs.append(build, job, 0, b"before ", False) == 7
+            own_postgres.stop("immediate")  # the pool's connection dies unused
+            with pytest.raises(StoreUnavailable):  # UNAVAILABLE to the agent, which retries
+                await logs.append(build, job, 7, b"lost", False)
+            own_postgres.start()
+            # The failed append stored nothing; the retry of it is whole.
+            assert await logs.append(build, job, 7, b"after", True) == 12
+            piece = await logs.read(build, job, 0, 100)
+            assert (piece.data, piece.complete) == (b"before after", True)
+        finally:
+            await logs.close()

@@ -5,13 +5,16 @@ each other are applied together). For each it applies the domain function, commi
 the resulting change set (group-committed with other actors' writes), and only after
 the commit answers the caller, pushes stops and assignments to agents and tells
 watchers. If a commit fails the build is reloaded from the store (the source of
-truth) and the caller gets the error.
+truth), what the stored build says its agents must have is sent (the commit may
+have landed although it failed for the caller: read_back.py), and the caller gets
+the error.
 
 The actor is supervised: if its loop raises (a bug, or a failed commit whose build
 could not be read back), the error is logged with its traceback and counted, and the
 actor restarts from the store after a backoff: it reloads the build, arms its timers
 again as recovery does (stop deadlines already armed keep their time), holds its
-jobs' agent slots again, and goes on with its inbox and its listeners."""
+jobs' agent slots again, sends what its agents must have, and goes on with its
+inbox and its listeners."""
 
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from buildcontrol_server.actors.context import ActorContext
 from buildcontrol_server.actors.errors import ActorRetired, write_failure
 from buildcontrol_server.actors.facts import ActorFacts
 from buildcontrol_server.actors.notices import BuildListeners
+from buildcontrol_server.actors.read_back import send_unsent
 from buildcontrol_server.actors.rearm import arm_from_store, job_timeout
 from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
@@ -101,6 +105,7 @@ class BuildActor(CancelTurn, SupervisedActor):
         if stored.terminal:
             self._finish()
             return False
+        self._send_unsent()
         if self._admitted:
             self._ctx.scheduler.enqueue(lifecycle.ready_jobs(stored), self)
         log.warning("build %s: actor restarted from the store (%s)", self.build_id, stored.status)
@@ -332,6 +337,14 @@ class BuildActor(CancelTurn, SupervisedActor):
             raise StateLost(f"build {self.build_id}: commit failed ({cause})") from error
         if stored is not None:
             self.build = stored
+            self._send_unsent()
+
+    def _send_unsent(self) -> None:
+        """The failed commit may have landed: its stops go out now (read_back.py)."""
+        times = self._ctx.settings.stop_times
+        now = self._ctx.clock()
+        link = self._ctx.link
+        send_unsent(self.build, link, self._timers, times, now, self._stop_sent, self._assigned_on)
 
     def _act(self, fx: Outcome) -> None:
         """The committed change's effects: stops and slots to the agents (through the

@@ -12,8 +12,9 @@ the build store and refuses a database without them."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import asyncpg
@@ -21,8 +22,11 @@ import asyncpg
 from buildcontrol_server.logs.offsets import new_bytes
 from buildcontrol_server.logs.store import LogSlice
 from buildcontrol_server.store import postgres_schema
-from buildcontrol_server.store.errors import StoreOpenError
+from buildcontrol_server.store.errors import StoreOpenError, StoreUnavailable
 from buildcontrol_server.store.postgres import redacted
+from buildcontrol_server.store.postgres_connections import is_connection_loss
+
+UNREACHABLE = "the database holding the logs is unreachable; try again"
 
 
 class PostgresLogStore:
@@ -53,10 +57,26 @@ class PostgresLogStore:
             await self._pool.close()
             self._pool = None
 
+    @contextlib.asynccontextmanager
+    async def _connection(self, transaction: bool = False) -> AsyncIterator[Any]:
+        """A pool connection; a lost one is UNAVAILABLE to the caller (an agent's
+        upload retries it), not an unexpected error. asyncpg's pool replaces it."""
+        try:
+            async with self._pool.acquire() as connection:
+                if not transaction:
+                    yield connection
+                    return
+                async with connection.transaction():
+                    yield connection
+        except Exception as error:
+            if not is_connection_loss(error):
+                raise
+            raise StoreUnavailable(UNREACHABLE) from error
+
     async def append(
         self, build_id: str, job_id: str, offset: int, data: bytes, final: bool
     ) -> int:
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._connection(transaction=True) as connection:
             await connection.execute(
                 "INSERT INTO job_logs VALUES ($1, $2, 0, false, $3) ON CONFLICT DO NOTHING",
                 build_id,
@@ -91,7 +111,7 @@ class PostgresLogStore:
             return stored + len(fresh)
 
     async def read(self, build_id: str, job_id: str, offset: int, limit: int) -> LogSlice:
-        async with self._pool.acquire() as connection:
+        async with self._connection() as connection:
             head = await connection.fetchrow(
                 "SELECT size, complete FROM job_logs WHERE build_id = $1 AND job_id = $2",
                 build_id,
@@ -117,7 +137,7 @@ class PostgresLogStore:
 
     async def delete_logs(self, build_ids: Collection[str]) -> int:
         ids = list(build_ids)
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._connection(transaction=True) as connection:
             await connection.execute(
                 "DELETE FROM job_log_chunks WHERE build_id = ANY($1::text[])", ids
             )
@@ -127,7 +147,7 @@ class PostgresLogStore:
         return len(deleted)
 
     async def delete_older_than(self, cutoff: float) -> int:
-        async with self._pool.acquire() as connection:
+        async with self._connection() as connection:
             rows = await connection.fetch(
                 "SELECT build_id FROM job_logs GROUP BY build_id HAVING max(written_at) < $1",
                 cutoff,

@@ -9,9 +9,15 @@ results they answer.
 - The replica holding the agent's stream sends each row's stop once per stream (on
   the NOTIFY, reading only the rows of the agents it names, and every second as the
   safety net, which reads every held agent's; a stream that reconnects gets the rows
-  again). A row is deleted only when the agent confirms: its JobStopped or
-  JobFinished for that job, which the holder forwards to the owner's build inbox
-  (inbox.py) in the same transaction, before it acknowledges the result to the agent.
+  again). A row is deleted when the agent confirms: its JobStopped or JobFinished
+  for that job, which the holder forwards to the owner's build inbox (inbox.py) in
+  the same transaction, before it acknowledges the result to the agent. A row whose
+  job ended by any other way goes at the holder's next read: the result came to the
+  owner directly (the agent's stream moved to the owner after the row was written),
+  or it was forwarded before the row was written (a stop re-sent by an actor
+  restarted from the store), or the job ended FORCED or LOST. None of those needs
+  the row: an agent still running such a job is stopped by its next Hello's
+  reconciliation, as on one server.
 - The owner still arms the stop's deadline: an agent that never answers ends FORCED.
 - An AssignJob (a job another replica claimed for one of its agents, offers.py) goes
   the same way (kind 'assign'): the holder counts the job against the agent's slots
@@ -37,6 +43,7 @@ from buildcontrol_server import metrics
 from buildcontrol_server.actors.agent_link import LocalAgentLink
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.agent_commands import AssignCommand, AssignedStep, StopCommand
+from buildcontrol_server.domain.states import TERMINAL_JOB
 from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.rounds import Rounds
@@ -57,12 +64,16 @@ WRITE = (
 )
 # The row and its NOTIFY ($6, $7) in one statement in autocommit: one round trip.
 WRITE_NOTIFIED = f"WITH w AS ({WRITE}) SELECT pg_notify($6, $7)"
-# An AssignJob row is sent only while its job is ASSIGNED to the row's agent.
+# A StopJob row is sent only while its job has not ended ($2: the terminal statuses),
+# an AssignJob row only while its job is ASSIGNED to the row's agent; the others go.
 READ = (
-    "SELECT o.id, o.agent_id, o.kind, o.body, o.kind = 'stop' OR (j.status = 'ASSIGNED'"
-    " AND j.agent_id IS NOT DISTINCT FROM o.agent_id) AS wanted FROM agent_outbox o"
-    " LEFT JOIN jobs j ON j.job_id = o.job_id WHERE o.agent_id = ANY($1::text[]) ORDER BY o.id"
+    "SELECT o.id, o.agent_id, o.kind, o.body, COALESCE(CASE WHEN o.kind = 'stop'"
+    " THEN j.status <> ALL($2::text[]) ELSE j.status = 'ASSIGNED'"
+    " AND j.agent_id IS NOT DISTINCT FROM o.agent_id END, false) AS wanted"
+    " FROM agent_outbox o LEFT JOIN jobs j ON j.job_id = o.job_id"
+    " WHERE o.agent_id = ANY($1::text[]) ORDER BY o.id"
 )
+TERMINAL_JOB_STATUSES = sorted(TERMINAL_JOB)
 DONE = "DELETE FROM agent_outbox WHERE id = ANY($1::bigint[])"
 STOP_KIND = "stop"
 ASSIGN_KIND = "assign"
@@ -170,9 +181,9 @@ class AgentDelivery:
             if everyone:
                 await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
                 await connection.execute(SESSIONS_GONE, self._leases.instance_id, held)
-            rows = await connection.fetch(READ, held) if held else []
+            rows = await connection.fetch(READ, held, TERMINAL_JOB_STATUSES) if held else []
             done = [int(row["id"]) for row in rows if not row["wanted"]]
-            if done:  # assignments the agent took, or whose job ended
+            if done:  # assignments the agent took, stops and assignments of jobs that ended
                 await connection.execute(DONE, done)
         for row in rows:
             session = sessions.get(str(row["agent_id"]))

@@ -30,6 +30,10 @@ class FakeStore:
         self._stored = copy.deepcopy(build)
         self.commits: list[ChangeSet] = []
         self.failing = False
+        # The commit lands, its caller sees it fail (PostgreSQL: the reply to COMMIT
+        # lost with the connection).
+        self.reply_lost = False
+        self.reads_failing = 0  # how many of the next reads fail
 
     async def commit(self, changes: ChangeSet) -> None:
         await asyncio.sleep(0)  # a commit is a hop to the writer
@@ -37,6 +41,8 @@ class FakeStore:
             raise StoreDown("disk full")
         self.commits.append(changes)
         self._stored = copy.deepcopy(self._live)
+        if self.reply_lost:
+            raise StoreDown("connection lost after COMMIT")
 
     async def commit_all(self, change_sets: list[ChangeSet]) -> list[BaseException | None]:
         results: list[BaseException | None] = []
@@ -51,7 +57,12 @@ class FakeStore:
 
     async def get_build(self, build_id: str) -> Build | None:
         assert build_id == self._stored.build_id
-        return copy.deepcopy(self._stored)
+        if self.reads_failing:
+            self.reads_failing -= 1
+            raise StoreDown("connection refused")
+        # The actor takes the copy read as its build: later commits snapshot it.
+        self._live = copy.deepcopy(self._stored)
+        return self._live
 
     def stored(self) -> Build:
         return copy.deepcopy(self._stored)
@@ -68,6 +79,7 @@ class FakeLink:
     away: set[str] = field(default_factory=set)
     assigned: list[tuple[str, AssignCommand]] = field(default_factory=list)
     stops: list[StopCommand] = field(default_factory=list)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # a stop was handed
     pending: list[StopCommand | AssignCommand] = field(default_factory=list)
     held: dict[str, str] = field(default_factory=dict)  # job_id → agent_id
     suspects: set[str] = field(default_factory=set)
@@ -92,6 +104,7 @@ class FakeLink:
             self.pending.append(stop)
             return None
         self.stops.append(stop)
+        self.stopped.set()
         return f"session-of-{stop.agent_id}"
 
     def hold(self, agent_id: str, job_id: str, build_id: str) -> None:

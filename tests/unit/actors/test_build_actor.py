@@ -225,3 +225,38 @@ async def test_a_failed_commit_answers_unavailable_and_sends_nothing(driven: Dri
     driven.store.failing = False
     reply = await driven.ask(cancel(listener))
     assert isinstance(reply, CancelAcceptedEvent) and len(driven.link.stops) == 1
+
+
+async def test_a_cancel_whose_commit_landed_although_it_failed_still_stops_the_job() -> None:
+    # A deadline of 0.05 s: the stop the failed turn did not send is sent after the
+    # read-back, and its deadline armed (else the build would stay CANCELING).
+    async with driving(a_build(), default_grace_period=0.0, stop_ack_timeout=0.05) as driven:
+        job_id = await assigned(driven)
+        driven.store.reply_lost = True
+        with pytest.raises(Unavailable):
+            await driven.ask(cancel(asyncio.Queue()))
+        driven.store.reply_lost = False
+        assert [stop.job_id for stop in driven.link.stops] == [job_id]
+        await asyncio.wait_for(driven.router.gone.wait(), WAIT)  # the deadline ended it
+        stored = driven.store.stored()
+        assert stored.status is BuildStatus.CANCELED
+        assert stored.job(job_id).outcome is JobOutcome.FORCED  # type: ignore[union-attr]
+        assert driven.link.suspects == {"a1"}
+
+
+async def test_an_actor_restarted_after_such_a_commit_stops_the_job_once() -> None:
+    async with driving(a_build()) as driven:
+        job_id = await assigned(driven)
+        driven.store.reply_lost = True
+        driven.store.reads_failing = 2  # the read-back fails: the actor restarts
+        with pytest.raises(Unavailable):
+            await driven.ask(cancel(asyncio.Queue()))
+        driven.store.reply_lost = False
+        await asyncio.wait_for(driven.link.stopped.wait(), WAIT)
+        assert driven.build.status is BuildStatus.CANCELING
+        assert [stop.job_id for stop in driven.link.stops] == [job_id]
+        # The agent confirms: the build ends, and nothing was sent twice.
+        report = JobStoppedReport(driven.build.build_id, job_id, JobOutcome.GRACEFUL, -15)
+        await driven.ask(cmd.Report(agent_id="a1", report=report))
+        assert driven.store.stored().status is BuildStatus.CANCELED
+        assert len(driven.link.stops) == 1
