@@ -33,7 +33,7 @@ from buildcontrol_server.actors.errors import ActorRetired, write_failure
 from buildcontrol_server.actors.facts import ActorFacts
 from buildcontrol_server.actors.notices import BuildListeners
 from buildcontrol_server.actors.read_back import send_unsent
-from buildcontrol_server.actors.rearm import arm_from_store, job_timeout
+from buildcontrol_server.actors.rearm import arm_from_store, arm_stop_deadlines, job_timeout
 from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.domain import cancellation, lifecycle, notifications
@@ -340,11 +340,12 @@ class BuildActor(CancelTurn, SupervisedActor):
             self._send_unsent()
 
     def _send_unsent(self) -> None:
-        """The failed commit may have landed: its stops go out now (read_back.py)."""
+        """The failed commit may have landed: its stops go out now, their deadlines
+        armed (read_back.py)."""
         times = self._ctx.settings.stop_times
         now = self._ctx.clock()
-        link = self._ctx.link
-        send_unsent(self.build, link, self._timers, times, now, self._stop_sent, self._assigned_on)
+        arm_stop_deadlines(self._timers, self.build, times, now)
+        send_unsent(self.build, self._ctx.link, times, now, self._stop_sent, self._assigned_on)
 
     def _act(self, fx: Outcome) -> None:
         """The committed change's effects: stops and slots to the agents (through the

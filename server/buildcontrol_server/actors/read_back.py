@@ -4,10 +4,10 @@ A commit can land although its caller saw it fail: on PostgreSQL the COMMIT reac
 the server and its reply was lost with the connection. The build read back after the
 failure (or by the actor's restart) then holds a change whose StopJobs no turn sent:
 a build CANCELING in the store whose agents were never told, whose stop deadline
-would end it FORCED while its processes ran on, or, its deadline never armed, leave
-it CANCELING. So after every read-back each STOPPING job's stop deadline is armed
-(if it is not) and its stop goes to its agent, and each ASSIGNED job's AssignJob to
-an agent whose stream is here, unless the agent's current stream already had it. Both are
+would end it FORCED while its processes ran on. So after every read-back (its
+deadlines are armed by rearm.py) each STOPPING job's stop goes to its agent, and each
+ASSIGNED job's AssignJob to an agent whose stream is here, unless the agent's current
+stream already had it. Both are
 at-least-once: an agent ignores a stop of a job it does not run or already stops
 the same way, and an assignment of a job it already took."""
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from buildcontrol_server import metrics
 from buildcontrol_server.actors.agent_link import AgentLink
-from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.domain import cancellation
 from buildcontrol_server.domain.agent_commands import assignment_of
 from buildcontrol_server.domain.cancellation import StopTimes
@@ -26,7 +25,6 @@ from buildcontrol_server.domain.states import JobStatus
 def send_unsent(
     build: Build,
     link: AgentLink,
-    timers: BuildTimers,
     times: StopTimes,
     now: float,
     stop_sent: dict[str, str],
@@ -34,21 +32,17 @@ def send_unsent(
 ) -> None:
     """`now`: the wall clock; `stop_sent`, `assigned_on`: job_id → the session its
     command went out on (updated with what is sent now)."""
-    armed = timers.stop_armed()
     for job in build.jobs():
         agent_id = job.agent_id
         if agent_id is None:
             continue
         if job.status is JobStatus.STOPPING and build.cancel is not None:
-            stop = cancellation.stop_command(build, job, times, now)
-            if job.job_id not in armed:
-                timers.stop_deadline(job.job_id, stop.deadline - now)
             if _had_it(link, agent_id, stop_sent.get(job.job_id)):
                 continue
-            sent_on = link.stop(stop)
-            if sent_on is not None:
+            sent_on = link.stop(cancellation.stop_command(build, job, times, now))
+            if sent_on is not None:  # counted as a re-sent stop is on a reconnect
                 stop_sent[job.job_id] = sent_on
-            metrics.STOPS_RESENT.inc()
+                metrics.STOPS_RESENT.inc()
         elif job.status is JobStatus.ASSIGNED and link.connected(agent_id):
             # Only here: one held elsewhere got it through the outbox, whose row
             # stays while the job is ASSIGNED (replicas/agent_delivery.py).

@@ -15,6 +15,7 @@ from buildcontrol_server.actors import commands as cmd
 from buildcontrol_server.actors.timers import BuildTimers
 from buildcontrol_server.config import Settings
 from buildcontrol_server.domain import cancellation
+from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.model import Build, Job
 from buildcontrol_server.domain.states import BuildStatus, JobStatus
 
@@ -35,15 +36,24 @@ def arm_from_store(timers: BuildTimers, build: Build, settings: Settings, now: f
     times = settings.stop_times
     if build.status is BuildStatus.QUEUED:
         timers.queue_timeout(max(0.0, build.created_at + settings.queue_timeout - now))
-    armed = timers.stop_armed()
+    arm_stop_deadlines(timers, build, times, now)
     for job in build.jobs():
         if job.status is JobStatus.STOPPING and job.agent_id is not None:
-            if job.job_id not in armed:
-                stop = cancellation.stop_command(build, job, times, now)
-                timers.stop_deadline(job.job_id, stop.deadline - now)
-        elif job.on_agent and build.status is BuildStatus.RUNNING:
+            continue  # armed above
+        if job.on_agent and build.status is BuildStatus.RUNNING:
             left = left_of(job.started_at, job_timeout(job, settings), now)
             timers.job_timer(job.job_id, left, cmd.JobTimedOut(job_id=job.job_id))
         elif job.on_agent and build.status is BuildStatus.CANCELING and job.run_on_cancel:
             left = left_of(job.started_at, settings.cleanup_timeout, now)
             timers.job_timer(job.job_id, left, cmd.CleanupTimedOut(job_id=job.job_id))
+
+
+def arm_stop_deadlines(timers: BuildTimers, build: Build, times: StopTimes, now: float) -> None:
+    """Arm the stop deadline of every STOPPING job on an agent that has none (also
+    after a failed commit that may have landed: read_back.py)."""
+    armed = timers.stop_armed()
+    for job in build.jobs():
+        stopping = job.status is JobStatus.STOPPING and job.agent_id is not None
+        if stopping and job.job_id not in armed:
+            stop = cancellation.stop_command(build, job, times, now)
+            timers.stop_deadline(job.job_id, stop.deadline - now)
