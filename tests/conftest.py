@@ -20,6 +20,7 @@ from tests.support.postgres_server import (
     fresh_database,
     start_server,
 )
+from tests.support.processes import SERVER_LOGS, logged_violations
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_FOLDERS & set(item.path.relative_to(item.config.rootpath).parts[:2]):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def audited_servers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every server process a test started must end with no invariant violation in
+    its log (the auditor runs every second there). A test that breaks an invariant on
+    purpose says so with `@pytest.mark.breaks_invariants`."""
+    SERVER_LOGS.clear()
+    yield
+    logs, found = list(SERVER_LOGS), []
+    SERVER_LOGS.clear()
+    if request.node.get_closest_marker("breaks_invariants") is None:
+        found = [f"{log}: {line}" for log in logs for line in logged_violations(log)]
+    assert not found, "invariants violated:\n" + "\n".join(found)

@@ -28,10 +28,9 @@ from tests.support.processes import (
     WAIT,
     AgentProc,
     ServerProc,
-    job_pids,
-    process_command,
     start_agent,
     start_server,
+    step_pids,
     until,
     wait_gone,
 )
@@ -151,11 +150,7 @@ async def test_a_cancel_from_the_cli_through_the_proxy_kills_the_running_step(
             build = await client.submit(one_job(f"sleep 600 & echo ready > {fifo.path}; wait"))
             assert await fifo.read_line(WAIT) == "ready"
             job_id = (await client.get(build.build_id)).stages[0].jobs[0].job_id
-            await until(
-                lambda: any(process_command(p) == "sleep 600" for p in job_pids(job_id)),
-                what="the step's sleep",
-            )
-            pids = job_pids(job_id)
+            pids = await step_pids(job_id)
             output = await cli("cancel", build.build_id, "--json", server=target)
             await wait_gone(pids, within=10)
             final = await client.get(build.build_id)

@@ -15,10 +15,8 @@ from tests.support.processes import (
     BUILDCONTROL,
     AgentProc,
     ServerProc,
-    job_pids,
-    process_command,
     start_agent,
-    until,
+    step_pids,
     wait_gone,
 )
 
@@ -37,15 +35,7 @@ async def test_cancel_stops_foreground_and_background_processes_within_2_s(
     agents.append(await start_agent(server.target, "agent-2", tmp_path))
     build = (await stub.SubmitBuild(one_job("sleep 600 & sleep 600"))).build
     job = (await running_step(stub, build.build_id)).stages[0].jobs[0]
-    sleeps: set[int] = set()
-
-    def two_sleeps() -> bool:
-        sleeps.clear()
-        sleeps.update(p for p in job_pids(job.job_id) if process_command(p) == "sleep 600")
-        return len(sleeps) == 2
-
-    await until(two_sleeps, what="both sleep processes of the step")
-    all_pids = job_pids(job.job_id)
+    all_pids = await step_pids(job.job_id, count=2)
     started = time.monotonic()
     events = await cancel(stub, build.build_id, reason="e2e")
     await wait_gone(all_pids, within=2.0)
@@ -65,11 +55,7 @@ async def test_a_step_that_ignores_sigterm_is_killed_after_the_grace(
     agents.append(await start_agent(server.target, "agent-1", tmp_path))
     build = (await stub.SubmitBuild(one_job("trap '' TERM; sleep 600"))).build
     job = (await running_step(stub, build.build_id)).stages[0].jobs[0]
-    await until(
-        lambda: any(process_command(p) == "sleep 600" for p in job_pids(job.job_id)),
-        what="the step's sleep",
-    )
-    pids = job_pids(job.job_id)
+    pids = await step_pids(job.job_id)
     started = time.monotonic()
     events = await cancel(stub, build.build_id, grace_period={"seconds": 1})
     elapsed = time.monotonic() - started

@@ -16,11 +16,9 @@ from tests.support.build_waits import one_job, running_step
 from tests.support.processes import (
     AgentProc,
     ServerProc,
-    job_pids,
-    process_command,
     start_agent,
     start_server,
-    until,
+    step_pids,
     wait_gone,
 )
 
@@ -33,11 +31,7 @@ async def test_force_on_a_canceling_build_kills_a_term_ignoring_step_within_1_s(
     agents.append(await start_agent(server.target, "agent-1", tmp_path))
     build = (await stub.SubmitBuild(one_job("trap '' TERM; sleep 600"))).build
     job = (await running_step(stub, build.build_id)).stages[0].jobs[0]
-    await until(
-        lambda: any(process_command(p) == "sleep 600" for p in job_pids(job.job_id)),
-        what="the step's sleep",
-    )
-    pids = job_pids(job.job_id)
+    pids = await step_pids(job.job_id)
     gentle = stub.Cancel(
         build_control_pb2.CancelRequest(build_id=build.build_id, grace_period={"seconds": 60})
     )
@@ -103,11 +97,7 @@ async def test_hung_and_ignoring_agents_are_forced_at_the_deadline(
                 await stub.GetBuild(build_control_pb2.GetBuildRequest(build_id=build.build_id))
             ).build
             frz_job = next(j for j in snapshot.stages[0].jobs if j.name == "frz")
-            await until(
-                lambda: any(process_command(p) == "sleep 600" for p in job_pids(frz_job.job_id)),
-                what="the frozen agent's step",
-            )
-            step_pids = job_pids(frz_job.job_id)
+            frozen_pids = await step_pids(frz_job.job_id)
             frozen.process.send_signal(signal.SIGSTOP)
             started = time.monotonic()
             events = [
@@ -129,7 +119,7 @@ async def test_hung_and_ignoring_agents_are_forced_at_the_deadline(
             assert {a.agent_id for a in listed if a.suspect} == {"ignorer", "frozen"}
             frozen.process.send_signal(signal.SIGCONT)
             # The stop waiting in its stream is handled now: the step's processes end.
-            await wait_gone(step_pids, within=10.0)
+            await wait_gone(frozen_pids, within=10.0)
     finally:
         ignorer.kill()
         await ignorer.wait()

@@ -35,8 +35,8 @@ from tests.support.metrics_scrape import scrape
 from tests.support.processes import (
     AgentProc,
     ServerProc,
-    job_pids,
     start_agent,
+    step_pids,
     until,
     wait_gone,
 )
@@ -70,8 +70,7 @@ async def test_a_stop_reaches_an_agent_whose_stream_another_replica_holds(
             [build_id] = await submit(stub_a, 1)  # owned by a, running on the roamer
             await all_steps_running(stub_a, build_id)
             [job_id] = await job_ids(stub_a, [build_id])
-            pids = job_pids(job_id)
-            assert pids
+            pids = await step_pids(job_id)
             proxy.switch_to(b.port)  # the roamer reconnects: to b
             await until_held_by(postgres_url, "roamer", b)
             # Sent to b: b leaves it in a's inbox; a's stop goes through the agent
@@ -106,7 +105,7 @@ async def test_an_agent_that_moved_keeps_its_jobs_and_one_gone_for_good_loses_th
             [build_id] = await submit(stub_a, 1)  # owned by a, running on the roamer
             await all_steps_running(stub_a, build_id)
             [job_id] = await job_ids(stub_a, [build_id])
-            pids = job_pids(job_id)
+            pids = await step_pids(job_id)
             proxy.switch_to(b.port)
             await until_held_by(postgres_url, "roamer", b)
             # a's reconnect window passes: a finds the roamer on b and lets its job run.
@@ -157,7 +156,7 @@ async def test_a_stop_row_of_a_job_that_ended_another_way_goes_at_the_next_read(
         assert (await get_build(stub_a, ended)).status == build_pb2.BUILD_STATUS_CANCELED
         build = await get_build(stub_a, running)
         assert build.stages[0].jobs[0].status == build_pb2.JOB_STATUS_RUNNING
-        assert job_pids(running_job)
+        assert await step_pids(running_job)
 
 
 async def _gone_for_good(url: str, stub_a: Stub, roamer: AgentProc, build_id: str) -> None:

@@ -34,7 +34,7 @@ from tests.replicas.replicas import (
     until_shares,
 )
 from tests.support.build_waits import all_steps_running, build_of, until_terminal
-from tests.support.processes import AgentProc, job_pids, start_agent, until, wait_gone
+from tests.support.processes import AgentProc, start_agent, step_pids, until, wait_gone
 
 CANCELED = build_pb2.BUILD_STATUS_CANCELED
 
@@ -44,8 +44,7 @@ async def _running_on_a(stub_b: Stub) -> tuple[str, set[int]]:
     step's processes."""
     [build_id] = await submit(stub_b, 1)
     await all_steps_running(stub_b, build_id)
-    pids = job_pids((await job_ids(stub_b, [build_id]))[0])
-    assert pids
+    pids = await step_pids((await job_ids(stub_b, [build_id]))[0])
     return build_id, pids
 
 

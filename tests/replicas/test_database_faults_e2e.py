@@ -33,7 +33,13 @@ from tests.replicas.replicas import (
 )
 from tests.support.build_waits import all_steps_running, build_of, until_terminal
 from tests.support.postgres_server import PostgresServer
-from tests.support.processes import AgentProc, ServerProc, job_pids, start_agent, wait_gone
+from tests.support.processes import (
+    AgentProc,
+    ServerProc,
+    start_agent,
+    step_pids,
+    wait_gone,
+)
 
 
 @pytest.mark.timeout(300)
@@ -103,8 +109,7 @@ async def test_a_job_ended_while_its_replica_was_cut_off_is_stopped_once_it_is_b
         async with stubs(a, b) as (stub_a, stub_b):
             [build_id] = await submit(stub_a, 1)  # owned by a, on the agent connected to a
             await all_steps_running(stub_a, build_id)
-            pids = job_pids((await job_ids(stub_a, [build_id]))[0])
-            assert pids
+            pids = await step_pids((await job_ids(stub_a, [build_id]))[0])
             await _cut_off(a, proxy, postgres_url)
             await until_shares(postgres_url, {b.target: SHARDS})
             # b owns the build now; the agent is on a, which b cannot reach: its job ends.

@@ -40,10 +40,27 @@ class ServerProc:
         await self.process.wait()
 
 
+# The log of every server process started in the running test: read at teardown
+# (tests/conftest.py) for the invariant auditor's findings.
+SERVER_LOGS: list[Path] = []
+INVARIANT_VIOLATED = "invariant violated"
+
+
+def logged_violations(log: Path) -> list[str]:
+    """The invariant auditor's ERROR lines in a server's log."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if INVARIANT_VIOLATED in line]
+
+
 async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc:
     # Authentication is on by default; these tests are about builds and processes, so
     # they turn it off unless they ask for it (tests/security start servers with it).
     auth = [] if "--auth" in extra else ["--auth", "off"]
+    # The auditor every second (5 s by default): most of these tests are shorter.
+    audit = [] if "--audit-interval" in extra else ["--audit-interval", "1"]
     process = await asyncio.create_subprocess_exec(
         *BUILDCONTROL,
         "serve",
@@ -54,6 +71,7 @@ async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc
         "--metrics-port",
         "0",
         *auth,
+        *audit,
         *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -68,9 +86,11 @@ async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc
     # Keep stderr drained so the server never blocks on a full pipe.
     asyncio.get_running_loop().create_task(_drain(process.stderr, data_dir / "server.log"))
     host, grpc_port, mhost, mport = match.groups()
-    return ServerProc(
+    server = ServerProc(
         process, f"{host}:{grpc_port}", f"http://{mhost}:{mport}/metrics", data_dir, int(grpc_port)
     )
+    SERVER_LOGS.append(data_dir / "server.log")
+    return server
 
 
 async def _drain(stream: asyncio.StreamReader, path: Path) -> None:
@@ -169,6 +189,20 @@ async def until(
         await asyncio.sleep(0.01)
 
 
+async def step_pids(
+    job_id: str, command: str = "sleep 600", count: int = 1, within: float = WAIT
+) -> set[int]:
+    """The job's processes once `count` of them run `command`. The agent reports a
+    step RUNNING before it spawns it, so the report alone does not mean the process
+    is there (nor that it has exec'd into its command)."""
+
+    def started() -> bool:
+        return sum(process_command(p) == command for p in job_pids(job_id)) >= count
+
+    await until(started, within, f"{count} x {command!r} of job {job_id}")
+    return job_pids(job_id)
+
+
 async def wait_gone(pids: set[int], within: float) -> None:
     """Wait for processes to exit, woken by their pidfds (Linux), not by polling."""
     loop = asyncio.get_running_loop()
@@ -216,11 +250,13 @@ async def serve(data_dir: Path, *extra: str) -> AsyncIterator[Serve]:
     unlike a pipe drained by a task)."""
     await asyncio.to_thread(data_dir.mkdir, parents=True)
     log = data_dir / "server.log"
+    SERVER_LOGS.append(log)
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
             *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
             # Authentication (on by default, issue 6) is tested in tests/security.
-            "--metrics-port", "0", "--auth", "off", *extra,
+            "--metrics-port", "0", "--auth", "off",
+            *([] if "--audit-interval" in extra else ["--audit-interval", "1"]), *extra,
             stdout=asyncio.subprocess.PIPE, stderr=stderr,
         )  # fmt: skip
     try:

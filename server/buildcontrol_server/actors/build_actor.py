@@ -32,7 +32,7 @@ from buildcontrol_server.actors.context import ActorContext
 from buildcontrol_server.actors.errors import ActorRetired, write_failure
 from buildcontrol_server.actors.facts import ActorFacts
 from buildcontrol_server.actors.notices import BuildListeners
-from buildcontrol_server.actors.read_back import send_unsent
+from buildcontrol_server.actors.read_back import resend_stops, send_unsent
 from buildcontrol_server.actors.rearm import arm_from_store, arm_stop_deadlines, job_timeout
 from buildcontrol_server.actors.supervision import StateLost, SupervisedActor
 from buildcontrol_server.actors.timers import BuildTimers
@@ -289,14 +289,8 @@ class BuildActor(CancelTurn, SupervisedActor):
                 sent_on = link.assign(agent_id, assignment_of(job))  # the first may be lost
                 if sent_on is not None:
                     self._assigned_on[job.job_id] = sent_on
-        times = self._ctx.settings.stop_times
-        for stop in cancellation.pending_stops(self.build, agent_id, times, now):
-            if self._stop_sent.get(stop.job_id) == session_id:
-                continue
-            sent_on = link.stop(stop)
-            if sent_on is not None:
-                self._stop_sent[stop.job_id] = sent_on
-                metrics.STOPS_RESENT.inc()
+        stops = cancellation.pending_stops(self.build, agent_id, self._ctx.settings.stop_times, now)
+        resend_stops(link, stops, self._stop_sent)
 
     # ---- commit, then act ----
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from buildcontrol_server import metrics
 from buildcontrol_server.actors.agent_link import AgentLink
 from buildcontrol_server.domain import cancellation
-from buildcontrol_server.domain.agent_commands import assignment_of
+from buildcontrol_server.domain.agent_commands import StopCommand, assignment_of
 from buildcontrol_server.domain.cancellation import StopTimes
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.domain.states import JobStatus
@@ -32,18 +32,12 @@ def send_unsent(
 ) -> None:
     """`now`: the wall clock; `stop_sent`, `assigned_on`: job_id → the session its
     command went out on (updated with what is sent now)."""
+    resend_stops(link, cancellation.pending_stops(build, None, times, now), stop_sent)
     for job in build.jobs():
         agent_id = job.agent_id
         if agent_id is None:
             continue
-        if job.status is JobStatus.STOPPING and build.cancel is not None:
-            if _had_it(link, agent_id, stop_sent.get(job.job_id)):
-                continue
-            sent_on = link.stop(cancellation.stop_command(build, job, times, now))
-            if sent_on is not None:  # counted as a re-sent stop is on a reconnect
-                stop_sent[job.job_id] = sent_on
-                metrics.STOPS_RESENT.inc()
-        elif job.status is JobStatus.ASSIGNED and link.connected(agent_id):
+        if job.status is JobStatus.ASSIGNED and link.connected(agent_id):
             # Only here: one held elsewhere got it through the outbox, whose row
             # stays while the job is ASSIGNED (replicas/agent_delivery.py).
             if _had_it(link, agent_id, assigned_on.get(job.job_id)):
@@ -51,6 +45,18 @@ def send_unsent(
             sent_on = link.assign(agent_id, assignment_of(job))
             if sent_on is not None:
                 assigned_on[job.job_id] = sent_on
+
+
+def resend_stops(link: AgentLink, stops: list[StopCommand], stop_sent: dict[str, str]) -> None:
+    """Send each stop its agent's current stream has not had (`stop_sent`: job_id →
+    the session it went out on, updated); a stop that went out counts as re-sent."""
+    for stop in stops:
+        if _had_it(link, stop.agent_id, stop_sent.get(stop.job_id)):
+            continue
+        sent_on = link.stop(stop)
+        if sent_on is not None:
+            stop_sent[stop.job_id] = sent_on
+            metrics.STOPS_RESENT.inc()
 
 
 def _had_it(link: AgentLink, agent_id: str, session_id: str | None) -> bool:

@@ -190,14 +190,19 @@ def cleanup_overdue(build: Build, job_id: str, times: StopTimes, now: float) -> 
     return fx
 
 
-def pending_stops(build: Build, agent_id: str, times: StopTimes, now: float) -> list[StopCommand]:
-    """Stops to send (again) to `agent_id`: at-least-once delivery on reconnect."""
+def pending_stops(
+    build: Build, agent_id: str | None, times: StopTimes, now: float
+) -> list[StopCommand]:
+    """Stops to send (again) to `agent_id` (None: to every agent): at-least-once
+    delivery on a reconnect or after a read-back."""
     if build.cancel is None:
         return []
     return [
         stop_command(build, job, times, now)
         for job in build.jobs()
-        if job.status is JobStatus.STOPPING and job.agent_id == agent_id
+        if job.status is JobStatus.STOPPING
+        and job.agent_id is not None
+        and agent_id in (None, job.agent_id)
     ]
 
 
