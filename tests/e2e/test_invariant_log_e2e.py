@@ -39,7 +39,7 @@ async def test_a_violation_found_by_a_server_process_is_in_the_log_the_teardown_
                     "UPDATE builds SET status = 'RUNNING' WHERE build_id = ?", (build_id,)
                 )
             await until(lambda: bool(logged_violations(log)), 20, "the auditor's log line")
-            [line] = logged_violations(log)[:1]
+            line = logged_violations(log)[0]
             assert "build_has_actor" in line and build_id in line
     finally:
         assert await server.stop() == 0

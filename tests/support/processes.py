@@ -55,12 +55,16 @@ def logged_violations(log: Path) -> list[str]:
     return [line for line in text.splitlines() if INVARIANT_VIOLATED in line]
 
 
+def audited(extra: tuple[str, ...]) -> list[str]:
+    """The auditor every second (5 s by default: most of these tests are shorter),
+    unless the test sets its own interval."""
+    return [] if "--audit-interval" in extra else ["--audit-interval", "1"]
+
+
 async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc:
     # Authentication is on by default; these tests are about builds and processes, so
     # they turn it off unless they ask for it (tests/security start servers with it).
     auth = [] if "--auth" in extra else ["--auth", "off"]
-    # The auditor every second (5 s by default): most of these tests are shorter.
-    audit = [] if "--audit-interval" in extra else ["--audit-interval", "1"]
     process = await asyncio.create_subprocess_exec(
         *BUILDCONTROL,
         "serve",
@@ -71,7 +75,7 @@ async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc
         "--metrics-port",
         "0",
         *auth,
-        *audit,
+        *audited(extra),
         *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -84,13 +88,13 @@ async def start_server(data_dir: Path, *extra: str, port: int = 0) -> ServerProc
         error = (await process.stderr.read()).decode()
         raise RuntimeError(f"server did not start: {line!r} {error}")
     # Keep stderr drained so the server never blocks on a full pipe.
-    asyncio.get_running_loop().create_task(_drain(process.stderr, data_dir / "server.log"))
+    log = data_dir / "server.log"
+    SERVER_LOGS.append(log)
+    asyncio.get_running_loop().create_task(_drain(process.stderr, log))
     host, grpc_port, mhost, mport = match.groups()
-    server = ServerProc(
+    return ServerProc(
         process, f"{host}:{grpc_port}", f"http://{mhost}:{mport}/metrics", data_dir, int(grpc_port)
     )
-    SERVER_LOGS.append(data_dir / "server.log")
-    return server
 
 
 async def _drain(stream: asyncio.StreamReader, path: Path) -> None:
@@ -256,7 +260,7 @@ async def serve(data_dir: Path, *extra: str) -> AsyncIterator[Serve]:
             *BUILDCONTROL, "serve", "--data-dir", str(data_dir), "--listen", "127.0.0.1:0",
             # Authentication (on by default, issue 6) is tested in tests/security.
             "--metrics-port", "0", "--auth", "off",
-            *([] if "--audit-interval" in extra else ["--audit-interval", "1"]), *extra,
+            *audited(extra), *extra,
             stdout=asyncio.subprocess.PIPE, stderr=stderr,
         )  # fmt: skip
     try:
