@@ -75,13 +75,13 @@ async def push_scenarios(
 
 
 async def poll_scenario(args: argparse.Namespace, results: Round) -> None:
-    print(f"4 poll: {args.builds} builds, {args.cancels} cancels (poll) ...", flush=True)
+    print(f"4 poll: {args.poll_builds} builds, {args.poll_cancels} cancels (poll) ...", flush=True)
     server = await start_server(loop=args.loop, profile_dir=args.profile_dir)
     fleet = await Fleet.start(server.target, args.load_loop)
     try:
         await fleet.connect(args.agents, args.capacity, POLL, "poll", args.poll_interval)
         results["latency_poll"] = await latency.run(
-            server, fleet, POLL, args.builds, args.cancels,
+            server, fleet, POLL, args.poll_builds, args.poll_cancels,
             pace=args.poll_pace_ms / 1000, free_slots=False,
         )  # fmt: skip
     finally:

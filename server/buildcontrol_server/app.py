@@ -101,11 +101,8 @@ class ServerApp:
         self.hub, self.scheduler, self.registry = self._actors(clocks)
         self.replica, self.control = self._control(clocks)
         # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
-        self.logs = JobLogs(
-            retention.log_store_for(settings),
-            job_state_of(self.control.get),
-            settings.log_limit_bytes,
-        )
+        job_state = job_state_of(self.control.get)
+        self.logs = JobLogs(retention.log_store_for(settings), job_state, settings.log_limit_bytes)
         self._clocks = clocks
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(
@@ -117,8 +114,10 @@ class ServerApp:
         ).publish()
         # Tokens, roles, mutual TLS. After the metrics interceptor, so refused
         # calls are counted with their status too.
+        # A replica's job tokens may name builds another replica runs (job_state).
+        elsewhere = job_state if self.replica is not None else None
         self.security = ServerSecurity(
-            settings.security, settings.data_dir, self._live_build, settings.store_url
+            settings.security, settings.data_dir, self._live_build, settings.store_url, elsewhere
         )
         self.server = self._grpc_server()
         # Builds in CANCELING and the oldest one's age (from the store), inbox depth.

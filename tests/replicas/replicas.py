@@ -121,14 +121,21 @@ async def agent_on_each(tmp_path: Path, agents: list[AgentProc], *replicas: Serv
         await until_connected(replica, f"agent-{name}")
 
 
-async def until_connected(replica: ServerProc, agent_id: str, within: float = 30) -> None:
+async def until_connected(
+    replica: ServerProc,
+    agent_id: str,
+    within: float = 30,
+    metadata: tuple[tuple[str, str], ...] | None = None,
+) -> None:
     """Wait for `replica` to list `agent_id` connected (another process's doing)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     async with grpc.aio.insecure_channel(replica.target) as channel:
         stub = Stub(channel)
         while True:
-            listed = await stub.ListAgents(build_control_pb2.ListAgentsRequest(), timeout=10)
+            listed = await stub.ListAgents(
+                build_control_pb2.ListAgentsRequest(), metadata=metadata, timeout=10
+            )
             if any(x.agent_id == agent_id and x.connected for x in listed.agents):
                 return
             if loop.time() > deadline:

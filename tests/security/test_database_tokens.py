@@ -1,6 +1,7 @@
 """On PostgreSQL the tokens live in the database: what one server (or the token CLI on
 another host) stores, every server of that database sees; a first start creates tokens
-once per database, not once per server; a tokens file beside it is refused."""
+once per database, not once per server; a tokens file beside it is refused. The
+job-token key is the database's too."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 from buildcontrol_server.security.errors import SecuritySetupError
+from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobTokens
+from buildcontrol_server.security.principals import JobScope
 from buildcontrol_server.security.settings import SecuritySettings
 from buildcontrol_server.security.tokens import ADMIN_TOKEN_FILE
 
@@ -44,6 +47,11 @@ async def lists_builds(target: str, token: str) -> grpc.StatusCode:
 def server_on(data_dir: Path, url: str, **security: object) -> ServerApp:
     settings = SecuritySettings(auth=True, **security)  # type: ignore[arg-type]
     return ServerApp(settings_for(data_dir, security=settings, store_url=url))
+
+
+def replica_on(data_dir: Path, url: str) -> ServerApp:
+    settings = SecuritySettings(auth=True)
+    return ServerApp(settings_for(data_dir, security=settings, store_url=url, replicas="on"))
 
 
 async def test_the_first_start_makes_tokens_once_per_database_and_another_server_sees_them(
@@ -115,3 +123,44 @@ async def test_the_token_cli_on_a_database_no_server_set_up_says_so(postgres_url
     code, out, err = await token_command("list", "--store", postgres_url)
     assert (code, out) == (1, "")
     assert "no access token tables" in err and "start a buildcontrol server" in err
+
+
+async def test_every_server_of_a_database_verifies_the_job_tokens_another_minted(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # Two servers starting at once: one key is written, both use it, no key file.
+    apps = [replica_on(tmp_path / name, postgres_url) for name in ("one", "two")]
+    await asyncio.gather(*(app.start() for app in apps))
+    try:
+        minting, verifying = (app.security.job_tokens for app in apps)
+        assert minting is not None and verifying is not None
+        build_id = "b" + "1" * 20
+        token = minting.mint(build_id, f"{build_id}-j0")
+        assert verifying.verify(token) == JobScope(build_id, f"{build_id}-j0")
+        assert not (tmp_path / "one" / KEY_FILE_NAME).exists()
+        assert not (tmp_path / "two" / KEY_FILE_NAME).exists()
+    finally:
+        await asyncio.gather(*(app.stop() for app in apps))
+
+
+async def test_a_key_file_of_an_earlier_version_becomes_the_databases_key(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # A server upgraded from a version that kept the key in its data directory: the
+    # tokens its running jobs hold stay valid, on it and on every other server.
+    before = JobTokens.load_or_create(tmp_path / "one" / KEY_FILE_NAME)
+    build_id = "b" + "2" * 20
+    token = before.mint(build_id, f"{build_id}-j0")
+    upgraded = replica_on(tmp_path / "one", postgres_url)
+    await upgraded.start()
+    try:
+        other = replica_on(tmp_path / "two", postgres_url)
+        await other.start()
+        try:
+            for app in (upgraded, other):
+                assert app.security.job_tokens is not None
+                assert app.security.job_tokens.verify(token) is not None
+        finally:
+            await other.stop()
+    finally:
+        await upgraded.stop()

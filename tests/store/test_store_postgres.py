@@ -117,6 +117,7 @@ async def test_migrations_create_the_schema_and_record_its_version(postgres_url:
         "agent_sessions",
         "agent_outbox",
         "job_offers",
+        "job_token_key",
     }
     # Reopening applies nothing more.
     async with PostgresStore(postgres_url):

@@ -39,16 +39,16 @@ from buildcontrol_server.rpc.auth_refusals import (
     has_client_certificate,
 )
 from buildcontrol_server.rpc.errors import STATUS_OF, abort_with
+from buildcontrol_server.rpc.job_admission import JobAdmission, finished
 from buildcontrol_server.security import audit, certificate_identity, header_check, undecodable
 from buildcontrol_server.security.access_rules import (
     AGENT_CONNECT,
-    JOB_METHODS,
     REQUIRED_ROLE,
     is_open,
 )
 from buildcontrol_server.security.caller import Caller, bind
 from buildcontrol_server.security.cancel_policy import CancelRules
-from buildcontrol_server.security.job_tokens import JobAccess, is_job_token, job_principal
+from buildcontrol_server.security.job_tokens import JobAccess, is_job_token
 from buildcontrol_server.security.open_calls import (
     CallEnded,
     OpenCall,
@@ -77,14 +77,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._tokens = tokens
         self._rules = rules
         self._agents_need_certificate = agents_need_certificate
-        self._jobs = jobs
+        self._jobs = None if jobs is None else JobAdmission(jobs, rules)
         self.open_calls = OpenCalls()
         if tokens is not None:
             tokens.on_change = self.end_revoked_calls
 
     def admit_jobs(self, jobs: JobAccess) -> None:
         """Accept job tokens from now on (once their key is read)."""
-        self._jobs = jobs
+        self._jobs = JobAdmission(jobs, self._rules)
 
     # ---- revocation of open calls ----
 
@@ -106,10 +106,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return self.open_calls.end_where(self._job_finished)
 
     def _job_finished(self, call: OpenCall) -> str | None:
-        job = call.principal.job
-        if job is None or (self._jobs is not None and self._jobs.is_live(job)):
-            return None
-        return f"job token of {job.job_id}: the job has finished"
+        return None if self._jobs is None else self._jobs.finished_here(call)
+
+    async def end_finished_elsewhere(self) -> int:
+        """End the open calls of job tokens whose build another replica runs, once the
+        store says their job finished."""
+        if self._jobs is None:
+            return 0
+        done = await self._jobs.finished_elsewhere(self.open_calls.snapshot())
+
+        def verdict(call: OpenCall) -> str | None:
+            job = call.principal.job
+            return finished(job).message if job is not None and job in done else None
+
+        return self.open_calls.end_where(verdict)
 
     def _revoked(self, call: OpenCall) -> Callable[[], str | None]:
         def revoked() -> str | None:
@@ -130,7 +140,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if isinstance(token, Refusal):
             return token
         if self._jobs is not None and is_job_token(token):
-            return self._decide_job(method, token, self._jobs)
+            return self._jobs.decide(method, token)
         assert self._tokens is not None
         principal = self._tokens.authenticate(token)
         if principal is None:
@@ -143,24 +153,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 PermissionDenied(
                     f"{principal.name} ({principal.role}) may not call"
                     f" {method.rsplit('/', 1)[-1]} (needs {needed})"
-                ),
-                principal,
-            )
-        return Caller(principal, self._rules)
-
-    def _decide_job(self, method: str, token: str, jobs: JobAccess) -> Caller | Refusal:
-        scope = jobs.tokens.verify(token)
-        if scope is None:
-            return Refusal(Unauthenticated("unknown or revoked token"))
-        principal = job_principal(scope)
-        if not jobs.is_live(scope):
-            return Refusal(
-                Unauthenticated(f"job token of {scope.job_id}: the job has finished"), principal
-            )
-        if method not in JOB_METHODS:
-            return Refusal(
-                PermissionDenied(
-                    f"a job token may only read its own build, not call {method.rsplit('/', 1)[-1]}"
                 ),
                 principal,
             )
@@ -330,6 +322,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         decision, digest = self._decision_of(method, metadata)
         if decision is UNKNOWN_TOKEN and self._tokens and await self._tokens.changed_since():
             decision, digest = self._decision_of(method, metadata)  # made a moment ago
+        if self._jobs is not None:
+            decision = await self._jobs.confirmed(decision)
         for attribute, factory in _SHAPES:
             behavior = getattr(handler, attribute)
             if behavior is not None:

@@ -9,7 +9,12 @@ asks the job's build whether the job is still live (a token of a terminal job is
 refused). The secret is 32 random bytes in `DATA_DIR/job-token.key` (mode 0600),
 made on the first start and kept across restarts, so the tokens of jobs that survive
 a restart keep working. Deleting the file and restarting the server invalidates every
-job token at once (rotation)."""
+job token at once (rotation).
+
+On PostgreSQL the key is the database's (table `job_token_key`), so that a token one
+replica minted is verified by every other: a job's agent and steps may reach any
+replica. That replica asks the store whether the job is live when it does not run the
+build itself."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,13 +62,7 @@ class JobTokens:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_private(path, secrets.token_hex(_KEY_BYTES) + "\n")
-        try:
-            key = bytes.fromhex(path.read_text().strip())
-        except (OSError, ValueError) as error:
-            raise JobKeyError(f"job-token key {path} is unusable: {error}") from None
-        if len(key) < _KEY_BYTES:
-            raise JobKeyError(f"job-token key {path} is unusable: shorter than 32 bytes")
-        return cls(key)
+        return cls(read_key(path))
 
     def _mac(self, build_id: str, job_id: str) -> str:
         digest = hmac.new(self._key, f"{build_id}\n{job_id}".encode(), hashlib.sha256).digest()
@@ -86,10 +85,33 @@ class JobTokens:
         return JobScope(build_id, job_id)
 
 
+async def _never_elsewhere(scope: JobScope) -> bool:
+    return False  # one server: every live build is this server's
+
+
+def new_key() -> bytes:
+    return secrets.token_bytes(_KEY_BYTES)
+
+
+def read_key(path: Path) -> bytes:
+    """The key a key file holds; JobKeyError naming the file if it is unusable."""
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as error:
+        raise JobKeyError(f"job-token key {path} is unusable: {error}") from None
+    if len(key) < _KEY_BYTES:
+        raise JobKeyError(f"job-token key {path} is unusable: shorter than 32 bytes")
+    return key
+
+
 @dataclass(frozen=True)
 class JobAccess:
     """What the interceptor needs to admit job tokens."""
 
     tokens: JobTokens
-    # True while the job is not terminal (the server asks the job's live build).
-    is_live: Callable[[JobScope], bool]
+    # Whether the job is not terminal yet, when this server runs the job's build; None
+    # when it does not (replicas: another may, and only the store can say).
+    is_live: Callable[[JobScope], bool | None]
+    # The store's answer for a build this server does not run: True while the job is
+    # not terminal. Raises DomainError (the store unreachable).
+    is_live_elsewhere: Callable[[JobScope], Awaitable[bool]] = _never_elsewhere

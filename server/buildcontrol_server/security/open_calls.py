@@ -68,6 +68,10 @@ class OpenCalls:
                 ended += 1
         return ended
 
+    def snapshot(self) -> list[OpenCall]:
+        """The calls open now, not ended yet."""
+        return [call for call in self._calls if not call.ended.is_set()]
+
     def __len__(self) -> int:
         return len(self._calls)
 

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 
+from buildcontrol_server.domain.errors import NotFound
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.rpc.auth_interceptor import AuthInterceptor
 from buildcontrol_server.security import header_check, tls
 from buildcontrol_server.security.caller import submitter_of
 from buildcontrol_server.security.cancel_policy import CancelRules
-from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobAccess, JobTokens
+from buildcontrol_server.security.job_tokens import (
+    KEY_FILE_NAME,
+    JobAccess,
+    JobKeyError,
+    JobTokens,
+    new_key,
+    read_key,
+)
 from buildcontrol_server.security.principals import JobScope
 from buildcontrol_server.security.settings import SecuritySettings
 from buildcontrol_server.security.token_registry import TokenRegistry, bootstrap
-from buildcontrol_server.security.token_sources import FileTokenSource, token_source
+from buildcontrol_server.security.token_sources import FileTokenSource, TokenSource, token_source
 from buildcontrol_server.security.tokens import TokensFileError
 
 # The first start's note about the tokens it created (stderr, like every log line).
@@ -32,20 +42,41 @@ TOKENS_FILE_NAME = "tokens.json"
 # checks it too. In the database it is one query of a generation number, a backstop
 # for the NOTIFY that every change sends (a listener that reconnects misses those).
 OPEN_CALLS_CHECK_SECONDS = 0.5
+# A replica's open calls of job tokens whose build another replica runs cost a read
+# of the store each: looked at every this many passes (5 s). An upload of a finished
+# job ends by itself; this only bounds one that lingers.
+ELSEWHERE_CHECK_PASSES = 10
 
 # The live build of an id, if there is one (the registry's actors).
 LiveBuild = Callable[[str], Build | None]
+# (build id, job id) -> None while the job is not terminal, else its status; NotFound
+# for no such build or job (logs/service.py's JobState).
+JobState = Callable[[str, str], Awaitable[str | None]]
 
 
 def default_tokens_file(data_dir: Path) -> Path:
     return data_dir / TOKENS_FILE_NAME
 
 
-def _job_is_live(live_build: LiveBuild) -> Callable[[JobScope], bool]:
-    def is_live(scope: JobScope) -> bool:
+def _job_is_live(live_build: LiveBuild, replicas: bool) -> Callable[[JobScope], bool | None]:
+    def is_live(scope: JobScope) -> bool | None:
         build = live_build(scope.build_id)
-        job = build.job(scope.job_id) if build is not None else None
+        if build is None:
+            # One server: no live build here is no live build. A replica does not
+            # know: another one may run it.
+            return None if replicas else False
+        job = build.job(scope.job_id)
         return job is not None and not job.terminal
+
+    return is_live
+
+
+def _job_is_live_elsewhere(job_state: JobState) -> Callable[[JobScope], Awaitable[bool]]:
+    async def is_live(scope: JobScope) -> bool:
+        try:
+            return await job_state(scope.build_id, scope.job_id) is None
+        except NotFound:
+            return False  # purged, or never was
 
     return is_live
 
@@ -57,9 +88,11 @@ class ServerSecurity:
         data_dir: Path,
         live_build: LiveBuild | None = None,
         store_url: str | None = None,
+        job_state_elsewhere: JobState | None = None,
     ) -> None:
         """`store_url`: the store's (None: SQLite); on PostgreSQL the tokens are the
-        database's."""
+        database's. `job_state_elsewhere`: on a replica, the state of a job whose build
+        another replica may run (the store's)."""
         self.settings = settings
         self._explicit_file = settings.tokens_file is not None
         self._data_dir = data_dir
@@ -72,6 +105,7 @@ class ServerSecurity:
         )
         self._job_key_file = data_dir / KEY_FILE_NAME
         self._live_build = live_build
+        self._job_state_elsewhere = job_state_elsewhere
         # Made in prepare(), from the key file; None with auth off (no job tokens).
         self.job_tokens: JobTokens | None = None
         self.rules = CancelRules(settings.restricted_pipelines)
@@ -116,8 +150,25 @@ class ServerSecurity:
                 raise TokensFileError(f"{source.description}: cannot be read: {error}") from None
             raise
         if self._live_build is not None:
-            self.job_tokens = JobTokens.load_or_create(self._job_key_file)
-            self.interceptor.admit_jobs(JobAccess(self.job_tokens, _job_is_live(self._live_build)))
+            self.job_tokens = await self._load_job_tokens(source)
+            elsewhere = self._job_state_elsewhere
+            live_here = _job_is_live(self._live_build, replicas=elsewhere is not None)
+            access = JobAccess(self.job_tokens, live_here)
+            if elsewhere is not None:
+                access = replace(access, is_live_elsewhere=_job_is_live_elsewhere(elsewhere))
+            self.interceptor.admit_jobs(access)
+
+    async def _load_job_tokens(self, source: TokenSource) -> JobTokens:
+        """The data directory's key file, or on PostgreSQL the database's key: every
+        replica verifies what another minted. A key file of an earlier version is
+        offered to the database first, so the tokens of its running jobs stay valid."""
+        key_file = self._job_key_file
+        proposed = read_key(key_file) if key_file.exists() else new_key()
+        try:
+            shared = await source.shared_job_key(proposed)
+        except Exception as error:
+            raise JobKeyError(f"{source.description}: job-token key: {error}") from None
+        return JobTokens.load_or_create(key_file) if shared is None else JobTokens(shared)
 
     def start_checking(self) -> None:
         """Check open calls against the tokens file and their jobs, every
@@ -135,10 +186,12 @@ class ServerSecurity:
 
     async def _check_open_calls(self) -> None:
         assert self.tokens is not None
-        while True:
+        for passes in itertools.count(1):
             await asyncio.sleep(OPEN_CALLS_CHECK_SECONDS)
             await self.tokens.poll()  # a change ends the calls of revoked tokens itself
             self.interceptor.end_finished_job_calls()
+            if passes % ELSEWHERE_CHECK_PASSES == 0:
+                await self.interceptor.end_finished_elsewhere()
 
     def supersede_check(self, newer: Build) -> Callable[[Build], None] | None:
         """The cancel-policy check of `newer`'s submitter, for supersedes re-applied on

@@ -63,6 +63,10 @@ class TokenSource(Protocol):
     async def poll(self) -> None:
         """Look for a change that take_fresh() cannot see by itself."""
 
+    async def shared_job_key(self, proposed: bytes) -> bytes | None:
+        """The job-token key every server of these tokens signs with (`proposed` if
+        there is none yet); None where each server keeps its own key file."""
+
 
 class FileTokenSource:
     def __init__(self, path: Path) -> None:
@@ -109,6 +113,9 @@ class FileTokenSource:
 
     async def poll(self) -> None:
         """take_fresh() stats the file itself."""
+
+    async def shared_job_key(self, proposed: bytes) -> bytes | None:
+        return None  # one server per file (SQLite): the data directory's key file
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -208,6 +215,10 @@ class DatabaseTokenSource:
         self._fresh = entries
         if self._on_fresh is not None:
             self._on_fresh()
+
+    async def shared_job_key(self, proposed: bytes) -> bytes:
+        await self._connected()
+        return bytes.fromhex(await self._table.job_key(proposed.hex()))
 
     def _notified(self) -> None:
         """A NOTIFY of a change: read it now rather than at the next poll."""

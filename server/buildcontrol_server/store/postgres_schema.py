@@ -300,6 +300,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE agent_outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'stop'",
         ),
     ),
+    Migration(
+        15,
+        "the job-token key, one for every server of the database",
+        # Before v15 each server kept its own key file, so a job token minted by one
+        # replica was refused by another. One row (id 1): hex of the 32-byte key,
+        # written by the first server that starts (security/server_security.py).
+        ("CREATE TABLE job_token_key (id INTEGER PRIMARY KEY CHECK (id = 1), key TEXT NOT NULL)",),
+    ),
 )
 
 # The first version with the log tables (the log store refuses an older database).

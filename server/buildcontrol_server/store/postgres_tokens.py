@@ -103,6 +103,17 @@ class PostgresTokenTable:
                 rows = await connection.fetch(_ROWS)
         return int(state[0]), [_row(row) for row in rows], bool(state[1])
 
+    async def job_key(self, proposed: str) -> str:
+        """The database's job-token key (hex); `proposed` becomes it if there is none
+        yet. Two servers starting at once both get the one that was written first."""
+        async with self._busy:
+            connection = await self._live()
+            await connection.execute(
+                "INSERT INTO job_token_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                proposed,
+            )
+            return str(await connection.fetchval("SELECT key FROM job_token_key WHERE id = 1"))
+
     async def change(
         self, edit: Callable[[list[TokenRow], bool], Sequence[TokenRow] | None]
     ) -> int | None:

@@ -274,6 +274,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Nothing on SQLite: one server per database file (replicas need PostgreSQL).
         (),
     ),
+    Migration(
+        15,
+        "the job-token key, one for every server of the database",
+        # Nothing on SQLite: its one server keeps the key in DATA_DIR/job-token.key.
+        (),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

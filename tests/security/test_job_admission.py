@@ -1,0 +1,102 @@
+"""The interceptor's admission of job tokens on a replica: a token whose build this
+server does not run is admitted while the store says its job is live, refused once it
+says the job finished, and answered UNAVAILABLE (not refused as
+finished) while the store cannot say; its open calls end once the store says so."""
+
+from __future__ import annotations
+
+from buildcontrol_server.domain.errors import ErrorCode, Unavailable
+from buildcontrol_server.rpc.auth_interceptor import AuthInterceptor
+from buildcontrol_server.rpc.auth_refusals import Refusal
+from buildcontrol_server.rpc.job_admission import JobAdmission
+from buildcontrol_server.security.caller import Caller
+from buildcontrol_server.security.cancel_policy import CancelRules
+from buildcontrol_server.security.job_tokens import JobAccess, JobTokens, job_principal
+from buildcontrol_server.security.principals import JobScope
+
+GET_BUILD = "/buildcontrol.v1.BuildControl/GetBuild"
+HERE = JobScope("b" + "1" * 20, "b" + "1" * 20 + "-j0")
+ELSEWHERE = JobScope("b" + "2" * 20, "b" + "2" * 20 + "-j0")
+TOKENS = JobTokens(b"k" * 32)
+
+
+class Store:
+    """What the store says of builds another replica runs: live job ids, or an error."""
+
+    def __init__(self) -> None:
+        self.live = {ELSEWHERE.job_id}
+        self.failure: Exception | None = None
+        self.reads = 0
+
+    async def is_live(self, scope: JobScope) -> bool:
+        self.reads += 1
+        if self.failure is not None:
+            raise self.failure
+        return scope.job_id in self.live
+
+
+def here_only(live: set[str]) -> JobAccess:
+    return JobAccess(TOKENS, lambda scope: scope.job_id in live if scope == HERE else None)
+
+
+def admission(store: Store, live_here: set[str] | None = None) -> JobAdmission:
+    access = here_only({HERE.job_id} if live_here is None else live_here)
+    access = JobAccess(access.tokens, access.is_live, store.is_live)
+    return JobAdmission(access, CancelRules())
+
+
+async def decision(admit: JobAdmission, scope: JobScope) -> Caller | Refusal:
+    token = TOKENS.mint(scope.build_id, scope.job_id)
+    return await admit.confirmed(admit.decide(GET_BUILD, token))
+
+
+async def test_a_job_of_a_build_run_elsewhere_is_admitted_while_the_store_says_it_is_live() -> None:
+    store = Store()
+    admit = admission(store)
+    admitted = await decision(admit, ELSEWHERE)
+    assert isinstance(admitted, Caller) and admitted.principal.job == ELSEWHERE
+    assert store.reads == 1
+    store.live.clear()
+    refused = await decision(admit, ELSEWHERE)
+    assert isinstance(refused, Refusal)
+    assert refused.error.code == ErrorCode.UNAUTHENTICATED
+    assert "has finished" in refused.error.message
+
+
+async def test_a_store_that_cannot_say_answers_unavailable_and_no_audit_line() -> None:
+    store = Store()
+    store.failure = Unavailable("the database is unreachable")
+    refused = await decision(admission(store), ELSEWHERE)
+    assert isinstance(refused, Refusal)
+    assert refused.error.code == ErrorCode.UNAVAILABLE
+    assert not refused.audited
+
+
+async def test_a_build_this_server_runs_never_costs_a_store_read() -> None:
+    store = Store()
+    admit = admission(store)
+    assert isinstance(await decision(admit, HERE), Caller)
+    finished = admission(store, live_here=set())
+    refused = await decision(finished, HERE)
+    assert isinstance(refused, Refusal) and refused.error.code == ErrorCode.UNAUTHENTICATED
+    assert store.reads == 0
+
+
+async def test_open_calls_of_a_job_run_elsewhere_end_once_the_store_says_it_finished() -> None:
+    store = Store()
+    interceptor = AuthInterceptor(None, CancelRules())
+    access = here_only({HERE.job_id})
+    interceptor.admit_jobs(JobAccess(access.tokens, access.is_live, store.is_live))
+    here = interceptor.open_calls.add(job_principal(HERE), None)
+    first = interceptor.open_calls.add(job_principal(ELSEWHERE), None)
+    second = interceptor.open_calls.add(job_principal(ELSEWHERE), None)
+    assert await interceptor.end_finished_elsewhere() == 0
+    assert store.reads == 1  # one read per job, not per call
+    store.failure = Unavailable("the database is unreachable")
+    assert await interceptor.end_finished_elsewhere() == 0
+    store.failure = None
+    store.live.clear()
+    assert await interceptor.end_finished_elsewhere() == 2
+    assert first.ended.is_set() and second.ended.is_set()
+    assert "has finished" in first.reason
+    assert not here.ended.is_set()  # this server's own build: its own check's
