@@ -73,6 +73,11 @@ ASSIGNS_FORWARDED = Counter(
     "AssignJobs left in the agent outbox for an agent whose stream another replica holds"
     " (a job that replica claimed from this one's offers).",
 )
+OUTBOX_WRITE_RETRIES = Counter(
+    "buildcontrol_replica_outbox_write_retries_total",
+    "Agent outbox rows (StopJobs, AssignJobs) the database did not take at once and that"
+    " are written again (each is retried until it lands).",
+)
 JOBS_OFFERED = Counter(
     "buildcontrol_replica_jobs_offered_total",
     "Ready jobs offered to the other replicas' agents (no fitting agent with a free slot"

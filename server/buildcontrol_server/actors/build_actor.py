@@ -244,14 +244,19 @@ class BuildActor(CancelTurn, SupervisedActor):
             fx = lifecycle.assign_job(self.build, job_id, agent_id, now)
             await self._persist(fx)
         except DomainError:
-            self._ctx.link.release(agent_id, job_id)
-            return False
-        job = self.build.job(job_id)
-        assert job is not None
-        # Pending (re-sent from the build's state) if the agent has no stream now.
-        session_id = self._ctx.link.assign(agent_id, assignment_of(job))
-        if session_id is not None:
-            self._assigned_on[job_id] = session_id
+            job = self.build.job(job_id)
+            if job is None or job.status is not JobStatus.ASSIGNED or job.agent_id != agent_id:
+                self._ctx.link.release(agent_id, job_id)
+                return False
+            # The commit landed although it failed (the build read back says so): the
+            # read-back sent the AssignJob; the slot stays taken, the timeout armed.
+        else:
+            job = self.build.job(job_id)
+            assert job is not None
+            # Pending (re-sent from the build's state) if the agent has no stream now.
+            session_id = self._ctx.link.assign(agent_id, assignment_of(job))
+            if session_id is not None:
+                self._assigned_on[job_id] = session_id
         if self.build.status is BuildStatus.CANCELING:
             self._timers.job_timer(
                 job_id, self._ctx.settings.cleanup_timeout, cmd.CleanupTimedOut(job_id=job_id)

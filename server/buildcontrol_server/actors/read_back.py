@@ -6,8 +6,8 @@ failure (or by the actor's restart) then holds a change whose StopJobs no turn s
 a build CANCELING in the store whose agents were never told, whose stop deadline
 would end it FORCED while its processes ran on. So after every read-back (its
 deadlines are armed by rearm.py) each STOPPING job's stop goes to its agent, and each
-ASSIGNED job's AssignJob to an agent whose stream is here, unless the agent's current
-stream already had it. Both are
+ASSIGNED job's AssignJob, unless the agent's current stream already had it; to an
+agent another replica holds, both go through the agent outbox. Both are
 at-least-once: an agent ignores a stop of a job it does not run or already stops
 the same way, and an assignment of a job it already took."""
 
@@ -37,11 +37,13 @@ def send_unsent(
         agent_id = job.agent_id
         if agent_id is None:
             continue
-        if job.status is JobStatus.ASSIGNED and link.connected(agent_id):
-            # Only here: one held elsewhere got it through the outbox, whose row
-            # stays while the job is ASSIGNED (replicas/agent_delivery.py).
+        if job.status is JobStatus.ASSIGNED:
             if _had_it(link, agent_id, assigned_on.get(job.job_id)):
                 continue
+            # To an agent held by another replica the link writes an outbox row: the
+            # commit that landed unseen wrote none (its effects never ran). One that
+            # did is sent once more, which the agent ignores for a job it runs. An
+            # agent away gets it on its Hello (pending, as the link says).
             sent_on = link.assign(agent_id, assignment_of(job))
             if sent_on is not None:
                 assigned_on[job.job_id] = sent_on

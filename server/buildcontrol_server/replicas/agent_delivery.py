@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -44,6 +45,7 @@ from buildcontrol_server.actors.agent_link import LocalAgentLink
 from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.agent_commands import AssignCommand, AssignedStep, StopCommand
 from buildcontrol_server.domain.states import TERMINAL_JOB
+from buildcontrol_server.effects.backoff import capped_exponential
 from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.rounds import Rounds
@@ -74,6 +76,10 @@ READ = (
     " WHERE o.agent_id = ANY($1::text[]) ORDER BY o.id"
 )
 TERMINAL_JOB_STATUSES = sorted(TERMINAL_JOB)
+# A row the database did not take is written again after this long, doubling up to
+# WRITE_RETRY_MAX.
+WRITE_RETRY_FIRST = 0.05
+WRITE_RETRY_MAX = 2.0
 DONE = "DELETE FROM agent_outbox WHERE id = ANY($1::bigint[])"
 STOP_KIND = "stop"
 ASSIGN_KIND = "assign"
@@ -142,19 +148,28 @@ class AgentDelivery:
         task.add_done_callback(self._writes.discard)
 
     async def _write(self, agent_id: str, command: OutboxCommand, kind: str, body: str) -> None:
-        try:
-            async with self._connections.acquire() as connection:
-                await connection.execute(
-                    WRITE_NOTIFIED,
-                    *(agent_id, command.build_id, command.job_id, body, kind),
-                    *(AGENTS_CHANNEL, agent_id),
+        """Write the row, again and again until the database takes it. Given up, a
+        stop's deadline would end the job FORCED while the agent ran it on (nothing
+        else tells an agent that stays connected), and an assignment would wait for
+        the job's timeout. A row of a job that ended meanwhile is deleted unsent at
+        the holder's next read (READ's `wanted`)."""
+        for attempt in itertools.count(1):
+            try:
+                async with self._connections.acquire() as connection:
+                    await connection.execute(
+                        WRITE_NOTIFIED,
+                        *(agent_id, command.build_id, command.job_id, body, kind),
+                        *(AGENTS_CHANNEL, agent_id),
+                    )
+                break
+            except Exception as error:
+                delay = capped_exponential(attempt, WRITE_RETRY_FIRST, WRITE_RETRY_MAX)
+                log.warning(
+                    "%s of job %s not left for agent %s yet (attempt %d, again in %.1f s): %s",
+                    *(kind, command.job_id, agent_id, attempt, delay, error),
                 )
-        except Exception as error:
-            # A stop's deadline still covers the job; an assignment's job timeout does.
-            log.warning(
-                "%s of job %s not left for agent %s: %s", kind, command.job_id, agent_id, error
-            )
-            return
+                metrics.OUTBOX_WRITE_RETRIES.inc()
+                await asyncio.sleep(delay)
         (metrics.STOPS_FORWARDED if kind == STOP_KIND else metrics.ASSIGNS_FORWARDED).inc()
 
     # ---- the replica holding the agent ----

@@ -74,9 +74,12 @@ class FakeStore:
 
 @dataclass
 class FakeLink:
-    """An AgentLink whose agents are connected unless listed in `away`."""
+    """An AgentLink whose agents are connected unless listed in `away` (no stream:
+    pending) or `elsewhere` (another replica holds the stream: forwarded)."""
 
     away: set[str] = field(default_factory=set)
+    elsewhere: set[str] = field(default_factory=set)
+    forwarded: list[StopCommand | AssignCommand] = field(default_factory=list)
     assigned: list[tuple[str, AssignCommand]] = field(default_factory=list)
     stops: list[StopCommand] = field(default_factory=list)
     stopped: asyncio.Event = field(default_factory=asyncio.Event)  # a stop was handed
@@ -86,13 +89,16 @@ class FakeLink:
     unconfirmed: set[str] = field(default_factory=set)
 
     def connected(self, agent_id: str) -> bool:
-        return agent_id not in self.away
+        return agent_id not in self.away | self.elsewhere
 
     def is_latest(self, agent_id: str, session_id: str) -> bool:
         # One stream per agent here: a Hello always comes from it (or names none).
         return session_id in ("", f"session-of-{agent_id}")
 
     def assign(self, agent_id: str, command: AssignCommand) -> str | None:
+        if agent_id in self.elsewhere:
+            self.forwarded.append(command)
+            return None
         if agent_id in self.away:
             self.pending.append(command)
             return None
@@ -100,6 +106,9 @@ class FakeLink:
         return f"session-of-{agent_id}"
 
     def stop(self, stop: StopCommand) -> str | None:
+        if stop.agent_id in self.elsewhere:
+            self.forwarded.append(stop)
+            return None
         if stop.agent_id in self.away:
             self.pending.append(stop)
             return None

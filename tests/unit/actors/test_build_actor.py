@@ -260,3 +260,26 @@ async def test_an_actor_restarted_after_such_a_commit_stops_the_job_once() -> No
         await driven.ask(cmd.Report(agent_id="a1", report=report))
         assert driven.store.stored().status is BuildStatus.CANCELED
         assert len(driven.link.stops) == 1
+
+
+async def test_an_assignment_whose_commit_landed_unseen_stands_and_reaches_its_agent() -> None:
+    # The turn's commit fails for the actor but is in the store. The assignment stands
+    # (its slot held, its timeout armed), and the read-back hands the AssignJob on:
+    # to a connected agent, and to one another replica holds (the outbox, where the
+    # failed turn wrote nothing).
+    for where in ("here", "elsewhere"):
+        fast = {"default_grace_period": 0.0, "stop_ack_timeout": 0.05}
+        async with driving(a_build(), job_timeout=0.05, **fast) as driven:
+            if where == "elsewhere":
+                driven.link.elsewhere.add("a1")
+            driven.link.hold("a1", driven.job_id, driven.build.build_id)  # the scheduler's
+            driven.store.reply_lost = True
+            assert await driven.ask(cmd.Assign(job_id=driven.job_id, agent_id="a1")) is True
+            driven.store.reply_lost = False
+            job = driven.store.stored().job(driven.job_id)
+            assert job is not None and job.status is JobStatus.ASSIGNED
+            sent = driven.link.forwarded if where == "elsewhere" else driven.link.assigned
+            assert len(sent) == 1, where
+            assert driven.link.held == {driven.job_id: "a1"}, where
+            await asyncio.wait_for(driven.router.gone.wait(), WAIT)  # its timeout ended it
+            assert driven.store.stored().terminal, where
