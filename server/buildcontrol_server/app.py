@@ -53,7 +53,7 @@ from buildcontrol_server.replicas.replica import Replica, leases_for
 from buildcontrol_server.rpc.agent_service import AgentServicer
 from buildcontrol_server.rpc.build_control import BuildControlServicer
 from buildcontrol_server.rpc.housekeeping_service import HousekeepingServicer
-from buildcontrol_server.rpc.log_upload import job_state_of
+from buildcontrol_server.rpc.log_upload import JobViews
 from buildcontrol_server.security import data_at_rest, fair_limits
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.fair_limits import HeldCounts
@@ -101,8 +101,10 @@ class ServerApp:
         self.hub, self.scheduler, self.registry = self._actors(clocks)
         self.replica, self.control = self._control(clocks)
         # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
-        job_state = job_state_of(self.control.get)
-        self.logs = JobLogs(retention.log_store_for(settings), job_state, settings.log_limit_bytes)
+        jobs = JobViews.of(self.control.get)
+        self.logs = JobLogs(
+            retention.log_store_for(settings), jobs.state, settings.log_limit_bytes, jobs.ran
+        )
         self._clocks = clocks
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(
@@ -112,13 +114,11 @@ class ServerApp:
         fair_limits.limit(
             fair_limits.STREAMS_PER_CONNECTION, settings.max_streams_per_connection
         ).publish()
-        # Tokens, roles, mutual TLS. After the metrics interceptor, so refused
-        # calls are counted with their status too.
-        # A replica's job tokens may name builds another replica runs (job_state).
-        elsewhere = job_state if self.replica is not None else None
+        # Tokens, roles, mutual TLS; after the metrics interceptor (refusals counted).
         self.security = ServerSecurity(
-            settings.security, settings.data_dir, self._live_build, settings.store_url, elsewhere
-        )
+            settings.security, settings.data_dir, self._live_build, settings.store_url,
+            jobs.state if self.replica is not None else None, jobs.end, clocks.wall,
+        )  # fmt: skip
         self.server = self._grpc_server()
         # Builds in CANCELING and the oldest one's age (from the store), inbox depth.
         self.live_gauges = LiveBuildGauges(

@@ -80,6 +80,35 @@ async def test_a_cancel_keeps_the_output_up_to_the_kill_and_says_who_stopped_it(
     assert text.endswith(" s by alice: wrong branch ---\n")
 
 
+async def test_a_follower_gets_the_stop_line_that_comes_after_the_jobs_result(
+    server: Running, tmp_path: Path
+) -> None:
+    # The agent reports the stop as soon as the step is gone and sends the log's last
+    # bytes after: a follower of the job, open across the cancel, still ends with them.
+    async with agent_for(server, tmp_path / "work"):
+        build_id, job_id = await submit(
+            server, "echo before; trap 'echo got TERM; exit 3' TERM; sleep 600 & wait"
+        )
+        await jobs_running(server.stub, build_id, 1)
+        follow = server.stub.FollowJobLog(
+            build_control_pb2.FollowJobLogRequest(build_id=build_id, job_id=job_id), timeout=WAIT
+        )
+        seen = b""
+        async for message in follow:
+            seen += message.data
+            if b"before\n" in seen:
+                break
+        cancel = build_control_pb2.CancelRequest(build_id=build_id, requested_by="alice")
+        events = [e async for e in server.stub.Cancel(cancel, timeout=WAIT)]
+        assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+        seen += b"".join([message.data async for message in follow])
+        text = seen.decode()
+        assert "\nbefore\ngot TERM\n--- stopped: SIGTERM after " in text
+        assert text.endswith(" s by alice ---\n")
+        log = await whole_log(server, build_id, job_id)
+        assert log.complete and log.data == seen
+
+
 async def test_follow_streams_the_log_as_printed_and_ends_with_the_job(
     server: Running, tmp_path: Path
 ) -> None:

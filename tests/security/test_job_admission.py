@@ -1,7 +1,9 @@
-"""The interceptor's admission of job tokens on a replica: a token whose build this
+"""The interceptor's admission of job tokens: on a replica, a token whose build this
 server does not run is admitted while the store says its job is live, refused once it
-says the job finished, and answered UNAVAILABLE (not refused as
-finished) while the store cannot say; its open calls end once the store says so."""
+says the job finished, and answered UNAVAILABLE (not refused as finished) while the
+store cannot say; its open calls end once the store says so. After a job's end its
+token still uploads the log's tail (nothing else), and an upload open at the end is not
+cut, for LOG_TAIL_SECONDS."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from buildcontrol_server.security.job_tokens import JobAccess, JobTokens, job_pr
 from buildcontrol_server.security.principals import JobScope
 
 GET_BUILD = "/buildcontrol.v1.BuildControl/GetBuild"
+UPLOAD_LOGS = "/buildcontrol.v1.AgentService/UploadLogs"
 HERE = JobScope("b" + "1" * 20, "b" + "1" * 20 + "-j0")
 ELSEWHERE = JobScope("b" + "2" * 20, "b" + "2" * 20 + "-j0")
 TOKENS = JobTokens(b"k" * 32)
@@ -45,9 +48,11 @@ def admission(store: Store, live_here: set[str] | None = None) -> JobAdmission:
     return JobAdmission(access, CancelRules())
 
 
-async def decision(admit: JobAdmission, scope: JobScope) -> Caller | Refusal:
+async def decision(
+    admit: JobAdmission, scope: JobScope, method: str = GET_BUILD
+) -> Caller | Refusal:
     token = TOKENS.mint(scope.build_id, scope.job_id)
-    return await admit.confirmed(admit.decide(GET_BUILD, token))
+    return await admit.confirmed(admit.decide(method, token), method)
 
 
 async def test_a_job_of_a_build_run_elsewhere_is_admitted_while_the_store_says_it_is_live() -> None:
@@ -100,3 +105,28 @@ async def test_open_calls_of_a_job_run_elsewhere_end_once_the_store_says_it_fini
     assert first.ended.is_set() and second.ended.is_set()
     assert "has finished" in first.reason
     assert not here.ended.is_set()  # this server's own build: its own check's
+
+
+async def test_a_finished_jobs_token_uploads_its_log_within_the_tail_and_nothing_else() -> None:
+    in_tail = [True]
+
+    async def tail(scope: JobScope) -> bool:
+        return in_tail[0]
+
+    access = JobAccess(TOKENS, lambda scope: False, in_log_tail=tail)
+    admit = JobAdmission(access, CancelRules())
+    assert isinstance(await decision(admit, HERE, UPLOAD_LOGS), Caller)
+    refused = await decision(admit, HERE)  # anything but the upload: refused at once
+    assert isinstance(refused, Refusal) and refused.error.code == ErrorCode.UNAUTHENTICATED
+    in_tail[0] = False
+    refused = await decision(admit, HERE, UPLOAD_LOGS)
+    assert isinstance(refused, Refusal) and refused.error.code == ErrorCode.UNAUTHENTICATED
+
+
+async def test_an_upload_open_at_its_jobs_end_is_not_cut_during_the_tail() -> None:
+    interceptor = AuthInterceptor(None, CancelRules())
+    interceptor.admit_jobs(JobAccess(TOKENS, lambda scope: False))
+    upload = interceptor.open_calls.add(job_principal(HERE), None, grace_seconds=60.0)
+    watch = interceptor.open_calls.add(job_principal(HERE), None)
+    assert interceptor.end_finished_job_calls() == 1
+    assert watch.ended.is_set() and not upload.ended.is_set()

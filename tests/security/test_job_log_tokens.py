@@ -1,18 +1,23 @@
 """Job logs and credentials: a job token writes and reads its own job's log only; no
 other credential uploads; a job token of another job (even of the same build) can
-neither upload nor read. Each refusal leaves the stored log as it was."""
+neither upload nor read; after its job's end it only uploads the log's tail, for a
+while. Each refusal leaves the stored log as it was."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import grpc
 import pytest
 from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_pb2
+from buildcontrol_server.app_wiring import Clocks
+from buildcontrol_server.security.access_rules import LOG_TAIL_SECONDS
 
 from tests.security.job_token_calls import assigned, refusal
 from tests.support.agent_peer import bearer
-from tests.support.secure_servers import SecureServer
+from tests.support.secure_servers import SecureServer, secure_server
 
 WAIT = 10.0
 
@@ -30,6 +35,16 @@ def upload(
     stub = agent_pb2_grpc.AgentServiceStub(server.channel)
     chunk = agent_pb2.UploadLogsRequest(build_id=build_id, job_id=job_id, offset=offset, data=data)
     return stub.UploadLogs(_each([chunk]), metadata=bearer(token), timeout=WAIT)
+
+
+async def until_job_ended(server: SecureServer, build_id: str) -> None:
+    watch = server.stub.WatchBuild(
+        build_control_pb2.WatchBuildRequest(build_id=build_id),
+        metadata=server.auth("victor"),
+        timeout=WAIT,
+    )
+    async for _ in watch:  # it ends when the build is terminal
+        pass
 
 
 async def read(server: SecureServer, token: str, build_id: str, job_id: str) -> bytes:
@@ -101,21 +116,48 @@ async def test_an_upload_without_a_token_is_unauthenticated(server: SecureServer
     assert await read(server, job.job_token, build_id, job.job_id) == b""
 
 
-async def test_a_finished_jobs_token_can_no_longer_upload(server: SecureServer) -> None:
+async def test_a_finished_jobs_token_uploads_only_its_logs_tail_and_only_for_a_while(
+    tmp_path: Path,
+) -> None:
+    # The agent reports a stop as soon as the processes are gone and sends the log's
+    # last bytes after it: the token uploads (only that: GetBuild is refused at once)
+    # for LOG_TAIL_SECONDS after the job's end, until the log is complete.
+    shift = [0.0]
+    clocks = Clocks(wall=lambda: time.time() + shift[0])
+    async with secure_server(tmp_path, clocks=clocks) as server:
+        build_id, agent, [job] = await assigned(server)
+        token = job.job_token
+        await upload(server, token, build_id, job.job_id, b"done\n")
+        watch = server.stub.WatchBuild(
+            build_control_pb2.WatchBuildRequest(build_id=build_id),
+            metadata=server.auth("victor"),
+            timeout=WAIT,
+        )
+        assert (await watch.read()).HasField("snapshot")
+        agent.finished(build_id, job.job_id)
+        while (await watch.read()).job_changed.status != build_pb2.JOB_STATUS_SUCCEEDED:
+            pass
+        watch.cancel()
+        request = build_control_pb2.GetBuildRequest(build_id=build_id)
+        code, details = await refusal(server.stub.GetBuild(request, metadata=bearer(token)))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "finished" in details
+        assert (await upload(server, token, build_id, job.job_id, b"tail\n", 5)).stored_size == 10
+        # Later than the tail: refused, and the log is as it was.
+        shift[0] = LOG_TAIL_SECONDS + 1
+        code, details = await refusal(upload(server, token, build_id, job.job_id, b"late", 10))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and "finished" in details
+        assert await read(server, server.tokens["victor"], build_id, job.job_id) == b"done\ntail\n"
+
+
+async def test_a_complete_logs_tail_takes_no_more_bytes(server: SecureServer) -> None:
     build_id, agent, [job] = await assigned(server)
-    await upload(server, job.job_token, build_id, job.job_id, b"done\n")
-    watch = server.stub.WatchBuild(
-        build_control_pb2.WatchBuildRequest(build_id=build_id),
-        metadata=server.auth("victor"),
-        timeout=WAIT,
-    )
-    assert (await watch.read()).HasField("snapshot")
+    token = job.job_token
+    await upload(server, token, build_id, job.job_id, b"done\n")
     agent.finished(build_id, job.job_id)
-    while (await watch.read()).job_changed.status != build_pb2.JOB_STATUS_SUCCEEDED:
-        pass
-    watch.cancel()
-    code, details = await refusal(
-        upload(server, job.job_token, build_id, job.job_id, b"late", offset=5)
-    )
-    assert code == grpc.StatusCode.UNAUTHENTICATED and "finished" in details
+    await until_job_ended(server, build_id)
+    stub = agent_pb2_grpc.AgentServiceStub(server.channel)
+    final = agent_pb2.UploadLogsRequest(build_id=build_id, job_id=job.job_id, offset=5, final=True)
+    assert (await stub.UploadLogs(_each([final]), metadata=bearer(token))).stored_size == 5
+    code, details = await refusal(upload(server, token, build_id, job.job_id, b"more", 5))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "complete" in details
     assert await read(server, server.tokens["victor"], build_id, job.job_id) == b"done\n"

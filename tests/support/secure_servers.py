@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 from buildcontrol_server.app import ServerApp
+from buildcontrol_server.app_wiring import Clocks
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.security import tokens
 from buildcontrol_server.security.principals import Principal, Role
@@ -146,6 +147,7 @@ async def secure_server(
     security: SecuritySettings | None = None,
     channel_credentials: grpc.ChannelCredentials | None = None,
     store_url: str | None = None,
+    clocks: Clocks | None = None,
     **overrides: object,
 ) -> AsyncIterator[SecureServer]:
     """`security` replaces the default (auth on, tokens file at tmp_path/tokens.json,
@@ -162,7 +164,8 @@ async def secure_server(
         restricted_pipelines=(RESTRICTED,),
     )
     app = ServerApp(
-        settings_for(tmp_path / "data", security=security, store_url=store_url, **overrides)
+        settings_for(tmp_path / "data", security=security, store_url=store_url, **overrides),
+        clocks=clocks or Clocks(),
     )
     endpoints = await app.start()
     target = f"127.0.0.1:{endpoints.grpc_port}"

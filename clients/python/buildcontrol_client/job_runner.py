@@ -265,9 +265,12 @@ class JobRun:
             outcome.value,
             "none" if exit_code is None else exit_code,
         )
-        await self.log.finish()  # output up to the kill reaches the server first
+        # The result leaves as soon as the processes are gone (and the cleanup ran);
+        # the log's last bytes follow it (the server takes them for a while after the
+        # job's end, and a follower waits for them).
         self._reports.stopped(outcome, exit_code)
         self._log_stop_timing(self._terminator)
+        await self.log.finish()
         self._forget()
 
     async def _exit_status(self, process: StepProcess | None) -> int | None:

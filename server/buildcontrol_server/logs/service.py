@@ -25,10 +25,15 @@ MARKER_ROOM_BYTES = 4096
 # died never sends its last byte; a replica's follower of an upload elsewhere learns
 # of new bytes this way).
 FOLLOW_RECHECK_SECONDS = 1.0
+# How long a follower of a job that ended waits for the rest of its log (the agent
+# sends a stopped job's last bytes after its result, within its FINISH_SECONDS).
+FOLLOW_TAIL_SECONDS = 10.0
 
 # (build id, job id) -> None if the job is not terminal, its status name if it is;
 # NotFound for an unknown build or job.
 JobState = Callable[[str, str], Awaitable[str | None]]
+# (build id, job id) -> whether the job was ever given to an agent (has a log to end).
+RanOnAgent = Callable[[str, str], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,13 @@ class Chunk:
 
 
 class JobLogs:
-    def __init__(self, store: LogStore, job_state: JobState, limit_bytes: int) -> None:
+    def __init__(
+        self, store: LogStore, job_state: JobState, limit_bytes: int, ran_on_agent: RanOnAgent
+    ) -> None:
         self.store = store
         self.feed = LogFeed()
         self._job_state = job_state
+        self._ran_on_agent = ran_on_agent
         self._cap = limit_bytes + MARKER_ROOM_BYTES
 
     async def _check(self, build_id: str, job_id: str, scope: tuple[str, str] | None) -> str | None:
@@ -86,13 +94,15 @@ class JobLogs:
     async def follow(
         self, build_id: str, job_id: str, offset: int, scope: tuple[str, str] | None
     ) -> AsyncIterator[LogSlice]:
-        """What is stored from `offset`, then new bytes as they come, until the job is
-        terminal and everything stored was sent."""
+        """What is stored from `offset`, then new bytes as they come, until the log is
+        complete and sent (or its job ended FOLLOW_TAIL_SECONDS ago)."""
         if offset < 0:
             raise InvalidArgument("from_offset", "must not be negative")
         await self._check(build_id, job_id, scope)
+        loop = asyncio.get_running_loop()
         with self.feed.subscribed(build_id, job_id) as appended:
-            ended = False
+            ended_at: float | None = None  # when the job was seen terminal (monotonic)
+            patience = 0.0
             while True:
                 appended.clear()
                 piece = await self.store.read(build_id, job_id, offset, READ_PAGE_BYTES)
@@ -100,15 +110,21 @@ class JobLogs:
                     offset = piece.offset + len(piece.data)
                     yield piece
                     continue
-                if piece.complete or ended:
+                if piece.complete:
                     return
-                # One more read after the job is seen terminal: its last bytes came
-                # before its result did.
-                ended = await self._job_state(build_id, job_id) is not None
-                if not ended:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(FOLLOW_RECHECK_SECONDS):
-                            await appended.wait()
+                # A stopped job's last bytes come after its result: they are waited for
+                # FOLLOW_TAIL_SECONDS (an agent that died never sends them); a job that
+                # never reached an agent has none to wait for.
+                if ended_at is None and await self._job_state(build_id, job_id) is not None:
+                    ended_at = loop.time()
+                    ran = await self._ran_on_agent(build_id, job_id)
+                    patience = FOLLOW_TAIL_SECONDS if ran else 0.0
+                    continue  # one more read: bytes may have come meanwhile
+                if ended_at is not None and loop.time() - ended_at >= patience:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FOLLOW_RECHECK_SECONDS):
+                        await appended.wait()
 
 
 def job_not_found(build_id: str, job_id: str) -> NotFound:

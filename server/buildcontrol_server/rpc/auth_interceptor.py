@@ -43,7 +43,9 @@ from buildcontrol_server.rpc.job_admission import JobAdmission, finished
 from buildcontrol_server.security import audit, certificate_identity, header_check, undecodable
 from buildcontrol_server.security.access_rules import (
     AGENT_CONNECT,
+    LOG_TAIL_SECONDS,
     REQUIRED_ROLE,
+    UPLOAD_LOGS,
     is_open,
 )
 from buildcontrol_server.security.caller import Caller, bind
@@ -227,11 +229,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 str(details or ""),
             )
 
-    def _open(self, caller: Caller, digest: str | None) -> tuple[Caller, OpenCall | None]:
+    def _open(
+        self, caller: Caller, digest: str | None, method: str
+    ) -> tuple[Caller, OpenCall | None]:
         """Register a long-lived call (authenticated only) so a revocation reaches it."""
         if not caller.principal.authenticated:
             return caller, None
-        call = self.open_calls.add(caller.principal, digest)
+        grace = LOG_TAIL_SECONDS if method == UPLOAD_LOGS else 0.0
+        call = self.open_calls.add(caller.principal, digest, grace)
         return replace(caller, revoked=self._revoked(call)), call
 
     async def _admitted(
@@ -249,7 +254,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         caller = await self._admit(scoped, method, context)
         call = None
         if request_streaming or handler.response_streaming:
-            caller, call = self._open(caller, digest)
+            caller, call = self._open(caller, digest, method)
         # Not reset afterwards: the call's task (and its context) ends with the call.
         bind(caller)
         # Only an admitted caller learns that its bytes did not parse.
@@ -323,7 +328,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if decision is UNKNOWN_TOKEN and self._tokens and await self._tokens.changed_since():
             decision, digest = self._decision_of(method, metadata)  # made a moment ago
         if self._jobs is not None:
-            decision = await self._jobs.confirmed(decision)
+            decision = await self._jobs.confirmed(decision, method)
         for attribute, factory in _SHAPES:
             behavior = getattr(handler, attribute)
             if behavior is not None:

@@ -1,7 +1,9 @@
 """How the interceptor admits job tokens (security/job_tokens.py): the token's HMAC,
 the method (JOB_METHODS only), and whether its job is still live, asked of this
-server's own build, or of the store for a build another replica runs. The answers are
-the interceptor's Refusal and Caller values."""
+server's own build, or of the store for a build another replica runs. An upload of a
+job's log is also admitted for LOG_TAIL_SECONDS after the job ended (its last bytes
+follow its result), and an upload call open at the job's end is not cut for as long.
+The answers are the interceptor's Refusal and Caller values."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from collections.abc import Iterable
 
 from buildcontrol_server.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from buildcontrol_server.rpc.auth_refusals import Refusal
-from buildcontrol_server.security.access_rules import JOB_METHODS
+from buildcontrol_server.security.access_rules import JOB_METHODS, UPLOAD_LOGS
 from buildcontrol_server.security.caller import Caller
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.job_tokens import JobAccess, job_principal
@@ -29,7 +31,8 @@ class JobAdmission:
         if scope is None:
             return Refusal(Unauthenticated("unknown or revoked token"))
         principal = job_principal(scope)
-        if self._access.is_live(scope) is False:  # None: another replica's build
+        # None: another replica's build; an upload may be its log's tail (confirmed()).
+        if self._access.is_live(scope) is False and method != UPLOAD_LOGS:
             return Refusal(finished(scope), principal)
         if method not in JOB_METHODS:
             return Refusal(
@@ -40,23 +43,31 @@ class JobAdmission:
             )
         return Caller(principal, self._rules)
 
-    async def confirmed(self, decision: Caller | Refusal) -> Caller | Refusal:
-        """A job token of a build another replica runs: admitted while the store says
-        its job is live. Any other decision as it is."""
+    async def confirmed(self, decision: Caller | Refusal, method: str) -> Caller | Refusal:
+        """A job token whose job this server does not know live: admitted while the
+        store says it is (a build another replica runs), or for an upload of its log
+        within LOG_TAIL_SECONDS of its end. Any other decision as it is."""
         job = decision.principal.job if isinstance(decision, Caller) else None
-        if job is None or self._access.is_live(job) is not None:
+        if job is None:
+            return decision
+        live = self._access.is_live(job)
+        if live:
             return decision
         try:
-            live = await self._access.is_live_elsewhere(job)
+            if live is None and await self._access.is_live_elsewhere(job):
+                return decision
+            if method == UPLOAD_LOGS and await self._access.in_log_tail(job):
+                return decision
         except DomainError as error:  # the store unreachable: UNAVAILABLE, retried
             return Refusal(error, decision.principal, audited=False)
-        return decision if live else Refusal(finished(job), decision.principal)
+        return Refusal(finished(job), decision.principal)
 
     def finished_here(self, call: OpenCall) -> str | None:
         """Why the call's job token no longer holds, as far as this server knows (a
-        build another replica runs: finished_elsewhere's to say)."""
+        build another replica runs: finished_elsewhere's to say). An upload carries
+        its job's log tail until it is LOG_TAIL_SECONDS old."""
         job = call.principal.job
-        if job is None or self._access.is_live(job) is not False:
+        if job is None or call.in_grace() or self._access.is_live(job) is not False:
             return None
         return finished(job).message
 
@@ -66,7 +77,9 @@ class JobAdmission:
         scopes = {
             call.principal.job
             for call in calls
-            if call.principal.job is not None and self._access.is_live(call.principal.job) is None
+            if call.principal.job is not None
+            and not call.in_grace()
+            and self._access.is_live(call.principal.job) is None
         }
         done: set[JobScope] = set()
         for scope in scopes:

@@ -4,6 +4,8 @@ out, the caller's job scope, errors to statuses. The work is in logs/service.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import grpc
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2
@@ -17,12 +19,16 @@ from buildcontrol_server.security import caller
 # The largest chunk an agent may send in one message.
 MAX_CHUNK_BYTES = 1024 * 1024
 
-Render = Callable[[Build], str | None]
+T = TypeVar("T")
 
 
-def job_state_of(
-    get: Callable[[str, Render], Awaitable[str | None]],
-) -> Callable[[str, str], Awaitable[str | None]]:
+class GetBuild(Protocol):
+    """BuildControl.get: `render` applied to the build (its actor's, else the store's)."""
+
+    def __call__(self, build_id: str, render: Callable[[Build], T]) -> Awaitable[T]: ...
+
+
+def job_state_of(get: GetBuild) -> Callable[[str, str], Awaitable[str | None]]:
     """The JobLogs' view of a job: None while it is not terminal, else its status;
     NotFound if the build (or the job in it) does not exist. `get` is the control's."""
 
@@ -36,6 +42,50 @@ def job_state_of(
         return await get(build_id, render)
 
     return job_state
+
+
+def job_end_of(get: GetBuild) -> Callable[[str, str], Awaitable[float | None]]:
+    """When a job ended (wall clock), None while it has not; NotFound as job_state_of."""
+
+    async def job_end(build_id: str, job_id: str) -> float | None:
+        def render(build: Build) -> float | None:
+            job = build.job(job_id)
+            if job is None:
+                raise job_not_found(build_id, job_id)
+            return (job.finished_at or build.finished_at or 0.0) if job.terminal else None
+
+        return await get(build_id, render)
+
+    return job_end
+
+
+def ran_on_agent_of(get: GetBuild) -> Callable[[str, str], Awaitable[bool]]:
+    """Whether a job was ever given to an agent; NotFound as job_state_of."""
+
+    async def ran_on_agent(build_id: str, job_id: str) -> bool:
+        def render(build: Build) -> bool:
+            job = build.job(job_id)
+            if job is None:
+                raise job_not_found(build_id, job_id)
+            return job.agent_id is not None
+
+        return await get(build_id, render)
+
+    return ran_on_agent
+
+
+@dataclass(frozen=True)
+class JobViews:
+    """What the log service and the job-token checks ask of a job, through the
+    control's `get` (the build's actor here, else the store)."""
+
+    state: Callable[[str, str], Awaitable[str | None]]
+    end: Callable[[str, str], Awaitable[float | None]]
+    ran: Callable[[str, str], Awaitable[bool]]
+
+    @classmethod
+    def of(cls, get: GetBuild) -> JobViews:
+        return cls(job_state_of(get), job_end_of(get), ran_on_agent_of(get))
 
 
 def scope() -> tuple[str, str] | None:

@@ -32,6 +32,12 @@ REQUIRED_ROLE: dict[str, Role] = {
 }
 
 AGENT_CONNECT = "/buildcontrol.v1.AgentService/Connect"
+UPLOAD_LOGS = "/buildcontrol.v1.AgentService/UploadLogs"
+# A job's log may still be uploading when its result is in (the agent reports a stop as
+# soon as the processes are gone, then sends the log's last bytes): its token may call
+# UploadLogs for this long after the job ended, until the log is complete (a complete
+# log takes no more bytes).
+LOG_TAIL_SECONDS = 60.0
 
 # All a job token may call, and only for its own build (the interceptor checks the
 # request's build_id): the steps of a job read how their build is doing. The log

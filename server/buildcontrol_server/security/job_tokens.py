@@ -86,7 +86,7 @@ class JobTokens:
 
 
 async def _never_elsewhere(scope: JobScope) -> bool:
-    return False  # one server: every live build is this server's
+    return False  # one server: every live build is this server's; no tail: none
 
 
 def new_key() -> bytes:
@@ -115,3 +115,6 @@ class JobAccess:
     # The store's answer for a build this server does not run: True while the job is
     # not terminal. Raises DomainError (the store unreachable).
     is_live_elsewhere: Callable[[JobScope], Awaitable[bool]] = _never_elsewhere
+    # Whether the job ended at most LOG_TAIL_SECONDS ago (its log's last bytes may
+    # come after its result); asked of the store, for an UploadLogs call only.
+    in_log_tail: Callable[[JobScope], Awaitable[bool]] = _never_elsewhere

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -32,12 +33,19 @@ class CallEnded(Exception):
 
 
 class OpenCall:
-    def __init__(self, principal: Principal, token_digest: str | None) -> None:
+    def __init__(
+        self, principal: Principal, token_digest: str | None, grace_seconds: float = 0.0
+    ) -> None:
         self.principal = principal
         # SHA-256 of the bearer token (tokens file), None for a job token.
         self.token_digest = token_digest
         self.ended = asyncio.Event()
         self.reason = ""
+        # Until then the end of its job does not end the call (a log upload's tail).
+        self._grace_until = time.monotonic() + grace_seconds
+
+    def in_grace(self) -> bool:
+        return time.monotonic() < self._grace_until
 
     def end(self, reason: str) -> None:
         if not self.ended.is_set():
@@ -50,8 +58,10 @@ class OpenCalls:
     def __init__(self) -> None:
         self._calls: set[OpenCall] = set()
 
-    def add(self, principal: Principal, token_digest: str | None) -> OpenCall:
-        call = OpenCall(principal, token_digest)
+    def add(
+        self, principal: Principal, token_digest: str | None, grace_seconds: float = 0.0
+    ) -> OpenCall:
+        call = OpenCall(principal, token_digest, grace_seconds)
         self._calls.add(call)
         return call
 

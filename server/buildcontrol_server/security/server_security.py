@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from buildcontrol_server.domain.errors import NotFound
 from buildcontrol_server.domain.model import Build
 from buildcontrol_server.rpc.auth_interceptor import AuthInterceptor
 from buildcontrol_server.security import header_check, tls
+from buildcontrol_server.security.access_rules import LOG_TAIL_SECONDS
 from buildcontrol_server.security.caller import submitter_of
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.job_tokens import (
@@ -52,6 +54,8 @@ LiveBuild = Callable[[str], Build | None]
 # (build id, job id) -> None while the job is not terminal, else its status; NotFound
 # for no such build or job (logs/service.py's JobState).
 JobState = Callable[[str, str], Awaitable[str | None]]
+# (build id, job id) -> when the job ended (wall clock), None while it has not.
+JobEnd = Callable[[str, str], Awaitable[float | None]]
 
 
 def default_tokens_file(data_dir: Path) -> Path:
@@ -69,6 +73,19 @@ def _job_is_live(live_build: LiveBuild, replicas: bool) -> Callable[[JobScope], 
         return job is not None and not job.terminal
 
     return is_live
+
+
+def _job_in_log_tail(
+    job_end: JobEnd, wall: Callable[[], float]
+) -> Callable[[JobScope], Awaitable[bool]]:
+    async def in_tail(scope: JobScope) -> bool:
+        try:
+            ended = await job_end(scope.build_id, scope.job_id)
+        except NotFound:
+            return False
+        return ended is not None and wall() - ended <= LOG_TAIL_SECONDS
+
+    return in_tail
 
 
 def _job_is_live_elsewhere(job_state: JobState) -> Callable[[JobScope], Awaitable[bool]]:
@@ -89,10 +106,13 @@ class ServerSecurity:
         live_build: LiveBuild | None = None,
         store_url: str | None = None,
         job_state_elsewhere: JobState | None = None,
+        job_end: JobEnd | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         """`store_url`: the store's (None: SQLite); on PostgreSQL the tokens are the
         database's. `job_state_elsewhere`: on a replica, the state of a job whose build
-        another replica may run (the store's)."""
+        another replica may run (the store's). `job_end`: when a job ended, for the
+        uploads of its log's tail."""
         self.settings = settings
         self._explicit_file = settings.tokens_file is not None
         self._data_dir = data_dir
@@ -106,6 +126,8 @@ class ServerSecurity:
         self._job_key_file = data_dir / KEY_FILE_NAME
         self._live_build = live_build
         self._job_state_elsewhere = job_state_elsewhere
+        self._job_end = job_end
+        self._wall = wall
         # Made in prepare(), from the key file; None with auth off (no job tokens).
         self.job_tokens: JobTokens | None = None
         self.rules = CancelRules(settings.restricted_pipelines)
@@ -156,6 +178,8 @@ class ServerSecurity:
             access = JobAccess(self.job_tokens, live_here)
             if elsewhere is not None:
                 access = replace(access, is_live_elsewhere=_job_is_live_elsewhere(elsewhere))
+            if self._job_end is not None:
+                access = replace(access, in_log_tail=_job_in_log_tail(self._job_end, self._wall))
             self.interceptor.admit_jobs(access)
 
     async def _load_job_tokens(self, source: TokenSource) -> JobTokens:
