@@ -53,36 +53,6 @@ async def test_the_log_read_back_is_what_the_step_printed(server: Running, tmp_p
 async def test_a_cancel_keeps_the_output_up_to_the_kill_and_says_who_stopped_it(
     server: Running, tmp_path: Path
 ) -> None:
-    async with agent_for(server, tmp_path / "work"):
-        build_id, job_id = await submit(
-            server, "echo before; trap 'echo got TERM; exit 3' TERM; sleep 600 & wait"
-        )
-        await jobs_running(server.stub, build_id, 1)
-        follow = server.stub.FollowJobLog(
-            build_control_pb2.FollowJobLogRequest(build_id=build_id, job_id=job_id), timeout=WAIT
-        )
-        seen = b""
-        async for message in follow:
-            seen += message.data
-            if b"before\n" in seen:
-                break
-        follow.cancel()
-        cancel = build_control_pb2.CancelRequest(
-            build_id=build_id, reason="wrong branch", requested_by="alice"
-        )
-        async for _ in server.stub.Cancel(cancel, timeout=WAIT):
-            pass
-    log = await whole_log(server, build_id, job_id)
-    text = log.data.decode()
-    assert log.complete
-    assert text.startswith("--- step 0: ")
-    assert "\nbefore\ngot TERM\n--- stopped: SIGTERM after " in text
-    assert text.endswith(" s by alice: wrong branch ---\n")
-
-
-async def test_a_follower_gets_the_stop_line_that_comes_after_the_jobs_result(
-    server: Running, tmp_path: Path
-) -> None:
     # The agent reports the stop as soon as the step is gone and sends the log's last
     # bytes after: a follower of the job, open across the cancel, still ends with them.
     async with agent_for(server, tmp_path / "work"):
@@ -98,15 +68,18 @@ async def test_a_follower_gets_the_stop_line_that_comes_after_the_jobs_result(
             seen += message.data
             if b"before\n" in seen:
                 break
-        cancel = build_control_pb2.CancelRequest(build_id=build_id, requested_by="alice")
+        cancel = build_control_pb2.CancelRequest(
+            build_id=build_id, reason="wrong branch", requested_by="alice"
+        )
         events = [e async for e in server.stub.Cancel(cancel, timeout=WAIT)]
         assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
         seen += b"".join([message.data async for message in follow])
-        text = seen.decode()
-        assert "\nbefore\ngot TERM\n--- stopped: SIGTERM after " in text
-        assert text.endswith(" s by alice ---\n")
-        log = await whole_log(server, build_id, job_id)
-        assert log.complete and log.data == seen
+    log = await whole_log(server, build_id, job_id)
+    text = log.data.decode()
+    assert log.complete and log.data == seen
+    assert text.startswith("--- step 0: ")
+    assert "\nbefore\ngot TERM\n--- stopped: SIGTERM after " in text
+    assert text.endswith(" s by alice: wrong branch ---\n")
 
 
 async def test_follow_streams_the_log_as_printed_and_ends_with_the_job(

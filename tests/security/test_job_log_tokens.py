@@ -11,11 +11,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2, build_pb2
+from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_control_pb2
 from buildcontrol_server.app_wiring import Clocks
 from buildcontrol_server.security.access_rules import LOG_TAIL_SECONDS
 
-from tests.security.job_token_calls import assigned, refusal
+from tests.security.job_token_calls import assigned, finish, refusal
 from tests.support.agent_peer import bearer
 from tests.support.secure_servers import SecureServer, secure_server
 
@@ -35,16 +35,6 @@ def upload(
     stub = agent_pb2_grpc.AgentServiceStub(server.channel)
     chunk = agent_pb2.UploadLogsRequest(build_id=build_id, job_id=job_id, offset=offset, data=data)
     return stub.UploadLogs(_each([chunk]), metadata=bearer(token), timeout=WAIT)
-
-
-async def until_job_ended(server: SecureServer, build_id: str) -> None:
-    watch = server.stub.WatchBuild(
-        build_control_pb2.WatchBuildRequest(build_id=build_id),
-        metadata=server.auth("victor"),
-        timeout=WAIT,
-    )
-    async for _ in watch:  # it ends when the build is terminal
-        pass
 
 
 async def read(server: SecureServer, token: str, build_id: str, job_id: str) -> bytes:
@@ -128,16 +118,7 @@ async def test_a_finished_jobs_token_uploads_only_its_logs_tail_and_only_for_a_w
         build_id, agent, [job] = await assigned(server)
         token = job.job_token
         await upload(server, token, build_id, job.job_id, b"done\n")
-        watch = server.stub.WatchBuild(
-            build_control_pb2.WatchBuildRequest(build_id=build_id),
-            metadata=server.auth("victor"),
-            timeout=WAIT,
-        )
-        assert (await watch.read()).HasField("snapshot")
-        agent.finished(build_id, job.job_id)
-        while (await watch.read()).job_changed.status != build_pb2.JOB_STATUS_SUCCEEDED:
-            pass
-        watch.cancel()
+        await finish(server, agent, build_id, job.job_id)
         request = build_control_pb2.GetBuildRequest(build_id=build_id)
         code, details = await refusal(server.stub.GetBuild(request, metadata=bearer(token)))
         assert code == grpc.StatusCode.UNAUTHENTICATED and "finished" in details
@@ -153,8 +134,7 @@ async def test_a_complete_logs_tail_takes_no_more_bytes(server: SecureServer) ->
     build_id, agent, [job] = await assigned(server)
     token = job.job_token
     await upload(server, token, build_id, job.job_id, b"done\n")
-    agent.finished(build_id, job.job_id)
-    await until_job_ended(server, build_id)
+    await finish(server, agent, build_id, job.job_id)
     stub = agent_pb2_grpc.AgentServiceStub(server.channel)
     final = agent_pb2.UploadLogsRequest(build_id=build_id, job_id=job.job_id, offset=5, final=True)
     assert (await stub.UploadLogs(_each([final]), metadata=bearer(token))).stored_size == 5

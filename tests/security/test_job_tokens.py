@@ -12,7 +12,7 @@ import grpc
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
 
-from tests.security.job_token_calls import assigned, refusal
+from tests.security.job_token_calls import assigned, finish, refusal
 from tests.support.agent_peer import AgentPeer, bearer
 from tests.support.secure_servers import SecureServer, pipeline
 
@@ -137,19 +137,7 @@ async def test_a_forged_or_transplanted_job_token_is_unauthenticated(
 
 async def test_a_job_token_is_refused_once_its_job_finishes(server: SecureServer) -> None:
     build_id, agent, (first, second) = await assigned(server, jobs=2)
-    # Wait on the build's own stream for the job to be SUCCEEDED.
-    watch = server.stub.WatchBuild(
-        build_control_pb2.WatchBuildRequest(build_id=build_id),
-        metadata=server.auth("root"),
-        timeout=WAIT,
-    )
-    assert (await watch.read()).HasField("snapshot")
-    agent.finished(build_id, first.job_id)
-    while True:
-        changed = (await watch.read()).job_changed
-        if changed.job_id == first.job_id and changed.status == build_pb2.JOB_STATUS_SUCCEEDED:
-            break
-    watch.cancel()
+    await finish(server, agent, build_id, first.job_id)
     code, details = await refusal(get(server, build_id, first.job_token))
     assert code is grpc.StatusCode.UNAUTHENTICATED and "finished" in details
     # The other job still runs: its token still reads the build.
