@@ -2,7 +2,8 @@
 the method (JOB_METHODS only), and whether its job is still live, asked of this
 server's own build, or of the store for a build another replica runs. An upload of a
 job's log is also admitted for LOG_TAIL_SECONDS after the job ended (its last bytes
-follow its result), and an upload call open at the job's end is not cut for as long.
+follow its result), and the job's end does not cut an upload call in its first
+LOG_TAIL_SECONDS.
 The answers are the interceptor's Refusal and Caller values."""
 
 from __future__ import annotations
