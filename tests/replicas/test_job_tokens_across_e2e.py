@@ -1,7 +1,7 @@
 """With authentication on, a job token works on every replica: a job of a build that
 one replica owns, run by an agent that another replica holds, uploads its log and its
 steps read their build through the replica their agent talks to. Once the job is over
-its token is refused there too."""
+its token is refused there too, except for the log's tail of a stopped job."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from buildcontrol_server.security.tokens import ADMIN_TOKEN_FILE, AGENT_TOKEN_FI
 from tests.replicas.replicas import StartTwo, Stub, until_connected
 from tests.support.agent_peer import bearer
 from tests.support.build_waits import build_of
-from tests.support.processes import AgentProc, start_agent
+from tests.support.processes import AgentProc, ServerProc, start_agent
 
 CLI = shlex.quote(str(Path(sys.executable).with_name("buildcontrol")))
 
@@ -54,17 +54,26 @@ async def until_complete(stub: Stub, build_id: str, job_id: str, admin: str) -> 
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.timeout(120)
-async def test_a_job_token_works_on_the_replica_holding_the_agent_not_only_on_the_owner(
-    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
-) -> None:
-    a, b = await two_replicas(postgres_url, "--auth", "on")
+async def agent_on_a(
+    tmp_path: Path, url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> tuple[ServerProc, ServerProc, str]:
+    """Replicas a and b with authentication on, an agent connected to a only; and the
+    admin token."""
+    a, b = await two_replicas(url, "--auth", "on")
     # The first of the two to start made the database's tokens in its data directory.
     made = next(d for d in (tmp_path / "a", tmp_path / "b") if (d / ADMIN_TOKEN_FILE).exists())
     admin = (made / ADMIN_TOKEN_FILE).read_text().strip()
     token_file = ["--token-file", str(made / AGENT_TOKEN_FILE)]
     agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 2, *token_file))
     await until_connected(a, "agent-a", metadata=bearer(admin))
+    return a, b, admin
+
+
+@pytest.mark.timeout(120)
+async def test_a_job_token_works_on_the_replica_holding_the_agent_not_only_on_the_owner(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    a, b, admin = await agent_on_a(tmp_path, postgres_url, two_replicas, agents)
     out = tmp_path / "step"
     out.mkdir()
     async with grpc.aio.insecure_channel(b.target) as channel:
@@ -101,3 +110,36 @@ async def test_a_job_token_works_on_the_replica_holding_the_agent_not_only_on_th
                         timeout=10,
                     )
                 assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.timeout(120)
+async def test_a_cancelled_jobs_last_log_bytes_reach_the_owner_through_the_agents_holder(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    # The agent reports the stop first and sends the log's tail after it, to a, which
+    # does not run the build (the job may be over there by then: the tail is admitted,
+    # tests/security/test_job_admission.py); the log b serves ends with the stop line.
+    _, b, admin = await agent_on_a(tmp_path, postgres_url, two_replicas, agents)
+    async with grpc.aio.insecure_channel(b.target) as channel:
+        stub = Stub(channel)
+        request = build_of(1, "echo started; sleep 600", "across")
+        build = (await stub.SubmitBuild(request, metadata=bearer(admin), timeout=10)).build
+        job_id = build.stages[0].jobs[0].job_id
+        follow = stub.FollowJobLog(
+            build_control_pb2.FollowJobLogRequest(build_id=build.build_id, job_id=job_id),
+            metadata=bearer(admin),
+            timeout=60,
+        )
+        seen = b""
+        async for message in follow:
+            seen += message.data
+            if b"started\n" in seen:
+                break
+        cancel = build_control_pb2.CancelRequest(build_id=build.build_id, reason="not needed")
+        events = [e async for e in stub.Cancel(cancel, metadata=bearer(admin), timeout=60)]
+        assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+        seen += b"".join([message.data async for message in follow])
+        log = await until_complete(stub, build.build_id, job_id, admin)
+        assert log == seen
+        assert b"\nstarted\n--- stopped: SIGTERM after " in log
+        assert log.endswith(b": not needed ---\n")

@@ -121,6 +121,16 @@ async def test_a_finished_jobs_token_uploads_its_log_within_the_tail_and_nothing
     in_tail[0] = False
     refused = await decision(admit, HERE, UPLOAD_LOGS)
     assert isinstance(refused, Refusal) and refused.error.code == ErrorCode.UNAUTHENTICATED
+    # A replica that does not run the build: the store says the job ended, the tail
+    # is still taken.
+    in_tail[0] = True
+    store = Store()
+    store.live.clear()
+    access = JobAccess(TOKENS, lambda scope: None, store.is_live, tail)
+    elsewhere = JobAdmission(access, CancelRules())
+    assert isinstance(await decision(elsewhere, ELSEWHERE, UPLOAD_LOGS), Caller)
+    refused = await decision(elsewhere, ELSEWHERE)
+    assert isinstance(refused, Refusal) and refused.error.code == ErrorCode.UNAUTHENTICATED
 
 
 async def test_an_upload_open_at_its_jobs_end_is_not_cut_during_the_tail() -> None:
