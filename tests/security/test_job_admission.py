@@ -95,6 +95,7 @@ async def test_open_calls_of_a_job_run_elsewhere_end_once_the_store_says_it_fini
     here = interceptor.open_calls.add(job_principal(HERE), None)
     first = interceptor.open_calls.add(job_principal(ELSEWHERE), None)
     second = interceptor.open_calls.add(job_principal(ELSEWHERE), None)
+    upload = interceptor.open_calls.add(job_principal(ELSEWHERE), None, grace_seconds=60.0)
     assert await interceptor.end_finished_elsewhere() == 0
     assert store.reads == 1  # one read per job, not per call
     store.failure = Unavailable("the database is unreachable")
@@ -104,6 +105,7 @@ async def test_open_calls_of_a_job_run_elsewhere_end_once_the_store_says_it_fini
     assert await interceptor.end_finished_elsewhere() == 2
     assert first.ended.is_set() and second.ended.is_set()
     assert "has finished" in first.reason
+    assert not upload.ended.is_set()  # the log's tail goes on
     assert not here.ended.is_set()  # this server's own build: its own check's
 
 

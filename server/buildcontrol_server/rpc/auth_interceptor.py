@@ -119,7 +119,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         def verdict(call: OpenCall) -> str | None:
             job = call.principal.job
-            return finished(job).message if job is not None and job in done else None
+            if job is None or job not in done or call.in_grace():
+                return None
+            return finished(job).message
 
         return self.open_calls.end_where(verdict)
 
