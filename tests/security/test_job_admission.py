@@ -11,10 +11,12 @@ from buildcontrol_server.domain.errors import ErrorCode, Unavailable
 from buildcontrol_server.rpc.auth_interceptor import AuthInterceptor
 from buildcontrol_server.rpc.auth_refusals import Refusal
 from buildcontrol_server.rpc.job_admission import JobAdmission
+from buildcontrol_server.security.access_rules import LOG_TAIL_SECONDS
 from buildcontrol_server.security.caller import Caller
 from buildcontrol_server.security.cancel_policy import CancelRules
 from buildcontrol_server.security.job_tokens import JobAccess, JobTokens, job_principal
 from buildcontrol_server.security.principals import JobScope
+from buildcontrol_server.security.server_security import job_in_log_tail
 
 GET_BUILD = "/buildcontrol.v1.BuildControl/GetBuild"
 UPLOAD_LOGS = "/buildcontrol.v1.AgentService/UploadLogs"
@@ -142,3 +144,19 @@ async def test_an_upload_open_at_its_jobs_end_is_not_cut_during_the_tail() -> No
     watch = interceptor.open_calls.add(job_principal(HERE), None)
     assert interceptor.end_finished_job_calls() == 1
     assert watch.ended.is_set() and not upload.ended.is_set()
+
+
+async def test_a_stale_token_tried_again_and_again_costs_one_read_of_the_store() -> None:
+    reads: list[JobScope] = []
+    now = [1000.0]
+
+    async def job_end(build_id: str, job_id: str) -> float | None:
+        reads.append(JobScope(build_id, job_id))
+        return 990.0  # ended 10 s before `now`
+
+    in_tail = job_in_log_tail(job_end, lambda: now[0])
+    assert await in_tail(HERE) and await in_tail(HERE)
+    now[0] += LOG_TAIL_SECONDS
+    assert not await in_tail(HERE)
+    assert not await in_tail(HERE)
+    assert reads == [HERE]

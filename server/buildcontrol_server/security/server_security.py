@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -48,6 +50,9 @@ OPEN_CALLS_CHECK_SECONDS = 0.5
 # of the store each: looked at every this many passes (5 s). An upload of a finished
 # job ends by itself; this only bounds one that lingers.
 ELSEWHERE_CHECK_PASSES = 10
+# Ends of finished jobs remembered for the checks of their log's tail (the oldest
+# forgotten first).
+ENDS_REMEMBERED = 10_000
 
 # The live build of an id, if there is one (the registry's actors).
 LiveBuild = Callable[[str], Build | None]
@@ -75,15 +80,26 @@ def _job_is_live(live_build: LiveBuild, replicas: bool) -> Callable[[JobScope], 
     return is_live
 
 
-def _job_in_log_tail(
+def job_in_log_tail(
     job_end: JobEnd, wall: Callable[[], float]
 ) -> Callable[[JobScope], Awaitable[bool]]:
+    # When each job asked about ended (-inf: no such job), so that a stale token tried
+    # again and again costs one read of the store, not one per call.
+    ends: collections.OrderedDict[JobScope, float] = collections.OrderedDict()
+
     async def in_tail(scope: JobScope) -> bool:
-        try:
-            ended = await job_end(scope.build_id, scope.job_id)
-        except NotFound:
-            return False
-        return ended is not None and wall() - ended <= LOG_TAIL_SECONDS
+        ended = ends.get(scope)
+        if ended is None:
+            try:
+                end = await job_end(scope.build_id, scope.job_id)
+            except NotFound:
+                end = -math.inf
+            if end is None:
+                return False  # not ended: a caller that asks is told by is_live
+            ended = ends[scope] = end
+            if len(ends) > ENDS_REMEMBERED:
+                ends.popitem(last=False)
+        return wall() - ended <= LOG_TAIL_SECONDS
 
     return in_tail
 
@@ -179,7 +195,7 @@ class ServerSecurity:
             if elsewhere is not None:
                 access = replace(access, is_live_elsewhere=_job_is_live_elsewhere(elsewhere))
             if self._job_end is not None:
-                access = replace(access, in_log_tail=_job_in_log_tail(self._job_end, self._wall))
+                access = replace(access, in_log_tail=job_in_log_tail(self._job_end, self._wall))
             self.interceptor.admit_jobs(access)
 
     async def _load_job_tokens(self, source: TokenSource) -> JobTokens:
