@@ -261,3 +261,18 @@ def test_the_bare_postgresql_commit_splits_into_its_fsync_and_the_rest() -> None
         "sqlite_commit_p50_ms": 0.25,
     }
     assert backends.postgres_floor_parts({"postgresql_commit_p50_ms": 0.5}) is None
+
+
+def test_the_backends_latency_rows_are_percentiles_of_every_rounds_cancels_together() -> None:
+    def result(samples: list[float]) -> dict[str, object]:
+        p99 = sorted(samples)[-1]
+        return {"latency_push": {"cancel_to_stop": {"p50_ms": 1.0, "p99_ms": p99},
+                                 "samples_ms": {"cancel_to_stop": samples}}}  # fmt: skip
+
+    # One round with a tail: the median of the rounds' p99s hides it or shows it by
+    # chance; pooled, it weighs as many cancels as it has.
+    rounds = [result([1.0] * 99 + [9.0]), result([1.0] * 100), result([1.0] * 100)]
+    assert backends.pooled_stop(rounds, 99.0) == 1.0
+    assert backends.pooled_stop(rounds, 100.0) == 9.0
+    # A result from before the samples were kept: the caller uses the rounds' median.
+    assert backends.pooled_stop([{"latency_push": {"cancel_to_stop": {}}}], 99.0) is None
