@@ -102,9 +102,8 @@ class ServerApp:
         self.replica, self.control = self._control(clocks)
         # Step logs; `logs.store.delete_logs(build_ids)` deletes those of deleted builds.
         jobs = JobViews.of(self.control.get)
-        self.logs = JobLogs(
-            retention.log_store_for(settings), jobs.state, settings.log_limit_bytes, jobs.ran
-        )
+        log_store, log_limit = retention.log_store_for(settings), settings.log_limit_bytes
+        self.logs = JobLogs(log_store, jobs.state, log_limit, jobs.tail_expected)
         self._clocks = clocks
         self.health = health.aio.HealthServicer()
         self.watch_streams = HeldCounts(

@@ -32,8 +32,9 @@ FOLLOW_TAIL_SECONDS = 10.0
 # (build id, job id) -> None if the job is not terminal, its status name if it is;
 # NotFound for an unknown build or job.
 JobState = Callable[[str, str], Awaitable[str | None]]
-# (build id, job id) -> whether the job was ever given to an agent (has a log to end).
-RanOnAgent = Callable[[str, str], Awaitable[bool]]
+# (build id, job id) -> None while the job is not terminal, else whether it ever
+# reached an agent (its log's last bytes may still come); NotFound as JobState.
+TailExpected = Callable[[str, str], Awaitable[bool | None]]
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,12 @@ class Chunk:
 
 class JobLogs:
     def __init__(
-        self, store: LogStore, job_state: JobState, limit_bytes: int, ran_on_agent: RanOnAgent
+        self, store: LogStore, job_state: JobState, limit_bytes: int, tail_expected: TailExpected
     ) -> None:
         self.store = store
         self.feed = LogFeed()
         self._job_state = job_state
-        self._ran_on_agent = ran_on_agent
+        self._tail_expected = tail_expected
         self._cap = limit_bytes + MARKER_ROOM_BYTES
 
     async def _check(self, build_id: str, job_id: str, scope: tuple[str, str] | None) -> str | None:
@@ -115,11 +116,12 @@ class JobLogs:
                 # A stopped job's last bytes come after its result: they are waited for
                 # FOLLOW_TAIL_SECONDS (an agent that died never sends them); a job that
                 # never reached an agent has none to wait for.
-                if ended_at is None and await self._job_state(build_id, job_id) is not None:
-                    ended_at = loop.time()
-                    ran = await self._ran_on_agent(build_id, job_id)
-                    patience = FOLLOW_TAIL_SECONDS if ran else 0.0
-                    continue  # one more read: bytes may have come meanwhile
+                if ended_at is None:
+                    expected = await self._tail_expected(build_id, job_id)
+                    if expected is not None:
+                        ended_at = loop.time()
+                        patience = FOLLOW_TAIL_SECONDS if expected else 0.0
+                        continue  # one more read: bytes may have come meanwhile
                 if ended_at is not None and loop.time() - ended_at >= patience:
                     return
                 with contextlib.suppress(TimeoutError):

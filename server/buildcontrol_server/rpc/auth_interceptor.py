@@ -115,13 +115,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         store says their job finished."""
         if self._jobs is None:
             return 0
-        done = await self._jobs.finished_elsewhere(self.open_calls.snapshot())
+        done = set(await self._jobs.finished_elsewhere(self.open_calls.snapshot()))
 
         def verdict(call: OpenCall) -> str | None:
             job = call.principal.job
-            if job is None or job not in done or call.in_grace():
-                return None
-            return finished(job).message
+            return finished(job).message if job is not None and call in done else None
 
         return self.open_calls.end_where(verdict)
 

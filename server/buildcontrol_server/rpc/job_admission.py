@@ -72,22 +72,23 @@ class JobAdmission:
             return None
         return finished(job).message
 
-    async def finished_elsewhere(self, calls: Iterable[OpenCall]) -> set[JobScope]:
-        """The jobs of `calls` whose build another replica runs and that the store
-        says are finished (one read per job; one it cannot answer counts as live)."""
-        scopes = {
-            call.principal.job
+    async def finished_elsewhere(self, calls: Iterable[OpenCall]) -> list[OpenCall]:
+        """Those of `calls` whose job token's build another replica runs and that the
+        store says is finished, uploads in their grace left out (one read per job; one
+        the store cannot answer counts as live)."""
+        asked = [
+            call
             for call in calls
             if call.principal.job is not None
             and not call.in_grace()
             and self._access.is_live(call.principal.job) is None
-        }
+        ]
         done: set[JobScope] = set()
-        for scope in scopes:
+        for scope in {call.principal.job for call in asked if call.principal.job}:
             with contextlib.suppress(DomainError):
                 if not await self._access.is_live_elsewhere(scope):
                     done.add(scope)
-        return done
+        return [call for call in asked if call.principal.job in done]
 
 
 def finished(job: JobScope) -> Unauthenticated:

@@ -11,8 +11,14 @@ import grpc
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2
 
 from buildcontrol_server.domain.errors import InvalidArgument
-from buildcontrol_server.domain.model import Build
-from buildcontrol_server.logs.service import Chunk, JobLogs, job_not_found
+from buildcontrol_server.domain.model import Build, Job
+from buildcontrol_server.logs.service import (
+    Chunk,
+    JobLogs,
+    JobState,
+    TailExpected,
+    job_not_found,
+)
 from buildcontrol_server.rpc.errors import abort_with
 from buildcontrol_server.security import caller
 
@@ -28,64 +34,47 @@ class GetBuild(Protocol):
     def __call__(self, build_id: str, render: Callable[[Build], T]) -> Awaitable[T]: ...
 
 
-def job_state_of(get: GetBuild) -> Callable[[str, str], Awaitable[str | None]]:
-    """The JobLogs' view of a job: None while it is not terminal, else its status;
-    NotFound if the build (or the job in it) does not exist. `get` is the control's."""
+def _job_view(get: GetBuild, pick: Callable[[Build, Job], T]) -> Callable[[str, str], Awaitable[T]]:
+    """`pick(build, job)` of a job, through the control's `get`; NotFound if the build
+    (or the job in it) does not exist."""
 
-    async def job_state(build_id: str, job_id: str) -> str | None:
-        def render(build: Build) -> str | None:
+    async def view(build_id: str, job_id: str) -> T:
+        def render(build: Build) -> T:
             job = build.job(job_id)
             if job is None:
                 raise job_not_found(build_id, job_id)
-            return job.status.value if job.terminal else None
+            return pick(build, job)
 
         return await get(build_id, render)
 
-    return job_state
-
-
-def job_end_of(get: GetBuild) -> Callable[[str, str], Awaitable[float | None]]:
-    """When a job ended (wall clock), None while it has not; NotFound as job_state_of."""
-
-    async def job_end(build_id: str, job_id: str) -> float | None:
-        def render(build: Build) -> float | None:
-            job = build.job(job_id)
-            if job is None:
-                raise job_not_found(build_id, job_id)
-            return (job.finished_at or build.finished_at or 0.0) if job.terminal else None
-
-        return await get(build_id, render)
-
-    return job_end
-
-
-def ran_on_agent_of(get: GetBuild) -> Callable[[str, str], Awaitable[bool]]:
-    """Whether a job was ever given to an agent; NotFound as job_state_of."""
-
-    async def ran_on_agent(build_id: str, job_id: str) -> bool:
-        def render(build: Build) -> bool:
-            job = build.job(job_id)
-            if job is None:
-                raise job_not_found(build_id, job_id)
-            return job.agent_id is not None
-
-        return await get(build_id, render)
-
-    return ran_on_agent
+    return view
 
 
 @dataclass(frozen=True)
 class JobViews:
     """What the log service and the job-token checks ask of a job, through the
-    control's `get` (the build's actor here, else the store)."""
+    control's `get` (the build's actor here, else the store). Each is None while the
+    job is not terminal."""
 
-    state: Callable[[str, str], Awaitable[str | None]]
+    # Its status.
+    state: JobState
+    # When it ended (wall clock).
     end: Callable[[str, str], Awaitable[float | None]]
-    ran: Callable[[str, str], Awaitable[bool]]
+    # Whether it ever reached an agent (a log whose last bytes may still come).
+    tail_expected: TailExpected
 
     @classmethod
     def of(cls, get: GetBuild) -> JobViews:
-        return cls(job_state_of(get), job_end_of(get), ran_on_agent_of(get))
+        def state(build: Build, job: Job) -> str | None:
+            return job.status.value if job.terminal else None
+
+        def end(build: Build, job: Job) -> float | None:
+            return (job.finished_at or build.finished_at or 0.0) if job.terminal else None
+
+        def tail_expected(build: Build, job: Job) -> bool | None:
+            return job.agent_id is not None if job.terminal else None
+
+        return cls(_job_view(get, state), _job_view(get, end), _job_view(get, tail_expected))
 
 
 def scope() -> tuple[str, str] | None:

@@ -85,8 +85,8 @@ class JobTokens:
         return JobScope(build_id, job_id)
 
 
-async def _never_elsewhere(scope: JobScope) -> bool:
-    return False  # one server: every live build is this server's; no tail: none
+async def _no(scope: JobScope) -> bool:
+    return False  # one server: no live build elsewhere; without job ends: no tail
 
 
 def new_key() -> bytes:
@@ -114,7 +114,7 @@ class JobAccess:
     is_live: Callable[[JobScope], bool | None]
     # The store's answer for a build this server does not run: True while the job is
     # not terminal. Raises DomainError (the store unreachable).
-    is_live_elsewhere: Callable[[JobScope], Awaitable[bool]] = _never_elsewhere
+    is_live_elsewhere: Callable[[JobScope], Awaitable[bool]] = _no
     # Whether the job ended at most LOG_TAIL_SECONDS ago (its log's last bytes may
     # come after its result); asked of the store, for an UploadLogs call only.
-    in_log_tail: Callable[[JobScope], Awaitable[bool]] = _never_elsewhere
+    in_log_tail: Callable[[JobScope], Awaitable[bool]] = _no

@@ -16,6 +16,7 @@ import grpc
 
 from buildcontrol_server.domain.errors import NotFound
 from buildcontrol_server.domain.model import Build
+from buildcontrol_server.logs.service import JobState
 from buildcontrol_server.rpc.auth_interceptor import AuthInterceptor
 from buildcontrol_server.security import header_check, tls
 from buildcontrol_server.security.access_rules import LOG_TAIL_SECONDS
@@ -56,9 +57,6 @@ ENDS_REMEMBERED = 10_000
 
 # The live build of an id, if there is one (the registry's actors).
 LiveBuild = Callable[[str], Build | None]
-# (build id, job id) -> None while the job is not terminal, else its status; NotFound
-# for no such build or job (logs/service.py's JobState).
-JobState = Callable[[str, str], Awaitable[str | None]]
 # (build id, job id) -> when the job ended (wall clock), None while it has not.
 JobEnd = Callable[[str, str], Awaitable[float | None]]
 
