@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,17 +238,23 @@ async def cancel_at_once(stub: Stub, stops: list[Stop]) -> None:
 
 
 async def burst_round(
-    stub: Stub, watcher: Watcher, pids: Path, builds: int, one_call: bool = False
+    stub: Stub,
+    watcher: Watcher,
+    pids: Path,
+    builds: int,
+    one_call: bool,
+    profiled: AbstractAsyncContextManager[None],
 ) -> list[Stop]:
     """`builds` running builds on the one agent, all cancelled at once: a Cancel each,
-    or (`one_call`) one CancelBuilds naming them all."""
+    or (`one_call`) one CancelBuilds naming them all. `profiled` holds the cancels."""
     stops = list(await asyncio.gather(*(running_sleep(stub, pids) for _ in range(builds))))
     for stop in stops:
         await watcher.watch(stop.pid)
-    if one_call:
-        await cancel_at_once(stub, stops)
-    else:
-        await asyncio.gather(*(cancel(stub, stop) for stop in stops))
+    async with profiled:
+        if one_call:
+            await cancel_at_once(stub, stops)
+        else:
+            await asyncio.gather(*(cancel(stub, stop) for stop in stops))
     for stop in stops:
         stop.dead = await watcher.dead_at(stop.pid)
     return stops
@@ -285,10 +292,16 @@ async def run(
             single = await single_rounds(stub, watcher, pids, rounds)
             # Each round twice: 50 Cancels, then one CancelBuilds naming the 50.
             bursts = [
-                (await burst_round(stub, watcher, pids, burst_builds, one_call), one_call)
-                for _ in range(burst_rounds)
+                (
+                    await burst_round(
+                        stub, watcher, pids, burst_builds, one_call,
+                        server.profiled(f"agentstop_burst{n}_{'one' if one_call else 'each'}"),
+                    ),
+                    one_call,
+                )
+                for n in range(1, burst_rounds + 1)
                 for one_call in (False, True)
-            ]
+            ]  # fmt: skip
     finally:
         agent.send_signal(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):

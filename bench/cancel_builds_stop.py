@@ -40,19 +40,20 @@ async def run(server: ServerProcess, builds: int, jobs: int) -> dict[str, Any]:
             await quiet(server)
             commits = server.metric(COMMITS)
             request = build_control_pb2.CancelBuildsRequest(pipeline=PIPELINE, reason="bench")
-            started = time.monotonic()
-            first = accepted = 0.0
-            canceled = 0
-            async for message in stub.CancelBuilds(request):
-                kind = message.WhichOneof("event")
-                if kind == "accepted":
-                    accepted = time.monotonic()
-                elif kind == "build":
-                    first = first or time.monotonic()
-                    canceled += message.build.status == build_pb2.BUILD_STATUS_CANCELED
-                elif kind == "summary":
-                    break
-            ended = time.monotonic()
+            async with server.profiled("agentstop_bulk"):
+                started = time.monotonic()
+                first = accepted = 0.0
+                canceled = 0
+                async for message in stub.CancelBuilds(request):
+                    kind = message.WhichOneof("event")
+                    if kind == "accepted":
+                        accepted = time.monotonic()
+                    elif kind == "build":
+                        first = first or time.monotonic()
+                        canceled += message.build.status == build_pb2.BUILD_STATUS_CANCELED
+                    elif kind == "summary":
+                        break
+                ended = time.monotonic()
             commits = server.metric(COMMITS) - commits
         stops = (await fleet.stops())["stops"]
     finally:

@@ -109,7 +109,7 @@ async def agent_stop_scenario(args: argparse.Namespace, results: Round) -> None:
     )
     runs = [("agent_stop_baseline", args.stop_baseline)] if args.stop_baseline else []
     for key, client in [*runs, ("agent_stop", None)]:
-        server = await start_server(loop=args.loop)
+        server = await start_server(loop=args.loop, profile_dir=args.profile_dir)
         try:
             results[key] = await agent_stop.run(
                 server, args.stop_rounds, args.stop_burst, args.stop_burst_rounds,

@@ -164,6 +164,11 @@ REPORTS_ACKNOWLEDGED = Counter(
     "after their commit (or because their build needs them no more).",
 )
 STOPS_SENT = Counter("buildcontrol_stop_jobs_sent_total", "StopJob messages queued to agents.")
+STOPS_BATCHED = Counter(
+    "buildcontrol_stop_jobs_batched_total",
+    "Stops written to agents inside a StopJobs message (several in one) rather than as"
+    " a StopJob each: stops queued together for an agent that takes batches.",
+)
 STOPS_RESENT = Counter(
     "buildcontrol_stop_jobs_resent_total", "StopJob messages sent again on an agent's reconnect."
 )

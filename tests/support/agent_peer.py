@@ -28,15 +28,18 @@ class AgentPeer:
         channel: grpc.aio.Channel | None = None,
         token: str | None = None,
         instance_id: str = "",
+        features: tuple[agent_pb2.AgentFeature.ValueType, ...] = (),
     ) -> None:
         """Connect to `target` on a channel of its own, or use the test's `channel`
         (TLS, say); `token` goes in the metadata as a bearer token; `instance_id` is
-        the agent process the Hello says it comes from ("": an agent too old to say)."""
+        the agent process the Hello says it comes from ("": an agent too old to say);
+        `features`: what its Hello declares (none: an agent of the base protocol)."""
         assert (target is None) != (channel is None), "give a target or a channel"
         self.agent_id = agent_id
         self.labels = labels or {}
         self.capacity = capacity
         self.instance_id = instance_id
+        self.features = features
         self._owns_channel = channel is None
         self._channel = channel or grpc.aio.insecure_channel(target or "")
         self._token = token
@@ -59,6 +62,7 @@ class AgentPeer:
             labels=self.labels,
             capacity=self.capacity,
             running_jobs=[agent_pb2.RunningJob(build_id=b, job_id=j) for b, j in running or []],
+            features=self.features,
         )
 
     def open(self, hello: agent_pb2.Hello | None = None) -> None:

@@ -240,6 +240,39 @@ async def test_stop_job_reports_graceful_and_repeated_stops_change_nothing(
         assert (await session.expect("job_finished")).job_finished.job_id == next_job
 
 
+async def test_the_agent_takes_stop_batches_and_stops_every_job_of_one(
+    server: FakeServer, job_ids: list[str]
+) -> None:
+    first, second = job_ids[0], job_ids[1]
+    async with running_agent(server.port):
+        session = await server.next_session()
+        hello = (await session.expect("hello")).hello
+        assert agent_pb2.AGENT_FEATURE_STOP_BATCHES in hello.features
+        session.welcome()
+        for job in (first, second):
+            session.assign(job, "sleep 600")
+            await session.expect("job_accepted")
+            await session.expect("step_started")
+        stops = [
+            agent_pb2.StopJob(
+                build_id=BUILD_ID,
+                job_id=job,
+                reason="mass cancel",
+                grace_period=duration_pb2.Duration(seconds=0),
+            )
+            for job in (first, second, first)  # a repeat inside a batch changes nothing
+        ]
+        session.send(stop_jobs=agent_pb2.StopJobs(stops=stops))
+        stopped = [(await session.skip_to("job_stopped")).job_stopped for _ in range(2)]
+        assert {s.job_id for s in stopped} == {first, second}
+        assert {s.outcome for s in stopped} == {build_pb2.JOB_OUTCOME_KILLED}
+        # Exactly one result each: up to the next job's end, no third JobStopped.
+        session.assign(job_ids[2], "true")
+        while (message := await session.expect_any()).WhichOneof("event") != "job_finished":
+            assert not message.HasField("job_stopped"), message
+        assert message.job_finished.job_id == job_ids[2]
+
+
 async def test_after_the_server_restarts_hello_lists_running_jobs_and_missed_results(
     tmp_path: Path, job_ids: list[str]
 ) -> None:

@@ -198,6 +198,7 @@ class Agent:
             options.step_user,
             RunningJobRecords(options.work_dir),
             LogUplink(self.server, options.tls),
+            self._results,
         )
 
     async def _recover(self) -> None:
@@ -303,6 +304,7 @@ class Agent:
             instance_id=self.instance_id,
             labels=self.labels,
             capacity=self.capacity,
+            features=[agent_pb2.AGENT_FEATURE_STOP_BATCHES],
             running_jobs=[
                 agent_pb2.RunningJob(build_id=job.build_id, job_id=job.job_id)
                 for job in self._jobs.values()
@@ -323,6 +325,9 @@ class Agent:
             self._assign(response.assign_job)
         elif event == "stop_job":
             self._stop(response.stop_job)
+        elif event == "stop_jobs":
+            for stop in response.stop_jobs.stops:
+                self._stop(stop)
         elif event == "reports_committed":
             self._results.acknowledge(response.reports_committed.report_ids)
         else:

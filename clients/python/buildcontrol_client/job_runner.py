@@ -50,6 +50,10 @@ EXIT_STATUS_WAIT_SECONDS = 5.0
 # Cleanup budget for a StopJob that carries no cleanup_timeout at all (the server's own
 # default); an explicit zero means "no time for cleanup".
 DEFAULT_CLEANUP_SECONDS = 60.0
+# Longest a stopped job's log tail waits for the server to acknowledge the agent's
+# results (an older server never does; a stream that is down does not until it is back).
+TAIL_AFTER_RESULT_SECONDS = 0.5
+TAIL_AFTER_STORED_SECONDS = 0.1
 
 
 class JobRun:
@@ -266,10 +270,15 @@ class JobRun:
             "none" if exit_code is None else exit_code,
         )
         # The result leaves as soon as the processes are gone (and the cleanup ran);
-        # the log's last bytes follow it (the server takes them for a while after the
-        # job's end, and a follower waits for them).
+        # the log's last bytes follow once the server stored the agent's results (it
+        # takes them for a while after the job's end, and a follower waits for them).
+        # In a mass cancel, 50 tails uploaded beside the 50 results cost the server
+        # the CPU that the CANCELED commits wait for.
         self._reports.stopped(outcome, exit_code)
         self._log_stop_timing(self._terminator)
+        if self._runtime.results is not None:
+            await self._runtime.results.all_stored(TAIL_AFTER_RESULT_SECONDS)
+            await asyncio.sleep(TAIL_AFTER_STORED_SECONDS)
         await self.log.finish()
         self._forget()
 

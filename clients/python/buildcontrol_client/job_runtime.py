@@ -9,6 +9,7 @@ from pathlib import Path
 from buildcontrol_client.job_processes import ProcessHost
 from buildcontrol_client.job_records import RunningJobRecords
 from buildcontrol_client.log_uploader import LogUplink
+from buildcontrol_client.outbox import ResultLog
 from buildcontrol_client.step_environment import StepUser
 
 
@@ -19,6 +20,9 @@ class JobRuntime:
     records: RunningJobRecords = field(default_factory=lambda: RunningJobRecords(None))
     # Where jobs' logs are uploaded; None keeps them in the work dir only.
     uplink: LogUplink | None = None
+    # The agent's results not yet acknowledged: a stopped job's log tail waits for
+    # its result to be stored (None: it does not wait).
+    results: ResultLog | None = None
 
     @classmethod
     def plain(cls, work_dir: Path | None = None) -> JobRuntime:

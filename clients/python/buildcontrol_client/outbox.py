@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from buildcontrol_proto.v1 import agent_pb2
@@ -50,6 +51,15 @@ class Outbox:
             await self._not_empty.wait()
         return self._messages.popleft()
 
+    def take_while(
+        self, wanted: Callable[[agent_pb2.ConnectRequest], bool], limit: int
+    ) -> list[agent_pb2.ConnectRequest]:
+        """The oldest messages, at most `limit`, as long as each is `wanted`; never waits."""
+        taken: list[agent_pb2.ConnectRequest] = []
+        while self._messages and len(taken) < limit and wanted(self._messages[0]):
+            taken.append(self._messages.popleft())
+        return taken
+
     def take_all(self) -> list[agent_pb2.ConnectRequest]:
         messages = list(self._messages)
         self._messages.clear()
@@ -71,6 +81,9 @@ class ResultLog:
     def __init__(self) -> None:
         self._results: dict[str, _Result] = {}  # by job id, oldest first
         self._job_of_report: dict[str, str] = {}  # report id → job id
+        # Set while no result waits for its acknowledgement (`all_stored`).
+        self._none_kept = asyncio.Event()
+        self._none_kept.set()
         # Report ids: unique within this agent process; the prefix keeps ids of an
         # earlier process with the same agent id from being taken for these.
         self._prefix = uuid.uuid4().hex[:12]
@@ -89,10 +102,23 @@ class ResultLog:
             self._job_of_report.pop(report_id_of(previous.message), None)
         self._results[job_id] = _Result(message)
         self._job_of_report[report_id] = job_id
+        self._none_kept.clear()
         self._prune()
 
     def has(self, job_id: str) -> bool:
         return job_id in self._results
+
+    # The bound is the API: an older server never acknowledges, a stream that is down
+    # does not until it is back; either way the caller goes on after `timeout`.
+    async def all_stored(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Return once the server acknowledged every result kept here, or after
+        `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._none_kept.wait(), timeout)
+
+    def _forgotten(self) -> None:
+        if not self._results:
+            self._none_kept.set()
 
     def mark_written(self, message: agent_pb2.ConnectRequest) -> None:
         """Note that a message went out on a stream (only results are tracked)."""
@@ -119,6 +145,7 @@ class ResultLog:
             job_id = self._job_of_report.pop(report_id, None)
             if job_id is not None and self._results.pop(job_id, None) is not None:
                 forgotten += 1
+        self._forgotten()
         return forgotten
 
     def __len__(self) -> int:

@@ -213,12 +213,17 @@ async def _cancel_all(
 
 
 def batch_sizes(count: int) -> list[int]:
-    """How `count` builds are split into batches: small first, growing to BATCH_SIZE."""
+    """How `count` builds are split into batches: small first, growing to BATCH_SIZE.
+    A later batch also takes a rest smaller than the batch after it would be (50: 8
+    and 42, not 8, 32 and 10): a batch more is a commit and a turn of the stream more."""
     sizes: list[int] = []
     size = FIRST_BATCH_SIZE
     while count > 0:
-        sizes.append(min(size, count, BATCH_SIZE))
-        count -= sizes[-1]
+        take = min(size, count, BATCH_SIZE)
+        if sizes and count - take < size * BATCH_GROWTH:
+            take = min(count, BATCH_SIZE)
+        sizes.append(take)
+        count -= take
         size *= BATCH_GROWTH
     return sizes
 

@@ -39,6 +39,8 @@ class AgentSession:
     version: str = ""
     # The agent process's own id, as its Hello says ("": an older agent).
     instance_id: str = ""
+    # The agent takes several stops in one message (StopJobs), as its Hello says.
+    stop_batches: bool = False
     session_id: str = field(default_factory=lambda: f"s{next(_session_numbers)}")
     outbox: Outbox[Outgoing | None] = field(default_factory=Outbox)
     closed: bool = False

@@ -13,6 +13,7 @@ from collections import deque
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class Outbox(Generic[T]):
@@ -41,6 +42,15 @@ class Outbox(Generic[T]):
             finally:
                 self._waiter = None
         return self._items.popleft()
+
+    def take_leading(self, kind: type[K], limit: int) -> list[K]:
+        """The oldest items, at most `limit`, as long as each is a `kind`; never waits."""
+        taken: list[K] = []
+        items = self._items
+        while items and len(taken) < limit and isinstance(head := items[0], kind):
+            items.popleft()
+            taken.append(head)
+        return taken
 
     def get_nowait(self) -> T:
         if not self._items:

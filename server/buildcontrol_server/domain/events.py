@@ -81,6 +81,8 @@ class AgentHello:
     version: str = ""
     # The agent process's own id ("": an agent too old to send one).
     instance_id: str = ""
+    # It takes several stops in one message (its Hello lists the feature).
+    stop_batches: bool = False
 
 
 # (The commands sent to agents live in agent_commands.py.)

@@ -37,23 +37,34 @@ _OUTCOME_FROM_AGENT = {
 MAX_VERSION_LENGTH = 100
 
 
+def _stop_job(command: StopCommand) -> agent_pb2.StopJob:
+    return agent_pb2.StopJob(
+        build_id=command.build_id,
+        job_id=command.job_id,
+        reason=command.reason,
+        grace_period=duration(command.grace_period),
+        deadline=timestamp(command.deadline),
+        skip_cleanup=command.skip_cleanup,
+        cleanup_timeout=duration(command.cleanup_timeout),
+        requested_by=command.requested_by,
+    )
+
+
+def stops_to_agent(commands: list[StopCommand]) -> agent_pb2.ConnectResponse:
+    """One StopJob, or a StopJobs of several (only for an agent that takes them)."""
+    if len(commands) == 1:
+        return agent_pb2.ConnectResponse(stop_job=_stop_job(commands[0]))
+    return agent_pb2.ConnectResponse(
+        stop_jobs=agent_pb2.StopJobs(stops=[_stop_job(c) for c in commands])
+    )
+
+
 def to_agent(
     command: AssignCommand | StopCommand | DrainCommand | ReportsCommittedCommand,
 ) -> agent_pb2.ConnectResponse:
     match command:
         case StopCommand():
-            return agent_pb2.ConnectResponse(
-                stop_job=agent_pb2.StopJob(
-                    build_id=command.build_id,
-                    job_id=command.job_id,
-                    reason=command.reason,
-                    grace_period=duration(command.grace_period),
-                    deadline=timestamp(command.deadline),
-                    skip_cleanup=command.skip_cleanup,
-                    cleanup_timeout=duration(command.cleanup_timeout),
-                    requested_by=command.requested_by,
-                )
-            )
+            return agent_pb2.ConnectResponse(stop_job=_stop_job(command))
         case AssignCommand():
             return agent_pb2.ConnectResponse(
                 assign_job=agent_pb2.AssignJob(
@@ -81,12 +92,16 @@ def to_agent(
             )
 
 
-def welcome(session_id: str, heartbeat_interval: float) -> agent_pb2.ConnectResponse:
+def welcome(
+    session_id: str, heartbeat_interval: float, stop_batches: bool
+) -> agent_pb2.ConnectResponse:
+    """`stop_batches`: the agent's Hello listed the feature; the Welcome lists it back."""
     return agent_pb2.ConnectResponse(
         welcome=agent_pb2.Welcome(
             session_id=session_id,
             heartbeat_interval=duration(heartbeat_interval),
             server_version=version(),
+            features=[agent_pb2.AGENT_FEATURE_STOP_BATCHES] if stop_batches else [],
         )
     )
 
@@ -144,12 +159,23 @@ def hello(message: agent_pb2.Hello) -> AgentHello:
         earlier_reports=tuple(earlier),
         version=message.agent_version[:MAX_VERSION_LENGTH],
         instance_id=message.instance_id[:MAX_VERSION_LENGTH],
+        stop_batches=agent_pb2.AGENT_FEATURE_STOP_BATCHES in message.features,
     )
 
 
-def report(message: agent_pb2.ConnectRequest) -> AgentReport | None:
-    """The report a message carries; None for heartbeats. Hello and Goodbye are
-    handled by the stream itself."""
+def reports(message: agent_pb2.ConnectRequest) -> list[AgentReport]:
+    """The reports a message carries, in order: none for a heartbeat, several for a
+    JobsStopped, else one. Hello and Goodbye are handled by the stream itself."""
+    if message.HasField("jobs_stopped"):
+        stopped = message.jobs_stopped.stopped
+        if not stopped:
+            raise InvalidArgument("jobs_stopped.stopped", "must name at least one job")
+        return [_job_stopped(m, "jobs_stopped.stopped") for m in stopped]
+    one = _report(message)
+    return [] if one is None else [one]
+
+
+def _report(message: agent_pb2.ConnectRequest) -> AgentReport | None:
     kind = message.WhichOneof("event")
     match kind:
         case "job_accepted":
