@@ -11,6 +11,7 @@ import pytest
 from buildcontrol_proto.v1 import agent_pb2, build_control_pb2, build_pb2
 from buildcontrol_server.agents.hub import AgentSession
 from buildcontrol_server.domain.agent_commands import ReportsCommittedCommand, StopCommand
+from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.rpc import agent_service
 from prometheus_client import REGISTRY
 
@@ -149,3 +150,87 @@ async def test_a_mass_cancel_reaches_every_job_once_either_way(
     for stop in stops:
         await wait_status(server, stop.build_id, build_pb2.BUILD_STATUS_CANCELED)
     await agent.leave()
+
+
+async def test_the_welcome_lists_the_feature_back_only_to_an_agent_that_has_it(
+    server: Running,
+) -> None:
+    batching = AgentPeer(server.target, "a1", features=BATCHES)
+    assert list((await batching.connect()).features) == list(BATCHES)
+    base = AgentPeer(server.target, "a2")
+    assert list((await base.connect()).features) == []
+    await batching.leave()
+    await base.leave()
+
+
+def _stopped(stop: agent_pb2.StopJob, report_id: str) -> agent_pb2.JobStopped:
+    return agent_pb2.JobStopped(
+        build_id=stop.build_id,
+        job_id=stop.job_id,
+        outcome=build_pb2.JOB_OUTCOME_GRACEFUL,
+        exit_code=143,
+        report_id=report_id,
+    )
+
+
+async def _stops_of_a_mass_cancel(server: Running, agent: AgentPeer, count: int) -> Any:
+    """CancelBuilds of the `count` running builds; (its stream, their StopJobs)."""
+    stream = server.stub.CancelBuilds(
+        build_control_pb2.CancelBuildsRequest(pipeline="nightly", reason="bad tag"), timeout=WAIT
+    )
+    messages = await _messages(agent, count)
+    stops = [
+        stop
+        for message in messages
+        for stop in (
+            message.stop_jobs.stops if message.HasField("stop_jobs") else [message.stop_job]
+        )
+    ]
+    return stream, stops
+
+
+async def test_one_jobs_stopped_applies_every_result_and_acknowledges_each(
+    server: Running,
+) -> None:
+    count = 3
+    agent = await _running(server, count, BATCHES)
+    stream, stops = await _stops_of_a_mass_cancel(server, agent, count)
+    ids = [f"r{n}" for n in range(count)]
+    agent.send(
+        jobs_stopped=agent_pb2.JobsStopped(
+            stopped=[_stopped(stop, rid) for stop, rid in zip(stops, ids, strict=True)]
+        )
+    )
+    acknowledged: set[str] = set()
+    while acknowledged != set(ids):
+        acknowledged |= set((await agent.next("reports_committed")).reports_committed.report_ids)
+    rest = await rest_of(stream)
+    assert (rest[-1].summary.matched, rest[-1].summary.canceled) == (count, count)
+    for stop in stops:
+        build = await wait_status(server, stop.build_id, build_pb2.BUILD_STATUS_CANCELED)
+        assert build.stages[0].jobs[0].outcome == build_pb2.JOB_OUTCOME_GRACEFUL
+    await agent.leave()
+
+
+@pytest.mark.parametrize("bad", ["empty", "one without a job id"])
+async def test_a_bad_jobs_stopped_is_refused_whole_and_changes_nothing(
+    server: Running, bad: str
+) -> None:
+    count = 2
+    agent = await _running(server, count, BATCHES)
+    stream, stops = await _stops_of_a_mass_cancel(server, agent, count)
+    stopped = [_stopped(stops[0], "r0"), _stopped(stops[1], "r1")]
+    if bad == "empty":
+        stopped = []
+    else:
+        stopped[1].job_id = ""
+    before = [await server.app.store.get_build(stop.build_id) for stop in stops]
+    agent.send(jobs_stopped=agent_pb2.JobsStopped(stopped=stopped))
+    status, details = await agent.ended()
+    assert status.name == "INVALID_ARGUMENT" and "jobs_stopped" in details, details
+    for stop, earlier in zip(stops, before, strict=True):
+        after = await server.app.store.get_build(stop.build_id)
+        assert after is not None and earlier is not None
+        # Neither result applied, the valid one included: both builds still CANCELING.
+        assert (after.status, after.version) == (BuildStatus.CANCELING, earlier.version)
+    stream.cancel()

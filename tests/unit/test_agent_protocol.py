@@ -18,7 +18,9 @@ from typing import Any
 import grpc
 import pytest
 from buildcontrol_client.agent import Agent, AgentOptions
+from buildcontrol_client.agent_stream import AgentStream
 from buildcontrol_client.backoff import BackoffPolicy
+from buildcontrol_client.outbox import Outbox
 from buildcontrol_proto.v1 import agent_pb2, agent_pb2_grpc, build_pb2
 from google.protobuf import duration_pb2
 
@@ -271,6 +273,43 @@ async def test_the_agent_takes_stop_batches_and_stops_every_job_of_one(
         while (message := await session.expect_any()).WhichOneof("event") != "job_finished":
             assert not message.HasField("job_stopped"), message
         assert message.job_finished.job_id == job_ids[2]
+
+
+@pytest.mark.parametrize("server_takes_batches", [True, False], ids=["batches", "base"])
+async def test_results_queued_together_go_as_one_jobs_stopped_if_the_server_takes_them(
+    server: FakeServer, server_takes_batches: bool
+) -> None:
+    outbox = Outbox()
+    results = [
+        agent_pb2.ConnectRequest(
+            job_stopped=agent_pb2.JobStopped(build_id=BUILD_ID, job_id=f"j{n}", report_id=f"r{n}")
+        )
+        for n in range(3)
+    ]
+    for message in results:
+        outbox.put(message)
+    outbox.put(agent_pb2.ConnectRequest(heartbeat=agent_pb2.Heartbeat()))
+    written: list[agent_pb2.ConnectRequest] = []
+    stream = AgentStream(f"127.0.0.1:{server.port}", outbox, lambda _: None, written.append, 60)
+    opening = asyncio.ensure_future(stream.open(lambda: agent_pb2.Hello(agent_id="a1"), 10))
+    session = await server.next_session()
+    await session.expect("hello")
+    features = [agent_pb2.AGENT_FEATURE_STOP_BATCHES] if server_takes_batches else []
+    session.send(welcome=agent_pb2.Welcome(session_id="s1", features=features))
+    await opening
+    stream.start(heartbeat_seconds=60)
+    try:
+        if server_takes_batches:
+            batch = (await session.expect("jobs_stopped")).jobs_stopped
+            assert [s.report_id for s in batch.stopped] == ["r0", "r1", "r2"]
+        else:
+            for n in range(3):
+                assert (await session.expect("job_stopped")).job_stopped.report_id == f"r{n}"
+        await session.expect("heartbeat")  # the message after them, in its place
+        # Each result counts as written on its own (the agent's result log tracks them).
+        assert written[:3] == results
+    finally:
+        await stream.close()
 
 
 async def test_after_the_server_restarts_hello_lists_running_jobs_and_missed_results(
