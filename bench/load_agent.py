@@ -79,12 +79,17 @@ class LoadAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._reconnect: asyncio.Task[None] | None = None
         self._moving = asyncio.Lock()  # one reconnect at a time (a drain's, a move's)
+        # The server's Welcome takes JobsStopped: a batch of stops is confirmed in one.
+        self._batches = False
 
     async def start(self) -> None:
         # After a move the Hello lists the jobs held, as an agent's reconnect does.
         running = [agent_pb2.RunningJob(build_id=b, job_id=j) for j, b in self.jobs.items()]
+        # Pushed stops come in batches as to the reference agent; a polling agent
+        # takes none.
+        features = [agent_pb2.AGENT_FEATURE_STOP_BATCHES] if self.mode == PUSH else []
         hello = agent_pb2.Hello(
-            agent_id=self.agent_id, capacity=self.capacity, running_jobs=running
+            agent_id=self.agent_id, capacity=self.capacity, running_jobs=running, features=features
         )
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(hello=hello))
         call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect(self._requests())
@@ -105,12 +110,13 @@ class LoadAgent:
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         async for message in call:
             kind = message.WhichOneof("event")
-            if kind == "stop_job":
+            if kind in ("stop_job", "stop_jobs"):
                 now = time.monotonic()
+                stops = message.stop_jobs.stops if kind == "stop_jobs" else [message.stop_job]
                 if self.mode == PUSH:
-                    self._stop(message.stop_job.build_id, message.stop_job.job_id, now)
+                    self._stop_all(stops, now)
                 else:
-                    self.pushes_ignored += 1
+                    self.pushes_ignored += len(stops)
             elif kind == "assign_job":
                 job = message.assign_job
                 self.jobs[job.job_id] = job.build_id
@@ -124,6 +130,7 @@ class LoadAgent:
                 )
                 self._on_change()
             elif kind == "welcome":
+                self._batches = agent_pb2.AGENT_FEATURE_STOP_BATCHES in message.welcome.features
                 self.welcomed.set()
             elif kind == "drain":
                 # As the reference agent does: leave and say Hello again (a replica that
@@ -134,21 +141,35 @@ class LoadAgent:
     def _send(self, **event: object) -> None:
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(**event))  # type: ignore[arg-type]
 
+    def _stop_all(self, stops: list[agent_pb2.StopJob], learned_at: float) -> None:
+        """Stop the jobs (the load agent runs no process) and confirm them at once:
+        the stops of one StopJobs in one JobsStopped when the server takes them."""
+        results = [
+            result
+            for stop in stops
+            if (result := self._stopped(stop.build_id, stop.job_id, learned_at)) is not None
+        ]
+        if len(results) > 1 and self._batches:
+            self._send(jobs_stopped=agent_pb2.JobsStopped(stopped=results))
+        else:
+            for result in results:
+                self._send(job_stopped=result)
+        if results:
+            self._on_change()
+
     def _stop(self, build_id: str, job_id: str, learned_at: float) -> None:
-        """Stop the job (the load agent runs no process) and confirm it at once."""
+        self._stop_all([agent_pb2.StopJob(build_id=build_id, job_id=job_id)], learned_at)
+
+    def _stopped(
+        self, build_id: str, job_id: str, learned_at: float
+    ) -> agent_pb2.JobStopped | None:
         if job_id in self.stop_learned:
-            return  # a duplicate stop: a no-op, as the protocol asks
+            return None  # a duplicate stop: a no-op, as the protocol asks
         self.stop_learned[job_id] = learned_at
         self.jobs.pop(job_id, None)
-        self._send(
-            job_stopped=agent_pb2.JobStopped(
-                build_id=build_id,
-                job_id=job_id,
-                outcome=build_pb2.JOB_OUTCOME_GRACEFUL,
-                exit_code=143,
-            )
+        return agent_pb2.JobStopped(
+            build_id=build_id, job_id=job_id, outcome=build_pb2.JOB_OUTCOME_GRACEFUL, exit_code=143
         )
-        self._on_change()
 
     async def _poll(self) -> None:
         stub = build_control_pb2_grpc.BuildControlStub(self._channel)
