@@ -5,7 +5,12 @@ It keeps each result (JobFinished/JobStopped) until the server says it is commit
 as the reference agent does: with a protocol that acknowledges results
 (ReportsCommitted naming the result's report_id) only that acknowledgement tells;
 without one, a Welcome answering a Hello that re-sent the result is what tells. Results
-told so go to `told`, which the invariants check."""
+told so go to `told`, which the invariants check.
+
+An agent made with `batches` lists AGENT_FEATURE_STOP_BATCHES: the server may send it
+StopJobs, each stop of which gets its own roll of the dice, and the results of one
+message's stops go back as one JobsStopped when the server's Welcome listed the
+feature too."""
 
 from __future__ import annotations
 
@@ -65,6 +70,9 @@ class ScriptedAgent:
     told: list[Result] = field(default_factory=list)
     sent_results: list[Result] = field(default_factory=list)
     assigned: set[str] = field(default_factory=set)  # every job id it was ever given
+    batches: bool = False
+    # The last Welcome listed the feature back: results may go as one JobsStopped.
+    server_batches: bool = False
 
     @property
     def connected(self) -> bool:
@@ -87,6 +95,7 @@ class ScriptedAgent:
             running_jobs=running,
             finished_jobs=finished,
             stopped_jobs=stopped,
+            features=[agent_pb2.AGENT_FEATURE_STOP_BATCHES] if self.batches else [],
         )
 
     async def connect(self, how: str) -> str:
@@ -112,6 +121,7 @@ class ScriptedAgent:
         if first.WhichOneof("event") != "welcome":
             await peer.drop()
             return f"first message {first.WhichOneof('event')}"
+        self.server_batches = agent_pb2.AGENT_FEATURE_STOP_BATCHES in first.welcome.features
         self._welcomed(resent)
         if how == "drop-after-welcome":
             await peer.drop()
@@ -168,8 +178,9 @@ class ScriptedAgent:
             )
         )
 
-    def end(self, held: Held, message: agent_pb2.ConnectRequest) -> None:
-        """The job ended on the agent: report it and keep the result until told."""
+    def end(self, held: Held, message: agent_pb2.ConnectRequest, send: bool = True) -> None:
+        """The job ended on the agent: report it (unless `send` is False: the caller
+        sends it in a batch) and keep the result until told."""
         self.held.pop(held.job_id, None)
         if ACKS:
             kind = message.WhichOneof("event") or ""
@@ -177,7 +188,17 @@ class ScriptedAgent:
         result = Result(message)
         self.unconfirmed.append(result)
         self.sent_results.append(result)
-        self.send(message)
+        if send:
+            self.send(message)
+
+    def send_stopped(self, messages: list[agent_pb2.ConnectRequest]) -> None:
+        """Results of stopped jobs: one JobsStopped when the server takes them."""
+        if len(messages) > 1 and self.server_batches:
+            stopped = [message.job_stopped for message in messages]
+            self.send(agent_pb2.ConnectRequest(jobs_stopped=agent_pb2.JobsStopped(stopped=stopped)))
+        else:
+            for message in messages:
+                self.send(message)
 
     def finish(self, held: Held, succeeded: bool) -> None:
         self.end(
@@ -192,19 +213,18 @@ class ScriptedAgent:
             ),
         )
 
-    def stopped(self, held: Held, graceful: bool) -> None:
+    def stopped(self, held: Held, graceful: bool, send: bool = True) -> agent_pb2.ConnectRequest:
         outcome = build_pb2.JOB_OUTCOME_GRACEFUL if graceful else build_pb2.JOB_OUTCOME_KILLED
-        self.end(
-            held,
-            agent_pb2.ConnectRequest(
-                job_stopped=agent_pb2.JobStopped(
-                    build_id=held.build_id,
-                    job_id=held.job_id,
-                    outcome=outcome,
-                    exit_code=143 if graceful else 137,
-                )
-            ),
+        message = agent_pb2.ConnectRequest(
+            job_stopped=agent_pb2.JobStopped(
+                build_id=held.build_id,
+                job_id=held.job_id,
+                outcome=outcome,
+                exit_code=143 if graceful else 137,
+            )
         )
+        self.end(held, message, send)
+        return message
 
     def acknowledged(self, message: agent_pb2.ConnectResponse) -> bool:
         """Take a ReportsCommitted: the results it names are told."""
@@ -228,27 +248,36 @@ class ScriptedAgent:
                 self.accept(held)
                 return f"accepted {job.job_id}"
             return f"holds {job.job_id} unaccepted"
-        if kind == "stop_job":
-            held_or_none = self.held.get(message.stop_job.job_id)
-            if held_or_none is None:
-                return f"stop of unknown {message.stop_job.job_id}"
-            held = held_or_none
-            held.stop_seen = True
-            roll = rng.random()
-            if not held.accepted:
-                # The protocol allows ignoring a stop for a job not started yet.
-                held.stop_ignored = True
-                return f"ignored stop of unstarted {held.job_id}"
-            if roll < 0.6:
-                self.stopped(held, graceful=rng.random() < 0.8)
-                return f"stopped {held.job_id}"
-            if roll < 0.8:
-                held.stop_ignored = True
-                return f"ignored stop of {held.job_id}"
-            return f"will stop {held.job_id} later"
+        if kind in ("stop_job", "stop_jobs"):
+            results: list[agent_pb2.ConnectRequest] = []
+            said = [self._on_stop(stop, rng, results) for stop in _stops(message)]
+            self.send_stopped(results)
+            return "; ".join(said)
         if kind == "drain":
             return "drain"
         return f"got {kind}"
+
+    def _on_stop(
+        self, stop: agent_pb2.StopJob, rng: random.Random, results: list[agent_pb2.ConnectRequest]
+    ) -> str:
+        """One stop, as the dice say; a stopped job's result goes to `results`."""
+        held_or_none = self.held.get(stop.job_id)
+        if held_or_none is None:
+            return f"stop of unknown {stop.job_id}"
+        held = held_or_none
+        held.stop_seen = True
+        roll = rng.random()
+        if not held.accepted:
+            # The protocol allows ignoring a stop for a job not started yet.
+            held.stop_ignored = True
+            return f"ignored stop of unstarted {held.job_id}"
+        if roll < 0.6:
+            results.append(self.stopped(held, graceful=rng.random() < 0.8, send=False))
+            return f"stopped {held.job_id}"
+        if roll < 0.8:
+            held.stop_ignored = True
+            return f"ignored stop of {held.job_id}"
+        return f"will stop {held.job_id} later"
 
     def settle(self, message: agent_pb2.ConnectResponse | None) -> None:
         """A well-behaved agent: take what it is given, answer every stop it has seen."""
@@ -259,13 +288,23 @@ class ScriptedAgent:
             job = message.assign_job
             self.held[job.job_id] = Held(job.build_id, job.job_id)
             self.assigned.add(job.job_id)
-        elif message is not None and kind == "stop_job" and message.stop_job.job_id in self.held:
-            self.held[message.stop_job.job_id].stop_seen = True
+        elif message is not None and kind in ("stop_job", "stop_jobs"):
+            for stop in _stops(message):
+                if stop.job_id in self.held:
+                    self.held[stop.job_id].stop_seen = True
+        results = []
         for held in list(self.held.values()):
             if held.stop_seen:
-                self.stopped(held, graceful=True)
+                results.append(self.stopped(held, graceful=True, send=False))
             elif not held.accepted:
                 self.accept(held)
+        self.send_stopped(results)
+
+
+def _stops(message: agent_pb2.ConnectResponse) -> list[agent_pb2.StopJob]:
+    if message.HasField("stop_jobs"):
+        return list(message.stop_jobs.stops)
+    return [message.stop_job]
 
 
 def _report_id(result: Result) -> str:

@@ -286,9 +286,15 @@ async def run_seed(
         f"seed {seed}: {'process' if as_process else 'in-process'} server,"
         f" {'short' if timers.short else 'long'} timers{', no faults' if calm else ''}"
     )
+    # The second agent of a walk takes stop batches (chosen without the walk's dice,
+    # so a one-agent walk stays what it was).
     walk.agents = [
         ScriptedAgent(
-            f"{seed}-agent-{n}", server.target, capacity=rng.choice((1, 2, 3)), labels=walk.labels
+            f"{seed}-agent-{n}",
+            server.target,
+            capacity=rng.choice((1, 2, 3)),
+            labels=walk.labels,
+            batches=n == 1,
         )
         for n in range(rng.choice((1, 2, 3)))
     ]

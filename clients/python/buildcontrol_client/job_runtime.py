@@ -20,8 +20,8 @@ class JobRuntime:
     records: RunningJobRecords = field(default_factory=lambda: RunningJobRecords(None))
     # Where jobs' logs are uploaded; None keeps them in the work dir only.
     uplink: LogUplink | None = None
-    # The agent's results not yet acknowledged: a stopped job's log tail waits for
-    # its result to be stored (None: it does not wait).
+    # The agent's results not yet acknowledged: a stopped job's log tail waits until
+    # the server stored them (None: it does not wait).
     results: ResultLog | None = None
 
     @classmethod
