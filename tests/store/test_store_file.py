@@ -11,6 +11,7 @@ import pytest
 from buildcontrol_server.domain import cancellation
 from buildcontrol_server.domain.model import ChangeSet
 from buildcontrol_server.store import schema
+from buildcontrol_server.store import sqlite as sqlite_store
 from buildcontrol_server.store.errors import StoreOpenError, StoreWriteError
 from buildcontrol_server.store.factory import build_store
 from buildcontrol_server.store.lock import FileLock
@@ -236,3 +237,29 @@ async def test_a_cancel_commits_in_one_round_trip_to_the_sqlite_thread(tmp_path:
         assert loaded is not None and loaded == build
     finally:
         await store.close()
+
+
+async def test_the_wal_is_cut_back_to_its_limit_when_it_starts_over(db_file: str) -> None:
+    wal = Path(f"{db_file}-wal")
+    async with SqliteStore(db_file) as store:
+        # Grow the WAL past the limit (SQLite's own checkpoint every 1,000 pages resets
+        # its frames, not the file's size).
+        while wal_size(wal) <= 2 * sqlite_store.WAL_SIZE_LIMIT_BYTES:
+            _, changes = submitted()
+            await store.commit(changes)
+        connection = store._write_connection
+        assert connection is not None
+        rows = list(await connection.execute_fetchall("PRAGMA journal_size_limit"))
+        assert rows[0][0] == sqlite_store.WAL_SIZE_LIMIT_BYTES
+        # Every frame copied back (no reader holds one), so the next write starts the
+        # WAL over, and that cuts the file.
+        checkpoint = await connection.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        assert next(iter(checkpoint))[0] == 0  # not busy
+        build, changes = submitted()
+        await store.commit(changes)
+        assert wal_size(wal) <= sqlite_store.WAL_SIZE_LIMIT_BYTES
+        assert await store.get_build(build.build_id) == build
+
+
+def wal_size(wal: Path) -> int:
+    return wal.stat().st_size

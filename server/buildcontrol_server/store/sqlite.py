@@ -53,6 +53,10 @@ from buildcontrol_server.store.writer_lock import WriterLock
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5_000
+# The WAL file is cut back to this size whenever it starts over after a checkpoint.
+# Without it the file keeps its high-water mark for good: under steady load the soak's
+# WAL stayed at 4 MiB (the TRUNCATE checkpoint of compaction waits for a quiet second).
+WAL_SIZE_LIMIT_BYTES = 1024 * 1024
 
 # What a start recovers: the live builds, their jobs and steps. CROSS JOIN keeps the
 # builds the outer loop, walked through their partial index of live builds (a few
@@ -183,6 +187,7 @@ class SqliteStore(CommitsThroughWriter):
                         self.path, f"the file system refused WAL mode (got {mode[0][0]})"
                     )
                 await connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+                await connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         except BaseException:
             await connection.close()
             raise
