@@ -55,10 +55,32 @@ async def _messages(agent: AgentPeer, stops: int) -> list[agent_pb2.ConnectRespo
     messages: list[agent_pb2.ConnectResponse] = []
     while stops > 0:
         message = await agent.next()
-        kind = message.WhichOneof("event")
-        stops -= len(message.stop_jobs.stops) if kind == "stop_jobs" else kind == "stop_job"
+        stops -= len(_stops_in([message]))
         messages.append(message)
     return messages
+
+
+def _stops_in(messages: list[agent_pb2.ConnectResponse]) -> list[agent_pb2.StopJob]:
+    """Every stop the messages carry, in order, whether one StopJob or a StopJobs."""
+    stops: list[agent_pb2.StopJob] = []
+    for message in messages:
+        kind = message.WhichOneof("event")
+        if kind == "stop_jobs":
+            stops += message.stop_jobs.stops
+        elif kind == "stop_job":
+            stops.append(message.stop_job)
+    return stops
+
+
+async def _mass_cancel(
+    server: Running, agent: AgentPeer, count: int
+) -> tuple[Any, list[agent_pb2.ConnectResponse]]:
+    """CancelBuilds of the `count` running builds; its stream, and the server's
+    messages to `agent` up to the last of their stops."""
+    stream = server.stub.CancelBuilds(
+        build_control_pb2.CancelBuildsRequest(pipeline="nightly", reason="bad tag"), timeout=WAIT
+    )
+    return stream, await _messages(agent, count)
 
 
 def _shape(messages: list[agent_pb2.ConnectResponse]) -> list[Any]:
@@ -127,20 +149,11 @@ async def test_a_mass_cancel_reaches_every_job_once_either_way(
 ) -> None:
     count = 12
     agent = await _running(server, count, features)
-    stream = server.stub.CancelBuilds(
-        build_control_pb2.CancelBuildsRequest(pipeline="nightly", reason="bad tag"), timeout=WAIT
-    )
-    messages = await _messages(agent, count)
+    stream, messages = await _mass_cancel(server, agent, count)
     kinds = {message.WhichOneof("event") for message in messages}
     # A batch's commit queues its stops together: they leave as one message.
     assert kinds <= {"stop_jobs", "stop_job"} and ("stop_jobs" in kinds) == bool(features)
-    stops = [
-        stop
-        for message in messages
-        for stop in (
-            message.stop_jobs.stops if message.HasField("stop_jobs") else [message.stop_job]
-        )
-    ]
+    stops = _stops_in(messages)
     assert len({stop.job_id for stop in stops}) == len(stops) == count
     for stop in stops:
         assert stop.reason == "bad tag"
@@ -173,28 +186,13 @@ def _stopped(stop: agent_pb2.StopJob, report_id: str) -> agent_pb2.JobStopped:
     )
 
 
-async def _stops_of_a_mass_cancel(server: Running, agent: AgentPeer, count: int) -> Any:
-    """CancelBuilds of the `count` running builds; (its stream, their StopJobs)."""
-    stream = server.stub.CancelBuilds(
-        build_control_pb2.CancelBuildsRequest(pipeline="nightly", reason="bad tag"), timeout=WAIT
-    )
-    messages = await _messages(agent, count)
-    stops = [
-        stop
-        for message in messages
-        for stop in (
-            message.stop_jobs.stops if message.HasField("stop_jobs") else [message.stop_job]
-        )
-    ]
-    return stream, stops
-
-
 async def test_one_jobs_stopped_applies_every_result_and_acknowledges_each(
     server: Running,
 ) -> None:
     count = 3
     agent = await _running(server, count, BATCHES)
-    stream, stops = await _stops_of_a_mass_cancel(server, agent, count)
+    stream, messages = await _mass_cancel(server, agent, count)
+    stops = _stops_in(messages)
     ids = [f"r{n}" for n in range(count)]
     agent.send(
         jobs_stopped=agent_pb2.JobsStopped(
@@ -218,7 +216,8 @@ async def test_a_bad_jobs_stopped_is_refused_whole_and_changes_nothing(
 ) -> None:
     count = 2
     agent = await _running(server, count, BATCHES)
-    stream, stops = await _stops_of_a_mass_cancel(server, agent, count)
+    stream, messages = await _mass_cancel(server, agent, count)
+    stops = _stops_in(messages)
     stopped = [_stopped(stops[0], "r0"), _stopped(stops[1], "r1")]
     if bad == "empty":
         stopped = []
