@@ -224,17 +224,21 @@ async def cancel_at_once(stub: Stub, stops: list[Stop]) -> None:
         ids=build_control_pb2.BuildIds(build_ids=[stop.build_id for stop in stops]),
         reason="bench",
         grace_period=Duration(seconds=0),
+        batch_builds=True,
     )
     by_build = {stop.build_id: stop for stop in stops}
     sent = time.monotonic()
     for stop in stops:
         stop.sent = sent
     async for message in stub.CancelBuilds(request):
-        if message.WhichOneof("event") == "build":
-            stop = by_build[message.build.build_id]
-            stop.terminal = time.monotonic()
-            stop.status = message.build.status
-            stop.outcome = message.build.jobs[0].outcome if message.build.jobs else 0
+        if message.WhichOneof("event") != "builds":
+            continue
+        arrived = time.monotonic()
+        for build in message.builds.builds:
+            stop = by_build[build.build_id]
+            stop.terminal = arrived
+            stop.status = build.status
+            stop.outcome = build.jobs[0].outcome if build.jobs else 0
 
 
 async def burst_round(

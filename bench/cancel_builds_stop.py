@@ -39,7 +39,9 @@ async def run(server: ServerProcess, builds: int, jobs: int) -> dict[str, Any]:
             held = await running(stub, fleet, builds, PIPELINE, jobs=jobs)
             await quiet(server)
             commits = server.metric(COMMITS)
-            request = build_control_pb2.CancelBuildsRequest(pipeline=PIPELINE, reason="bench")
+            request = build_control_pb2.CancelBuildsRequest(
+                pipeline=PIPELINE, reason="bench", batch_builds=True
+            )
             async with server.profiled("agentstop_bulk"):
                 started = time.monotonic()
                 first = accepted = 0.0
@@ -48,9 +50,12 @@ async def run(server: ServerProcess, builds: int, jobs: int) -> dict[str, Any]:
                     kind = message.WhichOneof("event")
                     if kind == "accepted":
                         accepted = time.monotonic()
-                    elif kind == "build":
+                    elif kind == "builds":
                         first = first or time.monotonic()
-                        canceled += message.build.status == build_pb2.BUILD_STATUS_CANCELED
+                        canceled += sum(
+                            build.status == build_pb2.BUILD_STATUS_CANCELED
+                            for build in message.builds.builds
+                        )
                     elif kind == "summary":
                         break
                 ended = time.monotonic()

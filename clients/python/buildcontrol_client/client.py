@@ -174,7 +174,8 @@ class BuildControlClient(ClientBase):
         try:
             with translated_rpc_errors():
                 async for response in call:
-                    yield response
+                    for one in requests.one_build_each(response):
+                        yield one
         finally:
             call.cancel()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from buildcontrol_proto.v1 import build_control_pb2, housekeeping_pb2
 from google.protobuf import duration_pb2
@@ -59,8 +59,10 @@ def cancel_builds_request(
     chosen = [bool(build_ids), bool(pipeline), bool(concurrency_group)]
     if sum(chosen) != 1:
         raise ValueError("give exactly one of build_ids, pipeline or concurrency_group")
+    # Batched: a mass cancel's thousands of ends arrive in a few messages (the server
+    # spent ~0.15 ms writing each); one_build_each gives callers one per build again.
     request = build_control_pb2.CancelBuildsRequest(
-        reason=reason, force=force, requested_by=requested_by
+        reason=reason, force=force, requested_by=requested_by, batch_builds=True
     )
     if build_ids:
         request.ids.build_ids.extend(build_ids)
@@ -71,6 +73,19 @@ def cancel_builds_request(
     if grace_period_seconds is not None:
         request.grace_period.CopyFrom(seconds_to_duration(grace_period_seconds))
     return request
+
+
+def one_build_each(
+    response: build_control_pb2.CancelBuildsResponse,
+) -> Iterator[build_control_pb2.CancelBuildsResponse]:
+    """A CancelBuilds message as the messages of an unbatched stream: a `builds`
+    message becomes one `build` message per build, in order; others stay as they are
+    (a server older than batch_builds sends `build` messages only)."""
+    if response.WhichOneof("event") != "builds":
+        yield response
+        return
+    for finished in response.builds.builds:
+        yield build_control_pb2.CancelBuildsResponse(build=finished)
 
 
 def seconds_to_duration(seconds: float) -> duration_pb2.Duration:

@@ -159,7 +159,8 @@ class SyncBuildControlClient(ClientBase):
         call = self._stub.CancelBuilds(request, **self._stream)
         try:
             with translated_rpc_errors():
-                yield from call
+                for response in call:
+                    yield from requests.one_build_each(response)
         finally:
             call.cancel()
 

@@ -31,6 +31,7 @@ class BuildTimers:
         self._clock = monotonic
         self._stop_deadlines: dict[str, float] = {}  # job_id → when it is overdue
         self._stop_timer: asyncio.TimerHandle | None = None
+        self._stop_timer_at: float | None = None  # when _stop_timer fires
         # Failed attempts in a row to commit the FORCED write of overdue stops, and
         # the earliest the stop timer may fire again after the last one.
         self._stop_failures = 0
@@ -73,16 +74,28 @@ class BuildTimers:
         return delay
 
     def _arm_stop_timer(self) -> None:
-        if self._stop_timer is not None:
-            self._stop_timer.cancel()
-            self._stop_timer = None
+        at: float | None = None
         if self._stop_deadlines:
             at = min(self._stop_deadlines.values())
             if self._stop_retry_at is not None:
                 at = max(at, self._stop_retry_at)
+        # A build's stops of one turn share a deadline, and most jobs end before
+        # theirs: the timer already armed for that moment stays (a mass cancel armed
+        # and cancelled four timers per build of two jobs).
+        if self._stop_timer is not None and at == self._stop_timer_at:
+            return
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+            self._stop_timer = self._stop_timer_at = None
+        if at is not None:
             self._stop_timer = asyncio.get_running_loop().call_later(
-                max(0.0, at - self._clock()), self._tell, cmd.StopDeadlinePassed()
+                max(0.0, at - self._clock()), self._stop_timer_fired
             )
+            self._stop_timer_at = at
+
+    def _stop_timer_fired(self) -> None:
+        self._stop_timer = self._stop_timer_at = None
+        self._tell(cmd.StopDeadlinePassed())
 
     # ---- one timer per job (job timeout, or cleanup timeout of a cleanup job) ----
 
@@ -147,6 +160,7 @@ class BuildTimers:
         self._stop_deadlines.clear()
         self._job_timers.clear()
         self._stop_timer = self._queue_timer = None
+        self._stop_timer_at = None
 
     def close(self) -> None:
         """The actor is gone: cancel every timer and let go of the actor's `tell`.

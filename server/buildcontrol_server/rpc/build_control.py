@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
 
-from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
 from buildcontrol_server.actors.control import BuildControl
 from buildcontrol_server.domain.errors import FailedPrecondition, InvalidArgument
 from buildcontrol_server.domain.submission import BUILD_ID_PATTERN
@@ -18,6 +17,7 @@ from buildcontrol_server.effects.webhook_admin import WebhookAdmin
 from buildcontrol_server.logs.service import JobLogs
 from buildcontrol_server.rpc import convert, log_upload, submit_reply, webhook_convert
 from buildcontrol_server.rpc.errors import streaming, unary
+from buildcontrol_server.rpc.ready_batches import ready_runs
 from buildcontrol_server.security import caller, fair_limits
 from buildcontrol_server.security.fair_limits import HeldCounts
 
@@ -142,13 +142,13 @@ class BuildControlServicer(build_control_pb2_grpc.BuildControlServicer):
             who.requested_by(request.requested_by),
             who.check_cancel,
         )
-        async for event in events:
-            if isinstance(event, CancelBuildsSummary):
-                yield build_control_pb2.CancelBuildsResponse(summary=convert.summary(event))
-            elif isinstance(event, CancelBuildsAccepted):
-                yield build_control_pb2.CancelBuildsResponse(accepted=convert.accepted(event))
-            else:
-                yield build_control_pb2.CancelBuildsResponse(build=convert.cancel_finished(event))
+        if not request.batch_builds:
+            async for event in events:
+                yield convert.cancel_builds_response(event)
+            return
+        async for run in ready_runs(events, convert.BUILDS_PER_BATCH):
+            for message in convert.cancel_builds_batched(run):
+                yield message
 
     @unary
     async def ListAgents(

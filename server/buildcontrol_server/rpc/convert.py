@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
@@ -10,7 +11,11 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from buildcontrol_server.actors.agent_views import AgentView
-from buildcontrol_server.actors.bulk_cancel import CancelBuildsAccepted, CancelBuildsSummary
+from buildcontrol_server.actors.bulk_cancel import (
+    CancelBuildsAccepted,
+    CancelBuildsEvent,
+    CancelBuildsSummary,
+)
 from buildcontrol_server.actors.selection import BuildSelector
 from buildcontrol_server.domain.errors import InvalidArgument
 from buildcontrol_server.domain.events import (
@@ -197,6 +202,46 @@ def cancel_finished(event: CancelFinishedEvent) -> build_control_pb2.CancelFinis
         cancel=cancel_info(event.cancel),
         jobs=[job_result(j) for j in event.jobs],
     )
+
+
+# A CancelFinishedBatch holds at most so many builds and about so many bytes (a build
+# of many jobs is large; the default receive limit of a gRPC client is 4 MiB).
+BUILDS_PER_BATCH = 1000
+BATCH_BYTES = 1024 * 1024
+
+
+def cancel_builds_response(event: CancelBuildsEvent) -> build_control_pb2.CancelBuildsResponse:
+    if isinstance(event, CancelBuildsSummary):
+        return build_control_pb2.CancelBuildsResponse(summary=summary(event))
+    if isinstance(event, CancelBuildsAccepted):
+        return build_control_pb2.CancelBuildsResponse(accepted=accepted(event))
+    return build_control_pb2.CancelBuildsResponse(build=cancel_finished(event))
+
+
+def cancel_builds_batched(
+    events: list[CancelBuildsEvent],
+) -> Iterator[build_control_pb2.CancelBuildsResponse]:
+    """`events` (in order) as messages of a batch_builds stream: the builds' ends that
+    follow each other as one `builds` message each (BUILDS_PER_BATCH, BATCH_BYTES)."""
+    batch = build_control_pb2.CancelFinishedBatch()
+    size = 0
+    for event in events:
+        if isinstance(event, CancelFinishedEvent):
+            finished = cancel_finished(event)
+            if batch.builds and (
+                len(batch.builds) >= BUILDS_PER_BATCH or size + finished.ByteSize() > BATCH_BYTES
+            ):
+                yield build_control_pb2.CancelBuildsResponse(builds=batch)
+                batch, size = build_control_pb2.CancelFinishedBatch(), 0
+            batch.builds.append(finished)
+            size += finished.ByteSize()
+            continue
+        if batch.builds:
+            yield build_control_pb2.CancelBuildsResponse(builds=batch)
+            batch, size = build_control_pb2.CancelFinishedBatch(), 0
+        yield cancel_builds_response(event)
+    if batch.builds:
+        yield build_control_pb2.CancelBuildsResponse(builds=batch)
 
 
 def selector(request: build_control_pb2.CancelBuildsRequest) -> BuildSelector:
