@@ -54,9 +54,22 @@ def stops_to_agent(commands: list[StopCommand]) -> agent_pb2.ConnectResponse:
     """One StopJob, or a StopJobs of several (only for an agent that takes them)."""
     if len(commands) == 1:
         return agent_pb2.ConnectResponse(stop_job=_stop_job(commands[0]))
-    return agent_pb2.ConnectResponse(
-        stop_jobs=agent_pb2.StopJobs(stops=[_stop_job(c) for c in commands])
-    )
+    message = agent_pb2.ConnectResponse()
+    stops = message.stop_jobs.stops
+    for command in commands:
+        # Filled in place: building each StopJob and its times apart and copying them
+        # in took twice as long (13 µs a stop; 10,000 of them in a mass cancel).
+        stop = stops.add(
+            build_id=command.build_id,
+            job_id=command.job_id,
+            reason=command.reason,
+            skip_cleanup=command.skip_cleanup,
+            requested_by=command.requested_by,
+        )
+        stop.grace_period.FromNanoseconds(int(command.grace_period * 1e9))
+        stop.deadline.FromNanoseconds(int(command.deadline * 1e9))
+        stop.cleanup_timeout.FromNanoseconds(int(command.cleanup_timeout * 1e9))
+    return message
 
 
 def to_agent(

@@ -114,6 +114,14 @@ class GroupCommitWriter:
         if not group:
             return [None] * len(slots)
         self._queue.put_nowait(group)
+        if len(slots) == 1:
+            # One change set (every actor's own commit): its future alone, no gather.
+            # A caller cancelled here cancels the future, as gather would.
+            try:
+                await group[0].future
+            except Exception as error:
+                return [error]
+            return [None]
         # gather: if the caller is cancelled, so are the futures, and the writer then
         # leaves them alone (the writes still happen).
         outcomes = iter(

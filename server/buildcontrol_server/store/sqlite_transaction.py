@@ -8,7 +8,8 @@ CANCELING commit before its StopJob may leave. Here the whole of it is one funct
 run on the connection's own thread: one hop. Only when a compare-and-set misses (or
 SQLite refuses a row) does it roll back to before the statements and leave the
 transaction open, for the writer to replay the change sets one by one, each in its
-own SAVEPOINT, as before.
+own SAVEPOINT, as before. Each statement shape's rows go as a few statements of
+many rows (sqlite_rows.py), not one step per row.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlite3
 import aiosqlite
 
 from buildcontrol_server.store.rows import PreparedWrite
+from buildcontrol_server.store.sqlite_rows import insert_rows, update_rows
 
 
 async def commit_merged(connection: aiosqlite.Connection, write: PreparedWrite) -> tuple[bool, int]:
@@ -59,11 +61,11 @@ def _apply(connection: sqlite3.Connection, write: PreparedWrite) -> int:
     for sql, rows in write.inserts():
         if rows:
             statements += 1
-            connection.executemany(sql, rows)
+            insert_rows(connection, sql, rows)
     for _table, sql, rows in write.updates():
         if rows:
             statements += 1
             # Every row names one primary key, so all matched iff the sum is len.
-            if connection.executemany(sql, rows).rowcount != len(rows):
+            if update_rows(connection, sql, rows) != len(rows):
                 raise _Refused()
     return statements
