@@ -5,12 +5,17 @@ stream, and nothing else about the call changes."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
-from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+import grpc
+import pytest
+from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
+from buildcontrol_server.app import ServerApp
 
 from tests.support.agent_peer import AgentPeer
 from tests.support.build_calls import rest_of, settled, submit
-from tests.support.servers import Running
+from tests.support.pipelines import pipeline
+from tests.support.servers import Running, settings_for
 
 WAIT = 20.0
 
@@ -81,3 +86,36 @@ async def test_batched_and_unbatched_streams_tell_the_same_ends(server: Running)
     assert shape(one) == shape(many)
     assert told["one"][-1].summary == told["many"][-1].summary
     await agent.leave()
+
+
+async def test_a_shutdown_ends_an_open_batched_stream_unavailable(tmp_path: Path) -> None:
+    """The stream's end goes through the read-ahead of its runs: the caller still gets
+    UNAVAILABLE (retry after the restart), and the committed cancel survives it."""
+    app = ServerApp(settings_for(tmp_path / "data"))
+    endpoints = await app.start()
+    target = f"127.0.0.1:{endpoints.grpc_port}"
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = build_control_pb2_grpc.BuildControlStub(channel)
+        agent = AgentPeer(target, "a1")
+        await agent.connect()
+        build = (await stub.SubmitBuild(pipeline(name="held"))).build
+        await agent.take_job()
+        queued = (await stub.SubmitBuild(pipeline(name="held", labels={"os": "none"}))).build
+        # The agent never confirms its stop: the stream stays open into the shutdown.
+        stream = stub.CancelBuilds(_request("held", batched=True), timeout=WAIT)
+        assert (await stream.read()).accepted.committed == 2
+        ended = await stream.read()
+        assert [b.build_id for b in ended.builds.builds] == [queued.build_id]
+        await app.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as cut:
+            await rest_of(stream)
+        assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "resumes after its restart" in (cut.value.details() or "")
+        await agent.leave()
+    restarted = ServerApp(settings_for(tmp_path / "data"))
+    await restarted.start()
+    try:
+        kept = await restarted.store.get_build(build.build_id)
+        assert kept is not None and kept.status.value == "CANCELING"
+    finally:
+        await restarted.stop()

@@ -113,4 +113,4 @@ def test_a_statement_it_was_not_written_for_is_refused() -> None:
         "DELETE FROM items WHERE item_id = ?",
     ):
         with pytest.raises(ValueError):
-            sqlite_rows.update_rows(sqlite3.connect(":memory:"), sql, [("x", "y", 1)])
+            sqlite_rows.update_rows(sqlite3.connect(":memory:"), sql, [("x", "y", 1)] * 2)

@@ -152,12 +152,13 @@ export class BuildControlClient {
     if (chosen.filter(Boolean).length !== 1) {
       throw new TypeError("give exactly one of buildIds, pipeline or concurrencyGroup");
     }
-    const request = { reason, force, requested_by: requestedBy };
+    // batch_builds: a mass cancel's ends come in a few messages; given back one each.
+    const request = { reason, force, requested_by: requestedBy, batch_builds: true };
     if (buildIds?.length) request.ids = { build_ids: buildIds };
     else if (pipeline) request.pipeline = pipeline;
     else request.concurrency_group = concurrencyGroup;
     if (graceSeconds !== undefined) request.grace_period = duration(graceSeconds);
-    return this._stream("CancelBuilds", request);
+    return oneBuildEach(this._stream("CancelBuilds", request));
   }
 
   _unary(method, request) {
@@ -181,6 +182,20 @@ export class BuildControlClient {
     } finally {
       call.cancel(); // a no-op once the stream ended; stops it when the caller left early
     }
+  }
+}
+
+/**
+ * CancelBuilds messages as an unbatched stream has them: a `builds` message becomes one
+ * `build` message per build, in order (an older server sends `build` messages only).
+ */
+async function* oneBuildEach(messages) {
+  for await (const message of messages) {
+    if (message.event !== "builds") {
+      yield message;
+      continue;
+    }
+    for (const build of message.builds.builds) yield { event: "build", build };
   }
 }
 

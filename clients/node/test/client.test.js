@@ -123,6 +123,27 @@ describe("BuildControlClient against a live server", () => {
     assert.equal(finished.jobs[0].outcome, "JOB_OUTCOME_NEVER_STARTED");
   });
 
+  test("cancelBuilds gives one build message per build, then the summary", async () => {
+    const pipeline = `node-bulk-${process.pid}`;
+    const ids = [];
+    for (let n = 0; n < 3; n += 1) {
+      const request = oneJob("true", pipeline);
+      request.stages[0].jobs[0].labels = { nobody: "has-this" }; // stays queued
+      ids.push((await client.submit(request)).build_id);
+    }
+
+    const events = [];
+    for await (const event of client.cancelBuilds({ pipeline, reason: "bulk" })) events.push(event);
+
+    assert.deepEqual(
+      events.map((event) => event.event),
+      ["accepted", "build", "build", "build", "summary"],
+    );
+    assert.deepEqual(events.slice(1, 4).map((event) => event.build.build_id), ids);
+    assert.ok(events.slice(1, 4).every((event) => event.build.status === "BUILD_STATUS_CANCELED"));
+    assert.equal(events[4].summary.canceled, 3);
+  });
+
   test("an unknown build is a typed NotFound error with the gRPC status", async () => {
     await assert.rejects(client.get(NO_SUCH_BUILD), (error) => {
       assert.ok(error instanceof NotFound);

@@ -36,6 +36,9 @@ _PLACED = re.compile(r"(\w+) = \?")
 
 def insert_rows(connection: sqlite3.Connection, sql: str, rows: Sequence[Row]) -> None:
     """Run the one-row INSERT `sql` for every row, in order."""
+    if len(rows) == 1:
+        connection.execute(sql, rows[0])  # a lone cancel's: the statement as written
+        return
     width = len(rows[0])
     for part in _parts(rows, width):
         connection.execute(_inserts(sql, len(part)), [value for row in part for value in row])
@@ -44,7 +47,7 @@ def insert_rows(connection: sqlite3.Connection, sql: str, rows: Sequence[Row]) -
 def update_rows(connection: sqlite3.Connection, sql: str, rows: Sequence[Row]) -> int:
     """Run the compare-and-set UPDATE `sql` (`SET col = ?, … WHERE key = ? AND …
     AND version = ?`) for every row, in order; the number of rows it changed."""
-    if not _UPDATE_FROM:
+    if len(rows) == 1 or not _UPDATE_FROM:
         return connection.executemany(sql, rows).rowcount
     keys = _key_slice(sql)
     changed = 0
