@@ -15,9 +15,14 @@ from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc
 from buildcontrol_server.app import ServerApp
 from buildcontrol_server.security.errors import SecuritySetupError
 from buildcontrol_server.security.job_tokens import KEY_FILE_NAME, JobTokens
-from buildcontrol_server.security.principals import JobScope
+from buildcontrol_server.security.principals import JobScope, Principal, Role
 from buildcontrol_server.security.settings import SecuritySettings
-from buildcontrol_server.security.tokens import ADMIN_TOKEN_FILE
+from buildcontrol_server.security.tokens import (
+    ADMIN_TOKEN_FILE,
+    TokenEntry,
+    new_token,
+    token_hash,
+)
 
 from tests.support.agent_peer import bearer
 from tests.support.servers import settings_for
@@ -164,3 +169,26 @@ async def test_a_key_file_of_an_earlier_version_becomes_the_databases_key(
             await other.stop()
     finally:
         await upgraded.stop()
+
+
+async def test_a_token_made_a_moment_ago_is_accepted_after_another_reload_took_it(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The interleaving that refused such a token: the call's lookup misses, a NOTIFY's
+    reload then takes the change, and the call's own re-read finds nothing new. The
+    call must still decide again (and accept it)."""
+    app = server_on(tmp_path / "data", postgres_url)
+    await app.start()
+    try:
+        registry = app.security.tokens
+        assert registry is not None
+        token = new_token()
+        digest = token_hash(token)
+        assert registry.principal_of(digest) is None  # the call's lookup: unknown
+        late = TokenEntry(Principal("late", Role.VIEWER), digest)
+        await registry.source.change(lambda entries, _: [*entries, late])
+        await registry.poll()  # another reload (the NOTIFY's) takes the change first
+        assert registry.principal_of(digest) is not None
+        assert await registry.changed_since()  # so the call decides again
+    finally:
+        await app.stop()

@@ -37,12 +37,17 @@ def _counted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return delays
 
 
+def _timers(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], _Told, BuildTimers]:
+    """(timers armed from now on, what the timers tell, the timers) on the loop's clock."""
+    armed = _counted(monkeypatch)
+    told = _Told()
+    return armed, told, BuildTimers(told, asyncio.get_running_loop().time)
+
+
 async def test_stops_of_one_turn_share_one_timer_told_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    armed = _counted(monkeypatch)
-    told = _Told()
-    timers = BuildTimers(told, asyncio.get_running_loop().time)
+    armed, told, timers = _timers(monkeypatch)
     timers.stop_deadline("j1", 0.01)
     timers.stop_deadline("j2", 0.01)  # a little later: the earliest stays j1's
     assert len(armed) == 1
@@ -57,9 +62,7 @@ async def test_stops_of_one_turn_share_one_timer_told_once(
 async def test_the_timer_moves_only_when_the_earliest_deadline_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    armed = _counted(monkeypatch)
-    told = _Told()
-    timers = BuildTimers(told, asyncio.get_running_loop().time)
+    armed, told, timers = _timers(monkeypatch)
     timers.stop_deadline("late", 60)
     timers.stop_deadline("later", 120)  # not the earliest: the armed timer stays
     assert len(armed) == 1

@@ -40,7 +40,7 @@ class TokenRegistry:
         self.on_change: Callable[[], object] | None = None
         # poll_now(): the poll that starts after the current one, shared by every
         # caller that arrives before it starts; and the one-at-a-time slot.
-        self._next_poll: asyncio.Future[bool] | None = None
+        self._next_poll: asyncio.Future[None] | None = None
         self._poll_slot = asyncio.Lock()
 
     async def load(self) -> None:
@@ -71,28 +71,30 @@ class TokenRegistry:
         self.refresh()
 
     async def changed_since(self) -> bool:
-        """For an unknown token: did the tokens change since they were read? On a
+        """For an unknown token: may the tokens have changed since they were read? On a
         source that cannot be looked at per call (the database) a token made a moment
         ago on another host must not wait for the next poll: re-read now (shared with
-        other unknown tokens: one query at a time). The file: no (its stat is done)."""
+        other unknown tokens: one query at a time), and True: decide again. Not "True
+        if this poll changed them": a NOTIFY's reload may take the change between the
+        caller's lookup and this poll, which then finds nothing new (a token created
+        a moment ago was refused that way). The file: no (its stat is done)."""
         if self.source.sees_changes_per_call:
             return False
-        return await self.poll_now()
+        await self.poll_now()
+        return True
 
-    async def poll_now(self) -> bool:
+    async def poll_now(self) -> None:
         """A poll that starts after this call (so it sees every change committed
-        before it), shared with the callers that come while it waits; True if the
-        tokens changed. At most one runs and one waits, however many ask."""
+        before it), shared with the callers that come while it waits. At most one
+        runs and one waits, however many ask."""
         if self._next_poll is None:
             self._next_poll = asyncio.ensure_future(self._run_next_poll())
-        return await asyncio.shield(self._next_poll)
+        await asyncio.shield(self._next_poll)
 
-    async def _run_next_poll(self) -> bool:
+    async def _run_next_poll(self) -> None:
         async with self._poll_slot:
             self._next_poll = None  # who comes now needs a poll that starts later
-            before = self._entries
             await self.poll()
-            return self._entries is not before
 
     def principal_of(self, digest: str) -> Principal | None:
         """The principal whose token hashes to `digest` now, or None (revoked)."""
