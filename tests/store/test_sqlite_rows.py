@@ -88,17 +88,17 @@ def test_a_key_of_several_columns_is_one_key(connection: sqlite3.Connection) -> 
     connection.executemany(
         "INSERT INTO steps VALUES (?, ?, 'PENDING', NULL, 1)", [("j", 0), ("j", 1)]
     )
-    rows = [("RUNNING", None, 2, "j", 0, 1), ("RUNNING", None, 2, "j", 1, 1)]
+    rows: list[tuple[Any, ...]] = [("RUNNING", None, 2, "j", 0, 1), ("RUNNING", None, 2, "j", 1, 1)]
     rows.append(("SUCCEEDED", 0, 3, "j", 0, 2))
     assert sqlite_rows.update_rows(connection, UPDATE_STEP, rows) == 3
     states = connection.execute("SELECT step_index, status, version FROM steps").fetchall()
     assert sorted(states) == [(0, "SUCCEEDED", 3), (1, "RUNNING", 2)]
 
 
-def test_more_rows_than_one_statement_takes(
-    connection: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sqlite_rows, "_MAX_VARIABLES", 10)  # 3 rows of 3, 2 of 4
+def test_more_rows_than_one_statement_takes(connection: sqlite3.Connection) -> None:
+    # A SQLite built with a low limit: 10 placeholders, 3 rows of 2 values a statement
+    # (the INSERT's third column is a constant), 2 rows of 4 for the UPDATE.
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 10)
     sqlite_rows.insert_rows(connection, INSERT_ITEM, [(f"i{n}", "NEW") for n in range(11)])
     assert len(_items(connection)) == 11
     rows = [("DONE", 2, f"i{n}", 1) for n in range(11)]

@@ -27,9 +27,10 @@ Row = Sequence[Any]
 
 # UPDATE … FROM came with SQLite 3.33; before it, rows go one by one as before.
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
-# Below SQLITE_MAX_VARIABLE_NUMBER (32,766 since 3.32; 999 before): a statement of
-# more placeholders is refused.
-_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+# At most this many placeholders per statement, and at most the connection's own
+# limit (SQLITE_MAX_VARIABLE_NUMBER: 32,766 since 3.32, 999 before, lower if SQLite
+# was built so): a statement of more is refused.
+_MAX_VARIABLES = 32766
 _UPDATE = re.compile(r"UPDATE (\w+) SET (.+) WHERE (.+)", re.DOTALL)
 _PLACED = re.compile(r"(\w+) = \?")
 
@@ -40,7 +41,7 @@ def insert_rows(connection: sqlite3.Connection, sql: str, rows: Sequence[Row]) -
         connection.execute(sql, rows[0])  # a lone cancel's: the statement as written
         return
     width = len(rows[0])
-    for part in _parts(rows, width):
+    for part in _parts(connection, rows, width):
         connection.execute(_inserts(sql, len(part)), [value for row in part for value in row])
 
 
@@ -52,15 +53,16 @@ def update_rows(connection: sqlite3.Connection, sql: str, rows: Sequence[Row]) -
     keys = _key_slice(sql)
     changed = 0
     for round_rows in _rounds(rows, keys):
-        for part in _parts(round_rows, len(round_rows[0])):
+        for part in _parts(connection, round_rows, len(round_rows[0])):
             statement = _updates(sql, len(part))
             cursor = connection.execute(statement, [value for row in part for value in row])
             changed += cursor.rowcount
     return changed
 
 
-def _parts(rows: Sequence[Row], width: int) -> list[Sequence[Row]]:
-    per_statement = max(1, _MAX_VARIABLES // width)
+def _parts(connection: sqlite3.Connection, rows: Sequence[Row], width: int) -> list[Sequence[Row]]:
+    limit = min(_MAX_VARIABLES, connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    per_statement = max(1, limit // width)
     return [rows[start : start + per_statement] for start in range(0, len(rows), per_statement)]
 
 
