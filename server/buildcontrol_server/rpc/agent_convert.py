@@ -23,7 +23,7 @@ from buildcontrol_server.domain.events import (
     StepStartedReport,
 )
 from buildcontrol_server.domain.states import JobOutcome
-from buildcontrol_server.rpc.convert import duration, timestamp
+from buildcontrol_server.rpc.convert import duration
 from buildcontrol_server.version import version
 
 # Longest report_id an agent may give a result (the reference agent's are ~40).
@@ -38,16 +38,22 @@ MAX_VERSION_LENGTH = 100
 
 
 def _stop_job(command: StopCommand) -> agent_pb2.StopJob:
-    return agent_pb2.StopJob(
-        build_id=command.build_id,
-        job_id=command.job_id,
-        reason=command.reason,
-        grace_period=duration(command.grace_period),
-        deadline=timestamp(command.deadline),
-        skip_cleanup=command.skip_cleanup,
-        cleanup_timeout=duration(command.cleanup_timeout),
-        requested_by=command.requested_by,
-    )
+    return _filled(agent_pb2.StopJob(), command)
+
+
+def _filled(stop: agent_pb2.StopJob, command: StopCommand) -> agent_pb2.StopJob:
+    """`stop` with `command`'s fields, set in place: a StopJobs batch fills its own
+    entries, since building each StopJob apart and copying it in took twice as long
+    (13 µs a stop; 10,000 of them in a mass cancel)."""
+    stop.build_id = command.build_id
+    stop.job_id = command.job_id
+    stop.reason = command.reason
+    stop.grace_period.FromNanoseconds(int(command.grace_period * 1e9))
+    stop.deadline.FromNanoseconds(int(command.deadline * 1e9))
+    stop.skip_cleanup = command.skip_cleanup
+    stop.cleanup_timeout.FromNanoseconds(int(command.cleanup_timeout * 1e9))
+    stop.requested_by = command.requested_by
+    return stop
 
 
 def stops_to_agent(commands: list[StopCommand]) -> agent_pb2.ConnectResponse:
@@ -57,18 +63,7 @@ def stops_to_agent(commands: list[StopCommand]) -> agent_pb2.ConnectResponse:
     message = agent_pb2.ConnectResponse()
     stops = message.stop_jobs.stops
     for command in commands:
-        # Filled in place: building each StopJob and its times apart and copying them
-        # in took twice as long (13 µs a stop; 10,000 of them in a mass cancel).
-        stop = stops.add(
-            build_id=command.build_id,
-            job_id=command.job_id,
-            reason=command.reason,
-            skip_cleanup=command.skip_cleanup,
-            requested_by=command.requested_by,
-        )
-        stop.grace_period.FromNanoseconds(int(command.grace_period * 1e9))
-        stop.deadline.FromNanoseconds(int(command.deadline * 1e9))
-        stop.cleanup_timeout.FromNanoseconds(int(command.cleanup_timeout * 1e9))
+        _filled(stops.add(), command)
     return message
 
 

@@ -228,13 +228,14 @@ def cancel_builds_batched(
     for event in events:
         if isinstance(event, CancelFinishedEvent):
             finished = cancel_finished(event)
+            bytes_ = finished.ByteSize()
             if batch.builds and (
-                len(batch.builds) >= BUILDS_PER_BATCH or size + finished.ByteSize() > BATCH_BYTES
+                len(batch.builds) >= BUILDS_PER_BATCH or size + bytes_ > BATCH_BYTES
             ):
                 yield build_control_pb2.CancelBuildsResponse(builds=batch)
                 batch, size = build_control_pb2.CancelFinishedBatch(), 0
             batch.builds.append(finished)
-            size += finished.ByteSize()
+            size += bytes_
             continue
         if batch.builds:
             yield build_control_pb2.CancelBuildsResponse(builds=batch)
