@@ -392,3 +392,40 @@ async def test_two_moves_of_one_build_in_one_batch_commit_together_in_order(
     # Merged as they are (PostgreSQL: one UPDATE per move, in order), not replayed.
     assert store.stats.isolated_batches == before_isolated
     assert await store.get_build(build.build_id) == build
+
+
+async def test_a_build_read_beside_its_commits_is_always_one_committed_state(
+    store: BuildStore,
+) -> None:
+    """Each read is the build as one commit left it, never the build row of one commit
+    with the jobs or steps of another (a cancel changes all three in one commit)."""
+    build, changes = submitted(wide_spec(4, 2))
+    await store.commit(changes)
+    committed = [copy.deepcopy(build)]
+    writes = [lambda: start_first_job(build, now=T0 + 1 + n) for n in range(3)]
+    writes.append(lambda: cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 5).changes)
+    for job in build.stages[0].jobs[:3]:
+        writes.append(
+            lambda job_id=job.job_id: lifecycle.job_stopped(
+                build, job_id, "agent-1", JobOutcome.KILLED, -15, T0 + 6
+            ).changes
+        )
+    reads: list[object] = []
+    writing = asyncio.Event()
+
+    async def read_until_written() -> None:
+        while not writing.is_set():
+            reads.append(await store.get_build(build.build_id))
+
+    readers = [asyncio.create_task(read_until_written()) for _ in range(3)]
+    for write in writes:
+        await store.commit(write())
+        committed.append(copy.deepcopy(build))
+        await asyncio.sleep(0)  # let the readers start reads that straddle the next commit
+    writing.set()
+    await asyncio.gather(*readers)
+
+    assert build.status is BuildStatus.CANCELED
+    assert reads, "no read ran beside the commits"
+    torn = [read for read in reads if read not in committed]
+    assert not torn, f"{len(torn)} of {len(reads)} reads mixed rows of different commits"

@@ -4,7 +4,8 @@ holding the agent's stream, goes to the owner's build inbox (durable).
 A result (JobFinished, JobStopped) is left there with the job's stops in the agent
 outbox confirmed in the same transaction, its slot here freed (a job claimed for this
 agent, claims.py), and only then is it acknowledged to the agent, which would
-otherwise send it again at its next Hello. A progress report (JobAccepted,
+otherwise send it again at its next Hello. A result for a build already over (re-sent
+after a reconnect) goes the same way: the owner drops its row. A progress report (JobAccepted,
 StepStarted, StepFinished) of a job assigned across replicas is left there as it
 comes: the owner's actor applies them in the order they were written."""
 
@@ -38,7 +39,6 @@ class ReplicaReportIntake(ReportIntake):
         super().__init__(store, registry, hub)
         self._owned_here = registry.owns
         self._inbox = inbox
-        self._builds = store
         self._agents = hub
 
     async def settle_not_live(self, session: AgentSession, report: AgentReport) -> None:
@@ -52,11 +52,9 @@ class ReplicaReportIntake(ReportIntake):
             except Exception as error:  # the job's result settles what it said
                 log.warning("report on job %s not left for its owner: %s", report.job_id, error)
             return
-        build = await self._builds.get_build(report.build_id)
-        if build is None or build.terminal:
-            self._agents.release(session.agent_id, report.job_id)
-            await super().settle_not_live(session, report)
-            return
+        # Left for the owner without reading the build first (a read per result on the
+        # cross paths): the owner's drain deletes the row of a build already over or
+        # gone (inbox.py), which is what the agent is told here too.
         await self._inbox.forward_result(session.agent_id, report)
         self._agents.release(session.agent_id, report.job_id)
         if report_id_of(report):

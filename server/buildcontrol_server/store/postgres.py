@@ -9,7 +9,8 @@ contract as the SQLite store (store/base.py, one test suite for both):
 - the schema is migrated at open (postgres_schema.py) and a newer one is refused;
 - one server per database: a session advisory lock (postgres_connections.py);
 - reads run in a REPEATABLE READ read-only transaction, so a build, its jobs and its
-  steps come from one commit (as SQLite's read transaction under WAL).
+  steps come from one commit (as SQLite's read transaction under WAL); a single
+  build's read is one statement, which reads one snapshot by itself.
 
 Durability is PostgreSQL's: with the default `synchronous_commit = on`, a commit that
 returned survives a crash of the database server and of its host.
@@ -167,13 +168,12 @@ class PostgresStore(CommitsThroughWriter):
     # ---- reads --------------------------------------------------------------------
 
     async def get_build(self, build_id: str) -> Build | None:
-        async with self._snapshot() as connection:
-            build_rows = await connection.fetch(sql.SELECT_BUILD, build_id)
-            if not build_rows:
-                return None
-            job_rows = await connection.fetch(sql.SELECT_JOBS_OF_BUILD, build_id)
-            step_rows = await _steps_of(connection, job_rows)
-        [build] = rows.assemble(build_rows, job_rows, step_rows)
+        async with self._pooled() as connection:
+            found = await connection.fetchrow(sql.SELECT_WHOLE_BUILD, build_id)
+        if found is None:
+            return None
+        *build_row, job_rows, step_rows = found
+        [build] = rows.assemble([build_row], job_rows, step_rows)
         return build
 
     async def list_builds(
