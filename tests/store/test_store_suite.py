@@ -402,7 +402,7 @@ async def test_a_build_read_beside_its_commits_is_always_one_committed_state(
     build, changes = submitted(wide_spec(4, 2))
     await store.commit(changes)
     committed = [copy.deepcopy(build)]
-    writes = [lambda: start_first_job(build, now=T0 + 1 + n) for n in range(3)]
+    writes = [lambda n=n: start_first_job(build, now=T0 + 1 + n) for n in range(3)]
     writes.append(lambda: cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 5).changes)
     for job in build.stages[0].jobs[:3]:
         writes.append(
