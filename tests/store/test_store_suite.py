@@ -406,9 +406,11 @@ async def test_a_build_read_beside_its_commits_is_always_one_committed_state(
     writes.append(lambda: cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 5).changes)
     for job in build.stages[0].jobs[:3]:
         writes.append(
-            lambda job_id=job.job_id: lifecycle.job_stopped(
-                build, job_id, "agent-1", JobOutcome.KILLED, -15, T0 + 6
-            ).changes
+            lambda job_id=job.job_id: (
+                lifecycle.job_stopped(
+                    build, job_id, "agent-1", JobOutcome.KILLED, -15, T0 + 6
+                ).changes
+            )
         )
     reads: list[object] = []
     writing = asyncio.Event()
