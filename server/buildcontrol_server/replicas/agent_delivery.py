@@ -4,20 +4,21 @@ results they answer.
 - `agent_sessions` says which replica holds each agent's stream: every replica
   writes its own connected agents there every second (and forgets those gone).
 - The owner of a build hands a StopJob for an agent it does not hold to
-  `ReplicaAgentLink.stop`: the stop becomes an `agent_outbox` row and a NOTIFY on
-  the agents channel (payload: the agent id), in one transaction.
-- The replica holding the agent's stream sends each row's stop once per stream (on
-  the NOTIFY, reading only the rows of the agents it names, and every second as the
-  safety net, which reads every held agent's; a stream that reconnects gets the rows
-  again). A row is deleted when the agent confirms: its JobStopped or JobFinished
-  for that job, which the holder forwards to the owner's build inbox (inbox.py) in
-  the same transaction, before it acknowledges the result to the agent. A row whose
-  job ended by any other way goes at the holder's next read: the result came to the
-  owner directly (the agent's stream moved to the owner after the row was written),
-  or it was forwarded before the row was written (a stop re-sent by an actor
-  restarted from the store), or the job ended FORCED or LOST. None of those needs
-  the row: an agent still running such a job is stopped by its next Hello's
-  reconciliation, as on one server.
+  `ReplicaAgentLink.stop`: the stop becomes an `agent_outbox` row and a NOTIFY, in
+  one statement. A stop's NOTIFY (on the stops channel) carries the row (id, agent,
+  body), so the holder sends it at once without reading it back; an assignment's
+  (on the agents channel) names only the agent, and the holder reads its rows.
+- The replica holding the agent's stream sends each row once per stream (from the
+  NOTIFY, and every second as the safety net, which reads every held agent's rows;
+  a stream that reconnects gets the rows again). A row is deleted when the agent
+  confirms: its JobStopped or JobFinished for that job, which the holder forwards
+  to the owner's build inbox (inbox.py) in the same transaction, before it
+  acknowledges the result to the agent. A row whose job ended by any other way goes
+  at the holder's next read: the result came to the owner directly (the agent's
+  stream moved to the owner after the row was written), or it was forwarded before
+  the row was written (a stop re-sent by an actor restarted from the store), or the
+  job ended FORCED or LOST. None of those needs the row: an agent still running
+  such a job is stopped by its next Hello's reconciliation, as on one server.
 - The owner still arms the stop's deadline: an agent that never answers ends FORCED.
 - An AssignJob (a job another replica claimed for one of its agents, offers.py) goes
   the same way (kind 'assign'): the holder counts the job against the agent's slots
@@ -46,7 +47,7 @@ from buildcontrol_server.agents.hub import AgentHub
 from buildcontrol_server.domain.agent_commands import AssignCommand, AssignedStep, StopCommand
 from buildcontrol_server.domain.states import TERMINAL_JOB
 from buildcontrol_server.effects.backoff import capped_exponential
-from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL
+from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL, STOPS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.rounds import Rounds
 from buildcontrol_server.store.postgres_connections import PostgresConnections
@@ -66,6 +67,14 @@ WRITE = (
 )
 # The row and its NOTIFY ($6, $7) in one statement in autocommit: one round trip.
 WRITE_NOTIFIED = f"WITH w AS ({WRITE}) SELECT pg_notify($6, $7)"
+# A stop's NOTIFY carries the row itself (its id, agent and body: a few hundred bytes,
+# far under NOTIFY's 8,000), so the holder sends it without reading the row back.
+WRITE_STOP_CARRIED = (
+    f"WITH w AS ({WRITE} RETURNING id) SELECT pg_notify($6,"
+    " json_build_object('agent_id', $1::text, 'id', w.id, 'body', $4::text)::text) FROM w"
+)
+# A replica of a version before it (it listens on AGENTS_CHANNEL only) sends such a
+# stop at its next safety-net read, within a second: only during a rolling upgrade.
 # A StopJob row is sent only while its job has not ended ($2: the terminal statuses),
 # an AssignJob row only while its job is ASSIGNED to the row's agent; the others go.
 READ = (
@@ -154,12 +163,16 @@ class AgentDelivery:
         the job's timeout. A row of a job that ended meanwhile is deleted unsent at
         the holder's next read (READ's `wanted`)."""
         for attempt in itertools.count(1):
+            if kind == STOP_KIND:
+                statement, notify = WRITE_STOP_CARRIED, [STOPS_CHANNEL]
+            else:
+                statement, notify = WRITE_NOTIFIED, [AGENTS_CHANNEL, agent_id]
             try:
                 async with self._connections.acquire() as connection:
                     await connection.execute(
-                        WRITE_NOTIFIED,
+                        statement,
                         *(agent_id, command.build_id, command.job_id, body, kind),
-                        *(AGENTS_CHANNEL, agent_id),
+                        *notify,
                     )
                 break
             except Exception as error:
@@ -183,6 +196,19 @@ class AgentDelivery:
         else:
             self._named.add(agent_id)
         self._drains.wake()
+
+    def carried(self, payload: str) -> None:
+        """The stop row a NOTIFY carried, sent once per stream as if read from the
+        table, if its agent is held here. Its job was STOPPING when the row was
+        written; if it ended since, the agent ignores a stop of a job it does not run
+        (as when the job ends right after a read)."""
+        row = json.loads(payload)
+        session = self._hub.session(str(row["agent_id"]))
+        row_id = int(row["id"])
+        if session is None or session.closed or self._sent.get(row_id) == session.session_id:
+            return
+        session.send(stop_of(str(row["body"])))
+        self._sent[row_id] = session.session_id
 
     async def _send_waiting(self) -> None:
         """Send the rows waiting for the agents held here: those NOTIFYs named (only

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 # Commands for a build of another replica: the payload is the build's shard.
 INBOX_CHANNEL = "buildcontrol_inbox"
-# Stops for an agent held by another replica (agent_delivery.py): the agent's id.
+# Rows for an agent held by another replica (agent_delivery.py): the agent's id.
 AGENTS_CHANNEL = "buildcontrol_agents"
+# A stop's row itself, for the replica holding its agent (agent_delivery.py): JSON.
+STOPS_CHANNEL = "buildcontrol_agent_stops"
 # Jobs offered to the agents of every replica (offers.py): no payload.
 OFFERS_CHANNEL = "buildcontrol_offers"
 SAFETY_NET = 1.0
@@ -41,6 +43,8 @@ class ChangeFeed:
         self._inbox_listeners: list[Callable[[set[int] | None], None]] = []
         # Told the agent whose outbox has something (None: look at every agent).
         self._agent_listeners: list[Callable[[str | None], None]] = []
+        # Told each stop row a NOTIFY carried (its payload).
+        self._stop_listeners: list[Callable[[str], None]] = []
         # Told that jobs were offered (True), or that it is the safety net's turn (False).
         self._offer_listeners: list[Callable[[bool], None]] = []
         self._task: asyncio.Task[None] | None = None
@@ -51,6 +55,9 @@ class ChangeFeed:
 
     def on_agent_outbox(self, listener: Callable[[str | None], None]) -> None:
         self._agent_listeners.append(listener)
+
+    def on_stop_row(self, listener: Callable[[str], None]) -> None:
+        self._stop_listeners.append(listener)
 
     def on_offers(self, listener: Callable[[bool], None]) -> None:
         self._offer_listeners.append(listener)
@@ -106,6 +113,7 @@ class ChangeFeed:
         await connection.add_listener(CHANGES_CHANNEL, self._changes)
         await connection.add_listener(INBOX_CHANNEL, self._inbox)
         await connection.add_listener(AGENTS_CHANNEL, self._agents)
+        await connection.add_listener(STOPS_CHANNEL, self._stops)
         await connection.add_listener(OFFERS_CHANNEL, self._offers)
         self.connected.set()
         while not closed.is_set():
@@ -132,6 +140,10 @@ class ChangeFeed:
     def _agents(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         for listener in self._agent_listeners:
             listener(payload or None)
+
+    def _stops(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        for listener in self._stop_listeners:
+            listener(payload)
 
     def _changes(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         if not payload:

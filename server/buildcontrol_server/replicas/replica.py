@@ -57,6 +57,7 @@ class Replica:
         # Stops for agents held by other replicas go through the agent outbox.
         self.delivery = AgentDelivery(connections, hub, leases)
         self.feed.on_agent_outbox(self.delivery.woken)
+        self.feed.on_stop_row(self.delivery.carried)
         # An agent that left this replica is lost only if no other one holds it; one
         # held elsewhere and given a job here is looked at the same way.
         self.away = AwayAgents(connections, hub, leases, registry.agent_event)

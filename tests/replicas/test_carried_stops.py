@@ -1,0 +1,93 @@
+"""A stop for an agent another replica holds rides in its NOTIFY: the holder sends it
+from the notification, without reading the agent outbox back (one read less per
+cross-replica stop), once per stream even when its safety net reads the row later.
+In process, on a real PostgreSQL, two replicas' stores and leases."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from buildcontrol_server.agents.hub import AgentHub, AgentSession
+from buildcontrol_server.domain import cancellation
+from buildcontrol_server.domain.agent_commands import StopCommand
+from buildcontrol_server.domain.model import Job
+from buildcontrol_server.domain.states import JobStatus
+from buildcontrol_server.replicas.agent_delivery import AgentDelivery
+from buildcontrol_server.replicas.change_feed import ChangeFeed
+from buildcontrol_server.store.postgres import PostgresStore
+
+from tests.replicas.lease_replicas import replica
+from tests.replicas.test_fenced_statement import running_in
+from tests.replicas.test_outbox_writes import RefusedConnections, until_rows
+from tests.support.store_samples import STOP_TIMES, T0, cancel_info
+
+WAIT = 20.0
+
+
+async def stopping_job(store: PostgresStore) -> Job:
+    """A running job of a build just cancelled (STOPPING), committed."""
+    build = await running_in(store, 1)
+    await store.commit(cancellation.cancel(build, cancel_info(), STOP_TIMES, T0 + 10).changes)
+    job = build.stages[0].jobs[0]
+    assert job.status is JobStatus.STOPPING
+    return job
+
+
+async def test_a_stop_reaches_the_holder_s_agent_from_its_notify_alone(
+    postgres_url: str,
+) -> None:
+    async with replica(postgres_url, "owner") as (owner_leases, owner_store):
+        job = await stopping_job(owner_store)
+        owner = AgentDelivery(owner_store.connections, AgentHub(reconnect_window=1.0), owner_leases)
+        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
+            hub = AgentHub(reconnect_window=1.0)
+            session = AgentSession("agent-b", {}, 4)
+            hub.connect(session)
+            holder = AgentDelivery(holder_store.connections, hub, holder_leases)
+            feed = ChangeFeed(holder_store.connections)
+            feed.on_agent_outbox(holder.woken)
+            feed.on_stop_row(holder.carried)
+            feed.start()
+            try:
+                await asyncio.wait_for(feed.connected.wait(), WAIT)
+                # From here the holder reads nothing from its pool (its LISTEN connection
+                # is its own): a stop that needed the outbox read would never arrive.
+                refused = RefusedConnections(holder_store.connections, 10**9)
+                stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, 1e9)
+                owner.forward_stop(stop)
+                sent = await asyncio.wait_for(session.outbox.get(), WAIT)
+                assert sent == dataclasses.replace(stop, requested_at=None)
+                [row] = await until_rows(postgres_url, stop.job_id)
+                assert row["kind"] == "stop"  # kept until the agent confirms
+
+                # The safety net reads the row: sent on this stream already, not again.
+                refused.left = 0
+                await holder._send_waiting()
+                assert session.outbox.empty()
+                assert await until_rows(postgres_url, stop.job_id) == [row]
+
+                # A new stream of the agent gets it again, from the read.
+                again = AgentSession("agent-b", {}, 4)
+                hub.connect(again)
+                holder.woken("agent-b")
+                assert await asyncio.wait_for(again.outbox.get(), WAIT) == sent
+            finally:
+                await owner.stop()
+                await holder.stop()
+                await feed.stop()
+
+
+async def test_a_carried_stop_for_an_agent_held_elsewhere_is_not_sent_here(
+    postgres_url: str,
+) -> None:
+    async with replica(postgres_url, "holder") as (leases, store):
+        hub = AgentHub(reconnect_window=1.0)
+        session = AgentSession("agent-c", {}, 4)
+        hub.connect(session)
+        delivery = AgentDelivery(store.connections, hub, leases)
+        try:
+            delivery.carried('{"agent_id": "agent-elsewhere", "id": 7, "body": "{}"}')
+            assert session.outbox.empty()
+        finally:
+            await delivery.stop()
