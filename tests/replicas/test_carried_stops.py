@@ -17,9 +17,7 @@ from buildcontrol_server.replicas.agent_delivery import AgentDelivery
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.store.postgres import PostgresStore
 
-from tests.replicas.lease_replicas import replica
-from tests.replicas.test_fenced_statement import running_in
-from tests.replicas.test_outbox_writes import RefusedConnections, until_rows
+from tests.replicas.lease_replicas import RefusedConnections, replica, running_in, until_rows
 from tests.support.store_samples import STOP_TIMES, T0, cancel_info
 
 WAIT = 20.0

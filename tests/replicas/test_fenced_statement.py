@@ -14,13 +14,11 @@ import asyncpg
 import pytest
 from buildcontrol_server.domain import cancellation
 from buildcontrol_server.domain.errors import VersionConflict
-from buildcontrol_server.domain.model import Build, ChangeSet
 from buildcontrol_server.domain.states import BuildStatus
 from buildcontrol_server.store.fencing import CHANGES_CHANNEL, FencedOut
-from buildcontrol_server.store.postgres import PostgresStore
 
-from tests.replicas.lease_replicas import build_in, replica
-from tests.support.store_samples import STOP_TIMES, T0, cancel_info, start_first_job
+from tests.replicas.lease_replicas import replica, running_in
+from tests.support.store_samples import STOP_TIMES, T0, cancel_info
 
 NOTIFIED_WITHIN = 10.0
 # The fenced statement (update_all_checked's CTEs) waiting for a row lock; its text
@@ -41,14 +39,6 @@ async def changes_heard(url: str) -> AsyncIterator[asyncio.Queue[str]]:
         yield heard
     finally:
         await connection.close()
-
-
-async def running_in(store: PostgresStore, shard: int) -> Build:
-    """A build of `shard` with its first job running, committed."""
-    build = build_in({shard})
-    await store.commit(ChangeSet(new_build=copy.deepcopy(build)))
-    await store.commit(start_first_job(build))
-    return build
 
 
 async def blocked_on_the_lease(url: str, writing: asyncio.Future[None]) -> None:
