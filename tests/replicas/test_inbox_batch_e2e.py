@@ -11,16 +11,31 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import pytest
-from buildcontrol_proto.v1 import build_pb2
+from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+from google.protobuf.duration_pb2 import Duration
 
-from tests.replicas.replicas import StartTwo, cancel_events, stubs, unrunnable, until_value
+from tests.replicas.replicas import (
+    StartTwo,
+    agent_on_each,
+    cancel_events,
+    get_build,
+    job_ids,
+    stubs,
+    submit,
+    unrunnable,
+    until_value,
+)
+from tests.support.build_waits import all_steps_running, until_terminal
 from tests.support.metrics_scrape import delta, scrape
+from tests.support.processes import AgentProc, step_pids, wait_gone
 
 CANCELS = 12
 COMMITS = "buildcontrol_store_commits_total"
 INBOX_ROWS = "SELECT count(*) FROM build_inbox"
+APPLIED = "buildcontrol_replica_inbox_applied_total"
 
 
 @pytest.mark.timeout(180)
@@ -49,3 +64,41 @@ async def test_forwarded_cancels_of_one_drain_share_one_commit(
         assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
     commits = delta(before, after, COMMITS)
     assert commits <= 2, f"{commits} commits for {CANCELS} cancels of one drain"
+
+
+@pytest.mark.timeout(180)
+async def test_a_forwarded_cancel_is_applied_once_and_its_row_goes_with_the_next_read(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    """The delete of an applied cancel's row rides in the owner's next read of the
+    inbox, and that read does not give the row to the actor again (a second apply of a
+    cancel joins the first: counted twice). The first build keeps cancelling (its step
+    ignores SIGTERM, its grace is long) so that a second apply would be a join; a
+    second cancel's row comes after it, and once that row is gone too every read that
+    could have seen the first has applied what it read (drains run one at a time)."""
+    a, b = await two_replicas(postgres_url)
+    await agent_on_each(tmp_path, agents, a, b)
+    async with stubs(a, b) as (stub_a, stub_b):
+        [build_id] = await submit(stub_a, 1, "trap '' TERM; sleep 600")
+        await all_steps_running(stub_a, build_id)
+        pids = {pid for job in await job_ids(stub_a, [build_id]) for pid in await step_pids(job)}
+        queued = (await stub_a.SubmitBuild(unrunnable())).build.build_id
+        before = await scrape(a.metrics_url)
+        request = build_control_pb2.CancelRequest(
+            build_id=build_id, reason="TERM ignored", grace_period=Duration(seconds=120)
+        )
+        stream = stub_b.Cancel(request, timeout=60)
+        first = await anext(aiter(stream))
+        assert first.accepted.status == build_pb2.BUILD_STATUS_CANCELING
+        events = await cancel_events(stub_b, queued)
+        assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+        await until_value(postgres_url, INBOX_ROWS, 0, within=10)
+        after = await scrape(a.metrics_url)
+        assert delta(before, after, APPLIED) == 2
+        assert (await get_build(stub_a, build_id)).status == build_pb2.BUILD_STATUS_CANCELING
+        stream.cancel()
+        force = build_control_pb2.CancelRequest(build_id=build_id, reason="end it", force=True)
+        async for _ in stub_a.Cancel(force, timeout=60):
+            pass
+        assert (await until_terminal(stub_a, build_id)).status == build_pb2.BUILD_STATUS_CANCELED
+        await wait_gone(pids, 30)

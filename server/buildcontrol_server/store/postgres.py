@@ -160,6 +160,9 @@ class PostgresStore(CommitsThroughWriter):
 
     @asynccontextmanager
     async def _pooled(self) -> AsyncIterator[Any]:
+        """A connection in autocommit, for a read of one statement: a statement sees
+        one snapshot by itself, and BEGIN and COMMIT around it would cost two round
+        trips more (`_snapshot` is for reads of several statements)."""
         if self._writer is None:
             raise StoreClosedError()
         async with self._connections.acquire() as connection:
@@ -185,7 +188,7 @@ class PostgresStore(CommitsThroughWriter):
             value for value in (before_build_id, pipeline) if value is not None
         ]
         query = sql.list_builds(before_build_id is not None, pipeline is not None)
-        async with self._snapshot() as connection:
+        async with self._pooled() as connection:
             found = await connection.fetch(query, *parameters, limit)
         return [rows.build_from_row(row) for row in found]
 
@@ -195,22 +198,22 @@ class PostgresStore(CommitsThroughWriter):
             return await self._complete(connection, build_rows)
 
     async def unfinished_build_ids(self) -> list[str]:
-        async with self._snapshot() as connection:
+        async with self._pooled() as connection:
             found = await connection.fetch(sql.SELECT_UNFINISHED_IDS)
         return [str(row[0]) for row in found]
 
     async def canceling_since(self) -> dict[str, float]:
-        async with self._snapshot() as connection:
+        async with self._pooled() as connection:
             found = await connection.fetch(sql.SELECT_CANCELING_SINCE)
         return {str(row[0]): float(row[1] or 0.0) for row in found}
 
     async def submit_request(self, submitter: str, request_id: str) -> tuple[str, str] | None:
-        async with self._snapshot() as connection:
+        async with self._pooled() as connection:
             found = await connection.fetchrow(sql.SELECT_SUBMIT_REQUEST, submitter, request_id)
         return (str(found[0]), str(found[1])) if found is not None else None
 
     async def audit_records(self, build_ids: list[str] | None = None) -> list[CancelRecord]:
-        async with self._snapshot() as connection:
+        async with self._pooled() as connection:
             if build_ids is None:
                 found = await connection.fetch(sql.SELECT_ALL_AUDIT)
             else:
@@ -230,7 +233,7 @@ class PostgresStore(CommitsThroughWriter):
             return await self._complete(connection, build_rows)
 
     async def undelivered_webhooks(self, endpoint: str) -> list[webhook_rows.QueuedDelivery]:
-        async with self._snapshot() as connection:
+        async with self._pooled() as connection:
             found = await connection.fetch(sql.SELECT_UNDELIVERED, endpoint)
         return [
             webhook_rows.QueuedDelivery(webhook_rows.notification_of(row), int(row[5]))
@@ -250,7 +253,7 @@ class PostgresStore(CommitsThroughWriter):
     async def webhook_deliveries(self, limit: int) -> list[webhook_rows.OutboxListing]:
         if limit <= 0:
             raise ValueError(f"limit must be positive, not {limit}")
-        async with self._snapshot() as connection:
+        async with self._pooled() as connection:
             found = await connection.fetch(sql.SELECT_WEBHOOK_LISTING, limit)
         # The SQLite module's row reader: the SELECT list is the same on both backends.
         return [webhook_rows._listing_of(row) for row in found]
