@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import grpc
 from buildcontrol_proto.v1 import (
@@ -92,7 +92,7 @@ class LoadAgent:
             agent_id=self.agent_id, capacity=self.capacity, running_jobs=running, features=features
         )
         self._outgoing.put_nowait(agent_pb2.ConnectRequest(hello=hello))
-        call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect(self._requests())
+        call = agent_pb2_grpc.AgentServiceStub(self._channel).Connect(_Requests(self._outgoing))
         reader = asyncio.create_task(self._read(call))
         self._tasks.append(reader)
         welcomed = asyncio.create_task(self.welcomed.wait())
@@ -102,10 +102,6 @@ class LoadAgent:
             raise ConnectionError(f"{self.agent_id}: no Welcome from {self.target}")
         if self.mode == POLL:
             self._tasks.append(asyncio.create_task(self._poll()))
-
-    async def _requests(self) -> AsyncIterator[agent_pb2.ConnectRequest]:
-        while (message := await self._outgoing.get()) is not None:
-            yield message
 
     async def _read(self, call: grpc.aio.StreamStreamCall) -> None:  # type: ignore[type-arg]
         async for message in call:
@@ -207,6 +203,9 @@ class LoadAgent:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._channel.close()
+            # Ends gRPC's task feeding the old call, left waiting on the queue when the
+            # call ended by itself (a server gone): closed, the channel sends nothing.
+            self._outgoing.put_nowait(None)
             self.target, self._tasks = target, []
             self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             self._outgoing = asyncio.Queue()
@@ -228,6 +227,25 @@ class LoadAgent:
         self._outgoing.put_nowait(None)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._channel.close()
+
+
+class _Requests:
+    """The stream's requests, the queue's messages until None. Not an async generator:
+    when a move or a dying server ends the call while the generator waits on the
+    queue, gRPC's consumer task is cancelled and the generator's finalizer then fails
+    ("aclose(): asynchronous generator is already running", printed once per agent)."""
+
+    def __init__(self, queue: asyncio.Queue[agent_pb2.ConnectRequest | None]) -> None:
+        self._queue = queue
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> agent_pb2.ConnectRequest:
+        message = await self._queue.get()
+        if message is None:
+            raise StopAsyncIteration
+        return message
 
 
 def _told_to_stop(build: build_pb2.Build, job_id: str) -> bool:
