@@ -67,14 +67,13 @@ async def test_forwarded_cancels_of_one_drain_share_one_commit(
 
 
 @pytest.mark.timeout(180)
-async def test_a_forwarded_cancel_is_applied_once_and_its_row_goes_with_the_next_read(
+async def test_a_forwarded_cancel_is_applied_once_and_its_row_goes_before_the_build_ends(
     tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
 ) -> None:
-    """The delete of an applied cancel's row rides in the owner's next read of the
-    inbox, and that read does not give the row to the actor again (a second apply of a
-    cancel joins the first: counted twice). The first build keeps cancelling (its step
-    ignores SIGTERM, its grace is long) so that a second apply would be a join; a
-    second cancel's row comes after it, and once that row is gone too every read that
+    """A forwarded cancel's row is applied once and goes once applied, while its build
+    still cancels (its step ignores SIGTERM, its grace is long): no later drain gives
+    it to the actor again (a second apply of a cancel joins the first, and counts). A
+    second cancel's row comes after it; once that row is gone too, every drain that
     could have seen the first has applied what it read (drains run one at a time)."""
     a, b = await two_replicas(postgres_url)
     await agent_on_each(tmp_path, agents, a, b)

@@ -10,9 +10,7 @@ shard is being recovered) stays for the next drain: one after every NOTIFY, afte
 every (re)connect of the LISTEN connection, on taking shards over, and every second
 (change_feed.py), so a lost NOTIFY or a dead owner delays a cancel, never loses it.
 Applying a row twice (a crash between the actor's commit and the delete) is a second
-cancel of a cancelling build: it joins the first, harmlessly; that is why a cancel's
-or a report's delete waits for the owner's next read of the inbox and rides in it
-(within the second, the safety net's read at the latest): one round trip less each.
+cancel of a cancelling build: it joins the first, harmlessly.
 
 The same table carries an agent's reports (its results, and JobAccepted and step
 reports of a job assigned across replicas) to the owner of their build when another
@@ -71,22 +69,11 @@ WRITE_CONFIRMING = (
     " c AS (DELETE FROM agent_outbox WHERE agent_id = $7 AND job_id = $8)"
     " SELECT pg_notify($5, $6)"
 )
-DELETE = "DELETE FROM build_inbox WHERE id = ANY($1::bigint[])"
-# The next rows, and the delete of the rows applied since the last read ($3), in one
-# statement: a cross-replica cancel's rows (the cancel, the agent's result) cost one
-# round trip each at the owner instead of two. The SELECT sees the table as it was
-# before the DELETE (one snapshot), so the applied rows are left out by id.
-READ_DELETING = (
-    "WITH gone AS (DELETE FROM build_inbox WHERE id = ANY($3::bigint[]))"
-    " SELECT id, build_id, kind, body FROM build_inbox WHERE shard = ANY($1::int[])"
-    " AND id <> ALL($3::bigint[]) ORDER BY id LIMIT $2"
+READ = (
+    "SELECT id, build_id, kind, body FROM build_inbox WHERE shard = ANY($1::int[])"
+    " ORDER BY id LIMIT $2"
 )
-# Kinds whose applied rows may wait for the next read to be deleted: applying one
-# again (the shard's next owner finds it after a crash) changes nothing, as for a row
-# whose delete was lost (a second cancel joins the first, a repeated report is stale).
-# A Hello or an assignment is deleted at once: applied again later, it would speak of
-# an agent's jobs as they were before (a job assigned since would end LOST).
-DEFERRED_DELETE = frozenset({"cancel", RESULT_KIND, PROGRESS_KIND})
+DELETE = "DELETE FROM build_inbox WHERE id = ANY($1::bigint[])"
 # Rows applied per drain (the next drain takes the rest at once).
 DRAIN_BATCH = 1_000
 
@@ -122,8 +109,6 @@ class BuildInbox:
         self._leases = leases
         self._registry = registry
         self._drains = Rounds(self._drain_once, "inbox", _drain_failed)
-        # Rows applied whose delete rides with the next read (DEFERRED_DELETE).
-        self._applied: list[int] = []
         # What an assignment row does (offers.py); set by the replica.
         self.assignments: AssignmentHandler | None = None
 
@@ -183,30 +168,19 @@ class BuildInbox:
 
     async def _drain_once(self) -> None:
         shards = sorted(self._leases.serving())
-        applied = self._applied
         if not shards:
-            if applied:  # the shards went before the next read: delete them now
-                await self._delete(applied)
-                self._applied = []
             return
         async with self._connections.acquire() as connection:
-            rows = await connection.fetch(READ_DELETING, shards, DRAIN_BATCH, applied)
-        self._applied = []
+            rows = await connection.fetch(READ, shards, DRAIN_BATCH)
         if not rows:
             return
-        finished = await asyncio.gather(*(self._apply(row) for row in rows))
-        now: list[int] = []
-        for row, done in zip(rows, finished, strict=True):
-            if done:
-                (self._applied if row["kind"] in DEFERRED_DELETE else now).append(int(row["id"]))
-        if now:
-            await self._delete(now)
+        applied = await asyncio.gather(*(self._apply(row) for row in rows))
+        done = [int(row["id"]) for row, finished in zip(rows, applied, strict=True) if finished]
+        if done:
+            async with self._connections.acquire() as connection:
+                await connection.execute(DELETE, done)
         if len(rows) == DRAIN_BATCH:
             self._drains.again()
-
-    async def _delete(self, ids: list[int]) -> None:
-        async with self._connections.acquire() as connection:
-            await connection.execute(DELETE, ids)
 
     async def _apply(self, row: Any) -> bool:
         """Give the row's cancel to its build's actor: True once it needs no more."""
