@@ -23,11 +23,17 @@ def _stop_row(label: str, found: dict[str, Any]) -> str:
 
 
 def _rate_row(label: str, rate: dict[str, Any]) -> str:
-    cores, database = rate["cpu_share"]["server"], rate["cpu_share"]["database"]
+    share = rate["cpu_share"]
+    cores, database = share["server"], share["database"]
+    # The benchmark's own agents and client share the machine's cores: with them the
+    # row shows whether the level was bound by the CPU left, and what a cancel cost.
+    load = share.get("agents", 0.0) + share.get("client", 0.0)
+    per_cancel_ms = 1000 * (cores + database) / rate["cancels_per_s"]
     return (
         f"  {label:<40}{rate['cancels']:>5}{rate['cancels_per_s']:>9.0f}"
         f"{rate['cancel_to_terminal']['p50_ms']:>9.1f}{rate['cancel_to_terminal']['p99_ms']:>9.1f}"
-        f"{cores:>8.2f}{rate['cancels_per_s'] / cores:>10.0f}{database:>9.2f}"
+        f"{cores:>8.2f}{rate['cancels_per_s'] / cores:>10.0f}{database:>9.2f}{load:>6.2f}"
+        f"{per_cancel_ms:>10.2f}"
     )
 
 
@@ -50,7 +56,8 @@ def replicas_table(found: dict[str, Any]) -> list[str]:
     concurrency = sizes["throughput_concurrency"]
     lines += [
         f"  {f'throughput at {concurrency}, to terminal; cores':<40}{'n':>5}{'per s':>9}"
-        f"{'p50':>9}{'p99':>9}{'server':>8}{'per CPU-s':>10}{'database':>9}",
+        f"{'p50':>9}{'p99':>9}{'server':>8}{'per CPU-s':>10}{'database':>9}{'load':>6}"
+        f"{'CPU ms':>10}",
         _rate_row("one server", one["throughput"]),
         _rate_row("two replicas, a and b in turn", two["throughput"]),
         _paths_line(two["throughput"]),
