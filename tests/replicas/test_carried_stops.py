@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.domain import cancellation
@@ -16,6 +19,7 @@ from buildcontrol_server.domain.states import JobStatus
 from buildcontrol_server.replicas.agent_delivery import AgentDelivery
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.store.postgres import PostgresStore
+from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 from tests.replicas.lease_replicas import RefusedConnections, replica, running_in, until_rows
 from tests.support.store_samples import STOP_TIMES, T0, cancel_info
@@ -89,3 +93,75 @@ async def test_a_carried_stop_for_an_agent_held_elsewhere_is_not_sent_here(
             assert session.outbox.empty()
         finally:
             await delivery.stop()
+
+
+class ReadHeldBack:
+    """The next `fetch` on `connections` returns only once `release` is set: a read
+    whose rows are in hand while other work (a NOTIFY's callback) runs."""
+
+    def __init__(self, connections: PostgresConnections) -> None:
+        self._acquire = connections.acquire
+        self.read = asyncio.Event()
+        self.release = asyncio.Event()
+        connections.acquire = self._holding  # type: ignore[method-assign]
+
+    @asynccontextmanager
+    async def _holding(self) -> AsyncIterator[Any]:
+        async with self._acquire() as connection:
+            yield _HeldFetch(connection, self)
+
+
+class _HeldFetch:
+    def __init__(self, connection: Any, held: ReadHeldBack) -> None:
+        self._connection = connection
+        self._held = held
+
+    async def execute(self, *args: Any) -> Any:
+        return await self._connection.execute(*args)
+
+    async def fetch(self, *args: Any) -> Any:
+        rows = await self._connection.fetch(*args)
+        if not self._held.read.is_set():
+            self._held.read.set()
+            await self._held.release.wait()
+        return rows
+
+
+async def test_a_stop_carried_while_the_safety_net_reads_is_not_sent_again(
+    postgres_url: str,
+) -> None:
+    """The safety net forgets the rows it sent that are gone from the outbox. A row
+    carried by a NOTIFY after its read took the table's rows is not among them, and
+    yet not gone: the next read must not send it on the same stream again."""
+    async with replica(postgres_url, "owner") as (owner_leases, owner_store):
+        job = await stopping_job(owner_store)
+        owner = AgentDelivery(owner_store.connections, AgentHub(reconnect_window=1.0), owner_leases)
+        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
+            hub = AgentHub(reconnect_window=1.0)
+            session = AgentSession("agent-b", {}, 4)
+            hub.connect(session)
+            holder = AgentDelivery(holder_store.connections, hub, holder_leases)
+            feed = ChangeFeed(holder_store.connections)
+            feed.on_stop_row(holder.carried)
+            feed.start()
+            try:
+                await asyncio.wait_for(feed.connected.wait(), WAIT)
+                held = ReadHeldBack(holder_store.connections)
+                holder._everyone = True  # the safety net's round, run here by hand
+                round_one = asyncio.create_task(holder._send_waiting())
+                await asyncio.wait_for(held.read.wait(), WAIT)  # no row yet in its hands
+                stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, 1e9)
+                owner.forward_stop(stop)
+                assert await asyncio.wait_for(session.outbox.get(), WAIT) is not None
+                held.release.set()
+                await asyncio.wait_for(round_one, WAIT)
+                holder._everyone = True
+                await holder._send_waiting()  # reads the row: still waiting, sent already
+                assert session.outbox.empty()
+                assert [row["kind"] for row in await until_rows(postgres_url, job.job_id)] == [
+                    "stop"
+                ]
+            finally:
+                await owner.stop()
+                await holder.stop()
+                await feed.stop()

@@ -218,6 +218,9 @@ class AgentDelivery:
         named, self._named = self._named, set()
         sessions = {s.agent_id: s for s in self._hub.sessions() if not s.closed}
         held = sorted(sessions if everyone else named & sessions.keys())
+        # Only rows sent before the read can be told gone by it: one a NOTIFY carried
+        # while it ran may be missing from its rows and still wait.
+        sent_before = set(self._sent)
         async with self._connections.acquire() as connection:
             if everyone:
                 await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
@@ -239,7 +242,7 @@ class AgentDelivery:
             self._sent[row_id] = session.session_id
         if everyone:
             waiting = {int(row["id"]) for row in rows}
-            for row_id in set(self._sent) - waiting:
+            for row_id in sent_before - waiting:
                 del self._sent[row_id]  # confirmed (deleted) or its agent left
 
     async def stop(self) -> None:
