@@ -165,3 +165,39 @@ async def test_a_stop_carried_while_the_safety_net_reads_is_not_sent_again(
                 await owner.stop()
                 await holder.stop()
                 await feed.stop()
+
+
+async def test_a_stop_too_big_to_ride_in_a_notify_goes_by_the_read(
+    postgres_url: str,
+) -> None:
+    """A reason of the longest length allowed (1,024 characters), each outside ASCII,
+    makes a stop's row far over NOTIFY's 8,000 bytes once escaped as JSON: PostgreSQL
+    refuses such a NOTIFY, and the statement with it. The row is written all the same
+    and its agent told by the hint (agent id), and the holder sends it from its read."""
+    async with replica(postgres_url, "owner") as (owner_leases, owner_store):
+        job = await stopping_job(owner_store)
+        owner = AgentDelivery(owner_store.connections, AgentHub(reconnect_window=1.0), owner_leases)
+        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
+            hub = AgentHub(reconnect_window=1.0)
+            session = AgentSession("agent-b", {}, 4)
+            hub.connect(session)
+            holder = AgentDelivery(holder_store.connections, hub, holder_leases)
+            feed = ChangeFeed(holder_store.connections)
+            feed.on_agent_outbox(holder.woken)
+            feed.on_stop_row(holder.carried)
+            feed.start()
+            try:
+                await asyncio.wait_for(feed.connected.wait(), WAIT)
+                reason = "\N{GRINNING FACE}" * 1_024
+                stop = StopCommand(job.build_id, job.job_id, "agent-b", reason, 5.0, 1e9)
+                owner.forward_stop(stop)
+                sent = await asyncio.wait_for(session.outbox.get(), WAIT)
+                assert sent == dataclasses.replace(stop, requested_at=None)
+                assert [row["kind"] for row in await until_rows(postgres_url, job.job_id)] == [
+                    "stop"
+                ]
+                assert session.outbox.empty()
+            finally:
+                await owner.stop()
+                await holder.stop()
+                await feed.stop()

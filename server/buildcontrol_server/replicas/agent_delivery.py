@@ -67,11 +67,17 @@ WRITE = (
 )
 # The row and its NOTIFY ($6, $7) in one statement in autocommit: one round trip.
 WRITE_NOTIFIED = f"WITH w AS ({WRITE}) SELECT pg_notify($6, $7)"
-# A stop's NOTIFY carries the row itself (its id, agent and body: a few hundred bytes,
-# far under NOTIFY's 8,000), so the holder sends it without reading the row back.
+# A stop's NOTIFY ($6) carries the row itself (its id, agent and body), so the holder
+# sends it without reading the row back. Mostly a few hundred bytes; a long reason
+# outside ASCII (escaped twice as JSON) can pass the 8,000 bytes PostgreSQL takes
+# in a payload, and a refused NOTIFY would refuse the row with it: such a row is
+# written with the hint instead ($7, the agent's id), and the holder reads it.
+NOTIFY_PAYLOAD_MAX = 7_999
 WRITE_STOP_CARRIED = (
-    f"WITH w AS ({WRITE} RETURNING id) SELECT pg_notify($6,"
-    " json_build_object('agent_id', $1::text, 'id', w.id, 'body', $4::text)::text) FROM w"
+    f"WITH w AS ({WRITE} RETURNING id), c AS (SELECT json_build_object('agent_id',"
+    " $1::text, 'id', w.id, 'body', $4::text)::text AS row FROM w)"
+    f" SELECT CASE WHEN octet_length(c.row) <= {NOTIFY_PAYLOAD_MAX} THEN pg_notify($6, c.row)"
+    " ELSE pg_notify($7, $1) END FROM c"
 )
 # A replica of a version before it (it listens on AGENTS_CHANNEL only) sends such a
 # stop at its next safety-net read, within a second: only during a rolling upgrade.
@@ -164,7 +170,7 @@ class AgentDelivery:
         the holder's next read (READ's `wanted`)."""
         for attempt in itertools.count(1):
             if kind == STOP_KIND:
-                statement, notify = WRITE_STOP_CARRIED, [STOPS_CHANNEL]
+                statement, notify = WRITE_STOP_CARRIED, [STOPS_CHANNEL, AGENTS_CHANNEL]
             else:
                 statement, notify = WRITE_NOTIFIED, [AGENTS_CHANNEL, agent_id]
             try:
