@@ -33,7 +33,7 @@ from buildcontrol_server.actors.router import (
     OwnedElsewhere,
     owned_elsewhere,
 )
-from buildcontrol_server.actors.selection import BuildSelector, select_builds
+from buildcontrol_server.actors.selection import BuildSelector, check_selector, select_builds
 from buildcontrol_server.actors.submit_keys import RequestKey, SubmitKeys, Submitted
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.config import Settings
@@ -175,6 +175,7 @@ class BuildControl:
     async def list_builds(
         self, limit: int, before: str | None, pipeline: str | None
     ) -> list[Build]:
+        submission.check_name_filter(pipeline or "", "pipeline", self._settings.limits)
         return await self._store.list_builds(limit, before, pipeline)
 
     async def _route(self, build_id: str) -> BuildActor | Build:
@@ -206,7 +207,7 @@ class BuildControl:
             listener: asyncio.Queue[WatchChange | None] = asyncio.Queue()
             try:
                 snapshot: T = await found.ask(cmd.Watch(render=render, listener=listener))
-                return snapshot, self._watch_stream(listener, found)
+                return snapshot, self._stream_of(self.open_watches, listener, found)
             except ActorRetired:
                 found = await self._stored(build_id)
         return render(found), _nothing()
@@ -215,6 +216,7 @@ class BuildControl:
         self, reason: str, force: bool, grace_period: float | None, requested_by: str
     ) -> CancelInfo:
         submission.check_reason(reason, self._settings.limits)
+        submission.check_requester(requested_by, self._settings.limits)
         grace = self._settings.default_grace_period if grace_period is None else grace_period
         return CancelInfo(reason, requested_by, force, grace, self._clock())
 
@@ -278,7 +280,7 @@ class BuildControl:
                 metrics.CANCELS.labels(result="refused").inc()
                 raise
             else:
-                return self._cancel_stream(listener, found)
+                return self._stream_of(self.cancel_streams, listener, found)
         build = found
         if may_cancel is not None:
             may_cancel(build)
@@ -300,6 +302,7 @@ class BuildControl:
         """`_cancel_builds`, refused while draining, counted in `cancels_in_flight`
         until every selected actor answered (the events come after)."""
         self._refuse_if_draining()
+        check_selector(selector, self._settings.limits)
         with self.cancels_in_flight.track():
             return await self._cancel_builds(
                 selector, reason, force, grace_period, requested_by, may_cancel
@@ -338,22 +341,14 @@ class BuildControl:
             received_at,
         )
 
-    async def _watch_stream(
-        self, listener: asyncio.Queue[Any], actor: BuildActor
-    ) -> AsyncIterator[WatchChange]:
+    @staticmethod
+    async def _stream_of(
+        streams: CancelStreams, listener: asyncio.Queue[Any], actor: BuildActor
+    ) -> AsyncIterator[Any]:
+        """A watch's changes, or one Cancel's events until its terminal one; UNAVAILABLE
+        if the server stops first (a cancel is committed and resumes after the restart)."""
         try:
-            async for item in self.open_watches.follow(listener):
-                yield item
-        finally:
-            actor.tell(cmd.Unsubscribe(listener=listener))
-
-    async def _cancel_stream(
-        self, listener: asyncio.Queue[Any], actor: BuildActor
-    ) -> AsyncIterator[CancelEvent]:
-        """One Cancel's events until its terminal one; UNAVAILABLE if the server stops
-        first (the cancel itself is committed and resumes after the restart)."""
-        try:
-            async for item in self.cancel_streams.follow(listener):
+            async for item in streams.follow(listener):
                 yield item
         finally:
             actor.tell(cmd.Unsubscribe(listener=listener))

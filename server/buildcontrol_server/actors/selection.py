@@ -30,6 +30,13 @@ class BuildSelector:
     concurrency_group: str = ""
 
 
+def check_selector(selector: BuildSelector, limits: submission.Limits) -> None:
+    """Its pipeline or concurrency group as a name, before anything is read with it
+    (a replica reads the other replicas' builds of it first)."""
+    submission.check_name_filter(selector.pipeline, "pipeline", limits)
+    submission.check_name_filter(selector.concurrency_group, "concurrency_group", limits)
+
+
 async def select_builds(
     selector: BuildSelector, router: BuildRouter, registry: Registry, summary: CancelBuildsSummary
 ) -> tuple[list[BuildActor], list[Build]]:

@@ -89,12 +89,23 @@ def check_build_id(build_id: str, field_name: str = "build_id") -> str:
 def _check_name(value: str, where: str, limits: Limits) -> None:
     if not value.strip():
         raise InvalidArgument(where, "must not be empty")
-    _check_length(value, where, limits.max_name_length)
+    _check_text(value, where, limits.max_name_length)
 
 
-def _check_length(value: str, where: str, most: int) -> None:
+def _check_text(value: str, where: str, most: int) -> None:
+    """Text the server keeps: at most `most` characters, and no NUL, which
+    PostgreSQL's text cannot hold (SQLite would keep it: the backends must agree, and
+    a write that can never succeed must be refused as the caller's, not retried)."""
     if len(value) > most:
         raise InvalidArgument(where, f"longer than {most} characters")
+    if "\0" in value:
+        raise InvalidArgument(where, "contains NUL")
+
+
+def check_name_filter(value: str, where: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """A pipeline or concurrency group asked for (a listing, a CancelBuilds): as a
+    name, or empty (no filter)."""
+    _check_text(value, where, limits.max_name_length)
 
 
 def _check_count(items: tuple[object, ...], where: str, most: int) -> None:
@@ -114,7 +125,7 @@ def check_labels(labels: dict[str, str], where: str, limits: Limits = DEFAULT_LI
         raise InvalidArgument(where, f"more than {limits.max_labels} labels")
     for key, value in labels.items():
         _check_name(key, f"{where} key", limits)
-        _check_length(value, f"{where}[{key[:50]!r}]", limits.max_name_length)
+        _check_text(value, f"{where}[{key[:50]!r}]", limits.max_name_length)
 
 
 def _check_env(env: dict[str, str], where: str, limits: Limits) -> None:
@@ -124,11 +135,9 @@ def _check_env(env: dict[str, str], where: str, limits: Limits) -> None:
         raise InvalidArgument(where, f"more than {limits.max_env_vars} variables")
     for name, value in env.items():
         _check_name(name, f"{where} name", limits)
-        if "=" in name or "\0" in name:
-            raise InvalidArgument(f"{where} name", f"{name[:50]!r} contains '=' or NUL")
-        _check_length(value, f"{where}[{name!r}]", limits.max_env_value_length)
-        if "\0" in value:
-            raise InvalidArgument(f"{where}[{name!r}]", "contains NUL")
+        if "=" in name:
+            raise InvalidArgument(f"{where} name", f"{name[:50]!r} contains '='")
+        _check_text(value, f"{where}[{name!r}]", limits.max_env_value_length)
 
 
 def check_hello(agent_id: str, labels: dict[str, str], limits: Limits = DEFAULT_LIMITS) -> None:
@@ -139,7 +148,7 @@ def check_hello(agent_id: str, labels: dict[str, str], limits: Limits = DEFAULT_
 def validate(spec: PipelineSpec, limits: Limits = DEFAULT_LIMITS) -> None:
     """Raise InvalidArgument naming the first field that is wrong."""
     _check_name(spec.pipeline, "pipeline", limits)
-    _check_length(spec.concurrency_group, "concurrency_group", limits.max_name_length)
+    _check_text(spec.concurrency_group, "concurrency_group", limits.max_name_length)
     if spec.cancel_in_progress and not spec.concurrency_group:
         raise InvalidArgument("cancel_in_progress", "needs a concurrency_group")
     _check_count(spec.stages, "stages", limits.max_stages)
@@ -172,15 +181,18 @@ def validate(spec: PipelineSpec, limits: Limits = DEFAULT_LIMITS) -> None:
                 command = f"{where}.steps[{k}].command"
                 if not step.command.strip():
                     raise InvalidArgument(command, "must not be empty")
-                _check_length(step.command, command, limits.max_command_length)
-                if "\0" in step.command:
-                    raise InvalidArgument(command, "contains NUL")
-                _check_length(step.name, f"{where}.steps[{k}].name", limits.max_name_length)
+                _check_text(step.command, command, limits.max_command_length)
+                _check_text(step.name, f"{where}.steps[{k}].name", limits.max_name_length)
 
 
 def check_reason(reason: str, limits: Limits = DEFAULT_LIMITS) -> str:
-    _check_length(reason, "reason", limits.max_reason_length)
+    _check_text(reason, "reason", limits.max_reason_length)
     return reason
+
+
+def check_requester(requested_by: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Who a cancel is recorded as (with authentication off, what the request says)."""
+    _check_text(requested_by, "requested_by", limits.max_name_length)
 
 
 def new_build(
