@@ -232,6 +232,20 @@ async def test_a_hello_breaking_limits_is_refused_before_any_session(
     assert limited.app.hub.sessions() == []
 
 
+async def test_a_hello_with_a_nul_in_a_label_is_refused_before_any_session(
+    limited: SecureServer,
+) -> None:
+    for labels, field in (
+        ({"os": "a\x00b"}, "hello.labels['os']"),
+        ({"a\x00b": "v"}, "hello.labels key"),
+    ):
+        code, details = await limited.agent("agent-a").refused(
+            agent_pb2.Hello(agent_id="agent-a", capacity=1, labels=labels)
+        )
+        assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, f"{field}: contains NUL")
+    assert limited.app.hub.sessions() == []
+
+
 async def test_open_agent_streams_at_and_just_past_their_bound(limited: SecureServer) -> None:
     first, second = limited.agent("agent-a"), limited.agent("agent-b")
     await first.connect()
