@@ -92,6 +92,12 @@ REMOTE_SLOTS_FREED = Counter(
     "Slots of jobs of other replicas' builds freed by the store check here (the job"
     " ended, or its owner refused or never made the assignment).",
 )
+REPLICA_ROWS_UNREADABLE = Counter(
+    "buildcontrol_replica_rows_unreadable_total",
+    "Rows of the build inbox or the agent outbox whose body could not be read (written"
+    " by an incompatible version?), deleted with an error in the log.",
+    ["table"],
+)
 REPLICA_INBOX_APPLIED = Counter(
     "buildcontrol_replica_inbox_applied_total",
     "Commands from other replicas (the build inbox) applied by the owner of their build.",

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
+from buildcontrol_server import metrics
 from buildcontrol_server.agents.hub import AgentHub, AgentSession
 from buildcontrol_server.domain import cancellation
 from buildcontrol_server.domain.agent_commands import StopCommand
 from buildcontrol_server.domain.model import Job
 from buildcontrol_server.domain.states import JobStatus
-from buildcontrol_server.replicas.agent_delivery import AgentDelivery
+from buildcontrol_server.replicas.agent_delivery import AgentDelivery, stop_body
 from buildcontrol_server.replicas.change_feed import ChangeFeed
 from buildcontrol_server.store.postgres import PostgresStore
 from buildcontrol_server.store.postgres_connections import PostgresConnections
@@ -201,3 +204,49 @@ async def test_a_stop_too_big_to_ride_in_a_notify_goes_by_the_read(
                 await owner.stop()
                 await holder.stop()
                 await feed.stop()
+
+
+BAD_STOP = (
+    "INSERT INTO agent_outbox (agent_id, build_id, job_id, body, kind)"
+    " VALUES ('agent-b', $1, $2, $3, 'stop') RETURNING id"
+)
+
+
+async def test_an_outbox_row_that_cannot_be_read_is_deleted_and_holds_no_other_stop_back(
+    postgres_url: str,
+) -> None:
+    """A row another version wrote in a shape this one cannot read (not JSON, or a
+    field missing) is deleted with an error counted; the stops after it still go, and a
+    stop with a field this version does not know goes too (the field is ignored)."""
+    async with replica(postgres_url, "owner") as (_owner_leases, owner_store):
+        job = await stopping_job(owner_store)
+        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
+            hub = AgentHub(reconnect_window=1.0)
+            session = AgentSession("agent-b", {}, 4)
+            hub.connect(session)
+            holder = AgentDelivery(holder_store.connections, hub, holder_leases)
+            stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, None)
+            newer = {**json.loads(stop_body(stop)), "priority": "high"}
+            unreadable = metrics.REPLICA_ROWS_UNREADABLE.labels(table="agent_outbox")
+            before = unreadable._value.get()
+            connection = await asyncpg.connect(postgres_url)
+            try:
+                bad = [
+                    await connection.fetchval(BAD_STOP, job.build_id, job.job_id, body)
+                    for body in ("not json", '{"build_id": "b"}')
+                ]
+                await connection.fetchval(BAD_STOP, job.build_id, job.job_id, json.dumps(newer))
+                holder._everyone = True  # the safety net's round, by hand
+                await holder._send_waiting()
+                assert await asyncio.wait_for(session.outbox.get(), WAIT) == stop
+                assert session.outbox.empty()
+                left = await connection.fetch("SELECT id FROM agent_outbox WHERE id = ANY($1)", bad)
+                assert left == []
+                assert unreadable._value.get() == before + 2
+                # A NOTIFY that cannot be read is left to the read: nothing raised here.
+                holder.carried("not json")
+                holder.carried('{"agent_id": "agent-b", "id": 1, "body": "{}"}')
+                assert session.outbox.empty()
+            finally:
+                await connection.close()
+                await holder.stop()

@@ -13,11 +13,14 @@ import os
 import signal
 from pathlib import Path
 
+import asyncpg
 import pytest
 from buildcontrol_proto.v1 import build_control_pb2, build_pb2
+from buildcontrol_server.replicas.leases import shard_of
 from google.protobuf.duration_pb2 import Duration
 
 from tests.replicas.replicas import (
+    SHARDS,
     StartTwo,
     agent_on_each,
     cancel_events,
@@ -36,6 +39,7 @@ CANCELS = 12
 COMMITS = "buildcontrol_store_commits_total"
 INBOX_ROWS = "SELECT count(*) FROM build_inbox"
 APPLIED = "buildcontrol_replica_inbox_applied_total"
+UNREADABLE = "buildcontrol_replica_rows_unreadable_total"
 
 
 @pytest.mark.timeout(180)
@@ -101,3 +105,42 @@ async def test_a_forwarded_cancel_is_applied_once_and_its_row_goes_before_the_bu
             pass
         assert (await until_terminal(stub_a, build_id)).status == build_pb2.BUILD_STATUS_CANCELED
         await wait_gone(pids, 30)
+
+
+BAD_ROW = (
+    "WITH w AS (INSERT INTO build_inbox (build_id, shard, kind, body) VALUES ($1, $2, $3, $4))"
+    " SELECT pg_notify('buildcontrol_inbox', $2::text)"
+)
+
+
+@pytest.mark.timeout(180)
+async def test_inbox_rows_that_cannot_be_read_are_deleted_and_hold_no_cancel_back(
+    postgres_url: str, two_replicas: StartTwo
+) -> None:
+    """Rows another version wrote in a shape this one cannot read (not JSON, a field
+    missing, a report of a type it does not know) for a build that stays live: each is
+    deleted with an error counted, and a forwarded cancel of another build read with
+    them is applied and its row deleted. Before, such a row failed every drain while
+    its build lived, and no row read with it was ever deleted (applied again each
+    second instead)."""
+    a, b = await two_replicas(postgres_url)
+    async with stubs(a, b) as (stub_a, stub_b):
+        waiting = (await stub_a.SubmitBuild(unrunnable())).build.build_id
+        cancelled = (await stub_a.SubmitBuild(unrunnable())).build.build_id
+        before = await scrape(a.metrics_url)
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            for kind, body in (
+                ("cancel", "not json"),
+                ("hello", '{"agent_id": "agent-a"}'),
+                ("progress", '{"type": "JobTeleported", "agent_id": "x", "build_id": "b"}'),
+            ):
+                await connection.execute(BAD_ROW, waiting, shard_of(waiting, SHARDS), kind, body)
+        finally:
+            await connection.close()
+        events = await cancel_events(stub_b, cancelled)
+        assert events[-1].finished.status == build_pb2.BUILD_STATUS_CANCELED
+        await until_value(postgres_url, INBOX_ROWS, 0, within=10)
+        after = await scrape(a.metrics_url)
+        assert (await get_build(stub_a, waiting)).status == build_pb2.BUILD_STATUS_QUEUED
+    assert delta(before, after, UNREADABLE, table="build_inbox") == 3

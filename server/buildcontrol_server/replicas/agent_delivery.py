@@ -50,6 +50,7 @@ from buildcontrol_server.effects.backoff import capped_exponential
 from buildcontrol_server.replicas.change_feed import AGENTS_CHANNEL, STOPS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.rounds import Rounds
+from buildcontrol_server.replicas.unreadable import UNREADABLE, known_fields, unreadable_row
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def stop_body(stop: StopCommand) -> str:
 
 
 def stop_of(body: str) -> StopCommand:
-    return StopCommand(**json.loads(body))
+    return StopCommand(**known_fields(StopCommand, json.loads(body)))
 
 
 def assign_body(command: AssignCommand) -> str:
@@ -119,8 +120,8 @@ def assign_body(command: AssignCommand) -> str:
 
 
 def assign_of(body: str) -> AssignCommand:
-    fields = json.loads(body)
-    steps = tuple(AssignedStep(**step) for step in fields.pop("steps"))
+    fields = known_fields(AssignCommand, json.loads(body))
+    steps = tuple(AssignedStep(**known_fields(AssignedStep, step)) for step in fields.pop("steps"))
     secret = tuple(fields.pop("secret_env_names"))
     return AssignCommand(steps=steps, secret_env_names=secret, **fields)
 
@@ -208,12 +209,17 @@ class AgentDelivery:
         table, if its agent is held here. Its job was STOPPING when the row was
         written; if it ended since, the agent ignores a stop of a job it does not run
         (as when the job ends right after a read)."""
-        row = json.loads(payload)
-        session = self._hub.session(str(row["agent_id"]))
-        row_id = int(row["id"])
+        try:
+            row = json.loads(payload)
+            session = self._hub.session(str(row["agent_id"]))
+            row_id = int(row["id"])
+            stop = stop_of(str(row["body"]))
+        except UNREADABLE as error:  # the read finds the row, and deletes it
+            log.warning("a stop NOTIFY that cannot be read (%r): left to the read", error)
+            return
         if session is None or session.closed or self._sent.get(row_id) == session.session_id:
             return
-        session.send(stop_of(str(row["body"])))
+        session.send(stop)
         self._sent[row_id] = session.session_id
 
     async def _send_waiting(self) -> None:
@@ -235,17 +241,26 @@ class AgentDelivery:
             done = [int(row["id"]) for row in rows if not row["wanted"]]
             if done:  # assignments the agent took, stops and assignments of jobs that ended
                 await connection.execute(DONE, done)
+        unreadable: list[int] = []
         for row in rows:
             session = sessions.get(str(row["agent_id"]))
             row_id = int(row["id"])
             if not row["wanted"] or session is None or self._sent.get(row_id) == session.session_id:
                 continue
-            command = command_of(str(row["kind"]), str(row["body"]))
+            try:
+                command = command_of(str(row["kind"]), str(row["body"]))
+            except UNREADABLE as error:
+                unreadable_row("agent_outbox", row_id, str(row["kind"]), error)
+                unreadable.append(row_id)
+                continue
             if isinstance(command, AssignCommand):
                 # Counted here like a job of this replica's (claims.py frees it).
                 self._hub.hold(session.agent_id, command.job_id, command.build_id)
             session.send(command)
             self._sent[row_id] = session.session_id
+        if unreadable:
+            async with self._connections.acquire() as connection:
+                await connection.execute(DONE, unreadable)
         if everyone:
             waiting = {int(row["id"]) for row in rows}
             for row_id in sent_before - waiting:

@@ -50,14 +50,15 @@ from buildcontrol_server.replicas.report_rows import (
     result_body,
 )
 from buildcontrol_server.replicas.rounds import Rounds
+from buildcontrol_server.replicas.unreadable import UNREADABLE, unreadable_row
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
 
 ASSIGN_KIND = "assign"
 HELLO_KIND = "hello"
-# Applies an assignment row (build id, body): True once it needs no more.
-AssignmentHandler = Callable[[str, str], Awaitable[bool]]
+# Applies an assignment row (build id, body, row id): True once it needs no more.
+AssignmentHandler = Callable[[str, str, int], Awaitable[bool]]
 
 WRITE = "INSERT INTO build_inbox (build_id, shard, kind, body) VALUES ($1, $2, $3, $4)"
 # The row and its NOTIFY ($5, $6) in one statement in autocommit: one round trip, where
@@ -183,24 +184,34 @@ class BuildInbox:
             self._drains.again()
 
     async def _apply(self, row: Any) -> bool:
-        """Give the row's cancel to its build's actor: True once it needs no more."""
-        build_id = str(row["build_id"])
+        """Give the row's command to its build's actor: True once it needs no more."""
+        build_id, kind, body = str(row["build_id"]), str(row["kind"]), str(row["body"])
         actor = self._registry.local(build_id)
         if actor is None:
             build = await self._registry.context.store.get_build(build_id)
             # Not recovered here yet (or its shard moved on): left for the owner.
             return build is None or build.terminal
-        if row["kind"] == ASSIGN_KIND:
+        if kind == ASSIGN_KIND:
             handler = self.assignments
-            return True if handler is None else await handler(build_id, str(row["body"]))
-        if row["kind"] == HELLO_KIND:
-            return await self._apply_hello(actor, str(row["body"]))
-        if row["kind"] != "cancel":
-            return await self._apply_report(actor, str(row["body"]))
-        listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
-        command = cmd.Cancel(
-            info=cancel_of(str(row["body"])), listener=listener, received_at=time.perf_counter()
-        )
+            return True if handler is None else await handler(build_id, body, int(row["id"]))
+        try:
+            command = _command_of(kind, body)
+        except UNREADABLE as error:
+            unreadable_row("build_inbox", int(row["id"]), kind, error)
+            return True
+        if isinstance(command, cmd.Cancel):
+            return await self._apply_cancel(actor, command)
+        actor.tell(command)
+        try:
+            await command.reply
+        except (ActorRetired, Unavailable):
+            return False
+        except DomainError as refused:  # settled: a stale or repeated report, say
+            log.info("inbox %s from agent %s ignored: %s", kind, command.agent_id, refused)
+        metrics.REPLICA_INBOX_APPLIED.inc()
+        return True
+
+    async def _apply_cancel(self, actor: BuildActor, command: cmd.Cancel) -> bool:
         try:
             await actor.ask(command)
         except FailedPrecondition:
@@ -208,38 +219,24 @@ class BuildInbox:
         except (ActorRetired, Unavailable):
             return False
         finally:
-            actor.tell(cmd.Unsubscribe(listener=listener))
+            actor.tell(cmd.Unsubscribe(listener=command.listener))
         metrics.REPLICA_INBOX_APPLIED.inc()
         return True
 
-    async def _apply_hello(self, actor: BuildActor, body: str) -> bool:
+
+def _command_of(kind: str, body: str) -> cmd.Cancel | cmd.AgentReconnected | cmd.Report:
+    """The actor's command a row of `kind` carries (raises one of UNREADABLE)."""
+    if kind == "cancel":
+        listener: asyncio.Queue[CancelEvent | None] = asyncio.Queue()
+        return cmd.Cancel(info=cancel_of(body), listener=listener, received_at=time.perf_counter())
+    if kind == HELLO_KIND:
         fields = json.loads(body)
         running = frozenset(str(job_id) for job_id in fields["running"])
-        command = cmd.AgentReconnected(
+        return cmd.AgentReconnected(
             agent_id=str(fields["agent_id"]), running=running, session_id=RELAYED_HELLO
         )
-        actor.tell(command)
-        try:
-            await command.reply
-        except (ActorRetired, Unavailable):
-            return False
-        except DomainError as refused:
-            log.info("relayed Hello of agent %s ignored: %s", command.agent_id, refused)
-        metrics.REPLICA_INBOX_APPLIED.inc()
-        return True
-
-    async def _apply_report(self, actor: BuildActor, body: str) -> bool:
-        agent_id, report = report_of(body)
-        command = cmd.Report(agent_id=agent_id, report=report)
-        actor.tell(command)
-        try:
-            await command.reply
-        except (ActorRetired, Unavailable):
-            return False
-        except DomainError as refused:  # settled: a stale or repeated result
-            log.info("report on job %s from agent %s ignored: %s", report.job_id, agent_id, refused)
-        metrics.REPLICA_INBOX_APPLIED.inc()
-        return True
+    agent_id, report = report_of(body)
+    return cmd.Report(agent_id=agent_id, report=report)
 
 
 def _drain_failed(error: Exception) -> None:

@@ -31,6 +31,7 @@ from buildcontrol_server.actors.scheduler import ReadyJob, Scheduler
 from buildcontrol_server.domain.errors import Unavailable
 from buildcontrol_server.replicas.change_feed import OFFERS_CHANNEL
 from buildcontrol_server.replicas.leases import ShardLeases
+from buildcontrol_server.replicas.unreadable import UNREADABLE, unreadable_row
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
@@ -130,10 +131,14 @@ class JobOffers:
 
     # ---- an assignment from the replica that claimed an offer ----
 
-    async def assign(self, build_id: str, body: str) -> bool:
+    async def assign(self, build_id: str, body: str, row_id: int) -> bool:
         """Apply a claimed offer (a build inbox row): True once it needs no more."""
-        fields = json.loads(body)
-        job_id, agent_id = str(fields["job_id"]), str(fields["agent_id"])
+        try:
+            fields = json.loads(body)
+            job_id, agent_id = str(fields["job_id"]), str(fields["agent_id"])
+        except UNREADABLE as error:
+            unreadable_row("build_inbox", row_id, "assign", error)
+            return True
         self._offered.discard(job_id)  # its row went with the claim
         self._to_write.pop(job_id, None)
         ready = self._scheduler.take(job_id)
