@@ -22,12 +22,17 @@ from tests.replicas.replicas import (
     query,
     stubs,
     submit,
+    unrunnable,
+    until_connected,
+    until_value,
 )
 from tests.support.build_waits import all_steps_running, build_of, until_terminal
+from tests.support.metrics_scrape import delta, scrape
 from tests.support.processes import AgentProc, start_agent, step_pids, wait_gone
 
 CANCELED = build_pb2.BUILD_STATUS_CANCELED
 SUCCEEDED = build_pb2.BUILD_STATUS_SUCCEEDED
+UNREADABLE = "buildcontrol_replica_rows_unreadable_total"
 
 
 async def _log_until(stub: Stub, build_id: str, job_id: str, text: bytes) -> bytes:
@@ -105,3 +110,32 @@ async def test_two_replicas_assigning_to_one_agent_at_once_stay_within_its_capac
     started = jobs_started_per_agent(agents)
     assert len(started) == len(builds)
     assert all(where == {"agent-a"} for where in started.values())
+
+
+@pytest.mark.timeout(120)
+async def test_an_offer_whose_labels_cannot_be_read_holds_no_other_offer_back(
+    tmp_path: Path, postgres_url: str, two_replicas: StartTwo, agents: list[AgentProc]
+) -> None:
+    """An offer whose labels another version wrote in a shape this one cannot read is
+    deleted with an error counted; the offers after it are still claimed (before, the
+    claim round failed at it every time, and no job of b ran on a's agent)."""
+    a, b = await two_replicas(postgres_url)
+    async with stubs(a, b) as (_stub_a, stub_b):
+        waiting = (await stub_b.SubmitBuild(unrunnable())).build.build_id
+        [job_id] = await job_ids(stub_b, [waiting])
+        await until_value(
+            postgres_url, f"SELECT count(*) FROM job_offers WHERE job_id = '{job_id}'", 1
+        )
+        await query(
+            postgres_url, f"UPDATE job_offers SET labels = 'not json' WHERE job_id = '{job_id}'"
+        )
+        before = await scrape(a.metrics_url)
+        agents.append(await start_agent(a.target, "agent-a", tmp_path, "os=linux", 4))
+        await until_connected(a, "agent-a")
+        done = (await stub_b.SubmitBuild(build_of(1, "true", "across"))).build
+        assert (await until_terminal(stub_b, done.build_id)).status == SUCCEEDED
+        after = await scrape(a.metrics_url)
+        assert (await get_build(stub_b, waiting)).status == build_pb2.BUILD_STATUS_QUEUED
+    assert (
+        delta(before, after, "buildcontrol_replica_rows_unreadable_total", table="job_offers") == 1
+    )

@@ -40,6 +40,7 @@ from buildcontrol_server.replicas.inbox import ASSIGN_KIND
 from buildcontrol_server.replicas.leases import ShardLeases
 from buildcontrol_server.replicas.offers import assignment_body
 from buildcontrol_server.replicas.rounds import Rounds
+from buildcontrol_server.replicas.unreadable import UNREADABLE, unreadable_row
 from buildcontrol_server.store.postgres_connections import PostgresConnections
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,12 @@ class OfferClaims:
                 stale.append(job_id)
                 continue
             text = str(row["labels"])
-            labels = json.loads(text)
+            try:
+                labels = _labels_of(text)
+            except UNREADABLE as error:
+                unreadable_row("job_offers", job_id, "offer", error)
+                stale.append(job_id)  # deleted with the claim
+                continue
             session = self._hub.pick(labels) if self._hub.any_free_slot() else None
             if session is None:
                 if text not in fits:
@@ -214,3 +220,11 @@ class OfferClaims:
                 continue  # claimed again meanwhile
             self._hub.release(str(row["agent_id"]), str(row["job_id"]))
             metrics.REMOTE_SLOTS_FREED.inc()
+
+
+def _labels_of(text: str) -> dict[str, str]:
+    """An offer's labels (raises one of UNREADABLE)."""
+    labels = json.loads(text)
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise TypeError(f"labels are not an object of strings: {text[:100]!r}")
+    return labels
