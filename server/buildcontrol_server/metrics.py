@@ -94,8 +94,8 @@ REMOTE_SLOTS_FREED = Counter(
 )
 REPLICA_ROWS_UNREADABLE = Counter(
     "buildcontrol_replica_rows_unreadable_total",
-    "Rows of the build inbox, the agent outbox or the job offers whose body could not be read (written"
-    " by an incompatible version?), deleted with an error in the log.",
+    "Rows of the build inbox, the agent outbox or the job offers whose body could not"
+    " be read (written by an incompatible version?), deleted with an error in the log.",
     ["table"],
 )
 REPLICA_INBOX_APPLIED = Counter(
