@@ -39,48 +39,71 @@ async def stopping_job(store: PostgresStore) -> Job:
     return job
 
 
-async def test_a_stop_reaches_the_holder_s_agent_from_its_notify_alone(
-    postgres_url: str,
-) -> None:
-    async with replica(postgres_url, "owner") as (owner_leases, owner_store):
+@dataclasses.dataclass
+class Pair:
+    """An owner with a STOPPING job (its delivery writes the outbox) and a holder
+    (replica "holder") with agent-b's stream and its change feed."""
+
+    job: Job
+    owner: AgentDelivery
+    holder: AgentDelivery
+    hub: AgentHub
+    session: AgentSession
+    connections: PostgresConnections  # the holder's pool
+
+
+@asynccontextmanager
+async def owner_and_holder(url: str, hints: bool = True) -> AsyncIterator[Pair]:
+    """`hints`: the holder's feed also wakes its reads (the agents channel, the safety
+    net); without, only carried stops reach it unless a test reads by hand."""
+    async with replica(url, "owner") as (owner_leases, owner_store):
         job = await stopping_job(owner_store)
         owner = AgentDelivery(owner_store.connections, AgentHub(reconnect_window=1.0), owner_leases)
-        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
+        async with replica(url, "holder") as (holder_leases, holder_store):
             hub = AgentHub(reconnect_window=1.0)
             session = AgentSession("agent-b", {}, 4)
             hub.connect(session)
             holder = AgentDelivery(holder_store.connections, hub, holder_leases)
             feed = ChangeFeed(holder_store.connections)
-            feed.on_agent_outbox(holder.woken)
+            if hints:
+                feed.on_agent_outbox(holder.woken)
             feed.on_stop_row(holder.carried)
             feed.start()
             try:
                 await asyncio.wait_for(feed.connected.wait(), WAIT)
-                # From here the holder reads nothing from its pool (its LISTEN connection
-                # is its own): a stop that needed the outbox read would never arrive.
-                refused = RefusedConnections(holder_store.connections, 10**9)
-                stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, 1e9)
-                owner.forward_stop(stop)
-                sent = await asyncio.wait_for(session.outbox.get(), WAIT)
-                assert sent == dataclasses.replace(stop, requested_at=None)
-                [row] = await until_rows(postgres_url, stop.job_id)
-                assert row["kind"] == "stop"  # kept until the agent confirms
-
-                # The safety net reads the row: sent on this stream already, not again.
-                refused.left = 0
-                await holder._send_waiting()
-                assert session.outbox.empty()
-                assert await until_rows(postgres_url, stop.job_id) == [row]
-
-                # A new stream of the agent gets it again, from the read.
-                again = AgentSession("agent-b", {}, 4)
-                hub.connect(again)
-                holder.woken("agent-b")
-                assert await asyncio.wait_for(again.outbox.get(), WAIT) == sent
+                yield Pair(job, owner, holder, hub, session, holder_store.connections)
             finally:
                 await owner.stop()
                 await holder.stop()
                 await feed.stop()
+
+
+async def test_a_stop_reaches_the_holder_s_agent_from_its_notify_alone(
+    postgres_url: str,
+) -> None:
+    async with owner_and_holder(postgres_url) as pair:
+        job, session = pair.job, pair.session
+        # From here the holder reads nothing from its pool (its LISTEN connection is
+        # its own): a stop that needed the outbox read would never arrive.
+        refused = RefusedConnections(pair.connections, 10**9)
+        stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, 1e9)
+        pair.owner.forward_stop(stop)
+        sent = await asyncio.wait_for(session.outbox.get(), WAIT)
+        assert sent == dataclasses.replace(stop, requested_at=None)
+        [row] = await until_rows(postgres_url, stop.job_id)
+        assert row["kind"] == "stop"  # kept until the agent confirms
+
+        # The safety net reads the row: sent on this stream already, not again.
+        refused.left = 0
+        await pair.holder._send_waiting()
+        assert session.outbox.empty()
+        assert await until_rows(postgres_url, stop.job_id) == [row]
+
+        # A new stream of the agent gets it again, from the read.
+        again = AgentSession("agent-b", {}, 4)
+        pair.hub.connect(again)
+        pair.holder.woken("agent-b")
+        assert await asyncio.wait_for(again.outbox.get(), WAIT) == sent
 
 
 async def test_a_carried_stop_for_an_agent_held_elsewhere_is_not_sent_here(
@@ -136,38 +159,22 @@ async def test_a_stop_carried_while_the_safety_net_reads_is_not_sent_again(
     """The safety net forgets the rows it sent that are gone from the outbox. A row
     carried by a NOTIFY after its read took the table's rows is not among them, and
     yet not gone: the next read must not send it on the same stream again."""
-    async with replica(postgres_url, "owner") as (owner_leases, owner_store):
-        job = await stopping_job(owner_store)
-        owner = AgentDelivery(owner_store.connections, AgentHub(reconnect_window=1.0), owner_leases)
-        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
-            hub = AgentHub(reconnect_window=1.0)
-            session = AgentSession("agent-b", {}, 4)
-            hub.connect(session)
-            holder = AgentDelivery(holder_store.connections, hub, holder_leases)
-            feed = ChangeFeed(holder_store.connections)
-            feed.on_stop_row(holder.carried)
-            feed.start()
-            try:
-                await asyncio.wait_for(feed.connected.wait(), WAIT)
-                held = ReadHeldBack(holder_store.connections)
-                holder._everyone = True  # the safety net's round, run here by hand
-                round_one = asyncio.create_task(holder._send_waiting())
-                await asyncio.wait_for(held.read.wait(), WAIT)  # no row yet in its hands
-                stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, 1e9)
-                owner.forward_stop(stop)
-                assert await asyncio.wait_for(session.outbox.get(), WAIT) is not None
-                held.release.set()
-                await asyncio.wait_for(round_one, WAIT)
-                holder._everyone = True
-                await holder._send_waiting()  # reads the row: still waiting, sent already
-                assert session.outbox.empty()
-                assert [row["kind"] for row in await until_rows(postgres_url, job.job_id)] == [
-                    "stop"
-                ]
-            finally:
-                await owner.stop()
-                await holder.stop()
-                await feed.stop()
+    async with owner_and_holder(postgres_url, hints=False) as pair:
+        job, holder = pair.job, pair.holder
+        held = ReadHeldBack(pair.connections)
+        holder._everyone = True  # the safety net's round, run here by hand
+        round_one = asyncio.create_task(holder._send_waiting())
+        await asyncio.wait_for(held.read.wait(), WAIT)  # no row yet in its hands
+        stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, 1e9)
+        pair.owner.forward_stop(stop)
+        assert await asyncio.wait_for(pair.session.outbox.get(), WAIT) is not None
+        held.release.set()
+        await asyncio.wait_for(round_one, WAIT)
+        holder._everyone = True
+        await holder._send_waiting()  # reads the row: still waiting, sent already
+        assert pair.session.outbox.empty()
+        rows = await until_rows(postgres_url, job.job_id)
+        assert [row["kind"] for row in rows] == ["stop"]
 
 
 async def test_a_stop_too_big_to_ride_in_a_notify_goes_by_the_read(
@@ -177,33 +184,16 @@ async def test_a_stop_too_big_to_ride_in_a_notify_goes_by_the_read(
     makes a stop's row far over NOTIFY's 8,000 bytes once escaped as JSON: PostgreSQL
     refuses such a NOTIFY, and the statement with it. The row is written all the same
     and its agent told by the hint (agent id), and the holder sends it from its read."""
-    async with replica(postgres_url, "owner") as (owner_leases, owner_store):
-        job = await stopping_job(owner_store)
-        owner = AgentDelivery(owner_store.connections, AgentHub(reconnect_window=1.0), owner_leases)
-        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
-            hub = AgentHub(reconnect_window=1.0)
-            session = AgentSession("agent-b", {}, 4)
-            hub.connect(session)
-            holder = AgentDelivery(holder_store.connections, hub, holder_leases)
-            feed = ChangeFeed(holder_store.connections)
-            feed.on_agent_outbox(holder.woken)
-            feed.on_stop_row(holder.carried)
-            feed.start()
-            try:
-                await asyncio.wait_for(feed.connected.wait(), WAIT)
-                reason = "\N{GRINNING FACE}" * 1_024
-                stop = StopCommand(job.build_id, job.job_id, "agent-b", reason, 5.0, 1e9)
-                owner.forward_stop(stop)
-                sent = await asyncio.wait_for(session.outbox.get(), WAIT)
-                assert sent == dataclasses.replace(stop, requested_at=None)
-                assert [row["kind"] for row in await until_rows(postgres_url, job.job_id)] == [
-                    "stop"
-                ]
-                assert session.outbox.empty()
-            finally:
-                await owner.stop()
-                await holder.stop()
-                await feed.stop()
+    async with owner_and_holder(postgres_url) as pair:
+        job = pair.job
+        reason = "\N{GRINNING FACE}" * 1_024
+        stop = StopCommand(job.build_id, job.job_id, "agent-b", reason, 5.0, 1e9)
+        pair.owner.forward_stop(stop)
+        sent = await asyncio.wait_for(pair.session.outbox.get(), WAIT)
+        assert sent == dataclasses.replace(stop, requested_at=None)
+        rows = await until_rows(postgres_url, job.job_id)
+        assert [row["kind"] for row in rows] == ["stop"]
+        assert pair.session.outbox.empty()
 
 
 BAD_STOP = (
@@ -218,35 +208,30 @@ async def test_an_outbox_row_that_cannot_be_read_is_deleted_and_holds_no_other_s
     """A row another version wrote in a shape this one cannot read (not JSON, or a
     field missing) is deleted with an error counted; the stops after it still go, and a
     stop with a field this version does not know goes too (the field is ignored)."""
-    async with replica(postgres_url, "owner") as (_owner_leases, owner_store):
-        job = await stopping_job(owner_store)
-        async with replica(postgres_url, "holder") as (holder_leases, holder_store):
-            hub = AgentHub(reconnect_window=1.0)
-            session = AgentSession("agent-b", {}, 4)
-            hub.connect(session)
-            holder = AgentDelivery(holder_store.connections, hub, holder_leases)
-            stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, None)
-            newer = {**json.loads(stop_body(stop)), "priority": "high"}
-            unreadable = metrics.REPLICA_ROWS_UNREADABLE.labels(table="agent_outbox")
-            before = unreadable._value.get()
-            connection = await asyncpg.connect(postgres_url)
-            try:
-                bad = [
-                    await connection.fetchval(BAD_STOP, job.build_id, job.job_id, body)
-                    for body in ("not json", '{"build_id": "b"}')
-                ]
-                await connection.fetchval(BAD_STOP, job.build_id, job.job_id, json.dumps(newer))
-                holder._everyone = True  # the safety net's round, by hand
-                await holder._send_waiting()
-                assert await asyncio.wait_for(session.outbox.get(), WAIT) == stop
-                assert session.outbox.empty()
-                left = await connection.fetch("SELECT id FROM agent_outbox WHERE id = ANY($1)", bad)
-                assert left == []
-                assert unreadable._value.get() == before + 2
-                # A NOTIFY that cannot be read is left to the read: nothing raised here.
-                holder.carried("not json")
-                holder.carried('{"agent_id": "agent-b", "id": 1, "body": "{}"}')
-                assert session.outbox.empty()
-            finally:
-                await connection.close()
-                await holder.stop()
+    async with owner_and_holder(postgres_url, hints=False) as pair:
+        job, holder, session = pair.job, pair.holder, pair.session
+        stop = StopCommand(job.build_id, job.job_id, "agent-b", "wrong branch", 5.0, 1e9)
+        newer = {**json.loads(stop_body(stop)), "priority": "high"}
+        unreadable = metrics.REPLICA_ROWS_UNREADABLE.labels(table="agent_outbox")
+        before = unreadable._value.get()
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            bad = [
+                await connection.fetchval(BAD_STOP, job.build_id, job.job_id, body)
+                for body in ("not json", '{"build_id": "b"}')
+            ]
+            await connection.fetchval(BAD_STOP, job.build_id, job.job_id, json.dumps(newer))
+            holder._everyone = True  # the safety net's round, by hand
+            await holder._send_waiting()
+            sent = await asyncio.wait_for(session.outbox.get(), WAIT)
+            assert sent == dataclasses.replace(stop, requested_at=None)
+            assert session.outbox.empty()
+            left = await connection.fetch("SELECT id FROM agent_outbox WHERE id = ANY($1)", bad)
+            assert left == []
+            assert unreadable._value.get() == before + 2
+            # A NOTIFY that cannot be read is left to the read: nothing raised here.
+            holder.carried("not json")
+            holder.carried('{"agent_id": "agent-b", "id": 1, "body": "{}"}')
+            assert session.outbox.empty()
+        finally:
+            await connection.close()
