@@ -235,10 +235,7 @@ class PostgresStore(CommitsThroughWriter):
     async def undelivered_webhooks(self, endpoint: str) -> list[webhook_rows.QueuedDelivery]:
         async with self._pooled() as connection:
             found = await connection.fetch(sql.SELECT_UNDELIVERED, endpoint)
-        return [
-            webhook_rows.QueuedDelivery(webhook_rows.notification_of(row), int(row[5]))
-            for row in found
-        ]
+        return webhook_rows.queued_deliveries(found)
 
     async def webhook_outbox_entry(
         self, delivery_id: str

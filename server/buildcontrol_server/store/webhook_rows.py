@@ -11,7 +11,8 @@ as it always did), `event` its name, `created_at` when it happened."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ from buildcontrol_server.domain.deliveries import (
     OutboxEntry,
     WebhookEvent,
 )
+
+log = logging.getLogger(__name__)
 
 # OR IGNORE: the event's id is its key; a second write of the same event is a no-op.
 INSERT_OUTBOX = (
@@ -128,9 +131,21 @@ def delivery_row(log: DeliveryLog) -> tuple[Any, ...]:
     )
 
 
+def queued_deliveries(rows: Iterable[Sequence[Any]]) -> list[QueuedDelivery]:
+    """The UNDELIVERED rows this version can read. One it cannot (an event a later
+    version added, a payload not JSON) stays in the outbox, unsent, with an error in
+    the log: failing the whole read would leave every other delivery unsent too."""
+    queued = []
+    for row in rows:
+        try:
+            queued.append(QueuedDelivery(notification_of(row), int(row[5])))
+        except (ValueError, TypeError, KeyError) as error:
+            log.error("webhook outbox entry %s cannot be read, left unsent: %r", row[0], error)
+    return queued
+
+
 async def undelivered(connection: aiosqlite.Connection, endpoint: str) -> list[QueuedDelivery]:
-    found = await connection.execute_fetchall(UNDELIVERED, (endpoint,))
-    return [QueuedDelivery(notification_of(row), int(row[5])) for row in found]
+    return queued_deliveries(await connection.execute_fetchall(UNDELIVERED, (endpoint,)))
 
 
 async def outbox_entry(
