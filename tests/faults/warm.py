@@ -55,10 +55,10 @@ class Spares:
 
     async def run(self, args: list[str]) -> asyncio.subprocess.Process:
         """A process running `buildcontrol ARGS` (the spare kept ready, given them)."""
-        if self._next is None:
-            self._next = self._spawn()
-        process = await self._next
-        self._next = self._spawn()
+        # Taken before the await: two walks starting at once (the pool's first servers)
+        # would otherwise both await the same spare and both give it arguments.
+        taken, self._next = self._next or self._spawn(), self._spawn()
+        process = await taken
         assert process.stdin is not None
         process.stdin.write((json.dumps(args) + "\n").encode())
         await process.stdin.drain()
