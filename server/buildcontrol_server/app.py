@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from buildcontrol_server import garbage_collection
+from buildcontrol_server import interpreter_tuning
 from buildcontrol_server.actors.agent_link import LocalAgentLink
 from buildcontrol_server.actors.context import ActorContext
 from buildcontrol_server.actors.control import BuildControl
@@ -383,7 +383,7 @@ async def serve(settings: Settings) -> int:
         await app.effects.stop(0)
         await app.store.close()
         return 1
-    garbage_collection.tune_for_server()
+    interpreter_tuning.tune_for_server()
     host = settings.listen.rsplit(":", 1)[0]
     print(
         f"buildcontrol serving gRPC on {host}:{endpoints.grpc_port}, "
