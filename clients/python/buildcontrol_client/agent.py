@@ -47,12 +47,13 @@ from buildcontrol_client.credentials import TlsOptions
 from buildcontrol_client.job_cgroup import CgroupTree
 from buildcontrol_client.job_processes import ProcessHost
 from buildcontrol_client.job_records import RESTART_REASON, RunningJobRecords, kill_leftovers
-from buildcontrol_client.job_runner import DEFAULT_CLEANUP_SECONDS, JobRun
+from buildcontrol_client.job_runner import JobRun
 from buildcontrol_client.job_runtime import JobRuntime
 from buildcontrol_client.log_uploader import LogUplink
 from buildcontrol_client.outbox import Outbox, ResultLog, is_result, job_id_of
 from buildcontrol_client.process_privileges import become_child_subreaper
 from buildcontrol_client.step_environment import StepUser
+from buildcontrol_client.stop_messages import take_stops
 
 log = logging.getLogger("buildcontrol.agent")
 T = TypeVar("T")
@@ -324,10 +325,9 @@ class Agent:
         if event == "assign_job":
             self._assign(response.assign_job)
         elif event == "stop_job":
-            self._stop(response.stop_job)
+            take_stops(self._jobs, [response.stop_job])
         elif event == "stop_jobs":
-            for stop in response.stop_jobs.stops:
-                self._stop(stop)
+            take_stops(self._jobs, response.stop_jobs.stops)
         elif event == "reports_committed":
             self._results.acknowledge(response.reports_committed.report_ids)
         else:
@@ -348,31 +348,6 @@ class Agent:
         task = job.start()
         self._job_tasks.add(task)
         task.add_done_callback(self._job_tasks.discard)
-
-    def _stop(self, stop: agent_pb2.StopJob) -> None:
-        job = self._jobs.get(stop.job_id)
-        grace = stop.grace_period.ToTimedelta().total_seconds()
-        if job is None:
-            log.info("stop of job %s: not running here, nothing to do", stop.job_id)
-            return
-        # Unset means the server gave no budget of its own: the agent's default applies.
-        # An explicit zero is taken at its word: no time for cleanup.
-        cleanup = (
-            stop.cleanup_timeout.ToTimedelta().total_seconds()
-            if stop.HasField("cleanup_timeout")
-            else DEFAULT_CLEANUP_SECONDS
-        )
-        forced = " (forced: no cleanup)" if stop.skip_cleanup else ""
-        job.log.stop_received(stop)  # who and why, for the log's stop line
-        if job.request_stop(
-            grace, by_server=True, skip_cleanup=stop.skip_cleanup, cleanup_seconds=cleanup
-        ):
-            reason = f": {stop.reason}" if stop.reason else ""
-            log.info("stopping job %s (grace %.1fs)%s%s", stop.job_id, grace, forced, reason)
-        elif stop.skip_cleanup:
-            log.info("stop of job %s: already stopping, escalated: killing now", stop.job_id)
-        else:
-            log.info("stop of job %s: already stopping", stop.job_id)
 
     def _emit(self, message: agent_pb2.ConnectRequest) -> None:
         """Everything jobs say goes through here, in order."""
