@@ -20,39 +20,26 @@ from tests.support.servers import Running
 NUL = "a\x00b"
 
 
+# Each field a submit keeps, and how to put a NUL into it.
+_PUT_NUL: dict[str, Callable[[build_control_pb2.SubmitBuildRequest], None]] = {
+    "pipeline": lambda r: setattr(r, "pipeline", NUL),
+    "concurrency_group": lambda r: setattr(r, "concurrency_group", NUL),
+    "stages[0].name": lambda r: setattr(r.stages[0], "name", NUL),
+    "stages[0].jobs[0].name": lambda r: setattr(r.stages[0].jobs[0], "name", NUL),
+    "stages[0].jobs[0].steps[0].name": lambda r: setattr(r.stages[0].jobs[0].steps[0], "name", NUL),
+    "stages[0].jobs[0].steps[0].command": lambda r: setattr(
+        r.stages[0].jobs[0].steps[0], "command", f"echo {NUL}"
+    ),
+    "stages[0].jobs[0].labels key": lambda r: r.stages[0].jobs[0].labels.__setitem__(NUL, "v"),
+    "stages[0].jobs[0].labels['k']": lambda r: r.stages[0].jobs[0].labels.__setitem__("k", NUL),
+}
+SUBMIT_FIELDS = list(_PUT_NUL)
+
+
 def _named(field: str) -> build_control_pb2.SubmitBuildRequest:
     request = pipeline(labels={"os": "plan9"})
-    job = request.stages[0].jobs[0]
-    match field:
-        case "pipeline":
-            request.pipeline = NUL
-        case "concurrency_group":
-            request.concurrency_group = NUL
-        case "stages[0].name":
-            request.stages[0].name = NUL
-        case "stages[0].jobs[0].name":
-            job.name = NUL
-        case "stages[0].jobs[0].steps[0].name":
-            job.steps[0].name = NUL
-        case "stages[0].jobs[0].steps[0].command":
-            job.steps[0].command = f"echo {NUL}"
-        case "stages[0].jobs[0].labels key":
-            job.labels[NUL] = "v"
-        case "stages[0].jobs[0].labels['k']":
-            job.labels["k"] = NUL
+    _PUT_NUL[field](request)
     return request
-
-
-SUBMIT_FIELDS = [
-    "pipeline",
-    "concurrency_group",
-    "stages[0].name",
-    "stages[0].jobs[0].name",
-    "stages[0].jobs[0].steps[0].name",
-    "stages[0].jobs[0].steps[0].command",
-    "stages[0].jobs[0].labels key",
-    "stages[0].jobs[0].labels['k']",
-]
 
 
 async def _refused(server: Running, call: Callable[[], object], field: str) -> None:
