@@ -100,9 +100,10 @@ _SHAPES = (
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self) -> None:
-        # method → (the handler grpc gave, its wrapped twin): grpc hands out the same
-        # handler object for a method on every call, so each is wrapped once.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        # (method, kind) → its metric children, looked up once. The handler itself is
+        # wrapped on every call: the authentication interceptor after this one hands
+        # out a new handler per call (bound to that call's caller).
+        self._calls: dict[tuple[str, str], _Call] = {}
 
     async def intercept_service(
         self,
@@ -112,26 +113,22 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return None  # unknown method: grpc answers UNIMPLEMENTED itself
-        method = handler_call_details.method
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = _wrap_handler(handler, method)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        return self._wrap_handler(handler, handler_call_details.method)
 
-
-def _wrap_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    for attribute, kind, factory in _SHAPES:
-        behavior = getattr(handler, attribute)
-        if behavior is None:
-            continue
-        wrapped = _wrap(behavior, _Call(method, kind))
-        if wrapped is None:
-            return handler
-        return factory(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-    return handler
+    def _wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        for attribute, kind, factory in _SHAPES:
+            behavior = getattr(handler, attribute)
+            if behavior is None:
+                continue
+            call = self._calls.get((method, kind))
+            if call is None:
+                call = self._calls[(method, kind)] = _Call(method, kind)
+            wrapped = _wrap(behavior, call)
+            if wrapped is None:
+                return handler
+            return factory(
+                wrapped,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
