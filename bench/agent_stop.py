@@ -14,7 +14,9 @@ time.monotonic() (one clock for every process of the machine):
   process dead → JobStopped queued;
 - then, on the same server once the real agent has left, one CancelBuilds for 5,000
   running builds x 2 jobs on load agents (cancel_builds_stop.py): first StopJob at an
-  agent, all 10,000 jobs CANCELED.
+  agent, all 10,000 jobs CANCELED;
+- last, the same CancelBuilds again with lone Cancels of another pipeline's builds
+  beside it (cancel_beside_mass.py): how long each waited for its StopJob.
 
 `targets_table` puts the measures next to their targets, from one run.
 """
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cancel_beside_mass
 import cancel_builds_stop
 import grpc
 from buildcontrol_proto.v1 import build_control_pb2, build_control_pb2_grpc, build_pb2
@@ -317,8 +320,10 @@ async def run(
     log = work / "agent.log"
     agent_shares(log, single + [stop for burst, _ in bursts for stop in burst])
     bulk_result = None if bulk is None else await cancel_builds_stop.run(server, *bulk)
+    beside = None if bulk is None else await cancel_beside_mass.run(server, *bulk)
     return {
         "bulk": bulk_result,
+        "beside_mass": beside,
         "agent": "ours" if client is None else f"baseline from {client}",
         "idle_processes": idle,
         "containment": "cgroups" if "own cgroup" in log.read_text() else "process groups",
@@ -387,6 +392,8 @@ def table(result: dict[str, Any]) -> str:
             )
     if result.get("bulk"):
         lines += cancel_builds_stop.lines(result["bulk"])
+    if result.get("beside_mass"):
+        lines += cancel_beside_mass.lines(result["beside_mass"])
     return "\n".join(lines)
 
 
