@@ -21,15 +21,19 @@ log = logging.getLogger("buildcontrol.agent")
 
 def take_stops(jobs: Mapping[str, JobRun], stops: Sequence[agent_pb2.StopJob]) -> None:
     begun = [(stop, *_begin(jobs, stop)) for stop in stops]
-    for stop, job, first in begun:
-        _note(stop, job, first)
+    for stop, job, first, grace in begun:
+        _note(stop, job, first, grace)
 
 
-def _begin(jobs: Mapping[str, JobRun], stop: agent_pb2.StopJob) -> tuple[JobRun | None, bool]:
-    """The job, and whether this stop began its stopping (False: already under way)."""
+def _begin(
+    jobs: Mapping[str, JobRun], stop: agent_pb2.StopJob
+) -> tuple[JobRun | None, bool, float]:
+    """The job, whether this stop began its stopping (False: already under way), and
+    the stop's grace in seconds."""
+    grace = stop.grace_period.ToTimedelta().total_seconds()
     job = jobs.get(stop.job_id)
     if job is None:
-        return None, False
+        return None, False, grace
     # Unset means the server gave no budget of its own: the agent's default applies.
     # An explicit zero is taken at its word: no time for cleanup.
     cleanup = (
@@ -37,14 +41,13 @@ def _begin(jobs: Mapping[str, JobRun], stop: agent_pb2.StopJob) -> tuple[JobRun 
         if stop.HasField("cleanup_timeout")
         else DEFAULT_CLEANUP_SECONDS
     )
-    grace = stop.grace_period.ToTimedelta().total_seconds()
     first = job.request_stop(
         grace, by_server=True, skip_cleanup=stop.skip_cleanup, cleanup_seconds=cleanup
     )
-    return job, first
+    return job, first, grace
 
 
-def _note(stop: agent_pb2.StopJob, job: JobRun | None, first: bool) -> None:
+def _note(stop: agent_pb2.StopJob, job: JobRun | None, first: bool, grace: float) -> None:
     if job is None:
         log.info("stop of job %s: not running here, nothing to do", stop.job_id)
         return
@@ -52,7 +55,6 @@ def _note(stop: agent_pb2.StopJob, job: JobRun | None, first: bool) -> None:
     # log's stop line, and the stop's deadline for the log's tail.
     job.log.stop_received(stop)
     if first:
-        grace = stop.grace_period.ToTimedelta().total_seconds()
         forced = " (forced: no cleanup)" if stop.skip_cleanup else ""
         reason = f": {stop.reason}" if stop.reason else ""
         log.info("stopping job %s (grace %.1fs)%s%s", stop.job_id, grace, forced, reason)
