@@ -134,6 +134,23 @@ def _read_failed(error: Exception) -> None:
     log.info("agent outbox not read now (%s); the next round will", error)
 
 
+def _commands_of(rows: list[Any]) -> tuple[dict[int, OutboxCommand], list[int]]:
+    """The commands of the rows still wanted, by row id, and the ids of those that
+    cannot be read (logged and counted: their DONE deletes them)."""
+    commands: dict[int, OutboxCommand] = {}
+    unreadable: list[int] = []
+    for row in rows:
+        if not row["wanted"]:
+            continue
+        row_id, kind = int(row["id"]), str(row["kind"])
+        try:
+            commands[row_id] = command_of(kind, str(row["body"]))
+        except UNREADABLE as error:
+            unreadable_row("agent_outbox", row_id, kind, error)
+            unreadable.append(row_id)
+    return commands, unreadable
+
+
 class AgentDelivery:
     def __init__(
         self, connections: PostgresConnections, hub: AgentHub, leases: ShardLeases
@@ -238,29 +255,24 @@ class AgentDelivery:
                 await connection.execute(SESSIONS_HELD, held, self._leases.instance_id)
                 await connection.execute(SESSIONS_GONE, self._leases.instance_id, held)
             rows = await connection.fetch(READ, held, TERMINAL_JOB_STATUSES) if held else []
-            done = [int(row["id"]) for row in rows if not row["wanted"]]
-            if done:  # assignments the agent took, stops and assignments of jobs that ended
+            commands, unreadable = _commands_of(rows)
+            # Assignments the agent took, stops and assignments of jobs that ended, and
+            # rows this version cannot read.
+            done = [int(row["id"]) for row in rows if not row["wanted"]] + unreadable
+            if done:
                 await connection.execute(DONE, done)
-        unreadable: list[int] = []
         for row in rows:
             session = sessions.get(str(row["agent_id"]))
             row_id = int(row["id"])
-            if not row["wanted"] or session is None or self._sent.get(row_id) == session.session_id:
-                continue
-            try:
-                command = command_of(str(row["kind"]), str(row["body"]))
-            except UNREADABLE as error:
-                unreadable_row("agent_outbox", row_id, str(row["kind"]), error)
-                unreadable.append(row_id)
+            command = commands.get(row_id)
+            # Looked at after the DONE's await: a NOTIFY may have carried it meanwhile.
+            if command is None or session is None or self._sent.get(row_id) == session.session_id:
                 continue
             if isinstance(command, AssignCommand):
                 # Counted here like a job of this replica's (claims.py frees it).
                 self._hub.hold(session.agent_id, command.job_id, command.build_id)
             session.send(command)
             self._sent[row_id] = session.session_id
-        if unreadable:
-            async with self._connections.acquire() as connection:
-                await connection.execute(DONE, unreadable)
         if everyone:
             waiting = {int(row["id"]) for row in rows}
             for row_id in sent_before - waiting:
